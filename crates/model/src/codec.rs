@@ -1,0 +1,206 @@
+//! Avro single-object encoding for topic messages, with schema evolution.
+//!
+//! A record is `C3 01`, the writer schema's 8-byte CRC-64-AVRO fingerprint, then the Avro datum.
+//! The reader looks the writer schema up by fingerprint among every version it knows and resolves
+//! the datum to its own (newest) schema, so old and new records can share a topic.
+
+use apache_avro::Schema;
+use apache_avro::rabin::Rabin;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
+
+const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// Why a message could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("not an Avro single-object record (bad magic bytes or too short)")]
+    NotSingleObject,
+    #[error("written with a schema this reader does not know (fingerprint {0:02x?})")]
+    UnknownSchema([u8; 8]),
+    #[error("Avro: {0}")]
+    Avro(String),
+    #[error("field `{field}`: {reason}")]
+    Field { field: &'static str, reason: String },
+}
+
+impl From<apache_avro::Error> for CodecError {
+    fn from(err: apache_avro::Error) -> Self {
+        Self::Avro(err.to_string())
+    }
+}
+
+/// Encodes with the newest schema of one message type; decodes any version it knows.
+#[derive(Debug)]
+pub struct SchemaVersions {
+    /// Oldest first; the last is the one written and read into.
+    versions: Vec<(Schema, [u8; 8])>,
+}
+
+impl SchemaVersions {
+    /// Parses the `.avsc` texts of one message type, oldest first.
+    ///
+    /// # Panics
+    /// If a schema does not parse: the schemas are compiled into the binary, so that is a
+    /// build defect that every test catches, not a runtime condition.
+    pub fn new(avsc_oldest_first: &[&str]) -> Self {
+        assert!(!avsc_oldest_first.is_empty(), "at least one schema version");
+        let versions = avsc_oldest_first
+            .iter()
+            .map(|text| {
+                let schema = Schema::parse_str(text).expect("bundled Avro schema parses");
+                let fingerprint = fingerprint(&schema);
+                (schema, fingerprint)
+            })
+            .collect();
+        Self { versions }
+    }
+
+    fn current(&self) -> &(Schema, [u8; 8]) {
+        self.versions.last().expect("at least one schema version")
+    }
+
+    pub fn encode(&self, value: Value) -> Result<Vec<u8>, CodecError> {
+        let (schema, fingerprint) = self.current();
+        let datum = GenericDatumWriter::builder(schema)
+            .build()?
+            .write_value_to_vec(value)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(fingerprint);
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Decodes a record written with any known version into the current schema's shape.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Value, CodecError> {
+        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+            return Err(CodecError::NotSingleObject);
+        }
+        let mut written_with = [0u8; 8];
+        written_with.copy_from_slice(&bytes[2..HEADER_LEN]);
+        let (writer, _) = self
+            .versions
+            .iter()
+            .find(|(_, fp)| *fp == written_with)
+            .ok_or(CodecError::UnknownSchema(written_with))?;
+        let (reader, _) = self.current();
+        let mut datum = &bytes[HEADER_LEN..];
+        Ok(GenericDatumReader::builder(writer)
+            .reader_schema(reader)
+            .build()?
+            .read_value(&mut datum)?)
+    }
+}
+
+fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[..8]);
+    out
+}
+
+/// Reads the fields of a decoded record by name.
+pub(crate) struct RecordFields(Vec<(String, Value)>);
+
+impl RecordFields {
+    pub(crate) fn new(value: Value) -> Result<Self, CodecError> {
+        match value {
+            Value::Record(fields) => Ok(Self(fields)),
+            other => Err(CodecError::Avro(format!(
+                "expected a record, got {other:?}"
+            ))),
+        }
+    }
+
+    fn take(&mut self, field: &'static str) -> Result<Value, CodecError> {
+        let index = self
+            .0
+            .iter()
+            .position(|(name, _)| name == field)
+            .ok_or(CodecError::Field {
+                field,
+                reason: "missing".into(),
+            })?;
+        Ok(self.0.swap_remove(index).1)
+    }
+
+    pub(crate) fn string(&mut self, field: &'static str) -> Result<String, CodecError> {
+        match self.take(field)? {
+            Value::String(s) => Ok(s),
+            other => Err(wrong_type(field, "string", &other)),
+        }
+    }
+
+    pub(crate) fn int(&mut self, field: &'static str) -> Result<i32, CodecError> {
+        match self.take(field)? {
+            Value::Int(n) => Ok(n),
+            other => Err(wrong_type(field, "int", &other)),
+        }
+    }
+
+    pub(crate) fn timestamp_millis(&mut self, field: &'static str) -> Result<i64, CodecError> {
+        match self.take(field)? {
+            Value::TimestampMillis(n) | Value::Long(n) => Ok(n),
+            other => Err(wrong_type(field, "timestamp-millis", &other)),
+        }
+    }
+}
+
+fn wrong_type(field: &'static str, expected: &str, got: &Value) -> CodecError {
+    CodecError::Field {
+        field,
+        reason: format!("expected {expected}, got {got:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = r#"{"type":"record","name":"T","fields":[{"name":"a","type":"string"}]}"#;
+    const V2: &str = r#"{"type":"record","name":"T","fields":[
+        {"name":"a","type":"string"},{"name":"b","type":"int","default":7}]}"#;
+
+    #[test]
+    fn a_record_written_with_an_older_version_reads_with_defaults() {
+        let old_writer = SchemaVersions::new(&[V1]);
+        let bytes = old_writer
+            .encode(Value::Record(vec![("a".into(), Value::String("x".into()))]))
+            .unwrap();
+        let reader = SchemaVersions::new(&[V1, V2]);
+        let value = reader.decode(&bytes).unwrap();
+        let mut fields = RecordFields::new(value).unwrap();
+        assert_eq!(fields.string("a").unwrap(), "x");
+        assert_eq!(fields.int("b").unwrap(), 7);
+    }
+
+    #[test]
+    fn unknown_schemas_and_garbage_are_refused() {
+        let newer = SchemaVersions::new(&[V2]);
+        let bytes = newer
+            .encode(Value::Record(vec![
+                ("a".into(), Value::String("x".into())),
+                ("b".into(), Value::Int(1)),
+            ]))
+            .unwrap();
+        let old_reader = SchemaVersions::new(&[V1]);
+        assert!(matches!(
+            old_reader.decode(&bytes),
+            Err(CodecError::UnknownSchema(_))
+        ));
+        assert!(matches!(
+            old_reader.decode(b"{}"),
+            Err(CodecError::NotSingleObject)
+        ));
+        assert!(matches!(
+            old_reader.decode(&[]),
+            Err(CodecError::NotSingleObject)
+        ));
+        let mut truncated = bytes.clone();
+        truncated.truncate(HEADER_LEN + 1);
+        assert!(newer.decode(&truncated).is_err());
+    }
+}

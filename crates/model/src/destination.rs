@@ -1,0 +1,231 @@
+//! Where webhooks may be sent: endpoint URLs and the policy that keeps them off internal networks.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Serialize, Serializer};
+use url::{Host, Url};
+
+use crate::ValidationError;
+
+/// Longest endpoint URL accepted, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// An endpoint's URL: absolute `http(s)`, with a host, without credentials or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUrl(Url);
+
+impl EndpointUrl {
+    /// Parses the URL's shape; whether its destination is allowed is [`DestinationPolicy`]'s call.
+    pub fn parse(text: &str, field: &str) -> Result<Self, ValidationError> {
+        if text.len() > MAX_URL_LEN {
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {MAX_URL_LEN} bytes"),
+            ));
+        }
+        let url = Url::parse(text)
+            .map_err(|e| ValidationError::new(field, format!("is not a valid URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ValidationError::new(field, "scheme must be http or https"));
+        }
+        if url.host().is_none() {
+            return Err(ValidationError::new(field, "must name a host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ValidationError::new(
+                field,
+                "must not carry credentials; receivers authenticate webhooks by their signature",
+            ));
+        }
+        if url.fragment().is_some() {
+            return Err(ValidationError::new(field, "must not have a #fragment"));
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl Serialize for EndpointUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
+    }
+}
+
+/// Which destinations endpoints may point at.
+///
+/// By default only `https` to public addresses: a webhook sender calls URLs its customers choose,
+/// and must not become a way into the network it runs in. Ranges in `allowed_networks` are
+/// re-opened (a local run allows 127.0.0.0/8 this way).
+#[derive(Debug, Clone, Default)]
+pub struct DestinationPolicy {
+    /// Also accept plain `http` URLs.
+    pub allow_http: bool,
+    /// Internal ranges that are allowed all the same.
+    pub allowed_networks: Vec<IpNet>,
+}
+
+impl DestinationPolicy {
+    /// Checks a URL against the policy, using only what the URL itself says: the scheme and a
+    /// literal IP address or `localhost` as host. Host names are resolved at send time.
+    pub fn check(&self, url: &EndpointUrl, field: &str) -> Result<(), ValidationError> {
+        if url.as_url().scheme() == "http" && !self.allow_http {
+            return Err(ValidationError::new(
+                field,
+                "must use https (plain http is not enabled on this server)",
+            ));
+        }
+        let literal = match url.as_url().host() {
+            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(Host::Domain(name)) if is_localhost_name(name) => {
+                Some(IpAddr::V4([127, 0, 0, 1].into()))
+            }
+            _ => None,
+        };
+        match literal {
+            Some(ip) => self
+                .check_ip(ip)
+                .map_err(|reason| ValidationError::new(field, reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses internal addresses (loopback, private, link-local, ...) unless allowed.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        let ip = canonical(ip);
+        if is_internal(ip) && !self.allowed_networks.iter().any(|net| net.contains(&ip)) {
+            return Err(format!(
+                "points at the internal address {ip}, which this server does not send to"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_localhost_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                // 100.64.0.0/10, carrier-grade NAT: internal to many clouds.
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> EndpointUrl {
+        EndpointUrl::parse(text, "url").unwrap()
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http_with_a_host() {
+        assert!(EndpointUrl::parse("https://hooks.example.com/in", "url").is_ok());
+        assert!(EndpointUrl::parse("ftp://example.com/", "url").is_err());
+        assert!(EndpointUrl::parse("/relative", "url").is_err());
+        assert!(EndpointUrl::parse("https://user:pw@example.com/", "url").is_err());
+        assert!(EndpointUrl::parse("https://example.com/#frag", "url").is_err());
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(EndpointUrl::parse(&long, "url").is_err());
+    }
+
+    #[test]
+    fn the_default_policy_wants_https_to_public_hosts() {
+        let policy = DestinationPolicy::default();
+        assert!(
+            policy
+                .check(&url("https://hooks.example.com/"), "url")
+                .is_ok()
+        );
+        assert!(policy.check(&url("https://93.184.216.34/"), "url").is_ok());
+        assert!(
+            policy
+                .check(&url("http://hooks.example.com/"), "url")
+                .is_err()
+        );
+        for internal in [
+            "https://127.0.0.1/",
+            "https://localhost:8080/",
+            "https://10.1.2.3/",
+            "https://192.168.0.1/",
+            "https://172.16.0.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://0.0.0.0/",
+            "https://100.64.0.1/",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://[::]/",
+        ] {
+            assert!(
+                policy.check(&url(internal), "url").is_err(),
+                "{internal} was allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_networks_reopen_chosen_ranges() {
+        let policy = DestinationPolicy {
+            allow_http: true,
+            allowed_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        };
+        assert!(
+            policy
+                .check(&url("http://127.0.0.1:9000/hook"), "url")
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check(&url("http://localhost:9000/hook"), "url")
+                .is_ok()
+        );
+        assert!(policy.check(&url("http://[::1]:9000/hook"), "url").is_ok());
+        assert!(policy.check(&url("http://10.0.0.1/"), "url").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Endpoints: where a tenant's webhooks go, and which event types they want.
+
+use serde::{Serialize, Serializer};
+use time::OffsetDateTime;
+
+use hookstream_signing::SigningSecret;
+
+use crate::ValidationError;
+use crate::destination::EndpointUrl;
+use crate::ids::EndpointId;
+use crate::names::{EventType, Tenant};
+
+/// Which event types an endpoint receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// Every event type (written as `[]` or `["*"]`).
+    All,
+    /// Exactly these types.
+    Types(Vec<EventType>),
+}
+
+impl Subscription {
+    /// Parses a client's `event_types` list: empty or `["*"]` means every type.
+    pub fn parse(types: &[String], field: &str) -> Result<Self, ValidationError> {
+        if types.is_empty() || (types.len() == 1 && types[0] == "*") {
+            return Ok(Self::All);
+        }
+        let mut parsed = Vec::with_capacity(types.len());
+        for (index, text) in types.iter().enumerate() {
+            let field = format!("{field}[{index}]");
+            if text == "*" {
+                return Err(ValidationError::new(
+                    field,
+                    "`*` subscribes to every type and cannot be combined with other types",
+                ));
+            }
+            let event_type = EventType::parse(text, &field)?;
+            if !parsed.contains(&event_type) {
+                parsed.push(event_type);
+            }
+        }
+        Ok(Self::Types(parsed))
+    }
+
+    pub fn matches(&self, event_type: &EventType) -> bool {
+        match self {
+            Self::All => true,
+            Self::Types(types) => types.contains(event_type),
+        }
+    }
+
+    /// The list form used by the API and the store (`["*"]` for every type).
+    pub fn to_list(&self) -> Vec<String> {
+        match self {
+            Self::All => vec!["*".to_owned()],
+            Self::Types(types) => types.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+}
+
+impl Serialize for Subscription {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_list().serialize(serializer)
+    }
+}
+
+/// A tenant's webhook receiver.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub tenant: Tenant,
+    pub url: EndpointUrl,
+    pub subscription: Subscription,
+    /// Signs every webhook sent to this endpoint.
+    pub secret: SigningSecret,
+    /// A disabled endpoint receives nothing; its deliveries fail with that reason.
+    pub disabled: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn empty_and_star_subscribe_to_everything() {
+        let created = EventType::parse("order.created", "t").unwrap();
+        assert_eq!(
+            Subscription::parse(&[], "event_types").unwrap(),
+            Subscription::All
+        );
+        let star = Subscription::parse(&types(&["*"]), "event_types").unwrap();
+        assert!(star.matches(&created));
+        assert_eq!(star.to_list(), vec!["*"]);
+    }
+
+    #[test]
+    fn typed_subscriptions_match_exactly() {
+        let sub = Subscription::parse(&types(&["order.created", "order.paid"]), "e").unwrap();
+        assert!(sub.matches(&EventType::parse("order.paid", "t").unwrap()));
+        assert!(!sub.matches(&EventType::parse("order.refunded", "t").unwrap()));
+    }
+
+    #[test]
+    fn bad_types_are_reported_with_their_index() {
+        let err =
+            Subscription::parse(&types(&["order.created", "bad type"]), "event_types").unwrap_err();
+        assert_eq!(err.field, "event_types[1]");
+        let err = Subscription::parse(&types(&["order.created", "*"]), "event_types").unwrap_err();
+        assert_eq!(err.field, "event_types[1]");
+    }
+}

@@ -1,0 +1,17 @@
+//! Hookstream's domain model.
+//!
+//! Input is parsed once, at the edge, into the types of this crate; their constructors validate,
+//! so code past the edge never re-checks strings. The Avro codec of every message Hookstream puts
+//! on a topic lives here too, next to the types it encodes.
+
+pub mod codec;
+pub mod delivery;
+pub mod destination;
+pub mod endpoint;
+pub mod event;
+pub mod ids;
+pub mod names;
+pub mod task;
+mod validation;
+
+pub use validation::ValidationError;

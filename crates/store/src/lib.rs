@@ -1,0 +1,16 @@
+//! Hookstream's store: endpoints, events and the idempotency window, deliveries and the attempt log.
+//!
+//! [`Store`] is the contract every backend keeps; [`open`] picks one from a URL. The embedded
+//! SQLite backend is the default for one machine: several processes (ingest, dispatcher) share one
+//! database file safely.
+
+mod error;
+mod location;
+mod page;
+pub mod sqlite;
+mod store;
+
+pub use error::StoreError;
+pub use location::{StoreLocation, open};
+pub use page::{Page, PageRequest};
+pub use store::{CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Store};

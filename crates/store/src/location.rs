@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::sqlite::SqliteStore;
+use crate::{Store, StoreError};
+
+/// Where the store lives, parsed from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `sqlite://PATH`: the embedded store in one file (created if missing).
+    Sqlite(PathBuf),
+}
+
+impl StoreLocation {
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let invalid = |reason: &str| StoreError::InvalidLocation {
+            location: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            invalid("expected SCHEME://…, for example sqlite://data/hookstream.db")
+        })?;
+        match scheme {
+            "sqlite" if !rest.is_empty() => Ok(Self::Sqlite(PathBuf::from(rest))),
+            "sqlite" => Err(invalid("sqlite:// needs a file path")),
+            other => Err(invalid(&format!(
+                "unknown store `{other}`; this build supports sqlite://PATH"
+            ))),
+        }
+    }
+}
+
+/// Opens the store at `location`, creating and migrating it as needed.
+pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            StoreLocation::parse("sqlite://data/h.db").unwrap(),
+            StoreLocation::Sqlite("data/h.db".into())
+        );
+        assert_eq!(
+            StoreLocation::parse("sqlite:///var/lib/h.db").unwrap(),
+            StoreLocation::Sqlite("/var/lib/h.db".into())
+        );
+        assert!(StoreLocation::parse("sqlite://").is_err());
+        assert!(StoreLocation::parse("data/h.db").is_err());
+        assert!(StoreLocation::parse("postgres://x").is_err());
+    }
+}

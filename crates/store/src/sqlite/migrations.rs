@@ -1,0 +1,34 @@
+//! Versioned schema migrations, applied in order at open, each exactly once.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Every migration, oldest first. Append only: an applied migration is never edited.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../../schemas/store/sqlite/0001_init.sql"),
+)];
+
+/// Brings the database up to the newest version. Safe to run from several processes at once:
+/// the check and the migration happen in one immediate (write-locked) transaction.
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch() * 1000)",
+            [version],
+        )?;
+    }
+    tx.commit()
+}

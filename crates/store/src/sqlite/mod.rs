@@ -1,0 +1,529 @@
+//! The embedded store: one SQLite database file, shared by every process of a single-machine run.
+//!
+//! WAL journaling lets readers and one writer work at once across processes; write transactions
+//! take the write lock up front (`BEGIN IMMEDIATE`) and wait for it (`busy_timeout`), so two
+//! processes never deadlock upgrading a read lock. `synchronous = FULL`: a write is on disk when it
+//! returns, because callers acknowledge clients and commit Kafka offsets on the strength of it.
+
+mod migrations;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use time::OffsetDateTime;
+
+use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
+use hookstream_model::endpoint::Endpoint;
+use hookstream_model::event::{IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState};
+use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::names::{EventType, Tenant};
+
+use crate::{
+    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Store, StoreError,
+};
+use rows::{RowResult, millis};
+
+/// How long a write waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The embedded SQLite store. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        let opened = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            if let Some(dir) = opened.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+            }
+            let mut conn = Connection::open(&opened)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            migrations::migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening store: {e}")))??;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs blocking SQLite work off the async runtime.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves SQLite itself consistent (the transaction
+            // rolls back on drop), so a poisoned lock is safe to keep using.
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+/// Runs a query and reads every row with `read`.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl Fn(&rusqlite::Row<'_>) -> RowResult<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |row| read(row))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl Fn(&rusqlite::Row<'_>) -> RowResult<T>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    Ok(stmt
+        .query_row(params, |row| read(row))
+        .optional()?
+        .transpose()?)
+}
+
+/// The event an idempotency key points at, with its publish state and the key's expiry.
+fn load_prior_request(
+    conn: &Connection,
+    tenant: &Tenant,
+    key: &str,
+) -> Result<Option<(hookstream_model::event::Event, String, OffsetDateTime)>, StoreError> {
+    let Some((event_id, expires_at)) = conn
+        .prepare_cached(
+            "SELECT event_id, expires_at FROM idempotency_keys WHERE tenant = ?1 AND key = ?2",
+        )?
+        .query_row(params![tenant.as_str(), key], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let event = query_one(
+        conn,
+        &format!("SELECT {} FROM events WHERE id = ?1", rows::EVENT_COLUMNS),
+        [&event_id],
+        rows::event,
+    )?
+    .ok_or_else(|| {
+        StoreError::corrupt("idempotency key", format!("event {event_id} is missing"))
+    })?;
+    Ok(Some((event.0, event.1, rows::from_millis(expires_at)?)))
+}
+
+/// Cuts a list fetched with `limit + 1` rows into a page and the next cursor.
+fn into_page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+    let limit = limit as usize;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(cursor_of)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn clamp_limit(page: &PageRequest) -> u32 {
+    page.limit.clamp(1, PageRequest::MAX_LIMIT)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        let e = endpoint.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                e.id.to_string(),
+                e.tenant.as_str(),
+                e.url.as_str(),
+                serde_json::to_string(&e.subscription.to_list())
+                    .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
+                e.secret.expose(),
+                e.disabled,
+                millis(e.created_at),
+                millis(e.updated_at),
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
+        self.run(move |conn| {
+            query_one(
+                conn,
+                &format!(
+                    "SELECT {} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
+                    rows::ENDPOINT_COLUMNS
+                ),
+                [id.to_string()],
+                rows::endpoint,
+            )
+        })
+        .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant: &Tenant,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, StoreError> {
+        let tenant = tenant.to_string();
+        let after = page.after.clone().unwrap_or_default();
+        let limit = clamp_limit(page);
+        self.run(move |conn| {
+            let items = query_all(
+                conn,
+                &format!(
+                    "SELECT {} FROM endpoints
+                     WHERE tenant = ?1 AND deleted_at IS NULL AND id > ?2
+                     ORDER BY id LIMIT ?3",
+                    rows::ENDPOINT_COLUMNS
+                ),
+                params![tenant, after, limit + 1],
+                rows::endpoint,
+            )?;
+            Ok(into_page(items, limit, |e| e.id.to_string()))
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
+        let e = endpoint.clone();
+        self.run(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5
+                     WHERE id = ?1 AND deleted_at IS NULL",
+                )?
+                .execute(params![
+                    e.id.to_string(),
+                    e.url.as_str(),
+                    serde_json::to_string(&e.subscription.to_list())
+                        .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
+                    e.disabled,
+                    millis(e.updated_at),
+                ])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
+        let now = millis(OffsetDateTime::now_utc());
+        self.run(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE endpoints SET deleted_at = ?2, updated_at = ?2
+                     WHERE id = ?1 AND deleted_at IS NULL",
+                )?
+                .execute(params![id.to_string(), now])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn subscribed_endpoints(
+        &self,
+        tenant: &Tenant,
+        event_type: &EventType,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let tenant = tenant.to_string();
+        let event_type = event_type.clone();
+        self.run(move |conn| {
+            let all = query_all(
+                conn,
+                &format!(
+                    "SELECT {} FROM endpoints
+                     WHERE tenant = ?1 AND deleted_at IS NULL AND disabled = 0 ORDER BY id",
+                    rows::ENDPOINT_COLUMNS
+                ),
+                [tenant],
+                rows::endpoint,
+            )?;
+            Ok(all
+                .into_iter()
+                .filter(|e| e.subscription.matches(&event_type))
+                .collect())
+        })
+        .await
+    }
+
+    async fn create_event(
+        &self,
+        new: &NewEvent,
+        window: IdempotencyWindow,
+    ) -> Result<CreateEventOutcome, StoreError> {
+        let new = new.clone();
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let event = &new.event;
+            if let Some(key) = &event.idempotency_key {
+                let prior = load_prior_request(&tx, &event.tenant, key.as_str())?;
+                let verdict = window.judge(
+                    prior.as_ref().map(|(prior, _, expires_at)| PriorRequest {
+                        event: prior,
+                        expires_at: *expires_at,
+                    }),
+                    &event.event_type,
+                    &event.payload,
+                    event.created_at,
+                );
+                match (verdict, prior) {
+                    (IdempotencyVerdict::Repeat(_), Some((prior, state, _))) => {
+                        let deliveries = query_all(
+                            &tx,
+                            &format!(
+                                "SELECT {} FROM deliveries WHERE event_id = ?1 ORDER BY id",
+                                rows::DELIVERY_COLUMNS
+                            ),
+                            [prior.id.to_string()],
+                            rows::delivery,
+                        )?;
+                        let state = PublishState::parse(&state)
+                            .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
+                        return Ok(CreateEventOutcome::Repeat {
+                            event: prior,
+                            state,
+                            deliveries,
+                        });
+                    }
+                    (IdempotencyVerdict::Conflict(original), _) => {
+                        return Ok(CreateEventOutcome::Conflict { original });
+                    }
+                    _ => {}
+                }
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency_keys (tenant, key, event_id, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    event.tenant.as_str(),
+                    key.as_str(),
+                    event.id.to_string(),
+                    millis(window.expiry(event.created_at)),
+                ])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO events (id, tenant, event_type, payload, idempotency_key, created_at, publish_state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                event.id.to_string(),
+                event.tenant.as_str(),
+                event.event_type.as_str(),
+                event.payload.to_string(),
+                event.idempotency_key.as_ref().map(|k| k.as_str()),
+                millis(event.created_at),
+                PublishState::Publishing.as_str(),
+            ])?;
+            {
+                let mut insert = tx.prepare_cached(&format!(
+                    "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    rows::DELIVERY_COLUMNS
+                ))?;
+                for d in &new.deliveries {
+                    insert.execute(params![
+                        d.id.to_string(),
+                        d.event_id.to_string(),
+                        d.endpoint_id.to_string(),
+                        d.tenant.as_str(),
+                        d.event_type.as_str(),
+                        d.status.as_str(),
+                        d.attempts,
+                        millis(d.created_at),
+                        millis(d.updated_at),
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(CreateEventOutcome::Created)
+        })
+        .await
+    }
+
+    async fn mark_event_published(&self, id: EventId) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE events SET publish_state = ?2 WHERE id = ?1")?
+                .execute(params![id.to_string(), PublishState::Published.as_str()])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(id.to_string()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        self.run(move |conn| {
+            query_one(
+                conn,
+                &format!(
+                    "SELECT {} FROM deliveries WHERE id = ?1",
+                    rows::DELIVERY_COLUMNS
+                ),
+                [id.to_string()],
+                rows::delivery,
+            )
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut conditions = vec!["id > ?".to_owned()];
+        let mut values = vec![SqlValue::Text(page.after.clone().unwrap_or_default())];
+        let mut push = |column: &str, value: Option<String>| {
+            if let Some(value) = value {
+                conditions.push(format!("{column} = ?"));
+                values.push(SqlValue::Text(value));
+            }
+        };
+        push("tenant", filter.tenant.as_ref().map(|t| t.to_string()));
+        push("event_id", filter.event_id.map(|id| id.to_string()));
+        push("endpoint_id", filter.endpoint_id.map(|id| id.to_string()));
+        push("status", filter.status.map(|s| s.as_str().to_owned()));
+        let limit = clamp_limit(page);
+        values.push(SqlValue::Integer(i64::from(limit) + 1));
+        let sql = format!(
+            "SELECT {} FROM deliveries WHERE {} ORDER BY id LIMIT ?",
+            rows::DELIVERY_COLUMNS,
+            conditions.join(" AND ")
+        );
+        self.run(move |conn| {
+            let items = query_all(conn, &sql, params_from_iter(values), rows::delivery)?;
+            Ok(into_page(items, limit, |d| d.id.to_string()))
+        })
+        .await
+    }
+
+    async fn start_attempt(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let now = millis(OffsetDateTime::now_utc());
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "UPDATE deliveries SET status = 'delivering', updated_at = ?2
+                 WHERE id = ?1 AND status NOT IN ('delivered', 'failed')",
+            )?
+            .execute(params![id.to_string(), now])?;
+            let delivery = query_one(
+                &tx,
+                &format!(
+                    "SELECT {} FROM deliveries WHERE id = ?1",
+                    rows::DELIVERY_COLUMNS
+                ),
+                [id.to_string()],
+                rows::delivery,
+            )?;
+            tx.commit()?;
+            Ok(delivery)
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: &NewAttempt,
+        status: DeliveryStatus,
+    ) -> Result<u32, StoreError> {
+        let a = attempt.clone();
+        let now = millis(OffsetDateTime::now_utc());
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let number: Option<u32> = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET attempts = attempts + 1, status = ?2, updated_at = ?3
+                     WHERE id = ?1 RETURNING attempts",
+                )?
+                .query_row(
+                    params![a.delivery_id.to_string(), status.as_str(), now],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let number = number.ok_or_else(|| StoreError::NotFound(a.delivery_id.to_string()))?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rows::ATTEMPT_COLUMNS
+            ))?
+            .execute(params![
+                a.delivery_id.to_string(),
+                number,
+                millis(a.started_at),
+                i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+                a.status_code,
+                a.class.as_str(),
+                a.response_snippet,
+                a.error,
+            ])?;
+            tx.commit()?;
+            Ok(number)
+        })
+        .await
+    }
+
+    async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError> {
+        self.run(move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {} FROM attempts WHERE delivery_id = ?1 ORDER BY number",
+                    rows::ATTEMPT_COLUMNS
+                ),
+                [id.to_string()],
+                rows::attempt,
+            )
+        })
+        .await
+    }
+}

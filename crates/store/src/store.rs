@@ -1,0 +1,112 @@
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
+use hookstream_model::endpoint::Endpoint;
+use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
+use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::names::{EventType, Tenant};
+
+use crate::{Page, PageRequest, StoreError};
+
+/// An event to create together with its deliveries, in one atomic write.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// What [`Store::create_event`] did.
+#[derive(Debug, Clone)]
+pub enum CreateEventOutcome {
+    /// The event and its deliveries were stored, in state `publishing`.
+    Created,
+    /// The idempotency key was used for the same request within the window: nothing was created.
+    /// If the original is still `publishing` its tasks may never have reached Kafka, so the
+    /// caller publishes them again (same delivery ids, so receivers see the same `webhook-id`).
+    Repeat {
+        event: Event,
+        state: PublishState,
+        deliveries: Vec<Delivery>,
+    },
+    /// The idempotency key was used for a different request within the window.
+    Conflict { original: EventId },
+}
+
+/// An attempt's result, to append to the log; the store numbers it.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub delivery_id: DeliveryId,
+    pub started_at: OffsetDateTime,
+    pub latency_ms: u64,
+    pub status_code: Option<u16>,
+    pub class: AttemptClass,
+    pub response_snippet: String,
+    pub error: Option<String>,
+}
+
+/// Narrows a list of deliveries; every field set must match.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub tenant: Option<Tenant>,
+    pub event_id: Option<EventId>,
+    pub endpoint_id: Option<EndpointId>,
+    pub status: Option<DeliveryStatus>,
+}
+
+/// The contract every store backend keeps.
+///
+/// Every write is durable when it returns: callers acknowledge to clients and commit Kafka
+/// offsets on the strength of it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+    /// A live (not deleted) endpoint.
+    async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError>;
+    async fn list_endpoints(
+        &self,
+        tenant: &Tenant,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, StoreError>;
+    /// Replaces a live endpoint's url, subscription and disabled flag; false if there is none.
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError>;
+    /// Deletes a live endpoint; false if there is none. Its deliveries stay readable.
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError>;
+    /// The tenant's live, enabled endpoints subscribed to this event type.
+    async fn subscribed_endpoints(
+        &self,
+        tenant: &Tenant,
+        event_type: &EventType,
+    ) -> Result<Vec<Endpoint>, StoreError>;
+
+    /// Stores an event and its deliveries, applying the idempotency window to its key.
+    async fn create_event(
+        &self,
+        new: &NewEvent,
+        window: IdempotencyWindow,
+    ) -> Result<CreateEventOutcome, StoreError>;
+    /// Records that Kafka acknowledged every delivery task of the event.
+    async fn mark_event_published(&self, id: EventId) -> Result<(), StoreError>;
+
+    async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError>;
+    /// Moves a non-final delivery to `delivering`; returns the delivery as it now stands
+    /// (unchanged if it was already final), or `None` if there is no such delivery.
+    async fn start_attempt(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
+    /// Appends an attempt and moves the delivery to `status`, atomically. Returns the attempt's
+    /// number.
+    async fn record_attempt(
+        &self,
+        attempt: &NewAttempt,
+        status: DeliveryStatus,
+    ) -> Result<u32, StoreError>;
+    /// Every attempt of a delivery, first first.
+    async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError>;
+}

@@ -1,0 +1,470 @@
+//! The store contract, run against the embedded SQLite store. Every test takes a `dyn Store`,
+//! so another backend runs the same suite by handing in its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
+use hookstream_model::destination::EndpointUrl;
+use hookstream_model::endpoint::{Endpoint, Subscription};
+use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
+use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
+use hookstream_signing::SigningSecret;
+use hookstream_store::sqlite::SqliteStore;
+use hookstream_store::{
+    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, PageRequest, Store,
+};
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db"))
+        .await
+        .unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _dir: dir,
+    }
+}
+
+fn tenant(name: &str) -> Tenant {
+    Tenant::parse(name, "tenant").unwrap()
+}
+
+fn event_type(name: &str) -> EventType {
+    EventType::parse(name, "type").unwrap()
+}
+
+fn endpoint(tenant_name: &str, types: &[&str]) -> Endpoint {
+    let now = OffsetDateTime::now_utc();
+    let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+    Endpoint {
+        id: EndpointId::generate(),
+        tenant: tenant(tenant_name),
+        url: EndpointUrl::parse("https://hooks.example.com/in", "url").unwrap(),
+        subscription: Subscription::parse(&types, "event_types").unwrap(),
+        secret: SigningSecret::generate().unwrap(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn new_event(tenant_name: &str, key: Option<&str>, endpoints: &[&Endpoint]) -> NewEvent {
+    let now = OffsetDateTime::now_utc();
+    let event = Event {
+        id: EventId::generate(),
+        tenant: tenant(tenant_name),
+        event_type: event_type("order.created"),
+        payload: json!({"order": 1}),
+        idempotency_key: key.map(|k| IdempotencyKey::parse(k, "k").unwrap()),
+        created_at: now,
+    };
+    let deliveries = endpoints
+        .iter()
+        .map(|ep| Delivery {
+            id: DeliveryId::generate(),
+            event_id: event.id,
+            endpoint_id: ep.id,
+            tenant: event.tenant.clone(),
+            event_type: event.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    NewEvent { event, deliveries }
+}
+
+fn attempt(delivery: DeliveryId, class: AttemptClass, status: Option<u16>) -> NewAttempt {
+    NewAttempt {
+        delivery_id: delivery,
+        started_at: OffsetDateTime::now_utc(),
+        latency_ms: 12,
+        status_code: status,
+        class,
+        response_snippet: "ok".into(),
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn endpoints_are_created_read_updated_listed_and_deleted() {
+    let f = sqlite().await;
+    let mut ep = endpoint("acme", &["order.created"]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert_eq!(read.url, ep.url);
+    assert_eq!(read.secret, ep.secret);
+    assert_eq!(read.subscription, ep.subscription);
+
+    ep.subscription = Subscription::All;
+    ep.disabled = true;
+    assert!(f.store.update_endpoint(&ep).await.unwrap());
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert_eq!(read.subscription, Subscription::All);
+    assert!(read.disabled);
+
+    assert!(f.store.delete_endpoint(ep.id).await.unwrap());
+    assert!(f.store.get_endpoint(ep.id).await.unwrap().is_none());
+    assert!(!f.store.delete_endpoint(ep.id).await.unwrap());
+    assert!(!f.store.update_endpoint(&ep).await.unwrap());
+}
+
+#[tokio::test]
+async fn endpoint_lists_are_per_tenant_and_paged() {
+    let f = sqlite().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let ep = endpoint("acme", &[]);
+        f.store.create_endpoint(&ep).await.unwrap();
+        ids.push(ep.id);
+    }
+    f.store
+        .create_endpoint(&endpoint("other", &[]))
+        .await
+        .unwrap();
+
+    let first = f
+        .store
+        .list_endpoints(&tenant("acme"), &PageRequest::first(3))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 3);
+    let second = f
+        .store
+        .list_endpoints(
+            &tenant("acme"),
+            &PageRequest {
+                after: first.next.clone(),
+                limit: 3,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 2);
+    assert!(second.next.is_none());
+    let mut seen: Vec<_> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|e| e.id)
+        .collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+}
+
+#[tokio::test]
+async fn only_live_enabled_subscribed_endpoints_receive_an_event_type() {
+    let f = sqlite().await;
+    let orders = endpoint("acme", &["order.created"]);
+    let everything = endpoint("acme", &["*"]);
+    let invoices = endpoint("acme", &["invoice.paid"]);
+    let mut disabled = endpoint("acme", &["order.created"]);
+    disabled.disabled = true;
+    let other_tenant = endpoint("other", &["order.created"]);
+    let deleted = endpoint("acme", &["order.created"]);
+    for ep in [
+        &orders,
+        &everything,
+        &invoices,
+        &disabled,
+        &other_tenant,
+        &deleted,
+    ] {
+        f.store.create_endpoint(ep).await.unwrap();
+    }
+    f.store.delete_endpoint(deleted.id).await.unwrap();
+
+    let mut got: Vec<_> = f
+        .store
+        .subscribed_endpoints(&tenant("acme"), &event_type("order.created"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    got.sort();
+    let mut want = vec![orders.id, everything.id];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn an_idempotent_repeat_returns_the_original_and_creates_nothing() {
+    let f = sqlite().await;
+    let ep = endpoint("acme", &[]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let window = IdempotencyWindow::default();
+
+    let first = new_event("acme", Some("k-1"), &[&ep]);
+    assert!(matches!(
+        f.store.create_event(&first, window).await.unwrap(),
+        CreateEventOutcome::Created
+    ));
+    let again = new_event("acme", Some("k-1"), &[&ep]);
+    match f.store.create_event(&again, window).await.unwrap() {
+        CreateEventOutcome::Repeat {
+            event,
+            state,
+            deliveries,
+        } => {
+            assert_eq!(event.id, first.event.id);
+            assert_eq!(state, PublishState::Publishing);
+            assert_eq!(deliveries.len(), 1);
+            assert_eq!(deliveries[0].id, first.deliveries[0].id);
+        }
+        other => panic!("expected a repeat, got {other:?}"),
+    }
+
+    f.store.mark_event_published(first.event.id).await.unwrap();
+    match f.store.create_event(&again, window).await.unwrap() {
+        CreateEventOutcome::Repeat { state, .. } => assert_eq!(state, PublishState::Published),
+        other => panic!("expected a repeat, got {other:?}"),
+    }
+    let all = f
+        .store
+        .list_deliveries(&DeliveryFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1, "the repeat created no delivery");
+
+    // The same key under another tenant is another request.
+    let other_ep = endpoint("other", &[]);
+    let other = new_event("other", Some("k-1"), &[&other_ep]);
+    assert!(matches!(
+        f.store.create_event(&other, window).await.unwrap(),
+        CreateEventOutcome::Created
+    ));
+}
+
+#[tokio::test]
+async fn a_different_request_under_a_live_key_conflicts() {
+    let f = sqlite().await;
+    let window = IdempotencyWindow::default();
+    let first = new_event("acme", Some("k-1"), &[]);
+    f.store.create_event(&first, window).await.unwrap();
+    let mut different = new_event("acme", Some("k-1"), &[]);
+    different.event.payload = json!({"order": 2});
+    match f.store.create_event(&different, window).await.unwrap() {
+        CreateEventOutcome::Conflict { original } => assert_eq!(original, first.event.id),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_expired_key_creates_a_new_event() {
+    let f = sqlite().await;
+    let window = IdempotencyWindow(Duration::from_secs(60));
+    let mut first = new_event("acme", Some("k-1"), &[]);
+    first.event.created_at -= Duration::from_secs(61);
+    f.store.create_event(&first, window).await.unwrap();
+    let second = new_event("acme", Some("k-1"), &[]);
+    assert!(matches!(
+        f.store.create_event(&second, window).await.unwrap(),
+        CreateEventOutcome::Created
+    ));
+}
+
+#[tokio::test]
+async fn racing_requests_with_one_key_create_exactly_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    // Two store handles on one file, as two processes have.
+    let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let window = IdempotencyWindow::default();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let new = new_event("acme", Some("race"), &[]);
+            store.create_event(&new, window).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), CreateEventOutcome::Created) {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn attempts_are_numbered_in_order_and_move_the_delivery() {
+    let f = sqlite().await;
+    let ep = endpoint("acme", &[]);
+    let new = new_event("acme", None, &[&ep]);
+    f.store
+        .create_event(&new, IdempotencyWindow::default())
+        .await
+        .unwrap();
+    let id = new.deliveries[0].id;
+
+    let started = f.store.start_attempt(id).await.unwrap().unwrap();
+    assert_eq!(started.status, DeliveryStatus::Delivering);
+    let n1 = f
+        .store
+        .record_attempt(
+            &attempt(id, AttemptClass::Http5xxRetryable, Some(503)),
+            DeliveryStatus::Pending,
+        )
+        .await
+        .unwrap();
+    f.store.start_attempt(id).await.unwrap();
+    let n2 = f
+        .store
+        .record_attempt(
+            &attempt(id, AttemptClass::Http2xxDelivered, Some(200)),
+            DeliveryStatus::Delivered,
+        )
+        .await
+        .unwrap();
+    assert_eq!((n1, n2), (1, 2));
+
+    let delivery = f.store.get_delivery(id).await.unwrap().unwrap();
+    assert_eq!(delivery.status, DeliveryStatus::Delivered);
+    assert_eq!(delivery.attempts, 2);
+    let attempts = f.store.list_attempts(id).await.unwrap();
+    let classes: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.number, a.class, a.status_code))
+        .collect();
+    assert_eq!(
+        classes,
+        vec![
+            (1, AttemptClass::Http5xxRetryable, Some(503)),
+            (2, AttemptClass::Http2xxDelivered, Some(200)),
+        ]
+    );
+
+    // A final delivery is not moved back to delivering.
+    let again = f.store.start_attempt(id).await.unwrap().unwrap();
+    assert_eq!(again.status, DeliveryStatus::Delivered);
+    assert!(
+        f.store
+            .start_attempt(DeliveryId::generate())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn deliveries_filter_by_event_endpoint_and_status() {
+    let f = sqlite().await;
+    let a = endpoint("acme", &[]);
+    let b = endpoint("acme", &[]);
+    let first = new_event("acme", None, &[&a, &b]);
+    let second = new_event("acme", None, &[&a]);
+    for new in [&first, &second] {
+        f.store
+            .create_event(new, IdempotencyWindow::default())
+            .await
+            .unwrap();
+    }
+    let delivered = first.deliveries[0].id;
+    f.store
+        .record_attempt(
+            &attempt(delivered, AttemptClass::Http2xxDelivered, Some(200)),
+            DeliveryStatus::Delivered,
+        )
+        .await
+        .unwrap();
+
+    let count = |filter: DeliveryFilter| {
+        let store = f.store.clone();
+        async move {
+            store
+                .list_deliveries(&filter, &PageRequest::default())
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    assert_eq!(
+        count(DeliveryFilter {
+            event_id: Some(first.event.id),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(DeliveryFilter {
+            endpoint_id: Some(a.id),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(DeliveryFilter {
+            status: Some(DeliveryStatus::Delivered),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(DeliveryFilter {
+            status: Some(DeliveryStatus::Pending),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(DeliveryFilter {
+            tenant: Some(tenant("other")),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+
+    let page = f
+        .store
+        .list_deliveries(&DeliveryFilter::default(), &PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = f
+        .store
+        .list_deliveries(
+            &DeliveryFilter::default(),
+            &PageRequest {
+                after: page.next,
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert!(rest.next.is_none());
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let ep = endpoint("acme", &[]);
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.create_endpoint(&ep).await.unwrap();
+    }
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert!(reopened.get_endpoint(ep.id).await.unwrap().is_some());
+}
