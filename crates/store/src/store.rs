@@ -90,6 +90,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CreateEventOutcome, StoreError>;
     /// Records that Kafka acknowledged every delivery task of the event.
     async fn mark_event_published(&self, id: EventId) -> Result<(), StoreError>;
+    /// Events created before `before` whose tasks are not known to be on Kafka, oldest first,
+    /// with their deliveries: the outbox that ingest republishes after a crash or failure.
+    async fn unpublished_events(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError>;
 
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
     async fn list_deliveries(

@@ -249,6 +249,36 @@ async fn an_idempotent_repeat_returns_the_original_and_creates_nothing() {
 }
 
 #[tokio::test]
+async fn unpublished_events_are_listed_until_marked_published() {
+    let f = sqlite().await;
+    let ep = endpoint("acme", &[]);
+    let mut old = new_event("acme", None, &[&ep]);
+    old.event.created_at -= Duration::from_secs(120);
+    let fresh = new_event("acme", None, &[&ep]);
+    for new in [&old, &fresh] {
+        f.store
+            .create_event(new, IdempotencyWindow::default())
+            .await
+            .unwrap();
+    }
+    let cutoff = OffsetDateTime::now_utc() - Duration::from_secs(60);
+    let stale = f.store.unpublished_events(cutoff, 10).await.unwrap();
+    assert_eq!(stale.len(), 1, "only the event older than the cutoff");
+    assert_eq!(stale[0].0.id, old.event.id);
+    assert_eq!(stale[0].1.len(), 1);
+    assert_eq!(stale[0].1[0].id, old.deliveries[0].id);
+
+    f.store.mark_event_published(old.event.id).await.unwrap();
+    assert!(
+        f.store
+            .unpublished_events(cutoff, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_different_request_under_a_live_key_conflicts() {
     let f = sqlite().await;
     let window = IdempotencyWindow::default();

@@ -22,6 +22,8 @@ CREATE TABLE events (
     publish_state   TEXT NOT NULL,         -- publishing | published
     created_at      INTEGER NOT NULL
 );
+-- Finds events whose tasks may not have reached Kafka (see the ingest outbox sweep).
+CREATE INDEX events_unpublished ON events (created_at) WHERE publish_state = 'publishing';
 
 -- The idempotency window: one row per (tenant, key) while it counts.
 CREATE TABLE idempotency_keys (

@@ -19,7 +19,9 @@ use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::endpoint::Endpoint;
-use hookstream_model::event::{IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState};
+use hookstream_model::event::{
+    Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
+};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 
@@ -114,10 +116,9 @@ fn query_one<T>(
     read: impl Fn(&rusqlite::Row<'_>) -> RowResult<T>,
 ) -> Result<Option<T>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
-    Ok(stmt
-        .query_row(params, |row| read(row))
+    stmt.query_row(params, |row| read(row))
         .optional()?
-        .transpose()?)
+        .transpose()
 }
 
 /// The event an idempotency key points at, with its publish state and the key's expiry.
@@ -125,7 +126,7 @@ fn load_prior_request(
     conn: &Connection,
     tenant: &Tenant,
     key: &str,
-) -> Result<Option<(hookstream_model::event::Event, String, OffsetDateTime)>, StoreError> {
+) -> Result<Option<(Event, String, OffsetDateTime)>, StoreError> {
     let Some((event_id, expires_at)) = conn
         .prepare_cached(
             "SELECT event_id, expires_at FROM idempotency_keys WHERE tenant = ?1 AND key = ?2",
@@ -147,6 +148,18 @@ fn load_prior_request(
         StoreError::corrupt("idempotency key", format!("event {event_id} is missing"))
     })?;
     Ok(Some((event.0, event.1, rows::from_millis(expires_at)?)))
+}
+
+fn deliveries_of_event(conn: &Connection, id: EventId) -> Result<Vec<Delivery>, StoreError> {
+    query_all(
+        conn,
+        &format!(
+            "SELECT {} FROM deliveries WHERE event_id = ?1 ORDER BY id",
+            rows::DELIVERY_COLUMNS
+        ),
+        [id.to_string()],
+        rows::delivery,
+    )
 }
 
 /// Cuts a list fetched with `limit + 1` rows into a page and the next cursor.
@@ -318,15 +331,7 @@ impl Store for SqliteStore {
                 );
                 match (verdict, prior) {
                     (IdempotencyVerdict::Repeat(_), Some((prior, state, _))) => {
-                        let deliveries = query_all(
-                            &tx,
-                            &format!(
-                                "SELECT {} FROM deliveries WHERE event_id = ?1 ORDER BY id",
-                                rows::DELIVERY_COLUMNS
-                            ),
-                            [prior.id.to_string()],
-                            rows::delivery,
-                        )?;
+                        let deliveries = deliveries_of_event(&tx, prior.id)?;
                         let state = PublishState::parse(&state)
                             .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
                         return Ok(CreateEventOutcome::Repeat {
@@ -398,6 +403,35 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound(id.to_string()));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn unpublished_events(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError> {
+        let before = millis(before);
+        self.run(move |conn| {
+            let events = query_all(
+                conn,
+                &format!(
+                    "SELECT {} FROM events
+                     WHERE publish_state = 'publishing' AND created_at < ?1
+                     ORDER BY created_at LIMIT ?2",
+                    rows::EVENT_COLUMNS
+                ),
+                params![before, limit],
+                rows::event,
+            )?;
+            events
+                .into_iter()
+                .map(|(event, _)| {
+                    let deliveries = deliveries_of_event(conn, event.id)?;
+                    Ok((event, deliveries))
+                })
+                .collect()
         })
         .await
     }

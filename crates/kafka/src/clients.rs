@@ -1,0 +1,95 @@
+use std::time::Duration;
+
+use rdkafka::config::{ClientConfig, FromClientConfig, FromClientConfigAndContext};
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::producer::{FutureProducer, Producer};
+
+use crate::KafkaSettings;
+
+/// Why a Kafka client could not be built or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka client: {0}")]
+    Client(String),
+    #[error("kafka broker unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// Settings every client shares; the role's own settings go on top, then the user's overrides.
+pub(crate) fn base_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", "hookstream");
+    config
+}
+
+/// Applies the user's `HOOKSTREAM_KAFKA_PROPERTIES` last, so they can override anything.
+fn with_overrides(mut config: ClientConfig, settings: &KafkaSettings) -> ClientConfig {
+    for (key, value) in &settings.properties.0 {
+        config.set(key, value);
+    }
+    config
+}
+
+pub(crate) fn create<T: FromClientConfig>(
+    config: ClientConfig,
+    settings: &KafkaSettings,
+    what: &str,
+) -> Result<T, KafkaError> {
+    with_overrides(config, settings)
+        .create()
+        .map_err(|e| KafkaError::Client(format!("creating {what}: {e}")))
+}
+
+/// A producer that loses nothing it acknowledged: `acks=all`, idempotent (no duplicates from
+/// its own retries), ordered per partition.
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    let mut config = base_config(settings);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set(
+            "message.timeout.ms",
+            settings.produce_timeout.as_millis().to_string(),
+        );
+    create(config, settings, "producer")
+}
+
+/// A group consumer whose offsets are stored only by the caller (`enable.auto.offset.store=false`)
+/// and committed in the background, so an offset is committed only once its work is finished.
+pub fn consumer<C: ConsumerContext + 'static>(
+    settings: &KafkaSettings,
+    group_id: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaError> {
+    let mut config = base_config(settings);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    StreamConsumer::from_config_and_context(&with_overrides(config, settings), context)
+        .map_err(|e| KafkaError::Client(format!("creating consumer: {e}")))
+}
+
+/// Whether the brokers answer a metadata request within `timeout` (for readiness probes).
+pub async fn broker_reachable(
+    producer: &FutureProducer,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let producer = producer.clone();
+    // fetch_metadata blocks the calling thread; keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
+            .map_err(|e| KafkaError::Unreachable(e.to_string()))
+    })
+    .await
+    .map_err(|e| KafkaError::Client(format!("metadata task failed: {e}")))?
+}

@@ -1,0 +1,14 @@
+//! Kafka plumbing shared by the services.
+//!
+//! Nothing here depends on a particular broker: it speaks the Kafka protocol through librdkafka
+//! (Apache Kafka, Redpanda, Tansu and librdkafka's mock cluster all serve it).
+
+mod clients;
+mod offsets;
+mod settings;
+mod topics;
+
+pub use clients::{KafkaError, broker_reachable, consumer, producer};
+pub use offsets::OffsetTracker;
+pub use settings::{KafkaSettings, parse_duration};
+pub use topics::{TopicSpec, Topics, ensure_topics};

@@ -1,0 +1,106 @@
+use std::time::Duration;
+
+/// How to reach Kafka and how Hookstream's topics are laid out. Shared by every service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaSettings {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(
+        long = "kafka-brokers",
+        env = "HOOKSTREAM_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+
+    /// Prefix of every topic Hookstream creates and uses (`<prefix>deliveries`, ...).
+    #[arg(long, env = "HOOKSTREAM_TOPIC_PREFIX", default_value = "hookstream.")]
+    pub topic_prefix: String,
+
+    /// Partitions of the deliveries topic when Hookstream creates it. Upper bound on how many
+    /// dispatcher instances share the work; an existing topic keeps its count.
+    #[arg(long, env = "HOOKSTREAM_DELIVERIES_PARTITIONS", default_value_t = 8)]
+    pub deliveries_partitions: i32,
+
+    /// Replication factor of the topics Hookstream creates (3 in production; 1 on one machine).
+    #[arg(long, env = "HOOKSTREAM_REPLICATION_FACTOR", default_value_t = 1)]
+    pub replication_factor: i32,
+
+    /// Extra librdkafka client properties, `key=value` separated by commas
+    /// (e.g. `security.protocol=ssl,ssl.ca.location=/etc/ca.pem`). Applied last.
+    #[arg(long, env = "HOOKSTREAM_KAFKA_PROPERTIES", default_value = "", value_parser = parse_properties)]
+    pub properties: Properties,
+
+    /// How long a produce may take before the request fails (librdkafka `message.timeout.ms`).
+    #[arg(long, env = "HOOKSTREAM_KAFKA_PRODUCE_TIMEOUT", default_value = "30s", value_parser = humantime_duration)]
+    pub produce_timeout: Duration,
+}
+
+/// Extra librdkafka properties given in configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Properties(pub Vec<(String, String)>);
+
+fn parse_properties(text: &str) -> Result<Properties, String> {
+    let mut out = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not key=value"))?;
+        out.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok(Properties(out))
+}
+
+fn humantime_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s, 5m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_parse_as_key_value_pairs() {
+        assert_eq!(parse_properties("").unwrap(), Properties::default());
+        assert_eq!(
+            parse_properties("a=1, b.c = x=y").unwrap().0,
+            vec![("a".into(), "1".into()), ("b.c".into(), "x=y".into())]
+        );
+        assert!(parse_properties("novalue").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("72h").unwrap(),
+            Duration::from_secs(72 * 3600)
+        );
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 weeks").is_err());
+    }
+}

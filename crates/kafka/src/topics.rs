@@ -1,0 +1,94 @@
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::KafkaSettings;
+use crate::clients::{KafkaError, base_config, create};
+
+/// The names of Hookstream's topics, under the configured prefix.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(settings: &KafkaSettings) -> Self {
+        Self {
+            prefix: settings.topic_prefix.clone(),
+        }
+    }
+
+    /// Delivery tasks, keyed by endpoint id.
+    pub fn deliveries(&self) -> String {
+        format!("{}deliveries", self.prefix)
+    }
+}
+
+/// A topic a service needs, created at start-up if missing.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+/// How long start-up waits for the broker to answer before giving up.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Creates the topics that do not exist yet. Idempotent: topics that exist are left as they are
+/// (their partition count is not changed), so every instance of every service can call it.
+/// A broker that is still starting is waited for, up to a minute, backing off between tries.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    specs: &[TopicSpec],
+) -> Result<(), KafkaError> {
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match create_missing(settings, specs).await {
+            Ok(()) => return Ok(()),
+            Err(err) if started.elapsed() < STARTUP_PATIENCE => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot create topics yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn create_missing(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> =
+        create(base_config(settings), settings, "admin client")?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|spec| {
+            NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(spec.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| KafkaError::Client(format!("creating topics: {e}")))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %name, "topic exists");
+            }
+            Err((name, code)) => {
+                return Err(KafkaError::Client(format!("creating topic {name}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}

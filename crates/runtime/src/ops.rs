@@ -1,0 +1,62 @@
+//! Operational endpoints every service serves: liveness, readiness and Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use prometheus::{Encoder, TextEncoder};
+use serde_json::json;
+
+/// One dependency a service needs to do its work (broker, store), checked by `/readyz`.
+pub struct ReadinessCheck {
+    pub name: &'static str,
+    pub check: Box<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>,
+}
+
+/// `/healthz` (the process answers), `/readyz` (every dependency answers) and `/metrics`.
+pub fn router(checks: Vec<ReadinessCheck>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(checks))
+}
+
+async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> Response {
+    let results = futures::future::join_all(checks.iter().map(|c| (c.check)())).await;
+    let mut ready = true;
+    let mut report = serde_json::Map::new();
+    for (check, result) in checks.iter().zip(results) {
+        let value = match result {
+            Ok(()) => json!("ok"),
+            Err(reason) => {
+                ready = false;
+                json!(reason)
+            }
+        };
+        report.insert(check.name.to_owned(), value);
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"status": if ready { "ready" } else { "not ready" }, "checks": report});
+    (status, Json(body)).into_response()
+}
+
+async fn metrics() -> Response {
+    let mut buffer = Vec::new();
+    match TextEncoder::new().encode(&prometheus::gather(), &mut buffer) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            buffer,
+        )
+            .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,64 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use hookstream_kafka::KafkaSettings;
+use hookstream_runtime::config::{DestinationSettings, StoreSettings};
+
+/// Consumes delivery tasks from Kafka, signs each webhook (Standard Webhooks), POSTs it to its
+/// endpoint and records the attempt. Tasks of different endpoints are sent concurrently; tasks of
+/// one endpoint in order. An offset is committed only once every earlier task of its partition
+/// has a recorded outcome.
+///
+/// Every setting can be given as a flag or as the environment variable shown.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hookstream-dispatcher", version)]
+pub struct DispatcherConfig {
+    /// Address of the operational endpoints (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(
+        long,
+        env = "HOOKSTREAM_DISPATCHER_OPS_ADDR",
+        default_value = "127.0.0.1:9091"
+    )]
+    pub ops_addr: SocketAddr,
+
+    /// Kafka consumer group of the dispatchers; instances in one group share the partitions.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_DISPATCHER_GROUP",
+        default_value = "hookstream-dispatcher"
+    )]
+    pub group_id: String,
+
+    /// Longest time one webhook request may take, connection and response included.
+    #[arg(long, env = "HOOKSTREAM_REQUEST_TIMEOUT", default_value = "10s", value_parser = hookstream_kafka::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most tasks in flight at once in this instance (sending or queued behind their endpoint).
+    #[arg(long, env = "HOOKSTREAM_MAX_IN_FLIGHT", default_value_t = 1000)]
+    pub max_in_flight: usize,
+
+    /// How much of a response body is kept in the attempt log, in bytes; the rest is discarded
+    /// unread.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_RESPONSE_SNIPPET_BYTES",
+        default_value_t = 1024
+    )]
+    pub response_snippet_bytes: usize,
+
+    /// How long a stop waits for requests in flight to finish before leaving them to be
+    /// re-consumed.
+    #[arg(long, env = "HOOKSTREAM_DRAIN_TIMEOUT", default_value = "15s", value_parser = hookstream_kafka::parse_duration)]
+    pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+
+    #[command(flatten)]
+    pub destinations: DestinationSettings,
+}

@@ -1,0 +1,207 @@
+//! The consume loop: reads delivery tasks, hands each to its endpoint's lane, and stores an
+//! offset only when every earlier task of the partition is finished.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use hookstream_kafka::OffsetTracker;
+use hookstream_model::ids::EndpointId;
+use hookstream_model::task::DeliveryTask;
+use hookstream_runtime::shutdown::CancellationToken;
+
+use crate::lanes::Lanes;
+use crate::metrics;
+use crate::worker::Worker;
+
+/// Tells the consume loop which partitions a rebalance took away, so it stops tracking them.
+pub struct RebalanceListener {
+    revoked: UnboundedSender<Vec<i32>>,
+}
+
+impl RebalanceListener {
+    pub fn new() -> (Self, UnboundedReceiver<Vec<i32>>) {
+        let (revoked, receiver) = unbounded_channel();
+        (Self { revoked }, receiver)
+    }
+}
+
+impl ClientContext for RebalanceListener {}
+
+impl ConsumerContext for RebalanceListener {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions revoked");
+                let _ = self.revoked.send(partitions);
+            }
+            Rebalance::Assign(list) => {
+                let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
+        }
+    }
+}
+
+/// One consumed task on its way through a lane.
+struct Job {
+    partition: i32,
+    offset: i64,
+    task: DeliveryTask,
+}
+
+/// A job whose outcome is durable.
+struct Done {
+    endpoint: EndpointId,
+    partition: i32,
+    offset: i64,
+}
+
+/// What the loop needs besides the consumer.
+pub struct ConsumeLoop {
+    pub consumer: Arc<StreamConsumer<RebalanceListener>>,
+    pub revoked: UnboundedReceiver<Vec<i32>>,
+    pub topic: String,
+    pub worker: Arc<Worker>,
+    pub max_in_flight: usize,
+    pub drain_timeout: Duration,
+    pub shutdown: CancellationToken,
+}
+
+impl ConsumeLoop {
+    /// Runs until shutdown, then lets work in flight finish (up to the drain timeout) and
+    /// commits what finished.
+    pub async fn run(mut self) {
+        let (done_tx, mut done_rx) = unbounded_channel::<Done>();
+        let mut tracker = OffsetTracker::new();
+        let mut lanes: Lanes<Job> = Lanes::default();
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                Some(partitions) = self.revoked.recv() => {
+                    for partition in partitions {
+                        tracker.forget(partition);
+                    }
+                }
+                Some(done) = done_rx.recv() => self.finish(done, &mut tracker, &mut lanes),
+                received = self.consumer.recv(), if tracker.in_flight() < self.max_in_flight => {
+                    match received {
+                        Ok(message) => {
+                            let partition = message.partition();
+                            let offset = message.offset();
+                            tracker.start(partition, offset);
+                            metrics::IN_FLIGHT.inc();
+                            match message.payload().map(DeliveryTask::decode) {
+                                Some(Ok(task)) => {
+                                    let endpoint = task.endpoint_id;
+                                    let job = Job { partition, offset, task };
+                                    if let Some(queue) = lanes.push(endpoint, job) {
+                                        tokio::spawn(run_lane(endpoint, queue, Arc::clone(&self.worker), done_tx.clone()));
+                                    }
+                                }
+                                other => {
+                                    let reason = match other {
+                                        Some(Err(err)) => err.to_string(),
+                                        _ => "empty message".to_owned(),
+                                    };
+                                    tracing::error!(partition, offset, %reason, "undecodable delivery task skipped");
+                                    metrics::TASKS_SKIPPED.with_label_values(&["undecodable"]).inc();
+                                    metrics::IN_FLIGHT.dec();
+                                    if let Some(position) = tracker.finish(partition, offset) {
+                                        self.store_position(partition, position);
+                                    }
+                                }
+                            }
+                        }
+                        Err(err) => tracing::warn!(error = %err, "kafka consumer error"),
+                    }
+                }
+            }
+        }
+
+        self.drain(&mut done_rx, &mut tracker, &mut lanes).await;
+    }
+
+    fn finish(&self, done: Done, tracker: &mut OffsetTracker, lanes: &mut Lanes<Job>) {
+        lanes.finished(done.endpoint);
+        metrics::IN_FLIGHT.dec();
+        if let Some(position) = tracker.finish(done.partition, done.offset) {
+            self.store_position(done.partition, position);
+        }
+    }
+
+    /// Stores the committable position; the background auto-commit sends it to Kafka.
+    fn store_position(&self, partition: i32, position: i64) {
+        let mut list = TopicPartitionList::new();
+        if let Err(err) =
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(position))
+        {
+            tracing::warn!(partition, position, error = %err, "cannot build offset list");
+            return;
+        }
+        if let Err(err) = self.consumer.store_offsets(&list) {
+            // Happens when the partition was just revoked; its next owner re-reads from the last
+            // commit, and the store check keeps delivered tasks from being resent.
+            tracing::debug!(partition, position, error = %err, "offset not stored");
+        }
+    }
+
+    /// Waits for tasks in flight to finish, then commits synchronously.
+    async fn drain(
+        &self,
+        done_rx: &mut UnboundedReceiver<Done>,
+        tracker: &mut OffsetTracker,
+        lanes: &mut Lanes<Job>,
+    ) {
+        let deadline = tokio::time::sleep(self.drain_timeout);
+        tokio::pin!(deadline);
+        while tracker.in_flight() > 0 {
+            tokio::select! {
+                _ = &mut deadline => {
+                    tracing::warn!(in_flight = tracker.in_flight(), "drain timeout; unfinished tasks will be re-consumed");
+                    break;
+                }
+                done = done_rx.recv() => match done {
+                    Some(done) => self.finish(done, tracker, lanes),
+                    None => break,
+                },
+            }
+        }
+        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::warn!(error = %err, "final offset commit failed; the last tasks may be re-consumed");
+        }
+    }
+}
+
+/// Delivers one endpoint's jobs in order until its lane closes.
+async fn run_lane(
+    endpoint: EndpointId,
+    mut queue: UnboundedReceiver<Job>,
+    worker: Arc<Worker>,
+    done: UnboundedSender<Done>,
+) {
+    while let Some(job) = queue.recv().await {
+        if worker.deliver(&job.task).await.is_err() {
+            // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
+            return;
+        }
+        let finished = Done {
+            endpoint,
+            partition: job.partition,
+            offset: job.offset,
+        };
+        if done.send(finished).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The dispatcher's Prometheus metrics (served by `/metrics`).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge,
+};
+
+/// Attempts made, by class (`HTTP_2XX_DELIVERED`, `TIMEOUT`, ...).
+pub static ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_delivery_attempts_total",
+        "Delivery attempts, by outcome class.",
+        &["class"]
+    )
+    .expect("metric registers once")
+});
+
+/// How long attempts took, by class.
+pub static ATTEMPT_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "hookstream_attempt_duration_seconds",
+        "Duration of delivery attempts (request and response snippet).",
+        &["class"]
+    )
+    .expect("metric registers once")
+});
+
+/// Tasks consumed but not sent, by reason (`already_final`, `unknown_delivery`, `undecodable`).
+pub static TASKS_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_tasks_skipped_total",
+        "Delivery tasks consumed without an attempt, by reason.",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Tasks consumed and not yet finished.
+pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_deliveries_in_flight",
+        "Delivery tasks consumed and not yet finished in this dispatcher."
+    )
+    .expect("metric registers once")
+});

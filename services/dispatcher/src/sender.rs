@@ -1,0 +1,131 @@
+//! Sends one signed webhook over HTTP and reports what happened, without judging it.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use hookstream_model::endpoint::Endpoint;
+use hookstream_model::task::DeliveryTask;
+
+use crate::classify::TransportFailure;
+use crate::webhook;
+
+/// What one request came to.
+#[derive(Debug)]
+pub struct SendResult {
+    pub started_at: OffsetDateTime,
+    pub latency: Duration,
+    pub outcome: SendOutcome,
+}
+
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// The endpoint answered; `snippet` is the start of the body.
+    Answered { status: u16, snippet: String },
+    /// No HTTP answer.
+    Failed {
+        failure: TransportFailure,
+        message: String,
+    },
+}
+
+/// The HTTP client webhooks go out through.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    snippet_bytes: usize,
+}
+
+impl Sender {
+    pub fn new(timeout: Duration, snippet_bytes: usize) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            // A redirect could point anywhere (including inside our network); never follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(webhook::USER_AGENT)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            client,
+            snippet_bytes,
+        })
+    }
+
+    /// POSTs the webhook for `task` to `endpoint`, signed at the moment of sending.
+    pub async fn send(&self, endpoint: &Endpoint, task: &DeliveryTask) -> SendResult {
+        let body = webhook::body(task);
+        let started_at = OffsetDateTime::now_utc();
+        let mut request = self
+            .client
+            .post(endpoint.url.as_url().clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in
+            webhook::headers(task, &endpoint.secret, started_at.unix_timestamp(), &body)
+        {
+            request = request.header(name, value);
+        }
+        let clock = Instant::now();
+        let outcome = match request.body(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let snippet = self.read_snippet(response).await;
+                SendOutcome::Answered { status, snippet }
+            }
+            Err(err) => SendOutcome::Failed {
+                failure: transport_failure(&err),
+                message: error_chain(&err),
+            },
+        };
+        SendResult {
+            started_at,
+            latency: clock.elapsed(),
+            outcome,
+        }
+    }
+
+    /// Reads at most `snippet_bytes` of the body; the rest is never read. A body that fails
+    /// midway keeps what arrived.
+    async fn read_snippet(&self, mut response: reqwest::Response) -> String {
+        let mut snippet = Vec::new();
+        while snippet.len() < self.snippet_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = self.snippet_bytes - snippet.len();
+                    snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&snippet).into_owned()
+    }
+}
+
+/// Tells timeouts, DNS and TLS failures apart from other connection failures.
+fn transport_failure(err: &reqwest::Error) -> TransportFailure {
+    if err.is_timeout() {
+        return TransportFailure::Timeout;
+    }
+    // reqwest does not expose the failing layer as a type, so read the cause chain.
+    let chain = error_chain(err).to_ascii_lowercase();
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        TransportFailure::Dns
+    } else if chain.contains("tls") || chain.contains("ssl") || chain.contains("certificate") {
+        TransportFailure::Tls
+    } else {
+        TransportFailure::Network
+    }
+}
+
+/// The error with all its causes, `outer: inner: root`.
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,87 @@
+//! The webhook as it leaves: body and Standard Webhooks headers.
+
+use time::format_description::well_known::Rfc3339;
+
+use hookstream_model::task::DeliveryTask;
+use hookstream_signing::{SigningSecret, sign};
+
+/// `user-agent` of every webhook.
+pub const USER_AGENT: &str = concat!("Hookstream/", env!("CARGO_PKG_VERSION"));
+
+/// The webhook body: `{"type": …, "timestamp": RFC 3339, "data": <payload>}`.
+///
+/// The payload is spliced in as the JSON text ingest stored, so it reaches the receiver byte for
+/// byte as it was accepted, without a parse and re-serialise on every attempt.
+pub fn body(task: &DeliveryTask) -> String {
+    let timestamp = task.event_created_at.format(&Rfc3339).unwrap_or_default();
+    format!(
+        r#"{{"type":{},"timestamp":{},"data":{}}}"#,
+        serde_json::Value::from(task.event_type.as_str()),
+        serde_json::Value::from(timestamp),
+        task.payload
+    )
+}
+
+/// The Standard Webhooks headers for one attempt sent at `unix_seconds`.
+pub fn headers(
+    task: &DeliveryTask,
+    secret: &SigningSecret,
+    unix_seconds: i64,
+    body: &str,
+) -> [(&'static str, String); 3] {
+    let id = task.delivery_id.to_string();
+    let signature = sign(secret, &id, unix_seconds, body.as_bytes());
+    [
+        ("webhook-id", id),
+        ("webhook-timestamp", unix_seconds.to_string()),
+        ("webhook-signature", signature),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+    use hookstream_model::names::{EventType, Tenant};
+    use hookstream_signing::verify;
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn task() -> DeliveryTask {
+        DeliveryTask {
+            delivery_id: DeliveryId::generate(),
+            event_id: EventId::generate(),
+            endpoint_id: EndpointId::generate(),
+            tenant: Tenant::parse("acme", "t").unwrap(),
+            event_type: EventType::parse("order.created", "t").unwrap(),
+            event_created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+            payload: r#"{"order":42,"note":"\"quoted\""}"#.into(),
+            attempts_made: 0,
+        }
+    }
+
+    #[test]
+    fn the_body_wraps_the_payload_with_type_and_timestamp() {
+        let body: serde_json::Value = serde_json::from_str(&body(&task())).unwrap();
+        assert_eq!(body["type"], "order.created");
+        assert_eq!(body["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(body["data"]["order"], 42);
+        assert_eq!(body["data"]["note"], "\"quoted\"");
+    }
+
+    #[test]
+    fn the_headers_carry_a_signature_over_id_timestamp_and_body() {
+        let task = task();
+        let secret = SigningSecret::generate().unwrap();
+        let body = body(&task);
+        let [(id_name, id), (ts_name, ts), (sig_name, sig)] =
+            headers(&task, &secret, 1_700_000_100, &body);
+        assert_eq!(
+            (id_name, ts_name, sig_name),
+            ("webhook-id", "webhook-timestamp", "webhook-signature")
+        );
+        assert_eq!(id, task.delivery_id.to_string());
+        assert_eq!(ts, "1700000100");
+        assert!(verify(&secret, &id, 1_700_000_100, body.as_bytes(), &sig));
+    }
+}

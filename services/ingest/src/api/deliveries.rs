@@ -1,0 +1,117 @@
+//! `/v1/deliveries`: where each delivery stands, and every attempt made.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+
+use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
+use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_store::DeliveryFilter;
+
+use super::AppState;
+use super::endpoints::rfc3339;
+use super::paging::{page_json, page_request};
+use super::problem::Problem;
+
+fn render(delivery: &Delivery) -> Value {
+    json!({
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "endpoint_id": delivery.endpoint_id,
+        "tenant": delivery.tenant,
+        "event_type": delivery.event_type,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "created_at": rfc3339(delivery.created_at),
+        "updated_at": rfc3339(delivery.updated_at),
+    })
+}
+
+fn render_attempt(attempt: &Attempt) -> Value {
+    json!({
+        "number": attempt.number,
+        "started_at": rfc3339(attempt.started_at),
+        "latency_ms": attempt.latency_ms,
+        "status_code": attempt.status_code,
+        "class": attempt.class,
+        "response_snippet": attempt.response_snippet,
+        "error": attempt.error,
+    })
+}
+
+fn parse_id(text: &str) -> Result<DeliveryId, Problem> {
+    DeliveryId::parse(text, "id").map_err(|_| Problem::not_found("delivery"))
+}
+
+fn filter(query: &HashMap<String, String>) -> Result<DeliveryFilter, Problem> {
+    Ok(DeliveryFilter {
+        tenant: query
+            .get("tenant")
+            .map(|t| hookstream_model::names::Tenant::parse(t, "tenant"))
+            .transpose()?,
+        event_id: query
+            .get("event_id")
+            .map(|id| EventId::parse(id, "event_id"))
+            .transpose()?,
+        endpoint_id: query
+            .get("endpoint_id")
+            .map(|id| EndpointId::parse(id, "endpoint_id"))
+            .transpose()?,
+        status: query
+            .get("status")
+            .map(|s| {
+                DeliveryStatus::parse(s).ok_or_else(|| {
+                    let known: Vec<_> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    Problem::invalid(
+                        "status",
+                        format!("`status` must be one of {}", known.join(", ")),
+                    )
+                })
+            })
+            .transpose()?,
+    })
+}
+
+/// `GET /v1/deliveries?event_id=&endpoint_id=&status=&tenant=&limit=&after=`
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let page = state
+        .intake
+        .store
+        .list_deliveries(&filter(&query)?, &page_request(&query)?)
+        .await?;
+    Ok(Json(page_json(page, render)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let delivery = state
+        .intake
+        .store
+        .get_delivery(parse_id(&id)?)
+        .await?
+        .ok_or_else(|| Problem::not_found("delivery"))?;
+    Ok(Json(render(&delivery)))
+}
+
+/// Every attempt of a delivery, first first.
+pub async fn attempts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let id = parse_id(&id)?;
+    let store = &state.intake.store;
+    if store.get_delivery(id).await?.is_none() {
+        return Err(Problem::not_found("delivery"));
+    }
+    let attempts = store.list_attempts(id).await?;
+    Ok(Json(
+        json!({"data": attempts.iter().map(render_attempt).collect::<Vec<_>>()}),
+    ))
+}

@@ -1,0 +1,165 @@
+//! `/v1/endpoints`: where a tenant's webhooks go.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use hookstream_model::destination::EndpointUrl;
+use hookstream_model::endpoint::{Endpoint, Subscription};
+use hookstream_model::ids::EndpointId;
+use hookstream_model::names::Tenant;
+use hookstream_signing::SigningSecret;
+
+use super::AppState;
+use super::body::JsonObject;
+use super::paging::{page_json, page_request};
+use super::problem::Problem;
+
+pub(super) fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The endpoint as the API shows it. The secret is shown once, when the endpoint is created.
+fn render(endpoint: &Endpoint) -> Value {
+    json!({
+        "id": endpoint.id,
+        "tenant": endpoint.tenant,
+        "url": endpoint.url,
+        "event_types": endpoint.subscription,
+        "disabled": endpoint.disabled,
+        "created_at": rfc3339(endpoint.created_at),
+        "updated_at": rfc3339(endpoint.updated_at),
+    })
+}
+
+fn parse_url(state: &AppState, text: &str) -> Result<EndpointUrl, Problem> {
+    let url = EndpointUrl::parse(text, "url")?;
+    state.destinations.check(&url, "url")?;
+    Ok(url)
+}
+
+fn parse_id(text: &str) -> Result<EndpointId, Problem> {
+    // An id of the wrong shape cannot exist: answer as for any unknown endpoint.
+    EndpointId::parse(text, "id").map_err(|_| Problem::not_found("endpoint"))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let mut fields = JsonObject::parse(body, state.max_body_bytes)?;
+    let tenant = Tenant::parse(&fields.required_str("tenant")?, "tenant")?;
+    let url = parse_url(&state, &fields.required_str("url")?)?;
+    let subscription = Subscription::parse(
+        &fields.optional_str_list("event_types")?.unwrap_or_default(),
+        "event_types",
+    )?;
+    fields.finish()?;
+
+    let secret = SigningSecret::generate()
+        .map_err(|e| Problem::unavailable(format!("cannot generate a signing secret: {e}")))?;
+    let now = OffsetDateTime::now_utc();
+    let endpoint = Endpoint {
+        id: EndpointId::generate(),
+        tenant,
+        url,
+        subscription,
+        secret,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    state.intake.store.create_endpoint(&endpoint).await?;
+    tracing::info!(endpoint_id = %endpoint.id, tenant = %endpoint.tenant, "endpoint created");
+    let mut body = render(&endpoint);
+    body["secret"] = json!(endpoint.secret.expose());
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let endpoint = state
+        .intake
+        .store
+        .get_endpoint(parse_id(&id)?)
+        .await?
+        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    Ok(Json(render(&endpoint)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let tenant = query
+        .get("tenant")
+        .ok_or_else(|| Problem::invalid("tenant", "`tenant` is required"))?;
+    let tenant = Tenant::parse(tenant, "tenant")?;
+    let page = state
+        .intake
+        .store
+        .list_endpoints(&tenant, &page_request(&query)?)
+        .await?;
+    Ok(Json(page_json(page, render)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let id = parse_id(&id)?;
+    let mut fields = JsonObject::parse(body, state.max_body_bytes)?;
+    let url = fields
+        .optional_str("url")?
+        .map(|u| parse_url(&state, &u))
+        .transpose()?;
+    let subscription = fields
+        .optional_str_list("event_types")?
+        .map(|types| Subscription::parse(&types, "event_types"))
+        .transpose()?;
+    let disabled = fields.optional_bool("disabled")?;
+    fields.finish()?;
+
+    let store = &state.intake.store;
+    let mut endpoint = store
+        .get_endpoint(id)
+        .await?
+        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    if let Some(url) = url {
+        endpoint.url = url;
+    }
+    if let Some(subscription) = subscription {
+        endpoint.subscription = subscription;
+    }
+    if let Some(disabled) = disabled {
+        endpoint.disabled = disabled;
+    }
+    endpoint.updated_at = OffsetDateTime::now_utc();
+    if !store.update_endpoint(&endpoint).await? {
+        return Err(Problem::not_found("endpoint"));
+    }
+    Ok(Json(render(&endpoint)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    if state.intake.store.delete_endpoint(parse_id(&id)?).await? {
+        tracing::info!(endpoint_id = %id, "endpoint deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found("endpoint"))
+    }
+}

@@ -1,0 +1,73 @@
+//! The HTTP API: one module per resource, thin handlers over the domain and the store.
+
+mod auth;
+mod body;
+mod deliveries;
+mod endpoints;
+mod events;
+mod paging;
+mod problem;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use hookstream_model::destination::DestinationPolicy;
+
+use crate::intake::Intake;
+use crate::metrics;
+pub use auth::ApiToken;
+use problem::Problem;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub intake: Intake,
+    pub destinations: Arc<DestinationPolicy>,
+    pub max_body_bytes: usize,
+}
+
+/// The `/v1` API, behind bearer-token authentication.
+pub fn router(state: AppState, token: ApiToken) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/endpoints",
+            post(endpoints::create).get(endpoints::list),
+        )
+        .route(
+            "/v1/endpoints/{id}",
+            get(endpoints::get)
+                .patch(endpoints::update)
+                .delete(endpoints::delete),
+        )
+        .route("/v1/events", post(events::create))
+        .route("/v1/deliveries", get(deliveries::list))
+        .route("/v1/deliveries/{id}", get(deliveries::get))
+        .route("/v1/deliveries/{id}/attempts", get(deliveries::attempts))
+        .fallback(|| async { Problem::not_found("route") })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(token, auth::require_token))
+        .layer(middleware::from_fn(record_latency))
+        .with_state(state)
+}
+
+/// Records each request's latency by route template (never the raw path: ids would explode the
+/// label set) and status.
+async fn record_latency(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::HTTP_REQUESTS
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response.into_response()
+}

@@ -1,0 +1,115 @@
+//! Fan-out: one delivery, and one delivery task, per subscribed endpoint of an event.
+
+use time::OffsetDateTime;
+
+use hookstream_model::delivery::{Delivery, DeliveryStatus};
+use hookstream_model::endpoint::Endpoint;
+use hookstream_model::event::Event;
+use hookstream_model::ids::DeliveryId;
+use hookstream_model::task::DeliveryTask;
+
+/// A new `pending` delivery of `event` for each endpoint.
+pub fn deliveries_for(event: &Event, endpoints: &[Endpoint], now: OffsetDateTime) -> Vec<Delivery> {
+    endpoints
+        .iter()
+        .map(|endpoint| Delivery {
+            id: DeliveryId::generate(),
+            event_id: event.id,
+            endpoint_id: endpoint.id,
+            tenant: event.tenant.clone(),
+            event_type: event.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect()
+}
+
+/// The tasks that carry `deliveries` of `event` to the dispatcher.
+pub fn tasks_for(event: &Event, deliveries: &[Delivery]) -> Vec<DeliveryTask> {
+    let payload = event.payload.to_string();
+    deliveries
+        .iter()
+        .map(|delivery| DeliveryTask {
+            delivery_id: delivery.id,
+            event_id: event.id,
+            endpoint_id: delivery.endpoint_id,
+            tenant: event.tenant.clone(),
+            event_type: event.event_type.clone(),
+            event_created_at: event.created_at,
+            payload: payload.clone(),
+            attempts_made: delivery.attempts,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use hookstream_model::destination::EndpointUrl;
+    use hookstream_model::endpoint::Subscription;
+    use hookstream_model::ids::{EndpointId, EventId};
+    use hookstream_model::names::{EventType, Tenant};
+    use hookstream_signing::SigningSecret;
+
+    use super::*;
+
+    fn endpoint() -> Endpoint {
+        let now = OffsetDateTime::now_utc();
+        Endpoint {
+            id: EndpointId::generate(),
+            tenant: Tenant::parse("acme", "t").unwrap(),
+            url: EndpointUrl::parse("https://example.com/hook", "url").unwrap(),
+            subscription: Subscription::All,
+            secret: SigningSecret::generate().unwrap(),
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn one_delivery_and_one_task_per_endpoint() {
+        let event = Event {
+            id: EventId::generate(),
+            tenant: Tenant::parse("acme", "t").unwrap(),
+            event_type: EventType::parse("order.created", "t").unwrap(),
+            payload: json!({"order": 7}),
+            idempotency_key: None,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let endpoints = [endpoint(), endpoint()];
+        let deliveries = deliveries_for(&event, &endpoints, event.created_at);
+        assert_eq!(deliveries.len(), 2);
+        assert_ne!(deliveries[0].id, deliveries[1].id);
+        assert!(
+            deliveries
+                .iter()
+                .all(|d| d.status == DeliveryStatus::Pending)
+        );
+
+        let tasks = tasks_for(&event, &deliveries);
+        assert_eq!(tasks.len(), 2);
+        for ((task, delivery), endpoint) in tasks.iter().zip(&deliveries).zip(&endpoints) {
+            assert_eq!(task.delivery_id, delivery.id);
+            assert_eq!(task.endpoint_id, endpoint.id);
+            assert_eq!(task.key(), endpoint.id.to_string());
+            assert_eq!(task.payload, r#"{"order":7}"#);
+        }
+    }
+
+    #[test]
+    fn no_subscribers_means_no_deliveries() {
+        let event = Event {
+            id: EventId::generate(),
+            tenant: Tenant::parse("acme", "t").unwrap(),
+            event_type: EventType::parse("order.created", "t").unwrap(),
+            payload: json!(null),
+            idempotency_key: None,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        assert!(deliveries_for(&event, &[], event.created_at).is_empty());
+    }
+}

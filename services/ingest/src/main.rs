@@ -1,0 +1,100 @@
+//! `hookstream-ingest`: the HTTP API and the way events come in.
+
+mod api;
+mod config;
+mod fanout;
+mod intake;
+mod metrics;
+mod outbox;
+mod publisher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use futures::FutureExt;
+
+use hookstream_kafka::{TopicSpec, Topics, broker_reachable, ensure_topics};
+use hookstream_model::event::IdempotencyWindow;
+use hookstream_runtime::ops::{self, ReadinessCheck};
+use hookstream_runtime::{logging, shutdown};
+
+use crate::api::{ApiToken, AppState};
+use crate::config::IngestConfig;
+use crate::intake::Intake;
+use crate::publisher::TaskPublisher;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = IngestConfig::parse();
+    logging::init("ingest");
+    if config.api_token.trim().len() < 16 {
+        anyhow::bail!("HOOKSTREAM_API_TOKEN must be at least 16 characters");
+    }
+    let shutdown = shutdown::on_signal();
+
+    let store = config.store.open().await.context("opening the store")?;
+    let topics = Topics::new(&config.kafka);
+    ensure_topics(
+        &config.kafka,
+        &[TopicSpec {
+            name: topics.deliveries(),
+            partitions: config.kafka.deliveries_partitions,
+            replication_factor: config.kafka.replication_factor,
+        }],
+    )
+    .await
+    .context("creating topics")?;
+    let producer =
+        hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+
+    let intake = Intake {
+        store: Arc::clone(&store),
+        publisher: TaskPublisher::new(producer.clone(), topics.deliveries()),
+        window: IdempotencyWindow(config.idempotency_window),
+    };
+    let state = AppState {
+        intake: intake.clone(),
+        destinations: Arc::new(config.destinations.policy()),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let readiness = vec![
+        ReadinessCheck {
+            name: "broker",
+            check: Box::new(move || {
+                let producer = producer.clone();
+                async move {
+                    broker_reachable(&producer, Duration::from_secs(2))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .boxed()
+            }),
+        },
+        ReadinessCheck {
+            name: "store",
+            check: Box::new(move || {
+                let store = Arc::clone(&store);
+                async move { store.ping().await.map_err(|e| e.to_string()) }.boxed()
+            }),
+        },
+    ];
+    let app =
+        api::router(state, ApiToken(config.api_token.trim().into())).merge(ops::router(readiness));
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the API to {}", config.http_addr))?;
+    tracing::info!(addr = %config.http_addr, "ingest API listening");
+
+    let outbox = tokio::spawn(outbox::run(intake, config.outbox_grace, shutdown.clone()));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving the API")?;
+    shutdown.cancel();
+    outbox.await.context("outbox sweep task")?;
+    tracing::info!("ingest stopped");
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Ingest's Prometheus metrics (registered in the default registry that `/metrics` serves).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    HistogramVec, IntCounter, IntCounterVec, register_histogram_vec, register_int_counter,
+    register_int_counter_vec,
+};
+
+/// Events taken in, by result: `new`, `repeat` (idempotent repost), `conflict`.
+pub static EVENTS_ACCEPTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_events_accepted_total",
+        "Events taken in by ingest, by result.",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
+/// Events whose tasks the outbox sweep published again.
+pub static OUTBOX_REPUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_outbox_republished_total",
+        "Events republished by the outbox sweep after Kafka had not acknowledged them."
+    )
+    .expect("metric registers once")
+});
+
+/// API request latency, by route and status code.
+pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "hookstream_http_request_duration_seconds",
+        "Ingest API request latency.",
+        &["route", "status"]
+    )
+    .expect("metric registers once")
+});

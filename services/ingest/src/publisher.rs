@@ -1,0 +1,58 @@
+//! Writes delivery tasks to the deliveries topic and waits until Kafka acknowledged all of them.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use hookstream_model::task::DeliveryTask;
+
+/// Why tasks could not be published; the event stays in the outbox and is republished later.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("encoding delivery task {delivery}: {reason}")]
+    Encode { delivery: String, reason: String },
+    #[error("kafka did not acknowledge delivery task {delivery}: {reason}")]
+    Kafka { delivery: String, reason: String },
+}
+
+/// Publishes delivery tasks keyed by endpoint id.
+#[derive(Clone)]
+pub struct TaskPublisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl TaskPublisher {
+    pub fn new(producer: FutureProducer, topic: String) -> Self {
+        Self { producer, topic }
+    }
+
+    /// Sends every task and returns once Kafka acknowledged all of them (acks=all), or with the
+    /// first failure. Tasks already acknowledged when another fails stay on Kafka; republishing
+    /// them is harmless because the dispatcher does not resend a delivered delivery.
+    pub async fn publish(&self, tasks: &[DeliveryTask]) -> Result<(), PublishError> {
+        let mut encoded = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let bytes = task.encode().map_err(|e| PublishError::Encode {
+                delivery: task.delivery_id.to_string(),
+                reason: e.to_string(),
+            })?;
+            encoded.push((task.key(), bytes, task.delivery_id));
+        }
+        let sends = encoded.iter().map(|(key, bytes, delivery)| async move {
+            let record = FutureRecord::to(&self.topic).key(key).payload(bytes);
+            // The queue wait is short: if librdkafka's local queue is full, fail fast and let
+            // the client retry rather than hold the request open.
+            self.producer
+                .send(record, Duration::from_secs(5))
+                .await
+                .map(|_| ())
+                .map_err(|(err, _)| PublishError::Kafka {
+                    delivery: delivery.to_string(),
+                    reason: err.to_string(),
+                })
+        });
+        join_all(sends).await.into_iter().collect()
+    }
+}

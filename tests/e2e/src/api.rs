@@ -1,0 +1,130 @@
+//! A client of Hookstream's public HTTP API.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::eventually;
+
+/// Talks to the ingest API with a bearer token.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+/// An API answer: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn new(base: String, token: &str) -> Self {
+        Self {
+            base,
+            token: token.to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends a request with any body and token (`None`: no Authorization header).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = response.text().await.expect("the API body");
+        Answer {
+            status,
+            content_type,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.raw(method, path, body, Some(&self.token.clone()))
+            .await
+    }
+
+    /// Creates an endpoint and returns its representation (with `id` and `secret`).
+    pub async fn create_endpoint(&self, tenant: &str, url: &str, event_types: &[&str]) -> Value {
+        let answer = self
+            .call(
+                "POST",
+                "/v1/endpoints",
+                Some(json!({"tenant": tenant, "url": url, "event_types": event_types})),
+            )
+            .await;
+        assert_eq!(
+            answer.status, 201,
+            "creating an endpoint: {:?}",
+            answer.body
+        );
+        answer.body
+    }
+
+    /// Sends an event and returns the answer.
+    pub async fn send_event(
+        &self,
+        tenant: &str,
+        event_type: &str,
+        payload: Value,
+        key: Option<&str>,
+    ) -> Answer {
+        let mut body = json!({"tenant": tenant, "type": event_type, "payload": payload});
+        if let Some(key) = key {
+            body["idempotency_key"] = json!(key);
+        }
+        self.call("POST", "/v1/events", Some(body)).await
+    }
+
+    /// The deliveries of an event.
+    pub async fn deliveries_of(&self, event_id: &str) -> Vec<Value> {
+        let answer = self
+            .call("GET", &format!("/v1/deliveries?event_id={event_id}"), None)
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answer.body["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until every delivery of the event has a final status, and returns them.
+    pub async fn settled_deliveries(&self, event_id: &str, timeout: Duration) -> Vec<Value> {
+        eventually(
+            &format!("the deliveries of {event_id} to settle"),
+            timeout,
+            || async {
+                let deliveries = self.deliveries_of(event_id).await;
+                deliveries
+                    .iter()
+                    .all(|d| matches!(d["status"].as_str(), Some("delivered" | "failed")))
+                    .then_some(deliveries)
+            },
+        )
+        .await
+    }
+}

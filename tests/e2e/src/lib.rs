@@ -1,0 +1,47 @@
+//! The end-to-end test harness: starts a real Kafka-protocol broker (Tansu), the real service
+//! binaries, and webhook receivers on 127.0.0.1, and talks to them only through their public
+//! interfaces.
+//!
+//! The service binaries must be built first (`make test` does: `cargo build --bins`); Tansu must be
+//! installed (`make test` installs it). Without either, the tests fail saying so.
+
+mod api;
+mod broker;
+mod process;
+mod receiver;
+mod services;
+
+pub use api::Api;
+pub use broker::Broker;
+pub use receiver::{Receiver, Webhook};
+pub use services::{Pipeline, Service, TOKEN};
+
+use std::time::Duration;
+
+/// Waits for `condition` to hold, checking every 50 ms, failing the test after `timeout`.
+/// For state that can only be observed by asking (HTTP APIs, ports).
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child process to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}

@@ -1,0 +1,72 @@
+//! Child processes that die with the test.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+/// A child process, killed when dropped. Its output goes to a log file kept for failures.
+pub struct ChildProcess {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl ChildProcess {
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("creating a log file");
+        let err = out.try_clone().expect("cloning the log file handle");
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it to exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let status = std::process::Command::new("kill")
+                .args(["-s", "TERM", &pid.to_string()])
+                .status()
+                .expect("running kill");
+            assert!(status.success(), "kill -TERM {pid} failed");
+        }
+        let exit = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} did not stop within 30 s; log: {}",
+                    self.name,
+                    self.tail()
+                )
+            })
+            .expect("waiting for the child");
+        assert!(
+            exit.success(),
+            "{} exited with {exit}; log: {}",
+            self.name,
+            self.tail()
+        );
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("killing the child");
+    }
+
+    /// The end of the process's log, for failure messages.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}

@@ -1,0 +1,142 @@
+//! A webhook receiver on 127.0.0.1 that records every request it gets.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use tokio::sync::watch;
+
+use hookstream_signing::{SigningSecret, verify};
+
+/// One webhook as the receiver got it.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Webhook {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("the webhook body is JSON")
+    }
+
+    /// Whether the Standard Webhooks signature verifies with `secret`.
+    pub fn signature_verifies(&self, secret: &str) -> bool {
+        let secret = SigningSecret::parse(secret).expect("a whsec_ secret");
+        let timestamp: i64 = self
+            .header("webhook-timestamp")
+            .parse()
+            .expect("webhook-timestamp is a number");
+        verify(
+            &secret,
+            self.header("webhook-id"),
+            timestamp,
+            self.body.as_bytes(),
+            self.header("webhook-signature"),
+        )
+    }
+}
+
+struct Shared {
+    received: Mutex<Vec<Webhook>>,
+    count: watch::Sender<usize>,
+    status: AtomicU16,
+    reply: Mutex<String>,
+}
+
+/// A receiver answering every webhook with a set status (200 unless changed).
+pub struct Receiver {
+    pub url: String,
+    shared: Arc<Shared>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a receiver on 127.0.0.1");
+        let url = format!(
+            "http://{}/hook",
+            listener.local_addr().expect("receiver address")
+        );
+        let (count, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            received: Mutex::new(Vec::new()),
+            count,
+            status: AtomicU16::new(200),
+            reply: Mutex::new("ok".to_owned()),
+        });
+        let app = Router::new()
+            .route("/hook", post(record))
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url,
+            shared,
+            _server: server,
+        }
+    }
+
+    /// Answers later webhooks with `status` and `body`.
+    pub fn respond_with(&self, status: u16, body: &str) {
+        self.shared.status.store(status, Ordering::SeqCst);
+        *self.shared.reply.lock().expect("reply lock") = body.to_owned();
+    }
+
+    /// Waits until at least `n` webhooks arrived and returns all received so far.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Webhook> {
+        let mut count = self.shared.count.subscribe();
+        let reached = tokio::time::timeout(timeout, count.wait_for(|c| *c >= n)).await;
+        let received = self.received();
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "expected {n} webhooks within {timeout:?}, got {}",
+            received.len()
+        );
+        received
+    }
+
+    /// Every webhook received so far.
+    pub fn received(&self) -> Vec<Webhook> {
+        self.shared.received.lock().expect("received lock").clone()
+    }
+}
+
+async fn record(
+    State(shared): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let webhook = Webhook {
+        path: uri.path().to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let total = {
+        let mut received = shared.received.lock().expect("received lock");
+        received.push(webhook);
+        received.len()
+    };
+    shared.count.send_replace(total);
+    let status =
+        StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    (status, shared.reply.lock().expect("reply lock").clone())
+}

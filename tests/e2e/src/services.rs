@@ -1,0 +1,180 @@
+//! The Hookstream services as real processes, configured the way an operator would.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::process::ChildProcess;
+use crate::{Api, Broker, eventually, free_port};
+
+/// The API token the test pipelines use.
+pub const TOKEN: &str = "e2e-test-token-0123456789abcdef";
+
+/// Where the service binaries are: `HOOKSTREAM_BIN_DIR`, or the target folder this test runs from.
+fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var("HOOKSTREAM_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            // The test runs as target/<profile>/deps/<test>; the binaries are in target/<profile>.
+            let exe = std::env::current_exe().expect("the test's own path");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("the target folder")
+                .to_owned()
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first (`cargo build --bins`; `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// Which service a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Ingest,
+    Dispatcher,
+}
+
+/// A whole pipeline: broker, embedded store, ingest and dispatcher.
+pub struct Pipeline {
+    pub broker: Broker,
+    pub api: Api,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    ingest_port: u16,
+    ops_port: u16,
+    ingest: Option<ChildProcess>,
+    dispatcher: Option<ChildProcess>,
+}
+
+impl Pipeline {
+    /// Starts everything with the settings `make run` uses (loopback endpoints allowed), plus
+    /// `extra` environment variables, and waits until both services are ready.
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let broker = Broker::start().await;
+        let dir = tempfile::tempdir().expect("a temporary folder for the store");
+        let ingest_port = free_port();
+        let ops_port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("HOOKSTREAM_KAFKA_BROKERS".into(), broker.address.clone()),
+            (
+                "HOOKSTREAM_STORE".into(),
+                format!("sqlite://{}", dir.path().join("store.db").display()),
+            ),
+            ("HOOKSTREAM_API_TOKEN".into(), TOKEN.into()),
+            (
+                "HOOKSTREAM_HTTP_ADDR".into(),
+                format!("127.0.0.1:{ingest_port}"),
+            ),
+            (
+                "HOOKSTREAM_DISPATCHER_OPS_ADDR".into(),
+                format!("127.0.0.1:{ops_port}"),
+            ),
+            ("HOOKSTREAM_ALLOW_HTTP_ENDPOINTS".into(), "true".into()),
+            (
+                "HOOKSTREAM_ALLOWED_DESTINATIONS".into(),
+                "127.0.0.0/8,::1/128".into(),
+            ),
+            ("HOOKSTREAM_DELIVERIES_PARTITIONS".into(), "4".into()),
+            ("HOOKSTREAM_LOG".into(), "info".into()),
+        ];
+        for (key, value) in extra {
+            env.retain(|(k, _)| k != key);
+            env.push(((*key).to_owned(), (*value).to_owned()));
+        }
+        let mut pipeline = Self {
+            broker,
+            api: Api::new(format!("http://127.0.0.1:{ingest_port}"), TOKEN),
+            dir,
+            env,
+            ingest_port,
+            ops_port,
+            ingest: None,
+            dispatcher: None,
+        };
+        pipeline.start_service(Service::Ingest).await;
+        pipeline.start_service(Service::Dispatcher).await;
+        pipeline
+    }
+
+    /// Starts one service and waits until its `/readyz` answers 200.
+    pub async fn start_service(&mut self, service: Service) {
+        let (name, port) = match service {
+            Service::Ingest => ("hookstream-ingest", self.ingest_port),
+            Service::Dispatcher => ("hookstream-dispatcher", self.ops_port),
+        };
+        let mut command = Command::new(binary(name));
+        command
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        let log = self
+            .dir
+            .path()
+            .join(format!("{name}.{}.log", std::process::id()));
+        let process = ChildProcess::spawn(name, command, log);
+        let ready = format!("http://127.0.0.1:{port}/readyz");
+        let client = reqwest::Client::new();
+        eventually(
+            &format!("{name} to be ready"),
+            Duration::from_secs(60),
+            || {
+                let client = client.clone();
+                let ready = ready.clone();
+                async move {
+                    let response = client.get(&ready).send().await.ok()?;
+                    response.status().is_success().then_some(())
+                }
+            },
+        )
+        .await;
+        match service {
+            Service::Ingest => self.ingest = Some(process),
+            Service::Dispatcher => self.dispatcher = Some(process),
+        }
+    }
+
+    fn take(&mut self, service: Service) -> ChildProcess {
+        match service {
+            Service::Ingest => self.ingest.take(),
+            Service::Dispatcher => self.dispatcher.take(),
+        }
+        .unwrap_or_else(|| panic!("{service:?} is not running"))
+    }
+
+    /// Stops a service gracefully (SIGTERM) and waits for it to exit cleanly.
+    pub async fn stop_service(&mut self, service: Service) {
+        self.take(service).stop().await;
+    }
+
+    /// Kills a service at once (SIGKILL), as a crash would.
+    pub async fn kill_service(&mut self, service: Service) {
+        self.take(service).kill().await;
+    }
+
+    /// The end of a running service's log, for failure messages.
+    pub fn log_tail(&self, service: Service) -> String {
+        match service {
+            Service::Ingest => self.ingest.as_ref(),
+            Service::Dispatcher => self.dispatcher.as_ref(),
+        }
+        .map(|p| p.tail())
+        .unwrap_or_default()
+    }
+
+    /// The dispatcher's `/metrics` text.
+    pub async fn dispatcher_metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ops_port))
+            .await
+            .expect("dispatcher metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
