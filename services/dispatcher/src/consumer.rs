@@ -20,6 +20,9 @@ use crate::lanes::Lanes;
 use crate::metrics;
 use crate::worker::Worker;
 
+/// How long a stop waits for the final offset commit.
+const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Tells the consume loop which partitions a rebalance took away, so it stops tracking them.
 pub struct RebalanceListener {
     revoked: UnboundedSender<Vec<i32>>,
@@ -177,8 +180,20 @@ impl ConsumeLoop {
                 },
             }
         }
-        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::warn!(error = %err, "final offset commit failed; the last tasks may be re-consumed");
+        // A synchronous commit blocks while the broker is unreachable; bound it so a stop always
+        // ends. Whatever is not committed is re-consumed, and the store check skips it.
+        let consumer = Arc::clone(&self.consumer);
+        let commit =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
+        match tokio::time::timeout(FINAL_COMMIT_TIMEOUT, commit).await {
+            Ok(Ok(Ok(()))) => tracing::info!("final offsets committed"),
+            Ok(Ok(Err(err))) => {
+                tracing::warn!(error = %err, "final offset commit failed; the last tasks may be re-consumed");
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "final offset commit task failed"),
+            Err(_) => {
+                tracing::warn!("final offset commit timed out; the last tasks may be re-consumed")
+            }
         }
     }
 }

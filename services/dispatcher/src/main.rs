@@ -26,6 +26,20 @@ use crate::consumer::{ConsumeLoop, RebalanceListener};
 use crate::sender::Sender;
 use crate::worker::Worker;
 
+/// Leaves the consumer group. librdkafka's close blocks while the broker is unreachable, so it
+/// runs off the async workers and is given a bounded time; the group evicts a member that left
+/// without saying so after its session timeout.
+async fn close_consumer(consumer: Arc<rdkafka::consumer::StreamConsumer<RebalanceListener>>) {
+    let close = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout(Duration::from_secs(10), close)
+        .await
+        .is_err()
+    {
+        tracing::warn!("leaving the consumer group timed out; exiting anyway");
+        std::process::exit(0);
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = DispatcherConfig::parse();
@@ -97,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(ops_addr = %config.ops_addr, topic = %topics.deliveries(), "dispatcher running");
 
     ConsumeLoop {
-        consumer,
+        consumer: Arc::clone(&consumer),
         revoked,
         topic: topics.deliveries(),
         worker,
@@ -109,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
     .await;
 
     shutdown.cancel();
+    close_consumer(consumer).await;
     ops_server
         .await
         .context("ops server task")?

@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
+.PHONY: run test build tools lint fmt
+
+CARGO ?= cargo
+
+## run: build everything and start the whole pipeline on the embedded defaults (Ctrl-C stops)
+run: tools build
+	@deploy/local/run.sh
+
+## test: every test: formatting, lints, unit, contract and end-to-end tests
+test: tools build lint
+	$(CARGO) test --workspace --all-targets
+
+## build: the service binaries (debug profile, shared with the tests)
+build:
+	$(CARGO) build --workspace --bins
+
+## tools: install the local broker (Tansu, pinned) into ~/.cargo/bin if missing
+tools:
+	@deploy/local/install-tools.sh
+
+## lint: rustfmt and clippy, warnings as errors
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# `make run`: the whole pipeline on one machine, on the embedded defaults.
+#   - Tansu, a Kafka-protocol broker, on 127.0.0.1:9092 with SQLite storage in .hookstream/broker
+#   - the embedded store in .hookstream/store.db
+#   - ingest (API on 127.0.0.1:8080) and the dispatcher (ops on 127.0.0.1:9091)
+# Ctrl-C stops everything cleanly; the next run finds the data of this one.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+data="${HOOKSTREAM_DATA_DIR:-$root/.hookstream}"
+bin="${HOOKSTREAM_BIN_DIR:-$root/target/debug}"
+tansu="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+broker_addr=127.0.0.1:9092
+mkdir -p "$data/broker"
+
+# Settings of a local run; anything already set in the environment wins.
+export HOOKSTREAM_KAFKA_BROKERS="${HOOKSTREAM_KAFKA_BROKERS:-$broker_addr}"
+export HOOKSTREAM_STORE="${HOOKSTREAM_STORE:-sqlite://$data/store.db}"
+export HOOKSTREAM_HTTP_ADDR="${HOOKSTREAM_HTTP_ADDR:-127.0.0.1:8080}"
+export HOOKSTREAM_DISPATCHER_OPS_ADDR="${HOOKSTREAM_DISPATCHER_OPS_ADDR:-127.0.0.1:9091}"
+# Let a newcomer send webhooks to a receiver on this machine.
+export HOOKSTREAM_ALLOW_HTTP_ENDPOINTS="${HOOKSTREAM_ALLOW_HTTP_ENDPOINTS:-true}"
+export HOOKSTREAM_ALLOWED_DESTINATIONS="${HOOKSTREAM_ALLOWED_DESTINATIONS:-127.0.0.0/8,::1/128}"
+if [ -z "${HOOKSTREAM_API_TOKEN:-}" ]; then
+    # Generated once and kept with the data, so a second run accepts the same token.
+    if [ ! -s "$data/api-token" ]; then
+        (umask 077 && head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$data/api-token")
+    fi
+    HOOKSTREAM_API_TOKEN=$(cat "$data/api-token")
+    export HOOKSTREAM_API_TOKEN
+    token_note="generated, kept in $data/api-token"
+else
+    token_note="from HOOKSTREAM_API_TOKEN"
+fi
+
+port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for addr in "$broker_addr" "$HOOKSTREAM_HTTP_ADDR" "$HOOKSTREAM_DISPATCHER_OPS_ADDR"; do
+    if port_open "$addr"; then
+        echo "error: $addr is already in use; stop what listens there (an earlier make run?)" >&2
+        exit 1
+    fi
+done
+
+pids=()
+stop_all() {
+    trap - INT TERM EXIT
+    echo "stopping..."
+    # Services first, so they finish work in flight while the broker is still up.
+    for pid in "${pids[@]:1}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]:1}"; do wait "$pid" 2>/dev/null || true; done
+    kill -TERM "${pids[0]}" 2>/dev/null || true
+    wait "${pids[0]}" 2>/dev/null || true
+    echo "stopped; data kept in $data"
+}
+trap stop_all INT TERM EXIT
+
+# Tansu reads settings from its environment and a .env in its folder: give it a clean one.
+# It runs in its own session so that Ctrl-C reaches only the services, which then finish their
+# work while the broker is still up; stop_all stops the broker last.
+(cd "$data/broker" && exec setsid env -i PATH="$PATH" "$tansu" broker \
+    --listener-url "tcp://$broker_addr" --advertised-listener-url "tcp://$broker_addr" \
+    --storage-engine sqlite://broker.db) > >(sed -u 's/^/broker     | /') 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do port_open "$broker_addr" && break; sleep 0.1; done
+port_open "$broker_addr" || { echo "error: the broker did not start" >&2; exit 1; }
+
+"$bin/hookstream-ingest" > >(sed -u 's/^/ingest     | /') 2>&1 &
+pids+=($!)
+"$bin/hookstream-dispatcher" > >(sed -u 's/^/dispatcher | /') 2>&1 &
+pids+=($!)
+
+cat <<MSG
+
+Hookstream is starting.
+  API          http://$HOOKSTREAM_HTTP_ADDR   (token $token_note)
+  API token    $HOOKSTREAM_API_TOKEN
+  Dispatcher   http://$HOOKSTREAM_DISPATCHER_OPS_ADDR/metrics
+  Broker       $broker_addr
+  Data         $data
+Try it: README.md, "Quickstart". Ctrl-C stops everything.
+
+MSG
+
+# When any process ends (Ctrl-C ends them all), stop the rest; say so if one failed.
+set +e
+wait -n "${pids[@]}"
+status=$?
+case $status in
+    0 | 130 | 143) ;;
+    *) echo "a process exited with status $status; stopping the others" >&2 ;;
+esac
+exit "$status"
