@@ -24,6 +24,15 @@ impl Topics {
     pub fn deliveries(&self) -> String {
         format!("{}deliveries", self.prefix)
     }
+
+    /// The deliveries topic as it is created, with the configured partitions and replication.
+    pub fn deliveries_spec(&self, settings: &KafkaSettings) -> TopicSpec {
+        TopicSpec {
+            name: self.deliveries(),
+            partitions: settings.deliveries_partitions,
+            replication_factor: settings.replication_factor,
+        }
+    }
 }
 
 /// A topic a service needs, created at start-up if missing.

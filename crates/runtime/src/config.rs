@@ -15,7 +15,7 @@ pub struct StoreSettings {
     #[arg(
         long = "store",
         env = "HOOKSTREAM_STORE",
-        default_value = "sqlite://.hookstream/data/store.db"
+        default_value = "sqlite://.hookstream/store.db"
     )]
     pub location: String,
 }

@@ -1,13 +1,18 @@
 //! Operational endpoints every service serves: liveness, readiness and Prometheus metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::FutureExt;
 use futures::future::BoxFuture;
+use rdkafka::producer::FutureProducer;
+
+use hookstream_store::Store;
 use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
 
@@ -15,6 +20,35 @@ use serde_json::json;
 pub struct ReadinessCheck {
     pub name: &'static str,
     pub check: Box<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>,
+}
+
+impl ReadinessCheck {
+    /// The Kafka brokers answer a metadata request within 2 s.
+    pub fn broker(producer: FutureProducer) -> Self {
+        Self {
+            name: "broker",
+            check: Box::new(move || {
+                let producer = producer.clone();
+                async move {
+                    hookstream_kafka::broker_reachable(&producer, Duration::from_secs(2))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .boxed()
+            }),
+        }
+    }
+
+    /// The store answers.
+    pub fn store(store: Arc<dyn Store>) -> Self {
+        Self {
+            name: "store",
+            check: Box::new(move || {
+                let store = Arc::clone(&store);
+                async move { store.ping().await.map_err(|e| e.to_string()) }.boxed()
+            }),
+        }
+    }
 }
 
 /// `/healthz` (the process answers), `/readyz` (every dependency answers) and `/metrics`.

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use futures::FutureExt;
 use rdkafka::consumer::Consumer;
 
-use hookstream_kafka::{TopicSpec, Topics, broker_reachable, ensure_topics};
+use hookstream_kafka::{Topics, ensure_topics};
 use hookstream_runtime::ops::{self, ReadinessCheck};
 use hookstream_runtime::{logging, shutdown};
 
@@ -48,16 +47,9 @@ async fn main() -> anyhow::Result<()> {
 
     let store = config.store.open().await.context("opening the store")?;
     let topics = Topics::new(&config.kafka);
-    ensure_topics(
-        &config.kafka,
-        &[TopicSpec {
-            name: topics.deliveries(),
-            partitions: config.kafka.deliveries_partitions,
-            replication_factor: config.kafka.replication_factor,
-        }],
-    )
-    .await
-    .context("creating topics")?;
+    ensure_topics(&config.kafka, &[topics.deliveries_spec(&config.kafka)])
+        .await
+        .context("creating topics")?;
 
     let (listener, revoked) = RebalanceListener::new();
     let consumer = Arc::new(
@@ -80,25 +72,8 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let readiness = vec![
-        ReadinessCheck {
-            name: "broker",
-            check: Box::new(move || {
-                let producer = producer.clone();
-                async move {
-                    broker_reachable(&producer, Duration::from_secs(2))
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                .boxed()
-            }),
-        },
-        ReadinessCheck {
-            name: "store",
-            check: Box::new(move || {
-                let store = Arc::clone(&store);
-                async move { store.ping().await.map_err(|e| e.to_string()) }.boxed()
-            }),
-        },
+        ReadinessCheck::broker(producer),
+        ReadinessCheck::store(Arc::clone(&store)),
     ];
     let ops_listener = tokio::net::TcpListener::bind(config.ops_addr)
         .await

@@ -129,3 +129,145 @@ fn error_chain(err: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+
+    use hookstream_model::destination::EndpointUrl;
+    use hookstream_model::endpoint::{Endpoint, Subscription};
+    use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+    use hookstream_model::names::{EventType, Tenant};
+    use hookstream_signing::SigningSecret;
+
+    use super::*;
+
+    /// Serves `app` on 127.0.0.1 and returns its base URL.
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    fn endpoint(url: &str) -> Endpoint {
+        let now = OffsetDateTime::now_utc();
+        Endpoint {
+            id: EndpointId::generate(),
+            tenant: Tenant::parse("acme", "t").unwrap(),
+            url: EndpointUrl::parse(url, "url").unwrap(),
+            subscription: Subscription::All,
+            secret: SigningSecret::generate().unwrap(),
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn task() -> DeliveryTask {
+        DeliveryTask {
+            delivery_id: DeliveryId::generate(),
+            event_id: EventId::generate(),
+            endpoint_id: EndpointId::generate(),
+            tenant: Tenant::parse("acme", "t").unwrap(),
+            event_type: EventType::parse("order.created", "t").unwrap(),
+            event_created_at: OffsetDateTime::now_utc(),
+            payload: "{}".into(),
+            attempts_made: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_reported_not_followed() {
+        let followed = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&followed);
+        let app = Router::new()
+            .route(
+                "/hook",
+                post(|| async {
+                    (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")]).into_response()
+                }),
+            )
+            .route(
+                "/elsewhere",
+                post(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async { StatusCode::OK }
+                }),
+            );
+        let base = serve(app).await;
+        let sender = Sender::new(Duration::from_secs(5), 64).unwrap();
+        let result = sender
+            .send(&endpoint(&format!("{base}/hook")), &task())
+            .await;
+        assert!(
+            matches!(result.outcome, SendOutcome::Answered { status: 302, .. }),
+            "{result:?}"
+        );
+        assert_eq!(
+            followed.load(Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_slower_than_the_timeout_is_a_timeout() {
+        // The handler never answers; the client's timeout must end the attempt.
+        let app = Router::new().route("/hook", post(std::future::pending::<StatusCode>));
+        let base = serve(app).await;
+        let sender = Sender::new(Duration::from_millis(300), 64).unwrap();
+        let result = sender
+            .send(&endpoint(&format!("{base}/hook")), &task())
+            .await;
+        match result.outcome {
+            SendOutcome::Failed { failure, .. } => assert_eq!(failure, TransportFailure::Timeout),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(result.latency >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_network_error() {
+        // Bind and drop a listener to get a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sender = Sender::new(Duration::from_secs(5), 64).unwrap();
+        let result = sender
+            .send(&endpoint(&format!("http://127.0.0.1:{port}/hook")), &task())
+            .await;
+        match result.outcome {
+            SendOutcome::Failed { failure, message } => {
+                assert_eq!(failure, TransportFailure::Network, "{message}");
+            }
+            other => panic!("expected a network error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_snippet_of_a_large_body_is_kept() {
+        let app = Router::new().route("/hook", post(|| async { "x".repeat(100_000) }));
+        let base = serve(app).await;
+        let sender = Sender::new(Duration::from_secs(5), 100).unwrap();
+        match sender
+            .send(&endpoint(&format!("{base}/hook")), &task())
+            .await
+            .outcome
+        {
+            SendOutcome::Answered { status, snippet } => {
+                assert_eq!(status, 200);
+                assert_eq!(snippet.len(), 100);
+            }
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+}

@@ -9,13 +9,11 @@ mod outbox;
 mod publisher;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use futures::FutureExt;
 
-use hookstream_kafka::{TopicSpec, Topics, broker_reachable, ensure_topics};
+use hookstream_kafka::{Topics, ensure_topics};
 use hookstream_model::event::IdempotencyWindow;
 use hookstream_runtime::ops::{self, ReadinessCheck};
 use hookstream_runtime::{logging, shutdown};
@@ -36,16 +34,9 @@ async fn main() -> anyhow::Result<()> {
 
     let store = config.store.open().await.context("opening the store")?;
     let topics = Topics::new(&config.kafka);
-    ensure_topics(
-        &config.kafka,
-        &[TopicSpec {
-            name: topics.deliveries(),
-            partitions: config.kafka.deliveries_partitions,
-            replication_factor: config.kafka.replication_factor,
-        }],
-    )
-    .await
-    .context("creating topics")?;
+    ensure_topics(&config.kafka, &[topics.deliveries_spec(&config.kafka)])
+        .await
+        .context("creating topics")?;
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
 
@@ -60,25 +51,8 @@ async fn main() -> anyhow::Result<()> {
         max_body_bytes: config.max_body_bytes,
     };
     let readiness = vec![
-        ReadinessCheck {
-            name: "broker",
-            check: Box::new(move || {
-                let producer = producer.clone();
-                async move {
-                    broker_reachable(&producer, Duration::from_secs(2))
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                .boxed()
-            }),
-        },
-        ReadinessCheck {
-            name: "store",
-            check: Box::new(move || {
-                let store = Arc::clone(&store);
-                async move { store.ping().await.map_err(|e| e.to_string()) }.boxed()
-            }),
-        },
+        ReadinessCheck::broker(producer),
+        ReadinessCheck::store(Arc::clone(&store)),
     ];
     let app =
         api::router(state, ApiToken(config.api_token.trim().into())).merge(ops::router(readiness));
