@@ -53,6 +53,8 @@ struct Shared {
     count: watch::Sender<usize>,
     status: AtomicU16,
     reply: Mutex<String>,
+    /// While true, requests are recorded but not answered.
+    held: watch::Sender<bool>,
 }
 
 /// A receiver answering every webhook with a set status (200 unless changed).
@@ -77,6 +79,7 @@ impl Receiver {
             count,
             status: AtomicU16::new(200),
             reply: Mutex::new("ok".to_owned()),
+            held: watch::channel(false).0,
         });
         let app = Router::new()
             .route("/hook", post(record))
@@ -95,6 +98,17 @@ impl Receiver {
     pub fn respond_with(&self, status: u16, body: &str) {
         self.shared.status.store(status, Ordering::SeqCst);
         *self.shared.reply.lock().expect("reply lock") = body.to_owned();
+    }
+
+    /// From now on, records requests but does not answer them until [`Receiver::release`]: an
+    /// endpoint as slow as the test wants, without timing.
+    pub fn hold(&self) {
+        self.shared.held.send_replace(true);
+    }
+
+    /// Answers the held requests and every later one.
+    pub fn release(&self) {
+        self.shared.held.send_replace(false);
     }
 
     /// Waits until at least `n` webhooks arrived and returns all received so far.
@@ -136,6 +150,8 @@ async fn record(
         received.len()
     };
     shared.count.send_replace(total);
+    let mut held = shared.held.subscribe();
+    let _ = held.wait_for(|held| !*held).await;
     let status =
         StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
     (status, shared.reply.lock().expect("reply lock").clone())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hookstream_e2e::{Pipeline, Receiver, Service, TOKEN};
+use hookstream_e2e::{Pipeline, Receiver, Service, TOKEN, eventually};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -94,6 +94,56 @@ async fn endpoints_get_exactly_the_events_they_subscribed_to_signed() {
         .collect();
     order_numbers.sort();
     assert_eq!(order_numbers, vec![0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_endpoint_does_not_delay_others_and_each_endpoint_keeps_its_order() {
+    // One partition, so both endpoints' tasks share it.
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+        ("HOOKSTREAM_REQUEST_TIMEOUT", "60s"),
+    ])
+    .await;
+    let stuck = Receiver::start().await;
+    stuck.hold();
+    let fast = Receiver::start().await;
+    let api = &pipeline.api;
+    api.create_endpoint("acme", &stuck.url, &["slow.thing"])
+        .await;
+    api.create_endpoint("acme", &fast.url, &["fast.thing"])
+        .await;
+
+    // The stuck endpoint's task comes first on the partition.
+    let slow = api
+        .send_event("acme", "slow.thing", json!({"n": 0}), None)
+        .await;
+    assert_eq!(slow.status, 202);
+    stuck.wait_for(1, SETTLE).await;
+    for n in 0..10 {
+        let answer = api
+            .send_event("acme", "fast.thing", json!({"n": n}), None)
+            .await;
+        assert_eq!(answer.status, 202);
+    }
+    // All of the fast endpoint's webhooks arrive while the stuck one still has not answered.
+    let got = fast.wait_for(10, SETTLE).await;
+    assert_eq!(stuck.received().len(), 1);
+    let order: Vec<i64> = got
+        .iter()
+        .map(|w| w.json()["data"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        (0..10).collect::<Vec<_>>(),
+        "one endpoint's webhooks arrive in order"
+    );
+
+    // Released, the stuck endpoint's delivery completes too.
+    stuck.release();
+    let settled = api
+        .settled_deliveries(slow.body["id"].as_str().unwrap(), SETTLE)
+        .await;
+    assert_eq!(settled[0]["status"], "delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,11 +291,15 @@ async fn every_attempt_is_visible_with_its_outcome() {
         .await;
     assert_eq!(by_endpoint.body["data"].as_array().unwrap().len(), 1);
 
-    let metrics = pipeline.dispatcher_metrics().await;
-    assert!(
-        metrics.contains(r#"hookstream_delivery_attempts_total{class="HTTP_5XX_RETRYABLE"} 1"#),
-        "{metrics}"
-    );
+    // The counter moves just after the attempt is stored, so ask until it shows.
+    eventually("the attempt metrics", SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        (metrics.contains(r#"hookstream_delivery_attempts_total{class="HTTP_5XX_RETRYABLE"} 1"#)
+            && metrics
+                .contains(r#"hookstream_delivery_attempts_total{class="HTTP_2XX_DELIVERED"} 1"#))
+        .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
