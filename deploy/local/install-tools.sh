@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs the tools a local run and the tests need, once: they are cached in ~/.cargo/bin.
 #   tansu: a Kafka-protocol broker (Rust), pinned; it stands in for Kafka on one machine.
+#   standardwebhooks (PyPI), pinned: a signature verifier nobody here wrote, for the tests.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
+STANDARDWEBHOOKS_VERSION=1.1.0
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 
-if "$cargo_bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    exit 0
+if ! "$cargo_bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    echo "Installing tansu $TANSU_VERSION (a Kafka-protocol broker; about 8 minutes, once)..." >&2
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
 fi
-echo "Installing tansu $TANSU_VERSION (a Kafka-protocol broker; about 8 minutes, once)..." >&2
-cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('standardwebhooks') != '$STANDARDWEBHOOKS_VERSION')" 2>/dev/null; then
+    echo "Installing standardwebhooks $STANDARDWEBHOOKS_VERSION (Python, for the tests)..." >&2
+    python3 -m pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+fi

@@ -48,6 +48,38 @@ impl Webhook {
     }
 }
 
+/// Verifies webhooks with the reference `standardwebhooks` Python library (installed by
+/// `make tools`), so the signatures are checked by code Hookstream did not write.
+/// Each item is a webhook and the secret of its endpoint.
+pub fn verify_with_reference_library(webhooks: &[(&Webhook, &str)]) {
+    use std::io::Write;
+    let items: Vec<serde_json::Value> = webhooks
+        .iter()
+        .map(|(w, secret)| serde_json::json!({"secret": secret, "headers": w.headers, "body": w.body}))
+        .collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/verify_standard_webhooks.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running python3 (make tools installs standardwebhooks)");
+    child
+        .stdin
+        .take()
+        .expect("stdin of the verifier")
+        .write_all(serde_json::Value::from(items).to_string().as_bytes())
+        .expect("writing to the verifier");
+    let output = child.wait_with_output().expect("the verifier's result");
+    assert!(
+        output.status.success(),
+        "the reference library refused signatures:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 struct Shared {
     received: Mutex<Vec<Webhook>>,
     count: watch::Sender<usize>,

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hookstream_e2e::{Pipeline, Receiver, Service, TOKEN, eventually};
+use hookstream_e2e::{
+    Pipeline, Receiver, Service, TOKEN, eventually, verify_with_reference_library,
+};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -94,6 +96,16 @@ async fn endpoints_get_exactly_the_events_they_subscribed_to_signed() {
         .collect();
     order_numbers.sort();
     assert_eq!(order_numbers, vec![0, 1, 2]);
+
+    // And by a verifier nobody here wrote.
+    let orders_secret = orders_ep["secret"].as_str().unwrap();
+    let invoices_secret = invoices_ep["secret"].as_str().unwrap();
+    let signed: Vec<_> = got_orders
+        .iter()
+        .map(|w| (w, orders_secret))
+        .chain(got_invoices.iter().map(|w| (w, invoices_secret)))
+        .collect();
+    verify_with_reference_library(&signed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
