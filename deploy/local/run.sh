@@ -2,7 +2,8 @@
 # `make run`: the whole pipeline on one machine, on the embedded defaults.
 #   - Tansu, a Kafka-protocol broker, on 127.0.0.1:9092 with SQLite storage in .hookstream/broker
 #   - the embedded store in .hookstream/store.db
-#   - ingest (API on 127.0.0.1:8080) and the dispatcher (ops on 127.0.0.1:9091)
+#   - ingest (API on 127.0.0.1:8080), the dispatcher (ops on 127.0.0.1:9091) and the retry tier
+#     (ops on 127.0.0.1:9093)
 # Ctrl-C stops everything cleanly; the next run finds the data of this one.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ export HOOKSTREAM_KAFKA_BROKERS="${HOOKSTREAM_KAFKA_BROKERS:-$broker_addr}"
 export HOOKSTREAM_STORE="${HOOKSTREAM_STORE:-sqlite://$data/store.db}"
 export HOOKSTREAM_HTTP_ADDR="${HOOKSTREAM_HTTP_ADDR:-127.0.0.1:8080}"
 export HOOKSTREAM_DISPATCHER_OPS_ADDR="${HOOKSTREAM_DISPATCHER_OPS_ADDR:-127.0.0.1:9091}"
+export HOOKSTREAM_RETRY_TIER_OPS_ADDR="${HOOKSTREAM_RETRY_TIER_OPS_ADDR:-127.0.0.1:9093}"
 # Let a newcomer send webhooks to a receiver on this machine.
 export HOOKSTREAM_ALLOW_HTTP_ENDPOINTS="${HOOKSTREAM_ALLOW_HTTP_ENDPOINTS:-true}"
 export HOOKSTREAM_ALLOWED_DESTINATIONS="${HOOKSTREAM_ALLOWED_DESTINATIONS:-127.0.0.0/8,::1/128}"
@@ -34,7 +36,8 @@ else
 fi
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-for addr in "$broker_addr" "$HOOKSTREAM_HTTP_ADDR" "$HOOKSTREAM_DISPATCHER_OPS_ADDR"; do
+for addr in "$broker_addr" "$HOOKSTREAM_HTTP_ADDR" "$HOOKSTREAM_DISPATCHER_OPS_ADDR" \
+    "$HOOKSTREAM_RETRY_TIER_OPS_ADDR"; do
     if port_open "$addr"; then
         echo "error: $addr is already in use; stop what listens there (an earlier make run?)" >&2
         exit 1
@@ -68,6 +71,8 @@ port_open "$broker_addr" || { echo "error: the broker did not start" >&2; exit 1
 pids+=($!)
 "$bin/hookstream-dispatcher" > >(sed -u 's/^/dispatcher | /') 2>&1 &
 pids+=($!)
+"$bin/hookstream-retry-tier" > >(sed -u 's/^/retry-tier | /') 2>&1 &
+pids+=($!)
 
 cat <<MSG
 
@@ -75,6 +80,7 @@ Hookstream is starting.
   API          http://$HOOKSTREAM_HTTP_ADDR   (token $token_note)
   API token    $HOOKSTREAM_API_TOKEN
   Dispatcher   http://$HOOKSTREAM_DISPATCHER_OPS_ADDR/metrics
+  Retry tier   http://$HOOKSTREAM_RETRY_TIER_OPS_ADDR/metrics
   Broker       $broker_addr
   Data         $data
 Try it: README.md, "Quickstart". Ctrl-C stops everything.

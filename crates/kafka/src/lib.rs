@@ -6,9 +6,11 @@
 mod clients;
 mod offsets;
 mod settings;
+mod shutdown;
 mod topics;
 
 pub use clients::{KafkaError, broker_reachable, consumer, producer};
 pub use offsets::OffsetTracker;
 pub use settings::{KafkaSettings, parse_duration};
+pub use shutdown::commit_and_close;
 pub use topics::{TopicSpec, Topics, ensure_topics};

@@ -25,6 +25,34 @@ impl Topics {
         format!("{}deliveries", self.prefix)
     }
 
+    /// Tasks waiting `tier` before their next attempt (`<prefix>retry.5s`), keyed by endpoint id.
+    pub fn retry(&self, tier_name: &str) -> String {
+        format!("{}retry.{tier_name}", self.prefix)
+    }
+
+    /// Dead letters: deliveries that will not be tried again, keyed by endpoint id.
+    pub fn dlq(&self) -> String {
+        format!("{}dlq", self.prefix)
+    }
+
+    /// Every topic the delivery path uses: deliveries, each retry tier, the DLQ. Retry and DLQ
+    /// topics get the deliveries topic's partition count, so an endpoint's tasks keep one
+    /// partition wherever they wait.
+    pub fn delivery_path_specs(
+        &self,
+        settings: &KafkaSettings,
+        tier_names: &[String],
+    ) -> Vec<TopicSpec> {
+        let spec = |name: String| TopicSpec {
+            name,
+            partitions: settings.deliveries_partitions,
+            replication_factor: settings.replication_factor,
+        };
+        let mut specs = vec![spec(self.deliveries()), spec(self.dlq())];
+        specs.extend(tier_names.iter().map(|tier| spec(self.retry(tier))));
+        specs
+    }
+
     /// The deliveries topic as it is created, with the configured partitions and replication.
     pub fn deliveries_spec(&self, settings: &KafkaSettings) -> TopicSpec {
         TopicSpec {

@@ -9,6 +9,7 @@ use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
+use time::OffsetDateTime;
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
@@ -102,6 +103,24 @@ fn fingerprint(schema: &Schema) -> [u8; 8] {
     out
 }
 
+/// A time as Avro `timestamp-millis`.
+pub(crate) fn to_millis(at: OffsetDateTime, field: &'static str) -> Result<i64, CodecError> {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| CodecError::Field {
+        field,
+        reason: "out of range".into(),
+    })
+}
+
+/// An Avro `timestamp-millis` as a time.
+pub(crate) fn from_millis(ms: i64, field: &'static str) -> Result<OffsetDateTime, CodecError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|e| {
+        CodecError::Field {
+            field,
+            reason: e.to_string(),
+        }
+    })
+}
+
 /// Reads the fields of a decoded record by name.
 pub(crate) struct RecordFields(Vec<(String, Value)>);
 
@@ -138,6 +157,35 @@ impl RecordFields {
         match self.take(field)? {
             Value::Int(n) => Ok(n),
             other => Err(wrong_type(field, "int", &other)),
+        }
+    }
+
+    pub(crate) fn optional_string(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<String>, CodecError> {
+        match self.take(field)? {
+            Value::Union(_, inner) => match *inner {
+                Value::Null => Ok(None),
+                Value::String(s) => Ok(Some(s)),
+                other => Err(wrong_type(field, "null or string", &other)),
+            },
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            other => Err(wrong_type(field, "null or string", &other)),
+        }
+    }
+
+    pub(crate) fn optional_int(&mut self, field: &'static str) -> Result<Option<i32>, CodecError> {
+        match self.take(field)? {
+            Value::Union(_, inner) => match *inner {
+                Value::Null => Ok(None),
+                Value::Int(n) => Ok(Some(n)),
+                other => Err(wrong_type(field, "null or int", &other)),
+            },
+            Value::Null => Ok(None),
+            Value::Int(n) => Ok(Some(n)),
+            other => Err(wrong_type(field, "null or int", &other)),
         }
     }
 

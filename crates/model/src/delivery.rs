@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use crate::ids::{DeliveryId, EndpointId, EventId};
 use crate::names::{EventType, Tenant};
 
-/// Where a delivery stands. `pending → delivering → delivered | failed`.
+/// Where a delivery stands: `pending → delivering → delivered`, `delivering → retrying →
+/// delivering`, and `→ dead_lettered` when it cannot or may not be tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
@@ -18,16 +19,19 @@ pub enum DeliveryStatus {
     Delivering,
     /// The endpoint answered 2xx. Final.
     Delivered,
-    /// The last attempt failed and nothing will retry it. Final.
-    Failed,
+    /// The last attempt failed; the task waits on a retry tier for its next attempt.
+    Retrying,
+    /// Failed permanently or ran out of attempts; the dead letter is on the DLQ topic. Final.
+    DeadLettered,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Pending,
         Self::Delivering,
         Self::Delivered,
-        Self::Failed,
+        Self::Retrying,
+        Self::DeadLettered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,7 +39,8 @@ impl DeliveryStatus {
             Self::Pending => "pending",
             Self::Delivering => "delivering",
             Self::Delivered => "delivered",
-            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::DeadLettered => "dead_lettered",
         }
     }
 
@@ -45,7 +50,7 @@ impl DeliveryStatus {
 
     /// A final delivery is never sent again, however often its task is consumed.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Delivered | Self::Failed)
+        matches!(self, Self::Delivered | Self::DeadLettered)
     }
 }
 
@@ -66,6 +71,10 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: u32,
+    /// When the next attempt is due, while `retrying`.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The retry tier the task waits on, while `retrying` (`5s`, `2m`, ...).
+    pub next_tier: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -80,6 +89,9 @@ pub enum AttemptClass {
     Http5xxRetryable,
     #[serde(rename = "HTTP_4XX_PERMANENT")]
     Http4xxPermanent,
+    /// 408 Request Timeout and 425 Too Early: a 4xx that asks to be tried again.
+    #[serde(rename = "HTTP_4XX_RETRYABLE")]
+    Http4xxRetryable,
     RateLimited,
     Gone,
     Redirect,
@@ -94,10 +106,11 @@ pub enum AttemptClass {
 }
 
 impl AttemptClass {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Http2xxDelivered,
         Self::Http5xxRetryable,
         Self::Http4xxPermanent,
+        Self::Http4xxRetryable,
         Self::RateLimited,
         Self::Gone,
         Self::Redirect,
@@ -114,6 +127,7 @@ impl AttemptClass {
             Self::Http2xxDelivered => "HTTP_2XX_DELIVERED",
             Self::Http5xxRetryable => "HTTP_5XX_RETRYABLE",
             Self::Http4xxPermanent => "HTTP_4XX_PERMANENT",
+            Self::Http4xxRetryable => "HTTP_4XX_RETRYABLE",
             Self::RateLimited => "RATE_LIMITED",
             Self::Gone => "GONE",
             Self::Redirect => "REDIRECT",
@@ -150,6 +164,10 @@ pub struct Attempt {
     pub response_snippet: String,
     /// What went wrong in words, when something did.
     pub error: Option<String>,
+    /// When the next attempt is due, if this one is retried.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The retry tier chosen for the next attempt, if this one is retried.
+    pub tier: Option<String>,
 }
 
 #[cfg(test)]
@@ -175,9 +193,10 @@ mod tests {
     }
 
     #[test]
-    fn only_delivered_and_failed_are_final() {
+    fn only_delivered_and_dead_lettered_are_final() {
         assert!(DeliveryStatus::Delivered.is_final());
-        assert!(DeliveryStatus::Failed.is_final());
+        assert!(DeliveryStatus::DeadLettered.is_final());
+        assert!(!DeliveryStatus::Retrying.is_final());
         assert!(!DeliveryStatus::Pending.is_final());
         assert!(!DeliveryStatus::Delivering.is_final());
     }

@@ -73,8 +73,11 @@ pub struct Endpoint {
     pub subscription: Subscription,
     /// Signs every webhook sent to this endpoint.
     pub secret: SigningSecret,
-    /// A disabled endpoint receives nothing; its deliveries fail with that reason.
+    /// A disabled endpoint receives nothing; its deliveries are dead-lettered with that reason.
+    /// An endpoint that answers `410 Gone` is disabled; the API enables it again.
     pub disabled: bool,
+    /// Lowers the retry policy's attempt limit for this endpoint.
+    pub max_attempts: Option<u32>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

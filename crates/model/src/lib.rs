@@ -5,12 +5,14 @@
 //! on a topic lives here too, next to the types it encodes.
 
 pub mod codec;
+pub mod dead_letter;
 pub mod delivery;
 pub mod destination;
 pub mod endpoint;
 pub mod event;
 pub mod ids;
 pub mod names;
+pub mod retry;
 pub mod task;
 mod validation;
 

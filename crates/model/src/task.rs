@@ -5,12 +5,15 @@ use std::sync::LazyLock;
 use apache_avro::types::Value;
 use time::OffsetDateTime;
 
-use crate::codec::{CodecError, RecordFields, SchemaVersions};
+use crate::codec::{CodecError, RecordFields, SchemaVersions, from_millis, to_millis};
 use crate::ids::{DeliveryId, EndpointId, EventId};
 use crate::names::{EventType, Tenant};
 
 static SCHEMAS: LazyLock<SchemaVersions> = LazyLock::new(|| {
-    SchemaVersions::new(&[include_str!("../../../schemas/avro/delivery_task.v1.avsc")])
+    SchemaVersions::new(&[
+        include_str!("../../../schemas/avro/delivery_task.v1.avsc"),
+        include_str!("../../../schemas/avro/delivery_task.v2.avsc"),
+    ])
 });
 
 /// One event to send to one endpoint. The Kafka key is `endpoint_id`, so every task of an
@@ -28,6 +31,8 @@ pub struct DeliveryTask {
     pub payload: String,
     /// Attempts already made before this task was written.
     pub attempts_made: u32,
+    /// Not to be attempted before this time (set on the retry tiers); `None`: at once.
+    pub due_at: Option<OffsetDateTime>,
 }
 
 impl DeliveryTask {
@@ -37,11 +42,8 @@ impl DeliveryTask {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        let millis = i64::try_from(self.event_created_at.unix_timestamp_nanos() / 1_000_000)
-            .map_err(|_| CodecError::Field {
-                field: "event_created_at",
-                reason: "out of range".into(),
-            })?;
+        let millis = to_millis(self.event_created_at, "event_created_at")?;
+        let due_at = self.due_at.map_or(Ok(0), |at| to_millis(at, "due_at"))?;
         let attempts = i32::try_from(self.attempts_made).map_err(|_| CodecError::Field {
             field: "attempts_made",
             reason: "out of range".into(),
@@ -64,6 +66,7 @@ impl DeliveryTask {
             ("event_created_at".into(), Value::TimestampMillis(millis)),
             ("payload".into(), Value::String(self.payload.clone())),
             ("attempts_made".into(), Value::Int(attempts)),
+            ("due_at".into(), Value::TimestampMillis(due_at)),
         ]))
     }
 
@@ -76,6 +79,7 @@ impl DeliveryTask {
             }
         };
         let millis = fields.timestamp_millis("event_created_at")?;
+        let due_at = fields.timestamp_millis("due_at")?;
         Ok(Self {
             delivery_id: DeliveryId::parse(&fields.string("delivery_id")?, "delivery_id")
                 .map_err(invalid("delivery_id"))?,
@@ -87,13 +91,7 @@ impl DeliveryTask {
                 .map_err(invalid("tenant"))?,
             event_type: EventType::parse(&fields.string("event_type")?, "event_type")
                 .map_err(invalid("event_type"))?,
-            event_created_at: OffsetDateTime::from_unix_timestamp_nanos(
-                i128::from(millis) * 1_000_000,
-            )
-            .map_err(|e| CodecError::Field {
-                field: "event_created_at",
-                reason: e.to_string(),
-            })?,
+            event_created_at: from_millis(millis, "event_created_at")?,
             payload: fields.string("payload")?,
             attempts_made: u32::try_from(fields.int("attempts_made")?).map_err(|_| {
                 CodecError::Field {
@@ -101,6 +99,9 @@ impl DeliveryTask {
                     reason: "negative".into(),
                 }
             })?,
+            due_at: (due_at != 0)
+                .then(|| from_millis(due_at, "due_at"))
+                .transpose()?,
         })
     }
 }
@@ -120,6 +121,7 @@ mod tests {
                 + time::Duration::milliseconds(123),
             payload: r#"{"order":42,"name":"Zoë"}"#.into(),
             attempts_made: 0,
+            due_at: None,
         }
     }
 
@@ -129,6 +131,54 @@ mod tests {
         let bytes = original.encode().unwrap();
         assert_eq!(&bytes[..2], &[0xC3, 0x01]);
         assert_eq!(DeliveryTask::decode(&bytes).unwrap(), original);
+    }
+
+    #[test]
+    fn a_retry_task_keeps_its_due_time() {
+        let mut retry = task();
+        retry.attempts_made = 2;
+        retry.due_at = Some(OffsetDateTime::from_unix_timestamp(1_700_000_030).unwrap());
+        assert_eq!(
+            DeliveryTask::decode(&retry.encode().unwrap()).unwrap(),
+            retry
+        );
+    }
+
+    #[test]
+    fn a_task_written_with_schema_v1_still_reads() {
+        use apache_avro::types::Value;
+        let v1 =
+            SchemaVersions::new(&[include_str!("../../../schemas/avro/delivery_task.v1.avsc")]);
+        let original = task();
+        let bytes = v1
+            .encode(Value::Record(vec![
+                (
+                    "delivery_id".into(),
+                    Value::String(original.delivery_id.to_string()),
+                ),
+                (
+                    "event_id".into(),
+                    Value::String(original.event_id.to_string()),
+                ),
+                (
+                    "endpoint_id".into(),
+                    Value::String(original.endpoint_id.to_string()),
+                ),
+                ("tenant".into(), Value::String("acme".into())),
+                ("event_type".into(), Value::String("order.created".into())),
+                (
+                    "event_created_at".into(),
+                    Value::TimestampMillis(1_700_000_000_123),
+                ),
+                ("payload".into(), Value::String(original.payload.clone())),
+                ("attempts_made".into(), Value::Int(0)),
+            ]))
+            .unwrap();
+        assert_eq!(
+            DeliveryTask::decode(&bytes).unwrap(),
+            original,
+            "due_at defaults to none"
+        );
     }
 
     #[test]

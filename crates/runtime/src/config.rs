@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use hookstream_model::destination::DestinationPolicy;
+use hookstream_model::retry::{RetryPolicy, parse_schedule};
 use hookstream_store::{Store, StoreError, StoreLocation};
 
 /// Where the store lives.
@@ -51,5 +52,35 @@ impl DestinationSettings {
             allow_http: self.allow_http_endpoints,
             allowed_networks: self.allowed_destinations.clone(),
         }
+    }
+}
+
+/// A parsed retry schedule: the delay before each retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<std::time::Duration>);
+
+/// The retry schedule. The dispatcher and the retry tier must be given the same one: the
+/// dispatcher writes to the tier topics it names, the retry tier consumes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetrySettings {
+    /// Delays before each retry, comma-separated (`ms`, `s`, `m`, `h`). One Kafka topic per
+    /// distinct delay (`<prefix>retry.<delay>`). A delivery gets one attempt plus one per delay.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_RETRY_SCHEDULE",
+        default_value = "5s,30s,2m,10m,30m,1h,2h,4h,8h,16h,24h,24h",
+        value_parser = |text: &str| parse_schedule(text).map(Schedule)
+    )]
+    pub retry_schedule: Schedule,
+
+    /// Each delay is stretched or shrunk by a random fraction up to this (0 to 0.5), so that
+    /// deliveries that failed together do not retry together.
+    #[arg(long, env = "HOOKSTREAM_RETRY_JITTER", default_value_t = 0.2)]
+    pub retry_jitter: f64,
+}
+
+impl RetrySettings {
+    pub fn policy(&self) -> Result<RetryPolicy, hookstream_model::retry::PolicyError> {
+        RetryPolicy::new(self.retry_schedule.0.clone(), self.retry_jitter)
     }
 }

@@ -43,6 +43,10 @@ pub struct NewAttempt {
     pub class: AttemptClass,
     pub response_snippet: String,
     pub error: Option<String>,
+    /// When the delivery is tried next, if it is retried.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The retry tier the task waits on, if it is retried.
+    pub tier: Option<String>,
 }
 
 /// Narrows a list of deliveries; every field set must match.

@@ -53,6 +53,7 @@ fn endpoint(tenant_name: &str, types: &[&str]) -> Endpoint {
         subscription: Subscription::parse(&types, "event_types").unwrap(),
         secret: SigningSecret::generate().unwrap(),
         disabled: false,
+        max_attempts: None,
         created_at: now,
         updated_at: now,
     }
@@ -78,6 +79,8 @@ fn new_event(tenant_name: &str, key: Option<&str>, endpoints: &[&Endpoint]) -> N
             event_type: event.event_type.clone(),
             status: DeliveryStatus::Pending,
             attempts: 0,
+            next_attempt_at: None,
+            next_tier: None,
             created_at: now,
             updated_at: now,
         })
@@ -94,6 +97,8 @@ fn attempt(delivery: DeliveryId, class: AttemptClass, status: Option<u16>) -> Ne
         class,
         response_snippet: "ok".into(),
         error: None,
+        next_attempt_at: None,
+        tier: None,
     }
 }
 
@@ -344,14 +349,19 @@ async fn attempts_are_numbered_in_order_and_move_the_delivery() {
 
     let started = f.store.start_attempt(id).await.unwrap().unwrap();
     assert_eq!(started.status, DeliveryStatus::Delivering);
+    let due = OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap();
+    let mut failed = attempt(id, AttemptClass::Http5xxRetryable, Some(503));
+    failed.next_attempt_at = Some(due);
+    failed.tier = Some("5s".into());
     let n1 = f
         .store
-        .record_attempt(
-            &attempt(id, AttemptClass::Http5xxRetryable, Some(503)),
-            DeliveryStatus::Pending,
-        )
+        .record_attempt(&failed, DeliveryStatus::Retrying)
         .await
         .unwrap();
+    let retrying = f.store.get_delivery(id).await.unwrap().unwrap();
+    assert_eq!(retrying.status, DeliveryStatus::Retrying);
+    assert_eq!(retrying.next_attempt_at, Some(due));
+    assert_eq!(retrying.next_tier.as_deref(), Some("5s"));
     f.store.start_attempt(id).await.unwrap();
     let n2 = f
         .store
@@ -378,6 +388,9 @@ async fn attempts_are_numbered_in_order_and_move_the_delivery() {
             (2, AttemptClass::Http2xxDelivered, Some(200)),
         ]
     );
+    assert_eq!(attempts[0].next_attempt_at, Some(due));
+    assert_eq!(attempts[0].tier.as_deref(), Some("5s"));
+    assert_eq!(delivery.next_attempt_at, None, "delivered: nothing is due");
 
     // A final delivery is not moved back to delivering.
     let again = f.store.start_attempt(id).await.unwrap().unwrap();

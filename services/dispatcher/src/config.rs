@@ -4,10 +4,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use hookstream_kafka::KafkaSettings;
-use hookstream_runtime::config::{DestinationSettings, StoreSettings};
+use hookstream_runtime::config::{DestinationSettings, RetrySettings, StoreSettings};
 
 /// Consumes delivery tasks from Kafka, signs each webhook (Standard Webhooks), POSTs it to its
-/// endpoint and records the attempt. Tasks of different endpoints are sent concurrently; tasks of
+/// endpoint and records the attempt. Retryable failures go to the retry tier of their next delay;
+/// permanent ones, and deliveries out of attempts, go to the dead-letter topic. Tasks of different endpoints are sent concurrently; tasks of
 /// one endpoint in order. An offset is committed only once every earlier task of its partition
 /// has a recorded outcome.
 ///
@@ -52,6 +53,17 @@ pub struct DispatcherConfig {
     /// re-consumed.
     #[arg(long, env = "HOOKSTREAM_DRAIN_TIMEOUT", default_value = "15s", value_parser = hookstream_kafka::parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Treat DNS failures as permanent (dead-letter at once) instead of retrying them.
+    #[arg(long, env = "HOOKSTREAM_DNS_ERRORS_PERMANENT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub dns_errors_permanent: bool,
+
+    /// Treat TLS failures as permanent (dead-letter at once) instead of retrying them.
+    #[arg(long, env = "HOOKSTREAM_TLS_ERRORS_PERMANENT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub tls_errors_permanent: bool,
+
+    #[command(flatten)]
+    pub retry: RetrySettings,
 
     #[command(flatten)]
     pub store: StoreSettings,

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -19,9 +17,6 @@ use hookstream_runtime::shutdown::CancellationToken;
 use crate::lanes::Lanes;
 use crate::metrics;
 use crate::worker::Worker;
-
-/// How long a stop waits for the final offset commit.
-const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Tells the consume loop which partitions a rebalance took away, so it stops tracking them.
 pub struct RebalanceListener {
@@ -159,7 +154,7 @@ impl ConsumeLoop {
         }
     }
 
-    /// Waits for tasks in flight to finish, then commits synchronously.
+    /// Waits for tasks in flight to finish; their offsets are stored for the final commit.
     async fn drain(
         &self,
         done_rx: &mut UnboundedReceiver<Done>,
@@ -178,21 +173,6 @@ impl ConsumeLoop {
                     Some(done) => self.finish(done, tracker, lanes),
                     None => break,
                 },
-            }
-        }
-        // A synchronous commit blocks while the broker is unreachable; bound it so a stop always
-        // ends. Whatever is not committed is re-consumed, and the store check skips it.
-        let consumer = Arc::clone(&self.consumer);
-        let commit =
-            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
-        match tokio::time::timeout(FINAL_COMMIT_TIMEOUT, commit).await {
-            Ok(Ok(Ok(()))) => tracing::info!("final offsets committed"),
-            Ok(Ok(Err(err))) => {
-                tracing::warn!(error = %err, "final offset commit failed; the last tasks may be re-consumed");
-            }
-            Ok(Err(err)) => tracing::warn!(error = %err, "final offset commit task failed"),
-            Err(_) => {
-                tracing::warn!("final offset commit timed out; the last tasks may be re-consumed")
             }
         }
     }

@@ -5,39 +5,27 @@ mod config;
 mod consumer;
 mod lanes;
 mod metrics;
+mod routing;
 mod sender;
 mod webhook;
 mod worker;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use rdkafka::consumer::Consumer;
 
-use hookstream_kafka::{Topics, ensure_topics};
+use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
 use hookstream_runtime::ops::{self, ReadinessCheck};
 use hookstream_runtime::{logging, shutdown};
 
+use crate::classify::FailurePolicy;
 use crate::config::DispatcherConfig;
 use crate::consumer::{ConsumeLoop, RebalanceListener};
+use crate::routing::Routing;
 use crate::sender::Sender;
 use crate::worker::Worker;
-
-/// Leaves the consumer group. librdkafka's close blocks while the broker is unreachable, so it
-/// runs off the async workers and is given a bounded time; the group evicts a member that left
-/// without saying so after its session timeout.
-async fn close_consumer(consumer: Arc<rdkafka::consumer::StreamConsumer<RebalanceListener>>) {
-    let close = tokio::task::spawn_blocking(move || drop(consumer));
-    if tokio::time::timeout(Duration::from_secs(10), close)
-        .await
-        .is_err()
-    {
-        tracing::warn!("leaving the consumer group timed out; exiting anyway");
-        std::process::exit(0);
-    }
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -47,9 +35,14 @@ async fn main() -> anyhow::Result<()> {
 
     let store = config.store.open().await.context("opening the store")?;
     let topics = Topics::new(&config.kafka);
-    ensure_topics(&config.kafka, &[topics.deliveries_spec(&config.kafka)])
-        .await
-        .context("creating topics")?;
+    let retry = config.retry.policy().context("the retry schedule")?;
+    let tier_names: Vec<String> = retry.tiers().iter().map(|t| t.name()).collect();
+    ensure_topics(
+        &config.kafka,
+        &topics.delivery_path_specs(&config.kafka, &tier_names),
+    )
+    .await
+    .context("creating topics")?;
 
     let (listener, revoked) = RebalanceListener::new();
     let consumer = Arc::new(
@@ -59,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     consumer
         .subscribe(&[&topics.deliveries()])
         .context("subscribing to the deliveries topic")?;
-    // Readiness asks the broker through a producer, which the retry tiers will use as well.
+    // Writes retry tasks and dead letters; readiness asks the broker through it too.
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
 
@@ -68,6 +61,16 @@ async fn main() -> anyhow::Result<()> {
         sender: Sender::new(config.request_timeout, config.response_snippet_bytes)
             .context("building the HTTP client")?,
         destinations: config.destinations.policy(),
+        retry,
+        failures: FailurePolicy {
+            dns_errors_permanent: config.dns_errors_permanent,
+            tls_errors_permanent: config.tls_errors_permanent,
+        },
+        routing: Routing {
+            producer: producer.clone(),
+            topics: topics.clone(),
+            shutdown: shutdown.clone(),
+        },
         shutdown: shutdown.clone(),
     });
 
@@ -98,7 +101,9 @@ async fn main() -> anyhow::Result<()> {
     .await;
 
     shutdown.cancel();
-    close_consumer(consumer).await;
+    if !commit_and_close(consumer).await {
+        std::process::exit(0);
+    }
     ops_server
         .await
         .context("ops server task")?

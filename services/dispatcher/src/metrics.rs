@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec,
-    register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram_vec,
+    register_int_counter, register_int_counter_vec, register_int_gauge,
 };
 
 /// Attempts made, by class (`HTTP_2XX_DELIVERED`, `TIMEOUT`, ...).
@@ -27,7 +27,17 @@ pub static ATTEMPT_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Tasks consumed but not sent, by reason (`already_final`, `unknown_delivery`, `undecodable`).
+/// Deliveries written to the DLQ.
+pub static DEAD_LETTERED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_dead_lettered_total",
+        "Deliveries dead-lettered (permanent failure or attempts exhausted)."
+    )
+    .expect("metric registers once")
+});
+
+/// Tasks consumed but not sent, by reason (`already_final`, `stale`, `unknown_delivery`,
+/// `undecodable`).
 pub static TASKS_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_tasks_skipped_total",

@@ -21,8 +21,13 @@ pub struct SendResult {
 
 #[derive(Debug)]
 pub enum SendOutcome {
-    /// The endpoint answered; `snippet` is the start of the body.
-    Answered { status: u16, snippet: String },
+    /// The endpoint answered; `snippet` is the start of the body, `retry_after` the raw
+    /// `Retry-After` header if there was one.
+    Answered {
+        status: u16,
+        snippet: String,
+        retry_after: Option<String>,
+    },
     /// No HTTP answer.
     Failed {
         failure: TransportFailure,
@@ -70,8 +75,17 @@ impl Sender {
         let outcome = match request.body(body).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let snippet = self.read_snippet(response).await;
-                SendOutcome::Answered { status, snippet }
+                SendOutcome::Answered {
+                    status,
+                    snippet,
+                    retry_after,
+                }
             }
             Err(err) => SendOutcome::Failed {
                 failure: transport_failure(&err),
@@ -165,6 +179,7 @@ mod tests {
             subscription: Subscription::All,
             secret: SigningSecret::generate().unwrap(),
             disabled: false,
+            max_attempts: None,
             created_at: now,
             updated_at: now,
         }
@@ -180,6 +195,7 @@ mod tests {
             event_created_at: OffsetDateTime::now_utc(),
             payload: "{}".into(),
             attempts_made: 0,
+            due_at: None,
         }
     }
 
@@ -263,7 +279,9 @@ mod tests {
             .await
             .outcome
         {
-            SendOutcome::Answered { status, snippet } => {
+            SendOutcome::Answered {
+                status, snippet, ..
+            } => {
                 assert_eq!(status, 200);
                 assert_eq!(snippet.len(), 100);
             }

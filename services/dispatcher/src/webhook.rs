@@ -57,6 +57,7 @@ mod tests {
             event_created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             payload: r#"{"order":42,"note":"\"quoted\""}"#.into(),
             attempts_made: 0,
+            due_at: None,
         }
     }
 

@@ -1,19 +1,29 @@
-//! Delivering one task: check the store, send, classify, record, durably.
+//! Delivering one task: check the store, send, classify, route the outcome, record, durably.
+//!
+//! Order matters for crash safety. A failed attempt's task goes to its next topic (retry tier or
+//! DLQ) first and the attempt is recorded second; only then may the offset be committed. A crash
+//! in between re-consumes the task and tries again (at-least-once), and never leaves a delivery
+//! `retrying` with no task waiting for it. A task whose attempt count is behind the store's is a
+//! stale copy (re-consumed after its successor was written) and is dropped.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
-use hookstream_model::delivery::{AttemptClass, DeliveryStatus};
-use hookstream_model::destination::DestinationPolicy;
+use hookstream_model::dead_letter::DeadLetter;
+use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
+use hookstream_model::destination::{DestinationPolicy, EndpointUrl};
+use hookstream_model::endpoint::Endpoint;
+use hookstream_model::retry::{RetryPolicy, parse_retry_after};
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_store::{NewAttempt, Store, StoreError};
 
-use crate::classify::{classify_failure, classify_status};
+use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
 use crate::metrics;
+use crate::routing::Routing;
 use crate::sender::{SendOutcome, Sender};
 
 /// The task was not finished because the process is stopping; its offset stays uncommitted and
@@ -26,16 +36,24 @@ pub struct Worker {
     pub store: Arc<dyn Store>,
     pub sender: Sender,
     pub destinations: DestinationPolicy,
+    pub retry: RetryPolicy,
+    pub failures: FailurePolicy,
+    pub routing: Routing,
     pub shutdown: CancellationToken,
 }
 
+/// One attempt's result, before the store numbers it.
+struct Outcome {
+    attempt: NewAttempt,
+    retry_after: Option<Duration>,
+}
+
 impl Worker {
-    /// Delivers `task` and records the outcome. Returns only once the outcome is durable in the
-    /// store (so the offset may be committed), or with [`Interrupted`] on shutdown.
+    /// Delivers `task` and records the outcome. Returns only once the outcome is durable (so the
+    /// offset may be committed), or with [`Interrupted`] on shutdown.
     pub async fn deliver(&self, task: &DeliveryTask) -> Result<(), Interrupted> {
         let id = task.delivery_id;
-        // Mark `delivering` and learn where the delivery stands, in one step.
-        let Some(delivery) = self.durably(|| self.store.start_attempt(id)).await? else {
+        let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
             tracing::error!(delivery_id = %id, "task for a delivery the store does not know; skipped");
             metrics::TASKS_SKIPPED
                 .with_label_values(&["unknown_delivery"])
@@ -43,25 +61,29 @@ impl Worker {
             return Ok(());
         };
         if delivery.status.is_final() {
-            // Consumed again after a restart or rebalance: already settled, do not resend.
             tracing::debug!(delivery_id = %id, status = %delivery.status, "already final; not sent again");
             metrics::TASKS_SKIPPED
                 .with_label_values(&["already_final"])
                 .inc();
             return Ok(());
         }
+        if task.attempts_made < delivery.attempts {
+            tracing::debug!(delivery_id = %id, "stale copy of a task already attempted; dropped");
+            metrics::TASKS_SKIPPED.with_label_values(&["stale"]).inc();
+            return Ok(());
+        }
+        let Some(delivery) = self.durably(|| self.store.start_attempt(id)).await? else {
+            return Ok(());
+        };
 
         let endpoint = self
             .durably(|| self.store.get_endpoint(task.endpoint_id))
             .await?;
-        let attempt = match endpoint {
-            Some(endpoint) if !endpoint.disabled => {
-                if let Err(reason) = self.destination_allowed(&endpoint.url) {
-                    refused(task, AttemptClass::DestinationBlocked, reason)
-                } else {
-                    self.send(&endpoint, task).await
-                }
-            }
+        let outcome = match &endpoint {
+            Some(endpoint) if !endpoint.disabled => match self.destination_allowed(&endpoint.url) {
+                Err(reason) => refused(task, AttemptClass::DestinationBlocked, reason),
+                Ok(()) => self.send(endpoint, task).await,
+            },
             Some(_) => refused(
                 task,
                 AttemptClass::EndpointUnavailable,
@@ -73,13 +95,64 @@ impl Worker {
                 "endpoint was deleted".into(),
             ),
         };
+        self.settle(task, &delivery, endpoint.as_ref(), outcome)
+            .await
+    }
 
-        // Until the retry tiers exist, every failure is final.
-        let status = if attempt.class.is_success() {
-            DeliveryStatus::Delivered
-        } else {
-            DeliveryStatus::Failed
+    /// Routes and records an attempt's outcome.
+    async fn settle(
+        &self,
+        task: &DeliveryTask,
+        delivery: &Delivery,
+        endpoint: Option<&Endpoint>,
+        outcome: Outcome,
+    ) -> Result<(), Interrupted> {
+        let Outcome {
+            mut attempt,
+            retry_after,
+        } = outcome;
+        let number = delivery.attempts + 1;
+        let status = match disposition(attempt.class, self.failures) {
+            Disposition::Delivered => DeliveryStatus::Delivered,
+            Disposition::Retry => {
+                let max = endpoint.and_then(|e| e.max_attempts);
+                match self.retry.plan(
+                    number,
+                    max,
+                    retry_after,
+                    OffsetDateTime::now_utc(),
+                    random_unit(),
+                ) {
+                    Some(plan) => {
+                        let mut next = task.clone();
+                        next.attempts_made = number;
+                        next.due_at = Some(plan.due_at);
+                        let tier = plan.tier.name();
+                        self.routing.to_retry_tier(&next, &tier).await?;
+                        attempt.next_attempt_at = Some(plan.due_at);
+                        attempt.tier = Some(tier);
+                        DeliveryStatus::Retrying
+                    }
+                    None => {
+                        let reason = format!(
+                            "gave up after {number} attempts; the last was {}",
+                            attempt.class.as_str()
+                        );
+                        self.dead_letter(task, number, &attempt, reason).await?;
+                        DeliveryStatus::DeadLettered
+                    }
+                }
+            }
+            Disposition::Permanent { disable_endpoint } => {
+                let reason = format!("{} is not retried", attempt.class.as_str());
+                self.dead_letter(task, number, &attempt, reason).await?;
+                if disable_endpoint {
+                    self.disable(endpoint).await?;
+                }
+                DeliveryStatus::DeadLettered
+            }
         };
+
         let number = self
             .durably(|| self.store.record_attempt(&attempt, status))
             .await?;
@@ -90,56 +163,102 @@ impl Worker {
             .with_label_values(&[attempt.class.as_str()])
             .observe(attempt.latency_ms as f64 / 1000.0);
         tracing::info!(
-            delivery_id = %id,
+            delivery_id = %task.delivery_id,
             endpoint_id = %task.endpoint_id,
             event_id = %task.event_id,
             attempt = number,
             class = attempt.class.as_str(),
             status_code = attempt.status_code,
             latency_ms = attempt.latency_ms,
+            next = %status,
+            tier = attempt.tier.as_deref().unwrap_or(""),
             "attempt recorded"
         );
         Ok(())
     }
 
-    fn destination_allowed(
+    async fn dead_letter(
         &self,
-        url: &hookstream_model::destination::EndpointUrl,
-    ) -> Result<(), String> {
+        task: &DeliveryTask,
+        number: u32,
+        attempt: &NewAttempt,
+        reason: String,
+    ) -> Result<(), Interrupted> {
+        let mut last = task.clone();
+        last.attempts_made = number;
+        last.due_at = None;
+        let letter = DeadLetter {
+            task: last,
+            reason,
+            last_class: attempt.class,
+            last_status_code: attempt.status_code,
+            last_error: attempt.error.clone(),
+            last_response_snippet: attempt.response_snippet.clone(),
+            dead_lettered_at: OffsetDateTime::now_utc(),
+        };
+        self.routing.to_dlq(&letter).await?;
+        metrics::DEAD_LETTERED.inc();
+        Ok(())
+    }
+
+    /// `410 Gone`: the endpoint says it is gone for good; send it nothing more until someone
+    /// enables it again through the API.
+    async fn disable(&self, endpoint: Option<&Endpoint>) -> Result<(), Interrupted> {
+        let Some(endpoint) = endpoint else {
+            return Ok(());
+        };
+        let mut disabled = endpoint.clone();
+        disabled.disabled = true;
+        disabled.updated_at = OffsetDateTime::now_utc();
+        self.durably(|| self.store.update_endpoint(&disabled))
+            .await?;
+        tracing::warn!(endpoint_id = %endpoint.id, "endpoint answered 410 Gone; disabled");
+        Ok(())
+    }
+
+    fn destination_allowed(&self, url: &EndpointUrl) -> Result<(), String> {
         // The URL was checked at creation; the policy may have tightened since. Host names are
         // resolved by the HTTP client; checking resolved addresses comes with the SSRF work.
         self.destinations.check(url, "url").map_err(|e| e.reason)
     }
 
-    async fn send(
-        &self,
-        endpoint: &hookstream_model::endpoint::Endpoint,
-        task: &DeliveryTask,
-    ) -> NewAttempt {
+    async fn send(&self, endpoint: &Endpoint, task: &DeliveryTask) -> Outcome {
         let result = self.sender.send(endpoint, task).await;
         let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
-        let (status_code, class, response_snippet, error) = match result.outcome {
-            SendOutcome::Answered { status, snippet } => {
+        let (status_code, class, response_snippet, error, retry_after) = match result.outcome {
+            SendOutcome::Answered {
+                status,
+                snippet,
+                retry_after,
+            } => {
                 let class = classify_status(status);
                 let error =
                     (!class.is_success()).then(|| format!("endpoint answered HTTP {status}"));
-                (Some(status), class, snippet, error)
+                let retry_after =
+                    retry_after.and_then(|v| parse_retry_after(&v, SystemTime::now()));
+                (Some(status), class, snippet, error, retry_after)
             }
             SendOutcome::Failed { failure, message } => (
                 None,
                 classify_failure(failure),
                 String::new(),
                 Some(message),
+                None,
             ),
         };
-        NewAttempt {
-            delivery_id: task.delivery_id,
-            started_at: result.started_at,
-            latency_ms,
-            status_code,
-            class,
-            response_snippet,
-            error,
+        Outcome {
+            attempt: NewAttempt {
+                delivery_id: task.delivery_id,
+                started_at: result.started_at,
+                latency_ms,
+                status_code,
+                class,
+                response_snippet,
+                error,
+                next_attempt_at: None,
+                tier: None,
+            },
+            retry_after,
         }
     }
 
@@ -169,14 +288,25 @@ impl Worker {
 }
 
 /// An attempt that sent nothing, explained.
-fn refused(task: &DeliveryTask, class: AttemptClass, reason: String) -> NewAttempt {
-    NewAttempt {
-        delivery_id: task.delivery_id,
-        started_at: OffsetDateTime::now_utc(),
-        latency_ms: 0,
-        status_code: None,
-        class,
-        response_snippet: String::new(),
-        error: Some(reason),
+fn refused(task: &DeliveryTask, class: AttemptClass, reason: String) -> Outcome {
+    Outcome {
+        attempt: NewAttempt {
+            delivery_id: task.delivery_id,
+            started_at: OffsetDateTime::now_utc(),
+            latency_ms: 0,
+            status_code: None,
+            class,
+            response_snippet: String::new(),
+            error: Some(reason),
+            next_attempt_at: None,
+            tier: None,
+        },
+        retry_after: None,
     }
+}
+
+/// A random number in `[0, 1)` for the retry jitter; 0.5 (no jitter) if the system has no
+/// randomness to give.
+fn random_unit() -> f64 {
+    getrandom::u64().map_or(0.5, |n| (n >> 11) as f64 / (1u64 << 53) as f64)
 }

@@ -20,6 +20,8 @@ pub fn deliveries_for(event: &Event, endpoints: &[Endpoint], now: OffsetDateTime
             event_type: event.event_type.clone(),
             status: DeliveryStatus::Pending,
             attempts: 0,
+            next_attempt_at: None,
+            next_tier: None,
             created_at: now,
             updated_at: now,
         })
@@ -40,6 +42,7 @@ pub fn tasks_for(event: &Event, deliveries: &[Delivery]) -> Vec<DeliveryTask> {
             event_created_at: event.created_at,
             payload: payload.clone(),
             attempts_made: delivery.attempts,
+            due_at: None,
         })
         .collect()
 }
@@ -65,6 +68,7 @@ mod tests {
             subscription: Subscription::All,
             secret: SigningSecret::generate().unwrap(),
             disabled: false,
+            max_attempts: None,
             created_at: now,
             updated_at: now,
         }

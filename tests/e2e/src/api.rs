@@ -121,7 +121,7 @@ impl Api {
                 let deliveries = self.deliveries_of(event_id).await;
                 deliveries
                     .iter()
-                    .all(|d| matches!(d["status"].as_str(), Some("delivered" | "failed")))
+                    .all(|d| matches!(d["status"].as_str(), Some("delivered" | "dead_lettered")))
                     .then_some(deliveries)
             },
         )

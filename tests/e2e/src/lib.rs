@@ -13,7 +13,7 @@ mod services;
 
 pub use api::Api;
 pub use broker::Broker;
-pub use receiver::{Receiver, Webhook, verify_with_reference_library};
+pub use receiver::{Receiver, Scripted, Webhook, verify_with_reference_library};
 pub use services::{Pipeline, Service, TOKEN};
 
 use std::time::Duration;

@@ -63,6 +63,17 @@ impl ChildProcess {
         self.child.kill().await.expect("killing the child");
     }
 
+    /// Panics with the log if the process has already exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited with {status} while starting; log:\n{}",
+                self.name,
+                self.tail()
+            );
+        }
+    }
+
     /// The end of the process's log, for failure messages.
     pub fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

@@ -87,6 +87,15 @@ struct Shared {
     reply: Mutex<String>,
     /// While true, requests are recorded but not answered.
     held: watch::Sender<bool>,
+    /// Answers to give first, one per request, before the default one.
+    script: Mutex<std::collections::VecDeque<Scripted>>,
+}
+
+/// One scripted answer: a status and extra headers.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// A receiver answering every webhook with a set status (200 unless changed).
@@ -112,6 +121,7 @@ impl Receiver {
             status: AtomicU16::new(200),
             reply: Mutex::new("ok".to_owned()),
             held: watch::channel(false).0,
+            script: Mutex::new(std::collections::VecDeque::new()),
         });
         let app = Router::new()
             .route("/hook", post(record))
@@ -130,6 +140,16 @@ impl Receiver {
     pub fn respond_with(&self, status: u16, body: &str) {
         self.shared.status.store(status, Ordering::SeqCst);
         *self.shared.reply.lock().expect("reply lock") = body.to_owned();
+    }
+
+    /// Answers the next requests with these statuses and headers, one each, in order; then goes
+    /// back to the default answer.
+    pub fn script(&self, answers: Vec<Scripted>) {
+        self.shared
+            .script
+            .lock()
+            .expect("script lock")
+            .extend(answers);
     }
 
     /// From now on, records requests but does not answer them until [`Receiver::release`]: an
@@ -167,7 +187,8 @@ async fn record(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, String) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let webhook = Webhook {
         path: uri.path().to_owned(),
         headers: headers
@@ -184,7 +205,23 @@ async fn record(
     shared.count.send_replace(total);
     let mut held = shared.held.subscribe();
     let _ = held.wait_for(|held| !*held).await;
-    let status =
-        StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
-    (status, shared.reply.lock().expect("reply lock").clone())
+    let reply = shared.reply.lock().expect("reply lock").clone();
+    let scripted = shared.script.lock().expect("script lock").pop_front();
+    match scripted {
+        Some(answer) => {
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+            let mut response = (status, reply).into_response();
+            for (name, value) in answer.headers {
+                if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            response
+        }
+        None => {
+            let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst))
+                .unwrap_or(StatusCode::OK);
+            (status, reply).into_response()
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use crate::process::ChildProcess;
-use crate::{Api, Broker, eventually, free_port};
+use crate::{Api, Broker, free_port};
 
 /// The API token the test pipelines use.
 pub const TOKEN: &str = "e2e-test-token-0123456789abcdef";
@@ -37,6 +37,7 @@ fn binary(name: &str) -> PathBuf {
 pub enum Service {
     Ingest,
     Dispatcher,
+    RetryTier,
 }
 
 /// A whole pipeline: broker, embedded store, ingest and dispatcher.
@@ -47,8 +48,10 @@ pub struct Pipeline {
     env: Vec<(String, String)>,
     ingest_port: u16,
     ops_port: u16,
+    retry_ops_port: u16,
     ingest: Option<ChildProcess>,
     dispatcher: Option<ChildProcess>,
+    retry_tier: Option<ChildProcess>,
 }
 
 impl Pipeline {
@@ -59,6 +62,7 @@ impl Pipeline {
         let dir = tempfile::tempdir().expect("a temporary folder for the store");
         let ingest_port = free_port();
         let ops_port = free_port();
+        let retry_ops_port = free_port();
         let mut env: Vec<(String, String)> = vec![
             ("HOOKSTREAM_KAFKA_BROKERS".into(), broker.address.clone()),
             (
@@ -80,6 +84,13 @@ impl Pipeline {
                 "127.0.0.0/8,::1/128".into(),
             ),
             ("HOOKSTREAM_DELIVERIES_PARTITIONS".into(), "4".into()),
+            (
+                "HOOKSTREAM_RETRY_TIER_OPS_ADDR".into(),
+                format!("127.0.0.1:{retry_ops_port}"),
+            ),
+            // Short tiers, so retries happen in a test's time.
+            ("HOOKSTREAM_RETRY_SCHEDULE".into(), "300ms,600ms,1s".into()),
+            ("HOOKSTREAM_RETRY_JITTER".into(), "0.2".into()),
             ("HOOKSTREAM_LOG".into(), "info".into()),
         ];
         for (key, value) in extra {
@@ -93,11 +104,14 @@ impl Pipeline {
             env,
             ingest_port,
             ops_port,
+            retry_ops_port,
             ingest: None,
             dispatcher: None,
+            retry_tier: None,
         };
         pipeline.start_service(Service::Ingest).await;
         pipeline.start_service(Service::Dispatcher).await;
+        pipeline.start_service(Service::RetryTier).await;
         pipeline
     }
 
@@ -106,6 +120,7 @@ impl Pipeline {
         let (name, port) = match service {
             Service::Ingest => ("hookstream-ingest", self.ingest_port),
             Service::Dispatcher => ("hookstream-dispatcher", self.ops_port),
+            Service::RetryTier => ("hookstream-retry-tier", self.retry_ops_port),
         };
         let mut command = Command::new(binary(name));
         command
@@ -118,25 +133,28 @@ impl Pipeline {
             .dir
             .path()
             .join(format!("{name}.{}.log", std::process::id()));
-        let process = ChildProcess::spawn(name, command, log);
+        let mut process = ChildProcess::spawn(name, command, log);
         let ready = format!("http://127.0.0.1:{port}/readyz");
         let client = reqwest::Client::new();
-        eventually(
-            &format!("{name} to be ready"),
-            Duration::from_secs(60),
-            || {
-                let client = client.clone();
-                let ready = ready.clone();
-                async move {
-                    let response = client.get(&ready).send().await.ok()?;
-                    response.status().is_success().then_some(())
-                }
-            },
-        )
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            process.assert_running();
+            if let Ok(response) = client.get(&ready).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} was not ready within 60 s; log:\n{}",
+                process.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         match service {
             Service::Ingest => self.ingest = Some(process),
             Service::Dispatcher => self.dispatcher = Some(process),
+            Service::RetryTier => self.retry_tier = Some(process),
         }
     }
 
@@ -144,6 +162,7 @@ impl Pipeline {
         match service {
             Service::Ingest => self.ingest.take(),
             Service::Dispatcher => self.dispatcher.take(),
+            Service::RetryTier => self.retry_tier.take(),
         }
         .unwrap_or_else(|| panic!("{service:?} is not running"))
     }
@@ -163,6 +182,7 @@ impl Pipeline {
         match service {
             Service::Ingest => self.ingest.as_ref(),
             Service::Dispatcher => self.dispatcher.as_ref(),
+            Service::RetryTier => self.retry_tier.as_ref(),
         }
         .map(|p| p.tail())
         .unwrap_or_default()

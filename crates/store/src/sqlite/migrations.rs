@@ -3,10 +3,16 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every migration, oldest first. Append only: an applied migration is never edited.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../../schemas/store/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../../schemas/store/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../../schemas/store/sqlite/0002_retries.sql"),
+    ),
+];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:
 /// the check and the migration happen in one immediate (write-locked) transaction.

@@ -189,8 +189,8 @@ impl Store for SqliteStore {
         let e = endpoint.clone();
         self.run(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 e.id.to_string(),
@@ -202,6 +202,7 @@ impl Store for SqliteStore {
                 e.disabled,
                 millis(e.created_at),
                 millis(e.updated_at),
+                e.max_attempts,
             ])?;
             Ok(())
         })
@@ -253,7 +254,8 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             let changed = conn
                 .prepare_cached(
-                    "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5
+                    "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5,
+                            max_attempts = ?6
                      WHERE id = ?1 AND deleted_at IS NULL",
                 )?
                 .execute(params![
@@ -263,6 +265,7 @@ impl Store for SqliteStore {
                         .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
                     e.disabled,
                     millis(e.updated_at),
+                    e.max_attempts,
                 ])?;
             Ok(changed == 1)
         })
@@ -371,7 +374,7 @@ impl Store for SqliteStore {
             ])?;
             {
                 let mut insert = tx.prepare_cached(&format!(
-                    "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     rows::DELIVERY_COLUMNS
                 ))?;
                 for d in &new.deliveries {
@@ -385,6 +388,8 @@ impl Store for SqliteStore {
                         d.attempts,
                         millis(d.created_at),
                         millis(d.updated_at),
+                        d.next_attempt_at.map(millis),
+                        d.next_tier,
                     ])?;
                 }
             }
@@ -488,7 +493,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached(
                 "UPDATE deliveries SET status = 'delivering', updated_at = ?2
-                 WHERE id = ?1 AND status NOT IN ('delivered', 'failed')",
+                 WHERE id = ?1 AND status NOT IN ('delivered', 'dead_lettered')",
             )?
             .execute(params![id.to_string(), now])?;
             let delivery = query_one(
@@ -517,17 +522,24 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let number: Option<u32> = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET attempts = attempts + 1, status = ?2, updated_at = ?3
+                    "UPDATE deliveries SET attempts = attempts + 1, status = ?2, updated_at = ?3,
+                            next_attempt_at = ?4, next_tier = ?5
                      WHERE id = ?1 RETURNING attempts",
                 )?
                 .query_row(
-                    params![a.delivery_id.to_string(), status.as_str(), now],
+                    params![
+                        a.delivery_id.to_string(),
+                        status.as_str(),
+                        now,
+                        a.next_attempt_at.map(millis),
+                        a.tier,
+                    ],
                     |row| row.get(0),
                 )
                 .optional()?;
             let number = number.ok_or_else(|| StoreError::NotFound(a.delivery_id.to_string()))?;
             tx.prepare_cached(&format!(
-                "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 rows::ATTEMPT_COLUMNS
             ))?
             .execute(params![
@@ -539,6 +551,8 @@ impl Store for SqliteStore {
                 a.class.as_str(),
                 a.response_snippet,
                 a.error,
+                a.next_attempt_at.map(millis),
+                a.tier,
             ])?;
             tx.commit()?;
             Ok(number)

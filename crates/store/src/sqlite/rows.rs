@@ -27,7 +27,7 @@ pub(super) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
 pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
 
 pub(super) const ENDPOINT_COLUMNS: &str =
-    "id, tenant, url, event_types, secret, disabled, created_at, updated_at";
+    "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts";
 
 pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
     let id: String = row.get(0)?;
@@ -38,6 +38,7 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
     let disabled: bool = row.get(5)?;
     let created_at: i64 = row.get(6)?;
     let updated_at: i64 = row.get(7)?;
+    let max_attempts: Option<u32> = row.get(8)?;
     Ok((|| {
         let types: Vec<String> = serde_json::from_str(&event_types)
             .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
@@ -52,6 +53,7 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
             secret: SigningSecret::parse(&secret)
                 .map_err(|e| StoreError::corrupt("endpoint secret", e))?,
             disabled,
+            max_attempts,
             created_at: from_millis(created_at)?,
             updated_at: from_millis(updated_at)?,
         })
@@ -88,8 +90,8 @@ pub(super) fn event(row: &Row<'_>) -> RowResult<(Event, String)> {
     })())
 }
 
-pub(super) const DELIVERY_COLUMNS: &str =
-    "id, event_id, endpoint_id, tenant, event_type, status, attempts, created_at, updated_at";
+pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, tenant, event_type, status, \
+     attempts, created_at, updated_at, next_attempt_at, next_tier";
 
 pub(super) fn delivery(row: &Row<'_>) -> RowResult<Delivery> {
     let id: String = row.get(0)?;
@@ -101,6 +103,8 @@ pub(super) fn delivery(row: &Row<'_>) -> RowResult<Delivery> {
     let attempts: u32 = row.get(6)?;
     let created_at: i64 = row.get(7)?;
     let updated_at: i64 = row.get(8)?;
+    let next_attempt_at: Option<i64> = row.get(9)?;
+    let next_tier: Option<String> = row.get(10)?;
     Ok((|| {
         Ok(Delivery {
             id: DeliveryId::parse(&id, "id").map_err(|e| StoreError::corrupt("delivery id", e))?,
@@ -115,14 +119,16 @@ pub(super) fn delivery(row: &Row<'_>) -> RowResult<Delivery> {
             status: DeliveryStatus::parse(&status)
                 .ok_or_else(|| StoreError::corrupt("delivery status", &status))?,
             attempts,
+            next_attempt_at: next_attempt_at.map(from_millis).transpose()?,
+            next_tier,
             created_at: from_millis(created_at)?,
             updated_at: from_millis(updated_at)?,
         })
     })())
 }
 
-pub(super) const ATTEMPT_COLUMNS: &str =
-    "delivery_id, number, started_at, latency_ms, status_code, class, response_snippet, error";
+pub(super) const ATTEMPT_COLUMNS: &str = "delivery_id, number, started_at, latency_ms, \
+     status_code, class, response_snippet, error, next_attempt_at, tier";
 
 pub(super) fn attempt(row: &Row<'_>) -> RowResult<Attempt> {
     let delivery_id: String = row.get(0)?;
@@ -133,6 +139,8 @@ pub(super) fn attempt(row: &Row<'_>) -> RowResult<Attempt> {
     let class: String = row.get(5)?;
     let response_snippet: String = row.get(6)?;
     let error: Option<String> = row.get(7)?;
+    let next_attempt_at: Option<i64> = row.get(8)?;
+    let tier: Option<String> = row.get(9)?;
     Ok((|| {
         Ok(Attempt {
             delivery_id: DeliveryId::parse(&delivery_id, "delivery_id")
@@ -145,6 +153,8 @@ pub(super) fn attempt(row: &Row<'_>) -> RowResult<Attempt> {
                 .ok_or_else(|| StoreError::corrupt("attempt class", &class))?,
             response_snippet,
             error,
+            next_attempt_at: next_attempt_at.map(from_millis).transpose()?,
+            tier,
         })
     })())
 }

@@ -37,6 +37,11 @@ impl JsonObject {
             .ok_or_else(|| Problem::invalid(field, format!("`{field}` is required")))
     }
 
+    /// A field as sent, `None` when absent (a present `null` is `Some(Value::Null)`).
+    pub fn optional(&mut self, field: &str) -> Option<Value> {
+        self.0.remove(field)
+    }
+
     pub fn required_str(&mut self, field: &str) -> Result<String, Problem> {
         match self.required(field)? {
             Value::String(s) => Ok(s),

@@ -24,6 +24,8 @@ fn render(delivery: &Delivery) -> Value {
         "event_type": delivery.event_type,
         "status": delivery.status,
         "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at.map(rfc3339),
+        "next_tier": delivery.next_tier,
         "created_at": rfc3339(delivery.created_at),
         "updated_at": rfc3339(delivery.updated_at),
     })
@@ -38,6 +40,8 @@ fn render_attempt(attempt: &Attempt) -> Value {
         "class": attempt.class,
         "response_snippet": attempt.response_snippet,
         "error": attempt.error,
+        "next_attempt_at": attempt.next_attempt_at.map(rfc3339),
+        "tier": attempt.tier,
     })
 }
 

@@ -35,6 +35,7 @@ fn render(endpoint: &Endpoint) -> Value {
         "url": endpoint.url,
         "event_types": endpoint.subscription,
         "disabled": endpoint.disabled,
+        "max_attempts": endpoint.max_attempts,
         "created_at": rfc3339(endpoint.created_at),
         "updated_at": rfc3339(endpoint.updated_at),
     })
@@ -44,6 +45,28 @@ fn parse_url(state: &AppState, text: &str) -> Result<EndpointUrl, Problem> {
     let url = EndpointUrl::parse(text, "url")?;
     state.destinations.check(&url, "url")?;
     Ok(url)
+}
+
+/// `max_attempts`: a whole number from 1, or null for the retry policy's limit.
+fn parse_max_attempts(value: Option<Value>) -> Result<Option<u32>, Problem> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n >= 1)
+            .map(Some)
+            .ok_or_else(|| {
+                Problem::invalid(
+                    "max_attempts",
+                    "`max_attempts` must be a whole number from 1",
+                )
+            }),
+        Some(_) => Err(Problem::invalid(
+            "max_attempts",
+            "`max_attempts` must be a whole number from 1",
+        )),
+    }
 }
 
 fn parse_id(text: &str) -> Result<EndpointId, Problem> {
@@ -62,6 +85,7 @@ pub async fn create(
         &fields.optional_str_list("event_types")?.unwrap_or_default(),
         "event_types",
     )?;
+    let max_attempts = parse_max_attempts(fields.optional("max_attempts"))?;
     fields.finish()?;
 
     let secret = SigningSecret::generate()
@@ -74,6 +98,7 @@ pub async fn create(
         subscription,
         secret,
         disabled: false,
+        max_attempts,
         created_at: now,
         updated_at: now,
     };
@@ -129,6 +154,11 @@ pub async fn update(
         .map(|types| Subscription::parse(&types, "event_types"))
         .transpose()?;
     let disabled = fields.optional_bool("disabled")?;
+    // Absent: unchanged; null: back to the retry policy's limit.
+    let max_attempts = fields
+        .optional("max_attempts")
+        .map(|v| parse_max_attempts(Some(v)))
+        .transpose()?;
     fields.finish()?;
 
     let store = &state.intake.store;
@@ -141,6 +171,9 @@ pub async fn update(
     }
     if let Some(subscription) = subscription {
         endpoint.subscription = subscription;
+    }
+    if let Some(max_attempts) = max_attempts {
+        endpoint.max_attempts = max_attempts;
     }
     if let Some(disabled) = disabled {
         endpoint.disabled = disabled;

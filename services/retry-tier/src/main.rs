@@ -1,0 +1,83 @@
+//! `hookstream-retry-tier`: puts retry tasks back on the deliveries topic when they are due.
+
+mod config;
+mod metrics;
+mod tier_loop;
+mod waiting;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use rdkafka::consumer::Consumer;
+
+use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
+use hookstream_runtime::ops::{self, ReadinessCheck};
+use hookstream_runtime::{logging, shutdown};
+
+use crate::config::RetryTierConfig;
+use crate::tier_loop::{AssignmentListener, TierLoop};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = RetryTierConfig::parse();
+    logging::init("retry-tier");
+    let shutdown = shutdown::on_signal();
+
+    let retry = config.retry.policy().context("the retry schedule")?;
+    let tier_names: Vec<String> = retry.tiers().iter().map(|t| t.name()).collect();
+    let topics = Topics::new(&config.kafka);
+    ensure_topics(
+        &config.kafka,
+        &topics.delivery_path_specs(&config.kafka, &tier_names),
+    )
+    .await
+    .context("creating topics")?;
+    let tier_topics: Vec<String> = tier_names.iter().map(|t| topics.retry(t)).collect();
+
+    let (listener, revoked) = AssignmentListener::new();
+    let consumer = Arc::new(
+        hookstream_kafka::consumer(&config.kafka, &config.group_id, listener)
+            .context("creating the Kafka consumer")?,
+    );
+    let subscription: Vec<&str> = tier_topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&subscription)
+        .context("subscribing to the retry tier topics")?;
+    let producer =
+        hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+
+    let ops_listener = tokio::net::TcpListener::bind(config.ops_addr)
+        .await
+        .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
+    let ops_server = tokio::spawn(
+        axum::serve(
+            ops_listener,
+            ops::router(vec![ReadinessCheck::broker(producer.clone())]),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future(),
+    );
+    tracing::info!(ops_addr = %config.ops_addr, topics = ?tier_topics, "retry tier running");
+
+    TierLoop {
+        consumer: Arc::clone(&consumer),
+        revoked,
+        producer,
+        deliveries_topic: topics.deliveries(),
+        shutdown: shutdown.clone(),
+    }
+    .run()
+    .await;
+
+    shutdown.cancel();
+    if !commit_and_close(consumer).await {
+        std::process::exit(0);
+    }
+    ops_server
+        .await
+        .context("ops server task")?
+        .context("serving ops endpoints")?;
+    tracing::info!("retry tier stopped");
+    Ok(())
+}

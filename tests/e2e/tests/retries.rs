@@ -1,0 +1,251 @@
+//! Failures end explained: retried on the delay tiers with backoff, or dead-lettered, never
+//! dropped and never retried forever. Real broker, real processes, receivers on 127.0.0.1; the
+//! test pipeline's tiers are 300ms, 600ms and 1s (so 4 attempts at most).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use hookstream_e2e::{Pipeline, Receiver, Scripted, eventually};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn answer(status: u16) -> Scripted {
+    Scripted {
+        status,
+        headers: vec![],
+    }
+}
+
+fn time_of(value: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(value.as_str().expect("a timestamp"), &Rfc3339).expect("RFC 3339")
+}
+
+async fn attempts_of(pipeline: &Pipeline, delivery_id: &str) -> Vec<Value> {
+    let answer = pipeline
+        .api
+        .call(
+            "GET",
+            &format!("/v1/deliveries/{delivery_id}/attempts"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// Sends one event to the tenant's endpoints and waits for its one delivery to settle.
+async fn deliver_one(pipeline: &Pipeline) -> Value {
+    let event = pipeline
+        .api
+        .send_event("acme", "order.created", json!({"order": 1}), None)
+        .await;
+    assert_eq!(event.status, 202, "{:?}", event.body);
+    let settled = pipeline
+        .api
+        .settled_deliveries(event.body["id"].as_str().unwrap(), SETTLE)
+        .await;
+    assert_eq!(settled.len(), 1);
+    settled[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_endpoint_gets_every_event_after_backoff() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    // Fails twice (a 503, then a 408), then recovers.
+    receiver.script(vec![answer(503), answer(408)]);
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+
+    let delivery = deliver_one(&pipeline).await;
+    assert_eq!(delivery["status"], "delivered", "{delivery}");
+    assert_eq!(delivery["attempts"], 3);
+
+    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    let classes: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "HTTP_5XX_RETRYABLE",
+            "HTTP_4XX_RETRYABLE",
+            "HTTP_2XX_DELIVERED"
+        ]
+    );
+    assert_eq!(attempts[0]["tier"], "300ms");
+    assert_eq!(attempts[1]["tier"], "600ms");
+    assert!(
+        attempts[2]["tier"].is_null(),
+        "a delivered attempt has no next tier"
+    );
+    // Each retry waited at least its tier's delay less the 20 % jitter.
+    for (i, least_ms) in [(1, 240), (2, 480)] {
+        let waited = time_of(&attempts[i]["started_at"]) - time_of(&attempts[i - 1]["started_at"]);
+        assert!(
+            waited >= time::Duration::milliseconds(least_ms),
+            "attempt {} came {waited} after the previous one",
+            i + 1
+        );
+        let due = time_of(&attempts[i - 1]["next_attempt_at"]);
+        assert!(time_of(&attempts[i]["started_at"]) >= due - time::Duration::milliseconds(5));
+    }
+    // The receiver saw the same webhook-id on every attempt.
+    let webhooks = receiver.wait_for(3, SETTLE).await;
+    assert!(
+        webhooks
+            .iter()
+            .all(|w| w.header("webhook-id") == delivery["id"].as_str().unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_is_dead_lettered_after_one_attempt() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    receiver.respond_with(400, "unknown field `order`");
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+
+    let delivery = deliver_one(&pipeline).await;
+    assert_eq!(delivery["status"], "dead_lettered");
+    assert_eq!(delivery["attempts"], 1);
+    assert!(delivery["next_attempt_at"].is_null());
+    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["class"], "HTTP_4XX_PERMANENT");
+    assert_eq!(attempts[0]["status_code"], 400);
+    assert_eq!(attempts[0]["response_snippet"], "unknown field `order`");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "a permanent failure is not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stop_at_the_endpoint_limit_and_the_delivery_is_dead_lettered() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    receiver.respond_with(503, "down");
+    let endpoint = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/endpoints",
+            Some(json!({"tenant": "acme", "url": receiver.url, "max_attempts": 2})),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{:?}", endpoint.body);
+    assert_eq!(endpoint.body["max_attempts"], 2);
+
+    let delivery = deliver_one(&pipeline).await;
+    assert_eq!(delivery["status"], "dead_lettered");
+    assert_eq!(delivery["attempts"], 2);
+    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    assert_eq!(attempts[0]["tier"], "300ms");
+    assert!(attempts[0]["next_attempt_at"].is_string());
+    assert!(
+        attempts[1]["next_attempt_at"].is_null(),
+        "no attempt after the last"
+    );
+    assert_eq!(receiver.received().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    receiver.script(vec![Scripted {
+        status: 429,
+        headers: vec![("retry-after", "3".to_owned())],
+    }]);
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+
+    let delivery = deliver_one(&pipeline).await;
+    assert_eq!(delivery["status"], "delivered");
+    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    assert_eq!(attempts[0]["class"], "RATE_LIMITED");
+    // No tier is 3 s or longer, so the longest one carries it, and it is not due before 3 s.
+    assert_eq!(attempts[0]["tier"], "1s");
+    let waited = time_of(&attempts[1]["started_at"]) - time_of(&attempts[0]["started_at"]);
+    assert!(waited >= time::Duration::seconds(3), "waited only {waited}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_dead_letters_and_disables_the_endpoint_until_it_is_enabled_again() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    receiver.script(vec![answer(410)]);
+    let endpoint = pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+
+    let delivery = deliver_one(&pipeline).await;
+    assert_eq!(delivery["status"], "dead_lettered");
+    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    assert_eq!(attempts[0]["class"], "GONE");
+    let read = pipeline
+        .api
+        .call("GET", &format!("/v1/endpoints/{id}"), None)
+        .await;
+    assert_eq!(read.body["disabled"], true);
+
+    // Disabled, it is not subscribed any more; enabled again, it receives.
+    let skipped = pipeline
+        .api
+        .send_event("acme", "order.created", json!({}), None)
+        .await;
+    assert_eq!(skipped.body["deliveries"], 0);
+    let enabled = pipeline
+        .api
+        .call(
+            "PATCH",
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(enabled.status, 200);
+    let delivery = deliver_one(&pipeline).await;
+    assert_eq!(delivery["status"], "delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_and_explained() {
+    let pipeline = Pipeline::start(&[]).await;
+    // An address nothing listens on yet.
+    let port = hookstream_e2e::free_port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    pipeline.api.create_endpoint("acme", &url, &[]).await;
+    let event = pipeline
+        .api
+        .send_event("acme", "order.created", json!({"n": 1}), None)
+        .await;
+    let event_id = event.body["id"].as_str().unwrap().to_owned();
+    let first = eventually("the first failed attempt", SETTLE, || async {
+        let deliveries = pipeline.api.deliveries_of(&event_id).await;
+        (deliveries[0]["status"] == "retrying").then(|| deliveries[0].clone())
+    })
+    .await;
+    let attempts = attempts_of(&pipeline, first["id"].as_str().unwrap()).await;
+    assert_eq!(attempts[0]["class"], "NETWORK_ERROR");
+    assert!(
+        attempts[0]["error"].as_str().unwrap().len() > 5,
+        "the error is explained"
+    );
+    assert!(first["next_attempt_at"].is_string());
+    assert!(first["next_tier"].is_string());
+}
