@@ -65,6 +65,28 @@ impl Api {
         }
     }
 
+    /// POSTs with the token, answering `None` when ingest cannot be reached (it may be down).
+    pub async fn try_raw(&self, method: &str, path: &str, body: Vec<u8>) -> Option<Answer> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .timeout(std::time::Duration::from_secs(30))
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        let text = response.text().await.ok()?;
+        Some(Answer {
+            status,
+            content_type: String::new(),
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         let body = body.map(|b| b.to_string().into_bytes());
         self.raw(method, path, body, Some(&self.token.clone()))
@@ -110,6 +132,27 @@ impl Api {
             .await;
         assert_eq!(answer.status, 200, "{:?}", answer.body);
         answer.body["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every delivery matching `query` (e.g. `status=delivered`), through all pages.
+    pub async fn all_deliveries(&self, query: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let answer = self
+                .call(
+                    "GET",
+                    &format!("/v1/deliveries?{query}&limit=500{after}"),
+                    None,
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+            all.extend(answer.body["data"].as_array().cloned().unwrap_or_default());
+            match answer.body["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => return all,
+            }
+        }
     }
 
     /// Waits until every delivery of the event has a final status, and returns them.

@@ -20,6 +20,8 @@ pub struct Webhook {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: String,
+    /// The status the receiver answered this request with.
+    pub answered: u16,
 }
 
 impl Webhook {
@@ -87,6 +89,8 @@ struct Shared {
     reply: Mutex<String>,
     /// While true, requests are recorded but not answered.
     held: watch::Sender<bool>,
+    /// When set to n > 0, every n-th request is answered 503 (a flapping endpoint).
+    fail_every: std::sync::atomic::AtomicUsize,
     /// Answers to give first, one per request, before the default one.
     script: Mutex<std::collections::VecDeque<Scripted>>,
 }
@@ -122,6 +126,7 @@ impl Receiver {
             reply: Mutex::new("ok".to_owned()),
             held: watch::channel(false).0,
             script: Mutex::new(std::collections::VecDeque::new()),
+            fail_every: std::sync::atomic::AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/hook", post(record))
@@ -152,6 +157,11 @@ impl Receiver {
             .extend(answers);
     }
 
+    /// Answers every `n`-th request with 503 from now on, the rest as usual.
+    pub fn fail_every(&self, n: usize) {
+        self.shared.fail_every.store(n, Ordering::SeqCst);
+    }
+
     /// From now on, records requests but does not answer them until [`Receiver::release`]: an
     /// endpoint as slow as the test wants, without timing.
     pub fn hold(&self) {
@@ -176,6 +186,23 @@ impl Receiver {
         received
     }
 
+    /// Requests for a `webhook-id` that had already been answered 2xx: true duplicates, as
+    /// opposed to retries of a failed attempt. Returns the ids, once per duplicate request.
+    pub fn duplicates(&self) -> Vec<String> {
+        let mut delivered = std::collections::HashSet::new();
+        let mut duplicates = Vec::new();
+        for webhook in self.received() {
+            let id = webhook.header("webhook-id").to_owned();
+            if delivered.contains(&id) {
+                duplicates.push(id.clone());
+            }
+            if (200..300).contains(&webhook.answered) {
+                delivered.insert(id);
+            }
+        }
+        duplicates
+    }
+
     /// Every webhook received so far.
     pub fn received(&self) -> Vec<Webhook> {
         self.shared.received.lock().expect("received lock").clone()
@@ -189,39 +216,42 @@ async fn record(
     body: Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let webhook = Webhook {
+    let mut webhook = Webhook {
         path: uri.path().to_owned(),
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        answered: 0,
     };
-    let total = {
+    // Decide the answer and record the request under one lock, so counts and answers agree.
+    let (total, status, extra_headers) = {
         let mut received = shared.received.lock().expect("received lock");
+        let total = received.len() + 1;
+        let every = shared.fail_every.load(Ordering::SeqCst);
+        let scripted = shared.script.lock().expect("script lock").pop_front();
+        let (status, extra) = if every > 0 && total % every == 0 {
+            (503, vec![])
+        } else if let Some(answer) = scripted {
+            (answer.status, answer.headers)
+        } else {
+            (shared.status.load(Ordering::SeqCst), vec![])
+        };
+        webhook.answered = status;
         received.push(webhook);
-        received.len()
+        (total, status, extra)
     };
     shared.count.send_replace(total);
     let mut held = shared.held.subscribe();
     let _ = held.wait_for(|held| !*held).await;
     let reply = shared.reply.lock().expect("reply lock").clone();
-    let scripted = shared.script.lock().expect("script lock").pop_front();
-    match scripted {
-        Some(answer) => {
-            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-            let mut response = (status, reply).into_response();
-            for (name, value) in answer.headers {
-                if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(name, value);
-                }
-            }
-            response
-        }
-        None => {
-            let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst))
-                .unwrap_or(StatusCode::OK);
-            (status, reply).into_response()
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, reply).into_response();
+    for (name, value) in extra_headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
         }
     }
+    response
 }
