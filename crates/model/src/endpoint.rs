@@ -78,6 +78,8 @@ pub struct Endpoint {
     pub disabled: bool,
     /// Lowers the retry policy's attempt limit for this endpoint.
     pub max_attempts: Option<u32>,
+    /// A paused endpoint's tasks are held (not failed, no attempt spent) until it is resumed.
+    pub paused: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

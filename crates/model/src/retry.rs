@@ -15,6 +15,10 @@ use time::OffsetDateTime;
 pub struct Tier(pub Duration);
 
 impl Tier {
+    /// Where held tasks wait (those of a paused endpoint): checked again every second, whatever
+    /// the schedule, so a resume takes effect within about two seconds.
+    pub const HOLD: Tier = Tier(Duration::from_secs(1));
+
     /// The topic-safe name: `500ms`, `5s`, `2m`, `24h`.
     pub fn name(&self) -> String {
         let ms = self.0.as_millis();
@@ -111,6 +115,15 @@ impl RetryPolicy {
     /// Every tier, shortest first, without repeats: the retry topics to create and consume.
     pub fn tiers(&self) -> Vec<Tier> {
         let mut tiers: Vec<Tier> = self.schedule.iter().copied().map(Tier).collect();
+        tiers.sort();
+        tiers.dedup();
+        tiers
+    }
+
+    /// Every tier topic the services create and read: the schedule's tiers and [`Tier::HOLD`].
+    pub fn topic_tiers(&self) -> Vec<Tier> {
+        let mut tiers = self.tiers();
+        tiers.push(Tier::HOLD);
         tiers.sort();
         tiers.dedup();
         tiers

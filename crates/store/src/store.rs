@@ -75,7 +75,8 @@ pub trait Store: Send + Sync + 'static {
         tenant: &Tenant,
         page: &PageRequest,
     ) -> Result<Page<Endpoint>, StoreError>;
-    /// Replaces a live endpoint's url, subscription and disabled flag; false if there is none.
+    /// Replaces a live endpoint's url, subscription, disabled and paused flags and attempt
+    /// limit; false if there is none.
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError>;
     /// Deletes a live endpoint; false if there is none. Its deliveries stay readable.
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError>;
@@ -101,6 +102,10 @@ pub trait Store: Send + Sync + 'static {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError>;
+
+    /// The kill switch: whether all sending is paused.
+    async fn sending_paused(&self) -> Result<bool, StoreError>;
+    async fn set_sending_paused(&self, paused: bool) -> Result<(), StoreError>;
 
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
     async fn list_deliveries(

@@ -54,6 +54,7 @@ fn endpoint(tenant_name: &str, types: &[&str]) -> Endpoint {
         secret: SigningSecret::generate().unwrap(),
         disabled: false,
         max_attempts: None,
+        paused: false,
         created_at: now,
         updated_at: now,
     }

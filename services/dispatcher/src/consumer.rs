@@ -71,6 +71,8 @@ pub struct ConsumeLoop {
     pub worker: Arc<Worker>,
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
+    /// `true` while the kill switch has all sending paused.
+    pub sending_paused: tokio::sync::watch::Receiver<bool>,
     pub shutdown: CancellationToken,
 }
 
@@ -92,6 +94,10 @@ impl ConsumeLoop {
                     }
                 }
                 Some(done) = done_rx.recv() => self.finish(done, &mut tracker, &mut lanes),
+                Ok(()) = self.sending_paused.changed() => {
+                    let paused = *self.sending_paused.borrow_and_update();
+                    self.pause_assignment(paused);
+                }
                 received = self.consumer.recv(), if tracker.in_flight() < self.max_in_flight => {
                     match received {
                         Ok(message) => {
@@ -135,6 +141,26 @@ impl ConsumeLoop {
         metrics::IN_FLIGHT.dec();
         if let Some(position) = tracker.finish(done.partition, done.offset) {
             self.store_position(done.partition, position);
+        }
+    }
+
+    /// With the kill switch on, stops fetching (the loop keeps polling, so the group does not
+    /// drop this member); tasks already read wait in the workers.
+    fn pause_assignment(&self, paused: bool) {
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the assignment");
+                return;
+            }
+        };
+        let result = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(err) = result {
+            tracing::warn!(paused, error = %err, "cannot pause or resume the assignment");
         }
     }
 

@@ -3,6 +3,7 @@
 mod classify;
 mod config;
 mod consumer;
+mod kill_switch;
 mod lanes;
 mod metrics;
 mod routing;
@@ -36,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let store = config.store.open().await.context("opening the store")?;
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
-    let tier_names: Vec<String> = retry.tiers().iter().map(|t| t.name()).collect();
+    let tier_names: Vec<String> = retry.topic_tiers().iter().map(|t| t.name()).collect();
     ensure_topics(
         &config.kafka,
         &topics.delivery_path_specs(&config.kafka, &tier_names),
@@ -56,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
 
+    let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         sender: Sender::new(config.request_timeout, config.response_snippet_bytes)
@@ -71,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             topics: topics.clone(),
             shutdown: shutdown.clone(),
         },
+        sending_paused: sending_paused.clone(),
         shutdown: shutdown.clone(),
     });
 
@@ -95,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         worker,
         max_in_flight: config.max_in_flight,
         drain_timeout: config.drain_timeout,
+        sending_paused,
         shutdown: shutdown.clone(),
     }
     .run()

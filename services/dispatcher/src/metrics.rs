@@ -47,6 +47,25 @@ pub static TASKS_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// 1 while the kill switch has all sending paused.
+pub static SENDING_PAUSED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_sending_paused",
+        "1 while the kill switch has paused all sending."
+    )
+    .expect("metric registers once")
+});
+
+/// Tasks held on the hold tier instead of sent, by reason (`endpoint_paused`).
+pub static TASKS_HELD: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_tasks_held_total",
+        "Delivery tasks put on the hold tier without an attempt, by reason.",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
 /// Tasks consumed and not yet finished.
 pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(

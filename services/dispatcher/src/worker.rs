@@ -16,7 +16,7 @@ use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::{DestinationPolicy, EndpointUrl};
 use hookstream_model::endpoint::Endpoint;
-use hookstream_model::retry::{RetryPolicy, parse_retry_after};
+use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_store::{NewAttempt, Store, StoreError};
@@ -39,6 +39,8 @@ pub struct Worker {
     pub retry: RetryPolicy,
     pub failures: FailurePolicy,
     pub routing: Routing,
+    /// `true` while the kill switch has all sending paused.
+    pub sending_paused: tokio::sync::watch::Receiver<bool>,
     pub shutdown: CancellationToken,
 }
 
@@ -72,13 +74,18 @@ impl Worker {
             metrics::TASKS_SKIPPED.with_label_values(&["stale"]).inc();
             return Ok(());
         }
+        // Held, not failed, while the kill switch is on: nothing is sent, no attempt is spent.
+        self.wait_while_sending_paused().await?;
+        let endpoint = self
+            .durably(|| self.store.get_endpoint(task.endpoint_id))
+            .await?;
+        if endpoint.as_ref().is_some_and(|e| e.paused && !e.disabled) {
+            return self.hold(task).await;
+        }
         let Some(delivery) = self.durably(|| self.store.start_attempt(id)).await? else {
             return Ok(());
         };
 
-        let endpoint = self
-            .durably(|| self.store.get_endpoint(task.endpoint_id))
-            .await?;
         let outcome = match &endpoint {
             Some(endpoint) if !endpoint.disabled => match self.destination_allowed(&endpoint.url) {
                 Err(reason) => refused(task, AttemptClass::DestinationBlocked, reason),
@@ -97,6 +104,31 @@ impl Worker {
         };
         self.settle(task, &delivery, endpoint.as_ref(), outcome)
             .await
+    }
+
+    async fn wait_while_sending_paused(&self) -> Result<(), Interrupted> {
+        let mut paused = self.sending_paused.clone();
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Err(Interrupted),
+            // The watcher only ends with the process.
+            result = paused.wait_for(|paused| !*paused) => result.map(|_| ()).map_err(|_| Interrupted),
+        }
+    }
+
+    /// A paused endpoint's task waits on the hold tier, with its attempt count unchanged, and
+    /// comes back in about a second to look again. Holding it in memory instead would let one
+    /// paused endpoint fill the dispatcher and stall the others.
+    async fn hold(&self, task: &DeliveryTask) -> Result<(), Interrupted> {
+        let mut held = task.clone();
+        held.due_at = Some(OffsetDateTime::now_utc() + Tier::HOLD.0);
+        self.routing
+            .to_retry_tier(&held, &Tier::HOLD.name())
+            .await?;
+        metrics::TASKS_HELD
+            .with_label_values(&["endpoint_paused"])
+            .inc();
+        tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, "endpoint paused; task held");
+        Ok(())
     }
 
     /// Routes and records an attempt's outcome.

@@ -69,6 +69,7 @@ mod tests {
             secret: SigningSecret::generate().unwrap(),
             disabled: false,
             max_attempts: None,
+            paused: false,
             created_at: now,
             updated_at: now,
         }

@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let retry = config.retry.policy().context("the retry schedule")?;
-    let tier_names: Vec<String> = retry.tiers().iter().map(|t| t.name()).collect();
+    let tier_names: Vec<String> = retry.topic_tiers().iter().map(|t| t.name()).collect();
     let topics = Topics::new(&config.kafka);
     ensure_topics(
         &config.kafka,

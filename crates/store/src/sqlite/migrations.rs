@@ -12,6 +12,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../../schemas/store/sqlite/0002_retries.sql"),
     ),
+    (
+        3,
+        include_str!("../../../../schemas/store/sqlite/0003_pause.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -255,7 +255,7 @@ impl Store for SqliteStore {
             let changed = conn
                 .prepare_cached(
                     "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5,
-                            max_attempts = ?6
+                            max_attempts = ?6, paused = ?7
                      WHERE id = ?1 AND deleted_at IS NULL",
                 )?
                 .execute(params![
@@ -266,6 +266,7 @@ impl Store for SqliteStore {
                     e.disabled,
                     millis(e.updated_at),
                     e.max_attempts,
+                    e.paused,
                 ])?;
             Ok(changed == 1)
         })
@@ -437,6 +438,30 @@ impl Store for SqliteStore {
                     Ok((event, deliveries))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn sending_paused(&self) -> Result<bool, StoreError> {
+        self.run(|conn| {
+            let value: Option<String> = conn
+                .prepare_cached("SELECT value FROM control WHERE name = 'sending_paused'")?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            Ok(value.as_deref() == Some("true"))
+        })
+        .await
+    }
+
+    async fn set_sending_paused(&self, paused: bool) -> Result<(), StoreError> {
+        let now = millis(OffsetDateTime::now_utc());
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO control (name, value, updated_at) VALUES ('sending_paused', ?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )?
+            .execute(params![if paused { "true" } else { "false" }, now])?;
+            Ok(())
         })
         .await
     }

@@ -27,7 +27,7 @@ pub(super) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
 pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
 
 pub(super) const ENDPOINT_COLUMNS: &str =
-    "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts";
+    "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, paused";
 
 pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
     let id: String = row.get(0)?;
@@ -39,6 +39,7 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
     let created_at: i64 = row.get(6)?;
     let updated_at: i64 = row.get(7)?;
     let max_attempts: Option<u32> = row.get(8)?;
+    let paused: bool = row.get(9)?;
     Ok((|| {
         let types: Vec<String> = serde_json::from_str(&event_types)
             .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
@@ -54,6 +55,7 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
                 .map_err(|e| StoreError::corrupt("endpoint secret", e))?,
             disabled,
             max_attempts,
+            paused,
             created_at: from_millis(created_at)?,
             updated_at: from_millis(updated_at)?,
         })

@@ -36,6 +36,7 @@ fn render(endpoint: &Endpoint) -> Value {
         "event_types": endpoint.subscription,
         "disabled": endpoint.disabled,
         "max_attempts": endpoint.max_attempts,
+        "paused": endpoint.paused,
         "created_at": rfc3339(endpoint.created_at),
         "updated_at": rfc3339(endpoint.updated_at),
     })
@@ -99,6 +100,7 @@ pub async fn create(
         secret,
         disabled: false,
         max_attempts,
+        paused: false,
         created_at: now,
         updated_at: now,
     };
@@ -195,4 +197,35 @@ pub async fn delete(
     } else {
         Err(Problem::not_found("endpoint"))
     }
+}
+
+/// `POST /v1/endpoints/{id}/pause`: hold this endpoint's tasks (no attempts spent) until resumed.
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    set_paused(&state, &id, true).await
+}
+
+/// `POST /v1/endpoints/{id}/resume`: send this endpoint's held tasks again.
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    set_paused(&state, &id, false).await
+}
+
+async fn set_paused(state: &AppState, id: &str, paused: bool) -> Result<Json<Value>, Problem> {
+    let store = &state.intake.store;
+    let mut endpoint = store
+        .get_endpoint(parse_id(id)?)
+        .await?
+        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    endpoint.paused = paused;
+    endpoint.updated_at = OffsetDateTime::now_utc();
+    if !store.update_endpoint(&endpoint).await? {
+        return Err(Problem::not_found("endpoint"));
+    }
+    tracing::info!(endpoint_id = %endpoint.id, paused, "endpoint pause changed");
+    Ok(Json(render(&endpoint)))
 }

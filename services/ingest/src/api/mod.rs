@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+mod control;
 mod deliveries;
 mod endpoints;
 mod events;
@@ -46,6 +47,11 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
                 .patch(endpoints::update)
                 .delete(endpoints::delete),
         )
+        .route("/v1/endpoints/{id}/pause", post(endpoints::pause))
+        .route("/v1/endpoints/{id}/resume", post(endpoints::resume))
+        .route("/v1/control", get(control::get))
+        .route("/v1/control/pause", post(control::pause))
+        .route("/v1/control/resume", post(control::resume))
         .route("/v1/events", post(events::create))
         .route("/v1/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}", get(deliveries::get))
