@@ -64,6 +64,38 @@ impl Serialize for Subscription {
     }
 }
 
+/// An endpoint's circuit breaker as recorded in the store: `closed`, `open` (until a time),
+/// or `half_open` (one probe out).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CircuitView {
+    pub state: CircuitState,
+    pub open_until: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CircuitState {
+    #[default]
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Closed, Self::Open, Self::HalfOpen]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
 /// A tenant's webhook receiver.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -80,6 +112,8 @@ pub struct Endpoint {
     pub max_attempts: Option<u32>,
     /// A paused endpoint's tasks are held (not failed, no attempt spent) until it is resumed.
     pub paused: bool,
+    /// The circuit breaker as its dispatcher last recorded it.
+    pub circuit: CircuitView,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

@@ -129,6 +129,19 @@ impl RetryPolicy {
         tiers
     }
 
+    /// The tier for a task that must wait `at_least` without spending an attempt (an open
+    /// circuit breaker): the smallest topic tier not shorter, else the longest. The task is
+    /// then due one full tier delay from now, which keeps the tier in due-time order.
+    pub fn tier_for_wait(&self, at_least: Duration) -> Tier {
+        let tiers = self.topic_tiers();
+        tiers
+            .iter()
+            .copied()
+            .find(|t| t.0 >= at_least)
+            .or_else(|| tiers.last().copied())
+            .unwrap_or(Tier::HOLD)
+    }
+
     /// The plan after `attempts_made` attempts failed (1 after the first), or `None` when the
     /// delivery has had all it may: the policy's attempts, or fewer if `endpoint_max_attempts`
     /// lowers them. `retry_after` is the endpoint's `Retry-After`: the task then waits on the
@@ -333,6 +346,23 @@ mod tests {
         );
         assert!(RetryPolicy::new(vec![Duration::ZERO], 0.2).is_err());
         assert!(RetryPolicy::new(vec![Duration::from_secs(1)], 0.9).is_err());
+    }
+
+    #[test]
+    fn waits_take_the_smallest_tier_that_covers_them() {
+        let policy = short_policy(); // tiers 1s (also the hold tier), 5s, 30s
+        assert_eq!(
+            policy.tier_for_wait(Duration::from_millis(10)),
+            Tier(Duration::from_secs(1))
+        );
+        assert_eq!(
+            policy.tier_for_wait(Duration::from_secs(2)),
+            Tier(Duration::from_secs(5))
+        );
+        assert_eq!(
+            policy.tier_for_wait(Duration::from_secs(600)),
+            Tier(Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::Endpoint;
+use hookstream_model::endpoint::{CircuitView, Endpoint};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
@@ -102,6 +102,9 @@ pub trait Store: Send + Sync + 'static {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError>;
+
+    /// Records an endpoint's circuit breaker state (the dispatcher's, shown by the API).
+    async fn set_circuit(&self, id: EndpointId, circuit: &CircuitView) -> Result<(), StoreError>;
 
     /// The kill switch: whether all sending is paused.
     async fn sending_paused(&self) -> Result<bool, StoreError>;

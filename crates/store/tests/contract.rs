@@ -55,6 +55,7 @@ fn endpoint(tenant_name: &str, types: &[&str]) -> Endpoint {
         disabled: false,
         max_attempts: None,
         paused: false,
+        circuit: Default::default(),
         created_at: now,
         updated_at: now,
     }

@@ -62,6 +62,14 @@ pub struct DispatcherConfig {
     #[arg(long, env = "HOOKSTREAM_TLS_ERRORS_PERMANENT", default_value_t = false, action = clap::ArgAction::Set)]
     pub tls_errors_permanent: bool,
 
+    /// Retryable failures in a row that open an endpoint's circuit breaker.
+    #[arg(long, env = "HOOKSTREAM_BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+
+    /// How long an open breaker holds an endpoint's tasks (no attempts spent) before one probe.
+    #[arg(long, env = "HOOKSTREAM_BREAKER_OPEN_FOR", default_value = "5m", value_parser = hookstream_kafka::parse_duration)]
+    pub breaker_open_for: Duration,
+
     #[command(flatten)]
     pub retry: RetrySettings,
 

@@ -1,5 +1,6 @@
 //! `hookstream-dispatcher`: sends the webhooks.
 
+mod breaker;
 mod classify;
 mod config;
 mod consumer;
@@ -21,6 +22,7 @@ use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
 use hookstream_runtime::ops::{self, ReadinessCheck};
 use hookstream_runtime::{logging, shutdown};
 
+use crate::breaker::Breakers;
 use crate::classify::FailurePolicy;
 use crate::config::DispatcherConfig;
 use crate::consumer::{ConsumeLoop, RebalanceListener};
@@ -73,6 +75,10 @@ async fn main() -> anyhow::Result<()> {
             topics: topics.clone(),
             shutdown: shutdown.clone(),
         },
+        breakers: std::sync::Mutex::new(Breakers::new(
+            config.breaker_failures,
+            config.breaker_open_for,
+        )),
         sending_paused: sending_paused.clone(),
         shutdown: shutdown.clone(),
     });

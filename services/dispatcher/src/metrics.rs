@@ -66,6 +66,25 @@ pub static TASKS_HELD: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Endpoints whose circuit breaker is open or probing, in this dispatcher.
+pub static CIRCUITS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_circuits_open",
+        "Endpoints whose circuit breaker is open or half-open in this dispatcher."
+    )
+    .expect("metric registers once")
+});
+
+/// Circuit breaker transitions, by the state entered.
+pub static CIRCUIT_TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_circuit_transitions_total",
+        "Circuit breaker transitions, by the state entered (closed, open, half_open).",
+        &["to"]
+    )
+    .expect("metric registers once")
+});
+
 /// Tasks consumed and not yet finished.
 pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(

@@ -181,6 +181,7 @@ mod tests {
             disabled: false,
             max_attempts: None,
             paused: false,
+            circuit: Default::default(),
             created_at: now,
             updated_at: now,
         }

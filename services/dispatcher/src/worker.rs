@@ -15,12 +15,14 @@ use time::OffsetDateTime;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::{DestinationPolicy, EndpointUrl};
-use hookstream_model::endpoint::Endpoint;
+use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
+use hookstream_model::ids::EndpointId;
 use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_store::{NewAttempt, Store, StoreError};
 
+use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
 use crate::metrics;
 use crate::routing::Routing;
@@ -39,6 +41,8 @@ pub struct Worker {
     pub retry: RetryPolicy,
     pub failures: FailurePolicy,
     pub routing: Routing,
+    /// The circuit breakers of the endpoints this dispatcher serves.
+    pub breakers: std::sync::Mutex<Breakers>,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
     pub shutdown: CancellationToken,
@@ -80,23 +84,46 @@ impl Worker {
             .durably(|| self.store.get_endpoint(task.endpoint_id))
             .await?;
         if endpoint.as_ref().is_some_and(|e| e.paused && !e.disabled) {
-            return self.hold(task).await;
+            return self.hold(task, Tier::HOLD, "endpoint_paused").await;
+        }
+        let refusal = match &endpoint {
+            Some(endpoint) if !endpoint.disabled => self
+                .destination_allowed(&endpoint.url)
+                .err()
+                .map(|reason| (AttemptClass::DestinationBlocked, reason)),
+            Some(_) => Some((
+                AttemptClass::EndpointUnavailable,
+                "endpoint is disabled".into(),
+            )),
+            None => Some((
+                AttemptClass::EndpointUnavailable,
+                "endpoint was deleted".into(),
+            )),
+        };
+        // An open circuit breaker holds the task without spending an attempt.
+        if let (Some(endpoint), None) = (&endpoint, &refusal)
+            && let Admission::WaitUntil(until) = self.admit(endpoint.id).await?
+        {
+            let wait = (until - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+            let tier = self
+                .retry
+                .tier_for_wait(wait.try_into().unwrap_or_default());
+            return self.hold(task, tier, "circuit_open").await;
         }
         let Some(delivery) = self.durably(|| self.store.start_attempt(id)).await? else {
             return Ok(());
         };
 
-        let outcome = match &endpoint {
-            Some(endpoint) if !endpoint.disabled => match self.destination_allowed(&endpoint.url) {
-                Err(reason) => refused(task, AttemptClass::DestinationBlocked, reason),
-                Ok(()) => self.send(endpoint, task).await,
-            },
-            Some(_) => refused(
-                task,
-                AttemptClass::EndpointUnavailable,
-                "endpoint is disabled".into(),
-            ),
-            None => refused(
+        let outcome = match (&endpoint, refusal) {
+            (_, Some((class, reason))) => refused(task, class, reason),
+            (Some(endpoint), None) => {
+                let outcome = self.send(endpoint, task).await;
+                let failed =
+                    disposition(outcome.attempt.class, self.failures) == Disposition::Retry;
+                self.record_circuit(endpoint.id, failed).await?;
+                outcome
+            }
+            (None, None) => refused(
                 task,
                 AttemptClass::EndpointUnavailable,
                 "endpoint was deleted".into(),
@@ -104,6 +131,60 @@ impl Worker {
         };
         self.settle(task, &delivery, endpoint.as_ref(), outcome)
             .await
+    }
+
+    /// Asks the endpoint's breaker whether a task may go out, recording any change of state.
+    async fn admit(&self, endpoint: EndpointId) -> Result<Admission, Interrupted> {
+        let (admission, transition) = self.breakers().admit(endpoint, OffsetDateTime::now_utc());
+        if let Some(transition) = transition {
+            self.persist_circuit(endpoint, transition.to).await?;
+        }
+        Ok(admission)
+    }
+
+    /// Tells the endpoint's breaker how a sent task went, recording any change of state.
+    async fn record_circuit(&self, endpoint: EndpointId, failed: bool) -> Result<(), Interrupted> {
+        let transition = self
+            .breakers()
+            .record(endpoint, failed, OffsetDateTime::now_utc());
+        if let Some(transition) = transition {
+            self.persist_circuit(endpoint, transition.to).await?;
+        }
+        Ok(())
+    }
+
+    fn breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {
+        // The breakers hold no invariant a panic could break halfway; keep using them.
+        self.breakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Shows the breaker's new state in the store (for the API) and in the metrics.
+    async fn persist_circuit(
+        &self,
+        endpoint: EndpointId,
+        circuit: Circuit,
+    ) -> Result<(), Interrupted> {
+        let view = match circuit {
+            Circuit::Closed { .. } => CircuitView::default(),
+            Circuit::Open { until } => CircuitView {
+                state: CircuitState::Open,
+                open_until: Some(until),
+            },
+            Circuit::Probing => CircuitView {
+                state: CircuitState::HalfOpen,
+                open_until: None,
+            },
+        };
+        self.durably(|| self.store.set_circuit(endpoint, &view))
+            .await?;
+        metrics::CIRCUIT_TRANSITIONS
+            .with_label_values(&[view.state.as_str()])
+            .inc();
+        metrics::CIRCUITS_OPEN.set(self.breakers().open_count() as i64);
+        tracing::warn!(endpoint_id = %endpoint, state = view.state.as_str(), "circuit breaker changed");
+        Ok(())
     }
 
     async fn wait_while_sending_paused(&self) -> Result<(), Interrupted> {
@@ -115,19 +196,15 @@ impl Worker {
         }
     }
 
-    /// A paused endpoint's task waits on the hold tier, with its attempt count unchanged, and
-    /// comes back in about a second to look again. Holding it in memory instead would let one
-    /// paused endpoint fill the dispatcher and stall the others.
-    async fn hold(&self, task: &DeliveryTask) -> Result<(), Interrupted> {
+    /// A task that may not go out yet (paused endpoint, open breaker) waits on a tier with its
+    /// attempt count unchanged and comes back to look again. Holding it in memory instead would
+    /// let one such endpoint fill the dispatcher and stall the others.
+    async fn hold(&self, task: &DeliveryTask, tier: Tier, reason: &str) -> Result<(), Interrupted> {
         let mut held = task.clone();
-        held.due_at = Some(OffsetDateTime::now_utc() + Tier::HOLD.0);
-        self.routing
-            .to_retry_tier(&held, &Tier::HOLD.name())
-            .await?;
-        metrics::TASKS_HELD
-            .with_label_values(&["endpoint_paused"])
-            .inc();
-        tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, "endpoint paused; task held");
+        held.due_at = Some(OffsetDateTime::now_utc() + tier.0);
+        self.routing.to_retry_tier(&held, &tier.name()).await?;
+        metrics::TASKS_HELD.with_label_values(&[reason]).inc();
+        tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, reason, tier = %tier, "task held");
         Ok(())
     }
 

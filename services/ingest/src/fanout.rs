@@ -70,6 +70,7 @@ mod tests {
             disabled: false,
             max_attempts: None,
             paused: false,
+            circuit: Default::default(),
             created_at: now,
             updated_at: now,
         }

@@ -249,3 +249,74 @@ async fn a_refused_connection_is_retried_and_explained() {
     assert!(first["next_attempt_at"].is_string());
     assert!(first["next_tier"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_probe_succeeds() {
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_BREAKER_FAILURES", "3"),
+        ("HOOKSTREAM_BREAKER_OPEN_FOR", "2s"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.respond_with(503, "down");
+    let endpoint = pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    assert_eq!(endpoint["circuit"]["state"], "closed");
+
+    let mut events = Vec::new();
+    for n in 0..5 {
+        let event = pipeline
+            .api
+            .send_event("acme", "order.created", json!({"n": n}), None)
+            .await;
+        events.push(event.body["id"].as_str().unwrap().to_owned());
+    }
+    // Three failures in a row open the breaker; the API shows it.
+    let open = eventually("the circuit to open", SETTLE, || async {
+        let endpoint = pipeline
+            .api
+            .call("GET", &format!("/v1/endpoints/{id}"), None)
+            .await;
+        (endpoint.body["circuit"]["state"] == "open").then_some(endpoint.body)
+    })
+    .await;
+    assert!(open["circuit"]["open_until"].is_string());
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "nothing is sent once the breaker is open"
+    );
+
+    // The endpoint recovers; after the open period one probe closes the breaker.
+    receiver.respond_with(200, "ok");
+    let mut attempts = 0;
+    let mut retried = 0;
+    for event in &events {
+        for delivery in pipeline.api.settled_deliveries(event, SETTLE).await {
+            assert_eq!(delivery["status"], "delivered", "{delivery}");
+            let n = delivery["attempts"].as_u64().unwrap();
+            attempts += n;
+            retried += usize::from(n == 2);
+        }
+    }
+    assert_eq!(
+        attempts, 8,
+        "3 failures and 5 successes: no attempt spent while open"
+    );
+    assert_eq!(retried, 3);
+    assert_eq!(receiver.received().len(), 8);
+    let closed = pipeline
+        .api
+        .call("GET", &format!("/v1/endpoints/{id}"), None)
+        .await;
+    assert_eq!(closed.body["circuit"]["state"], "closed");
+    let metrics = pipeline.dispatcher_metrics().await;
+    assert!(
+        metrics.contains(r#"hookstream_circuit_transitions_total{to="open"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"hookstream_tasks_held_total{reason="circuit_open"}"#));
+}

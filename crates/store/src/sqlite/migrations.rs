@@ -16,6 +16,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../../schemas/store/sqlite/0003_pause.sql"),
     ),
+    (
+        4,
+        include_str!("../../../../schemas/store/sqlite/0004_circuit.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

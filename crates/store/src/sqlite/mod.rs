@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::Endpoint;
+use hookstream_model::endpoint::{CircuitView, Endpoint};
 use hookstream_model::event::{
     Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
 };
@@ -438,6 +438,19 @@ impl Store for SqliteStore {
                     Ok((event, deliveries))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn set_circuit(&self, id: EndpointId, circuit: &CircuitView) -> Result<(), StoreError> {
+        let state = circuit.state.as_str();
+        let open_until = circuit.open_until.map(millis);
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "UPDATE endpoints SET circuit_state = ?2, circuit_open_until = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id.to_string(), state, open_until])?;
+            Ok(())
         })
         .await
     }

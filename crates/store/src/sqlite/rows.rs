@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
-use hookstream_model::endpoint::{Endpoint, Subscription};
+use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint, Subscription};
 use hookstream_model::event::Event;
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
@@ -26,8 +26,8 @@ pub(super) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
 /// Reads a row's columns into a value, keeping SQLite errors and corrupt data apart.
 pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
 
-pub(super) const ENDPOINT_COLUMNS: &str =
-    "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, paused";
+pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, paused, \
+     circuit_state, circuit_open_until";
 
 pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
     let id: String = row.get(0)?;
@@ -40,6 +40,8 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
     let updated_at: i64 = row.get(7)?;
     let max_attempts: Option<u32> = row.get(8)?;
     let paused: bool = row.get(9)?;
+    let circuit_state: String = row.get(10)?;
+    let circuit_open_until: Option<i64> = row.get(11)?;
     Ok((|| {
         let types: Vec<String> = serde_json::from_str(&event_types)
             .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
@@ -56,6 +58,11 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
             disabled,
             max_attempts,
             paused,
+            circuit: CircuitView {
+                state: CircuitState::parse(&circuit_state)
+                    .ok_or_else(|| StoreError::corrupt("endpoint circuit_state", &circuit_state))?,
+                open_until: circuit_open_until.map(from_millis).transpose()?,
+            },
             created_at: from_millis(created_at)?,
             updated_at: from_millis(updated_at)?,
         })

@@ -37,6 +37,10 @@ fn render(endpoint: &Endpoint) -> Value {
         "disabled": endpoint.disabled,
         "max_attempts": endpoint.max_attempts,
         "paused": endpoint.paused,
+        "circuit": {
+            "state": endpoint.circuit.state.as_str(),
+            "open_until": endpoint.circuit.open_until.map(rfc3339),
+        },
         "created_at": rfc3339(endpoint.created_at),
         "updated_at": rfc3339(endpoint.updated_at),
     })
@@ -101,6 +105,7 @@ pub async fn create(
         disabled: false,
         max_attempts,
         paused: false,
+        circuit: Default::default(),
         created_at: now,
         updated_at: now,
     };
