@@ -24,6 +24,11 @@ pub struct KafkaSettings {
     #[arg(long, env = "HOOKSTREAM_REPLICATION_FACTOR", default_value_t = 1)]
     pub replication_factor: i32,
 
+    /// Create missing topics at start-up. Turn off where topics are managed outside
+    /// Hookstream (the services then expect them to exist).
+    #[arg(long, env = "HOOKSTREAM_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+
     /// Extra librdkafka client properties, `key=value` separated by commas
     /// (e.g. `security.protocol=ssl,ssl.ca.location=/etc/ca.pem`). Applied last.
     #[arg(long, env = "HOOKSTREAM_KAFKA_PROPERTIES", default_value = "", value_parser = parse_properties)]

@@ -81,6 +81,10 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     specs: &[TopicSpec],
 ) -> Result<(), KafkaError> {
+    if !settings.create_topics {
+        tracing::info!("topic creation is off; expecting the topics to exist");
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(200);
     loop {

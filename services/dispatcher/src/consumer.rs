@@ -47,6 +47,12 @@ impl ConsumerContext for RebalanceListener {
             Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
         }
     }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        if let Ok(assignment) = consumer.assignment() {
+            metrics::ASSIGNED_PARTITIONS.set(assignment.count() as i64);
+        }
+    }
 }
 
 /// One consumed task on its way through a lane.

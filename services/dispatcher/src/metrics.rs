@@ -85,6 +85,15 @@ pub static CIRCUIT_TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Partitions of the deliveries topic this dispatcher owns.
+pub static ASSIGNED_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_assigned_partitions",
+        "Partitions of the deliveries topic assigned to this dispatcher."
+    )
+    .expect("metric registers once")
+});
+
 /// Tasks consumed and not yet finished.
 pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(

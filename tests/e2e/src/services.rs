@@ -37,19 +37,23 @@ fn binary(name: &str) -> PathBuf {
 pub enum Service {
     Ingest,
     Dispatcher,
+    /// A second dispatcher in the same consumer group.
+    SecondDispatcher,
     RetryTier,
 }
 
 /// A whole pipeline: broker, embedded store, ingest and dispatcher.
 pub struct Pipeline {
-    pub broker: Broker,
+    pub broker: Option<Broker>,
     pub api: Api,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     ingest_port: u16,
     ops_port: u16,
     retry_ops_port: u16,
+    second_ops_port: u16,
     ingest: Option<ChildProcess>,
+    second_dispatcher: Option<ChildProcess>,
     dispatcher: Option<ChildProcess>,
     retry_tier: Option<ChildProcess>,
 }
@@ -59,12 +63,19 @@ impl Pipeline {
     /// `extra` environment variables, and waits until both services are ready.
     pub async fn start(extra: &[(&str, &str)]) -> Self {
         let broker = Broker::start().await;
+        let address = broker.address.clone();
+        Self::start_on(Some(broker), &address, extra).await
+    }
+
+    /// Like [`Pipeline::start`], on brokers the test runs itself (e.g. librdkafka's mock
+    /// cluster, whose topics the test creates).
+    pub async fn start_on(broker: Option<Broker>, brokers: &str, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder for the store");
         let ingest_port = free_port();
         let ops_port = free_port();
         let retry_ops_port = free_port();
         let mut env: Vec<(String, String)> = vec![
-            ("HOOKSTREAM_KAFKA_BROKERS".into(), broker.address.clone()),
+            ("HOOKSTREAM_KAFKA_BROKERS".into(), brokers.to_owned()),
             (
                 "HOOKSTREAM_STORE".into(),
                 format!("sqlite://{}", dir.path().join("store.db").display()),
@@ -105,7 +116,9 @@ impl Pipeline {
             ingest_port,
             ops_port,
             retry_ops_port,
+            second_ops_port: free_port(),
             ingest: None,
+            second_dispatcher: None,
             dispatcher: None,
             retry_tier: None,
         };
@@ -120,6 +133,7 @@ impl Pipeline {
         let (name, port) = match service {
             Service::Ingest => ("hookstream-ingest", self.ingest_port),
             Service::Dispatcher => ("hookstream-dispatcher", self.ops_port),
+            Service::SecondDispatcher => ("hookstream-dispatcher", self.second_ops_port),
             Service::RetryTier => ("hookstream-retry-tier", self.retry_ops_port),
         };
         let mut command = Command::new(binary(name));
@@ -129,10 +143,13 @@ impl Pipeline {
         if let Ok(path) = std::env::var("PATH") {
             command.env("PATH", path);
         }
-        let log = self
-            .dir
-            .path()
-            .join(format!("{name}.{}.log", std::process::id()));
+        if service == Service::SecondDispatcher {
+            command.env(
+                "HOOKSTREAM_DISPATCHER_OPS_ADDR",
+                format!("127.0.0.1:{port}"),
+            );
+        }
+        let log = self.dir.path().join(format!("{name}.{port}.log"));
         let mut process = ChildProcess::spawn(name, command, log);
         let ready = format!("http://127.0.0.1:{port}/readyz");
         let client = reqwest::Client::new();
@@ -154,6 +171,7 @@ impl Pipeline {
         match service {
             Service::Ingest => self.ingest = Some(process),
             Service::Dispatcher => self.dispatcher = Some(process),
+            Service::SecondDispatcher => self.second_dispatcher = Some(process),
             Service::RetryTier => self.retry_tier = Some(process),
         }
     }
@@ -162,6 +180,7 @@ impl Pipeline {
         match service {
             Service::Ingest => self.ingest.take(),
             Service::Dispatcher => self.dispatcher.take(),
+            Service::SecondDispatcher => self.second_dispatcher.take(),
             Service::RetryTier => self.retry_tier.take(),
         }
         .unwrap_or_else(|| panic!("{service:?} is not running"))
@@ -182,6 +201,7 @@ impl Pipeline {
         match service {
             Service::Ingest => self.ingest.as_ref(),
             Service::Dispatcher => self.dispatcher.as_ref(),
+            Service::SecondDispatcher => self.second_dispatcher.as_ref(),
             Service::RetryTier => self.retry_tier.as_ref(),
         }
         .map(|p| p.tail())
@@ -190,7 +210,18 @@ impl Pipeline {
 
     /// The dispatcher's `/metrics` text.
     pub async fn dispatcher_metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ops_port))
+        self.metrics_of(Service::Dispatcher).await
+    }
+
+    /// A service's `/metrics` text (ingest, either dispatcher, the retry tier).
+    pub async fn metrics_of(&self, service: Service) -> String {
+        let port = match service {
+            Service::Ingest => self.ingest_port,
+            Service::Dispatcher => self.ops_port,
+            Service::SecondDispatcher => self.second_ops_port,
+            Service::RetryTier => self.retry_ops_port,
+        };
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
             .await
             .expect("dispatcher metrics")
             .text()
