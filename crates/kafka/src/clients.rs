@@ -71,7 +71,10 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Answer fetches within 100 ms even when a broker holds them until its maximum wait
+        // (Tansu does): bounds how late a resumed retry partition or a new task is picked up.
+        .set("fetch.wait.max.ms", "100");
     StreamConsumer::from_config_and_context(&with_overrides(config, settings), context)
         .map_err(|e| KafkaError::Client(format!("creating consumer: {e}")))
 }

@@ -1,6 +1,6 @@
 //! The Hookstream services as real processes, configured the way an operator would.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -16,12 +16,15 @@ fn binary(name: &str) -> PathBuf {
     let dir = std::env::var("HOOKSTREAM_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
-            // The test runs as target/<profile>/deps/<test>; the binaries are in target/<profile>.
-            let exe = std::env::current_exe().expect("the test's own path");
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("the target folder")
-                .to_owned()
+            // Tests run as target/<profile>/deps/<test>, benchmarks as target/<profile>/<bench>;
+            // the service binaries are in target/<profile>.
+            let exe = std::env::current_exe().expect("the running program's own path");
+            let dir = exe.parent().expect("the program's folder");
+            if dir.file_name().is_some_and(|name| name == "deps") {
+                dir.parent().unwrap_or(dir).to_owned()
+            } else {
+                dir.to_owned()
+            }
         });
     let path = dir.join(name);
     assert!(
@@ -70,6 +73,22 @@ impl Pipeline {
     /// Like [`Pipeline::start`], on brokers the test runs itself (e.g. librdkafka's mock
     /// cluster, whose topics the test creates).
     pub async fn start_on(broker: Option<Broker>, brokers: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_only(
+            broker,
+            brokers,
+            extra,
+            &[Service::Ingest, Service::Dispatcher, Service::RetryTier],
+        )
+        .await
+    }
+
+    /// Starts only `services` (for benchmarks that exercise one service alone).
+    pub async fn start_only(
+        broker: Option<Broker>,
+        brokers: &str,
+        extra: &[(&str, &str)],
+        services: &[Service],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder for the store");
         let ingest_port = free_port();
         let ops_port = free_port();
@@ -122,9 +141,9 @@ impl Pipeline {
             dispatcher: None,
             retry_tier: None,
         };
-        pipeline.start_service(Service::Ingest).await;
-        pipeline.start_service(Service::Dispatcher).await;
-        pipeline.start_service(Service::RetryTier).await;
+        for service in services {
+            pipeline.start_service(*service).await;
+        }
         pipeline
     }
 
@@ -206,6 +225,15 @@ impl Pipeline {
         }
         .map(|p| p.tail())
         .unwrap_or_default()
+    }
+
+    /// The Kafka bootstrap address the services use.
+    pub fn brokers(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "HOOKSTREAM_KAFKA_BROKERS")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     }
 
     /// The dispatcher's `/metrics` text.

@@ -129,6 +129,73 @@ async fn a_permanent_failure_is_dead_lettered_after_one_attempt() {
         1,
         "a permanent failure is not retried"
     );
+
+    // Lists filter by status and endpoint; the metrics count the attempt and the dead letter.
+    let dead = pipeline
+        .api
+        .call("GET", "/v1/deliveries?status=dead_lettered", None)
+        .await;
+    assert_eq!(dead.body["data"].as_array().unwrap().len(), 1);
+    let endpoint_id = delivery["endpoint_id"].as_str().unwrap();
+    let by_endpoint = pipeline
+        .api
+        .call(
+            "GET",
+            &format!("/v1/deliveries?endpoint_id={endpoint_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(by_endpoint.body["data"].as_array().unwrap().len(), 1);
+    eventually("the attempt metrics", SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        (metrics.contains(r#"hookstream_delivery_attempts_total{class="HTTP_4XX_PERMANENT"} 1"#)
+            && metrics.contains("hookstream_dead_lettered_total 1"))
+        .then_some(())
+    })
+    .await;
+
+    // The dead letter is on the DLQ topic with the task, the last attempt and the reason.
+    let letter = read_one_dead_letter(&pipeline.brokers()).await;
+    assert_eq!(
+        letter.task.delivery_id.to_string(),
+        delivery["id"].as_str().unwrap()
+    );
+    assert_eq!(letter.task.attempts_made, 1);
+    assert_eq!(
+        letter.task.payload, r#"{"order":1}"#,
+        "the payload travels for replay"
+    );
+    assert_eq!(letter.last_class.as_str(), "HTTP_4XX_PERMANENT");
+    assert_eq!(letter.last_status_code, Some(400));
+    assert_eq!(letter.last_response_snippet, "unknown field `order`");
+    assert!(
+        letter.reason.contains("HTTP_4XX_PERMANENT"),
+        "{}",
+        letter.reason
+    );
+}
+
+/// Reads the first record of the DLQ topic, as the replay service will.
+async fn read_one_dead_letter(brokers: &str) -> hookstream_model::dead_letter::DeadLetter {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "e2e-dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("a DLQ consumer");
+    consumer
+        .subscribe(&["hookstream.dlq"])
+        .expect("subscribing to the DLQ");
+    let message = tokio::time::timeout(SETTLE, consumer.recv())
+        .await
+        .expect("a dead letter within the time limit")
+        .expect("reading the DLQ");
+    hookstream_model::dead_letter::DeadLetter::decode(message.payload().expect("a payload"))
+        .expect("a decodable dead letter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
