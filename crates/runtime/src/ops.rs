@@ -94,3 +94,30 @@ async fn metrics() -> Response {
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }
+
+/// The ops endpoints served on their own address (services without an API of their own).
+pub struct OpsServer {
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl OpsServer {
+    /// Binds `addr` and serves [`router`] until `shutdown` is cancelled.
+    pub async fn spawn(
+        addr: std::net::SocketAddr,
+        checks: Vec<ReadinessCheck>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let task = tokio::spawn(
+            axum::serve(listener, router(checks))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .into_future(),
+        );
+        Ok(Self { task })
+    }
+
+    /// Waits for the server to finish after shutdown.
+    pub async fn stopped(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}

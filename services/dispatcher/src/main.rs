@@ -19,7 +19,7 @@ use clap::Parser;
 use rdkafka::consumer::Consumer;
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
-use hookstream_runtime::ops::{self, ReadinessCheck};
+use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::{logging, shutdown};
 
 use crate::breaker::Breakers;
@@ -87,14 +87,9 @@ async fn main() -> anyhow::Result<()> {
         ReadinessCheck::broker(producer),
         ReadinessCheck::store(Arc::clone(&store)),
     ];
-    let ops_listener = tokio::net::TcpListener::bind(config.ops_addr)
+    let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
         .await
         .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
-    let ops_server = tokio::spawn(
-        axum::serve(ops_listener, ops::router(readiness))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
     tracing::info!(ops_addr = %config.ops_addr, topic = %topics.deliveries(), "dispatcher running");
 
     ConsumeLoop {
@@ -115,8 +110,8 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(0);
     }
     ops_server
+        .stopped()
         .await
-        .context("ops server task")?
         .context("serving ops endpoints")?;
     tracing::info!("dispatcher stopped");
     Ok(())

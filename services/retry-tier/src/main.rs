@@ -12,7 +12,7 @@ use clap::Parser;
 use rdkafka::consumer::Consumer;
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
-use hookstream_runtime::ops::{self, ReadinessCheck};
+use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::{logging, shutdown};
 
 use crate::config::RetryTierConfig;
@@ -47,17 +47,10 @@ async fn main() -> anyhow::Result<()> {
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
 
-    let ops_listener = tokio::net::TcpListener::bind(config.ops_addr)
+    let readiness = vec![ReadinessCheck::broker(producer.clone())];
+    let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
         .await
         .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
-    let ops_server = tokio::spawn(
-        axum::serve(
-            ops_listener,
-            ops::router(vec![ReadinessCheck::broker(producer.clone())]),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future(),
-    );
     tracing::info!(ops_addr = %config.ops_addr, topics = ?tier_topics, "retry tier running");
 
     TierLoop {
@@ -75,8 +68,8 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(0);
     }
     ops_server
+        .stopped()
         .await
-        .context("ops server task")?
         .context("serving ops endpoints")?;
     tracing::info!("retry tier stopped");
     Ok(())
