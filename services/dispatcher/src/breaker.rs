@@ -69,6 +69,18 @@ impl Breakers {
         }
     }
 
+    /// Takes up an endpoint's breaker where it was recorded, the first time this dispatcher sees
+    /// the endpoint: after a restart or a rebalance the new owner carries on instead of starting
+    /// closed. A recorded probe that never reported is treated as open until now (probe again).
+    pub fn seed(&mut self, endpoint: EndpointId, recorded: Circuit) {
+        self.circuits.entry(endpoint).or_insert(match recorded {
+            Circuit::Probing => Circuit::Open {
+                until: OffsetDateTime::UNIX_EPOCH,
+            },
+            other => other,
+        });
+    }
+
     /// Whether `endpoint`'s next task may go out now.
     pub fn admit(
         &mut self,
@@ -198,6 +210,24 @@ mod tests {
         );
         assert_eq!(b.admit(ep, at(122)).0, Admission::Send);
         assert_eq!(b.open_count(), 0);
+    }
+
+    #[test]
+    fn a_new_owner_carries_on_from_the_recorded_state() {
+        let mut b = Breakers::new(3, Duration::from_secs(60));
+        let open = EndpointId::generate();
+        b.seed(open, Circuit::Open { until: at(100) });
+        assert_eq!(b.admit(open, at(50)).0, Admission::WaitUntil(at(100)));
+        let probing = EndpointId::generate();
+        b.seed(probing, Circuit::Probing);
+        assert_eq!(
+            b.admit(probing, at(50)).0,
+            Admission::Probe,
+            "a lost probe is sent again"
+        );
+        // Seeding does not overwrite what this dispatcher already knows.
+        b.seed(open, Circuit::Closed { failures: 0 });
+        assert!(matches!(b.admit(open, at(50)).0, Admission::WaitUntil(_)));
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Worker {
         };
         // An open circuit breaker holds the task without spending an attempt.
         if let (Some(endpoint), None) = (&endpoint, &refusal)
-            && let Admission::WaitUntil(until) = self.admit(endpoint.id).await?
+            && let Admission::WaitUntil(until) = self.admit(endpoint).await?
         {
             let wait = (until - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
             let tier = self
@@ -134,10 +134,24 @@ impl Worker {
     }
 
     /// Asks the endpoint's breaker whether a task may go out, recording any change of state.
-    async fn admit(&self, endpoint: EndpointId) -> Result<Admission, Interrupted> {
-        let (admission, transition) = self.breakers().admit(endpoint, OffsetDateTime::now_utc());
+    async fn admit(&self, endpoint: &Endpoint) -> Result<Admission, Interrupted> {
+        let recorded = match endpoint.circuit.state {
+            CircuitState::Closed => Circuit::Closed { failures: 0 },
+            CircuitState::Open => Circuit::Open {
+                until: endpoint
+                    .circuit
+                    .open_until
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            },
+            CircuitState::HalfOpen => Circuit::Probing,
+        };
+        let (admission, transition) = {
+            let mut breakers = self.breakers();
+            breakers.seed(endpoint.id, recorded);
+            breakers.admit(endpoint.id, OffsetDateTime::now_utc())
+        };
         if let Some(transition) = transition {
-            self.persist_circuit(endpoint, transition.to).await?;
+            self.persist_circuit(endpoint.id, transition.to).await?;
         }
         Ok(admission)
     }
