@@ -26,7 +26,6 @@ pub fn watch(store: Arc<dyn Store>, shutdown: CancellationToken) -> watch::Recei
             }
             match store.sending_paused().await {
                 Ok(paused) => {
-                    metrics::SENDING_PAUSED.set(i64::from(paused));
                     tx.send_if_modified(|current| {
                         let changed = *current != paused;
                         if changed {
@@ -35,6 +34,8 @@ pub fn watch(store: Arc<dyn Store>, shutdown: CancellationToken) -> watch::Recei
                         *current = paused;
                         changed
                     });
+                    // After the workers' view, so the gauge never claims more than they know.
+                    metrics::SENDING_PAUSED.set(i64::from(paused));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read the kill switch; keeping its last state")

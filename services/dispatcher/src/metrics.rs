@@ -51,7 +51,7 @@ pub static TASKS_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static SENDING_PAUSED: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "hookstream_sending_paused",
-        "1 while the kill switch has paused all sending."
+        "Whether the kill switch has paused all sending: 1 paused, 0 sending."
     )
     .expect("metric registers once")
 });

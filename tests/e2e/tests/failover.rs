@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use serde_json::json;
 
-use hookstream_e2e::{Pipeline, Receiver, Service, eventually};
+use hookstream_e2e::{Pipeline, Receiver, Service, eventually, sample};
 
 const ENDPOINTS: usize = 8;
 const EVENTS: usize = 25;
@@ -19,10 +19,7 @@ const SETTLE: Duration = Duration::from_secs(120);
 
 /// The assigned-partitions gauge of a dispatcher, if it has reported one.
 fn assigned(metrics: &str) -> Option<i64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hookstream_assigned_partitions "))
-        .and_then(|v| v.trim().parse().ok())
+    sample(metrics, "hookstream_assigned_partitions").map(|n| n as i64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

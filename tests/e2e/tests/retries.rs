@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use hookstream_e2e::{Pipeline, Receiver, Scripted, Service, eventually};
+use hookstream_e2e::{Pipeline, Receiver, Scripted, Service, eventually, sample};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -148,8 +148,11 @@ async fn a_permanent_failure_is_dead_lettered_after_one_attempt() {
     assert_eq!(by_endpoint.body["data"].as_array().unwrap().len(), 1);
     eventually("the attempt metrics", SETTLE, || async {
         let metrics = pipeline.dispatcher_metrics().await;
-        (metrics.contains(r#"hookstream_delivery_attempts_total{class="HTTP_4XX_PERMANENT"} 1"#)
-            && metrics.contains("hookstream_dead_lettered_total 1"))
+        (sample(
+            &metrics,
+            r#"hookstream_delivery_attempts_total{class="HTTP_4XX_PERMANENT"}"#,
+        ) == Some(1.0)
+            && sample(&metrics, "hookstream_dead_lettered_total") == Some(1.0))
         .then_some(())
     })
     .await;
@@ -386,8 +389,12 @@ async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_pro
     assert_eq!(closed.body["circuit"]["state"], "closed");
     // The restarted dispatcher saw the probe close the breaker.
     let metrics = pipeline.dispatcher_metrics().await;
-    assert!(
-        metrics.contains(r#"hookstream_circuit_transitions_total{to="closed"} 1"#),
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"hookstream_circuit_transitions_total{to="closed"}"#
+        ),
+        Some(1.0),
         "{metrics}"
     );
 }
