@@ -7,8 +7,6 @@ use time::OffsetDateTime;
 
 use crate::codec::{CodecError, RecordFields, SchemaVersions, from_millis, to_millis};
 use crate::delivery::AttemptClass;
-use crate::ids::{DeliveryId, EndpointId, EventId};
-use crate::names::{EventType, Tenant};
 use crate::task::DeliveryTask;
 
 static SCHEMAS: LazyLock<SchemaVersions> = LazyLock::new(|| {
@@ -36,32 +34,12 @@ impl DeadLetter {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        let t = &self.task;
         let optional_string = |v: &Option<String>| match v {
             Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
             None => Value::Union(0, Box::new(Value::Null)),
         };
-        SCHEMAS.encode(Value::Record(vec![
-            (
-                "delivery_id".into(),
-                Value::String(t.delivery_id.to_string()),
-            ),
-            ("event_id".into(), Value::String(t.event_id.to_string())),
-            (
-                "endpoint_id".into(),
-                Value::String(t.endpoint_id.to_string()),
-            ),
-            ("tenant".into(), Value::String(t.tenant.to_string())),
-            ("event_type".into(), Value::String(t.event_type.to_string())),
-            (
-                "event_created_at".into(),
-                Value::TimestampMillis(to_millis(t.event_created_at, "event_created_at")?),
-            ),
-            ("payload".into(), Value::String(t.payload.clone())),
-            (
-                "attempts_made".into(),
-                Value::Int(i32::try_from(t.attempts_made).unwrap_or(i32::MAX)),
-            ),
+        let mut fields = self.task.common_fields()?;
+        fields.extend([
             ("reason".into(), Value::String(self.reason.clone())),
             (
                 "last_class".into(),
@@ -83,35 +61,13 @@ impl DeadLetter {
                 "dead_lettered_at".into(),
                 Value::TimestampMillis(to_millis(self.dead_lettered_at, "dead_lettered_at")?),
             ),
-        ]))
+        ]);
+        SCHEMAS.encode(Value::Record(fields))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         let mut f = RecordFields::new(SCHEMAS.decode(bytes)?)?;
-        let invalid = |field: &'static str| {
-            move |e: crate::ValidationError| CodecError::Field {
-                field,
-                reason: e.reason,
-            }
-        };
-        let task = DeliveryTask {
-            delivery_id: DeliveryId::parse(&f.string("delivery_id")?, "delivery_id")
-                .map_err(invalid("delivery_id"))?,
-            event_id: EventId::parse(&f.string("event_id")?, "event_id")
-                .map_err(invalid("event_id"))?,
-            endpoint_id: EndpointId::parse(&f.string("endpoint_id")?, "endpoint_id")
-                .map_err(invalid("endpoint_id"))?,
-            tenant: Tenant::parse(&f.string("tenant")?, "tenant").map_err(invalid("tenant"))?,
-            event_type: EventType::parse(&f.string("event_type")?, "event_type")
-                .map_err(invalid("event_type"))?,
-            event_created_at: from_millis(
-                f.timestamp_millis("event_created_at")?,
-                "event_created_at",
-            )?,
-            payload: f.string("payload")?,
-            attempts_made: u32::try_from(f.int("attempts_made")?).unwrap_or(0),
-            due_at: None,
-        };
+        let task = DeliveryTask::from_common_fields(&mut f, None)?;
         let class = f.string("last_class")?;
         Ok(Self {
             task,
@@ -136,6 +92,8 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{DeliveryId, EndpointId, EventId};
+    use crate::names::{EventType, Tenant};
 
     #[test]
     fn a_dead_letter_round_trips_through_avro() {

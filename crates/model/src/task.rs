@@ -42,13 +42,29 @@ impl DeliveryTask {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        let millis = to_millis(self.event_created_at, "event_created_at")?;
         let due_at = self.due_at.map_or(Ok(0), |at| to_millis(at, "due_at"))?;
+        let mut fields = self.common_fields()?;
+        fields.push(("due_at".into(), Value::TimestampMillis(due_at)));
+        SCHEMAS.encode(Value::Record(fields))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut fields = RecordFields::new(SCHEMAS.decode(bytes)?)?;
+        let due_at = fields.timestamp_millis("due_at")?;
+        let due_at = (due_at != 0)
+            .then(|| from_millis(due_at, "due_at"))
+            .transpose()?;
+        Self::from_common_fields(&mut fields, due_at)
+    }
+
+    /// The fields every record that carries a task shares (the task and the dead letter), in
+    /// schema order, without `due_at`.
+    pub(crate) fn common_fields(&self) -> Result<Vec<(String, Value)>, CodecError> {
         let attempts = i32::try_from(self.attempts_made).map_err(|_| CodecError::Field {
             field: "attempts_made",
             reason: "out of range".into(),
         })?;
-        SCHEMAS.encode(Value::Record(vec![
+        Ok(vec![
             (
                 "delivery_id".into(),
                 Value::String(self.delivery_id.to_string()),
@@ -63,23 +79,26 @@ impl DeliveryTask {
                 "event_type".into(),
                 Value::String(self.event_type.to_string()),
             ),
-            ("event_created_at".into(), Value::TimestampMillis(millis)),
+            (
+                "event_created_at".into(),
+                Value::TimestampMillis(to_millis(self.event_created_at, "event_created_at")?),
+            ),
             ("payload".into(), Value::String(self.payload.clone())),
             ("attempts_made".into(), Value::Int(attempts)),
-            ("due_at".into(), Value::TimestampMillis(due_at)),
-        ]))
+        ])
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        let mut fields = RecordFields::new(SCHEMAS.decode(bytes)?)?;
+    /// Reads the fields written by [`DeliveryTask::common_fields`].
+    pub(crate) fn from_common_fields(
+        fields: &mut RecordFields,
+        due_at: Option<OffsetDateTime>,
+    ) -> Result<Self, CodecError> {
         let invalid = |field: &'static str| {
             move |e: crate::ValidationError| CodecError::Field {
                 field,
                 reason: e.reason,
             }
         };
-        let millis = fields.timestamp_millis("event_created_at")?;
-        let due_at = fields.timestamp_millis("due_at")?;
         Ok(Self {
             delivery_id: DeliveryId::parse(&fields.string("delivery_id")?, "delivery_id")
                 .map_err(invalid("delivery_id"))?,
@@ -91,7 +110,10 @@ impl DeliveryTask {
                 .map_err(invalid("tenant"))?,
             event_type: EventType::parse(&fields.string("event_type")?, "event_type")
                 .map_err(invalid("event_type"))?,
-            event_created_at: from_millis(millis, "event_created_at")?,
+            event_created_at: from_millis(
+                fields.timestamp_millis("event_created_at")?,
+                "event_created_at",
+            )?,
             payload: fields.string("payload")?,
             attempts_made: u32::try_from(fields.int("attempts_made")?).map_err(|_| {
                 CodecError::Field {
@@ -99,9 +121,7 @@ impl DeliveryTask {
                     reason: "negative".into(),
                 }
             })?,
-            due_at: (due_at != 0)
-                .then(|| from_millis(due_at, "due_at"))
-                .transpose()?,
+            due_at,
         })
     }
 }

@@ -39,3 +39,62 @@ async fn wait_for_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// Runs `operation` until it succeeds, backing off between tries (100 ms doubling to 10 s), or
+/// until `shutdown` is cancelled (`None`). For work whose outcome must become durable before
+/// its Kafka offset may be committed: an outage holds the work instead of dropping it.
+pub async fn retry_until_ok<T, E, F, Fut>(
+    shutdown: &CancellationToken,
+    what: &str,
+    mut operation: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match operation().await {
+            Ok(value) => return Some(value),
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "{what} failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn it_retries_until_the_operation_succeeds() {
+        let shutdown = CancellationToken::new();
+        let tries = AtomicU32::new(0);
+        let result = retry_until_ok(&shutdown, "flaky", || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0..=2 => Err("not yet"),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result, Some(3));
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_retries() {
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let result: Option<()> =
+            retry_until_ok(&shutdown, "broken", || async { Err("down") }).await;
+        assert_eq!(result, None);
+    }
+}

@@ -9,7 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use hookstream_kafka::Topics;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::task::DeliveryTask;
-use hookstream_runtime::shutdown::CancellationToken;
+use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 
 use crate::worker::Interrupted;
 
@@ -44,20 +44,15 @@ impl Routing {
     /// Sends until Kafka acknowledges, backing off between tries, or until shutdown: the task
     /// must reach its next topic before its offset may be committed.
     async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), Interrupted> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
+        retry_until_ok(&self.shutdown, &format!("producing to {topic}"), || async {
             let record = FutureRecord::to(topic).key(key).payload(payload);
-            match self.producer.send(record, Duration::from_secs(5)).await {
-                Ok(_) => return Ok(()),
-                Err((err, _)) => {
-                    tracing::warn!(%topic, error = %err, retry_in_ms = backoff.as_millis() as u64, "produce failed");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Err(Interrupted),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+            self.producer
+                .send(record, Duration::from_secs(5))
+                .await
+                .map_err(|(err, _)| err)
+        })
+        .await
+        .map(|_| ())
+        .ok_or(Interrupted)
     }
 }

@@ -19,7 +19,7 @@ use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::task::DeliveryTask;
-use hookstream_runtime::shutdown::CancellationToken;
+use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 use hookstream_store::{NewAttempt, Store, StoreError};
 
 use crate::breaker::{Admission, Breakers, Circuit};
@@ -393,20 +393,9 @@ impl Worker {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match operation().await {
-                Ok(value) => return Ok(value),
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "store operation failed");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Err(Interrupted),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        retry_until_ok(&self.shutdown, "store operation", operation)
+            .await
+            .ok_or(Interrupted)
     }
 }
 

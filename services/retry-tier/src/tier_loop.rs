@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use hookstream_kafka::OffsetTracker;
 use hookstream_model::task::DeliveryTask;
-use hookstream_runtime::shutdown::CancellationToken;
+use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 
 use crate::metrics;
 use crate::waiting::{Partition, Waiting, WaitingRoom};
@@ -177,29 +177,21 @@ impl TierLoop {
         let topic = self.deliveries_topic.clone();
         let shutdown = self.shutdown.clone();
         forwarding.spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
+            let sent = retry_until_ok(&shutdown, "forwarding a due task", || async {
                 let mut record = FutureRecord::to(&topic).payload(&task.payload);
                 if let Some(key) = &task.key {
                     record = record.key(key);
                 }
-                match producer.send(record, Duration::from_secs(5)).await {
-                    Ok(_) => {
-                        return Forwarded {
-                            partition,
-                            offset: task.offset,
-                            done: true,
-                        };
-                    }
-                    Err((err, _)) => {
-                        tracing::warn!(error = %err, "forwarding a due task failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Forwarded { partition, offset: task.offset, done: false },
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                    }
-                }
+                producer
+                    .send(record, Duration::from_secs(5))
+                    .await
+                    .map_err(|(err, _)| err)
+            })
+            .await;
+            Forwarded {
+                partition,
+                offset: task.offset,
+                done: sent.is_some(),
             }
         });
     }
