@@ -14,9 +14,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// How late retry tasks come due: writes N tasks to one retry tier (all waiting at once)
-    /// and measures, for each, the time from its due time to its arrival on the deliveries topic.
+    /// How late retry tasks come due: writes N tasks to one retry tier (all waiting at once,
+    /// due at a steady rate) and measures, for each, how late it was put back on the deliveries
+    /// topic and read there.
     RetryTiming(retry_timing::Options),
+}
+
+/// `HOOKSTREAM_*` and `RUST_LOG` from the bench's environment, passed on to the services it
+/// starts (which otherwise get a clean environment), so settings can be tried out.
+pub fn passed_on_settings() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(key, _)| key.starts_with("HOOKSTREAM_") || key == "RUST_LOG")
+        .collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -87,14 +87,31 @@ pub trait Store: Send + Sync + 'static {
         event_type: &EventType,
     ) -> Result<Vec<Endpoint>, StoreError>;
 
-    /// Stores an event and its deliveries, applying the idempotency window to its key.
+    /// Stores events and their deliveries, applying the idempotency window to each key, in
+    /// order (a later event with an earlier one's key is judged against it). One outcome per
+    /// event; an error means none was stored.
+    async fn create_events(
+        &self,
+        news: &[NewEvent],
+        window: IdempotencyWindow,
+    ) -> Result<Vec<CreateEventOutcome>, StoreError>;
+    /// Stores one event; see [`Store::create_events`].
     async fn create_event(
         &self,
         new: &NewEvent,
         window: IdempotencyWindow,
-    ) -> Result<CreateEventOutcome, StoreError>;
+    ) -> Result<CreateEventOutcome, StoreError> {
+        self.create_events(std::slice::from_ref(new), window)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("no outcome for a stored event".into()))
+    }
+    /// Records that Kafka acknowledged every delivery task of these events.
+    async fn mark_events_published(&self, ids: &[EventId]) -> Result<(), StoreError>;
     /// Records that Kafka acknowledged every delivery task of the event.
-    async fn mark_event_published(&self, id: EventId) -> Result<(), StoreError>;
+    async fn mark_event_published(&self, id: EventId) -> Result<(), StoreError> {
+        self.mark_events_published(&[id]).await
+    }
     /// Events created before `before` whose tasks are not known to be on Kafka, oldest first,
     /// with their deliveries: the outbox that ingest republishes after a crash or failure.
     async fn unpublished_events(

@@ -286,6 +286,56 @@ async fn unpublished_events_are_listed_until_marked_published() {
 }
 
 #[tokio::test]
+async fn a_batch_judges_each_key_against_the_events_before_it() {
+    let f = sqlite().await;
+    let window = IdempotencyWindow::default();
+    let ep = endpoint("acme", &[]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let first = new_event("acme", Some("k-1"), &[&ep]);
+    let mut repeat = new_event("acme", Some("k-1"), &[&ep]);
+    repeat.event.created_at = first.event.created_at;
+    let mut conflicting = new_event("acme", Some("k-1"), &[&ep]);
+    conflicting.event.payload = json!({"order": 2});
+    let unkeyed = new_event("acme", None, &[&ep]);
+
+    let outcomes = f
+        .store
+        .create_events(
+            &[first.clone(), repeat, conflicting, unkeyed.clone()],
+            window,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], CreateEventOutcome::Created));
+    match &outcomes[1] {
+        CreateEventOutcome::Repeat { event, .. } => assert_eq!(event.id, first.event.id),
+        other => panic!("expected a repeat, got {other:?}"),
+    }
+    assert!(matches!(
+        outcomes[2],
+        CreateEventOutcome::Conflict { original } if original == first.event.id
+    ));
+    assert!(matches!(outcomes[3], CreateEventOutcome::Created));
+
+    let cutoff = OffsetDateTime::now_utc() + Duration::from_secs(1);
+    assert_eq!(
+        f.store.unpublished_events(cutoff, 10).await.unwrap().len(),
+        2
+    );
+    f.store
+        .mark_events_published(&[first.event.id, unkeyed.event.id])
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .unpublished_events(cutoff, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_different_request_under_a_live_key_conflicts() {
     let f = sqlite().await;
     let window = IdempotencyWindow::default();

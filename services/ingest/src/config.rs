@@ -30,6 +30,11 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest body of `POST /v1/events:batch`, in bytes (each event in it is also held to
+    /// `HOOKSTREAM_MAX_BODY_BYTES`).
+    #[arg(long, env = "HOOKSTREAM_MAX_BATCH_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_batch_body_bytes: usize,
+
     /// How long an event may stay unacknowledged by Kafka before the outbox sweep republishes its
     /// tasks (after a crash or a failed publish).
     #[arg(long, env = "HOOKSTREAM_OUTBOX_GRACE", default_value = "60s", value_parser = hookstream_kafka::parse_duration)]

@@ -6,14 +6,18 @@
 //! answered. A crash in between leaves a `publishing` event that a retry with the same key, or
 //! the outbox sweep, publishes again under the same delivery ids.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use hookstream_model::delivery::Delivery;
+use hookstream_model::endpoint::Endpoint;
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::EventId;
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
+use hookstream_model::task::DeliveryTask;
 use hookstream_store::{CreateEventOutcome, NewEvent, Store, StoreError};
 
 use crate::fanout;
@@ -58,60 +62,121 @@ pub struct Intake {
 
 impl Intake {
     pub async fn accept(&self, request: EventRequest) -> Result<Accepted, IntakeError> {
+        self.accept_batch(vec![request])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Backend("no outcome for an event".into()).into()))
+    }
+
+    /// Accepts events together: one store transaction, one round of Kafka acknowledgements,
+    /// one outcome per request in order. The outer error means nothing was stored.
+    pub async fn accept_batch(
+        &self,
+        requests: Vec<EventRequest>,
+    ) -> Result<Vec<Result<Accepted, IntakeError>>, IntakeError> {
         let now = OffsetDateTime::now_utc();
-        let endpoints = self
-            .store
-            .subscribed_endpoints(&request.tenant, &request.event_type)
-            .await?;
-        let event = Event {
-            id: EventId::generate(),
-            tenant: request.tenant,
-            event_type: request.event_type,
-            payload: request.payload,
-            idempotency_key: request.idempotency_key,
-            created_at: now,
-        };
-        let deliveries = fanout::deliveries_for(&event, &endpoints, now);
-        let new = NewEvent { event, deliveries };
-        match self.store.create_event(&new, self.window).await? {
-            CreateEventOutcome::Created => {
-                self.publish(&new.event, &new.deliveries).await?;
-                metrics::EVENTS_ACCEPTED.with_label_values(&["new"]).inc();
-                tracing::info!(
-                    event_id = %new.event.id,
-                    tenant = %new.event.tenant,
-                    deliveries = new.deliveries.len(),
-                    "event accepted"
-                );
-                Ok(Accepted::New {
-                    id: new.event.id,
-                    deliveries: new.deliveries.len(),
-                })
-            }
-            CreateEventOutcome::Repeat {
-                event,
-                state,
-                deliveries,
-            } => {
-                if state == PublishState::Publishing {
-                    // The original request may have crashed before Kafka had its tasks.
-                    self.publish(&event, &deliveries).await?;
+        let mut subscribers: HashMap<(Tenant, EventType), Vec<Endpoint>> = HashMap::new();
+        let mut news = Vec::with_capacity(requests.len());
+        for request in requests {
+            let route = (request.tenant.clone(), request.event_type.clone());
+            let endpoints = match subscribers.get(&route) {
+                Some(endpoints) => endpoints,
+                None => {
+                    let found = self
+                        .store
+                        .subscribed_endpoints(&request.tenant, &request.event_type)
+                        .await?;
+                    subscribers.entry(route).or_insert(found)
                 }
-                metrics::EVENTS_ACCEPTED
-                    .with_label_values(&["repeat"])
-                    .inc();
-                Ok(Accepted::Repeat {
-                    id: event.id,
-                    deliveries: deliveries.len(),
-                })
-            }
-            CreateEventOutcome::Conflict { original } => {
-                metrics::EVENTS_ACCEPTED
-                    .with_label_values(&["conflict"])
-                    .inc();
-                Err(IntakeError::KeyConflict { original })
+            };
+            let event = Event {
+                id: EventId::generate(),
+                tenant: request.tenant,
+                event_type: request.event_type,
+                payload: request.payload,
+                idempotency_key: request.idempotency_key,
+                created_at: now,
+            };
+            let deliveries = fanout::deliveries_for(&event, endpoints, now);
+            news.push(NewEvent { event, deliveries });
+        }
+        let outcomes = self.store.create_events(&news, self.window).await?;
+
+        // New events, and repeats whose original may have crashed before Kafka had its tasks.
+        let mut to_publish: Vec<(&Event, &[Delivery])> = Vec::new();
+        for (new, outcome) in news.iter().zip(&outcomes) {
+            match outcome {
+                CreateEventOutcome::Created => to_publish.push((&new.event, &new.deliveries)),
+                CreateEventOutcome::Repeat {
+                    event,
+                    state: PublishState::Publishing,
+                    deliveries,
+                } => to_publish.push((event, deliveries)),
+                _ => {}
             }
         }
+        let published = self.publish_all(&to_publish).await;
+
+        Ok(news
+            .iter()
+            .zip(outcomes)
+            .map(|(new, outcome)| match outcome {
+                CreateEventOutcome::Created => {
+                    published.clone().map_err(IntakeError::Publish)?;
+                    metrics::EVENTS_ACCEPTED.with_label_values(&["new"]).inc();
+                    tracing::info!(
+                        event_id = %new.event.id,
+                        tenant = %new.event.tenant,
+                        deliveries = new.deliveries.len(),
+                        "event accepted"
+                    );
+                    Ok(Accepted::New {
+                        id: new.event.id,
+                        deliveries: new.deliveries.len(),
+                    })
+                }
+                CreateEventOutcome::Repeat {
+                    event,
+                    state,
+                    deliveries,
+                } => {
+                    if state == PublishState::Publishing {
+                        published.clone().map_err(IntakeError::Publish)?;
+                    }
+                    metrics::EVENTS_ACCEPTED
+                        .with_label_values(&["repeat"])
+                        .inc();
+                    Ok(Accepted::Repeat {
+                        id: event.id,
+                        deliveries: deliveries.len(),
+                    })
+                }
+                CreateEventOutcome::Conflict { original } => {
+                    metrics::EVENTS_ACCEPTED
+                        .with_label_values(&["conflict"])
+                        .inc();
+                    Err(IntakeError::KeyConflict { original })
+                }
+            })
+            .collect())
+    }
+
+    /// Publishes the tasks of several events together and marks them published.
+    async fn publish_all(&self, events: &[(&Event, &[Delivery])]) -> Result<(), PublishError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tasks: Vec<DeliveryTask> = events
+            .iter()
+            .flat_map(|(event, deliveries)| fanout::tasks_for(event, deliveries))
+            .collect();
+        self.publisher.publish(&tasks).await?;
+        let ids: Vec<EventId> = events.iter().map(|(event, _)| event.id).collect();
+        if let Err(err) = self.store.mark_events_published(&ids).await {
+            tracing::warn!(events = ids.len(), error = %err,
+                "tasks are on Kafka but the events could not be marked published; the outbox sweep will republish");
+        }
+        Ok(())
     }
 
     /// Publishes an event's tasks and marks it published. Once Kafka has the tasks the event is
@@ -120,15 +185,8 @@ impl Intake {
     pub async fn publish(
         &self,
         event: &Event,
-        deliveries: &[hookstream_model::delivery::Delivery],
+        deliveries: &[Delivery],
     ) -> Result<(), PublishError> {
-        self.publisher
-            .publish(&fanout::tasks_for(event, deliveries))
-            .await?;
-        if let Err(err) = self.store.mark_event_published(event.id).await {
-            tracing::warn!(event_id = %event.id, error = %err,
-                "tasks are on Kafka but the event could not be marked published; the outbox sweep will republish");
-        }
-        Ok(())
+        self.publish_all(&[(event, deliveries)]).await
     }
 }

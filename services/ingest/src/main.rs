@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         intake: intake.clone(),
         destinations: Arc::new(config.destinations.policy()),
         max_body_bytes: config.max_body_bytes,
+        max_batch_body_bytes: config.max_batch_body_bytes,
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),

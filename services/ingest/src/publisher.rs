@@ -8,7 +8,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use hookstream_model::task::DeliveryTask;
 
 /// Why tasks could not be published; the event stays in the outbox and is republished later.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     #[error("encoding delivery task {delivery}: {reason}")]
     Encode { delivery: String, reason: String },

@@ -1,14 +1,15 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
 
-use hookstream_kafka::KafkaSettings;
+use hookstream_kafka::{KafkaSettings, parse_duration};
 use hookstream_runtime::config::RetrySettings;
 
 /// Consumes every retry tier topic (`<prefix>retry.<delay>`) and puts each task back on the
 /// deliveries topic when it is due. Each tier topic is FIFO by due time, so only the head of each
-/// partition is waited for: the partition is paused until the head is due, never polled in a
-/// sleep. An offset is committed only after its task is back on the deliveries topic.
+/// partition is waited for. Tasks are read a little ahead of their due time; a partition whose
+/// next task is due later is paused until it comes close, never polled in a sleep. An offset is committed only after its task is back on the deliveries topic.
 ///
 /// Give it the same retry schedule as the dispatcher. Every setting can be given as a flag or as
 /// the environment variable shown.
@@ -30,6 +31,19 @@ pub struct RetryTierConfig {
         default_value = "hookstream-retry-tier"
     )]
     pub group_id: String,
+
+    /// How far ahead of their due time tasks are read. Reading ahead hides the broker's fetch
+    /// time, so tasks leave on time; a partition whose next task is due later is paused.
+    #[arg(long, env = "HOOKSTREAM_RETRY_READ_AHEAD", default_value = "5s", value_parser = parse_duration)]
+    pub read_ahead: Duration,
+
+    /// Most bytes of read-ahead tasks held in memory; past it, reading pauses until tasks leave.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_RETRY_READ_AHEAD_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub read_ahead_bytes: usize,
 
     #[command(flatten)]
     pub retry: RetrySettings,

@@ -17,6 +17,7 @@ use hookstream_runtime::{logging, shutdown};
 
 use crate::config::RetryTierConfig;
 use crate::tier_loop::{AssignmentListener, TierLoop};
+use crate::waiting::ReadAhead;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -58,6 +59,11 @@ async fn main() -> anyhow::Result<()> {
         revoked,
         producer,
         deliveries_topic: topics.deliveries(),
+        read_ahead: ReadAhead {
+            window: time::Duration::try_from(config.read_ahead)
+                .context("the read-ahead window is too long")?,
+            max_bytes: config.read_ahead_bytes,
+        },
         shutdown: shutdown.clone(),
     }
     .run()

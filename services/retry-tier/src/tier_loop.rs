@@ -18,7 +18,7 @@ use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 
 use crate::metrics;
-use crate::waiting::{Partition, Waiting, WaitingRoom};
+use crate::waiting::{Admission, Partition, ReadAhead, Waiting, WaitingRoom};
 
 /// Resumes newly assigned partitions (librdkafka keeps a partition paused across a rebalance)
 /// and tells the loop which partitions were revoked.
@@ -73,18 +73,19 @@ pub struct TierLoop {
     pub revoked: UnboundedReceiver<Vec<Partition>>,
     pub producer: FutureProducer,
     pub deliveries_topic: String,
+    pub read_ahead: ReadAhead,
     pub shutdown: CancellationToken,
 }
 
 impl TierLoop {
     pub async fn run(mut self) {
-        let mut room = WaitingRoom::default();
+        let mut room = WaitingRoom::new(self.read_ahead);
         let mut trackers: HashMap<String, OffsetTracker> = HashMap::new();
         let mut forwarding: JoinSet<Forwarded> = JoinSet::new();
 
         loop {
             let wake_in = room
-                .next_due()
+                .next_wake()
                 .map(|due| (due - OffsetDateTime::now_utc()).max(time::Duration::ZERO))
                 .and_then(|d| Duration::try_from(d).ok())
                 .unwrap_or(Duration::from_secs(3600));
@@ -124,14 +125,16 @@ impl TierLoop {
                                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
                         };
                         let now = OffsetDateTime::now_utc();
-                        if waiting.due_at <= now && !room.is_waiting(&partition) {
-                            self.forward(partition, waiting, now, &mut forwarding);
-                        } else {
-                            if !room.is_waiting(&partition) {
-                                self.set_paused(&partition, true);
+                        match room.admit(partition.clone(), waiting, now) {
+                            Admission::ForwardNow(task) => {
+                                self.forward(partition, task, now, &mut forwarding);
                             }
-                            room.wait(partition, waiting);
-                            metrics::WAITING.set(room.len() as i64);
+                            Admission::Held { pause } => {
+                                if pause {
+                                    self.set_paused(&partition, true);
+                                }
+                                metrics::WAITING.set(room.len() as i64);
+                            }
                         }
                     }
                     Err(err) => tracing::warn!(error = %err, "kafka consumer error"),
@@ -149,11 +152,11 @@ impl TierLoop {
 
     fn release_due(&self, room: &mut WaitingRoom, forwarding: &mut JoinSet<Forwarded>) {
         let now = OffsetDateTime::now_utc();
-        let (due, emptied) = room.take_due(now);
-        for (partition, waiting) in due {
+        let release = room.take_due(now);
+        for (partition, waiting) in release.due {
             self.forward(partition, waiting, now, forwarding);
         }
-        for partition in emptied {
+        for partition in release.resume {
             self.set_paused(&partition, false);
         }
         metrics::WAITING.set(room.len() as i64);
@@ -221,6 +224,7 @@ impl TierLoop {
     fn set_paused(&self, partition: &Partition, paused: bool) {
         let mut list = TopicPartitionList::new();
         list.add_partition(&partition.0, partition.1);
+        tracing::debug!(topic = %partition.0, partition = partition.1, paused, "changing pause state");
         let result = if paused {
             self.consumer.pause(&list)
         } else {

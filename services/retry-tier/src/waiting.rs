@@ -1,4 +1,5 @@
-//! Which tasks are waiting, per partition, and which are due. Pure bookkeeping, no Kafka.
+//! Which tasks are waiting, per partition, which are due, and which partitions to pause or
+//! resume. Pure bookkeeping, no Kafka.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -7,7 +8,7 @@ use time::OffsetDateTime;
 /// A topic partition.
 pub type Partition = (String, i32);
 
-/// A task read from a tier topic and not yet due.
+/// A task read from a tier topic and not yet forwarded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waiting {
     pub offset: i64,
@@ -16,68 +17,148 @@ pub struct Waiting {
     pub due_at: OffsetDateTime,
 }
 
-/// The tasks waiting in each paused partition, in offset order.
+impl Waiting {
+    /// Memory the task holds while it waits (with a rough allowance for the bookkeeping).
+    fn bytes(&self) -> usize {
+        self.payload.len() + self.key.as_ref().map_or(0, Vec::len) + 64
+    }
+}
+
+/// How far ahead of the clock the room reads, and how much it may hold.
 ///
-/// A partition is paused when its head is not due; at most a few prefetched tasks queue behind
-/// the head, since a tier topic is FIFO by due time (the jitter lets a later task be a little
-/// earlier; it then waits for the head, late by at most the jitter).
+/// Reading ahead is what keeps releases on time: if a partition paused as soon as its head was
+/// not due, every task would wait for a resume and a fresh fetch after its due time.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAhead {
+    /// Tasks due within this window are read before they are due. A partition whose newest task
+    /// is due later pauses until that task is half as close: the gap keeps pause and resume from
+    /// alternating at every task (each pause drops what the client had prefetched).
+    pub window: time::Duration,
+    /// The room pauses every partition it reads while it holds more than this many bytes.
+    pub max_bytes: usize,
+}
+
+impl ReadAhead {
+    fn resume_within(&self) -> time::Duration {
+        self.window / 2
+    }
+}
+
+/// What to do with a task just read.
+#[derive(Debug, PartialEq)]
+pub enum Admission {
+    /// Due, with nothing ahead of it: forward it now.
+    ForwardNow(Waiting),
+    /// Queued behind its partition's head or until due; pause the partition if asked.
+    Held { pause: bool },
+}
+
+/// What a look at the clock released.
+#[derive(Debug, Default, PartialEq)]
+pub struct Release {
+    /// Due tasks, head first per partition.
+    pub due: Vec<(Partition, Waiting)>,
+    /// Paused partitions to read again.
+    pub resume: Vec<Partition>,
+}
+
 #[derive(Debug, Default)]
+struct Queue {
+    tasks: VecDeque<Waiting>,
+    paused: bool,
+}
+
+/// The tasks waiting in each partition, in offset order.
+///
+/// A tier topic is FIFO by due time (jitter lets a later task be a little earlier; it then waits
+/// for the head, late by at most the jitter), so only each partition's head is watched.
+#[derive(Debug)]
 pub struct WaitingRoom {
-    partitions: HashMap<Partition, VecDeque<Waiting>>,
+    read_ahead: ReadAhead,
+    partitions: HashMap<Partition, Queue>,
+    bytes: usize,
 }
 
 impl WaitingRoom {
-    /// Whether the partition has tasks waiting (so a newly read task must queue behind them).
-    pub fn is_waiting(&self, partition: &Partition) -> bool {
-        self.partitions
-            .get(partition)
-            .is_some_and(|q| !q.is_empty())
+    pub fn new(read_ahead: ReadAhead) -> Self {
+        Self {
+            read_ahead,
+            partitions: HashMap::new(),
+            bytes: 0,
+        }
     }
 
-    pub fn wait(&mut self, partition: Partition, task: Waiting) {
-        self.partitions
-            .entry(partition)
-            .or_default()
-            .push_back(task);
+    /// Takes a task just read from `partition`.
+    pub fn admit(&mut self, partition: Partition, task: Waiting, now: OffsetDateTime) -> Admission {
+        let ahead_of_it = self
+            .partitions
+            .get(&partition)
+            .is_some_and(|q| !q.tasks.is_empty());
+        if task.due_at <= now && !ahead_of_it {
+            return Admission::ForwardNow(task);
+        }
+        let beyond_window = task.due_at > now + self.read_ahead.window;
+        self.bytes += task.bytes();
+        let over_budget = self.bytes > self.read_ahead.max_bytes;
+        let queue = self.partitions.entry(partition).or_default();
+        queue.tasks.push_back(task);
+        let pause = !queue.paused && (beyond_window || over_budget);
+        queue.paused |= pause;
+        Admission::Held { pause }
     }
 
-    /// The earliest due time of any partition's head: when to look again.
-    pub fn next_due(&self) -> Option<OffsetDateTime> {
+    /// When to look at the clock again: the earliest head coming due, or a paused partition's
+    /// newest task coming into the read-ahead window.
+    pub fn next_wake(&self) -> Option<OffsetDateTime> {
         self.partitions
             .values()
-            .filter_map(|q| q.front().map(|t| t.due_at))
+            .flat_map(|q| {
+                let head = q.tasks.front().map(|t| t.due_at);
+                let resume = q
+                    .tasks
+                    .back()
+                    .filter(|_| q.paused)
+                    .map(|t| t.due_at - self.read_ahead.resume_within());
+                head.into_iter().chain(resume)
+            })
             .min()
     }
 
-    /// Takes every task that is due at `now`, head first per partition, with the partitions that
-    /// have nothing left waiting (to resume).
-    pub fn take_due(&mut self, now: OffsetDateTime) -> (Vec<(Partition, Waiting)>, Vec<Partition>) {
-        let mut due = Vec::new();
-        let mut emptied = Vec::new();
+    /// Takes every task due at `now` and the paused partitions to read again.
+    pub fn take_due(&mut self, now: OffsetDateTime) -> Release {
+        let mut release = Release::default();
         for (partition, queue) in &mut self.partitions {
-            while queue.front().is_some_and(|t| t.due_at <= now) {
-                if let Some(task) = queue.pop_front() {
-                    due.push((partition.clone(), task));
+            while queue.tasks.front().is_some_and(|t| t.due_at <= now) {
+                if let Some(task) = queue.tasks.pop_front() {
+                    self.bytes -= task.bytes();
+                    release.due.push((partition.clone(), task));
                 }
             }
-            if queue.is_empty() {
-                emptied.push(partition.clone());
+        }
+        let horizon = now + self.read_ahead.resume_within();
+        let within_budget = self.bytes <= self.read_ahead.max_bytes;
+        for (partition, queue) in &mut self.partitions {
+            let newest_is_close = queue.tasks.back().is_none_or(|t| t.due_at <= horizon);
+            if queue.paused && newest_is_close && within_budget {
+                queue.paused = false;
+                release.resume.push(partition.clone());
             }
         }
-        for partition in &emptied {
-            self.partitions.remove(partition);
-        }
-        (due, emptied)
+        self.partitions
+            .retain(|_, q| q.paused || !q.tasks.is_empty());
+        release
     }
 
     /// Forgets a revoked partition's tasks: they are not committed, so the next owner reads them.
     pub fn forget(&mut self, partition: &Partition) {
-        self.partitions.remove(partition);
+        if let Some(queue) = self.partitions.remove(partition) {
+            self.bytes -= queue.tasks.iter().map(Waiting::bytes).sum::<usize>();
+        }
     }
 
     /// Tasks waiting over every partition.
     pub fn len(&self) -> usize {
-        self.partitions.values().map(VecDeque::len).sum()
+        self.partitions.values().map(|q| q.tasks.len()).sum()
     }
 }
 
@@ -100,54 +181,133 @@ mod tests {
         }
     }
 
+    fn room(window_seconds: i64, max_bytes: usize) -> WaitingRoom {
+        WaitingRoom::new(ReadAhead {
+            window: time::Duration::seconds(window_seconds),
+            max_bytes,
+        })
+    }
+
+    fn offsets(release: &Release) -> Vec<i64> {
+        release.due.iter().map(|(_, t)| t.offset).collect()
+    }
+
     #[test]
-    fn heads_come_due_in_time_and_partitions_empty_out() {
-        let mut room = WaitingRoom::default();
+    fn a_due_task_with_nothing_ahead_goes_at_once() {
+        let mut room = room(2, 1 << 20);
+        let p = ("retry.5s".to_owned(), 0);
+        assert_eq!(
+            room.admit(p, task(1, 100), at(100)),
+            Admission::ForwardNow(task(1, 100))
+        );
+        assert_eq!(room.len(), 0);
+        assert_eq!(room.next_wake(), None);
+    }
+
+    #[test]
+    fn tasks_within_the_window_are_read_ahead_without_pausing() {
+        let mut room = room(2, 1 << 20);
+        let p = ("retry.5s".to_owned(), 0);
+        assert_eq!(
+            room.admit(p.clone(), task(1, 101), at(100)),
+            Admission::Held { pause: false }
+        );
+        assert_eq!(
+            room.admit(p.clone(), task(2, 102), at(100)),
+            Admission::Held { pause: false }
+        );
+        assert_eq!(room.next_wake(), Some(at(101)));
+        assert_eq!(offsets(&room.take_due(at(101))), vec![1]);
+        assert_eq!(offsets(&room.take_due(at(102))), vec![2]);
+        assert_eq!(room.len(), 0);
+    }
+
+    #[test]
+    fn a_task_beyond_the_window_pauses_until_it_comes_close() {
+        let mut room = room(2, 1 << 20);
+        let p = ("retry.5s".to_owned(), 0);
+        room.admit(p.clone(), task(1, 101), at(100));
+        assert_eq!(
+            room.admit(p.clone(), task(2, 110), at(100)),
+            Admission::Held { pause: true }
+        );
+        // Already paused: a prefetched task behind it asks nothing more.
+        assert_eq!(
+            room.admit(p.clone(), task(3, 111), at(100)),
+            Admission::Held { pause: false }
+        );
+        assert_eq!(room.next_wake(), Some(at(101)));
+
+        let release = room.take_due(at(101));
+        assert_eq!(offsets(&release), vec![1]);
+        assert!(release.resume.is_empty(), "the newest task is 10 s away");
+        // The newest task (111) comes half the window (1 s) close at 110.
+        assert_eq!(room.next_wake(), Some(at(110)));
+        assert!(room.take_due(at(109)).resume.is_empty());
+
+        let release = room.take_due(at(110));
+        assert_eq!(offsets(&release), vec![2]);
+        assert_eq!(release.resume, vec![p.clone()]);
+        assert_eq!(room.next_wake(), Some(at(111)));
+        assert_eq!(offsets(&room.take_due(at(111))), vec![3]);
+        assert_eq!(room.len(), 0);
+    }
+
+    #[test]
+    fn the_byte_budget_pauses_reading_until_tasks_leave() {
+        let mut room = room(60, 200);
         let p0 = ("retry.5s".to_owned(), 0);
         let p1 = ("retry.5s".to_owned(), 1);
-        room.wait(p0.clone(), task(10, 105));
-        room.wait(p0.clone(), task(11, 106));
-        room.wait(p1.clone(), task(3, 103));
-        assert_eq!(room.next_due(), Some(at(103)));
-        assert!(room.is_waiting(&p0));
-
-        let (due, emptied) = room.take_due(at(104));
-        assert_eq!(due, vec![(p1.clone(), task(3, 103))]);
-        assert_eq!(emptied, vec![p1.clone()]);
-        assert_eq!(room.next_due(), Some(at(105)));
-
-        let (due, emptied) = room.take_due(at(106));
+        let big = |offset, due| Waiting {
+            payload: vec![0; 100],
+            ..task(offset, due)
+        };
         assert_eq!(
-            due.iter().map(|(_, t)| t.offset).collect::<Vec<_>>(),
-            vec![10, 11]
+            room.admit(p0.clone(), big(1, 101), at(100)),
+            Admission::Held { pause: false }
         );
-        assert_eq!(emptied, vec![p0.clone()]);
-        assert_eq!(room.len(), 0);
-        assert_eq!(room.next_due(), None);
+        assert_eq!(
+            room.admit(p1.clone(), big(1, 102), at(100)),
+            Admission::Held { pause: true }
+        );
+        let release = room.take_due(at(101));
+        assert_eq!(release.due.len(), 1);
+        assert_eq!(release.resume, vec![p1.clone()]);
     }
 
     #[test]
     fn a_task_behind_a_later_head_waits_for_it() {
-        let mut room = WaitingRoom::default();
+        let mut room = room(2, 1 << 20);
         let p = ("retry.5s".to_owned(), 0);
-        room.wait(p.clone(), task(1, 110));
-        room.wait(p.clone(), task(2, 108)); // jitter made it a little earlier
-        let (due, _) = room.take_due(at(109));
+        room.admit(p.clone(), task(1, 110), at(100));
+        room.admit(p.clone(), task(2, 108), at(100)); // jitter made it a little earlier
         assert!(
-            due.is_empty(),
+            room.take_due(at(109)).due.is_empty(),
             "the head is not due, so nothing behind it goes"
         );
-        let (due, _) = room.take_due(at(110));
-        assert_eq!(due.len(), 2);
+        assert_eq!(offsets(&room.take_due(at(110))), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_due_task_behind_a_waiting_head_keeps_its_place() {
+        let mut room = room(2, 1 << 20);
+        let p = ("retry.5s".to_owned(), 0);
+        room.admit(p.clone(), task(1, 101), at(100));
+        assert_eq!(
+            room.admit(p.clone(), task(2, 99), at(100)),
+            Admission::Held { pause: false }
+        );
+        assert_eq!(offsets(&room.take_due(at(101))), vec![1, 2]);
     }
 
     #[test]
     fn a_revoked_partition_is_forgotten() {
-        let mut room = WaitingRoom::default();
+        let mut room = room(2, 1 << 20);
         let p = ("retry.5s".to_owned(), 0);
-        room.wait(p.clone(), task(1, 110));
+        room.admit(p.clone(), task(1, 110), at(100));
         room.forget(&p);
         assert_eq!(room.len(), 0);
-        assert!(!room.is_waiting(&p));
+        assert_eq!(room.next_wake(), None);
+        assert_eq!(room.bytes, 0);
     }
 }

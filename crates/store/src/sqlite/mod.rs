@@ -178,6 +178,88 @@ fn clamp_limit(page: &PageRequest) -> u32 {
     page.limit.clamp(1, PageRequest::MAX_LIMIT)
 }
 
+/// Stores one event and its deliveries inside `tx`, applying the idempotency window to its key.
+fn create_event_in(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewEvent,
+    window: IdempotencyWindow,
+) -> Result<CreateEventOutcome, StoreError> {
+    let event = &new.event;
+    if let Some(key) = &event.idempotency_key {
+        let prior = load_prior_request(tx, &event.tenant, key.as_str())?;
+        let verdict = window.judge(
+            prior.as_ref().map(|(prior, _, expires_at)| PriorRequest {
+                event: prior,
+                expires_at: *expires_at,
+            }),
+            &event.event_type,
+            &event.payload,
+            event.created_at,
+        );
+        match (verdict, prior) {
+            (IdempotencyVerdict::Repeat(_), Some((prior, state, _))) => {
+                let deliveries = deliveries_of_event(tx, prior.id)?;
+                let state = PublishState::parse(&state)
+                    .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
+                return Ok(CreateEventOutcome::Repeat {
+                    event: prior,
+                    state,
+                    deliveries,
+                });
+            }
+            (IdempotencyVerdict::Conflict(original), _) => {
+                return Ok(CreateEventOutcome::Conflict { original });
+            }
+            _ => {}
+        }
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency_keys (tenant, key, event_id, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            event.tenant.as_str(),
+            key.as_str(),
+            event.id.to_string(),
+            millis(window.expiry(event.created_at)),
+        ])?;
+    }
+    tx.prepare_cached(
+            "INSERT INTO events (id, tenant, event_type, payload, idempotency_key, created_at, publish_state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            event.id.to_string(),
+            event.tenant.as_str(),
+            event.event_type.as_str(),
+            event.payload.to_string(),
+            event.idempotency_key.as_ref().map(|k| k.as_str()),
+            millis(event.created_at),
+            PublishState::Publishing.as_str(),
+        ])?;
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            rows::DELIVERY_COLUMNS
+        ))?;
+        for d in &new.deliveries {
+            insert.execute(params![
+                d.id.to_string(),
+                d.event_id.to_string(),
+                d.endpoint_id.to_string(),
+                d.tenant.as_str(),
+                d.event_type.as_str(),
+                d.status.as_str(),
+                d.attempts,
+                millis(d.created_at),
+                millis(d.updated_at),
+                d.next_attempt_at.map(millis),
+                d.next_tier,
+            ])?;
+        }
+    }
+    Ok(CreateEventOutcome::Created)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -313,101 +395,39 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_event(
+    async fn create_events(
         &self,
-        new: &NewEvent,
+        news: &[NewEvent],
         window: IdempotencyWindow,
-    ) -> Result<CreateEventOutcome, StoreError> {
-        let new = new.clone();
+    ) -> Result<Vec<CreateEventOutcome>, StoreError> {
+        let news = news.to_vec();
         self.run(move |conn| {
+            // One transaction (one fsync) for the whole batch; a later event with the key of an
+            // earlier one in the batch sees it, as it would in separate requests.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let event = &new.event;
-            if let Some(key) = &event.idempotency_key {
-                let prior = load_prior_request(&tx, &event.tenant, key.as_str())?;
-                let verdict = window.judge(
-                    prior.as_ref().map(|(prior, _, expires_at)| PriorRequest {
-                        event: prior,
-                        expires_at: *expires_at,
-                    }),
-                    &event.event_type,
-                    &event.payload,
-                    event.created_at,
-                );
-                match (verdict, prior) {
-                    (IdempotencyVerdict::Repeat(_), Some((prior, state, _))) => {
-                        let deliveries = deliveries_of_event(&tx, prior.id)?;
-                        let state = PublishState::parse(&state)
-                            .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
-                        return Ok(CreateEventOutcome::Repeat {
-                            event: prior,
-                            state,
-                            deliveries,
-                        });
-                    }
-                    (IdempotencyVerdict::Conflict(original), _) => {
-                        return Ok(CreateEventOutcome::Conflict { original });
-                    }
-                    _ => {}
-                }
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO idempotency_keys (tenant, key, event_id, expires_at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    event.tenant.as_str(),
-                    key.as_str(),
-                    event.id.to_string(),
-                    millis(window.expiry(event.created_at)),
-                ])?;
-            }
-            tx.prepare_cached(
-                "INSERT INTO events (id, tenant, event_type, payload, idempotency_key, created_at, publish_state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                event.id.to_string(),
-                event.tenant.as_str(),
-                event.event_type.as_str(),
-                event.payload.to_string(),
-                event.idempotency_key.as_ref().map(|k| k.as_str()),
-                millis(event.created_at),
-                PublishState::Publishing.as_str(),
-            ])?;
-            {
-                let mut insert = tx.prepare_cached(&format!(
-                    "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    rows::DELIVERY_COLUMNS
-                ))?;
-                for d in &new.deliveries {
-                    insert.execute(params![
-                        d.id.to_string(),
-                        d.event_id.to_string(),
-                        d.endpoint_id.to_string(),
-                        d.tenant.as_str(),
-                        d.event_type.as_str(),
-                        d.status.as_str(),
-                        d.attempts,
-                        millis(d.created_at),
-                        millis(d.updated_at),
-                        d.next_attempt_at.map(millis),
-                        d.next_tier,
-                    ])?;
-                }
-            }
+            let outcomes = news
+                .iter()
+                .map(|new| create_event_in(&tx, new, window))
+                .collect::<Result<Vec<_>, _>>()?;
             tx.commit()?;
-            Ok(CreateEventOutcome::Created)
+            Ok(outcomes)
         })
         .await
     }
 
-    async fn mark_event_published(&self, id: EventId) -> Result<(), StoreError> {
+    async fn mark_events_published(&self, ids: &[EventId]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
         self.run(move |conn| {
-            let changed = conn
-                .prepare_cached("UPDATE events SET publish_state = ?2 WHERE id = ?1")?
-                .execute(params![id.to_string(), PublishState::Published.as_str()])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(id.to_string()));
+            let tx = conn.transaction()?;
+            for id in &ids {
+                let changed = tx
+                    .prepare_cached("UPDATE events SET publish_state = ?2 WHERE id = ?1")?
+                    .execute(params![id.to_string(), PublishState::Published.as_str()])?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(id.to_string()));
+                }
             }
+            tx.commit()?;
             Ok(())
         })
         .await

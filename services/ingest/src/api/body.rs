@@ -30,6 +30,11 @@ impl JsonObject {
         }
     }
 
+    /// An object already parsed (one item of a batch).
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+
     /// A field that must be present (any JSON value, including null).
     pub fn required(&mut self, field: &str) -> Result<Value, Problem> {
         self.0

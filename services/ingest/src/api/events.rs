@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 
@@ -33,6 +33,9 @@ fn parse_request(mut fields: JsonObject) -> Result<EventRequest, Problem> {
     })
 }
 
+/// The most events one `POST /v1/events:batch` may carry.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
 /// `202 {"id", "deliveries"}` once Kafka has the tasks; `200` with the original id for a repeat
 /// of an idempotency key within the window.
 pub async fn create(
@@ -40,18 +43,108 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let request = parse_request(JsonObject::parse(body, state.max_body_bytes)?)?;
-    match state.intake.accept(request).await {
-        Ok(Accepted::New { id, deliveries }) => Ok((
+    let accepted = state.intake.accept(request).await.map_err(intake_problem)?;
+    let (status, body) = accepted_body(accepted);
+    Ok((status, Json(body)).into_response())
+}
+
+/// `POST /v1/events:batch` `{"events": [...]}`: up to [`MAX_BATCH_EVENTS`] events accepted
+/// together (one store write, one round of Kafka acknowledgements). Answers `200` with one result
+/// per event, in order: what `POST /v1/events` would have answered for it (`status` and body, or
+/// `status` and `problem`). An invalid event fails alone; the others are accepted.
+pub async fn create_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let mut fields = JsonObject::parse(body, state.max_batch_body_bytes)?;
+    let events = fields.required("events")?;
+    fields.finish()?;
+    let Value::Array(items) = events else {
+        return Err(Problem::invalid(
+            "events",
+            "`events` must be a list of event objects",
+        ));
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_EVENTS {
+        return Err(Problem::invalid(
+            "events",
+            format!(
+                "`events` must hold 1 to {MAX_BATCH_EVENTS} events; it holds {}",
+                items.len()
+            ),
+        ));
+    }
+
+    let mut results = vec![Value::Null; items.len()];
+    let mut requests = Vec::with_capacity(items.len());
+    let mut positions = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_batch_item(item, state.max_body_bytes) {
+            Ok(request) => {
+                positions.push(index);
+                requests.push(request);
+            }
+            Err(problem) => {
+                results[index] = problem_result(problem.nested_under(&format!("events[{index}]")));
+            }
+        }
+    }
+    if !requests.is_empty() {
+        let outcomes = state
+            .intake
+            .accept_batch(requests)
+            .await
+            .map_err(intake_problem)?;
+        for (index, outcome) in positions.into_iter().zip(outcomes) {
+            results[index] = match outcome {
+                Ok(accepted) => {
+                    let (status, mut body) = accepted_body(accepted);
+                    body["status"] = json!(status.as_u16());
+                    body
+                }
+                Err(err) => problem_result(intake_problem(err)),
+            };
+        }
+    }
+    Ok((StatusCode::OK, Json(json!({"results": results}))).into_response())
+}
+
+/// One event of a batch: an object, no larger than a single `POST /v1/events` body may be.
+fn parse_batch_item(item: Value, max_bytes: usize) -> Result<EventRequest, Problem> {
+    let Value::Object(map) = item else {
+        return Err(Problem::invalid("", "each event must be a JSON object"));
+    };
+    let size = serde_json::to_vec(&map).map_or(usize::MAX, |bytes| bytes.len());
+    if size > max_bytes {
+        return Err(Problem::invalid(
+            "",
+            format!("the event is {size} bytes, over the limit of {max_bytes} bytes"),
+        ));
+    }
+    parse_request(JsonObject::from_map(map))
+}
+
+fn accepted_body(accepted: Accepted) -> (StatusCode, Value) {
+    match accepted {
+        Accepted::New { id, deliveries } => (
             StatusCode::ACCEPTED,
-            Json(json!({"id": id, "deliveries": deliveries})),
-        )
-            .into_response()),
-        Ok(Accepted::Repeat { id, deliveries }) => Ok((
+            json!({"id": id, "deliveries": deliveries}),
+        ),
+        Accepted::Repeat { id, deliveries } => (
             StatusCode::OK,
-            Json(json!({"id": id, "deliveries": deliveries, "repeat": true})),
-        )
-            .into_response()),
-        Err(IntakeError::KeyConflict { original }) => Err(Problem::new(
+            json!({"id": id, "deliveries": deliveries, "repeat": true}),
+        ),
+    }
+}
+
+fn problem_result(problem: Problem) -> Value {
+    let document = problem.document();
+    json!({"status": document["status"], "problem": document})
+}
+
+fn intake_problem(err: IntakeError) -> Problem {
+    match err {
+        IntakeError::KeyConflict { original } => Problem::new(
             StatusCode::CONFLICT,
             "idempotency-key-reused",
             "Idempotency key reused",
@@ -60,14 +153,14 @@ pub async fn create(
                  request (event {original}); use a new key for a new event"
             ),
         )
-        .with_field("idempotency_key")),
-        Err(IntakeError::Store(err)) => Err(err.into()),
-        Err(IntakeError::Publish(err)) => {
+        .with_field("idempotency_key"),
+        IntakeError::Store(err) => err.into(),
+        IntakeError::Publish(err) => {
             tracing::warn!(error = %err, "publishing delivery tasks failed");
-            Err(Problem::unavailable(
+            Problem::unavailable(
                 "Kafka did not acknowledge the delivery tasks. The event is kept and will be \
                  published when Kafka is back; retry with the same idempotency_key to learn its id",
-            ))
+            )
         }
     }
 }

@@ -31,11 +31,13 @@ pub struct AppState {
     pub intake: Intake,
     pub destinations: Arc<DestinationPolicy>,
     pub max_body_bytes: usize,
+    pub max_batch_body_bytes: usize,
 }
 
 /// The `/v1` API, behind bearer-token authentication.
 pub fn router(state: AppState, token: ApiToken) -> Router {
     let max_body = state.max_body_bytes;
+    let max_batch_body = state.max_batch_body_bytes;
     Router::new()
         .route(
             "/v1/endpoints",
@@ -53,6 +55,10 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
         .route("/v1/control/pause", post(control::pause))
         .route("/v1/control/resume", post(control::resume))
         .route("/v1/events", post(events::create))
+        .route(
+            "/v1/events:batch",
+            post(events::create_batch).layer(axum::extract::DefaultBodyLimit::max(max_batch_body)),
+        )
         .route("/v1/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/attempts", get(deliveries::attempts))

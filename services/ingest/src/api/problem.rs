@@ -40,6 +40,16 @@ impl Problem {
         self
     }
 
+    /// Names the field at fault as part of `prefix` (`events[3].type`; `events[3]` for the
+    /// whole item).
+    pub fn nested_under(mut self, prefix: &str) -> Self {
+        self.field = Some(match self.field.as_deref() {
+            Some("") | None => prefix.to_owned(),
+            Some(field) => format!("{prefix}.{field}"),
+        });
+        self
+    }
+
     /// The field at fault, if one is.
     #[cfg(test)]
     pub fn field(&self) -> Option<&str> {
@@ -111,18 +121,25 @@ impl From<StoreError> for Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+impl Problem {
+    /// The problem document, for embedding (one item's problem in a batch answer).
+    pub fn document(&self) -> serde_json::Value {
         let mut body = json!({
             "type": format!("urn:hookstream:problem:{}", self.kind),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
-        if let Some(field) = self.field {
+        if let Some(field) = &self.field {
             body["field"] = json!(field);
         }
-        let mut response = (self.status, body.to_string()).into_response();
+        body
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.document().to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
