@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: run test build tools lint fmt bench-retry
+.PHONY: run test build tools lint fmt bench bench-retry
 
 CARGO ?= cargo
 
@@ -10,6 +10,11 @@ run: tools build
 ## test: every test: formatting, lints, unit, contract and end-to-end tests
 test: tools build lint
 	$(CARGO) test --workspace --all-targets
+
+## bench: the whole pipeline measured against this machine's ceiling (release build, ~5 min; prints a table, writes target/bench/latest.json)
+bench: tools
+	$(CARGO) build --release --bins
+	target/release/hookstream-bench pipeline $(BENCH_ARGS)
 
 ## bench-retry: how late retry tasks come due with many waiting (release build; prints figures)
 bench-retry: tools

@@ -1,7 +1,10 @@
 //! `hookstream-bench`: benchmarks that start the real services on this machine, drive them and
 //! print figures (a table on stdout, JSON under `target/bench/`). Figures, not pass/fail.
 
+mod pipeline;
+mod receiver;
 mod retry_timing;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +21,9 @@ enum Bench {
     /// due at a steady rate) and measures, for each, how late it was put back on the deliveries
     /// topic and read there.
     RetryTiming(retry_timing::Options),
+    /// The whole pipeline: the ceiling, throughput, latency, isolation, retry timing and memory,
+    /// printed as a table and written to `target/bench/latest.json`.
+    Pipeline(pipeline::Options),
 }
 
 /// `HOOKSTREAM_*` and `RUST_LOG` from the bench's environment, passed on to the services it
@@ -32,5 +38,6 @@ pub fn passed_on_settings() -> Vec<(String, String)> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::RetryTiming(options) => retry_timing::run(options).await,
+        Bench::Pipeline(options) => pipeline::run(options).await,
     }
 }

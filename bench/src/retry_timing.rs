@@ -15,6 +15,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use time::OffsetDateTime;
 
 use hookstream_e2e::{Broker, Pipeline, Service};
+
+use crate::stats::Percentiles;
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 use hookstream_model::task::DeliveryTask;
@@ -32,7 +34,25 @@ pub struct Options {
     partitions: u32,
 }
 
+impl Options {
+    pub fn with_tasks(tasks: usize) -> Self {
+        Self {
+            tasks,
+            due_rate: 10_000,
+            partitions: 8,
+        }
+    }
+}
+
 pub async fn run(options: Options) -> anyhow::Result<()> {
+    let figures = measure(options).await?;
+    crate::stats::write_json("retry-timing.json", &figures)?;
+    println!("  figures also in target/bench/retry-timing.json");
+    Ok(())
+}
+
+/// Runs the benchmark, prints its table and returns its figures.
+pub async fn measure(options: Options) -> anyhow::Result<serde_json::Value> {
     // One tier; its name does not matter, the due time is in each task.
     let schedule = "20s".to_owned();
     let tier_topic = format!("hookstream.retry.{schedule}");
@@ -181,55 +201,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "released_lateness_ms": released.json(),
         "read_lateness_ms": read.json(),
     });
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("retry-timing.json"),
-        serde_json::to_vec_pretty(&figures)?,
-    )?;
-    println!("  figures also in target/bench/retry-timing.json");
-
     pipeline.stop_service(Service::RetryTier).await;
     anyhow::ensure!(
         received == options.tasks,
         "only {received} of {} tasks were released",
         options.tasks
     );
-    Ok(())
-}
-
-/// p50, p99 and max of a set of milliseconds.
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Percentiles {
-    fn of(mut values: Vec<f64>) -> Self {
-        values.sort_by(f64::total_cmp);
-        let pick = |q: f64| {
-            let last = values.len().saturating_sub(1) as f64;
-            values
-                .get((last * q).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
-        Self {
-            p50: pick(0.5),
-            p99: pick(0.99),
-            max: pick(1.0),
-        }
-    }
-
-    fn row(&self) -> String {
-        format!(
-            "{:>7.1} ms {:>7.1} ms {:>7.1} ms",
-            self.p50, self.p99, self.max
-        )
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({"p50": self.p50, "p99": self.p99, "max": self.max})
-    }
+    Ok(figures)
 }

@@ -75,6 +75,10 @@ impl ChildProcess {
     }
 
     /// The end of the process's log, for failure messages.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -215,16 +215,23 @@ impl Pipeline {
         self.take(service).kill().await;
     }
 
-    /// The end of a running service's log, for failure messages.
-    pub fn log_tail(&self, service: Service) -> String {
+    fn running(&self, service: Service) -> Option<&ChildProcess> {
         match service {
             Service::Ingest => self.ingest.as_ref(),
             Service::Dispatcher => self.dispatcher.as_ref(),
             Service::SecondDispatcher => self.second_dispatcher.as_ref(),
             Service::RetryTier => self.retry_tier.as_ref(),
         }
-        .map(|p| p.tail())
-        .unwrap_or_default()
+    }
+
+    /// The end of a running service's log, for failure messages.
+    pub fn log_tail(&self, service: Service) -> String {
+        self.running(service).map(|p| p.tail()).unwrap_or_default()
+    }
+
+    /// The process id of a running service (for benchmarks that read its memory).
+    pub fn pid(&self, service: Service) -> Option<u32> {
+        self.running(service).and_then(ChildProcess::pid)
     }
 
     /// The Kafka bootstrap address the services use.
