@@ -457,6 +457,56 @@ async fn attempts_are_numbered_in_order_and_move_the_delivery() {
 }
 
 #[tokio::test]
+async fn concurrent_writes_all_land_and_a_failing_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let ep = endpoint("acme", &[]);
+    let news: Vec<NewEvent> = (0..100).map(|_| new_event("acme", None, &[&ep])).collect();
+    let ids: Vec<DeliveryId> = news.iter().map(|n| n.deliveries[0].id).collect();
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+        store
+            .create_events(&news, IdempotencyWindow::default())
+            .await
+            .unwrap();
+        // Queued together, so the embedded store commits them in shared transactions.
+        let mut writes = Vec::new();
+        for &id in &ids {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                let delivered = attempt(id, AttemptClass::Http2xxDelivered, Some(200));
+                store
+                    .record_attempt(&delivered, DeliveryStatus::Delivered)
+                    .await
+            }));
+        }
+        let missing = DeliveryId::generate();
+        let doomed = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let lost = attempt(missing, AttemptClass::Http2xxDelivered, Some(200));
+                store.record_attempt(&lost, DeliveryStatus::Delivered).await
+            })
+        };
+        for write in writes {
+            assert_eq!(write.await.unwrap().unwrap(), 1);
+        }
+        assert!(matches!(
+            doomed.await.unwrap(),
+            Err(hookstream_store::StoreError::NotFound(_))
+        ));
+        assert!(store.get_delivery(missing).await.unwrap().is_none());
+    }
+    // What was acknowledged is on disk.
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    for id in ids {
+        let delivery = reopened.get_delivery(id).await.unwrap().unwrap();
+        assert_eq!(delivery.status, DeliveryStatus::Delivered);
+        assert_eq!(reopened.list_attempts(id).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
 async fn deliveries_filter_by_event_endpoint_and_status() {
     let f = sqlite().await;
     let a = endpoint("acme", &[]);

@@ -16,7 +16,7 @@ use hookstream_runtime::shutdown::CancellationToken;
 
 use crate::lanes::Lanes;
 use crate::metrics;
-use crate::worker::Worker;
+use crate::worker::{Interrupted, Progress, Worker};
 
 /// Tells the consume loop which partitions a rebalance took away, so it stops tracking them.
 pub struct RebalanceListener {
@@ -210,7 +210,9 @@ impl ConsumeLoop {
     }
 }
 
-/// Delivers one endpoint's jobs in order until its lane closes.
+/// Delivers one endpoint's jobs in order until its lane closes. A delivered job's attempt is
+/// recorded beside the lane, so the next job is sent while that write commits; the job counts
+/// as done (its offset may be committed) only once it has.
 async fn run_lane(
     endpoint: EndpointId,
     mut queue: UnboundedReceiver<Job>,
@@ -218,17 +220,28 @@ async fn run_lane(
     done: UnboundedSender<Done>,
 ) {
     while let Some(job) = queue.recv().await {
-        if worker.deliver(&job.task).await.is_err() {
-            // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
-            return;
-        }
         let finished = Done {
             endpoint,
             partition: job.partition,
             offset: job.offset,
         };
-        if done.send(finished).is_err() {
-            return;
+        match worker.deliver(&job.task).await {
+            // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
+            Err(Interrupted) => return,
+            Ok(Progress::Finished) => {
+                if done.send(finished).is_err() {
+                    return;
+                }
+            }
+            Ok(Progress::Delivered(settlement)) => {
+                let worker = Arc::clone(&worker);
+                let done = done.clone();
+                tokio::spawn(async move {
+                    if worker.record_delivered(*settlement).await.is_ok() {
+                        let _ = done.send(finished);
+                    }
+                });
+            }
         }
     }
 }

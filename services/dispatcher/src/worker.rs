@@ -54,29 +54,45 @@ struct Outcome {
     retry_after: Option<Duration>,
 }
 
+/// How far [`Worker::deliver`] took a task.
+pub enum Progress {
+    /// Its outcome is durable: the offset may be committed.
+    Finished,
+    /// It was delivered; the attempt is still to be recorded with [`Worker::record_delivered`].
+    /// The endpoint's next task need not wait for that write.
+    Delivered(Box<Settlement>),
+}
+
+/// A delivered task whose attempt is not recorded yet.
+pub struct Settlement {
+    task: DeliveryTask,
+    delivery: Delivery,
+    outcome: Outcome,
+}
+
 impl Worker {
-    /// Delivers `task` and records the outcome. Returns only once the outcome is durable (so the
-    /// offset may be committed), or with [`Interrupted`] on shutdown.
-    pub async fn deliver(&self, task: &DeliveryTask) -> Result<(), Interrupted> {
+    /// Delivers `task`. Failures are routed and recorded before it returns; a success comes back
+    /// as [`Progress::Delivered`] for the caller to record. Returns [`Interrupted`] on shutdown.
+    pub async fn deliver(&self, task: &DeliveryTask) -> Result<Progress, Interrupted> {
         let id = task.delivery_id;
         let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
             tracing::error!(delivery_id = %id, "task for a delivery the store does not know; skipped");
             metrics::TASKS_SKIPPED
                 .with_label_values(&["unknown_delivery"])
                 .inc();
-            return Ok(());
+            return Ok(Progress::Finished);
         };
         if delivery.status.is_final() {
             tracing::debug!(delivery_id = %id, status = %delivery.status, "already final; not sent again");
             metrics::TASKS_SKIPPED
                 .with_label_values(&["already_final"])
                 .inc();
-            return Ok(());
+            return Ok(Progress::Finished);
         }
         if task.attempts_made < delivery.attempts {
             tracing::debug!(delivery_id = %id, "stale copy of a task already attempted; dropped");
             metrics::TASKS_SKIPPED.with_label_values(&["stale"]).inc();
-            return Ok(());
+            return Ok(Progress::Finished);
         }
         // Held, not failed, while the kill switch is on: nothing is sent, no attempt is spent.
         self.wait_while_sending_paused().await?;
@@ -84,7 +100,8 @@ impl Worker {
             .durably(|| self.store.get_endpoint(task.endpoint_id))
             .await?;
         if endpoint.as_ref().is_some_and(|e| e.paused && !e.disabled) {
-            return self.hold(task, Tier::HOLD, "endpoint_paused").await;
+            self.hold(task, Tier::HOLD, "endpoint_paused").await?;
+            return Ok(Progress::Finished);
         }
         let refusal = match &endpoint {
             Some(endpoint) if !endpoint.disabled => self
@@ -108,10 +125,11 @@ impl Worker {
             let tier = self
                 .retry
                 .tier_for_wait(wait.try_into().unwrap_or_default());
-            return self.hold(task, tier, "circuit_open").await;
+            self.hold(task, tier, "circuit_open").await?;
+            return Ok(Progress::Finished);
         }
         let Some(delivery) = self.durably(|| self.store.start_attempt(id)).await? else {
-            return Ok(());
+            return Ok(Progress::Finished);
         };
 
         let outcome = match (&endpoint, refusal) {
@@ -129,8 +147,29 @@ impl Worker {
                 "endpoint was deleted".into(),
             ),
         };
+        if outcome.attempt.class.is_success() {
+            return Ok(Progress::Delivered(Box::new(Settlement {
+                task: task.clone(),
+                delivery,
+                outcome,
+            })));
+        }
+        // A failure may disable the endpoint or open its breaker, which the endpoint's next
+        // task must see, so it is settled before that task starts.
         self.settle(task, &delivery, endpoint.as_ref(), outcome)
-            .await
+            .await?;
+        Ok(Progress::Finished)
+    }
+
+    /// Records a delivered task's attempt; returns once it is durable.
+    pub async fn record_delivered(&self, settlement: Settlement) -> Result<(), Interrupted> {
+        let Settlement {
+            task,
+            delivery,
+            outcome,
+        } = settlement;
+        // Delivered needs no endpoint: nothing is retried, dead-lettered or disabled.
+        self.settle(&task, &delivery, None, outcome).await
     }
 
     /// Asks the endpoint's breaker whether a task may go out, recording any change of state.

@@ -4,9 +4,11 @@
 //! take the write lock up front (`BEGIN IMMEDIATE`) and wait for it (`busy_timeout`), so two
 //! processes never deadlock upgrading a read lock. `synchronous = FULL`: a write is on disk when it
 //! returns, because callers acknowledge clients and commit Kafka offsets on the strength of it.
+//! Each process reads on one connection and writes on another, through [`writer`]'s group commit.
 
 mod migrations;
 mod rows;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -29,14 +31,16 @@ use crate::{
     CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Store, StoreError,
 };
 use rows::{RowResult, millis};
+use writer::Writer;
 
 /// How long a write waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The embedded SQLite store. Cheap to clone; clones share one connection.
+/// The embedded SQLite store. Cheap to clone; clones share its connections.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    writer: Writer,
     path: PathBuf,
 }
 
@@ -51,23 +55,22 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let opened = path.clone();
-        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+        let (reader, writer) = tokio::task::spawn_blocking(move || {
             if let Some(dir) = opened.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
             }
-            let mut conn = Connection::open(&opened)?;
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            migrations::migrate(&mut conn)?;
-            Ok(conn)
+            let mut writer = connect(&opened)?;
+            writer.pragma_update(None, "journal_mode", "WAL")?;
+            writer.pragma_update(None, "synchronous", "FULL")?;
+            migrations::migrate(&mut writer)?;
+            Ok::<_, StoreError>((connect(&opened)?, writer))
         })
         .await
         .map_err(|e| StoreError::Backend(format!("opening store: {e}")))??;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
+            writer: Writer::start(writer)?,
             path,
         })
     }
@@ -76,21 +79,38 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs blocking SQLite work off the async runtime.
-    async fn run<T: Send + 'static>(
+    /// Runs blocking SQLite reads off the async runtime.
+    async fn read<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
+        let conn = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves SQLite itself consistent (the transaction
-            // rolls back on drop), so a poisoned lock is safe to keep using.
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut conn)
+            // Reads change nothing a panic could leave halfway, so a poisoned lock is safe to
+            // keep using.
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&conn)
         })
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
+
+    /// Runs `work` in a write transaction, shared with other writes queued at the same time;
+    /// returns once it is committed to disk.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.write(work).await
+    }
+}
+
+/// Opens a connection to the database file with the settings every connection needs.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
 }
 
 /// Runs a query and reads every row with `read`.
@@ -178,15 +198,16 @@ fn clamp_limit(page: &PageRequest) -> u32 {
     page.limit.clamp(1, PageRequest::MAX_LIMIT)
 }
 
-/// Stores one event and its deliveries inside `tx`, applying the idempotency window to its key.
+/// Stores one event and its deliveries in the open transaction, applying the idempotency window
+/// to its key.
 fn create_event_in(
-    tx: &rusqlite::Transaction<'_>,
+    conn: &Connection,
     new: &NewEvent,
     window: IdempotencyWindow,
 ) -> Result<CreateEventOutcome, StoreError> {
     let event = &new.event;
     if let Some(key) = &event.idempotency_key {
-        let prior = load_prior_request(tx, &event.tenant, key.as_str())?;
+        let prior = load_prior_request(conn, &event.tenant, key.as_str())?;
         let verdict = window.judge(
             prior.as_ref().map(|(prior, _, expires_at)| PriorRequest {
                 event: prior,
@@ -198,7 +219,7 @@ fn create_event_in(
         );
         match (verdict, prior) {
             (IdempotencyVerdict::Repeat(_), Some((prior, state, _))) => {
-                let deliveries = deliveries_of_event(tx, prior.id)?;
+                let deliveries = deliveries_of_event(conn, prior.id)?;
                 let state = PublishState::parse(&state)
                     .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
                 return Ok(CreateEventOutcome::Repeat {
@@ -212,7 +233,7 @@ fn create_event_in(
             }
             _ => {}
         }
-        tx.prepare_cached(
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO idempotency_keys (tenant, key, event_id, expires_at)
                  VALUES (?1, ?2, ?3, ?4)",
         )?
@@ -223,7 +244,7 @@ fn create_event_in(
             millis(window.expiry(event.created_at)),
         ])?;
     }
-    tx.prepare_cached(
+    conn.prepare_cached(
             "INSERT INTO events (id, tenant, event_type, payload, idempotency_key, created_at, publish_state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
@@ -237,7 +258,7 @@ fn create_event_in(
             PublishState::Publishing.as_str(),
         ])?;
     {
-        let mut insert = tx.prepare_cached(&format!(
+        let mut insert = conn.prepare_cached(&format!(
             "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             rows::DELIVERY_COLUMNS
         ))?;
@@ -263,13 +284,13 @@ fn create_event_in(
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
 
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         let e = endpoint.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -292,7 +313,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             query_one(
                 conn,
                 &format!(
@@ -314,7 +335,7 @@ impl Store for SqliteStore {
         let tenant = tenant.to_string();
         let after = page.after.clone().unwrap_or_default();
         let limit = clamp_limit(page);
-        self.run(move |conn| {
+        self.read(move |conn| {
             let items = query_all(
                 conn,
                 &format!(
@@ -333,7 +354,7 @@ impl Store for SqliteStore {
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
         let e = endpoint.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
                     "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5,
@@ -357,7 +378,7 @@ impl Store for SqliteStore {
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
         let now = millis(OffsetDateTime::now_utc());
-        self.run(move |conn| {
+        self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
                     "UPDATE endpoints SET deleted_at = ?2, updated_at = ?2
@@ -376,7 +397,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Endpoint>, StoreError> {
         let tenant = tenant.to_string();
         let event_type = event_type.clone();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let all = query_all(
                 conn,
                 &format!(
@@ -401,33 +422,27 @@ impl Store for SqliteStore {
         window: IdempotencyWindow,
     ) -> Result<Vec<CreateEventOutcome>, StoreError> {
         let news = news.to_vec();
-        self.run(move |conn| {
-            // One transaction (one fsync) for the whole batch; a later event with the key of an
-            // earlier one in the batch sees it, as it would in separate requests.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let outcomes = news
-                .iter()
-                .map(|new| create_event_in(&tx, new, window))
-                .collect::<Result<Vec<_>, _>>()?;
-            tx.commit()?;
-            Ok(outcomes)
+        self.write(move |conn| {
+            // All or nothing for the whole batch; a later event with the key of an earlier one in
+            // the batch sees it, as it would in separate requests.
+            news.iter()
+                .map(|new| create_event_in(conn, new, window))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
     }
 
     async fn mark_events_published(&self, ids: &[EventId]) -> Result<(), StoreError> {
         let ids = ids.to_vec();
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
+        self.write(move |conn| {
             for id in &ids {
-                let changed = tx
+                let changed = conn
                     .prepare_cached("UPDATE events SET publish_state = ?2 WHERE id = ?1")?
                     .execute(params![id.to_string(), PublishState::Published.as_str()])?;
                 if changed == 0 {
                     return Err(StoreError::NotFound(id.to_string()));
                 }
             }
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -439,7 +454,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError> {
         let before = millis(before);
-        self.run(move |conn| {
+        self.read(move |conn| {
             let events = query_all(
                 conn,
                 &format!(
@@ -465,7 +480,7 @@ impl Store for SqliteStore {
     async fn set_circuit(&self, id: EndpointId, circuit: &CircuitView) -> Result<(), StoreError> {
         let state = circuit.state.as_str();
         let open_until = circuit.open_until.map(millis);
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached(
                 "UPDATE endpoints SET circuit_state = ?2, circuit_open_until = ?3 WHERE id = ?1",
             )?
@@ -476,7 +491,7 @@ impl Store for SqliteStore {
     }
 
     async fn sending_paused(&self) -> Result<bool, StoreError> {
-        self.run(|conn| {
+        self.read(|conn| {
             let value: Option<String> = conn
                 .prepare_cached("SELECT value FROM control WHERE name = 'sending_paused'")?
                 .query_row([], |row| row.get(0))
@@ -488,7 +503,7 @@ impl Store for SqliteStore {
 
     async fn set_sending_paused(&self, paused: bool) -> Result<(), StoreError> {
         let now = millis(OffsetDateTime::now_utc());
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO control (name, value, updated_at) VALUES ('sending_paused', ?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -500,7 +515,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             query_one(
                 conn,
                 &format!(
@@ -538,7 +553,7 @@ impl Store for SqliteStore {
             rows::DELIVERY_COLUMNS,
             conditions.join(" AND ")
         );
-        self.run(move |conn| {
+        self.read(move |conn| {
             let items = query_all(conn, &sql, params_from_iter(values), rows::delivery)?;
             Ok(into_page(items, limit, |d| d.id.to_string()))
         })
@@ -547,24 +562,21 @@ impl Store for SqliteStore {
 
     async fn start_attempt(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
         let now = millis(OffsetDateTime::now_utc());
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
+        self.write(move |conn| {
+            conn.prepare_cached(
                 "UPDATE deliveries SET status = 'delivering', updated_at = ?2
                  WHERE id = ?1 AND status NOT IN ('delivered', 'dead_lettered')",
             )?
             .execute(params![id.to_string(), now])?;
-            let delivery = query_one(
-                &tx,
+            query_one(
+                conn,
                 &format!(
                     "SELECT {} FROM deliveries WHERE id = ?1",
                     rows::DELIVERY_COLUMNS
                 ),
                 [id.to_string()],
                 rows::delivery,
-            )?;
-            tx.commit()?;
-            Ok(delivery)
+            )
         })
         .await
     }
@@ -576,9 +588,8 @@ impl Store for SqliteStore {
     ) -> Result<u32, StoreError> {
         let a = attempt.clone();
         let now = millis(OffsetDateTime::now_utc());
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let number: Option<u32> = tx
+        self.write(move |conn| {
+            let number: Option<u32> = conn
                 .prepare_cached(
                     "UPDATE deliveries SET attempts = attempts + 1, status = ?2, updated_at = ?3,
                             next_attempt_at = ?4, next_tier = ?5
@@ -596,7 +607,7 @@ impl Store for SqliteStore {
                 )
                 .optional()?;
             let number = number.ok_or_else(|| StoreError::NotFound(a.delivery_id.to_string()))?;
-            tx.prepare_cached(&format!(
+            conn.prepare_cached(&format!(
                 "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 rows::ATTEMPT_COLUMNS
             ))?
@@ -612,14 +623,13 @@ impl Store for SqliteStore {
                 a.next_attempt_at.map(millis),
                 a.tier,
             ])?;
-            tx.commit()?;
             Ok(number)
         })
         .await
     }
 
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             query_all(
                 conn,
                 &format!(
