@@ -128,24 +128,14 @@ impl Worker {
             self.hold(task, tier, "circuit_open").await?;
             return Ok(Progress::Finished);
         }
-        let Some(delivery) = self.durably(|| self.store.start_attempt(id)).await? else {
+        // Marking the delivery `delivering` goes out beside the request instead of before it, so
+        // its commit overlaps the request. The attempt is recorded only once both have finished.
+        let (started, outcome) = tokio::join!(
+            self.durably(|| self.store.start_attempt(id)),
+            self.attempt(task, endpoint.as_ref(), refusal),
+        );
+        let (Some(delivery), outcome) = (started?, outcome?) else {
             return Ok(Progress::Finished);
-        };
-
-        let outcome = match (&endpoint, refusal) {
-            (_, Some((class, reason))) => refused(task, class, reason),
-            (Some(endpoint), None) => {
-                let outcome = self.send(endpoint, task).await;
-                let failed =
-                    disposition(outcome.attempt.class, self.failures) == Disposition::Retry;
-                self.record_circuit(endpoint.id, failed).await?;
-                outcome
-            }
-            (None, None) => refused(
-                task,
-                AttemptClass::EndpointUnavailable,
-                "endpoint was deleted".into(),
-            ),
         };
         if outcome.attempt.class.is_success() {
             return Ok(Progress::Delivered(Box::new(Settlement {
@@ -159,6 +149,30 @@ impl Worker {
         self.settle(task, &delivery, endpoint.as_ref(), outcome)
             .await?;
         Ok(Progress::Finished)
+    }
+
+    /// Sends the task, or explains why it was refused, and tells the breaker how it went.
+    async fn attempt(
+        &self,
+        task: &DeliveryTask,
+        endpoint: Option<&Endpoint>,
+        refusal: Option<(AttemptClass, String)>,
+    ) -> Result<Outcome, Interrupted> {
+        Ok(match (endpoint, refusal) {
+            (_, Some((class, reason))) => refused(task, class, reason),
+            (Some(endpoint), None) => {
+                let outcome = self.send(endpoint, task).await;
+                let failed =
+                    disposition(outcome.attempt.class, self.failures) == Disposition::Retry;
+                self.record_circuit(endpoint.id, failed).await?;
+                outcome
+            }
+            (None, None) => refused(
+                task,
+                AttemptClass::EndpointUnavailable,
+                "endpoint was deleted".into(),
+            ),
+        })
     }
 
     /// Records a delivered task's attempt; returns once it is durable.

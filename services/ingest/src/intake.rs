@@ -171,17 +171,22 @@ impl Intake {
             .flat_map(|(event, deliveries)| fanout::tasks_for(event, deliveries))
             .collect();
         self.publisher.publish(&tasks).await?;
+        // The client need not wait for the mark: Kafka has the tasks. A mark that is lost (a
+        // crash, a store error) only makes the outbox sweep republish after its grace period.
         let ids: Vec<EventId> = events.iter().map(|(event, _)| event.id).collect();
-        if let Err(err) = self.store.mark_events_published(&ids).await {
-            tracing::warn!(events = ids.len(), error = %err,
-                "tasks are on Kafka but the events could not be marked published; the outbox sweep will republish");
-        }
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            if let Err(err) = store.mark_events_published(&ids).await {
+                tracing::warn!(events = ids.len(), error = %err,
+                    "tasks are on Kafka but the events could not be marked published; the outbox sweep will republish");
+            }
+        });
         Ok(())
     }
 
-    /// Publishes an event's tasks and marks it published. Once Kafka has the tasks the event is
-    /// accepted, even if marking it fails: the outbox sweep then republishes, and the dispatcher
-    /// does not resend what was delivered.
+    /// Publishes an event's tasks and has it marked published. Once Kafka has the tasks the
+    /// event is accepted, even if marking it fails: the outbox sweep then republishes, and the
+    /// dispatcher does not resend what was delivered.
     pub async fn publish(
         &self,
         event: &Event,
