@@ -16,7 +16,7 @@ use hookstream_signing::{SigningSecret, sign};
 
 use crate::receiver::{Phase, Receiver, Shared, Timeline};
 use crate::retry_timing;
-use crate::stats::{Percentiles, write_json};
+use crate::stats::{Buckets, Percentiles, write_json};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
@@ -146,6 +146,12 @@ impl Bench<'_> {
         Ok(phase)
     }
 
+    /// The dispatcher's histogram of how long tasks waited in Kafka.
+    async fn task_queue_buckets(&self) -> Buckets {
+        let metrics = self.pipeline.metrics_of(Service::Dispatcher).await;
+        Buckets::read(&metrics, "hookstream_task_queue_seconds")
+    }
+
     fn load(&self, phase: u64, endpoints: usize) -> Load {
         Load {
             client: self.client.clone(),
@@ -235,6 +241,7 @@ impl Bench<'_> {
             ..Phase::default()
         });
         let load = self.load(phase, endpoints);
+        let queued_before = self.task_queue_buckets().await;
         let in_flight = Arc::new(Semaphore::new(512));
         let mut ticks = tokio::time::interval(Duration::from_millis(1));
         let per_tick = (options.rate / 1000).max(1);
@@ -271,6 +278,11 @@ impl Bench<'_> {
         while fast_received() < fast_total && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let queued = self.task_queue_buckets().await;
+        let kafka_hop = json!({
+            "p50": queued.quantile_since(&queued_before, 0.5),
+            "p99": queued.quantile_since(&queued_before, 0.99),
+        });
         let mut latencies = Vec::new();
         let mut from_sent = Vec::new();
         let mut last_received = 0u64;
@@ -305,6 +317,8 @@ impl Bench<'_> {
             "failed_requests": load.failed.load(Ordering::Relaxed),
             "latency_ms": percentiles.json(),
             "latency_from_request_sent_ms": from_sent.json(),
+            // Bucket bounds: the figure is at most this.
+            "kafka_hop_at_most_ms": kafka_hop,
             "summary": summary,
         }))
     }
@@ -540,6 +554,12 @@ fn print_table(f: &Value) {
                 num(&figures["max"]),
             );
         }
+        let hop = &run["kafka_hop_at_most_ms"];
+        println!(
+            "  of which in Kafka (task written to dispatcher read): p50 <= {} ms, p99 <= {} ms",
+            num(&hop["p50"]),
+            num(&hop["p99"])
+        );
         println!(
             "  {:.0} delivered/s ({} of {} events delivered)",
             num(&run["fast_delivered_per_second"]),

@@ -2,11 +2,11 @@
 //! offset only when every earlier task of the partition is finished.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use hookstream_kafka::OffsetTracker;
@@ -109,6 +109,7 @@ impl ConsumeLoop {
                         Ok(message) => {
                             let partition = message.partition();
                             let offset = message.offset();
+                            observe_queue_time(message.timestamp());
                             tracker.start(partition, offset);
                             metrics::IN_FLIGHT.inc();
                             match message.payload().map(DeliveryTask::decode) {
@@ -208,6 +209,19 @@ impl ConsumeLoop {
             }
         }
     }
+}
+
+/// Records how long a task waited in Kafka, from the record's create time.
+fn observe_queue_time(written: Timestamp) {
+    let (Some(written), Ok(now)) = (
+        written.to_millis(),
+        SystemTime::now().duration_since(UNIX_EPOCH),
+    ) else {
+        return;
+    };
+    let waited_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX) - written;
+    // A writer's clock ahead of ours shows as no wait rather than a negative one.
+    metrics::TASK_QUEUE_SECONDS.observe(waited_ms.max(0) as f64 / 1000.0);
 }
 
 /// Delivers one endpoint's jobs in order until its lane closes. A delivered job's attempt is

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram_vec,
-    register_int_counter, register_int_counter_vec, register_int_gauge,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
 };
 
 /// Attempts made, by class (`HTTP_2XX_DELIVERED`, `TIMEOUT`, ...).
@@ -99,6 +99,21 @@ pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "hookstream_deliveries_in_flight",
         "Delivery tasks consumed and not yet finished in this dispatcher."
+    )
+    .expect("metric registers once")
+});
+
+/// How long tasks waited in Kafka: from being written (by ingest, or put back by the retry
+/// tier) to this dispatcher reading them. Uses the record's create time, so clocks of the
+/// writing and reading hosts should agree.
+pub static TASK_QUEUE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "hookstream_task_queue_seconds",
+        "Seconds from a delivery task being written to Kafka to the dispatcher reading it.",
+        vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
+            2.5, 5.0, 10.0, 30.0, 60.0
+        ]
     )
     .expect("metric registers once")
 });
