@@ -7,6 +7,7 @@
 mod error;
 mod location;
 mod page;
+mod raw;
 pub mod sqlite;
 mod store;
 
