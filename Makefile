@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: run test build tools lint fmt bench bench-retry
+.PHONY: run test test-scylla build tools lint fmt bench bench-retry
 
 CARGO ?= cargo
 
@@ -10,6 +10,11 @@ run: tools build
 ## test: every test: formatting, lints, unit, contract and end-to-end tests
 test: tools build lint
 	$(CARGO) test --workspace --all-targets
+
+## test-scylla: the store contract against ScyllaDB (needs Docker; starts the compose ScyllaDB node)
+test-scylla:
+	docker compose -f deploy/docker-compose.yml up -d --wait scylla
+	HOOKSTREAM_TEST_SCYLLA=127.0.0.1:9042 $(CARGO) test -p hookstream-store --test contract -- --test-threads 1
 
 ## bench: the whole pipeline measured against this machine's ceiling (release build, ~5 min; prints a table, writes target/bench/latest.json)
 bench: tools

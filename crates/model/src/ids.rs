@@ -25,6 +25,11 @@ macro_rules! prefixed_id {
                 Self(Ulid::new())
             }
 
+            /// When the id was generated, in milliseconds since the Unix epoch.
+            pub fn created_at_millis(&self) -> i64 {
+                i64::try_from(self.0.timestamp_ms()).unwrap_or(i64::MAX)
+            }
+
             /// Parses `prefix_ULID`, naming `field` when it is not one.
             pub fn parse(text: &str, field: &str) -> Result<Self, ValidationError> {
                 let body = text.strip_prefix(Self::PREFIX).ok_or_else(|| {

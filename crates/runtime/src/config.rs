@@ -12,18 +12,37 @@ use hookstream_store::{Store, StoreError, StoreLocation};
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreSettings {
     /// The store: `sqlite://PATH` for the embedded store (one machine; every service of the
-    /// machine must name the same file).
+    /// machine must name the same file), or
+    /// `scylla://HOST[:PORT][,HOST…]/KEYSPACE[?replication_factor=N]` for ScyllaDB.
     #[arg(
         long = "store",
         env = "HOOKSTREAM_STORE",
         default_value = "sqlite://.hookstream/store.db"
     )]
     pub location: String,
+
+    /// How long ScyllaDB keeps deliveries, attempts and events (written with this TTL).
+    #[arg(
+        long = "retention",
+        env = "HOOKSTREAM_RETENTION",
+        default_value = "30d",
+        value_parser = |text: &str| parse_days_or_duration(text)
+    )]
+    pub retention: std::time::Duration,
 }
 
 impl StoreSettings {
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
-        hookstream_store::open(&StoreLocation::parse(&self.location)?).await
+        hookstream_store::open(&StoreLocation::parse(&self.location)?, self.retention).await
+    }
+}
+
+/// `30d` (days), or anything [`hookstream_kafka::parse_duration`] reads (`12h`, `90m`).
+fn parse_days_or_duration(text: &str) -> Result<std::time::Duration, String> {
+    match text.strip_suffix('d').map(str::parse::<u64>) {
+        Some(Ok(days)) if days > 0 => Ok(std::time::Duration::from_secs(days * 86_400)),
+        Some(_) => Err(format!("`{text}` is not a positive number of days")),
+        None => hookstream_kafka::parse_duration(text),
     }
 }
 

@@ -8,6 +8,7 @@ mod error;
 mod location;
 mod page;
 mod raw;
+pub mod scylladb;
 pub mod sqlite;
 mod store;
 

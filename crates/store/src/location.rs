@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::scylladb::{ScyllaLocation, ScyllaStore};
 use crate::sqlite::SqliteStore;
 use crate::{Store, StoreError};
 
@@ -9,6 +11,8 @@ use crate::{Store, StoreError};
 pub enum StoreLocation {
     /// `sqlite://PATH`: the embedded store in one file (created if missing).
     Sqlite(PathBuf),
+    /// `scylla://HOST[:PORT][,HOST…]/KEYSPACE[?replication_factor=N]`: ScyllaDB (or Cassandra).
+    Scylla(ScyllaLocation),
 }
 
 impl StoreLocation {
@@ -23,17 +27,25 @@ impl StoreLocation {
         match scheme {
             "sqlite" if !rest.is_empty() => Ok(Self::Sqlite(PathBuf::from(rest))),
             "sqlite" => Err(invalid("sqlite:// needs a file path")),
+            "scylla" => ScyllaLocation::parse(rest)
+                .map(Self::Scylla)
+                .map_err(|reason| invalid(&reason)),
             other => Err(invalid(&format!(
-                "unknown store `{other}`; this build supports sqlite://PATH"
+                "unknown store `{other}`; this build supports sqlite://PATH and scylla://HOSTS/KEYSPACE"
             ))),
         }
     }
 }
 
-/// Opens the store at `location`, creating and migrating it as needed.
-pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store at `location`, creating and migrating it as needed. `retention` is how long
+/// ScyllaDB keeps deliveries, attempts and events (their TTL).
+pub async fn open(
+    location: &StoreLocation,
+    retention: Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     match location {
         StoreLocation::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        StoreLocation::Scylla(at) => Ok(Arc::new(ScyllaStore::open(at, retention).await?)),
     }
 }
 
@@ -54,5 +66,10 @@ mod tests {
         assert!(StoreLocation::parse("sqlite://").is_err());
         assert!(StoreLocation::parse("data/h.db").is_err());
         assert!(StoreLocation::parse("postgres://x").is_err());
+        assert!(matches!(
+            StoreLocation::parse("scylla://db1,db2/hookstream").unwrap(),
+            StoreLocation::Scylla(at) if at.nodes.len() == 2 && at.keyspace == "hookstream"
+        ));
+        assert!(StoreLocation::parse("scylla://db1").is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! The store contract, run against the embedded SQLite store. Every test takes a `dyn Store`,
-//! so another backend runs the same suite by handing in its own.
+//! The store contract: one suite, run against the embedded SQLite store always and against
+//! ScyllaDB when `HOOKSTREAM_TEST_SCYLLA` names a node (`make test-scylla` starts one with Docker).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_signing::SigningSecret;
+use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
     CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, PageRequest, Store,
@@ -21,18 +22,87 @@ use hookstream_store::{
 
 struct Fixture {
     store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
 }
 
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db"))
-        .await
-        .unwrap();
-    Fixture {
-        store: Arc::new(store),
-        _dir: dir,
+/// One backend's database, shared by every handle a test opens on it (as processes share it).
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Scylla(ScyllaLocation),
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
     }
+
+    /// A fresh keyspace on the node named by `HOOKSTREAM_TEST_SCYLLA` (`host:port`), or `None`.
+    fn scylla() -> Option<Self> {
+        let node = std::env::var("HOOKSTREAM_TEST_SCYLLA").ok()?;
+        let keyspace = format!(
+            "hs_test_{}",
+            EventId::generate().to_string()[4..].to_lowercase()
+        );
+        let location = ScyllaLocation::parse(&format!("{node}/{keyspace}?replication_factor=1"))
+            .expect("HOOKSTREAM_TEST_SCYLLA is host:port");
+        Some(Self::Scylla(location))
+    }
+
+    /// Another handle on the same database.
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(dir) => Arc::new(
+                SqliteStore::open(&dir.path().join("store.db"))
+                    .await
+                    .unwrap(),
+            ),
+            Self::Scylla(at) => Arc::new(
+                ScyllaStore::open(at, Duration::from_secs(30 * 86_400))
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    async fn fixture(&self) -> Fixture {
+        Fixture {
+            store: self.open().await,
+        }
+    }
+}
+
+/// Runs each contract test against the embedded store, and against ScyllaDB when
+/// `HOOKSTREAM_TEST_SCYLLA` names a node (saying so when it does not).
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::sqlite()).await
+                }
+            )*
+        }
+        mod scylla {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    match super::Backend::scylla() {
+                        Some(backend) => super::$name(backend).await,
+                        None => {
+                            // Written past the test harness's capture, so a green run still
+                            // shows that this lane did not run.
+                            use std::io::Write as _;
+                            let _ = writeln!(
+                                std::io::stderr(),
+                                "SKIPPED scylla::{}: no ScyllaDB node given (set HOOKSTREAM_TEST_SCYLLA=host:port, or run `make test-scylla`)",
+                                stringify!($name)
+                            );
+                        }
+                    }
+                }
+            )*
+        }
+    };
 }
 
 fn tenant(name: &str) -> Tenant {
@@ -104,9 +174,8 @@ fn attempt(delivery: DeliveryId, class: AttemptClass, status: Option<u16>) -> Ne
     }
 }
 
-#[tokio::test]
-async fn endpoints_are_created_read_updated_listed_and_deleted() {
-    let f = sqlite().await;
+async fn endpoints_are_created_read_updated_listed_and_deleted(backend: Backend) {
+    let f = backend.fixture().await;
     let mut ep = endpoint("acme", &["order.created"]);
     f.store.create_endpoint(&ep).await.unwrap();
     let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
@@ -127,9 +196,8 @@ async fn endpoints_are_created_read_updated_listed_and_deleted() {
     assert!(!f.store.update_endpoint(&ep).await.unwrap());
 }
 
-#[tokio::test]
-async fn endpoint_lists_are_per_tenant_and_paged() {
-    let f = sqlite().await;
+async fn endpoint_lists_are_per_tenant_and_paged(backend: Backend) {
+    let f = backend.fixture().await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         let ep = endpoint("acme", &[]);
@@ -171,9 +239,8 @@ async fn endpoint_lists_are_per_tenant_and_paged() {
     assert_eq!(seen, ids);
 }
 
-#[tokio::test]
-async fn only_live_enabled_subscribed_endpoints_receive_an_event_type() {
-    let f = sqlite().await;
+async fn only_live_enabled_subscribed_endpoints_receive_an_event_type(backend: Backend) {
+    let f = backend.fixture().await;
     let orders = endpoint("acme", &["order.created"]);
     let everything = endpoint("acme", &["*"]);
     let invoices = endpoint("acme", &["invoice.paid"]);
@@ -207,9 +274,8 @@ async fn only_live_enabled_subscribed_endpoints_receive_an_event_type() {
     assert_eq!(got, want);
 }
 
-#[tokio::test]
-async fn an_idempotent_repeat_returns_the_original_and_creates_nothing() {
-    let f = sqlite().await;
+async fn an_idempotent_repeat_returns_the_original_and_creates_nothing(backend: Backend) {
+    let f = backend.fixture().await;
     let ep = endpoint("acme", &[]);
     f.store.create_endpoint(&ep).await.unwrap();
     let window = IdempotencyWindow::default();
@@ -255,9 +321,8 @@ async fn an_idempotent_repeat_returns_the_original_and_creates_nothing() {
     ));
 }
 
-#[tokio::test]
-async fn unpublished_events_are_listed_until_marked_published() {
-    let f = sqlite().await;
+async fn unpublished_events_are_listed_until_marked_published(backend: Backend) {
+    let f = backend.fixture().await;
     let ep = endpoint("acme", &[]);
     let mut old = new_event("acme", None, &[&ep]);
     old.event.created_at -= Duration::from_secs(120);
@@ -285,9 +350,8 @@ async fn unpublished_events_are_listed_until_marked_published() {
     );
 }
 
-#[tokio::test]
-async fn a_batch_judges_each_key_against_the_events_before_it() {
-    let f = sqlite().await;
+async fn a_batch_judges_each_key_against_the_events_before_it(backend: Backend) {
+    let f = backend.fixture().await;
     let window = IdempotencyWindow::default();
     let ep = endpoint("acme", &[]);
     f.store.create_endpoint(&ep).await.unwrap();
@@ -335,9 +399,8 @@ async fn a_batch_judges_each_key_against_the_events_before_it() {
     );
 }
 
-#[tokio::test]
-async fn a_different_request_under_a_live_key_conflicts() {
-    let f = sqlite().await;
+async fn a_different_request_under_a_live_key_conflicts(backend: Backend) {
+    let f = backend.fixture().await;
     let window = IdempotencyWindow::default();
     let first = new_event("acme", Some("k-1"), &[]);
     f.store.create_event(&first, window).await.unwrap();
@@ -349,9 +412,8 @@ async fn a_different_request_under_a_live_key_conflicts() {
     }
 }
 
-#[tokio::test]
-async fn an_expired_key_creates_a_new_event() {
-    let f = sqlite().await;
+async fn an_expired_key_creates_a_new_event(backend: Backend) {
+    let f = backend.fixture().await;
     let window = IdempotencyWindow(Duration::from_secs(60));
     let mut first = new_event("acme", Some("k-1"), &[]);
     first.event.created_at -= Duration::from_secs(61);
@@ -363,13 +425,10 @@ async fn an_expired_key_creates_a_new_event() {
     ));
 }
 
-#[tokio::test]
-async fn racing_requests_with_one_key_create_exactly_one_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    // Two store handles on one file, as two processes have.
-    let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+async fn racing_requests_with_one_key_create_exactly_one_event(backend: Backend) {
+    // Two store handles on one database, as two processes have.
+    let a = backend.open().await;
+    let b = backend.open().await;
     let window = IdempotencyWindow::default();
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -388,9 +447,8 @@ async fn racing_requests_with_one_key_create_exactly_one_event() {
     assert_eq!(created, 1);
 }
 
-#[tokio::test]
-async fn attempts_are_numbered_in_order_and_move_the_delivery() {
-    let f = sqlite().await;
+async fn attempts_are_numbered_in_order_and_move_the_delivery(backend: Backend) {
+    let f = backend.fixture().await;
     let ep = endpoint("acme", &[]);
     let new = new_event("acme", None, &[&ep]);
     f.store
@@ -456,15 +514,12 @@ async fn attempts_are_numbered_in_order_and_move_the_delivery() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_writes_all_land_and_a_failing_one_fails_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
+async fn concurrent_writes_all_land_and_a_failing_one_fails_alone(backend: Backend) {
     let ep = endpoint("acme", &[]);
     let news: Vec<NewEvent> = (0..100).map(|_| new_event("acme", None, &[&ep])).collect();
     let ids: Vec<DeliveryId> = news.iter().map(|n| n.deliveries[0].id).collect();
     {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let store = backend.open().await;
         store
             .create_events(&news, IdempotencyWindow::default())
             .await
@@ -498,7 +553,7 @@ async fn concurrent_writes_all_land_and_a_failing_one_fails_alone() {
         assert!(store.get_delivery(missing).await.unwrap().is_none());
     }
     // What was acknowledged is on disk.
-    let reopened = SqliteStore::open(&path).await.unwrap();
+    let reopened = backend.open().await;
     for id in ids {
         let delivery = reopened.get_delivery(id).await.unwrap().unwrap();
         assert_eq!(delivery.status, DeliveryStatus::Delivered);
@@ -506,9 +561,8 @@ async fn concurrent_writes_all_land_and_a_failing_one_fails_alone() {
     }
 }
 
-#[tokio::test]
-async fn deliveries_filter_by_event_endpoint_and_status() {
-    let f = sqlite().await;
+async fn deliveries_filter_by_event_endpoint_and_status(backend: Backend) {
+    let f = backend.fixture().await;
     let a = endpoint("acme", &[]);
     let b = endpoint("acme", &[]);
     let first = new_event("acme", None, &[&a, &b]);
@@ -601,15 +655,28 @@ async fn deliveries_filter_by_event_endpoint_and_status() {
     assert!(rest.next.is_none());
 }
 
-#[tokio::test]
-async fn data_survives_reopening_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
+async fn data_survives_reopening_the_file(backend: Backend) {
     let ep = endpoint("acme", &[]);
     {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = backend.open().await;
         store.create_endpoint(&ep).await.unwrap();
     }
-    let reopened = SqliteStore::open(&path).await.unwrap();
+    let reopened = backend.open().await;
     assert!(reopened.get_endpoint(ep.id).await.unwrap().is_some());
 }
+
+contract!(
+    endpoints_are_created_read_updated_listed_and_deleted,
+    endpoint_lists_are_per_tenant_and_paged,
+    only_live_enabled_subscribed_endpoints_receive_an_event_type,
+    an_idempotent_repeat_returns_the_original_and_creates_nothing,
+    unpublished_events_are_listed_until_marked_published,
+    a_batch_judges_each_key_against_the_events_before_it,
+    a_different_request_under_a_live_key_conflicts,
+    an_expired_key_creates_a_new_event,
+    racing_requests_with_one_key_create_exactly_one_event,
+    attempts_are_numbered_in_order_and_move_the_delivery,
+    concurrent_writes_all_land_and_a_failing_one_fails_alone,
+    deliveries_filter_by_event_endpoint_and_status,
+    data_survives_reopening_the_file,
+);

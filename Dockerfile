@@ -1,0 +1,15 @@
+# One image with every Hookstream binary; the service is chosen by the command.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN cargo build --release --bins \
+    && mkdir /out \
+    && cp target/release/hookstream-ingest target/release/hookstream-dispatcher \
+          target/release/hookstream-retry-tier /out/
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 hookstream
+COPY --from=build /out/ /usr/local/bin/
+USER hookstream

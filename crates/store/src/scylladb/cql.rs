@@ -1,0 +1,240 @@
+//! The CQL the ScyllaDB store runs, the TTLs it writes with and the day buckets of its
+//! time-partitioned tables: plain values, unit-tested without a server.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// Every migration, oldest first. Append only: an applied migration is never edited.
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    include_str!("../../../../schemas/store/cql/0001_init.cql"),
+)];
+
+/// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
+pub(super) fn statements_of(script: &str) -> Vec<String> {
+    let without_comments: String = script
+        .lines()
+        .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The outbox is spread over this many partitions, so no one partition takes every event.
+pub(super) const OUTBOX_SHARDS: i32 = 16;
+
+/// Which outbox partition an event's row goes to (stable for an id).
+pub(super) fn outbox_shard(event_id: &str) -> i32 {
+    // FNV-1a: stable across processes and versions, unlike the std hasher.
+    let hash = event_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % OUTBOX_SHARDS as u64) as i32
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) a time falls in: the bucket of day-partitioned tables.
+pub(super) fn day_of_millis(ms: i64) -> i32 {
+    i32::try_from(ms.div_euclid(DAY_MS)).unwrap_or(i32::MAX)
+}
+
+pub(super) fn day_of(at: OffsetDateTime) -> i32 {
+    day_of_millis(crate::raw::millis(at))
+}
+
+/// A TTL in whole seconds as CQL takes it: at least 1 (0 would mean "never expires") and at
+/// most CQL's limit of 20 years.
+pub(super) fn ttl_seconds(ttl: Duration) -> i32 {
+    const MAX_TTL: u64 = 20 * 365 * 86_400;
+    ttl.as_secs().clamp(1, MAX_TTL) as i32
+}
+
+pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, \
+     max_attempts, paused, circuit_state, circuit_open_until";
+pub(super) const EVENT_COLUMNS: &str =
+    "id, tenant, event_type, payload, idempotency_key, created_at, publish_state";
+pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, tenant, event_type, status, attempts, created_at, \
+     updated_at, next_attempt_at, next_tier";
+pub(super) const ATTEMPT_COLUMNS: &str = "delivery_id, number, started_at, latency_ms, status_code, class, \
+     response_snippet, error, next_attempt_at, tier";
+
+pub(super) fn insert_endpoint() -> String {
+    format!(
+        "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+}
+pub(super) const INSERT_ENDPOINT_OF_TENANT: &str =
+    "INSERT INTO endpoints_by_tenant (tenant, id) VALUES (?, ?)";
+pub(super) fn select_endpoint() -> String {
+    format!("SELECT {ENDPOINT_COLUMNS}, deleted_at FROM endpoints WHERE id = ?")
+}
+pub(super) const SELECT_ENDPOINT_IDS_OF_TENANT: &str =
+    "SELECT id FROM endpoints_by_tenant WHERE tenant = ? AND id > ? LIMIT ?";
+/// Only a live endpoint is changed: the condition keeps a deleted one deleted.
+pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
+     max_attempts = ?, paused = ? WHERE id = ? IF deleted_at = null";
+pub(super) const DELETE_ENDPOINT: &str =
+    "UPDATE endpoints SET deleted_at = ?, updated_at = ? WHERE id = ? IF deleted_at = null";
+pub(super) const SET_CIRCUIT: &str =
+    "UPDATE endpoints SET circuit_state = ?, circuit_open_until = ? WHERE id = ?";
+
+/// Claims an idempotency key for the window: exactly one of racing writers gets `[applied]`.
+pub(super) const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (tenant, key, event_id, expires_at) VALUES (?, ?, ?, ?) \
+     IF NOT EXISTS USING TTL ?";
+/// Takes over a key whose window has passed but whose row has not expired yet (clock skew).
+pub(super) const RECLAIM_KEY: &str = "UPDATE idempotency_keys USING TTL ? SET event_id = ?, expires_at = ? \
+     WHERE tenant = ? AND key = ? IF event_id = ?";
+pub(super) const SELECT_KEY: &str =
+    "SELECT event_id, expires_at FROM idempotency_keys WHERE tenant = ? AND key = ?";
+
+pub(super) fn insert_event() -> String {
+    format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?")
+}
+pub(super) const DELETE_EVENT: &str = "DELETE FROM events WHERE id = ?";
+pub(super) fn select_event() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?")
+}
+pub(super) const MARK_PUBLISHED: &str =
+    "UPDATE events USING TTL ? SET publish_state = 'published' WHERE id = ?";
+pub(super) const INSERT_UNPUBLISHED: &str =
+    "INSERT INTO unpublished_events (shard, created_at, event_id) VALUES (?, ?, ?) USING TTL ?";
+pub(super) const DELETE_UNPUBLISHED: &str =
+    "DELETE FROM unpublished_events WHERE shard = ? AND created_at = ? AND event_id = ?";
+pub(super) const SELECT_UNPUBLISHED: &str = "SELECT created_at, event_id FROM unpublished_events WHERE shard = ? AND created_at < ? LIMIT ?";
+
+pub(super) fn insert_delivery() -> String {
+    format!(
+        "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+    )
+}
+pub(super) const DELETE_DELIVERY: &str = "DELETE FROM deliveries WHERE id = ?";
+pub(super) fn select_delivery() -> String {
+    format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?")
+}
+pub(super) const INSERT_DELIVERY_OF_EVENT: &str =
+    "INSERT INTO deliveries_by_event (event_id, id) VALUES (?, ?) USING TTL ?";
+pub(super) const INSERT_DELIVERY_OF_ENDPOINT: &str =
+    "INSERT INTO deliveries_by_endpoint (endpoint_id, day, id) VALUES (?, ?, ?) USING TTL ?";
+pub(super) const INSERT_DELIVERY_OF_TENANT: &str =
+    "INSERT INTO deliveries_by_tenant (tenant, day, id) VALUES (?, ?, ?) USING TTL ?";
+pub(super) const SELECT_DELIVERY_IDS_OF_EVENT: &str =
+    "SELECT id FROM deliveries_by_event WHERE event_id = ? AND id > ? LIMIT ?";
+pub(super) const SELECT_DELIVERY_IDS_OF_ENDPOINT: &str =
+    "SELECT id FROM deliveries_by_endpoint WHERE endpoint_id = ? AND day = ? AND id > ? LIMIT ?";
+pub(super) const SELECT_DELIVERY_IDS_OF_TENANT: &str =
+    "SELECT id FROM deliveries_by_tenant WHERE tenant = ? AND day = ? AND id > ? LIMIT ?";
+/// Moves a non-final delivery to `delivering`; a final one is left alone.
+pub(super) const START_ATTEMPT: &str = "UPDATE deliveries USING TTL ? SET status = 'delivering', updated_at = ? \
+     WHERE id = ? IF status IN ('pending', 'delivering', 'retrying')";
+/// Counts an attempt only if nobody counted one since we read the delivery.
+pub(super) const COUNT_ATTEMPT: &str = "UPDATE deliveries USING TTL ? SET attempts = ?, status = ?, updated_at = ?, \
+     next_attempt_at = ?, next_tier = ? WHERE id = ? IF attempts = ?";
+pub(super) fn insert_attempt() -> String {
+    format!(
+        "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+    )
+}
+pub(super) fn select_attempts() -> String {
+    format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ?")
+}
+
+pub(super) const SELECT_CONTROL: &str = "SELECT value FROM control WHERE name = ?";
+pub(super) const UPSERT_CONTROL: &str =
+    "INSERT INTO control (name, value, updated_at) VALUES (?, ?, ?)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migration_splits_into_idempotent_statements() {
+        let statements = statements_of(MIGRATIONS[0].1);
+        assert!(statements.len() >= 12, "{statements:?}");
+        for statement in &statements {
+            assert!(
+                statement.starts_with("CREATE TABLE IF NOT EXISTS"),
+                "not idempotent: {statement}"
+            );
+            assert!(!statement.contains("--"), "comment left in: {statement}");
+        }
+    }
+
+    #[test]
+    fn days_are_utc_days_since_the_epoch() {
+        assert_eq!(day_of_millis(0), 0);
+        assert_eq!(day_of_millis(DAY_MS - 1), 0);
+        assert_eq!(day_of_millis(DAY_MS), 1);
+        assert_eq!(day_of_millis(-1), -1, "before 1970 rounds down, not to 0");
+        let at = OffsetDateTime::from_unix_timestamp(1_795_392_000).unwrap(); // 2026-11-23 00:00 UTC
+        assert_eq!(day_of(at), 20_780);
+        assert_eq!(day_of(at + time::Duration::hours(23)), 20_780);
+        assert_eq!(day_of(at + time::Duration::hours(24)), 20_781);
+    }
+
+    #[test]
+    fn ttls_are_whole_seconds_within_cql_limits() {
+        assert_eq!(ttl_seconds(Duration::from_secs(72 * 3600)), 259_200);
+        assert_eq!(ttl_seconds(Duration::from_secs(30 * 86_400)), 2_592_000);
+        assert_eq!(
+            ttl_seconds(Duration::from_millis(10)),
+            1,
+            "0 would never expire"
+        );
+        assert_eq!(ttl_seconds(Duration::from_secs(u64::MAX)), 630_720_000);
+    }
+
+    #[test]
+    fn outbox_shards_are_stable_and_in_range() {
+        assert_eq!(
+            outbox_shard("evt_01M83QM91S06C5Z1ER2424DN4D"),
+            outbox_shard("evt_01M83QM91S06C5Z1ER2424DN4D")
+        );
+        let shards: std::collections::HashSet<i32> = (0..200)
+            .map(|i| outbox_shard(&format!("evt_{i}")))
+            .collect();
+        assert!(shards.iter().all(|s| (0..OUTBOX_SHARDS).contains(s)));
+        assert!(
+            shards.len() > OUTBOX_SHARDS as usize / 2,
+            "spread: {shards:?}"
+        );
+    }
+
+    #[test]
+    fn growing_tables_are_written_with_a_ttl_and_races_use_lightweight_transactions() {
+        for statement in [
+            insert_event(),
+            insert_delivery(),
+            insert_attempt(),
+            INSERT_DELIVERY_OF_EVENT.to_owned(),
+            INSERT_DELIVERY_OF_ENDPOINT.to_owned(),
+            INSERT_DELIVERY_OF_TENANT.to_owned(),
+            INSERT_UNPUBLISHED.to_owned(),
+            CLAIM_KEY.to_owned(),
+            RECLAIM_KEY.to_owned(),
+            START_ATTEMPT.to_owned(),
+            COUNT_ATTEMPT.to_owned(),
+            MARK_PUBLISHED.to_owned(),
+        ] {
+            assert!(statement.contains("USING TTL ?"), "no TTL: {statement}");
+        }
+        assert!(CLAIM_KEY.contains("IF NOT EXISTS"));
+        for conditional in [
+            RECLAIM_KEY,
+            START_ATTEMPT,
+            COUNT_ATTEMPT,
+            UPDATE_ENDPOINT,
+            DELETE_ENDPOINT,
+        ] {
+            assert!(
+                conditional.contains(" IF "),
+                "not conditional: {conditional}"
+            );
+        }
+    }
+}

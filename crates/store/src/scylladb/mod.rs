@@ -1,0 +1,1170 @@
+//! The ScyllaDB store, for deployments that outgrow one machine.
+//!
+//! - Consistency: every statement runs at `LOCAL_QUORUM` (a write acknowledged to a client or
+//!   before a Kafka offset commit is on a quorum of the local datacenter's replicas); the
+//!   lightweight transactions (idempotency keys, attempt counting, endpoint changes) use
+//!   `LOCAL_SERIAL`.
+//! - Routing: statements are prepared, so the driver's default policy routes each one to a
+//!   replica that owns its partition (token-aware).
+//! - Retention: rows that grow with traffic are written `USING TTL` (see [`cql`]).
+//! - Lists page by id (ids sort by creation time), one bounded partition read at a time; lists
+//!   by endpoint or tenant walk day buckets from the cursor's day.
+
+mod cql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::frame::types::{Consistency, SerialConsistency};
+use scylla::response::query_result::QueryResult;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlTimestamp;
+use time::OffsetDateTime;
+
+use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
+use hookstream_model::endpoint::{CircuitView, Endpoint};
+use hookstream_model::event::{
+    Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
+};
+use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::names::{EventType, Tenant};
+
+use crate::raw::{RawAttempt, RawDelivery, RawEndpoint, RawEvent, from_millis, millis};
+use crate::{
+    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Store, StoreError,
+};
+use cql::{day_of, day_of_millis, outbox_shard, ttl_seconds};
+
+/// Where and how to reach ScyllaDB, from `scylla://host[:port][,host…]/keyspace[?replication_factor=N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScyllaLocation {
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    /// Replicas per datacenter when the store creates the keyspace (an existing keyspace is
+    /// left as it is).
+    pub replication_factor: u32,
+}
+
+impl ScyllaLocation {
+    /// Parses what follows `scylla://`.
+    pub fn parse(rest: &str) -> Result<Self, String> {
+        let (hosts, path) = rest
+            .split_once('/')
+            .ok_or("expected scylla://HOST[:PORT][,HOST…]/KEYSPACE")?;
+        let (keyspace, query) = path.split_once('?').unwrap_or((path, ""));
+        let valid_keyspace = !keyspace.is_empty()
+            && keyspace.len() <= 48
+            && keyspace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && keyspace.starts_with(|c: char| c.is_ascii_alphabetic());
+        if !valid_keyspace {
+            return Err(format!(
+                "`{keyspace}` is not a keyspace name (a letter, then letters, digits or _; at most 48)"
+            ));
+        }
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                // A bare host (or a bracketed IPv6 address) gets the CQL port.
+                if h.rsplit_once(':')
+                    .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+                    && !h.ends_with(']')
+                {
+                    h.to_owned()
+                } else {
+                    format!("{h}:9042")
+                }
+            })
+            .collect();
+        if nodes.is_empty() {
+            return Err("name at least one node".into());
+        }
+        let mut replication_factor = 3;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("replication_factor", n)) => {
+                    replication_factor = n
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(format!("replication_factor `{n}` is not a positive number"))?;
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown option `{pair}`; known: replication_factor"
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            nodes,
+            keyspace: keyspace.to_owned(),
+            replication_factor,
+        })
+    }
+}
+
+/// Turns a driver error into a store error that says what was being done.
+fn backend(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
+    move |err| StoreError::Backend(format!("scylla: {what}: {err}"))
+}
+
+macro_rules! ctx {
+    ($what:literal) => {
+        |err| backend($what)(&err)
+    };
+}
+
+fn ts(at: OffsetDateTime) -> CqlTimestamp {
+    CqlTimestamp(millis(at))
+}
+
+/// The prepared statements, prepared once at open.
+struct Prepared {
+    insert_endpoint: PreparedStatement,
+    insert_endpoint_of_tenant: PreparedStatement,
+    select_endpoint: PreparedStatement,
+    select_endpoint_ids_of_tenant: PreparedStatement,
+    update_endpoint: PreparedStatement,
+    delete_endpoint: PreparedStatement,
+    set_circuit: PreparedStatement,
+    claim_key: PreparedStatement,
+    reclaim_key: PreparedStatement,
+    select_key: PreparedStatement,
+    insert_event: PreparedStatement,
+    delete_event: PreparedStatement,
+    select_event: PreparedStatement,
+    mark_published: PreparedStatement,
+    insert_unpublished: PreparedStatement,
+    delete_unpublished: PreparedStatement,
+    select_unpublished: PreparedStatement,
+    insert_delivery: PreparedStatement,
+    delete_delivery: PreparedStatement,
+    select_delivery: PreparedStatement,
+    insert_delivery_of_event: PreparedStatement,
+    insert_delivery_of_endpoint: PreparedStatement,
+    insert_delivery_of_tenant: PreparedStatement,
+    select_delivery_ids_of_event: PreparedStatement,
+    select_delivery_ids_of_endpoint: PreparedStatement,
+    select_delivery_ids_of_tenant: PreparedStatement,
+    start_attempt: PreparedStatement,
+    count_attempt: PreparedStatement,
+    insert_attempt: PreparedStatement,
+    select_attempts: PreparedStatement,
+    select_control: PreparedStatement,
+    upsert_control: PreparedStatement,
+}
+
+impl Prepared {
+    async fn new(session: &Session) -> Result<Self, StoreError> {
+        let p = |text: String| async move {
+            session
+                .prepare(text.as_str())
+                .await
+                .map_err(|e| StoreError::Backend(format!("scylla: preparing `{text}`: {e}")))
+        };
+        Ok(Self {
+            insert_endpoint: p(cql::insert_endpoint()).await?,
+            insert_endpoint_of_tenant: p(cql::INSERT_ENDPOINT_OF_TENANT.into()).await?,
+            select_endpoint: p(cql::select_endpoint()).await?,
+            select_endpoint_ids_of_tenant: p(cql::SELECT_ENDPOINT_IDS_OF_TENANT.into()).await?,
+            update_endpoint: p(cql::UPDATE_ENDPOINT.into()).await?,
+            delete_endpoint: p(cql::DELETE_ENDPOINT.into()).await?,
+            set_circuit: p(cql::SET_CIRCUIT.into()).await?,
+            claim_key: p(cql::CLAIM_KEY.into()).await?,
+            reclaim_key: p(cql::RECLAIM_KEY.into()).await?,
+            select_key: p(cql::SELECT_KEY.into()).await?,
+            insert_event: p(cql::insert_event()).await?,
+            delete_event: p(cql::DELETE_EVENT.into()).await?,
+            select_event: p(cql::select_event()).await?,
+            mark_published: p(cql::MARK_PUBLISHED.into()).await?,
+            insert_unpublished: p(cql::INSERT_UNPUBLISHED.into()).await?,
+            delete_unpublished: p(cql::DELETE_UNPUBLISHED.into()).await?,
+            select_unpublished: p(cql::SELECT_UNPUBLISHED.into()).await?,
+            insert_delivery: p(cql::insert_delivery()).await?,
+            delete_delivery: p(cql::DELETE_DELIVERY.into()).await?,
+            select_delivery: p(cql::select_delivery()).await?,
+            insert_delivery_of_event: p(cql::INSERT_DELIVERY_OF_EVENT.into()).await?,
+            insert_delivery_of_endpoint: p(cql::INSERT_DELIVERY_OF_ENDPOINT.into()).await?,
+            insert_delivery_of_tenant: p(cql::INSERT_DELIVERY_OF_TENANT.into()).await?,
+            select_delivery_ids_of_event: p(cql::SELECT_DELIVERY_IDS_OF_EVENT.into()).await?,
+            select_delivery_ids_of_endpoint: p(cql::SELECT_DELIVERY_IDS_OF_ENDPOINT.into()).await?,
+            select_delivery_ids_of_tenant: p(cql::SELECT_DELIVERY_IDS_OF_TENANT.into()).await?,
+            start_attempt: p(cql::START_ATTEMPT.into()).await?,
+            count_attempt: p(cql::COUNT_ATTEMPT.into()).await?,
+            insert_attempt: p(cql::insert_attempt()).await?,
+            select_attempts: p(cql::select_attempts()).await?,
+            select_control: p(cql::SELECT_CONTROL.into()).await?,
+            upsert_control: p(cql::UPSERT_CONTROL.into()).await?,
+        })
+    }
+}
+
+/// The ScyllaDB store. Cheap to clone; clones share one session.
+#[derive(Clone)]
+pub struct ScyllaStore {
+    session: Arc<Session>,
+    statements: Arc<Prepared>,
+    retention: Duration,
+}
+
+impl ScyllaStore {
+    /// Connects, creates the keyspace if missing, applies migrations and prepares statements.
+    /// Rows that grow with traffic live for `retention`.
+    pub async fn open(location: &ScyllaLocation, retention: Duration) -> Result<Self, StoreError> {
+        let profile = ExecutionProfile::builder()
+            .consistency(Consistency::LocalQuorum)
+            .serial_consistency(Some(SerialConsistency::LocalSerial))
+            .build();
+        let session = SessionBuilder::new()
+            .known_nodes(&location.nodes)
+            .default_execution_profile_handle(profile.into_handle())
+            .build()
+            .await
+            .map_err(ctx!("connecting"))?;
+        let keyspace = &location.keyspace;
+        session
+            .query_unpaged(
+                format!(
+                    "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
+                     {{'class': 'NetworkTopologyStrategy', 'replication_factor': {}}}",
+                    location.replication_factor
+                ),
+                (),
+            )
+            .await
+            .map_err(ctx!("creating the keyspace"))?;
+        session
+            .use_keyspace(keyspace, false)
+            .await
+            .map_err(ctx!("using the keyspace"))?;
+        migrate(&session).await?;
+        let statements = Prepared::new(&session).await?;
+        Ok(Self {
+            session: Arc::new(session),
+            statements: Arc::new(statements),
+            retention,
+        })
+    }
+
+    fn ttl(&self) -> i32 {
+        ttl_seconds(self.retention)
+    }
+
+    async fn run(
+        &self,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<QueryResult, StoreError> {
+        self.session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(|e| backend("executing")(&e))
+    }
+
+    async fn delivery_by_text(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let result = self.run(&self.statements.select_delivery, (id,)).await?;
+        first_row::<DeliveryRow>(result)?
+            .map(|row| raw_delivery(row).decode())
+            .transpose()
+    }
+
+    async fn event_with_state(&self, id: &str) -> Result<Option<(Event, String)>, StoreError> {
+        let result = self.run(&self.statements.select_event, (id,)).await?;
+        let Some(row) = first_row::<EventRow>(result)? else {
+            return Ok(None);
+        };
+        let (id, tenant, event_type, payload, idempotency_key, created_at, state) = row;
+        let event = RawEvent {
+            id,
+            tenant,
+            event_type,
+            payload,
+            idempotency_key,
+            created_at: created_at.0,
+        }
+        .decode()?;
+        Ok(Some((event, state)))
+    }
+
+    async fn deliveries_of_event(&self, id: EventId) -> Result<Vec<Delivery>, StoreError> {
+        let ids = self
+            .ids(
+                &self.statements.select_delivery_ids_of_event,
+                (id.to_string(), String::new(), i32::MAX),
+            )
+            .await?;
+        self.deliveries_by_ids(&ids).await
+    }
+
+    async fn deliveries_by_ids(&self, ids: &[String]) -> Result<Vec<Delivery>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // An index row can outlive its delivery by moments (TTLs written apart).
+            if let Some(delivery) = self.delivery_by_text(id).await? {
+                out.push(delivery);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ids(
+        &self,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<String>, StoreError> {
+        let result = self.run(statement, values).await?;
+        rows::<(String,)>(result).map(|rows| rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Stores one event (already known to win its key, or without one) and its deliveries.
+    async fn write_event(&self, new: &NewEvent, ttl: i32) -> Result<(), StoreError> {
+        let s = &self.statements;
+        let event = &new.event;
+        let id = event.id.to_string();
+        self.run(
+            &s.insert_event,
+            (
+                &id,
+                event.tenant.as_str(),
+                event.event_type.as_str(),
+                event.payload.to_string(),
+                event.idempotency_key.as_ref().map(|k| k.as_str()),
+                ts(event.created_at),
+                PublishState::Publishing.as_str(),
+                ttl,
+            ),
+        )
+        .await?;
+        for d in &new.deliveries {
+            let delivery_id = d.id.to_string();
+            self.run(
+                &s.insert_delivery,
+                (
+                    &delivery_id,
+                    &id,
+                    d.endpoint_id.to_string(),
+                    d.tenant.as_str(),
+                    d.event_type.as_str(),
+                    d.status.as_str(),
+                    i32::try_from(d.attempts).unwrap_or(i32::MAX),
+                    ts(d.created_at),
+                    ts(d.updated_at),
+                    d.next_attempt_at.map(ts),
+                    d.next_tier.as_deref(),
+                    ttl,
+                ),
+            )
+            .await?;
+            self.run(&s.insert_delivery_of_event, (&id, &delivery_id, ttl))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Makes a stored event visible: lists by endpoint and tenant, and the outbox.
+    async fn index_event(&self, new: &NewEvent, ttl: i32) -> Result<(), StoreError> {
+        let s = &self.statements;
+        for d in &new.deliveries {
+            let day = day_of(d.created_at);
+            let delivery_id = d.id.to_string();
+            self.run(
+                &s.insert_delivery_of_endpoint,
+                (d.endpoint_id.to_string(), day, &delivery_id, ttl),
+            )
+            .await?;
+            self.run(
+                &s.insert_delivery_of_tenant,
+                (d.tenant.as_str(), day, &delivery_id, ttl),
+            )
+            .await?;
+        }
+        let id = new.event.id.to_string();
+        self.run(
+            &s.insert_unpublished,
+            (outbox_shard(&id), ts(new.event.created_at), &id, ttl),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes an event that lost its idempotency key to a concurrent request.
+    async fn unwrite_event(&self, new: &NewEvent) -> Result<(), StoreError> {
+        for d in &new.deliveries {
+            self.run(&self.statements.delete_delivery, (d.id.to_string(),))
+                .await?;
+        }
+        self.run(&self.statements.delete_event, (new.event.id.to_string(),))
+            .await?;
+        Ok(())
+    }
+
+    async fn create_one(
+        &self,
+        new: &NewEvent,
+        window: IdempotencyWindow,
+    ) -> Result<CreateEventOutcome, StoreError> {
+        let ttl = self.ttl();
+        let event = &new.event;
+        let Some(key) = &event.idempotency_key else {
+            self.write_event(new, ttl).await?;
+            self.index_event(new, ttl).await?;
+            return Ok(CreateEventOutcome::Created);
+        };
+        // The event is written before the key is claimed, so a key never points at nothing;
+        // a loser removes its event again. Its deliveries are not listed or in the outbox
+        // until the key is won.
+        self.write_event(new, ttl).await?;
+        let id = event.id.to_string();
+        let expires_at = window.expiry(event.created_at);
+        let key_ttl = ttl_seconds(window.0);
+        let mut claimed = applied(
+            self.run(
+                &self.statements.claim_key,
+                (
+                    event.tenant.as_str(),
+                    key.as_str(),
+                    &id,
+                    ts(expires_at),
+                    key_ttl,
+                ),
+            )
+            .await?,
+        )?;
+        if !claimed {
+            let result = self
+                .run(
+                    &self.statements.select_key,
+                    (event.tenant.as_str(), key.as_str()),
+                )
+                .await?;
+            if let Some((prior_id, prior_expiry)) = first_row::<(String, CqlTimestamp)>(result)? {
+                let (prior, state) = self.event_with_state(&prior_id).await?.ok_or_else(|| {
+                    StoreError::corrupt("idempotency key", format!("event {prior_id} is missing"))
+                })?;
+                let verdict = window.judge(
+                    Some(PriorRequest {
+                        event: &prior,
+                        expires_at: from_millis(prior_expiry.0)?,
+                    }),
+                    &event.event_type,
+                    &event.payload,
+                    event.created_at,
+                );
+                match verdict {
+                    IdempotencyVerdict::Repeat(_) => {
+                        self.unwrite_event(new).await?;
+                        let deliveries = self.deliveries_of_event(prior.id).await?;
+                        let state = PublishState::parse(&state)
+                            .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
+                        return Ok(CreateEventOutcome::Repeat {
+                            event: prior,
+                            state,
+                            deliveries,
+                        });
+                    }
+                    IdempotencyVerdict::Conflict(original) => {
+                        self.unwrite_event(new).await?;
+                        return Ok(CreateEventOutcome::Conflict { original });
+                    }
+                    IdempotencyVerdict::New => {
+                        // The window passed but the row lingers: take it over, unless
+                        // someone else just did.
+                        claimed = applied(
+                            self.run(
+                                &self.statements.reclaim_key,
+                                (
+                                    key_ttl,
+                                    &id,
+                                    ts(expires_at),
+                                    event.tenant.as_str(),
+                                    key.as_str(),
+                                    &prior_id,
+                                ),
+                            )
+                            .await?,
+                        )?;
+                    }
+                }
+            }
+        }
+        if !claimed {
+            self.unwrite_event(new).await?;
+            return Err(StoreError::Backend(
+                "scylla: the idempotency key changed hands while it was claimed; try again".into(),
+            ));
+        }
+        self.index_event(new, ttl).await?;
+        Ok(CreateEventOutcome::Created)
+    }
+
+    /// Walks day buckets from `first_day` to today, collecting deliveries that pass `keep`
+    /// until `limit + 1` are found.
+    async fn scan_days(
+        &self,
+        statement: &PreparedStatement,
+        partition: &str,
+        after: &str,
+        first_day: i32,
+        limit: u32,
+        keep: impl Fn(&Delivery) -> bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let today = day_of(OffsetDateTime::now_utc());
+        let wanted = limit as usize + 1;
+        let mut found = Vec::new();
+        let mut cursor = after.to_owned();
+        for day in first_day..=today {
+            loop {
+                let ids = self
+                    .ids(statement, (partition, day, &cursor, wanted as i32))
+                    .await?;
+                let Some(last) = ids.last().cloned() else {
+                    break;
+                };
+                let exhausted = ids.len() < wanted;
+                found.extend(
+                    self.deliveries_by_ids(&ids)
+                        .await?
+                        .into_iter()
+                        .filter(&keep),
+                );
+                cursor = last;
+                if found.len() >= wanted || exhausted {
+                    break;
+                }
+            }
+            if found.len() >= wanted {
+                break;
+            }
+        }
+        found.truncate(wanted);
+        Ok(found)
+    }
+
+    /// The first day a list needs to look at: the cursor's, or the oldest kept.
+    fn first_day(&self, after: &str) -> i32 {
+        let oldest = day_of(OffsetDateTime::now_utc() - self.retention) - 1;
+        DeliveryId::parse(after, "after").ok().map_or(oldest, |id| {
+            day_of_millis(id.created_at_millis()).max(oldest)
+        })
+    }
+}
+
+/// The keyspace's schema, brought up to date. Each migration statement is idempotent, so
+/// instances that start together may both run one.
+async fn migrate(session: &Session) -> Result<(), StoreError> {
+    session
+        .query_unpaged(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamp)",
+            (),
+        )
+        .await
+        .map_err(ctx!("creating schema_migrations"))?;
+    let result = session
+        .query_unpaged("SELECT version FROM schema_migrations", ())
+        .await
+        .map_err(ctx!("reading schema_migrations"))?;
+    let applied: Vec<i32> = rows::<(i32,)>(result)?.into_iter().map(|(v,)| v).collect();
+    for (version, script) in cql::MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        for statement in cql::statements_of(script) {
+            session
+                .query_unpaged(statement.as_str(), ())
+                .await
+                .map_err(|e| StoreError::Backend(format!("scylla: migration {version}: {e}")))?;
+        }
+        session
+            .query_unpaged(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                (*version, ts(OffsetDateTime::now_utc())),
+            )
+            .await
+            .map_err(ctx!("recording a migration"))?;
+    }
+    session
+        .await_schema_agreement()
+        .await
+        .map_err(ctx!("waiting for schema agreement"))?;
+    Ok(())
+}
+
+type EndpointRow = (
+    String,
+    String,
+    String,
+    Option<Vec<String>>,
+    String,
+    bool,
+    CqlTimestamp,
+    CqlTimestamp,
+    Option<i32>,
+    Option<bool>,
+    Option<String>,
+    Option<CqlTimestamp>,
+    Option<CqlTimestamp>,
+);
+type EventRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    CqlTimestamp,
+    String,
+);
+type DeliveryRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    CqlTimestamp,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<String>,
+);
+type AttemptRow = (
+    String,
+    i32,
+    CqlTimestamp,
+    i64,
+    Option<i32>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<CqlTimestamp>,
+    Option<String>,
+);
+
+/// Every row of a result, typed.
+fn rows<R>(result: QueryResult) -> Result<Vec<R>, StoreError>
+where
+    R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+{
+    let rows = result.into_rows_result().map_err(ctx!("reading rows"))?;
+    rows.rows::<R>()
+        .map_err(ctx!("reading rows"))?
+        .map(|row| row.map_err(|e| backend("reading a row")(&e)))
+        .collect()
+}
+
+fn first_row<R>(result: QueryResult) -> Result<Option<R>, StoreError>
+where
+    R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+{
+    Ok(rows::<R>(result)?.into_iter().next())
+}
+
+/// Whether a lightweight transaction applied (its first column, `[applied]`).
+fn applied(result: QueryResult) -> Result<bool, StoreError> {
+    // The other columns (the row as it stands, when not applied) vary: read them untyped.
+    rows::<scylla::value::Row>(result)?
+        .first()
+        .and_then(|row| row.columns.first())
+        .and_then(|column| column.as_ref()?.as_boolean())
+        .ok_or_else(|| StoreError::Backend("scylla: no [applied] in a conditional answer".into()))
+}
+
+fn raw_endpoint(row: EndpointRow) -> Option<RawEndpoint> {
+    let (
+        id,
+        tenant,
+        url,
+        event_types,
+        secret,
+        disabled,
+        created_at,
+        updated_at,
+        max_attempts,
+        paused,
+        circuit_state,
+        circuit_open_until,
+        deleted_at,
+    ) = row;
+    deleted_at.is_none().then(|| RawEndpoint {
+        id,
+        tenant,
+        url,
+        event_types: event_types.unwrap_or_default(),
+        secret,
+        disabled,
+        created_at: created_at.0,
+        updated_at: updated_at.0,
+        max_attempts: max_attempts.and_then(|n| u32::try_from(n).ok()),
+        paused: paused.unwrap_or(false),
+        circuit_state: circuit_state.unwrap_or_else(|| "closed".into()),
+        circuit_open_until: circuit_open_until.map(|t| t.0),
+    })
+}
+
+fn raw_delivery(row: DeliveryRow) -> RawDelivery {
+    let (
+        id,
+        event_id,
+        endpoint_id,
+        tenant,
+        event_type,
+        status,
+        attempts,
+        created_at,
+        updated_at,
+        next_attempt_at,
+        next_tier,
+    ) = row;
+    RawDelivery {
+        id,
+        event_id,
+        endpoint_id,
+        tenant,
+        event_type,
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        created_at: created_at.0,
+        updated_at: updated_at.0,
+        next_attempt_at: next_attempt_at.map(|t| t.0),
+        next_tier,
+    }
+}
+
+fn raw_attempt(row: AttemptRow) -> RawAttempt {
+    let (
+        delivery_id,
+        number,
+        started_at,
+        latency_ms,
+        status_code,
+        class,
+        response_snippet,
+        error,
+        next_attempt_at,
+        tier,
+    ) = row;
+    RawAttempt {
+        delivery_id,
+        number: u32::try_from(number).unwrap_or(0),
+        started_at: started_at.0,
+        latency_ms,
+        status_code: status_code.and_then(|c| u16::try_from(c).ok()),
+        class,
+        response_snippet: response_snippet.unwrap_or_default(),
+        error,
+        next_attempt_at: next_attempt_at.map(|t| t.0),
+        tier,
+    }
+}
+
+fn into_page(mut items: Vec<Delivery>, limit: u32) -> Page<Delivery> {
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|d| d.id.to_string())
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged("SELECT release_version FROM system.local", ())
+            .await
+            .map(|_| ())
+            .map_err(ctx!("ping"))
+    }
+
+    async fn create_endpoint(&self, e: &Endpoint) -> Result<(), StoreError> {
+        let id = e.id.to_string();
+        self.run(
+            &self.statements.insert_endpoint,
+            (
+                &id,
+                e.tenant.as_str(),
+                e.url.as_str(),
+                e.subscription.to_list(),
+                e.secret.expose(),
+                e.disabled,
+                ts(e.created_at),
+                ts(e.updated_at),
+                e.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                e.paused,
+                e.circuit.state.as_str(),
+                e.circuit.open_until.map(ts),
+            ),
+        )
+        .await?;
+        self.run(
+            &self.statements.insert_endpoint_of_tenant,
+            (e.tenant.as_str(), &id),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
+        let result = self
+            .run(&self.statements.select_endpoint, (id.to_string(),))
+            .await?;
+        first_row::<EndpointRow>(result)?
+            .and_then(raw_endpoint)
+            .map(RawEndpoint::decode)
+            .transpose()
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant: &Tenant,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, StoreError> {
+        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+        let wanted = limit as usize + 1;
+        let mut cursor = page.after.clone().unwrap_or_default();
+        let mut items = Vec::new();
+        // Deleted endpoints stay in the tenant's index; read on until the page is full.
+        loop {
+            let ids = self
+                .ids(
+                    &self.statements.select_endpoint_ids_of_tenant,
+                    (tenant.as_str(), &cursor, wanted as i32),
+                )
+                .await?;
+            let exhausted = ids.len() < wanted;
+            for id in &ids {
+                let id = EndpointId::parse(id, "id")
+                    .map_err(|e| StoreError::corrupt("endpoint id", e))?;
+                if let Some(endpoint) = self.get_endpoint(id).await? {
+                    items.push(endpoint);
+                }
+            }
+            match ids.last() {
+                Some(last) if !exhausted && items.len() < wanted => cursor = last.clone(),
+                _ => break,
+            }
+        }
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|e| e.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn update_endpoint(&self, e: &Endpoint) -> Result<bool, StoreError> {
+        applied(
+            self.run(
+                &self.statements.update_endpoint,
+                (
+                    e.url.as_str(),
+                    e.subscription.to_list(),
+                    e.disabled,
+                    ts(e.updated_at),
+                    e.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                    e.paused,
+                    e.id.to_string(),
+                ),
+            )
+            .await?,
+        )
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
+        let now = ts(OffsetDateTime::now_utc());
+        applied(
+            self.run(&self.statements.delete_endpoint, (now, now, id.to_string()))
+                .await?,
+        )
+    }
+
+    async fn subscribed_endpoints(
+        &self,
+        tenant: &Tenant,
+        event_type: &EventType,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let mut out = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let listed = self.list_endpoints(tenant, &page).await?;
+            out.extend(
+                listed
+                    .items
+                    .into_iter()
+                    .filter(|e| !e.disabled && e.subscription.matches(event_type)),
+            );
+            match listed.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn create_events(
+        &self,
+        news: &[NewEvent],
+        window: IdempotencyWindow,
+    ) -> Result<Vec<CreateEventOutcome>, StoreError> {
+        // In order: a later event with an earlier one's key is judged against it.
+        let mut outcomes = Vec::with_capacity(news.len());
+        for new in news {
+            outcomes.push(self.create_one(new, window).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn mark_events_published(&self, ids: &[EventId]) -> Result<(), StoreError> {
+        let ttl = self.ttl();
+        for id in ids {
+            let text = id.to_string();
+            let (event, _) = self
+                .event_with_state(&text)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(text.clone()))?;
+            self.run(&self.statements.mark_published, (ttl, &text))
+                .await?;
+            self.run(
+                &self.statements.delete_unpublished,
+                (outbox_shard(&text), ts(event.created_at), &text),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn unpublished_events(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError> {
+        let mut waiting: Vec<(CqlTimestamp, String)> = Vec::new();
+        for shard in 0..cql::OUTBOX_SHARDS {
+            let result = self
+                .run(
+                    &self.statements.select_unpublished,
+                    (shard, ts(before), i32::try_from(limit).unwrap_or(i32::MAX)),
+                )
+                .await?;
+            waiting.extend(rows::<(CqlTimestamp, String)>(result)?);
+        }
+        waiting.sort_by_key(|(created_at, id)| (created_at.0, id.clone()));
+        waiting.truncate(limit as usize);
+        let mut out = Vec::with_capacity(waiting.len());
+        for (_, id) in waiting {
+            if let Some((event, _)) = self.event_with_state(&id).await? {
+                let deliveries = self.deliveries_of_event(event.id).await?;
+                out.push((event, deliveries));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_circuit(&self, id: EndpointId, circuit: &CircuitView) -> Result<(), StoreError> {
+        self.run(
+            &self.statements.set_circuit,
+            (
+                circuit.state.as_str(),
+                circuit.open_until.map(ts),
+                id.to_string(),
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn sending_paused(&self) -> Result<bool, StoreError> {
+        let result = self
+            .run(&self.statements.select_control, ("sending_paused",))
+            .await?;
+        Ok(first_row::<(Option<String>,)>(result)?
+            .and_then(|(value,)| value)
+            .as_deref()
+            == Some("true"))
+    }
+
+    async fn set_sending_paused(&self, paused: bool) -> Result<(), StoreError> {
+        self.run(
+            &self.statements.upsert_control,
+            (
+                "sending_paused",
+                if paused { "true" } else { "false" },
+                ts(OffsetDateTime::now_utc()),
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        self.delivery_by_text(&id.to_string()).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+        let after = page.after.clone().unwrap_or_default();
+        let keep = |d: &Delivery| {
+            filter.tenant.as_ref().is_none_or(|t| d.tenant == *t)
+                && filter.event_id.is_none_or(|id| d.event_id == id)
+                && filter.endpoint_id.is_none_or(|id| d.endpoint_id == id)
+                && filter.status.is_none_or(|s| d.status == s)
+        };
+        let found = if let Some(event_id) = filter.event_id {
+            let ids = self
+                .ids(
+                    &self.statements.select_delivery_ids_of_event,
+                    (event_id.to_string(), &after, i32::MAX),
+                )
+                .await?;
+            let mut found: Vec<Delivery> = self
+                .deliveries_by_ids(&ids)
+                .await?
+                .into_iter()
+                .filter(keep)
+                .collect();
+            found.truncate(limit as usize + 1);
+            found
+        } else if let Some(endpoint_id) = filter.endpoint_id {
+            self.scan_days(
+                &self.statements.select_delivery_ids_of_endpoint,
+                &endpoint_id.to_string(),
+                &after,
+                self.first_day(&after),
+                limit,
+                keep,
+            )
+            .await?
+        } else if let Some(tenant) = &filter.tenant {
+            self.scan_days(
+                &self.statements.select_delivery_ids_of_tenant,
+                tenant.as_str(),
+                &after,
+                self.first_day(&after),
+                limit,
+                keep,
+            )
+            .await?
+        } else {
+            return Err(StoreError::Backend(
+                "scylla: listing deliveries needs a tenant, event or endpoint filter".into(),
+            ));
+        };
+        Ok(into_page(found, limit))
+    }
+
+    async fn start_attempt(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let text = id.to_string();
+        if self.delivery_by_text(&text).await?.is_none() {
+            return Ok(None);
+        }
+        let now = ts(OffsetDateTime::now_utc());
+        // Not applied means the delivery is final: it is returned unchanged.
+        self.run(&self.statements.start_attempt, (self.ttl(), now, &text))
+            .await?;
+        self.delivery_by_text(&text).await
+    }
+
+    async fn record_attempt(
+        &self,
+        a: &NewAttempt,
+        status: DeliveryStatus,
+    ) -> Result<u32, StoreError> {
+        let text = a.delivery_id.to_string();
+        let ttl = self.ttl();
+        // Count the attempt with a compare-and-set on the count, so two writers never take
+        // one number; on a lost race, read again and take the next.
+        let number = loop {
+            let delivery = self
+                .delivery_by_text(&text)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(text.clone()))?;
+            let before = i32::try_from(delivery.attempts).unwrap_or(i32::MAX);
+            let counted = applied(
+                self.run(
+                    &self.statements.count_attempt,
+                    (
+                        ttl,
+                        before + 1,
+                        status.as_str(),
+                        ts(OffsetDateTime::now_utc()),
+                        a.next_attempt_at.map(ts),
+                        a.tier.as_deref(),
+                        &text,
+                        before,
+                    ),
+                )
+                .await?,
+            )?;
+            if counted {
+                break before + 1;
+            }
+        };
+        self.run(
+            &self.statements.insert_attempt,
+            (
+                &text,
+                number,
+                ts(a.started_at),
+                i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+                a.status_code.map(i32::from),
+                a.class.as_str(),
+                a.response_snippet.as_str(),
+                a.error.as_deref(),
+                a.next_attempt_at.map(ts),
+                a.tier.as_deref(),
+                ttl,
+            ),
+        )
+        .await?;
+        Ok(u32::try_from(number).unwrap_or(0))
+    }
+
+    async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError> {
+        let result = self
+            .run(&self.statements.select_attempts, (id.to_string(),))
+            .await?;
+        rows::<AttemptRow>(result)?
+            .into_iter()
+            .map(|row| raw_attempt(row).decode())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_name_nodes_keyspace_and_replication() {
+        let l = ScyllaLocation::parse("db1,db2:19042/hookstream?replication_factor=1").unwrap();
+        assert_eq!(l.nodes, vec!["db1:9042", "db2:19042"]);
+        assert_eq!(l.keyspace, "hookstream");
+        assert_eq!(l.replication_factor, 1);
+        assert_eq!(
+            ScyllaLocation::parse("127.0.0.1/hs")
+                .unwrap()
+                .replication_factor,
+            3
+        );
+        for bad in [
+            "db1",
+            "/hookstream",
+            "db1/",
+            "db1/1st",
+            "db1/hs;DROP",
+            "db1/hs?replication_factor=0",
+            "db1/hs?consistency=one",
+        ] {
+            assert!(ScyllaLocation::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
