@@ -103,3 +103,24 @@ impl RetrySettings {
         RetryPolicy::new(self.retry_schedule.0.clone(), self.retry_jitter)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_days_or_duration;
+
+    #[test]
+    fn retention_reads_days_or_shorter_durations() {
+        assert_eq!(
+            parse_days_or_duration("30d"),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            parse_days_or_duration("12h"),
+            Ok(Duration::from_secs(12 * 3600))
+        );
+        assert!(parse_days_or_duration("0d").is_err());
+        assert!(parse_days_or_duration("xd").is_err());
+    }
+}

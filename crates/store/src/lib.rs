@@ -15,4 +15,4 @@ mod store;
 pub use error::StoreError;
 pub use location::{StoreLocation, open};
 pub use page::{Page, PageRequest};
-pub use store::{CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Store};
+pub use store::{CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Purged, Store};

@@ -49,6 +49,15 @@ pub struct NewAttempt {
     pub tier: Option<String>,
 }
 
+/// What [`Store::purge_expired`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub idempotency_keys: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+    pub events: u64,
+}
+
 /// Narrows a list of deliveries; every field set must match.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -145,4 +154,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u32, StoreError>;
     /// Every attempt of a delivery, first first.
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Removes what has outlived its retention as of `now`: idempotency keys past their
+    /// window, deliveries (with their attempts) unchanged for `retention`, and events older
+    /// than `retention` with no delivery left. A store that expires rows by TTL has nothing to
+    /// do here.
+    async fn purge_expired(
+        &self,
+        now: OffsetDateTime,
+        retention: std::time::Duration,
+    ) -> Result<Purged, StoreError>;
 }

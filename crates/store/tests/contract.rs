@@ -49,17 +49,20 @@ impl Backend {
 
     /// Another handle on the same database.
     async fn open(&self) -> Arc<dyn Store> {
+        self.open_with_retention(Duration::from_secs(30 * 86_400))
+            .await
+    }
+
+    /// A handle whose rows live for `retention` (ScyllaDB writes it as their TTL; the embedded
+    /// store is told it when purging).
+    async fn open_with_retention(&self, retention: Duration) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(dir) => Arc::new(
                 SqliteStore::open(&dir.path().join("store.db"))
                     .await
                     .unwrap(),
             ),
-            Self::Scylla(at) => Arc::new(
-                ScyllaStore::open(at, Duration::from_secs(30 * 86_400))
-                    .await
-                    .unwrap(),
-            ),
+            Self::Scylla(at) => Arc::new(ScyllaStore::open(at, retention).await.unwrap()),
         }
     }
 
@@ -561,6 +564,94 @@ async fn concurrent_writes_all_land_and_a_failing_one_fails_alone(backend: Backe
     }
 }
 
+async fn rows_past_their_retention_are_removed(backend: Backend) {
+    let retention = Duration::from_secs(2);
+    let window = IdempotencyWindow(Duration::from_secs(2));
+    let store = backend.open_with_retention(retention).await;
+    let ep = endpoint("acme", &[]);
+    store.create_endpoint(&ep).await.unwrap();
+    let new = new_event("acme", Some("kept-briefly"), &[&ep]);
+    store.create_event(&new, window).await.unwrap();
+    let id = new.deliveries[0].id;
+    store
+        .record_attempt(
+            &attempt(id, AttemptClass::Http2xxDelivered, Some(200)),
+            DeliveryStatus::Delivered,
+        )
+        .await
+        .unwrap();
+
+    // The embedded store purges on request (here with its clock moved past the retention);
+    // ScyllaDB expires the rows by TTL on its own, so that lane waits for the clock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let later = OffsetDateTime::now_utc() + Duration::from_secs(3);
+        store.purge_expired(later, retention).await.unwrap();
+        if store.get_delivery(id).await.unwrap().is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery outlived its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(store.list_attempts(id).await.unwrap().is_empty());
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    assert!(
+        store
+            .unpublished_events(later, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the event went with its deliveries"
+    );
+    // The key is free again: a different request under it is a new event, not a conflict.
+    let mut reuse = new_event("acme", Some("kept-briefly"), &[&ep]);
+    reuse.event.payload = json!({"order": 2});
+    assert!(matches!(
+        store.create_event(&reuse, window).await.unwrap(),
+        CreateEventOutcome::Created
+    ));
+    assert_eq!(
+        store.get_endpoint(ep.id).await.unwrap().map(|e| e.id),
+        Some(ep.id),
+        "endpoints are configuration, not traffic: kept"
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_purge_keeps_what_is_within_retention() {
+    let backend = Backend::sqlite();
+    let store = backend.open().await;
+    let ep = endpoint("acme", &[]);
+    let new = new_event("acme", Some("fresh"), &[&ep]);
+    store
+        .create_event(&new, IdempotencyWindow::default())
+        .await
+        .unwrap();
+    let purged = store
+        .purge_expired(OffsetDateTime::now_utc(), Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(purged, hookstream_store::Purged::default());
+    assert!(
+        store
+            .get_delivery(new.deliveries[0].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let again = store
+        .create_event(&new, IdempotencyWindow::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, CreateEventOutcome::Repeat { .. }),
+        "key still live"
+    );
+}
+
 async fn deliveries_filter_by_event_endpoint_and_status(backend: Backend) {
     let f = backend.fixture().await;
     let a = endpoint("acme", &[]);
@@ -678,5 +769,6 @@ contract!(
     attempts_are_numbered_in_order_and_move_the_delivery,
     concurrent_writes_all_land_and_a_failing_one_fails_alone,
     deliveries_filter_by_event_endpoint_and_status,
+    rows_past_their_retention_are_removed,
     data_survives_reopening_the_file,
 );

@@ -7,6 +7,7 @@ mod intake;
 mod metrics;
 mod outbox;
 mod publisher;
+mod retention;
 
 use std::sync::Arc;
 
@@ -64,12 +65,18 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %config.http_addr, "ingest API listening");
 
     let outbox = tokio::spawn(outbox::run(intake, config.outbox_grace, shutdown.clone()));
+    let retention = tokio::spawn(retention::run(
+        Arc::clone(&store),
+        config.store.retention,
+        shutdown.clone(),
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("serving the API")?;
     shutdown.cancel();
     outbox.await.context("outbox sweep task")?;
+    retention.await.context("retention task")?;
     tracing::info!("ingest stopped");
     Ok(())
 }

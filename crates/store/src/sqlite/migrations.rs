@@ -20,6 +20,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../../schemas/store/sqlite/0004_circuit.sql"),
     ),
+    (
+        5,
+        include_str!("../../../../schemas/store/sqlite/0005_retention.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

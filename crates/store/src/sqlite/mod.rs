@@ -28,10 +28,14 @@ use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 
 use crate::{
-    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Store, StoreError,
+    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged, Store,
+    StoreError,
 };
 use rows::{RowResult, millis};
 use writer::Writer;
+
+/// Rows removed per purge transaction: keeps each one, and the writes waiting behind it, short.
+const PURGE_BATCH: u32 = 1000;
 
 /// How long a write waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,6 +107,43 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         self.writer.write(work).await
     }
+}
+
+/// Removes up to [`PURGE_BATCH`] expired rows of each kind.
+fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, StoreError> {
+    let idempotency_keys = conn
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE (tenant, key) IN
+                 (SELECT tenant, key FROM idempotency_keys WHERE expires_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![now, PURGE_BATCH])?;
+    let old: Vec<String> = conn
+        .prepare_cached("SELECT id FROM deliveries WHERE updated_at < ?1 LIMIT ?2")?
+        .query_map(params![cutoff, PURGE_BATCH], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut attempts = 0;
+    for id in &old {
+        attempts += conn
+            .prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?
+            .execute([id])?;
+        conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+            .execute([id])?;
+    }
+    // An event goes once its deliveries have.
+    let events = conn
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN
+                 (SELECT e.id FROM events e WHERE e.created_at < ?1
+                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                  LIMIT ?2)",
+        )?
+        .execute(params![cutoff, PURGE_BATCH])?;
+    Ok(Purged {
+        idempotency_keys: idempotency_keys as u64,
+        deliveries: old.len() as u64,
+        attempts: attempts as u64,
+        events: events as u64,
+    })
 }
 
 /// Opens a connection to the database file with the settings every connection needs.
@@ -641,5 +682,29 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn purge_expired(
+        &self,
+        now: OffsetDateTime,
+        retention: Duration,
+    ) -> Result<Purged, StoreError> {
+        let now_ms = millis(now);
+        let cutoff = millis(now - retention);
+        let mut purged = Purged::default();
+        // In batches, each its own transaction, until a batch comes back short.
+        loop {
+            let batch = self
+                .write(move |conn| purge_batch(conn, now_ms, cutoff))
+                .await?;
+            purged.idempotency_keys += batch.idempotency_keys;
+            purged.deliveries += batch.deliveries;
+            purged.attempts += batch.attempts;
+            purged.events += batch.events;
+            let full = u64::from(PURGE_BATCH);
+            if batch.idempotency_keys < full && batch.deliveries < full && batch.events < full {
+                return Ok(purged);
+            }
+        }
     }
 }
