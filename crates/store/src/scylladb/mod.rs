@@ -127,85 +127,64 @@ fn ts(at: OffsetDateTime) -> CqlTimestamp {
     CqlTimestamp(millis(at))
 }
 
-/// The prepared statements, prepared once at open.
-struct Prepared {
-    insert_endpoint: PreparedStatement,
-    insert_endpoint_of_tenant: PreparedStatement,
-    select_endpoint: PreparedStatement,
-    select_endpoint_ids_of_tenant: PreparedStatement,
-    update_endpoint: PreparedStatement,
-    delete_endpoint: PreparedStatement,
-    set_circuit: PreparedStatement,
-    claim_key: PreparedStatement,
-    reclaim_key: PreparedStatement,
-    select_key: PreparedStatement,
-    insert_event: PreparedStatement,
-    delete_event: PreparedStatement,
-    select_event: PreparedStatement,
-    mark_published: PreparedStatement,
-    insert_unpublished: PreparedStatement,
-    delete_unpublished: PreparedStatement,
-    select_unpublished: PreparedStatement,
-    insert_delivery: PreparedStatement,
-    delete_delivery: PreparedStatement,
-    select_delivery: PreparedStatement,
-    insert_delivery_of_event: PreparedStatement,
-    insert_delivery_of_endpoint: PreparedStatement,
-    insert_delivery_of_tenant: PreparedStatement,
-    select_delivery_ids_of_event: PreparedStatement,
-    select_delivery_ids_of_endpoint: PreparedStatement,
-    select_delivery_ids_of_tenant: PreparedStatement,
-    start_attempt: PreparedStatement,
-    count_attempt: PreparedStatement,
-    insert_attempt: PreparedStatement,
-    select_attempts: PreparedStatement,
-    select_control: PreparedStatement,
-    upsert_control: PreparedStatement,
+/// Declares the prepared statements once: the struct and the code preparing each at open.
+macro_rules! prepared_statements {
+    ($($name:ident = $text:expr,)*) => {
+        struct Prepared {
+            $($name: PreparedStatement,)*
+        }
+
+        impl Prepared {
+            async fn new(session: &Session) -> Result<Self, StoreError> {
+                Ok(Self {
+                    $($name: prepare(session, &$text).await?,)*
+                })
+            }
+        }
+    };
 }
 
-impl Prepared {
-    async fn new(session: &Session) -> Result<Self, StoreError> {
-        let p = |text: String| async move {
-            session
-                .prepare(text.as_str())
-                .await
-                .map_err(|e| StoreError::Backend(format!("scylla: preparing `{text}`: {e}")))
-        };
-        Ok(Self {
-            insert_endpoint: p(cql::insert_endpoint()).await?,
-            insert_endpoint_of_tenant: p(cql::INSERT_ENDPOINT_OF_TENANT.into()).await?,
-            select_endpoint: p(cql::select_endpoint()).await?,
-            select_endpoint_ids_of_tenant: p(cql::SELECT_ENDPOINT_IDS_OF_TENANT.into()).await?,
-            update_endpoint: p(cql::UPDATE_ENDPOINT.into()).await?,
-            delete_endpoint: p(cql::DELETE_ENDPOINT.into()).await?,
-            set_circuit: p(cql::SET_CIRCUIT.into()).await?,
-            claim_key: p(cql::CLAIM_KEY.into()).await?,
-            reclaim_key: p(cql::RECLAIM_KEY.into()).await?,
-            select_key: p(cql::SELECT_KEY.into()).await?,
-            insert_event: p(cql::insert_event()).await?,
-            delete_event: p(cql::DELETE_EVENT.into()).await?,
-            select_event: p(cql::select_event()).await?,
-            mark_published: p(cql::MARK_PUBLISHED.into()).await?,
-            insert_unpublished: p(cql::INSERT_UNPUBLISHED.into()).await?,
-            delete_unpublished: p(cql::DELETE_UNPUBLISHED.into()).await?,
-            select_unpublished: p(cql::SELECT_UNPUBLISHED.into()).await?,
-            insert_delivery: p(cql::insert_delivery()).await?,
-            delete_delivery: p(cql::DELETE_DELIVERY.into()).await?,
-            select_delivery: p(cql::select_delivery()).await?,
-            insert_delivery_of_event: p(cql::INSERT_DELIVERY_OF_EVENT.into()).await?,
-            insert_delivery_of_endpoint: p(cql::INSERT_DELIVERY_OF_ENDPOINT.into()).await?,
-            insert_delivery_of_tenant: p(cql::INSERT_DELIVERY_OF_TENANT.into()).await?,
-            select_delivery_ids_of_event: p(cql::SELECT_DELIVERY_IDS_OF_EVENT.into()).await?,
-            select_delivery_ids_of_endpoint: p(cql::SELECT_DELIVERY_IDS_OF_ENDPOINT.into()).await?,
-            select_delivery_ids_of_tenant: p(cql::SELECT_DELIVERY_IDS_OF_TENANT.into()).await?,
-            start_attempt: p(cql::START_ATTEMPT.into()).await?,
-            count_attempt: p(cql::COUNT_ATTEMPT.into()).await?,
-            insert_attempt: p(cql::insert_attempt()).await?,
-            select_attempts: p(cql::select_attempts()).await?,
-            select_control: p(cql::SELECT_CONTROL.into()).await?,
-            upsert_control: p(cql::UPSERT_CONTROL.into()).await?,
-        })
-    }
+async fn prepare(session: &Session, text: &str) -> Result<PreparedStatement, StoreError> {
+    session
+        .prepare(text)
+        .await
+        .map_err(|e| StoreError::Backend(format!("scylla: preparing `{text}`: {e}")))
+}
+
+// The prepared statements, prepared once at open.
+prepared_statements! {
+    insert_endpoint = cql::insert_endpoint(),
+    insert_endpoint_of_tenant = cql::INSERT_ENDPOINT_OF_TENANT,
+    select_endpoint = cql::select_endpoint(),
+    select_endpoint_ids_of_tenant = cql::SELECT_ENDPOINT_IDS_OF_TENANT,
+    update_endpoint = cql::UPDATE_ENDPOINT,
+    delete_endpoint = cql::DELETE_ENDPOINT,
+    set_circuit = cql::SET_CIRCUIT,
+    claim_key = cql::CLAIM_KEY,
+    reclaim_key = cql::RECLAIM_KEY,
+    select_key = cql::SELECT_KEY,
+    insert_event = cql::insert_event(),
+    delete_event = cql::DELETE_EVENT,
+    select_event = cql::select_event(),
+    mark_published = cql::MARK_PUBLISHED,
+    insert_unpublished = cql::INSERT_UNPUBLISHED,
+    delete_unpublished = cql::DELETE_UNPUBLISHED,
+    select_unpublished = cql::SELECT_UNPUBLISHED,
+    insert_delivery = cql::insert_delivery(),
+    delete_delivery = cql::DELETE_DELIVERY,
+    select_delivery = cql::select_delivery(),
+    insert_delivery_of_event = cql::INSERT_DELIVERY_OF_EVENT,
+    insert_delivery_of_endpoint = cql::INSERT_DELIVERY_OF_ENDPOINT,
+    insert_delivery_of_tenant = cql::INSERT_DELIVERY_OF_TENANT,
+    select_delivery_ids_of_event = cql::SELECT_DELIVERY_IDS_OF_EVENT,
+    select_delivery_ids_of_endpoint = cql::SELECT_DELIVERY_IDS_OF_ENDPOINT,
+    select_delivery_ids_of_tenant = cql::SELECT_DELIVERY_IDS_OF_TENANT,
+    start_attempt = cql::START_ATTEMPT,
+    count_attempt = cql::COUNT_ATTEMPT,
+    insert_attempt = cql::insert_attempt(),
+    select_attempts = cql::select_attempts(),
+    select_control = cql::SELECT_CONTROL,
+    upsert_control = cql::UPSERT_CONTROL,
 }
 
 /// The ScyllaDB store. Cheap to clone; clones share one session.
