@@ -3,7 +3,7 @@
 #   - Tansu, a Kafka-protocol broker, on 127.0.0.1:9092 with SQLite storage in .hookstream/broker
 #   - the embedded store in .hookstream/store.db
 #   - ingest (API on 127.0.0.1:8080), the dispatcher (ops on 127.0.0.1:9091) and the retry tier
-#     (ops on 127.0.0.1:9093)
+#     (ops on 127.0.0.1:9093); ingest also reads CloudEvents from the `domain-events` topic
 # Ctrl-C stops everything cleanly; the next run finds the data of this one.
 set -euo pipefail
 
@@ -23,6 +23,8 @@ export HOOKSTREAM_RETRY_TIER_OPS_ADDR="${HOOKSTREAM_RETRY_TIER_OPS_ADDR:-127.0.0
 # Let a newcomer send webhooks to a receiver on this machine.
 export HOOKSTREAM_ALLOW_HTTP_ENDPOINTS="${HOOKSTREAM_ALLOW_HTTP_ENDPOINTS:-true}"
 export HOOKSTREAM_ALLOWED_DESTINATIONS="${HOOKSTREAM_ALLOWED_DESTINATIONS:-127.0.0.0/8,::1/128}"
+# Producers may also publish CloudEvents on this topic instead of calling the API.
+export HOOKSTREAM_SOURCE_TOPICS="${HOOKSTREAM_SOURCE_TOPICS-domain-events:cloudevents}"
 if [ -z "${HOOKSTREAM_API_TOKEN:-}" ]; then
     # Generated once and kept with the data, so a second run accepts the same token.
     if [ ! -s "$data/api-token" ]; then
@@ -81,7 +83,7 @@ Hookstream is starting.
   API token    $HOOKSTREAM_API_TOKEN
   Dispatcher   http://$HOOKSTREAM_DISPATCHER_OPS_ADDR/metrics
   Retry tier   http://$HOOKSTREAM_RETRY_TIER_OPS_ADDR/metrics
-  Broker       $broker_addr
+  Broker       $broker_addr   (source topics: ${HOOKSTREAM_SOURCE_TOPICS:-none})
   Data         $data
 Try it: README.md, "Quickstart". Ctrl-C stops everything.
 

@@ -35,6 +35,11 @@ impl Topics {
         format!("{}dlq", self.prefix)
     }
 
+    /// Source records that could not become events, with the reason in a header.
+    pub fn ingest_rejected(&self) -> String {
+        format!("{}ingest.rejected", self.prefix)
+    }
+
     /// Every topic the delivery path uses: deliveries, each retry tier, the DLQ. Retry and DLQ
     /// topics get the deliveries topic's partition count, so an endpoint's tasks keep one
     /// partition wherever they wait.

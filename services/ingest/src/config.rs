@@ -6,6 +6,8 @@ use clap::Parser;
 use hookstream_kafka::KafkaSettings;
 use hookstream_runtime::config::{DestinationSettings, StoreSettings};
 
+use crate::source::SourceTopic;
+
 /// Accepts events over HTTP (`POST /v1/events`), fans each out to the tenant's subscribed
 /// endpoints and writes one delivery task per endpoint to Kafka, answering only once Kafka has
 /// them. Also serves the management API (endpoints, deliveries, attempts).
@@ -40,6 +42,34 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_OUTBOX_GRACE", default_value = "60s", value_parser = hookstream_kafka::parse_duration)]
     pub outbox_grace: Duration,
 
+    /// Kafka topics whose records become events, comma-separated `TOPIC:FORMAT` with FORMAT
+    /// `cloudevents` (binary or structured mode, JSON data) or `avro` (CloudEvents headers,
+    /// Confluent-framed Avro value), e.g. `domain-events:cloudevents,billing:avro`.
+    /// Empty: events come over HTTP only.
+    #[arg(long, env = "HOOKSTREAM_SOURCE_TOPICS", default_value = "")]
+    pub source_topics: String,
+
+    /// The consumer group ingest reads the source topics in.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_SOURCE_GROUP",
+        default_value = "hookstream-ingest-sources"
+    )]
+    pub source_group: String,
+
+    /// The CloudEvents extension attribute naming the tenant: the `ce_<name>` header in binary
+    /// mode, the `<name>` attribute in structured mode.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_SOURCE_TENANT_ATTRIBUTE",
+        default_value = "tenant"
+    )]
+    pub source_tenant_attribute: String,
+
+    /// The Schema Registry that `avro` source topics' schema ids are looked up in.
+    #[arg(long, env = "HOOKSTREAM_SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+
     #[command(flatten)]
     pub store: StoreSettings,
 
@@ -48,4 +78,15 @@ pub struct IngestConfig {
 
     #[command(flatten)]
     pub destinations: DestinationSettings,
+}
+
+impl IngestConfig {
+    /// The configured source topics; empty entries are skipped.
+    pub fn source_topics(&self) -> Result<Vec<SourceTopic>, String> {
+        self.source_topics
+            .split(',')
+            .filter(|entry| !entry.trim().is_empty())
+            .map(SourceTopic::parse)
+            .collect()
+    }
 }

@@ -8,21 +8,26 @@ mod metrics;
 mod outbox;
 mod publisher;
 mod retention;
+mod source;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 
-use hookstream_kafka::{Topics, ensure_topics};
+use hookstream_kafka::{TopicSpec, Topics, ensure_topics};
 use hookstream_model::event::IdempotencyWindow;
 use hookstream_runtime::ops::{self, ReadinessCheck};
+use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::{logging, shutdown};
 
 use crate::api::{ApiToken, AppState};
 use crate::config::IngestConfig;
 use crate::intake::Intake;
 use crate::publisher::TaskPublisher;
+use crate::source::avro::SchemaRegistry;
+use crate::source::consumer::SourceLoop;
+use crate::source::{Decoder, Format};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -46,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         publisher: TaskPublisher::new(producer.clone(), topics.deliveries()),
         window: IdempotencyWindow(config.idempotency_window),
     };
+    let sources = start_sources(&config, &topics, &intake, &producer, &shutdown).await?;
     let state = AppState {
         intake: intake.clone(),
         destinations: Arc::new(config.destinations.policy()),
@@ -77,6 +83,69 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     outbox.await.context("outbox sweep task")?;
     retention.await.context("retention task")?;
+    if let Some(sources) = sources {
+        sources.await.context("source topics task")?;
+    }
     tracing::info!("ingest stopped");
     Ok(())
+}
+
+/// Starts reading the configured source topics, if any.
+async fn start_sources(
+    config: &IngestConfig,
+    topics: &Topics,
+    intake: &Intake,
+    producer: &rdkafka::producer::FutureProducer,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let sources = config
+        .source_topics()
+        .map_err(anyhow::Error::msg)
+        .context("HOOKSTREAM_SOURCE_TOPICS")?;
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let registry = match &config.schema_registry_url {
+        Some(url) => Some(SchemaRegistry::new(url).context("building the Schema Registry client")?),
+        None if sources.iter().any(|s| s.format == Format::Avro) => {
+            anyhow::bail!("an avro source topic needs HOOKSTREAM_SCHEMA_REGISTRY_URL")
+        }
+        None => None,
+    };
+    // Source topics belong to their producers; they are created here only when missing and
+    // topic creation is on (as in `make run`).
+    let spec = |name: String| TopicSpec {
+        name,
+        partitions: config.kafka.deliveries_partitions,
+        replication_factor: config.kafka.replication_factor,
+    };
+    let mut specs = vec![spec(topics.ingest_rejected())];
+    specs.extend(sources.iter().map(|s| spec(s.name.clone())));
+    ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating the source and rejected topics")?;
+    let consumer = hookstream_kafka::consumer(
+        &config.kafka,
+        &config.source_group,
+        rdkafka::consumer::DefaultConsumerContext,
+    )
+    .context("creating the source consumer")?;
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    rdkafka::consumer::Consumer::subscribe(&consumer, &names)
+        .context("subscribing to the source topics")?;
+    tracing::info!(topics = ?names, group = %config.source_group, "reading source topics");
+    let source_loop = SourceLoop {
+        consumer: Arc::new(consumer),
+        formats: sources.iter().map(|s| (s.name.clone(), s.format)).collect(),
+        decoder: Decoder {
+            tenant_attribute: config.source_tenant_attribute.clone(),
+            registry,
+            max_value_bytes: config.max_body_bytes,
+        },
+        intake: intake.clone(),
+        producer: producer.clone(),
+        rejected_topic: topics.ingest_rejected(),
+        shutdown: shutdown.clone(),
+    };
+    Ok(Some(tokio::spawn(source_loop.run())))
 }

@@ -35,3 +35,13 @@ pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Records read from source topics, by topic and outcome (`accepted`, `repeat`, `rejected`).
+pub static SOURCE_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_source_records_total",
+        "Records read from source topics, by topic and outcome (accepted, repeat, rejected).",
+        &["topic", "outcome"]
+    )
+    .expect("metric registers once")
+});

@@ -1,0 +1,203 @@
+//! Reads the source topics: each record becomes an event (or a rejection) before the next one
+//! of its partition is read, and its offset is stored only then. Offsets therefore advance only
+//! past records whose delivery tasks Kafka acknowledged, or that were written to the rejected
+//! topic; a crash re-reads the rest, and the idempotency key (`ce_source` + `ce_id`) keeps
+//! the re-read from creating a second event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+
+use super::record::{Rejection, SourceRecord};
+use super::{DecodeError, Decoder, Format};
+use crate::intake::{Accepted, Intake, IntakeError};
+use crate::metrics;
+
+/// The header of a rejected record that says why.
+pub const REASON_HEADER: &str = "hookstream-rejected-reason";
+
+/// What became of one record.
+enum Outcome {
+    Accepted(Accepted),
+    Rejected(Rejection),
+}
+
+/// Everything the source loop needs.
+pub struct SourceLoop {
+    pub consumer: Arc<StreamConsumer<DefaultConsumerContext>>,
+    pub formats: HashMap<String, Format>,
+    pub decoder: Decoder,
+    pub intake: Intake,
+    pub producer: FutureProducer,
+    pub rejected_topic: String,
+    pub shutdown: CancellationToken,
+}
+
+impl SourceLoop {
+    /// Runs until shutdown, then commits what was finished.
+    pub async fn run(self) {
+        loop {
+            let message = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                message = self.consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::warn!(error = %err, "source consumer error");
+                    continue;
+                }
+            };
+            if !self.handle(&message).await {
+                break;
+            }
+        }
+        hookstream_kafka::commit_and_close(self.consumer).await;
+    }
+
+    /// Turns one record into an event or a rejection and stores its offset. False on shutdown
+    /// before the record was finished (it is read again after the restart).
+    async fn handle(&self, message: &BorrowedMessage<'_>) -> bool {
+        let topic = message.topic();
+        let Some(&format) = self.formats.get(topic) else {
+            return true;
+        };
+        let record = source_record(message);
+        let Some(outcome) = retry_until_ok(&self.shutdown, "taking in a source record", || {
+            self.take_in(&record, format)
+        })
+        .await
+        else {
+            return false;
+        };
+        match outcome {
+            Outcome::Accepted(accepted) => {
+                let outcome = match accepted {
+                    Accepted::New { .. } => "accepted",
+                    Accepted::Repeat { .. } => "repeat",
+                };
+                metrics::SOURCE_RECORDS
+                    .with_label_values(&[topic, outcome])
+                    .inc();
+            }
+            Outcome::Rejected(reason) => {
+                tracing::warn!(topic, partition = message.partition(), offset = message.offset(), %reason, "source record rejected");
+                let sent = retry_until_ok(&self.shutdown, "writing a rejected record", || {
+                    self.reject(message, &reason)
+                })
+                .await;
+                if sent.is_none() {
+                    return false;
+                }
+                metrics::SOURCE_RECORDS
+                    .with_label_values(&[topic, "rejected"])
+                    .inc();
+            }
+        }
+        self.store_offset(topic, message.partition(), message.offset() + 1);
+        true
+    }
+
+    /// One try: a permanent failure is an outcome (a rejection); only what may succeed when
+    /// tried again (the store, Kafka, the schema registry) is an error.
+    async fn take_in(&self, record: &SourceRecord, format: Format) -> Result<Outcome, String> {
+        let request = match self.decoder.decode(record, format).await {
+            Ok(request) => request,
+            Err(DecodeError::Rejected(reason)) => return Ok(Outcome::Rejected(reason)),
+            Err(DecodeError::Unavailable(reason)) => return Err(reason),
+        };
+        match self.intake.accept(request).await {
+            Ok(accepted) => Ok(Outcome::Accepted(accepted)),
+            Err(IntakeError::KeyConflict { original }) => {
+                Ok(Outcome::Rejected(Rejection::new(format!(
+                    "ce_source and ce_id were used for a different event ({original}) within the idempotency window"
+                ))))
+            }
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    /// Copies the record to the rejected topic with the reason and where it came from.
+    async fn reject(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &Rejection,
+    ) -> Result<(), String> {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for header in original.iter() {
+                headers = headers.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        for (key, value) in [
+            (REASON_HEADER, reason.0.as_str()),
+            ("hookstream-source-topic", message.topic()),
+            ("hookstream-source-partition", partition.as_str()),
+            ("hookstream-source-offset", offset.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.rejected_topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = message.payload() {
+            record = record.payload(value);
+        }
+        self.producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| err.to_string())
+    }
+
+    fn store_offset(&self, topic: &str, partition: i32, next: i64) {
+        let mut list = TopicPartitionList::new();
+        if let Err(err) = list.add_partition_offset(topic, partition, Offset::Offset(next)) {
+            tracing::warn!(topic, partition, error = %err, "cannot build offset list");
+            return;
+        }
+        if let Err(err) = self.consumer.store_offsets(&list) {
+            // The partition was just revoked; its next owner re-reads, and the idempotency
+            // key keeps that from creating a second event.
+            tracing::debug!(topic, partition, error = %err, "offset not stored");
+        }
+    }
+}
+
+fn source_record(message: &BorrowedMessage<'_>) -> SourceRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    SourceRecord {
+        headers,
+        value: message.payload().map(<[u8]>::to_vec),
+    }
+}
