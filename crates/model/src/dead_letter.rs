@@ -6,7 +6,8 @@ use apache_avro::types::Value;
 use time::OffsetDateTime;
 
 use crate::codec::{CodecError, RecordFields, SchemaVersions, from_millis, to_millis};
-use crate::delivery::AttemptClass;
+use crate::delivery::{AttemptClass, Delivery, DeliveryStatus};
+use crate::ids::DeliveryId;
 use crate::task::DeliveryTask;
 
 static SCHEMAS: LazyLock<SchemaVersions> = LazyLock::new(|| {
@@ -31,6 +32,34 @@ impl DeadLetter {
     /// The Kafka record key: the endpoint id, like the task's.
     pub fn key(&self) -> String {
         self.task.key()
+    }
+
+    /// A new delivery of the same event to the same endpoint, to replay this one.
+    pub fn replay_delivery(&self, id: DeliveryId, now: OffsetDateTime) -> Delivery {
+        let task = &self.task;
+        Delivery {
+            id,
+            event_id: task.event_id,
+            endpoint_id: task.endpoint_id,
+            tenant: task.tenant.clone(),
+            event_type: task.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: None,
+            next_tier: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The task that sends [`Self::replay_delivery`]: the same event, from its first attempt.
+    pub fn replay_task(&self, id: DeliveryId) -> DeliveryTask {
+        DeliveryTask {
+            delivery_id: id,
+            attempts_made: 0,
+            due_at: None,
+            ..self.task.clone()
+        }
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {

@@ -85,6 +85,11 @@ prefixed_id!(
     DeliveryId,
     "dlv_"
 );
+prefixed_id!(
+    /// Identifies one replay batch (or its dry run).
+    BatchId,
+    "bat_"
+);
 
 #[cfg(test)]
 mod tests {

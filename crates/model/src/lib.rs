@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod event;
 pub mod ids;
 pub mod names;
+pub mod replay;
 pub mod retry;
 pub mod task;
 mod validation;

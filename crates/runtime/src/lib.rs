@@ -4,8 +4,10 @@
 //! - [`logging`]: structured `tracing` output.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`config`]: configuration pieces more than one service takes.
+//! - [`publisher`]: delivery tasks onto the deliveries topic, acknowledged by Kafka.
 
 pub mod config;
 pub mod logging;
 pub mod ops;
+pub mod publisher;
 pub mod shutdown;

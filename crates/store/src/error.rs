@@ -13,6 +13,12 @@ pub enum StoreError {
     /// The operation names a row that does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A page cursor that no list of this kind hands out.
+    #[error("`{0}` is not a cursor of this list")]
+    InvalidCursor(String),
+    /// This backend does not do this yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {

@@ -3,12 +3,17 @@
 
 use time::OffsetDateTime;
 
+use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint, Subscription};
 use hookstream_model::event::Event;
-use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::ids::{BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
+use hookstream_model::replay::{
+    Batch, BatchCounts, BatchItem, BatchSelection, BatchStatus, DeadLetterFilter,
+    IndexedDeadLetter, ItemOutcome, SkipReason,
+};
 use hookstream_signing::SigningSecret;
 
 use crate::StoreError;
@@ -163,4 +168,170 @@ impl RawAttempt {
             tier: self.tier,
         })
     }
+}
+
+/// A batch's selection as stored: `{"delivery_ids": [...]}` or `{"filter": {...}}`, times in
+/// Unix milliseconds.
+pub(crate) fn selection_json(selection: &BatchSelection) -> String {
+    let value = match selection {
+        BatchSelection::Deliveries(ids) => serde_json::json!({ "delivery_ids": ids }),
+        BatchSelection::Filter(f) => serde_json::json!({ "filter": {
+            "tenant": f.tenant.as_ref().map(Tenant::as_str),
+            "endpoint_id": f.endpoint_id,
+            "event_type": f.event_type.as_ref().map(EventType::as_str),
+            "class": f.class.map(AttemptClass::as_str),
+            "since": f.since.map(millis),
+            "until": f.until.map(millis),
+        }}),
+    };
+    value.to_string()
+}
+
+pub(crate) fn parse_selection(text: &str) -> Result<BatchSelection, StoreError> {
+    let corrupt = |reason: &dyn std::fmt::Display| StoreError::corrupt("batch selection", reason);
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| corrupt(&e))?;
+    if let Some(ids) = value.get("delivery_ids") {
+        let ids: Vec<DeliveryId> = serde_json::from_value(ids.clone()).map_err(|e| corrupt(&e))?;
+        return Ok(BatchSelection::Deliveries(ids));
+    }
+    let f = value
+        .get("filter")
+        .ok_or_else(|| corrupt(&"neither delivery_ids nor filter"))?;
+    let text_of = |name: &str| f.get(name).and_then(serde_json::Value::as_str);
+    let time_of = |name: &str| {
+        f.get(name)
+            .and_then(serde_json::Value::as_i64)
+            .map(from_millis)
+            .transpose()
+    };
+    Ok(BatchSelection::Filter(DeadLetterFilter {
+        tenant: text_of("tenant")
+            .map(|t| Tenant::parse(t, "tenant"))
+            .transpose()
+            .map_err(|e| corrupt(&e))?,
+        endpoint_id: text_of("endpoint_id")
+            .map(|t| EndpointId::parse(t, "endpoint_id"))
+            .transpose()
+            .map_err(|e| corrupt(&e))?,
+        event_type: text_of("event_type")
+            .map(|t| EventType::parse(t, "event_type"))
+            .transpose()
+            .map_err(|e| corrupt(&e))?,
+        class: text_of("class")
+            .map(|c| AttemptClass::parse(c).ok_or_else(|| corrupt(&c)))
+            .transpose()?,
+        since: time_of("since")?,
+        until: time_of("until")?,
+    }))
+}
+
+pub(crate) struct RawBatch {
+    pub id: String,
+    pub created_by: String,
+    pub selection: String,
+    pub dry_run: bool,
+    pub allow_repeat: bool,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl RawBatch {
+    pub(crate) fn decode(self, counts: BatchCounts) -> Result<Batch, StoreError> {
+        Ok(Batch {
+            id: BatchId::parse(&self.id, "id").map_err(|e| StoreError::corrupt("batch id", e))?,
+            created_by: self.created_by,
+            selection: parse_selection(&self.selection)?,
+            dry_run: self.dry_run,
+            allow_repeat: self.allow_repeat,
+            status: BatchStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::corrupt("batch status", &self.status))?,
+            created_at: from_millis(self.created_at)?,
+            updated_at: from_millis(self.updated_at)?,
+            finished_at: self.finished_at.map(from_millis).transpose()?,
+            error: self.error,
+            counts,
+        })
+    }
+}
+
+pub(crate) struct RawBatchItem {
+    pub batch_id: String,
+    pub position: u32,
+    pub dead_delivery_id: String,
+    pub endpoint_id: String,
+    pub outcome: String,
+    pub skip_reason: Option<String>,
+    pub delivery_id: Option<String>,
+    pub published: bool,
+}
+
+/// An item outcome as stored: its kind, skip reason and new delivery id.
+pub(crate) fn outcome_columns(
+    outcome: &ItemOutcome,
+) -> (&'static str, Option<&'static str>, Option<String>, bool) {
+    match outcome {
+        ItemOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), None, false),
+        ItemOutcome::Created {
+            delivery_id,
+            published,
+        } => ("created", None, Some(delivery_id.to_string()), *published),
+        other => (other.kind(), None, None, false),
+    }
+}
+
+pub(crate) fn decode_outcome(
+    kind: &str,
+    skip_reason: Option<&str>,
+    delivery_id: Option<&str>,
+    published: bool,
+) -> Result<ItemOutcome, StoreError> {
+    Ok(match kind {
+        "pending" => ItemOutcome::Pending,
+        "would_replay" => ItemOutcome::WouldReplay,
+        "created" => ItemOutcome::Created {
+            delivery_id: DeliveryId::parse(delivery_id.unwrap_or_default(), "delivery_id")
+                .map_err(|e| StoreError::corrupt("batch item delivery_id", e))?,
+            published,
+        },
+        "skipped" => ItemOutcome::Skipped(
+            skip_reason
+                .and_then(SkipReason::parse)
+                .ok_or_else(|| StoreError::corrupt("batch item skip_reason", kind))?,
+        ),
+        other => return Err(StoreError::corrupt("batch item outcome", other)),
+    })
+}
+
+impl RawBatchItem {
+    pub(crate) fn decode(self) -> Result<BatchItem, StoreError> {
+        Ok(BatchItem {
+            batch_id: BatchId::parse(&self.batch_id, "batch_id")
+                .map_err(|e| StoreError::corrupt("batch item batch_id", e))?,
+            position: self.position,
+            dead_delivery_id: DeliveryId::parse(&self.dead_delivery_id, "dead_delivery_id")
+                .map_err(|e| StoreError::corrupt("batch item dead_delivery_id", e))?,
+            endpoint_id: EndpointId::parse(&self.endpoint_id, "endpoint_id")
+                .map_err(|e| StoreError::corrupt("batch item endpoint_id", e))?,
+            outcome: decode_outcome(
+                &self.outcome,
+                self.skip_reason.as_deref(),
+                self.delivery_id.as_deref(),
+                self.published,
+            )?,
+        })
+    }
+}
+
+/// A dead letter as stored: the DLQ record's bytes and the replay count.
+pub(crate) fn decode_dead_letter(
+    letter: &[u8],
+    replays: u32,
+) -> Result<IndexedDeadLetter, StoreError> {
+    Ok(IndexedDeadLetter {
+        letter: DeadLetter::decode(letter).map_err(|e| StoreError::corrupt("dead letter", e))?,
+        replays,
+    })
 }

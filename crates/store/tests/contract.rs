@@ -7,17 +7,23 @@ use std::time::Duration;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
-use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::ids::{BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
+use hookstream_model::replay::{
+    Batch, BatchCounts, BatchSelection, BatchStatus, DeadLetterFilter, ItemOutcome, SkipReason,
+};
+use hookstream_model::task::DeliveryTask;
 use hookstream_signing::SigningSecret;
 use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
-    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, PageRequest, Store,
+    CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem, NewEvent, PageRequest,
+    ReplayStep, Store,
 };
 
 struct Fixture {
@@ -756,6 +762,355 @@ async fn data_survives_reopening_the_file(backend: Backend) {
     assert!(reopened.get_endpoint(ep.id).await.unwrap().is_some());
 }
 
+/// A dead letter of `delivery`; times to the millisecond, as the DLQ record carries them.
+fn dead_letter_of(delivery: &Delivery, class: AttemptClass, at: OffsetDateTime) -> DeadLetter {
+    let to_millis = |t: OffsetDateTime| {
+        t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap()
+    };
+    let at = to_millis(at);
+    DeadLetter {
+        task: DeliveryTask {
+            delivery_id: delivery.id,
+            event_id: delivery.event_id,
+            endpoint_id: delivery.endpoint_id,
+            tenant: delivery.tenant.clone(),
+            event_type: delivery.event_type.clone(),
+            event_created_at: to_millis(delivery.created_at),
+            payload: r#"{"order":1}"#.into(),
+            attempts_made: 1,
+            due_at: None,
+        },
+        reason: "endpoint answered HTTP 400, which is permanent".into(),
+        last_class: class,
+        last_status_code: Some(400),
+        last_error: None,
+        last_response_snippet: "no".into(),
+        dead_lettered_at: at,
+    }
+}
+
+/// Stores `n` events for `ep` and indexes each delivery as a dead letter, one second apart.
+async fn dead_letters(
+    f: &Fixture,
+    ep: &Endpoint,
+    n: usize,
+    class: AttemptClass,
+) -> Vec<DeadLetter> {
+    let start = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+    let mut letters = Vec::new();
+    for i in 0..n {
+        let new = new_event(ep.tenant.as_str(), None, &[ep]);
+        f.store
+            .create_event(&new, IdempotencyWindow(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let at = start + Duration::from_secs(i as u64);
+        let letter = dead_letter_of(&new.deliveries[0], class, at);
+        f.store.index_dead_letter(&letter).await.unwrap();
+        letters.push(letter);
+    }
+    letters
+}
+
+fn batch(selection: BatchSelection, allow_repeat: bool) -> Batch {
+    let now = OffsetDateTime::now_utc();
+    Batch {
+        id: BatchId::generate(),
+        created_by: "admin".into(),
+        selection,
+        dry_run: false,
+        allow_repeat,
+        status: BatchStatus::Running,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+        error: None,
+        counts: BatchCounts::default(),
+    }
+}
+
+fn pending_items(letters: &[DeadLetter]) -> Vec<NewBatchItem> {
+    letters
+        .iter()
+        .map(|l| NewBatchItem {
+            dead_delivery_id: l.task.delivery_id,
+            endpoint_id: l.task.endpoint_id,
+            outcome: ItemOutcome::Pending,
+        })
+        .collect()
+}
+
+async fn dead_letters_are_indexed_once_and_listed_by_filter_and_page(backend: Backend) {
+    let f = backend.fixture().await;
+    let a = endpoint("acme", &[]);
+    let b = endpoint("acme", &[]);
+    f.store.create_endpoint(&a).await.unwrap();
+    f.store.create_endpoint(&b).await.unwrap();
+    let of_a = dead_letters(&f, &a, 5, AttemptClass::Http4xxPermanent).await;
+    let of_b = dead_letters(&f, &b, 2, AttemptClass::NetworkError).await;
+    // Read again after a crash: indexing the same letter changes nothing.
+    f.store.index_dead_letter(&of_a[0]).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    let filter = DeadLetterFilter {
+        endpoint_id: Some(a.id),
+        ..Default::default()
+    };
+    loop {
+        let got = f.store.list_dead_letters(&filter, &page).await.unwrap();
+        seen.extend(got.items.iter().map(|d| d.letter.task.delivery_id));
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<DeliveryId> = of_a.iter().map(|l| l.task.delivery_id).collect();
+    assert_eq!(
+        seen, expected,
+        "every letter of the endpoint once, in the order they died"
+    );
+
+    let by_class = DeadLetterFilter {
+        class: Some(AttemptClass::NetworkError),
+        ..Default::default()
+    };
+    let got = f
+        .store
+        .list_dead_letters(&by_class, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(got.items.len(), of_b.len());
+    let window = DeadLetterFilter {
+        endpoint_id: Some(a.id),
+        since: Some(of_a[1].dead_lettered_at),
+        until: Some(of_a[3].dead_lettered_at),
+        ..Default::default()
+    };
+    let got = f
+        .store
+        .list_dead_letters(&window, &PageRequest::default())
+        .await
+        .unwrap();
+    let ids: Vec<DeliveryId> = got
+        .items
+        .iter()
+        .map(|d| d.letter.task.delivery_id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![of_a[1].task.delivery_id, of_a[2].task.delivery_id]
+    );
+    let one = f
+        .store
+        .get_dead_letter(of_b[0].task.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.letter, of_b[0]);
+    assert_eq!(one.replays, 0);
+}
+
+async fn a_batch_replays_each_dead_letter_once_unless_repeats_are_allowed(backend: Backend) {
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &[]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let letters = dead_letters(&f, &ep, 3, AttemptClass::Http4xxPermanent).await;
+
+    let first = batch(BatchSelection::Filter(DeadLetterFilter::default()), false);
+    f.store
+        .create_batch(&first, &pending_items(&letters))
+        .await
+        .unwrap();
+    assert_eq!(f.store.running_batches().await.unwrap(), vec![first.id]);
+    let mut created = Vec::new();
+    for position in 0..3 {
+        let replay = DeliveryId::generate();
+        let step = f
+            .store
+            .replay_item(first.id, position, replay)
+            .await
+            .unwrap();
+        assert_eq!(
+            step,
+            ReplayStep::Decided(ItemOutcome::Created {
+                delivery_id: replay,
+                published: false
+            })
+        );
+        // A runner that crashed after the write and tries again gets the same answer, and
+        // nothing new.
+        let again = f
+            .store
+            .replay_item(first.id, position, DeliveryId::generate())
+            .await
+            .unwrap();
+        assert_eq!(again, step);
+        created.push(replay);
+    }
+    for id in &created {
+        let delivery = f.store.get_delivery(*id).await.unwrap().unwrap();
+        assert_eq!(delivery.status, DeliveryStatus::Pending);
+    }
+    // Created but not yet on Kafka: still unfinished, until marked published.
+    assert_eq!(
+        f.store
+            .unfinished_items(first.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    f.store.mark_item_published(first.id, 0).await.unwrap();
+    let left = f.store.unfinished_items(first.id, None, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|i| i.position).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let done = f
+        .store
+        .finish_batch(first.id, BatchStatus::Completed, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, BatchStatus::Completed);
+    assert_eq!(done.counts.created, 3);
+    assert!(done.finished_at.is_some());
+    assert!(f.store.running_batches().await.unwrap().is_empty());
+    let letter = f
+        .store
+        .get_dead_letter(letters[0].task.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(letter.replays, 1);
+
+    // A second batch over the same letters skips them all...
+    let second = batch(BatchSelection::Filter(DeadLetterFilter::default()), false);
+    f.store
+        .create_batch(&second, &pending_items(&letters))
+        .await
+        .unwrap();
+    for position in 0..3 {
+        let step = f
+            .store
+            .replay_item(second.id, position, DeliveryId::generate())
+            .await
+            .unwrap();
+        assert_eq!(
+            step,
+            ReplayStep::Decided(ItemOutcome::Skipped(SkipReason::AlreadyReplayed))
+        );
+    }
+    let counts = f.store.get_batch(second.id).await.unwrap().unwrap().counts;
+    assert_eq!(counts.skipped, vec![(SkipReason::AlreadyReplayed, 3)]);
+    // ...unless it asks for repeats.
+    let third = batch(
+        BatchSelection::Deliveries(vec![letters[0].task.delivery_id]),
+        true,
+    );
+    f.store
+        .create_batch(&third, &pending_items(&letters[..1]))
+        .await
+        .unwrap();
+    let step = f
+        .store
+        .replay_item(third.id, 0, DeliveryId::generate())
+        .await
+        .unwrap();
+    assert!(matches!(
+        step,
+        ReplayStep::Decided(ItemOutcome::Created { .. })
+    ));
+    let read = f.store.get_batch(third.id).await.unwrap().unwrap();
+    assert_eq!(read.selection, third.selection);
+    assert!(read.allow_repeat);
+}
+
+async fn a_cancelled_batch_creates_nothing_more(backend: Backend) {
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &[]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let letters = dead_letters(&f, &ep, 2, AttemptClass::Http4xxPermanent).await;
+    let b = batch(BatchSelection::Filter(DeadLetterFilter::default()), false);
+    f.store
+        .create_batch(&b, &pending_items(&letters))
+        .await
+        .unwrap();
+    let step = f
+        .store
+        .replay_item(b.id, 0, DeliveryId::generate())
+        .await
+        .unwrap();
+    assert!(matches!(
+        step,
+        ReplayStep::Decided(ItemOutcome::Created { .. })
+    ));
+    let cancelled = f
+        .store
+        .finish_batch(b.id, BatchStatus::Cancelled, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cancelled.status, BatchStatus::Cancelled);
+    let replay = DeliveryId::generate();
+    let step = f.store.replay_item(b.id, 1, replay).await.unwrap();
+    assert_eq!(step, ReplayStep::BatchStopped(BatchStatus::Cancelled));
+    assert!(f.store.get_delivery(replay).await.unwrap().is_none());
+    // Finishing again changes nothing: a cancelled batch does not become completed.
+    let again = f
+        .store
+        .finish_batch(b.id, BatchStatus::Completed, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.status, BatchStatus::Cancelled);
+    let items = f
+        .store
+        .list_batch_items(b.id, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(items.items[0].outcome.kind(), "created");
+    assert_eq!(items.items[1].outcome, ItemOutcome::Pending);
+}
+
+async fn replays_skip_deleted_and_disabled_endpoints(backend: Backend) {
+    let f = backend.fixture().await;
+    let mut disabled = endpoint("acme", &[]);
+    let deleted = endpoint("acme", &[]);
+    f.store.create_endpoint(&disabled).await.unwrap();
+    f.store.create_endpoint(&deleted).await.unwrap();
+    let mut letters = dead_letters(&f, &disabled, 1, AttemptClass::Http4xxPermanent).await;
+    letters.extend(dead_letters(&f, &deleted, 1, AttemptClass::Http4xxPermanent).await);
+    disabled.disabled = true;
+    f.store.update_endpoint(&disabled).await.unwrap();
+    f.store.delete_endpoint(deleted.id).await.unwrap();
+    let b = batch(BatchSelection::Filter(DeadLetterFilter::default()), false);
+    f.store
+        .create_batch(&b, &pending_items(&letters))
+        .await
+        .unwrap();
+    let first = f
+        .store
+        .replay_item(b.id, 0, DeliveryId::generate())
+        .await
+        .unwrap();
+    let second = f
+        .store
+        .replay_item(b.id, 1, DeliveryId::generate())
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        ReplayStep::Decided(ItemOutcome::Skipped(SkipReason::EndpointDisabled))
+    );
+    assert_eq!(
+        second,
+        ReplayStep::Decided(ItemOutcome::Skipped(SkipReason::EndpointDeleted))
+    );
+}
+
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     endpoint_lists_are_per_tenant_and_paged,
@@ -771,4 +1126,8 @@ contract!(
     deliveries_filter_by_event_endpoint_and_status,
     rows_past_their_retention_are_removed,
     data_survives_reopening_the_file,
+    dead_letters_are_indexed_once_and_listed_by_filter_and_page,
+    a_batch_replays_each_dead_letter_once_unless_repeats_are_allowed,
+    a_cancelled_batch_creates_nothing_more,
+    replays_skip_deleted_and_disabled_endpoints,
 );

@@ -22,7 +22,7 @@ use hookstream_store::{CreateEventOutcome, NewEvent, Store, StoreError};
 
 use crate::fanout;
 use crate::metrics;
-use crate::publisher::{PublishError, TaskPublisher};
+use hookstream_runtime::publisher::{PublishError, TaskPublisher};
 
 /// A validated request to accept an event.
 #[derive(Debug, Clone)]

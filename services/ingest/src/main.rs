@@ -6,7 +6,7 @@ mod fanout;
 mod intake;
 mod metrics;
 mod outbox;
-mod publisher;
+mod replay_plan;
 mod retention;
 mod source;
 
@@ -24,10 +24,10 @@ use hookstream_runtime::{logging, shutdown};
 use crate::api::{ApiToken, AppState};
 use crate::config::IngestConfig;
 use crate::intake::Intake;
-use crate::publisher::TaskPublisher;
 use crate::source::avro::SchemaRegistry;
 use crate::source::consumer::SourceLoop;
 use crate::source::{Decoder, Format};
+use hookstream_runtime::publisher::TaskPublisher;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

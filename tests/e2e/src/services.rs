@@ -43,6 +43,8 @@ pub enum Service {
     /// A second dispatcher in the same consumer group.
     SecondDispatcher,
     RetryTier,
+    /// Not started by default: tests of dead letters and replay start it.
+    Replay,
 }
 
 /// A whole pipeline: broker, embedded store, ingest and dispatcher.
@@ -55,10 +57,12 @@ pub struct Pipeline {
     ops_port: u16,
     retry_ops_port: u16,
     second_ops_port: u16,
+    replay_ops_port: u16,
     ingest: Option<ChildProcess>,
     second_dispatcher: Option<ChildProcess>,
     dispatcher: Option<ChildProcess>,
     retry_tier: Option<ChildProcess>,
+    replay: Option<ChildProcess>,
 }
 
 impl Pipeline {
@@ -93,6 +97,7 @@ impl Pipeline {
         let ingest_port = free_port();
         let ops_port = free_port();
         let retry_ops_port = free_port();
+        let replay_ops_port = free_port();
         let mut env: Vec<(String, String)> = vec![
             ("HOOKSTREAM_KAFKA_BROKERS".into(), brokers.to_owned()),
             (
@@ -118,6 +123,10 @@ impl Pipeline {
                 "HOOKSTREAM_RETRY_TIER_OPS_ADDR".into(),
                 format!("127.0.0.1:{retry_ops_port}"),
             ),
+            (
+                "HOOKSTREAM_REPLAY_OPS_ADDR".into(),
+                format!("127.0.0.1:{replay_ops_port}"),
+            ),
             // Short tiers, so retries happen in a test's time.
             ("HOOKSTREAM_RETRY_SCHEDULE".into(), "300ms,600ms,1s".into()),
             ("HOOKSTREAM_RETRY_JITTER".into(), "0.2".into()),
@@ -136,10 +145,12 @@ impl Pipeline {
             ops_port,
             retry_ops_port,
             second_ops_port: free_port(),
+            replay_ops_port,
             ingest: None,
             second_dispatcher: None,
             dispatcher: None,
             retry_tier: None,
+            replay: None,
         };
         for service in services {
             pipeline.start_service(*service).await;
@@ -154,6 +165,7 @@ impl Pipeline {
             Service::Dispatcher => ("hookstream-dispatcher", self.ops_port),
             Service::SecondDispatcher => ("hookstream-dispatcher", self.second_ops_port),
             Service::RetryTier => ("hookstream-retry-tier", self.retry_ops_port),
+            Service::Replay => ("hookstream-replay", self.replay_ops_port),
         };
         let mut command = Command::new(binary(name));
         command
@@ -192,6 +204,7 @@ impl Pipeline {
             Service::Dispatcher => self.dispatcher = Some(process),
             Service::SecondDispatcher => self.second_dispatcher = Some(process),
             Service::RetryTier => self.retry_tier = Some(process),
+            Service::Replay => self.replay = Some(process),
         }
     }
 
@@ -201,6 +214,7 @@ impl Pipeline {
             Service::Dispatcher => self.dispatcher.take(),
             Service::SecondDispatcher => self.second_dispatcher.take(),
             Service::RetryTier => self.retry_tier.take(),
+            Service::Replay => self.replay.take(),
         }
         .unwrap_or_else(|| panic!("{service:?} is not running"))
     }
@@ -221,6 +235,7 @@ impl Pipeline {
             Service::Dispatcher => self.dispatcher.as_ref(),
             Service::SecondDispatcher => self.second_dispatcher.as_ref(),
             Service::RetryTier => self.retry_tier.as_ref(),
+            Service::Replay => self.replay.as_ref(),
         }
     }
 
@@ -255,6 +270,7 @@ impl Pipeline {
             Service::Dispatcher => self.ops_port,
             Service::SecondDispatcher => self.second_ops_port,
             Service::RetryTier => self.retry_ops_port,
+            Service::Replay => self.replay_ops_port,
         };
         reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
             .await

@@ -11,6 +11,7 @@
 //!   by endpoint or tenant walk day buckets from the cursor's day.
 
 mod cql;
+mod replay;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../../schemas/store/sqlite/0005_retention.sql"),
     ),
+    (
+        6,
+        include_str!("../../../../schemas/store/sqlite/0006_replay.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -7,6 +7,7 @@
 //! Each process reads on one connection and writes on another, through [`writer`]'s group commit.
 
 mod migrations;
+mod replay;
 mod rows;
 mod writer;
 
@@ -239,6 +240,28 @@ fn clamp_limit(page: &PageRequest) -> u32 {
     page.limit.clamp(1, PageRequest::MAX_LIMIT)
 }
 
+/// Inserts one delivery in the open transaction.
+fn insert_delivery(conn: &Connection, d: &Delivery) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        rows::DELIVERY_COLUMNS
+    ))?
+    .execute(params![
+        d.id.to_string(),
+        d.event_id.to_string(),
+        d.endpoint_id.to_string(),
+        d.tenant.as_str(),
+        d.event_type.as_str(),
+        d.status.as_str(),
+        d.attempts,
+        millis(d.created_at),
+        millis(d.updated_at),
+        d.next_attempt_at.map(millis),
+        d.next_tier,
+    ])?;
+    Ok(())
+}
+
 /// Stores one event and its deliveries in the open transaction, applying the idempotency window
 /// to its key.
 fn create_event_in(
@@ -299,24 +322,8 @@ fn create_event_in(
             PublishState::Publishing.as_str(),
         ])?;
     {
-        let mut insert = conn.prepare_cached(&format!(
-            "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            rows::DELIVERY_COLUMNS
-        ))?;
         for d in &new.deliveries {
-            insert.execute(params![
-                d.id.to_string(),
-                d.event_id.to_string(),
-                d.endpoint_id.to_string(),
-                d.tenant.as_str(),
-                d.event_type.as_str(),
-                d.status.as_str(),
-                d.attempts,
-                millis(d.created_at),
-                millis(d.updated_at),
-                d.next_attempt_at.map(millis),
-                d.next_tier,
-            ])?;
+            insert_delivery(conn, d)?;
         }
     }
     Ok(CreateEventOutcome::Created)

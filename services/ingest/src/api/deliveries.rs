@@ -31,7 +31,7 @@ fn render(delivery: &Delivery) -> Value {
     })
 }
 
-fn render_attempt(attempt: &Attempt) -> Value {
+pub(super) fn render_attempt(attempt: &Attempt) -> Value {
     json!({
         "number": attempt.number,
         "started_at": rfc3339(attempt.started_at),

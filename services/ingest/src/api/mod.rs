@@ -1,8 +1,10 @@
 //! The HTTP API: one module per resource, thin handlers over the domain and the store.
 
 mod auth;
+mod batches;
 mod body;
 mod control;
+mod dead_letters;
 mod deliveries;
 mod endpoints;
 mod events;
@@ -51,6 +53,7 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
         )
         .route("/v1/endpoints/{id}/pause", post(endpoints::pause))
         .route("/v1/endpoints/{id}/resume", post(endpoints::resume))
+        .route("/v1/endpoints/{id}/recover", post(batches::recover))
         .route("/v1/control", get(control::get))
         .route("/v1/control/pause", post(control::pause))
         .route("/v1/control/resume", post(control::resume))
@@ -62,6 +65,13 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
         .route("/v1/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/attempts", get(deliveries::attempts))
+        .route("/v1/deliveries/{id}/resend", post(batches::resend))
+        .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/dead-letters/{id}", get(dead_letters::get))
+        .route("/v1/batches", post(batches::create).get(batches::list))
+        .route("/v1/batches/{id}", get(batches::get))
+        .route("/v1/batches/{id}/items", get(batches::items))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel))
         .fallback(|| async { Problem::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(token, auth::require_token))

@@ -116,6 +116,18 @@ impl From<ValidationError> for Problem {
 
 impl From<StoreError> for Problem {
     fn from(err: StoreError) -> Self {
+        match &err {
+            StoreError::InvalidCursor(_) => return Self::invalid("after", err.to_string()),
+            StoreError::Unsupported(what) => {
+                return Self::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not-implemented",
+                    "Not implemented",
+                    *what,
+                );
+            }
+            _ => {}
+        }
         tracing::error!(error = %err, "store operation failed");
         Self::unavailable("the store is not available; try again")
     }

@@ -1,0 +1,361 @@
+//! Replay batches: `/v1/batches`, and the shortcuts `POST /v1/deliveries/{id}/resend` and
+//! `POST /v1/endpoints/{id}/recover`. The API records a batch; the replay service runs it.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use hookstream_model::ids::{BatchId, DeliveryId, EndpointId};
+use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::replay::{
+    Batch, BatchItem, BatchSelection, BatchStatus, DeadLetterFilter, ItemOutcome,
+};
+use hookstream_store::NewBatchItem;
+
+use super::AppState;
+use super::body::JsonObject;
+use super::dead_letters::{parse_class, parse_time};
+use super::endpoints::rfc3339;
+use super::paging::{page_json, page_request};
+use super::problem::Problem;
+use crate::replay_plan::{self, PlanError, ReplayRequest};
+
+fn render_filter(f: &DeadLetterFilter) -> Value {
+    json!({
+        "tenant": f.tenant,
+        "endpoint_id": f.endpoint_id,
+        "event_type": f.event_type,
+        "class": f.class,
+        "since": f.since.map(rfc3339),
+        "until": f.until.map(rfc3339),
+    })
+}
+
+fn render(batch: &Batch) -> Value {
+    let selection = match &batch.selection {
+        BatchSelection::Deliveries(ids) => json!({"delivery_ids": ids}),
+        BatchSelection::Filter(f) => json!({"filter": render_filter(f)}),
+    };
+    let skipped: Map<String, Value> = batch
+        .counts
+        .skipped
+        .iter()
+        .map(|(reason, n)| (reason.as_str().to_owned(), json!(n)))
+        .collect();
+    json!({
+        "id": batch.id,
+        "status": batch.status.as_str(),
+        "dry_run": batch.dry_run,
+        "allow_repeat": batch.allow_repeat,
+        "created_by": batch.created_by,
+        "selection": selection,
+        "counts": {
+            "matched": batch.counts.matched,
+            "created": batch.counts.created,
+            "pending": batch.counts.pending,
+            "would_replay": batch.counts.would_replay,
+            "skipped": batch.counts.skipped_total(),
+            "skipped_by_reason": skipped,
+        },
+        "error": batch.error,
+        "created_at": rfc3339(batch.created_at),
+        "updated_at": rfc3339(batch.updated_at),
+        "finished_at": batch.finished_at.map(rfc3339),
+    })
+}
+
+fn render_outcome(outcome: &ItemOutcome) -> Value {
+    match outcome {
+        ItemOutcome::Created {
+            delivery_id,
+            published,
+        } => json!({"outcome": "created", "delivery_id": delivery_id, "published": published}),
+        ItemOutcome::Skipped(reason) => json!({"outcome": "skipped", "reason": reason.as_str()}),
+        other => json!({"outcome": other.kind()}),
+    }
+}
+
+fn render_item(item: &BatchItem) -> Value {
+    let mut value = render_outcome(&item.outcome);
+    value["position"] = json!(item.position);
+    value["dead_delivery_id"] = json!(item.dead_delivery_id);
+    value["endpoint_id"] = json!(item.endpoint_id);
+    value
+}
+
+fn render_planned(items: &[NewBatchItem]) -> Vec<Value> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            let mut value = render_outcome(&item.outcome);
+            value["position"] = json!(position);
+            value["dead_delivery_id"] = json!(item.dead_delivery_id);
+            value["endpoint_id"] = json!(item.endpoint_id);
+            value
+        })
+        .collect()
+}
+
+impl From<PlanError> for Problem {
+    fn from(err: PlanError) -> Self {
+        match err {
+            PlanError::TooMany => Problem::invalid("filter", err.to_string()),
+            PlanError::UnknownDelivery(_) => Problem::invalid("delivery_ids", err.to_string()),
+            PlanError::Store(err) => err.into(),
+        }
+    }
+}
+
+fn parse_filter(value: Value) -> Result<DeadLetterFilter, Problem> {
+    let Value::Object(map) = value else {
+        return Err(Problem::invalid("filter", "`filter` must be an object"));
+    };
+    let mut f = JsonObject::from_map(map);
+    let filter = DeadLetterFilter {
+        tenant: f
+            .optional_str("tenant")?
+            .map(|t| Tenant::parse(&t, "filter.tenant"))
+            .transpose()?,
+        endpoint_id: f
+            .optional_str("endpoint_id")?
+            .map(|id| EndpointId::parse(&id, "filter.endpoint_id"))
+            .transpose()?,
+        event_type: f
+            .optional_str("event_type")?
+            .map(|t| EventType::parse(&t, "filter.event_type"))
+            .transpose()?,
+        class: f
+            .optional_str("class")?
+            .map(|c| parse_class(&c).map_err(|p| p.nested_under("filter")))
+            .transpose()?,
+        since: f
+            .optional_str("since")?
+            .map(|t| parse_time("since", &t).map_err(|p| p.nested_under("filter")))
+            .transpose()?,
+        until: f
+            .optional_str("until")?
+            .map(|t| parse_time("until", &t).map_err(|p| p.nested_under("filter")))
+            .transpose()?,
+    };
+    f.finish().map_err(|p| p.nested_under("filter"))?;
+    Ok(filter)
+}
+
+/// Records the batch and answers: `200` with the planned list for a dry run, `202` with the
+/// batch for one that runs.
+async fn start(state: &AppState, request: ReplayRequest) -> Result<Response, Problem> {
+    let dry_run = request.dry_run;
+    let (batch, items) = replay_plan::create_batch(state.intake.store.as_ref(), request).await?;
+    tracing::info!(batch_id = %batch.id, dry_run, matched = batch.counts.matched, created_by = %batch.created_by, "replay batch created");
+    if dry_run {
+        let mut body = render(&batch);
+        body["count"] = json!(batch.counts.would_replay);
+        body["items"] = json!(render_planned(&items));
+        Ok((StatusCode::OK, Json(body)).into_response())
+    } else {
+        Ok((StatusCode::ACCEPTED, Json(render(&batch))).into_response())
+    }
+}
+
+/// `POST /v1/batches` `{"delivery_ids": [...]}` or `{"filter": {...}}`, with `dry_run` and
+/// `allow_repeat`.
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let mut fields = JsonObject::parse(body, state.max_body_bytes)?;
+    let ids = fields.optional_str_list("delivery_ids")?;
+    let filter = fields.optional("filter");
+    let dry_run = fields.optional_bool("dry_run")?.unwrap_or(false);
+    let allow_repeat = fields.optional_bool("allow_repeat")?.unwrap_or(false);
+    fields.finish()?;
+    let selection = match (ids, filter) {
+        (Some(ids), None) => {
+            if ids.is_empty() {
+                return Err(Problem::invalid("delivery_ids", "`delivery_ids` is empty"));
+            }
+            if ids.len() > replay_plan::MAX_BATCH_ITEMS {
+                return Err(Problem::invalid(
+                    "delivery_ids",
+                    format!("at most {} delivery ids", replay_plan::MAX_BATCH_ITEMS),
+                ));
+            }
+            let ids = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| DeliveryId::parse(id, &format!("delivery_ids[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            BatchSelection::Deliveries(ids)
+        }
+        (None, Some(filter)) => BatchSelection::Filter(parse_filter(filter)?),
+        _ => {
+            return Err(Problem::invalid(
+                "body",
+                "give either `delivery_ids` or `filter`",
+            ));
+        }
+    };
+    start(
+        &state,
+        ReplayRequest {
+            selection,
+            dry_run,
+            allow_repeat,
+        },
+    )
+    .await
+}
+
+fn parse_id(text: &str) -> Result<BatchId, Problem> {
+    BatchId::parse(text, "id").map_err(|_| Problem::not_found("batch"))
+}
+
+/// `GET /v1/batches`, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let page = state
+        .intake
+        .store
+        .list_batches(&page_request(&query)?)
+        .await?;
+    Ok(Json(page_json(page, render)))
+}
+
+/// `GET /v1/batches/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let batch = state
+        .intake
+        .store
+        .get_batch(parse_id(&id)?)
+        .await?
+        .ok_or_else(|| Problem::not_found("batch"))?;
+    Ok(Json(render(&batch)))
+}
+
+/// `GET /v1/batches/{id}/items`: each dead letter of the batch and what became of it; a
+/// created item links the new delivery to the dead one it replaces.
+pub async fn items(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let id = parse_id(&id)?;
+    let store = &state.intake.store;
+    if store.get_batch(id).await?.is_none() {
+        return Err(Problem::not_found("batch"));
+    }
+    let page = store.list_batch_items(id, &page_request(&query)?).await?;
+    Ok(Json(page_json(page, render_item)))
+}
+
+/// `POST /v1/batches/{id}/cancel`: no more deliveries are created; those created stay.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let batch = state
+        .intake
+        .store
+        .finish_batch(parse_id(&id)?, BatchStatus::Cancelled, None)
+        .await?
+        .ok_or_else(|| Problem::not_found("batch"))?;
+    tracing::info!(batch_id = %batch.id, status = %batch.status, "replay batch cancel asked");
+    Ok(Json(render(&batch)))
+}
+
+/// Reads the optional `{"allow_repeat": bool}` body of the shortcuts, and `since` for recover.
+fn shortcut_fields(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    with_since: bool,
+) -> Result<(bool, bool, Option<String>), Problem> {
+    let body = body.map_err(|e| Problem::invalid("body", e.to_string()))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((false, false, None));
+    }
+    let mut fields = JsonObject::parse(Ok(body), state.max_body_bytes)?;
+    let allow_repeat = fields.optional_bool("allow_repeat")?.unwrap_or(false);
+    let dry_run = fields.optional_bool("dry_run")?.unwrap_or(false);
+    let since = if with_since {
+        fields.optional_str("since")?
+    } else {
+        None
+    };
+    fields.finish()?;
+    Ok((allow_repeat, dry_run, since))
+}
+
+/// `POST /v1/deliveries/{id}/resend`: replays one dead-lettered delivery (a batch of one).
+pub async fn resend(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let id = DeliveryId::parse(&id, "id").map_err(|_| Problem::not_found("delivery"))?;
+    let (allow_repeat, dry_run, _) = shortcut_fields(&state, body, false)?;
+    let store = &state.intake.store;
+    if store.get_dead_letter(id).await?.is_none() {
+        return match store.get_delivery(id).await? {
+            None => Err(Problem::not_found("delivery")),
+            Some(delivery) => Err(Problem::new(
+                StatusCode::CONFLICT,
+                "not-dead-lettered",
+                "Not a dead letter",
+                format!(
+                    "delivery {id} is {}; only dead-lettered deliveries are resent",
+                    delivery.status
+                ),
+            )),
+        };
+    }
+    start(
+        &state,
+        ReplayRequest {
+            selection: BatchSelection::Deliveries(vec![id]),
+            dry_run,
+            allow_repeat,
+        },
+    )
+    .await
+}
+
+/// `POST /v1/endpoints/{id}/recover` `{"since": …}`: replays, as one batch, everything that
+/// died for the endpoint since then.
+pub async fn recover(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let id = EndpointId::parse(&id, "id").map_err(|_| Problem::not_found("endpoint"))?;
+    let (allow_repeat, dry_run, since) = shortcut_fields(&state, body, true)?;
+    let since = since.ok_or_else(|| Problem::invalid("since", "`since` is required"))?;
+    let since = parse_time("since", &since)?;
+    if state.intake.store.get_endpoint(id).await?.is_none() {
+        return Err(Problem::not_found("endpoint"));
+    }
+    start(
+        &state,
+        ReplayRequest {
+            selection: BatchSelection::Filter(DeadLetterFilter {
+                endpoint_id: Some(id),
+                since: Some(since),
+                ..Default::default()
+            }),
+            dry_run,
+            allow_repeat,
+        },
+    )
+    .await
+}

@@ -1,0 +1,80 @@
+//! Reads the dead-letter topic into the store. A record's offset is stored only after its dead
+//! letter is written, so a crash re-reads, and indexing the same letter twice changes nothing.
+
+use std::sync::Arc;
+
+use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use hookstream_model::dead_letter::DeadLetter;
+use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+use hookstream_store::Store;
+
+use crate::metrics;
+
+pub struct Indexer {
+    pub consumer: Arc<StreamConsumer<DefaultConsumerContext>>,
+    pub store: Arc<dyn Store>,
+    pub shutdown: CancellationToken,
+}
+
+impl Indexer {
+    /// Runs until shutdown; the caller commits and closes the consumer.
+    pub async fn run(self) {
+        loop {
+            let message = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                message = self.consumer.recv() => message,
+            };
+            match message {
+                Ok(message) => {
+                    if !self.index(&message).await {
+                        return;
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "dead-letter consumer error"),
+            }
+        }
+    }
+
+    /// Writes one record's dead letter; false on shutdown before it was written.
+    async fn index(&self, message: &BorrowedMessage<'_>) -> bool {
+        let letter = message
+            .payload()
+            .ok_or_else(|| "an empty record".to_owned())
+            .and_then(|bytes| DeadLetter::decode(bytes).map_err(|e| e.to_string()));
+        match letter {
+            Ok(letter) => {
+                let written = retry_until_ok(&self.shutdown, "indexing a dead letter", || {
+                    self.store.index_dead_letter(&letter)
+                })
+                .await;
+                if written.is_none() {
+                    return false;
+                }
+                metrics::INDEXED.inc();
+                tracing::info!(delivery_id = %letter.task.delivery_id, endpoint_id = %letter.task.endpoint_id, class = letter.last_class.as_str(), "dead letter indexed");
+            }
+            Err(reason) => {
+                // Not a dead letter this build can read (a newer writer?). It stays on the topic
+                // where an operator can read it; indexing goes on behind it.
+                metrics::UNREADABLE.inc();
+                tracing::error!(partition = message.partition(), offset = message.offset(), %reason, "unreadable record on the dead-letter topic; not indexed");
+            }
+        }
+        let mut next = TopicPartitionList::new();
+        let stored = next
+            .add_partition_offset(
+                message.topic(),
+                message.partition(),
+                Offset::Offset(message.offset() + 1),
+            )
+            .and_then(|()| self.consumer.store_offsets(&next));
+        if let Err(err) = stored {
+            // Revoked meanwhile: the next owner reads it again, which is harmless.
+            tracing::debug!(error = %err, "dead-letter offset not stored");
+        }
+        true
+    }
+}

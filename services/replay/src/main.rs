@@ -1,0 +1,87 @@
+//! `hookstream-replay`: keeps dead letters queryable and runs replay batches.
+
+mod config;
+mod indexer;
+mod metrics;
+mod runner;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use rdkafka::consumer::{Consumer, DefaultConsumerContext};
+
+use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
+use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
+use hookstream_runtime::publisher::TaskPublisher;
+use hookstream_runtime::{logging, shutdown};
+
+use crate::config::ReplayConfig;
+use crate::indexer::Indexer;
+use crate::runner::Runner;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = ReplayConfig::parse();
+    logging::init("replay");
+    let shutdown = shutdown::on_signal();
+
+    let store = config.store.open().await.context("opening the store")?;
+    // Fails at once on a store that cannot hold dead letters, rather than on the first one.
+    store
+        .running_batches()
+        .await
+        .context("reading replay batches from the store")?;
+    let topics = Topics::new(&config.kafka);
+    ensure_topics(
+        &config.kafka,
+        &topics.delivery_path_specs(&config.kafka, &[]),
+    )
+    .await
+    .context("creating topics")?;
+    let producer =
+        hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+    let consumer = Arc::new(
+        hookstream_kafka::consumer(&config.kafka, &config.group_id, DefaultConsumerContext)
+            .context("creating the Kafka consumer")?,
+    );
+    consumer
+        .subscribe(&[&topics.dlq()])
+        .context("subscribing to the dead-letter topic")?;
+
+    let readiness = vec![
+        ReadinessCheck::broker(producer.clone()),
+        ReadinessCheck::store(Arc::clone(&store)),
+    ];
+    let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
+        .await
+        .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
+    tracing::info!(ops_addr = %config.ops_addr, dlq = %topics.dlq(), rate_per_endpoint = config.rate_per_endpoint, "replay running");
+
+    let runner = Runner::new(
+        Arc::clone(&store),
+        TaskPublisher::new(producer, topics.deliveries()),
+        config.rate_per_endpoint,
+        shutdown.clone(),
+    );
+    let runs = tokio::spawn(runner.run());
+    Indexer {
+        consumer: Arc::clone(&consumer),
+        store,
+        shutdown: shutdown.clone(),
+    }
+    .run()
+    .await;
+
+    shutdown.cancel();
+    runs.await.context("replay batch runner")?;
+    if !commit_and_close(consumer).await {
+        std::process::exit(0);
+    }
+    ops_server
+        .stopped()
+        .await
+        .context("serving ops endpoints")?;
+    tracing::info!("replay stopped");
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! The replay service's Prometheus metrics.
+
+use std::sync::LazyLock;
+
+use prometheus::{IntCounter, IntCounterVec, register_int_counter, register_int_counter_vec};
+
+/// Dead letters read from the DLQ topic and written to the store.
+pub static INDEXED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_dead_letters_indexed_total",
+        "Dead letters read from the dead-letter topic and written to the store."
+    )
+    .expect("metric registers once")
+});
+
+/// Records on the DLQ topic that are not dead letters this build can read.
+pub static UNREADABLE: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_dead_letters_unreadable_total",
+        "Records on the dead-letter topic that could not be decoded (left on the topic, not indexed)."
+    )
+    .expect("metric registers once")
+});
+
+/// Items of replay batches decided, by outcome (`created`, `skipped`).
+pub static ITEMS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_replay_items_total",
+        "Dead letters of replay batches, by outcome (created: replayed; skipped).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
