@@ -6,7 +6,8 @@ COPY . .
 RUN cargo build --release --bins \
     && mkdir /out \
     && cp target/release/hookstream-ingest target/release/hookstream-dispatcher \
-          target/release/hookstream-retry-tier /out/
+          target/release/hookstream-retry-tier target/release/hookstream-replay \
+          target/release/hookstream /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

@@ -3,7 +3,8 @@
 #   - Tansu, a Kafka-protocol broker, on 127.0.0.1:9092 with SQLite storage in .hookstream/broker
 #   - the embedded store in .hookstream/store.db
 #   - ingest (API on 127.0.0.1:8080), the dispatcher (ops on 127.0.0.1:9091) and the retry tier
-#     (ops on 127.0.0.1:9093); ingest also reads CloudEvents from the `domain-events` topic
+#     (ops on 127.0.0.1:9093), the replay service (ops on 127.0.0.1:9094); ingest also reads
+#     CloudEvents from the `domain-events` topic
 # Ctrl-C stops everything cleanly; the next run finds the data of this one.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ export HOOKSTREAM_STORE="${HOOKSTREAM_STORE:-sqlite://$data/store.db}"
 export HOOKSTREAM_HTTP_ADDR="${HOOKSTREAM_HTTP_ADDR:-127.0.0.1:8080}"
 export HOOKSTREAM_DISPATCHER_OPS_ADDR="${HOOKSTREAM_DISPATCHER_OPS_ADDR:-127.0.0.1:9091}"
 export HOOKSTREAM_RETRY_TIER_OPS_ADDR="${HOOKSTREAM_RETRY_TIER_OPS_ADDR:-127.0.0.1:9093}"
+export HOOKSTREAM_REPLAY_OPS_ADDR="${HOOKSTREAM_REPLAY_OPS_ADDR:-127.0.0.1:9094}"
 # Let a newcomer send webhooks to a receiver on this machine.
 export HOOKSTREAM_ALLOW_HTTP_ENDPOINTS="${HOOKSTREAM_ALLOW_HTTP_ENDPOINTS:-true}"
 export HOOKSTREAM_ALLOWED_DESTINATIONS="${HOOKSTREAM_ALLOWED_DESTINATIONS:-127.0.0.0/8,::1/128}"
@@ -39,7 +41,7 @@ fi
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 for addr in "$broker_addr" "$HOOKSTREAM_HTTP_ADDR" "$HOOKSTREAM_DISPATCHER_OPS_ADDR" \
-    "$HOOKSTREAM_RETRY_TIER_OPS_ADDR"; do
+    "$HOOKSTREAM_RETRY_TIER_OPS_ADDR" "$HOOKSTREAM_REPLAY_OPS_ADDR"; do
     if port_open "$addr"; then
         echo "error: $addr is already in use; stop what listens there (an earlier make run?)" >&2
         exit 1
@@ -75,6 +77,8 @@ pids+=($!)
 pids+=($!)
 "$bin/hookstream-retry-tier" > >(sed -u 's/^/retry-tier | /') 2>&1 &
 pids+=($!)
+"$bin/hookstream-replay" > >(sed -u 's/^/replay     | /') 2>&1 &
+pids+=($!)
 
 cat <<MSG
 
@@ -83,6 +87,7 @@ Hookstream is starting.
   API token    $HOOKSTREAM_API_TOKEN
   Dispatcher   http://$HOOKSTREAM_DISPATCHER_OPS_ADDR/metrics
   Retry tier   http://$HOOKSTREAM_RETRY_TIER_OPS_ADDR/metrics
+  Replay       http://$HOOKSTREAM_REPLAY_OPS_ADDR/metrics   (CLI: target/debug/hookstream --help)
   Broker       $broker_addr   (source topics: ${HOOKSTREAM_SOURCE_TOPICS:-none})
   Data         $data
 Try it: README.md, "Quickstart". Ctrl-C stops everything.

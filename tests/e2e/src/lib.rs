@@ -14,7 +14,7 @@ mod services;
 pub use api::Api;
 pub use broker::Broker;
 pub use receiver::{Receiver, Scripted, Webhook, verify_with_reference_library};
-pub use services::{Pipeline, Service, TOKEN};
+pub use services::{Pipeline, Service, TOKEN, binary};
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use crate::{Api, Broker, free_port};
 pub const TOKEN: &str = "e2e-test-token-0123456789abcdef";
 
 /// Where the service binaries are: `HOOKSTREAM_BIN_DIR`, or the target folder this test runs from.
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var("HOOKSTREAM_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {

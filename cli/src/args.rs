@@ -1,0 +1,168 @@
+//! The command line: what each subcommand takes.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operate Hookstream: find and inspect dead letters, replay them in audited batches, pause and
+/// resume sending, and look up deliveries.
+///
+/// Exit codes: 0 done; 1 Hookstream refused the request (the problem is printed); 2 wrong
+/// usage; 3 Hookstream could not be reached; 4 a watched batch ended cancelled or failed.
+#[derive(Debug, Parser)]
+#[command(name = "hookstream", version)]
+pub struct Cli {
+    /// The Hookstream API (ingest).
+    #[arg(
+        long,
+        env = "HOOKSTREAM_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+
+    /// The API token. Without it, the token `make run` keeps in `.hookstream/api-token` is used.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_API_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+
+    /// Print the API's JSON answers instead of text (one JSON document per command).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dead letters: deliveries that will not be tried again.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLetterCommand),
+    /// Re-deliver dead letters as one audited batch: those a filter matches, or the ones named.
+    /// Watches the batch with a progress bar until it ends, unless --no-watch.
+    Replay(ReplayArgs),
+    /// Replay batches.
+    #[command(subcommand)]
+    Batch(BatchCommand),
+    /// Replay one dead-lettered delivery (a batch of one).
+    Resend {
+        delivery_id: String,
+        /// Replay it even if it was replayed before.
+        #[arg(long)]
+        allow_repeat: bool,
+    },
+    /// Replay everything that died for an endpoint since a time (a batch).
+    Recover {
+        endpoint_id: String,
+        /// RFC 3339 time, e.g. 2026-11-23T10:00:00Z.
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop sending: all sending (the kill switch), or one endpoint's with --endpoint.
+    Pause {
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Start sending again: all, or one endpoint's with --endpoint.
+    Resume {
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// A delivery and every attempt made to send it.
+    Delivery { delivery_id: String },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct Filter {
+    /// Only this endpoint's (ep_…).
+    #[arg(long = "endpoint")]
+    pub endpoint_id: Option<String>,
+    /// Only this event type.
+    #[arg(long)]
+    pub event_type: Option<String>,
+    /// Only this failure class (HTTP_4XX_PERMANENT, NETWORK_ERROR, ...).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Died at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Died before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this tenant's.
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+impl Filter {
+    /// The set fields, as `(name, value)` pairs named as the API names them.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("endpoint_id", &self.endpoint_id),
+            ("event_type", &self.event_type),
+            ("class", &self.class),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("tenant", &self.tenant),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+        .collect()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters, oldest first.
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One dead letter with its event, endpoint and attempts.
+    Show { delivery_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Replay these deliveries (repeat the flag) instead of a filter.
+    #[arg(long = "delivery", conflicts_with_all = ["endpoint_id", "event_type", "class", "since", "until", "tenant"])]
+    pub delivery_ids: Vec<String>,
+    /// List exactly what would be replayed, and create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replay dead letters that were replayed before, too.
+    #[arg(long)]
+    pub allow_repeat: bool,
+    /// Return once the batch is created instead of watching it.
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Batches, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// A batch, its counts, and with --items what became of each dead letter.
+    Show {
+        batch_id: String,
+        #[arg(long)]
+        items: bool,
+    },
+    /// Follow a batch with a progress bar until it ends.
+    Watch { batch_id: String },
+    /// Stop a running batch; what it created stays.
+    Cancel { batch_id: String },
+}

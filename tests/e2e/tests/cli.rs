@@ -1,0 +1,148 @@
+//! The `hookstream` command line against a running pipeline: listing and inspecting dead
+//! letters, a dry run and a watched replay, a delivery's attempts, pausing, JSON output and
+//! exit codes.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use hookstream_e2e::{Pipeline, Receiver, Service, TOKEN, binary, eventually, free_port};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+async fn hookstream(base: &str, args: &[&str]) -> Run {
+    let output = tokio::process::Command::new(binary("hookstream"))
+        .args(args)
+        .env_clear()
+        .env("HOOKSTREAM_URL", base)
+        .env("HOOKSTREAM_API_TOKEN", TOKEN)
+        .output()
+        .await
+        .expect("running hookstream");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_find_dry_run_and_replay_dead_letters_from_the_command_line() {
+    let mut pipeline = Pipeline::start(&[("HOOKSTREAM_REPLAY_RATE", "50")]).await;
+    pipeline.start_service(Service::Replay).await;
+    let base = pipeline.api.base.clone();
+    let receiver = Receiver::start().await;
+    receiver.respond_with(400, "no");
+    let endpoint = pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &["order.created"])
+        .await;
+    let endpoint_id = endpoint["id"].as_str().expect("an endpoint id").to_owned();
+    for n in 0..3 {
+        let answer = pipeline
+            .api
+            .send_event("acme", "order.created", json!({"n": n}), None)
+            .await;
+        assert_eq!(answer.status, 202);
+    }
+    let listed = eventually("three dead letters", SETTLE, || async {
+        let run = hookstream(
+            &base,
+            &["--json", "dead-letters", "list", "--endpoint", &endpoint_id],
+        )
+        .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let data = run.json()["data"].as_array().cloned().unwrap_or_default();
+        (data.len() == 3).then_some(data)
+    })
+    .await;
+    let dead_id = listed[0]["delivery_id"].as_str().expect("an id").to_owned();
+
+    let text = hookstream(
+        &base,
+        &["dead-letters", "list", "--class", "HTTP_4XX_PERMANENT"],
+    )
+    .await;
+    assert_eq!(text.code, 0);
+    assert_eq!(text.stdout.lines().count(), 3, "{}", text.stdout);
+    assert!(text.stdout.contains(&dead_id));
+    let shown = hookstream(&base, &["--json", "dead-letters", "show", &dead_id]).await;
+    assert_eq!(shown.json()["attempts"][0]["status_code"], 400);
+
+    receiver.respond_with(200, "ok");
+    let dry = hookstream(
+        &base,
+        &["--json", "replay", "--endpoint", &endpoint_id, "--dry-run"],
+    )
+    .await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.json()["count"], 3);
+
+    // Without --no-watch the command follows the batch until it ends.
+    let replay = hookstream(&base, &["--json", "replay", "--endpoint", &endpoint_id]).await;
+    assert_eq!(replay.code, 0, "{}", replay.stderr);
+    let batch = replay.json();
+    assert_eq!(batch["status"], "completed");
+    assert_eq!(batch["counts"]["created"], 3);
+    let batch_id = batch["id"].as_str().expect("a batch id").to_owned();
+    let items = hookstream(&base, &["batch", "show", &batch_id, "--items"]).await;
+    assert_eq!(
+        items.stdout.matches("created ->").count(),
+        3,
+        "{}",
+        items.stdout
+    );
+
+    let new_id = hookstream(&base, &["--json", "batch", "show", &batch_id, "--items"])
+        .await
+        .json()["items"][0]["delivery_id"]
+        .as_str()
+        .expect("a new delivery id")
+        .to_owned();
+    receiver.wait_for(6, SETTLE).await;
+    let delivery = eventually("the replay to be delivered", SETTLE, || async {
+        let run = hookstream(&base, &["--json", "delivery", &new_id]).await;
+        let delivery = run.json();
+        (delivery["status"] == "delivered").then_some(delivery)
+    })
+    .await;
+    assert_eq!(delivery["attempt_log"][0]["status_code"], 200);
+
+    let paused = hookstream(&base, &["--json", "pause"]).await;
+    assert_eq!(paused.json()["sending_paused"], true);
+    let resumed = hookstream(&base, &["resume"]).await;
+    assert!(
+        resumed.stdout.contains("paused=false"),
+        "{}",
+        resumed.stdout
+    );
+
+    // Exit codes: refused, wrong usage, unreachable.
+    let missing = hookstream(&base, &["batch", "show", "bat_01ARZ3NDEKTSV4RRFFQ69G5FAV"]).await;
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("404"), "{}", missing.stderr);
+    let usage = hookstream(
+        &base,
+        &["replay", "--delivery", &dead_id, "--endpoint", &endpoint_id],
+    )
+    .await;
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let unreachable = hookstream(&nobody, &["batch", "list"]).await;
+    assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
+    let help = hookstream(&base, &["--help"]).await;
+    assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
+}
