@@ -56,6 +56,9 @@ pub struct Purged {
     pub deliveries: u64,
     pub attempts: u64,
     pub events: u64,
+    pub dead_letters: u64,
+    /// Finished replay batches, with their items.
+    pub batches: u64,
 }
 
 /// Narrows a list of deliveries; every field set must match.

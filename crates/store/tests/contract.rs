@@ -627,6 +627,48 @@ async fn rows_past_their_retention_are_removed(backend: Backend) {
 }
 
 #[tokio::test]
+async fn the_embedded_purge_removes_old_dead_letters_and_finished_batches_only() {
+    let backend = Backend::sqlite();
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &[]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    // Dead letters from an hour ago, purged with a retention of a minute.
+    let letters = dead_letters(&f, &ep, 2, AttemptClass::Http4xxPermanent).await;
+    let finished = batch(BatchSelection::Filter(DeadLetterFilter::default()), false);
+    f.store
+        .create_batch(&finished, &pending_items(&letters))
+        .await
+        .unwrap();
+    f.store
+        .finish_batch(finished.id, BatchStatus::Cancelled, None)
+        .await
+        .unwrap();
+    let running = batch(BatchSelection::Filter(DeadLetterFilter::default()), false);
+    f.store
+        .create_batch(&running, &pending_items(&letters))
+        .await
+        .unwrap();
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(120);
+    let purged = f
+        .store
+        .purge_expired(later, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((purged.dead_letters, purged.batches), (2, 1));
+    assert!(f.store.get_batch(finished.id).await.unwrap().is_none());
+    assert!(
+        f.store.get_batch(running.id).await.unwrap().is_some(),
+        "a running batch is never purged"
+    );
+    let left = f
+        .store
+        .list_dead_letters(&DeadLetterFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(left.items.is_empty());
+}
+
+#[tokio::test]
 async fn the_embedded_purge_keeps_what_is_within_retention() {
     let backend = Backend::sqlite();
     let store = backend.open().await;

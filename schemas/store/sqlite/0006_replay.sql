@@ -41,3 +41,5 @@ CREATE TABLE batch_items (
     PRIMARY KEY (batch_id, position)
 ) WITHOUT ROWID;
 CREATE INDEX batch_items_by_new_delivery ON batch_items (delivery_id) WHERE delivery_id IS NOT NULL;
+-- Retention finds finished batches by age.
+CREATE INDEX batches_by_update ON batches (updated_at) WHERE status != 'running';

@@ -30,6 +30,8 @@ pub async fn run(store: Arc<dyn Store>, retention: Duration, shutdown: Cancellat
                 deliveries = purged.deliveries,
                 attempts = purged.attempts,
                 events = purged.events,
+                dead_letters = purged.dead_letters,
+                batches = purged.batches,
                 "purged what outlived its retention"
             ),
             Ok(_) => {}

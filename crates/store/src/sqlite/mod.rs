@@ -139,11 +139,31 @@ fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, Store
                   LIMIT ?2)",
         )?
         .execute(params![cutoff, PURGE_BATCH])?;
+    let dead_letters = conn
+        .prepare_cached(
+            "DELETE FROM dead_letters WHERE delivery_id IN
+                 (SELECT delivery_id FROM dead_letters WHERE dead_lettered_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![cutoff, PURGE_BATCH])?;
+    let batches: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM batches WHERE status != 'running' AND updated_at < ?1 LIMIT ?2",
+        )?
+        .query_map(params![cutoff, PURGE_BATCH], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &batches {
+        conn.prepare_cached("DELETE FROM batch_items WHERE batch_id = ?1")?
+            .execute([id])?;
+        conn.prepare_cached("DELETE FROM batches WHERE id = ?1")?
+            .execute([id])?;
+    }
     Ok(Purged {
         idempotency_keys: idempotency_keys as u64,
         deliveries: old.len() as u64,
         attempts: attempts as u64,
         events: events as u64,
+        dead_letters: dead_letters as u64,
+        batches: batches.len() as u64,
     })
 }
 
@@ -708,8 +728,19 @@ impl Store for SqliteStore {
             purged.deliveries += batch.deliveries;
             purged.attempts += batch.attempts;
             purged.events += batch.events;
+            purged.dead_letters += batch.dead_letters;
+            purged.batches += batch.batches;
             let full = u64::from(PURGE_BATCH);
-            if batch.idempotency_keys < full && batch.deliveries < full && batch.events < full {
+            if [
+                batch.idempotency_keys,
+                batch.deliveries,
+                batch.events,
+                batch.dead_letters,
+                batch.batches,
+            ]
+            .iter()
+            .all(|&n| n < full)
+            {
                 return Ok(purged);
             }
         }
