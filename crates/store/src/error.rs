@@ -16,9 +16,6 @@ pub enum StoreError {
     /// A page cursor that no list of this kind hands out.
     #[error("`{0}` is not a cursor of this list")]
     InvalidCursor(String),
-    /// This backend does not do this yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
 }
 
 impl StoreError {

@@ -6,10 +6,16 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Every migration, oldest first. Append only: an applied migration is never edited.
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../../schemas/store/cql/0001_init.cql"),
-)];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../../../../schemas/store/cql/0001_init.cql"),
+    ),
+    (
+        2,
+        include_str!("../../../../schemas/store/cql/0002_replay.cql"),
+    ),
+];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
 pub(super) fn statements_of(script: &str) -> Vec<String> {
@@ -148,6 +154,52 @@ pub(super) const SELECT_CONTROL: &str = "SELECT value FROM control WHERE name = 
 pub(super) const UPSERT_CONTROL: &str =
     "INSERT INTO control (name, value, updated_at) VALUES (?, ?, ?)";
 
+// Replay: the dead-letter index and batches.
+pub(super) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letter_index \
+     (delivery_id, letter, dead_at, replays) VALUES (?, ?, ?, 0) IF NOT EXISTS USING TTL ?";
+pub(super) const INSERT_DEAD_LETTER_OF_DAY: &str = "INSERT INTO dead_letters_by_day \
+     (day, dead_at, delivery_id, endpoint_id, tenant, event_type, class) \
+     VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?";
+pub(super) const SELECT_DEAD_LETTER: &str = "SELECT letter, replays, last_claim, last_claim_delivery \
+     FROM dead_letter_index WHERE delivery_id = ?";
+pub(super) const SELECT_DEAD_LETTERS_OF_DAY: &str = "SELECT dead_at, delivery_id, endpoint_id, \
+     tenant, event_type, class FROM dead_letters_by_day \
+     WHERE day = ? AND (dead_at, delivery_id) > (?, ?) LIMIT ?";
+/// Claims a dead letter for one batch item: applies only if nobody claimed it since it was read.
+pub(super) const CLAIM_DEAD_LETTER: &str = "UPDATE dead_letter_index USING TTL ? \
+     SET replays = ?, last_claim = ?, last_claim_delivery = ? WHERE delivery_id = ? IF replays = ?";
+pub(super) const INSERT_BATCH: &str = "INSERT INTO batches (id, created_by, selection, dry_run, \
+     allow_repeat, status, error, created_at, updated_at, finished_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?";
+pub(super) const SELECT_BATCH: &str = "SELECT id, created_by, selection, dry_run, allow_repeat, \
+     status, error, created_at, updated_at, finished_at FROM batches WHERE id = ?";
+pub(super) const INSERT_BATCH_ID: &str =
+    "INSERT INTO batch_ids (shard, id) VALUES (0, ?) USING TTL ?";
+pub(super) const SELECT_BATCH_IDS: &str =
+    "SELECT id FROM batch_ids WHERE shard = 0 AND id < ? LIMIT ?";
+pub(super) const INSERT_RUNNING: &str = "INSERT INTO running_batches (shard, id) VALUES (0, ?)";
+pub(super) const DELETE_RUNNING: &str = "DELETE FROM running_batches WHERE shard = 0 AND id = ?";
+pub(super) const SELECT_RUNNING: &str = "SELECT id FROM running_batches WHERE shard = 0";
+/// Ends a running batch; a batch that already ended keeps its status.
+pub(super) const FINISH_BATCH: &str = "UPDATE batches USING TTL ? \
+     SET status = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ? IF status = 'running'";
+pub(super) const TOUCH_BATCH: &str = "UPDATE batches USING TTL ? SET updated_at = ? WHERE id = ?";
+pub(super) const INSERT_ITEM: &str = "INSERT INTO batch_items (batch_id, position, \
+     dead_delivery_id, endpoint_id, outcome, skip_reason, delivery_id, published) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?";
+pub(super) const SELECT_ITEMS: &str = "SELECT batch_id, position, dead_delivery_id, endpoint_id, \
+     outcome, skip_reason, delivery_id, published FROM batch_items \
+     WHERE batch_id = ? AND position > ? LIMIT ?";
+pub(super) const SELECT_ITEM: &str = "SELECT batch_id, position, dead_delivery_id, endpoint_id, \
+     outcome, skip_reason, delivery_id, published FROM batch_items \
+     WHERE batch_id = ? AND position = ?";
+/// Decides a pending item; applies only if no other runner decided it first.
+pub(super) const DECIDE_ITEM: &str = "UPDATE batch_items USING TTL ? \
+     SET outcome = ?, skip_reason = ?, delivery_id = ? \
+     WHERE batch_id = ? AND position = ? IF outcome = 'pending'";
+pub(super) const PUBLISH_ITEM: &str = "UPDATE batch_items USING TTL ? SET published = true \
+     WHERE batch_id = ? AND position = ?";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,7 +208,9 @@ mod tests {
     fn the_migration_splits_into_idempotent_statements() {
         let statements = statements_of(MIGRATIONS[0].1);
         assert!(statements.len() >= 12, "{statements:?}");
-        for statement in &statements {
+        let replay = statements_of(MIGRATIONS[1].1);
+        assert_eq!(replay.len(), 6, "{replay:?}");
+        for statement in statements.iter().chain(&replay) {
             assert!(
                 statement.starts_with("CREATE TABLE IF NOT EXISTS"),
                 "not idempotent: {statement}"
@@ -220,16 +274,33 @@ mod tests {
             START_ATTEMPT.to_owned(),
             COUNT_ATTEMPT.to_owned(),
             MARK_PUBLISHED.to_owned(),
+            INSERT_DEAD_LETTER.to_owned(),
+            INSERT_DEAD_LETTER_OF_DAY.to_owned(),
+            CLAIM_DEAD_LETTER.to_owned(),
+            INSERT_BATCH.to_owned(),
+            INSERT_BATCH_ID.to_owned(),
+            FINISH_BATCH.to_owned(),
+            TOUCH_BATCH.to_owned(),
+            INSERT_ITEM.to_owned(),
+            DECIDE_ITEM.to_owned(),
+            PUBLISH_ITEM.to_owned(),
         ] {
             assert!(statement.contains("USING TTL ?"), "no TTL: {statement}");
         }
         assert!(CLAIM_KEY.contains("IF NOT EXISTS"));
+        assert!(
+            INSERT_DEAD_LETTER.contains("IF NOT EXISTS"),
+            "a re-read keeps the replay count"
+        );
         for conditional in [
             RECLAIM_KEY,
             START_ATTEMPT,
             COUNT_ATTEMPT,
             UPDATE_ENDPOINT,
             DELETE_ENDPOINT,
+            CLAIM_DEAD_LETTER,
+            FINISH_BATCH,
+            DECIDE_ITEM,
         ] {
             assert!(
                 conditional.contains(" IF "),

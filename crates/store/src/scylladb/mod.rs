@@ -186,6 +186,25 @@ prepared_statements! {
     select_attempts = cql::select_attempts(),
     select_control = cql::SELECT_CONTROL,
     upsert_control = cql::UPSERT_CONTROL,
+    insert_dead_letter = cql::INSERT_DEAD_LETTER,
+    insert_dead_letter_of_day = cql::INSERT_DEAD_LETTER_OF_DAY,
+    select_dead_letter = cql::SELECT_DEAD_LETTER,
+    select_dead_letters_of_day = cql::SELECT_DEAD_LETTERS_OF_DAY,
+    claim_dead_letter = cql::CLAIM_DEAD_LETTER,
+    insert_batch = cql::INSERT_BATCH,
+    select_batch = cql::SELECT_BATCH,
+    insert_batch_id = cql::INSERT_BATCH_ID,
+    select_batch_ids = cql::SELECT_BATCH_IDS,
+    insert_running = cql::INSERT_RUNNING,
+    delete_running = cql::DELETE_RUNNING,
+    select_running = cql::SELECT_RUNNING,
+    finish_batch = cql::FINISH_BATCH,
+    touch_batch = cql::TOUCH_BATCH,
+    insert_item = cql::INSERT_ITEM,
+    select_items = cql::SELECT_ITEMS,
+    select_item = cql::SELECT_ITEM,
+    decide_item = cql::DECIDE_ITEM,
+    publish_item = cql::PUBLISH_ITEM,
 }
 
 /// The ScyllaDB store. Cheap to clone; clones share one session.
@@ -325,28 +344,54 @@ impl ScyllaStore {
         )
         .await?;
         for d in &new.deliveries {
-            let delivery_id = d.id.to_string();
-            self.run(
-                &s.insert_delivery,
-                (
-                    &delivery_id,
-                    &id,
-                    d.endpoint_id.to_string(),
-                    d.tenant.as_str(),
-                    d.event_type.as_str(),
-                    d.status.as_str(),
-                    i32::try_from(d.attempts).unwrap_or(i32::MAX),
-                    ts(d.created_at),
-                    ts(d.updated_at),
-                    d.next_attempt_at.map(ts),
-                    d.next_tier.as_deref(),
-                    ttl,
-                ),
-            )
-            .await?;
-            self.run(&s.insert_delivery_of_event, (&id, &delivery_id, ttl))
-                .await?;
+            self.write_delivery(d, ttl).await?;
         }
+        Ok(())
+    }
+
+    /// Stores a delivery, findable by id and by its event.
+    async fn write_delivery(&self, d: &Delivery, ttl: i32) -> Result<(), StoreError> {
+        let s = &self.statements;
+        let delivery_id = d.id.to_string();
+        let event_id = d.event_id.to_string();
+        self.run(
+            &s.insert_delivery,
+            (
+                &delivery_id,
+                &event_id,
+                d.endpoint_id.to_string(),
+                d.tenant.as_str(),
+                d.event_type.as_str(),
+                d.status.as_str(),
+                i32::try_from(d.attempts).unwrap_or(i32::MAX),
+                ts(d.created_at),
+                ts(d.updated_at),
+                d.next_attempt_at.map(ts),
+                d.next_tier.as_deref(),
+                ttl,
+            ),
+        )
+        .await?;
+        self.run(&s.insert_delivery_of_event, (&event_id, &delivery_id, ttl))
+            .await?;
+        Ok(())
+    }
+
+    /// Lists a delivery by endpoint and by tenant.
+    async fn index_delivery(&self, d: &Delivery, ttl: i32) -> Result<(), StoreError> {
+        let s = &self.statements;
+        let day = day_of(d.created_at);
+        let delivery_id = d.id.to_string();
+        self.run(
+            &s.insert_delivery_of_endpoint,
+            (d.endpoint_id.to_string(), day, &delivery_id, ttl),
+        )
+        .await?;
+        self.run(
+            &s.insert_delivery_of_tenant,
+            (d.tenant.as_str(), day, &delivery_id, ttl),
+        )
+        .await?;
         Ok(())
     }
 
@@ -354,18 +399,7 @@ impl ScyllaStore {
     async fn index_event(&self, new: &NewEvent, ttl: i32) -> Result<(), StoreError> {
         let s = &self.statements;
         for d in &new.deliveries {
-            let day = day_of(d.created_at);
-            let delivery_id = d.id.to_string();
-            self.run(
-                &s.insert_delivery_of_endpoint,
-                (d.endpoint_id.to_string(), day, &delivery_id, ttl),
-            )
-            .await?;
-            self.run(
-                &s.insert_delivery_of_tenant,
-                (d.tenant.as_str(), day, &delivery_id, ttl),
-            )
-            .await?;
+            self.index_delivery(d, ttl).await?;
         }
         let id = new.event.id.to_string();
         self.run(

@@ -116,17 +116,8 @@ impl From<ValidationError> for Problem {
 
 impl From<StoreError> for Problem {
     fn from(err: StoreError) -> Self {
-        match &err {
-            StoreError::InvalidCursor(_) => return Self::invalid("after", err.to_string()),
-            StoreError::Unsupported(what) => {
-                return Self::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "not-implemented",
-                    "Not implemented",
-                    *what,
-                );
-            }
-            _ => {}
+        if let StoreError::InvalidCursor(_) = &err {
+            return Self::invalid("after", err.to_string());
         }
         tracing::error!(error = %err, "store operation failed");
         Self::unavailable("the store is not available; try again")
