@@ -6,7 +6,7 @@ use apache_avro::types::Value;
 use time::OffsetDateTime;
 
 use crate::codec::{CodecError, RecordFields, SchemaVersions, from_millis, to_millis};
-use crate::delivery::{AttemptClass, Delivery, DeliveryStatus};
+use crate::delivery::{AttemptClass, Delivery};
 use crate::ids::DeliveryId;
 use crate::task::DeliveryTask;
 
@@ -37,19 +37,14 @@ impl DeadLetter {
     /// A new delivery of the same event to the same endpoint, to replay this one.
     pub fn replay_delivery(&self, id: DeliveryId, now: OffsetDateTime) -> Delivery {
         let task = &self.task;
-        Delivery {
+        Delivery::pending(
             id,
-            event_id: task.event_id,
-            endpoint_id: task.endpoint_id,
-            tenant: task.tenant.clone(),
-            event_type: task.event_type.clone(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: None,
-            next_tier: None,
-            created_at: now,
-            updated_at: now,
-        }
+            task.event_id,
+            task.endpoint_id,
+            task.tenant.clone(),
+            task.event_type.clone(),
+            now,
+        )
     }
 
     /// The task that sends [`Self::replay_delivery`]: the same event, from its first attempt.

@@ -79,6 +79,32 @@ pub struct Delivery {
     pub updated_at: OffsetDateTime,
 }
 
+impl Delivery {
+    /// A new delivery of an event to an endpoint, not tried yet.
+    pub fn pending(
+        id: DeliveryId,
+        event_id: EventId,
+        endpoint_id: EndpointId,
+        tenant: Tenant,
+        event_type: EventType,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            event_id,
+            endpoint_id,
+            tenant,
+            event_type,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: None,
+            next_tier: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// What one attempt came to, so that every failure is explained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use hookstream_model::delivery::{Delivery, DeliveryStatus};
+use hookstream_model::delivery::Delivery;
 use hookstream_model::endpoint::Endpoint;
 use hookstream_model::event::Event;
 use hookstream_model::ids::DeliveryId;
@@ -12,18 +12,15 @@ use hookstream_model::task::DeliveryTask;
 pub fn deliveries_for(event: &Event, endpoints: &[Endpoint], now: OffsetDateTime) -> Vec<Delivery> {
     endpoints
         .iter()
-        .map(|endpoint| Delivery {
-            id: DeliveryId::generate(),
-            event_id: event.id,
-            endpoint_id: endpoint.id,
-            tenant: event.tenant.clone(),
-            event_type: event.event_type.clone(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: None,
-            next_tier: None,
-            created_at: now,
-            updated_at: now,
+        .map(|endpoint| {
+            Delivery::pending(
+                DeliveryId::generate(),
+                event.id,
+                endpoint.id,
+                event.tenant.clone(),
+                event.event_type.clone(),
+                now,
+            )
         })
         .collect()
 }
@@ -93,7 +90,7 @@ mod tests {
         assert!(
             deliveries
                 .iter()
-                .all(|d| d.status == DeliveryStatus::Pending)
+                .all(|d| d.status == hookstream_model::delivery::DeliveryStatus::Pending)
         );
 
         let tasks = tasks_for(&event, &deliveries);
