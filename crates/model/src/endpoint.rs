@@ -96,6 +96,25 @@ impl CircuitState {
     }
 }
 
+/// A secret that was rotated out and still signs until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiringSecret {
+    pub secret: SigningSecret,
+    pub expires_at: OffsetDateTime,
+}
+
+impl Endpoint {
+    /// The secrets that sign a webhook sent `at`: the current one, and the previous one while it
+    /// has not expired.
+    pub fn signing_secrets(&self, at: OffsetDateTime) -> Vec<&SigningSecret> {
+        let mut secrets = vec![&self.secret];
+        if let Some(previous) = self.previous_secret.as_ref().filter(|p| p.expires_at > at) {
+            secrets.push(&previous.secret);
+        }
+        secrets
+    }
+}
+
 /// A tenant's webhook receiver.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -105,6 +124,9 @@ pub struct Endpoint {
     pub subscription: Subscription,
     /// Signs every webhook sent to this endpoint.
     pub secret: SigningSecret,
+    /// The secret it replaced, which also signs until it expires, so receivers can switch over
+    /// without refusing a webhook.
+    pub previous_secret: Option<RetiringSecret>,
     /// A disabled endpoint receives nothing; its deliveries are dead-lettered with that reason.
     /// An endpoint that answers `410 Gone` is disabled; the API enables it again.
     pub disabled: bool,

@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
-use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint, Subscription};
+use hookstream_model::endpoint::{
+    CircuitState, CircuitView, Endpoint, RetiringSecret, Subscription,
+};
 use hookstream_model::event::Event;
 use hookstream_model::ids::{BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
@@ -41,6 +43,8 @@ pub(crate) struct RawEndpoint {
     pub paused: bool,
     pub circuit_state: String,
     pub circuit_open_until: Option<i64>,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
 }
 
 impl RawEndpoint {
@@ -56,6 +60,14 @@ impl RawEndpoint {
                 .map_err(|e| StoreError::corrupt("endpoint event_types", e))?,
             secret: SigningSecret::parse(&self.secret)
                 .map_err(|e| StoreError::corrupt("endpoint secret", e))?,
+            previous_secret: match (self.previous_secret, self.previous_secret_expires_at) {
+                (Some(secret), Some(expires_at)) => Some(RetiringSecret {
+                    secret: SigningSecret::parse(&secret)
+                        .map_err(|e| StoreError::corrupt("endpoint previous_secret", e))?,
+                    expires_at: from_millis(expires_at)?,
+                }),
+                _ => None,
+            },
             disabled: self.disabled,
             max_attempts: self.max_attempts,
             paused: self.paused,

@@ -6,6 +6,7 @@ use hookstream_model::endpoint::{CircuitView, Endpoint};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
+use hookstream_signing::SigningSecret;
 
 use crate::{Page, PageRequest, StoreError};
 
@@ -90,6 +91,14 @@ pub trait Store: crate::ReplayStore + Send + Sync + 'static {
     /// Replaces a live endpoint's url, subscription, disabled and paused flags and attempt
     /// limit; false if there is none.
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError>;
+    /// Gives a live endpoint a new signing secret; the one it replaces keeps signing until
+    /// `previous_expires_at`. Returns the endpoint as it now stands, `None` if there is none.
+    async fn rotate_secret(
+        &self,
+        id: EndpointId,
+        new: &SigningSecret,
+        previous_expires_at: OffsetDateTime,
+    ) -> Result<Option<Endpoint>, StoreError>;
     /// Deletes a live endpoint; false if there is none. Its deliveries stay readable.
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError>;
     /// The tenant's live, enabled endpoints subscribed to this event type.

@@ -131,6 +131,7 @@ fn endpoint(tenant_name: &str, types: &[&str]) -> Endpoint {
         url: EndpointUrl::parse("https://hooks.example.com/in", "url").unwrap(),
         subscription: Subscription::parse(&types, "event_types").unwrap(),
         secret: SigningSecret::generate().unwrap(),
+        previous_secret: None,
         disabled: false,
         max_attempts: None,
         paused: false,
@@ -203,6 +204,54 @@ async fn endpoints_are_created_read_updated_listed_and_deleted(backend: Backend)
     assert!(f.store.get_endpoint(ep.id).await.unwrap().is_none());
     assert!(!f.store.delete_endpoint(ep.id).await.unwrap());
     assert!(!f.store.update_endpoint(&ep).await.unwrap());
+}
+
+async fn a_rotated_secret_is_kept_as_previous_until_it_expires(backend: Backend) {
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &[]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let new = SigningSecret::generate().unwrap();
+    let until = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let rotated = f
+        .store
+        .rotate_secret(ep.id, &new, until)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.secret, new);
+    let previous = rotated.previous_secret.clone().unwrap();
+    assert_eq!(previous.secret, ep.secret);
+    assert_eq!(millis(previous.expires_at), millis(until));
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(rotated.signing_secrets(now), vec![&new, &ep.secret]);
+    assert_eq!(
+        rotated.signing_secrets(until),
+        vec![&new],
+        "expired: only the new one"
+    );
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert_eq!(read.previous_secret, rotated.previous_secret);
+    // Rotating again retires the secret that was current, not the one before it.
+    let newest = SigningSecret::generate().unwrap();
+    let again = f
+        .store
+        .rotate_secret(ep.id, &newest, until)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.previous_secret.unwrap().secret, new);
+    f.store.delete_endpoint(ep.id).await.unwrap();
+    assert!(
+        f.store
+            .rotate_secret(ep.id, &newest, until)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn millis(at: OffsetDateTime) -> i128 {
+    at.unix_timestamp_nanos() / 1_000_000
 }
 
 async fn endpoint_lists_are_per_tenant_and_paged(backend: Backend) {
@@ -1156,6 +1205,7 @@ async fn replays_skip_deleted_and_disabled_endpoints(backend: Backend) {
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     endpoint_lists_are_per_tenant_and_paged,
+    a_rotated_secret_is_kept_as_previous_until_it_expires,
     only_live_enabled_subscribed_endpoints_receive_an_event_type,
     an_idempotent_repeat_returns_the_original_and_creates_nothing,
     unpublished_events_are_listed_until_marked_published,

@@ -66,9 +66,12 @@ impl Sender {
             .client
             .post(endpoint.url.as_url().clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json");
-        for (name, value) in
-            webhook::headers(task, &endpoint.secret, started_at.unix_timestamp(), &body)
-        {
+        for (name, value) in webhook::headers(
+            task,
+            &endpoint.signing_secrets(started_at),
+            started_at.unix_timestamp(),
+            &body,
+        ) {
             request = request.header(name, value);
         }
         let clock = Instant::now();
@@ -178,6 +181,7 @@ mod tests {
             url: EndpointUrl::parse(url, "url").unwrap(),
             subscription: Subscription::All,
             secret: SigningSecret::generate().unwrap(),
+            previous_secret: None,
             disabled: false,
             max_attempts: None,
             paused: false,

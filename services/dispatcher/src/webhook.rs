@@ -25,12 +25,18 @@ pub fn body(task: &DeliveryTask) -> String {
 /// The Standard Webhooks headers for one attempt sent at `unix_seconds`.
 pub fn headers(
     task: &DeliveryTask,
-    secret: &SigningSecret,
+    secrets: &[&SigningSecret],
     unix_seconds: i64,
     body: &str,
 ) -> [(&'static str, String); 3] {
     let id = task.delivery_id.to_string();
-    let signature = sign(secret, &id, unix_seconds, body.as_bytes());
+    // One signature per secret, space-separated: a receiver accepts the webhook if any one
+    // verifies, so it can move to a rotated secret at its own pace.
+    let signature = secrets
+        .iter()
+        .map(|secret| sign(secret, &id, unix_seconds, body.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(" ");
     [
         ("webhook-id", id),
         ("webhook-timestamp", unix_seconds.to_string()),
@@ -76,7 +82,7 @@ mod tests {
         let secret = SigningSecret::generate().unwrap();
         let body = body(&task);
         let [(id_name, id), (ts_name, ts), (sig_name, sig)] =
-            headers(&task, &secret, 1_700_000_100, &body);
+            headers(&task, &[&secret], 1_700_000_100, &body);
         assert_eq!(
             (id_name, ts_name, sig_name),
             ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -84,5 +90,20 @@ mod tests {
         assert_eq!(id, task.delivery_id.to_string());
         assert_eq!(ts, "1700000100");
         assert!(verify(&secret, &id, 1_700_000_100, body.as_bytes(), &sig));
+    }
+
+    #[test]
+    fn during_a_rotation_both_secrets_sign() {
+        let task = task();
+        let (new, old) = (
+            SigningSecret::generate().unwrap(),
+            SigningSecret::generate().unwrap(),
+        );
+        let body = body(&task);
+        let [_, _, (_, sig)] = headers(&task, &[&new, &old], 1_700_000_100, &body);
+        let id = task.delivery_id.to_string();
+        assert_eq!(sig.split(' ').count(), 2);
+        assert!(verify(&new, &id, 1_700_000_100, body.as_bytes(), &sig));
+        assert!(verify(&old, &id, 1_700_000_100, body.as_bytes(), &sig));
     }
 }

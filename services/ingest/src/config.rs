@@ -28,6 +28,11 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_IDEMPOTENCY_WINDOW", default_value = "72h", value_parser = hookstream_kafka::parse_duration)]
     pub idempotency_window: Duration,
 
+    /// After a secret rotation, how long the previous secret also signs, so receivers can
+    /// switch to the new one without refusing a webhook (e.g. 24h).
+    #[arg(long, env = "HOOKSTREAM_SECRET_OVERLAP", default_value = "24h", value_parser = hookstream_kafka::parse_duration)]
+    pub secret_overlap: Duration,
+
     /// Largest request body accepted, in bytes; larger requests are answered 413.
     #[arg(long, env = "HOOKSTREAM_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,

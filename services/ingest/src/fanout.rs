@@ -64,6 +64,7 @@ mod tests {
             url: EndpointUrl::parse("https://example.com/hook", "url").unwrap(),
             subscription: Subscription::All,
             secret: SigningSecret::generate().unwrap(),
+            previous_secret: None,
             disabled: false,
             max_attempts: None,
             paused: false,

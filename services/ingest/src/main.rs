@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         destinations: Arc::new(config.destinations.policy()),
         max_body_bytes: config.max_body_bytes,
         max_batch_body_bytes: config.max_batch_body_bytes,
+        secret_overlap: config.secret_overlap,
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),

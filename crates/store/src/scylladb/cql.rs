@@ -15,6 +15,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../../../../schemas/store/cql/0002_replay.cql"),
     ),
+    (
+        3,
+        include_str!("../../../../schemas/store/cql/0003_secret_rotation.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -29,6 +33,16 @@ pub(super) fn statements_of(script: &str) -> Vec<String> {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// The table and column of an `ALTER TABLE t ADD c type` statement.
+pub(super) fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let mut words = statement.split_whitespace();
+    let is_alter =
+        words.next()?.eq_ignore_ascii_case("ALTER") && words.next()?.eq_ignore_ascii_case("TABLE");
+    let table = words.next()?;
+    let is_add = words.next()?.eq_ignore_ascii_case("ADD");
+    (is_alter && is_add).then_some((table, words.next()?))
 }
 
 /// The outbox is spread over this many partitions, so no one partition takes every event.
@@ -78,13 +92,19 @@ pub(super) fn insert_endpoint() -> String {
 pub(super) const INSERT_ENDPOINT_OF_TENANT: &str =
     "INSERT INTO endpoints_by_tenant (tenant, id) VALUES (?, ?)";
 pub(super) fn select_endpoint() -> String {
-    format!("SELECT {ENDPOINT_COLUMNS}, deleted_at FROM endpoints WHERE id = ?")
+    format!(
+        "SELECT {ENDPOINT_COLUMNS}, previous_secret, previous_secret_expires_at, deleted_at \
+         FROM endpoints WHERE id = ?"
+    )
 }
 pub(super) const SELECT_ENDPOINT_IDS_OF_TENANT: &str =
     "SELECT id FROM endpoints_by_tenant WHERE tenant = ? AND id > ? LIMIT ?";
 /// Only a live endpoint is changed: the condition keeps a deleted one deleted.
 pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
      max_attempts = ?, paused = ? WHERE id = ? IF deleted_at = null";
+/// Rotates a live endpoint's secret, if nobody rotated it since it was read.
+pub(super) const ROTATE_SECRET: &str = "UPDATE endpoints SET secret = ?, previous_secret = ?, \
+     previous_secret_expires_at = ?, updated_at = ? WHERE id = ? IF secret = ? AND deleted_at = null";
 pub(super) const DELETE_ENDPOINT: &str =
     "UPDATE endpoints SET deleted_at = ?, updated_at = ? WHERE id = ? IF deleted_at = null";
 pub(super) const SET_CIRCUIT: &str =
@@ -220,6 +240,21 @@ mod tests {
     }
 
     #[test]
+    fn added_columns_are_found_so_a_rerun_skips_them() {
+        let statements = statements_of(MIGRATIONS[2].1);
+        assert_eq!(statements.len(), 2);
+        assert_eq!(
+            added_column(&statements[0]),
+            Some(("endpoints", "previous_secret"))
+        );
+        assert_eq!(
+            added_column(&statements[1]),
+            Some(("endpoints", "previous_secret_expires_at"))
+        );
+        assert_eq!(added_column("CREATE TABLE IF NOT EXISTS x (a int)"), None);
+    }
+
+    #[test]
     fn days_are_utc_days_since_the_epoch() {
         assert_eq!(day_of_millis(0), 0);
         assert_eq!(day_of_millis(DAY_MS - 1), 0);
@@ -298,6 +333,7 @@ mod tests {
             COUNT_ATTEMPT,
             UPDATE_ENDPOINT,
             DELETE_ENDPOINT,
+            ROTATE_SECRET,
             CLAIM_DEAD_LETTER,
             FINISH_BATCH,
             DECIDE_ITEM,

@@ -33,6 +33,7 @@ use hookstream_model::event::{
 };
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
+use hookstream_signing::SigningSecret;
 
 use crate::raw::{RawAttempt, RawDelivery, RawEndpoint, RawEvent, from_millis, millis};
 use crate::{
@@ -160,6 +161,7 @@ prepared_statements! {
     select_endpoint_ids_of_tenant = cql::SELECT_ENDPOINT_IDS_OF_TENANT,
     update_endpoint = cql::UPDATE_ENDPOINT,
     delete_endpoint = cql::DELETE_ENDPOINT,
+    rotate_secret = cql::ROTATE_SECRET,
     set_circuit = cql::SET_CIRCUIT,
     claim_key = cql::CLAIM_KEY,
     reclaim_key = cql::RECLAIM_KEY,
@@ -589,6 +591,13 @@ async fn migrate(session: &Session) -> Result<(), StoreError> {
     let applied: Vec<i32> = rows::<(i32,)>(result)?.into_iter().map(|(v,)| v).collect();
     for (version, script) in cql::MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         for statement in cql::statements_of(script) {
+            // CQL has no `ADD … IF NOT EXISTS`: a column an earlier, interrupted run (or a
+            // racing instance) added is skipped.
+            if let Some((table, column)) = cql::added_column(&statement)
+                && column_exists(session, table, column).await?
+            {
+                continue;
+            }
             session
                 .query_unpaged(statement.as_str(), ())
                 .await
@@ -609,6 +618,21 @@ async fn migrate(session: &Session) -> Result<(), StoreError> {
     Ok(())
 }
 
+async fn column_exists(session: &Session, table: &str, column: &str) -> Result<bool, StoreError> {
+    let keyspace = session
+        .get_keyspace()
+        .ok_or_else(|| StoreError::Backend("scylla: no keyspace in use".into()))?;
+    let result = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns \
+             WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (keyspace.as_str(), table, column),
+        )
+        .await
+        .map_err(ctx!("reading the schema"))?;
+    Ok(first_row::<(String,)>(result)?.is_some())
+}
+
 type EndpointRow = (
     String,
     String,
@@ -620,6 +644,8 @@ type EndpointRow = (
     CqlTimestamp,
     Option<i32>,
     Option<bool>,
+    Option<String>,
+    Option<CqlTimestamp>,
     Option<String>,
     Option<CqlTimestamp>,
     Option<CqlTimestamp>,
@@ -702,6 +728,8 @@ fn raw_endpoint(row: EndpointRow) -> Option<RawEndpoint> {
         paused,
         circuit_state,
         circuit_open_until,
+        previous_secret,
+        previous_secret_expires_at,
         deleted_at,
     ) = row;
     deleted_at.is_none().then(|| RawEndpoint {
@@ -717,6 +745,8 @@ fn raw_endpoint(row: EndpointRow) -> Option<RawEndpoint> {
         paused: paused.unwrap_or(false),
         circuit_state: circuit_state.unwrap_or_else(|| "closed".into()),
         circuit_open_until: circuit_open_until.map(|t| t.0),
+        previous_secret,
+        previous_secret_expires_at: previous_secret_expires_at.map(|t| t.0),
     })
 }
 
@@ -889,6 +919,40 @@ impl Store for ScyllaStore {
             )
             .await?,
         )
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: EndpointId,
+        new: &SigningSecret,
+        previous_expires_at: OffsetDateTime,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        // Compare-and-set on the secret read: of two rotations racing, one wins and the other
+        // reads again, so the secret that retires is always the one that was current.
+        for _ in 0..5 {
+            let Some(current) = self.get_endpoint(id).await? else {
+                return Ok(None);
+            };
+            let result = self
+                .run(
+                    &self.statements.rotate_secret,
+                    (
+                        new.expose(),
+                        current.secret.expose(),
+                        ts(previous_expires_at),
+                        ts(OffsetDateTime::now_utc()),
+                        id.to_string(),
+                        current.secret.expose(),
+                    ),
+                )
+                .await?;
+            if applied(result)? {
+                return self.get_endpoint(id).await;
+            }
+        }
+        Err(StoreError::Backend(
+            "scylla: the endpoint's secret kept changing; try again".into(),
+        ))
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {

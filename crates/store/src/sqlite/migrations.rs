@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../../../schemas/store/sqlite/0006_replay.sql"),
     ),
+    (
+        7,
+        include_str!("../../../../schemas/store/sqlite/0007_secret_rotation.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

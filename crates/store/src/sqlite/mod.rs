@@ -27,6 +27,7 @@ use hookstream_model::event::{
 };
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
+use hookstream_signing::SigningSecret;
 
 use crate::{
     CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged, Store,
@@ -440,6 +441,36 @@ impl Store for SqliteStore {
                     e.paused,
                 ])?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: EndpointId,
+        new: &SigningSecret,
+        previous_expires_at: OffsetDateTime,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        let new = new.expose().to_owned();
+        let now = millis(OffsetDateTime::now_utc());
+        let expires = millis(previous_expires_at);
+        self.write(move |conn| {
+            // SQLite reads `secret` on the right as it was before this update.
+            conn.prepare_cached(
+                "UPDATE endpoints SET previous_secret = secret, previous_secret_expires_at = ?3,
+                        secret = ?2, updated_at = ?4
+                 WHERE id = ?1 AND deleted_at IS NULL",
+            )?
+            .execute(params![id.to_string(), new, expires, now])?;
+            query_one(
+                conn,
+                &format!(
+                    "SELECT {} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
+                    rows::ENDPOINT_COLUMNS
+                ),
+                [id.to_string()],
+                rows::endpoint,
+            )
         })
         .await
     }

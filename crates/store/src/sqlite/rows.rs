@@ -14,7 +14,7 @@ pub(super) use crate::raw::{from_millis, millis};
 pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
 
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, paused, \
-     circuit_state, circuit_open_until";
+     circuit_state, circuit_open_until, previous_secret, previous_secret_expires_at";
 
 pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
     let event_types: String = row.get(3)?;
@@ -35,6 +35,8 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
         paused: row.get(9)?,
         circuit_state: row.get(10)?,
         circuit_open_until: row.get(11)?,
+        previous_secret: row.get(12)?,
+        previous_secret_expires_at: row.get(13)?,
     }
     .decode())
 }

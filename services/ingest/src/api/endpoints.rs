@@ -41,6 +41,10 @@ fn render(endpoint: &Endpoint) -> Value {
             "state": endpoint.circuit.state.as_str(),
             "open_until": endpoint.circuit.open_until.map(rfc3339),
         },
+        "previous_secret_expires_at": endpoint
+            .previous_secret
+            .as_ref()
+            .map(|p| rfc3339(p.expires_at)),
         "created_at": rfc3339(endpoint.created_at),
         "updated_at": rfc3339(endpoint.updated_at),
     })
@@ -102,6 +106,7 @@ pub async fn create(
         url,
         subscription,
         secret,
+        previous_secret: None,
         disabled: false,
         max_attempts,
         paused: false,
@@ -202,6 +207,46 @@ pub async fn delete(
     } else {
         Err(Problem::not_found("endpoint"))
     }
+}
+
+/// `POST /v1/endpoints/{id}/secret/rotate` `{"overlap": "24h"}`?: a new secret signs from now
+/// on; the old one also signs until the overlap ends (`0s`: at once no more). The new secret is
+/// shown in this answer only.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let id = parse_id(&id)?;
+    let body = body.map_err(|e| Problem::invalid("body", e.to_string()))?;
+    let overlap = if body.iter().all(u8::is_ascii_whitespace) {
+        state.secret_overlap
+    } else {
+        let mut fields = JsonObject::parse(Ok(body), state.max_body_bytes)?;
+        let overlap = fields
+            .optional_str("overlap")?
+            .map(|text| {
+                hookstream_kafka::parse_duration(&text).map_err(|_| {
+                    Problem::invalid("overlap", "`overlap` must be a duration such as 24h or 30m")
+                })
+            })
+            .transpose()?;
+        fields.finish()?;
+        overlap.unwrap_or(state.secret_overlap)
+    };
+    let secret = SigningSecret::generate()
+        .map_err(|e| Problem::unavailable(format!("cannot generate a signing secret: {e}")))?;
+    let expires_at = OffsetDateTime::now_utc() + overlap;
+    let endpoint = state
+        .intake
+        .store
+        .rotate_secret(id, &secret, expires_at)
+        .await?
+        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    tracing::info!(endpoint_id = %endpoint.id, previous_expires_at = %rfc3339(expires_at), "endpoint secret rotated");
+    let mut body = render(&endpoint);
+    body["secret"] = json!(endpoint.secret.expose());
+    Ok(Json(body))
 }
 
 /// `POST /v1/endpoints/{id}/pause`: hold this endpoint's tasks (no attempts spent) until resumed.

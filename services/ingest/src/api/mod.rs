@@ -34,6 +34,8 @@ pub struct AppState {
     pub destinations: Arc<DestinationPolicy>,
     pub max_body_bytes: usize,
     pub max_batch_body_bytes: usize,
+    /// How long a rotated-out secret keeps signing, unless the rotation says otherwise.
+    pub secret_overlap: std::time::Duration,
 }
 
 /// The `/v1` API, behind bearer-token authentication.
@@ -54,6 +56,10 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
         .route("/v1/endpoints/{id}/pause", post(endpoints::pause))
         .route("/v1/endpoints/{id}/resume", post(endpoints::resume))
         .route("/v1/endpoints/{id}/recover", post(batches::recover))
+        .route(
+            "/v1/endpoints/{id}/secret/rotate",
+            post(endpoints::rotate_secret),
+        )
         .route("/v1/control", get(control::get))
         .route("/v1/control/pause", post(control::pause))
         .route("/v1/control/resume", post(control::resume))
