@@ -103,11 +103,52 @@ impl IdempotencyWindow {
     }
 }
 
+/// How deeply a payload may nest objects and lists. Deeper payloads are refused at the edge, so
+/// nothing later (signing, storing, a receiver's parser) has to cope with them.
+pub const MAX_PAYLOAD_DEPTH: usize = 32;
+
+/// Refuses a payload that nests deeper than [`MAX_PAYLOAD_DEPTH`]. Walks without recursion, so
+/// the check itself cannot overflow the stack.
+pub fn check_payload_depth(payload: &Value, field: &str) -> Result<(), crate::ValidationError> {
+    let mut stack = vec![(payload, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth + 1 > MAX_PAYLOAD_DEPTH {
+            return Err(crate::ValidationError::new(
+                field,
+                format!("nests deeper than {MAX_PAYLOAD_DEPTH} levels"),
+            ));
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn payloads_nest_at_most_the_allowed_depth() {
+        let nested = |depth: usize| -> Value {
+            let mut value = serde_json::json!(1);
+            for _ in 0..depth {
+                value = serde_json::json!({"a": [value]});
+            }
+            value
+        };
+        // Each level above is an object and a list: two levels of nesting.
+        assert!(check_payload_depth(&nested(MAX_PAYLOAD_DEPTH / 2), "payload").is_ok());
+        let err = check_payload_depth(&nested(MAX_PAYLOAD_DEPTH / 2 + 1), "payload").unwrap_err();
+        assert_eq!(err.field, "payload");
+        assert!(check_payload_depth(&serde_json::json!("flat"), "payload").is_ok());
+    }
 
     fn event(payload: Value) -> Event {
         Event {

@@ -28,6 +28,15 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_IDEMPOTENCY_WINDOW", default_value = "72h", value_parser = hookstream_kafka::parse_duration)]
     pub idempotency_window: Duration,
 
+    /// Most events per second one tenant may send over HTTP (each event of a batch counts);
+    /// over it, `429` with `Retry-After`. Unset: no limit.
+    #[arg(long, env = "HOOKSTREAM_TENANT_RATE")]
+    pub tenant_rate: Option<std::num::NonZeroU32>,
+
+    /// How many events a tenant may send at once above its rate (default: one second's worth).
+    #[arg(long, env = "HOOKSTREAM_TENANT_BURST")]
+    pub tenant_burst: Option<std::num::NonZeroU32>,
+
     /// After a secret rotation, how long the previous secret also signs, so receivers can
     /// switch to the new one without refusing a webhook (e.g. 24h).
     #[arg(long, env = "HOOKSTREAM_SECRET_OVERLAP", default_value = "24h", value_parser = hookstream_kafka::parse_duration)]

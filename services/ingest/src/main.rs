@@ -6,6 +6,7 @@ mod fanout;
 mod intake;
 mod metrics;
 mod outbox;
+mod rate_limit;
 mod replay_plan;
 mod retention;
 mod source;
@@ -24,6 +25,7 @@ use hookstream_runtime::{logging, shutdown};
 use crate::api::{ApiToken, AppState};
 use crate::config::IngestConfig;
 use crate::intake::Intake;
+use crate::rate_limit::TenantLimiter;
 use crate::source::avro::SchemaRegistry;
 use crate::source::consumer::SourceLoop;
 use crate::source::{Decoder, Format};
@@ -52,12 +54,15 @@ async fn main() -> anyhow::Result<()> {
         window: IdempotencyWindow(config.idempotency_window),
     };
     let sources = start_sources(&config, &topics, &intake, &producer, &shutdown).await?;
+    let tenant_limiter = Arc::new(TenantLimiter::new(config.tenant_rate, config.tenant_burst));
+    tokio::spawn(Arc::clone(&tenant_limiter).forget_quiet_tenants(shutdown.clone()));
     let state = AppState {
         intake: intake.clone(),
         destinations: Arc::new(config.destinations.policy()),
         max_body_bytes: config.max_body_bytes,
         max_batch_body_bytes: config.max_batch_body_bytes,
         secret_overlap: config.secret_overlap,
+        tenant_limiter: Arc::clone(&tenant_limiter),
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),

@@ -19,6 +19,8 @@ pub struct Api {
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    /// The `Retry-After` header, if there was one.
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -57,10 +59,16 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = response.text().await.expect("the API body");
         Answer {
             status,
             content_type,
+            retry_after,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
         }
     }
@@ -83,6 +91,7 @@ impl Api {
         Some(Answer {
             status,
             content_type: String::new(),
+            retry_after: None,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
         })
     }

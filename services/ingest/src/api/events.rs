@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use hookstream_model::event::check_payload_depth;
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 
 use super::AppState;
@@ -20,6 +21,7 @@ fn parse_request(mut fields: JsonObject) -> Result<EventRequest, Problem> {
     let tenant = Tenant::parse(&fields.required_str("tenant")?, "tenant")?;
     let event_type = EventType::parse(&fields.required_str("type")?, "type")?;
     let payload = fields.required("payload")?;
+    check_payload_depth(&payload, "payload")?;
     let idempotency_key = fields
         .optional_str("idempotency_key")?
         .map(|key| IdempotencyKey::parse(&key, "idempotency_key"))
@@ -43,6 +45,10 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let request = parse_request(JsonObject::parse(body, state.max_body_bytes)?)?;
+    state
+        .tenant_limiter
+        .check(&request.tenant)
+        .map_err(|wait| Problem::rate_limited(request.tenant.as_str(), wait))?;
     let accepted = state.intake.accept(request).await.map_err(intake_problem)?;
     let (status, body) = accepted_body(accepted);
     Ok((status, Json(body)).into_response())
@@ -79,7 +85,14 @@ pub async fn create_batch(
     let mut requests = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        match parse_batch_item(item, state.max_body_bytes) {
+        let parsed = parse_batch_item(item, state.max_body_bytes).and_then(|request| {
+            state
+                .tenant_limiter
+                .check(&request.tenant)
+                .map_err(|wait| Problem::rate_limited(request.tenant.as_str(), wait))?;
+            Ok(request)
+        });
+        match parsed {
             Ok(request) => {
                 positions.push(index);
                 requests.push(request);

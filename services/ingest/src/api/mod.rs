@@ -36,6 +36,7 @@ pub struct AppState {
     pub max_batch_body_bytes: usize,
     /// How long a rotated-out secret keeps signing, unless the rotation says otherwise.
     pub secret_overlap: std::time::Duration,
+    pub tenant_limiter: Arc<crate::rate_limit::TenantLimiter>,
 }
 
 /// The `/v1` API, behind bearer-token authentication.

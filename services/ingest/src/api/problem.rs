@@ -17,6 +17,8 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     field: Option<String>,
+    /// Seconds to send in `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -32,6 +34,7 @@ impl Problem {
             title,
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -98,6 +101,19 @@ impl Problem {
         )
     }
 
+    /// The tenant sent events faster than its rate allows; try again after `wait`.
+    pub fn rate_limited(tenant: &str, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut problem = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("tenant `{tenant}` is over its event rate; try again in {seconds} s"),
+        );
+        problem.retry_after = Some(seconds.max(1));
+        problem
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -151,7 +167,9 @@ impl IntoResponse for Problem {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response

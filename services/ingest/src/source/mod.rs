@@ -124,6 +124,7 @@ impl Decoder {
             }
         };
         let reject = |e: hookstream_model::ValidationError| Rejection::new(e.to_string());
+        hookstream_model::event::check_payload_depth(&payload, "data").map_err(reject)?;
         Ok(EventRequest {
             tenant: Tenant::parse(&event.tenant, "tenant").map_err(reject)?,
             event_type: EventType::parse(&event.event_type, "type").map_err(reject)?,
