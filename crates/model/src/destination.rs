@@ -117,7 +117,8 @@ impl DestinationPolicy {
     }
 }
 
-fn is_localhost_name(name: &str) -> bool {
+/// `localhost` and `*.localhost` (RFC 6761): loopback, whatever DNS says.
+pub fn is_localhost_name(name: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name == "localhost" || name.ends_with(".localhost")
 }

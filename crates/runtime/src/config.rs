@@ -63,6 +63,11 @@ pub struct DestinationSettings {
     /// internal addresses are refused unless listed here.
     #[arg(long, env = "HOOKSTREAM_ALLOWED_DESTINATIONS", value_delimiter = ',')]
     pub allowed_destinations: Vec<IpNet>,
+
+    /// The DNS server endpoint host names are resolved with (`IP:PORT`); by default the
+    /// system's (`/etc/resolv.conf`).
+    #[arg(long, env = "HOOKSTREAM_DNS_SERVER")]
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl DestinationSettings {
@@ -71,6 +76,13 @@ impl DestinationSettings {
             allow_http: self.allow_http_endpoints,
             allowed_networks: self.allowed_destinations.clone(),
         }
+    }
+
+    /// The resolver that checks endpoint host names against the policy.
+    pub fn resolver(
+        &self,
+    ) -> Result<crate::resolver::DestinationResolver, crate::resolver::ResolveError> {
+        crate::resolver::DestinationResolver::new(self.policy(), self.dns_server)
     }
 }
 

@@ -4,10 +4,12 @@
 //! - [`logging`]: structured `tracing` output.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`config`]: configuration pieces more than one service takes.
+//! - [`resolver`]: endpoint host names resolved and checked against the destination policy.
 //! - [`publisher`]: delivery tasks onto the deliveries topic, acknowledged by Kafka.
 
 pub mod config;
 pub mod logging;
 pub mod ops;
 pub mod publisher;
+pub mod resolver;
 pub mod shutdown;

@@ -10,6 +10,8 @@ pub enum TransportFailure {
     Tls,
     /// Refused, reset, or any other connection failure.
     Network,
+    /// The host name resolved to an address the destination policy refuses.
+    Blocked,
 }
 
 /// What happens to a delivery after an attempt of a given class.
@@ -73,6 +75,7 @@ pub fn classify_failure(failure: TransportFailure) -> AttemptClass {
         TransportFailure::Dns => AttemptClass::DnsError,
         TransportFailure::Tls => AttemptClass::TlsError,
         TransportFailure::Network => AttemptClass::NetworkError,
+        TransportFailure::Blocked => AttemptClass::DestinationBlocked,
     }
 }
 

@@ -60,11 +60,19 @@ async fn main() -> anyhow::Result<()> {
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
 
     let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
+    let destinations = config
+        .destinations
+        .resolver()
+        .context("the DNS resolver for endpoint URLs")?;
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
-        sender: Sender::new(config.request_timeout, config.response_snippet_bytes)
-            .context("building the HTTP client")?,
-        destinations: config.destinations.policy(),
+        sender: Sender::new(
+            config.request_timeout,
+            config.response_snippet_bytes,
+            destinations.clone(),
+        )
+        .context("building the HTTP client")?,
+        destinations,
         retry,
         failures: FailurePolicy {
             dns_errors_permanent: config.dns_errors_permanent,

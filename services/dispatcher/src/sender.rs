@@ -1,12 +1,14 @@
 //! Sends one signed webhook over HTTP and reports what happened, without judging it.
 
 use std::error::Error as _;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
 use hookstream_model::endpoint::Endpoint;
 use hookstream_model::task::DeliveryTask;
+use hookstream_runtime::resolver::{DestinationBlocked, DestinationResolver, ResolveError};
 
 use crate::classify::TransportFailure;
 use crate::webhook;
@@ -42,9 +44,38 @@ pub struct Sender {
     snippet_bytes: usize,
 }
 
+/// Hands reqwest only addresses the destination policy allows, so the address a webhook
+/// connects to is always one that was checked at that moment.
+struct PolicyResolve(DestinationResolver);
+
+impl reqwest::dns::Resolve for PolicyResolve {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = self.0.clone();
+        Box::pin(async move {
+            let addresses = resolver.resolve(name.as_str()).await.map_err(|err| {
+                let boxed: Box<dyn std::error::Error + Send + Sync> = match err {
+                    ResolveError::Blocked(blocked) => Box::new(blocked),
+                    other => Box::new(other),
+                };
+                boxed
+            })?;
+            let addrs: reqwest::dns::Addrs =
+                Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
 impl Sender {
-    pub fn new(timeout: Duration, snippet_bytes: usize) -> reqwest::Result<Self> {
+    pub fn new(
+        timeout: Duration,
+        snippet_bytes: usize,
+        resolver: DestinationResolver,
+    ) -> reqwest::Result<Self> {
         let client = reqwest::Client::builder()
+            .dns_resolver(PolicyResolve(resolver))
+            // A proxy would resolve and connect on our behalf, past the destination policy.
+            .no_proxy()
             // A redirect could point anywhere (including inside our network); never follow.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
@@ -124,6 +155,13 @@ fn transport_failure(err: &reqwest::Error) -> TransportFailure {
     if err.is_timeout() {
         return TransportFailure::Timeout;
     }
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if cause.downcast_ref::<DestinationBlocked>().is_some() {
+            return TransportFailure::Blocked;
+        }
+        source = cause.source();
+    }
     // reqwest does not expose the failing layer as a type, so read the cause chain.
     let chain = error_chain(err).to_ascii_lowercase();
     if chain.contains("dns error") || chain.contains("failed to lookup address") {
@@ -171,6 +209,15 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         base
+    }
+
+    /// The policy a local run uses: loopback allowed.
+    fn resolver() -> DestinationResolver {
+        let policy = hookstream_model::destination::DestinationPolicy {
+            allow_http: true,
+            allowed_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        };
+        DestinationResolver::new(policy, None).unwrap()
     }
 
     fn endpoint(url: &str) -> Endpoint {
@@ -224,7 +271,7 @@ mod tests {
                 }),
             );
         let base = serve(app).await;
-        let sender = Sender::new(Duration::from_secs(5), 64).unwrap();
+        let sender = Sender::new(Duration::from_secs(5), 64, resolver()).unwrap();
         let result = sender
             .send(&endpoint(&format!("{base}/hook")), &task())
             .await;
@@ -244,7 +291,7 @@ mod tests {
         // The handler never answers; the client's timeout must end the attempt.
         let app = Router::new().route("/hook", post(std::future::pending::<StatusCode>));
         let base = serve(app).await;
-        let sender = Sender::new(Duration::from_millis(300), 64).unwrap();
+        let sender = Sender::new(Duration::from_millis(300), 64, resolver()).unwrap();
         let result = sender
             .send(&endpoint(&format!("{base}/hook")), &task())
             .await;
@@ -263,7 +310,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let sender = Sender::new(Duration::from_secs(5), 64).unwrap();
+        let sender = Sender::new(Duration::from_secs(5), 64, resolver()).unwrap();
         let result = sender
             .send(&endpoint(&format!("http://127.0.0.1:{port}/hook")), &task())
             .await;
@@ -276,10 +323,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_client_connects_only_where_the_policy_allows_whatever_a_name_resolves_to() {
+        let app = Router::new().route("/hook", post(|| async { StatusCode::OK }));
+        let base = serve(app).await;
+        let port = base.rsplit(':').next().unwrap().to_owned();
+        // A policy that allows nothing internal: `localhost` resolves (hosts file) to loopback,
+        // which the client's resolver refuses before any connection is made.
+        let closed = DestinationResolver::new(Default::default(), None).unwrap();
+        let sender = Sender::new(Duration::from_secs(5), 64, closed).unwrap();
+        let result = sender
+            .send(&endpoint(&format!("http://localhost:{port}/hook")), &task())
+            .await;
+        match result.outcome {
+            SendOutcome::Failed { failure, message } => {
+                assert_eq!(failure, TransportFailure::Blocked, "{message}");
+            }
+            other => panic!("expected a refused destination, got {other:?}"),
+        }
+        let open = Sender::new(Duration::from_secs(5), 64, resolver()).unwrap();
+        let result = open
+            .send(&endpoint(&format!("http://localhost:{port}/hook")), &task())
+            .await;
+        assert!(
+            matches!(result.outcome, SendOutcome::Answered { status: 200, .. }),
+            "{:?}",
+            result.outcome
+        );
+    }
+
+    #[tokio::test]
     async fn only_the_snippet_of_a_large_body_is_kept() {
         let app = Router::new().route("/hook", post(|| async { "x".repeat(100_000) }));
         let base = serve(app).await;
-        let sender = Sender::new(Duration::from_secs(5), 100).unwrap();
+        let sender = Sender::new(Duration::from_secs(5), 100, resolver()).unwrap();
         match sender
             .send(&endpoint(&format!("{base}/hook")), &task())
             .await

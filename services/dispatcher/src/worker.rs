@@ -14,11 +14,12 @@ use time::OffsetDateTime;
 
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
-use hookstream_model::destination::{DestinationPolicy, EndpointUrl};
+use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::task::DeliveryTask;
+use hookstream_runtime::resolver::{DestinationResolver, ResolveError};
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 use hookstream_store::{NewAttempt, Store, StoreError};
 
@@ -37,7 +38,7 @@ pub struct Interrupted;
 pub struct Worker {
     pub store: Arc<dyn Store>,
     pub sender: Sender,
-    pub destinations: DestinationPolicy,
+    pub destinations: DestinationResolver,
     pub retry: RetryPolicy,
     pub failures: FailurePolicy,
     pub routing: Routing,
@@ -106,6 +107,7 @@ impl Worker {
         let refusal = match &endpoint {
             Some(endpoint) if !endpoint.disabled => self
                 .destination_allowed(&endpoint.url)
+                .await
                 .err()
                 .map(|reason| (AttemptClass::DestinationBlocked, reason)),
             Some(_) => Some((
@@ -392,10 +394,14 @@ impl Worker {
         Ok(())
     }
 
-    fn destination_allowed(&self, url: &EndpointUrl) -> Result<(), String> {
-        // The URL was checked at creation; the policy may have tightened since. Host names are
-        // resolved by the HTTP client; checking resolved addresses comes with the SSRF work.
-        self.destinations.check(url, "url").map_err(|e| e.reason)
+    /// Checks the URL again at every attempt: the policy may have tightened and the name may
+    /// point elsewhere since the last one (a kept-alive connection would not notice). A name
+    /// that does not resolve is left to the send, which classifies it as a DNS error.
+    async fn destination_allowed(&self, url: &EndpointUrl) -> Result<(), String> {
+        match self.destinations.check(url).await {
+            Err(ResolveError::Blocked(blocked)) => Err(blocked.0),
+            Ok(()) | Err(_) => Ok(()),
+        }
     }
 
     async fn send(&self, endpoint: &Endpoint, task: &DeliveryTask) -> Outcome {

@@ -58,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(Arc::clone(&tenant_limiter).forget_quiet_tenants(shutdown.clone()));
     let state = AppState {
         intake: intake.clone(),
-        destinations: Arc::new(config.destinations.policy()),
+        destinations: config
+            .destinations
+            .resolver()
+            .context("the DNS resolver for endpoint URLs")?,
         max_body_bytes: config.max_body_bytes,
         max_batch_body_bytes: config.max_batch_body_bytes,
         secret_overlap: config.secret_overlap,

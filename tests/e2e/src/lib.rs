@@ -7,12 +7,14 @@
 
 mod api;
 mod broker;
+mod dns;
 mod process;
 mod receiver;
 mod services;
 
 pub use api::Api;
 pub use broker::Broker;
+pub use dns::DnsServer;
 pub use receiver::{Receiver, Scripted, Webhook, verify_with_reference_library};
 pub use services::{Pipeline, Service, TOKEN, binary};
 

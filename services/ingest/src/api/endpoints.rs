@@ -16,6 +16,7 @@ use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, Subscription};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
+use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::SigningSecret;
 
 use super::AppState;
@@ -50,10 +51,15 @@ fn render(endpoint: &Endpoint) -> Value {
     })
 }
 
-fn parse_url(state: &AppState, text: &str) -> Result<EndpointUrl, Problem> {
+/// A URL endpoints may use: by the policy, and with its host name resolved. A name that does not
+/// resolve (yet) is accepted: every attempt resolves and checks it again.
+async fn parse_url(state: &AppState, text: &str) -> Result<EndpointUrl, Problem> {
     let url = EndpointUrl::parse(text, "url")?;
-    state.destinations.check(&url, "url")?;
-    Ok(url)
+    match state.destinations.check(&url).await {
+        Ok(()) | Err(ResolveError::Lookup { .. }) => Ok(url),
+        Err(ResolveError::Blocked(blocked)) => Err(Problem::invalid("url", blocked.0)),
+        Err(err @ ResolveError::Setup(_)) => Err(Problem::unavailable(err.to_string())),
+    }
 }
 
 /// `max_attempts`: a whole number from 1, or null for the retry policy's limit.
@@ -89,7 +95,7 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     let mut fields = JsonObject::parse(body, state.max_body_bytes)?;
     let tenant = Tenant::parse(&fields.required_str("tenant")?, "tenant")?;
-    let url = parse_url(&state, &fields.required_str("url")?)?;
+    let url = parse_url(&state, &fields.required_str("url")?).await?;
     let subscription = Subscription::parse(
         &fields.optional_str_list("event_types")?.unwrap_or_default(),
         "event_types",
@@ -157,10 +163,10 @@ pub async fn update(
 ) -> Result<Json<Value>, Problem> {
     let id = parse_id(&id)?;
     let mut fields = JsonObject::parse(body, state.max_body_bytes)?;
-    let url = fields
-        .optional_str("url")?
-        .map(|u| parse_url(&state, &u))
-        .transpose()?;
+    let url = match fields.optional_str("url")? {
+        Some(text) => Some(parse_url(&state, &text).await?),
+        None => None,
+    };
     let subscription = fields
         .optional_str_list("event_types")?
         .map(|types| Subscription::parse(&types, "event_types"))

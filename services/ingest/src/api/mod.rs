@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use hookstream_model::destination::DestinationPolicy;
+use hookstream_runtime::resolver::DestinationResolver;
 
 use crate::intake::Intake;
 use crate::metrics;
@@ -31,7 +31,7 @@ use problem::Problem;
 #[derive(Clone)]
 pub struct AppState {
     pub intake: Intake,
-    pub destinations: Arc<DestinationPolicy>,
+    pub destinations: DestinationResolver,
     pub max_body_bytes: usize,
     pub max_batch_body_bytes: usize,
     /// How long a rotated-out secret keeps signing, unless the rotation says otherwise.
