@@ -39,6 +39,15 @@ else
     token_note="from HOOKSTREAM_API_TOKEN"
 fi
 
+if [ -z "${HOOKSTREAM_SECRET_KEY:-}" ]; then
+    # Seals the endpoints' signing secrets in the store; kept with the data, like the token.
+    if [ ! -s "$data/secret-key" ]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '\n' > "$data/secret-key")
+    fi
+    HOOKSTREAM_SECRET_KEY=$(cat "$data/secret-key")
+    export HOOKSTREAM_SECRET_KEY
+fi
+
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 for addr in "$broker_addr" "$HOOKSTREAM_HTTP_ADDR" "$HOOKSTREAM_DISPATCHER_OPS_ADDR" \
     "$HOOKSTREAM_RETRY_TIER_OPS_ADDR" "$HOOKSTREAM_REPLAY_OPS_ADDR"; do

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 
 use hookstream_model::destination::DestinationPolicy;
 use hookstream_model::retry::{RetryPolicy, parse_schedule};
-use hookstream_store::{Store, StoreError, StoreLocation};
+use hookstream_store::{SecretSealer, Store, StoreError, StoreLocation};
 
 /// Where the store lives.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,11 +29,52 @@ pub struct StoreSettings {
         value_parser = |text: &str| parse_days_or_duration(text)
     )]
     pub retention: std::time::Duration,
+
+    /// The key that seals endpoint signing secrets at rest (AES-256-GCM): 32 random bytes,
+    /// base64 (`openssl rand -base64 32`). Every service of an installation needs the same key.
+    /// Without it secrets are stored in plain text.
+    #[arg(
+        long = "secret-key",
+        env = "HOOKSTREAM_SECRET_KEY",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<SecretKey>,
+}
+
+/// A key from configuration; `Debug` never shows it, so it cannot reach a log.
+#[derive(Clone)]
+pub struct SecretKey(String);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl std::str::FromStr for SecretKey {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
 }
 
 impl StoreSettings {
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
-        hookstream_store::open(&StoreLocation::parse(&self.location)?, self.retention).await
+        let sealer = match &self.secret_key {
+            Some(key) if !key.0.trim().is_empty() => SecretSealer::from_base64_key(&key.0)?,
+            _ => {
+                tracing::warn!(
+                    "no HOOKSTREAM_SECRET_KEY: signing secrets are stored in plain text"
+                );
+                SecretSealer::plaintext()
+            }
+        };
+        hookstream_store::open(
+            &StoreLocation::parse(&self.location)?,
+            self.retention,
+            sealer,
+        )
+        .await
     }
 }
 

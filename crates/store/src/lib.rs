@@ -10,6 +10,7 @@ mod page;
 mod raw;
 mod replay;
 pub mod scylladb;
+mod sealing;
 pub mod sqlite;
 mod store;
 
@@ -17,4 +18,5 @@ pub use error::StoreError;
 pub use location::{StoreLocation, open};
 pub use page::{Page, PageRequest};
 pub use replay::{NewBatchItem, ReplayStep, ReplayStore};
+pub use sealing::SecretSealer;
 pub use store::{CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Purged, Store};

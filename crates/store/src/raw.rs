@@ -16,9 +16,8 @@ use hookstream_model::replay::{
     Batch, BatchCounts, BatchItem, BatchSelection, BatchStatus, DeadLetterFilter,
     IndexedDeadLetter, ItemOutcome, SkipReason,
 };
-use hookstream_signing::SigningSecret;
 
-use crate::StoreError;
+use crate::{SecretSealer, StoreError};
 
 pub(crate) fn millis(at: OffsetDateTime) -> i64 {
     // i64 milliseconds cover ±292 million years; saturate rather than wrap beyond.
@@ -48,7 +47,8 @@ pub(crate) struct RawEndpoint {
 }
 
 impl RawEndpoint {
-    pub(crate) fn decode(self) -> Result<Endpoint, StoreError> {
+    /// `sealer` opens the secrets (see [`crate::SecretSealer`]).
+    pub(crate) fn decode(self, sealer: &SecretSealer) -> Result<Endpoint, StoreError> {
         Ok(Endpoint {
             id: EndpointId::parse(&self.id, "id")
                 .map_err(|e| StoreError::corrupt("endpoint id", e))?,
@@ -58,12 +58,10 @@ impl RawEndpoint {
                 .map_err(|e| StoreError::corrupt("endpoint url", e))?,
             subscription: Subscription::parse(&self.event_types, "event_types")
                 .map_err(|e| StoreError::corrupt("endpoint event_types", e))?,
-            secret: SigningSecret::parse(&self.secret)
-                .map_err(|e| StoreError::corrupt("endpoint secret", e))?,
+            secret: sealer.open(&self.id, &self.secret)?,
             previous_secret: match (self.previous_secret, self.previous_secret_expires_at) {
                 (Some(secret), Some(expires_at)) => Some(RetiringSecret {
-                    secret: SigningSecret::parse(&secret)
-                        .map_err(|e| StoreError::corrupt("endpoint previous_secret", e))?,
+                    secret: sealer.open(&self.id, &secret)?,
                     expires_at: from_millis(expires_at)?,
                 }),
                 _ => None,

@@ -23,8 +23,15 @@ use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
     CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem, NewEvent, PageRequest,
-    ReplayStep, Store,
+    ReplayStep, SecretSealer, Store,
 };
+
+/// The key every contract test seals secrets with, so the suite runs on sealed secrets.
+const SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn sealer() -> SecretSealer {
+    SecretSealer::from_base64_key(SECRET_KEY).unwrap()
+}
 
 struct Fixture {
     store: Arc<dyn Store>,
@@ -64,11 +71,11 @@ impl Backend {
     async fn open_with_retention(&self, retention: Duration) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(dir) => Arc::new(
-                SqliteStore::open(&dir.path().join("store.db"))
+                SqliteStore::open(&dir.path().join("store.db"), sealer())
                     .await
                     .unwrap(),
             ),
-            Self::Scylla(at) => Arc::new(ScyllaStore::open(at, retention).await.unwrap()),
+            Self::Scylla(at) => Arc::new(ScyllaStore::open(at, retention, sealer()).await.unwrap()),
         }
     }
 
@@ -715,6 +722,49 @@ async fn the_embedded_purge_removes_old_dead_letters_and_finished_batches_only()
         .await
         .unwrap();
     assert!(left.items.is_empty());
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_in_the_file_and_open_only_with_the_key() {
+    let backend = Backend::sqlite();
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &[]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let rotated_to = SigningSecret::generate().unwrap();
+    let until = OffsetDateTime::now_utc() + Duration::from_secs(60);
+    f.store
+        .rotate_secret(ep.id, &rotated_to, until)
+        .await
+        .unwrap();
+    let Backend::Sqlite(dir) = &backend else {
+        unreachable!("an embedded backend")
+    };
+    // Whatever is on disk, the database and its write-ahead log, holds neither secret.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for secret in [ep.secret.expose(), rotated_to.expose()] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a secret in plain text on disk"
+            );
+        }
+    }
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert_eq!(read.secret, rotated_to);
+    assert_eq!(read.previous_secret.unwrap().secret, ep.secret);
+
+    let path = dir.path().join("store.db");
+    let wrong_key =
+        SecretSealer::from_base64_key("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap();
+    let other = SqliteStore::open(&path, wrong_key).await.unwrap();
+    assert!(matches!(
+        other.get_endpoint(ep.id).await,
+        Err(hookstream_store::StoreError::Corrupt { .. })
+    ));
+    let no_key = SqliteStore::open(&path, SecretSealer::plaintext())
+        .await
+        .unwrap();
+    assert!(no_key.get_endpoint(ep.id).await.is_err());
 }
 
 #[tokio::test]

@@ -105,6 +105,11 @@ impl Pipeline {
                 format!("sqlite://{}", dir.path().join("store.db").display()),
             ),
             ("HOOKSTREAM_API_TOKEN".into(), TOKEN.into()),
+            // Every service of a pipeline seals and opens signing secrets with one key.
+            (
+                "HOOKSTREAM_SECRET_KEY".into(),
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+            ),
             (
                 "HOOKSTREAM_HTTP_ADDR".into(),
                 format!("127.0.0.1:{ingest_port}"),

@@ -29,7 +29,19 @@ async fn a_rotated_secret_keeps_signing_until_its_overlap_ends() {
     assert_ne!(new, old);
     assert!(rotated.body["previous_secret_expires_at"].is_string());
     let read = api.call("GET", &format!("/v1/endpoints/{id}"), None).await;
-    assert!(read.body.get("secret").is_none(), "a secret is shown once");
+    assert!(
+        read.body.get("secret").is_none(),
+        "a secret is not part of the endpoint"
+    );
+    let revealed = api
+        .call("GET", &format!("/v1/endpoints/{id}/secret"), None)
+        .await;
+    assert_eq!(
+        revealed.body["secret"],
+        new.as_str(),
+        "unless the admin asks for it"
+    );
+    assert_eq!(revealed.body["previous_secret"], old.as_str());
 
     api.send_event("acme", "order.created", json!({"n": 1}), None)
         .await;

@@ -102,6 +102,7 @@ pub(super) const SELECT_ENDPOINT_IDS_OF_TENANT: &str =
 /// Only a live endpoint is changed: the condition keeps a deleted one deleted.
 pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
      max_attempts = ?, paused = ? WHERE id = ? IF deleted_at = null";
+pub(super) const SELECT_SECRET: &str = "SELECT secret, deleted_at FROM endpoints WHERE id = ?";
 /// Rotates a live endpoint's secret, if nobody rotated it since it was read.
 pub(super) const ROTATE_SECRET: &str = "UPDATE endpoints SET secret = ?, previous_secret = ?, \
      previous_secret_expires_at = ?, updated_at = ? WHERE id = ? IF secret = ? AND deleted_at = null";

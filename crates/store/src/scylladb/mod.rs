@@ -37,8 +37,8 @@ use hookstream_signing::SigningSecret;
 
 use crate::raw::{RawAttempt, RawDelivery, RawEndpoint, RawEvent, from_millis, millis};
 use crate::{
-    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged, Store,
-    StoreError,
+    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged,
+    SecretSealer, Store, StoreError,
 };
 use cql::{day_of, day_of_millis, outbox_shard, ttl_seconds};
 
@@ -162,6 +162,7 @@ prepared_statements! {
     update_endpoint = cql::UPDATE_ENDPOINT,
     delete_endpoint = cql::DELETE_ENDPOINT,
     rotate_secret = cql::ROTATE_SECRET,
+    select_secret = cql::SELECT_SECRET,
     set_circuit = cql::SET_CIRCUIT,
     claim_key = cql::CLAIM_KEY,
     reclaim_key = cql::RECLAIM_KEY,
@@ -215,12 +216,17 @@ pub struct ScyllaStore {
     session: Arc<Session>,
     statements: Arc<Prepared>,
     retention: Duration,
+    sealer: SecretSealer,
 }
 
 impl ScyllaStore {
     /// Connects, creates the keyspace if missing, applies migrations and prepares statements.
     /// Rows that grow with traffic live for `retention`.
-    pub async fn open(location: &ScyllaLocation, retention: Duration) -> Result<Self, StoreError> {
+    pub async fn open(
+        location: &ScyllaLocation,
+        retention: Duration,
+        sealer: SecretSealer,
+    ) -> Result<Self, StoreError> {
         let profile = ExecutionProfile::builder()
             .consistency(Consistency::LocalQuorum)
             .serial_consistency(Some(SerialConsistency::LocalSerial))
@@ -253,6 +259,7 @@ impl ScyllaStore {
             session: Arc::new(session),
             statements: Arc::new(statements),
             retention,
+            sealer,
         })
     }
 
@@ -835,7 +842,7 @@ impl Store for ScyllaStore {
                 e.tenant.as_str(),
                 e.url.as_str(),
                 e.subscription.to_list(),
-                e.secret.expose(),
+                self.sealer.seal(e.id, &e.secret)?,
                 e.disabled,
                 ts(e.created_at),
                 ts(e.updated_at),
@@ -860,7 +867,7 @@ impl Store for ScyllaStore {
             .await?;
         first_row::<EndpointRow>(result)?
             .and_then(raw_endpoint)
-            .map(RawEndpoint::decode)
+            .map(|raw| raw.decode(&self.sealer))
             .transpose()
     }
 
@@ -929,20 +936,30 @@ impl Store for ScyllaStore {
     ) -> Result<Option<Endpoint>, StoreError> {
         // Compare-and-set on the secret read: of two rotations racing, one wins and the other
         // reads again, so the secret that retires is always the one that was current.
+        // The compare is on the stored (sealed) text, which is what the row holds.
+        let sealed = self.sealer.seal(id, new)?;
         for _ in 0..5 {
-            let Some(current) = self.get_endpoint(id).await? else {
+            let result = self
+                .run(&self.statements.select_secret, (id.to_string(),))
+                .await?;
+            let Some((Some(current), deleted_at)) =
+                first_row::<(Option<String>, Option<CqlTimestamp>)>(result)?
+            else {
                 return Ok(None);
             };
+            if deleted_at.is_some() {
+                return Ok(None);
+            }
             let result = self
                 .run(
                     &self.statements.rotate_secret,
                     (
-                        new.expose(),
-                        current.secret.expose(),
+                        &sealed,
+                        &current,
                         ts(previous_expires_at),
                         ts(OffsetDateTime::now_utc()),
                         id.to_string(),
-                        current.secret.expose(),
+                        &current,
                     ),
                 )
                 .await?;

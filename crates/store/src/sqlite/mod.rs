@@ -30,8 +30,8 @@ use hookstream_model::names::{EventType, Tenant};
 use hookstream_signing::SigningSecret;
 
 use crate::{
-    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged, Store,
-    StoreError,
+    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged,
+    SecretSealer, Store, StoreError,
 };
 use rows::{RowResult, millis};
 use writer::Writer;
@@ -48,6 +48,7 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     writer: Writer,
     path: PathBuf,
+    sealer: SecretSealer,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -57,8 +58,9 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) and migrates the database at `path`; `sealer` seals the
+    /// signing secrets it stores.
+    pub async fn open(path: &Path, sealer: SecretSealer) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let opened = path.clone();
         let (reader, writer) = tokio::task::spawn_blocking(move || {
@@ -78,6 +80,7 @@ impl SqliteStore {
             reader: Arc::new(Mutex::new(reader)),
             writer: Writer::start(writer)?,
             path,
+            sealer,
         })
     }
 
@@ -359,6 +362,7 @@ impl Store for SqliteStore {
 
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         let e = endpoint.clone();
+        let sealed = self.sealer.seal(e.id, &e.secret)?;
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts)
@@ -370,7 +374,7 @@ impl Store for SqliteStore {
                 e.url.as_str(),
                 serde_json::to_string(&e.subscription.to_list())
                     .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
-                e.secret.expose(),
+                sealed,
                 e.disabled,
                 millis(e.created_at),
                 millis(e.updated_at),
@@ -382,6 +386,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
+        let sealer = self.sealer.clone();
         self.read(move |conn| {
             query_one(
                 conn,
@@ -390,7 +395,7 @@ impl Store for SqliteStore {
                     rows::ENDPOINT_COLUMNS
                 ),
                 [id.to_string()],
-                rows::endpoint,
+                |row| rows::endpoint(row, &sealer),
             )
         })
         .await
@@ -404,6 +409,7 @@ impl Store for SqliteStore {
         let tenant = tenant.to_string();
         let after = page.after.clone().unwrap_or_default();
         let limit = clamp_limit(page);
+        let sealer = self.sealer.clone();
         self.read(move |conn| {
             let items = query_all(
                 conn,
@@ -414,7 +420,7 @@ impl Store for SqliteStore {
                     rows::ENDPOINT_COLUMNS
                 ),
                 params![tenant, after, limit + 1],
-                rows::endpoint,
+                |row| rows::endpoint(row, &sealer),
             )?;
             Ok(into_page(items, limit, |e| e.id.to_string()))
         })
@@ -451,9 +457,10 @@ impl Store for SqliteStore {
         new: &SigningSecret,
         previous_expires_at: OffsetDateTime,
     ) -> Result<Option<Endpoint>, StoreError> {
-        let new = new.expose().to_owned();
+        let new = self.sealer.seal(id, new)?;
         let now = millis(OffsetDateTime::now_utc());
         let expires = millis(previous_expires_at);
+        let sealer = self.sealer.clone();
         self.write(move |conn| {
             // SQLite reads `secret` on the right as it was before this update.
             conn.prepare_cached(
@@ -469,7 +476,7 @@ impl Store for SqliteStore {
                     rows::ENDPOINT_COLUMNS
                 ),
                 [id.to_string()],
-                rows::endpoint,
+                |row| rows::endpoint(row, &sealer),
             )
         })
         .await
@@ -496,6 +503,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Endpoint>, StoreError> {
         let tenant = tenant.to_string();
         let event_type = event_type.clone();
+        let sealer = self.sealer.clone();
         self.read(move |conn| {
             let all = query_all(
                 conn,
@@ -505,7 +513,7 @@ impl Store for SqliteStore {
                     rows::ENDPOINT_COLUMNS
                 ),
                 [tenant],
-                rows::endpoint,
+                |row| rows::endpoint(row, &sealer),
             )?;
             Ok(all
                 .into_iter()

@@ -6,9 +6,9 @@ use hookstream_model::delivery::{Attempt, Delivery};
 use hookstream_model::endpoint::Endpoint;
 use hookstream_model::event::Event;
 
-use crate::StoreError;
 use crate::raw::{RawAttempt, RawDelivery, RawEndpoint, RawEvent};
 pub(super) use crate::raw::{from_millis, millis};
+use crate::{SecretSealer, StoreError};
 
 /// Reads a row's columns into a value, keeping SQLite errors and corrupt data apart.
 pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
@@ -16,7 +16,7 @@ pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, paused, \
      circuit_state, circuit_open_until, previous_secret, previous_secret_expires_at";
 
-pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
+pub(super) fn endpoint(row: &Row<'_>, sealer: &SecretSealer) -> RowResult<Endpoint> {
     let event_types: String = row.get(3)?;
     let event_types: Vec<String> = match serde_json::from_str(&event_types) {
         Ok(types) => types,
@@ -38,7 +38,7 @@ pub(super) fn endpoint(row: &Row<'_>) -> RowResult<Endpoint> {
         previous_secret: row.get(12)?,
         previous_secret_expires_at: row.get(13)?,
     }
-    .decode())
+    .decode(sealer))
 }
 
 pub(super) const EVENT_COLUMNS: &str =

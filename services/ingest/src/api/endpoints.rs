@@ -255,6 +255,26 @@ pub async fn rotate_secret(
     Ok(Json(body))
 }
 
+/// `GET /v1/endpoints/{id}/secret`: the signing secret, for an operator who lost it (the admin
+/// token only). Logged, without the secret.
+pub async fn reveal_secret(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let endpoint = state
+        .intake
+        .store
+        .get_endpoint(parse_id(&id)?)
+        .await?
+        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    tracing::warn!(endpoint_id = %endpoint.id, "endpoint secret revealed through the API");
+    Ok(Json(json!({
+        "secret": endpoint.secret.expose(),
+        "previous_secret": endpoint.previous_secret.as_ref().map(|p| p.secret.expose()),
+        "previous_secret_expires_at": endpoint.previous_secret.as_ref().map(|p| rfc3339(p.expires_at)),
+    })))
+}
+
 /// `POST /v1/endpoints/{id}/pause`: hold this endpoint's tasks (no attempts spent) until resumed.
 pub async fn pause(
     State(state): State<AppState>,

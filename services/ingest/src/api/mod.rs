@@ -57,6 +57,7 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
         .route("/v1/endpoints/{id}/pause", post(endpoints::pause))
         .route("/v1/endpoints/{id}/resume", post(endpoints::resume))
         .route("/v1/endpoints/{id}/recover", post(batches::recover))
+        .route("/v1/endpoints/{id}/secret", get(endpoints::reveal_secret))
         .route(
             "/v1/endpoints/{id}/secret/rotate",
             post(endpoints::rotate_secret),
