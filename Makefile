@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: run test test-scylla build tools lint fmt bench bench-retry
+.PHONY: run test test-scylla build tools lint fmt bench bench-retry fuzz
 
 CARGO ?= cargo
 
@@ -25,6 +25,15 @@ bench: tools
 bench-retry: tools
 	$(CARGO) build --release --bins
 	target/release/hookstream-bench retry-timing $(BENCH_ARGS)
+
+## fuzz: every fuzz target for FUZZ_SECONDS each (default 60), growing the corpus in fuzz/corpus
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in event_body cloudevents_record avro_value topic_messages; do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 ## build: the service binaries (debug profile, shared with the tests)
 build:

@@ -1,16 +1,5 @@
 //! `hookstream-ingest`: the HTTP API and the way events come in.
 
-mod api;
-mod config;
-mod fanout;
-mod intake;
-mod metrics;
-mod outbox;
-mod rate_limit;
-mod replay_plan;
-mod retention;
-mod source;
-
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -22,13 +11,14 @@ use hookstream_runtime::ops::{self, ReadinessCheck};
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::{logging, shutdown};
 
-use crate::api::{ApiToken, AppState};
-use crate::config::IngestConfig;
-use crate::intake::Intake;
-use crate::rate_limit::TenantLimiter;
-use crate::source::avro::SchemaRegistry;
-use crate::source::consumer::SourceLoop;
-use crate::source::{Decoder, Format};
+use hookstream_ingest::api::{self, ApiToken, AppState};
+use hookstream_ingest::config::IngestConfig;
+use hookstream_ingest::intake::Intake;
+use hookstream_ingest::rate_limit::TenantLimiter;
+use hookstream_ingest::source::avro::SchemaRegistry;
+use hookstream_ingest::source::consumer::SourceLoop;
+use hookstream_ingest::source::{Decoder, Format};
+use hookstream_ingest::{outbox, retention};
 use hookstream_runtime::publisher::TaskPublisher;
 
 #[tokio::main]

@@ -36,6 +36,14 @@ fn parse_request(mut fields: JsonObject) -> Result<EventRequest, Problem> {
 }
 
 /// The most events one `POST /v1/events:batch` may carry.
+/// Parses a `POST /v1/events` body as the route does: the request, or the problem document the
+/// client would get. (The fuzz target's way in.)
+pub fn parse_event_body(body: &[u8], limit: usize) -> Result<EventRequest, Value> {
+    JsonObject::parse(Ok(Bytes::copy_from_slice(body)), limit)
+        .and_then(parse_request)
+        .map_err(|problem| problem.document())
+}
+
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
 /// `202 {"id", "deliveries"}` once Kafka has the tasks; `200` with the original id for a repeat

@@ -25,6 +25,7 @@ use hookstream_runtime::resolver::DestinationResolver;
 use crate::intake::Intake;
 use crate::metrics;
 pub use auth::ApiToken;
+pub use events::parse_event_body;
 use problem::Problem;
 
 /// What every handler can reach.

@@ -47,20 +47,7 @@ impl SchemaRegistry {
     pub async fn decode(&self, bytes: &[u8]) -> Result<Value, AvroError> {
         let (id, datum) = frame(bytes)?;
         let schema = self.schema(id).await?;
-        let mut reader = datum;
-        let value = GenericDatumReader::builder(&schema)
-            .build()
-            .and_then(|datums| datums.read_value(&mut reader))
-            .map_err(|e| Rejection::new(format!("the value does not match schema {id}: {e}")))?;
-        if !reader.is_empty() {
-            return Err(Rejection::new(format!(
-                "{} bytes left over after the record of schema {id}",
-                reader.len()
-            ))
-            .into());
-        }
-        Value::try_from(value)
-            .map_err(|e| Rejection::new(format!("the record cannot be shown as JSON: {e}")).into())
+        Ok(datum_to_json(&schema, id, datum)?)
     }
 
     async fn schema(&self, id: u32) -> Result<Arc<Schema>, AvroError> {
@@ -104,8 +91,26 @@ impl SchemaRegistry {
     }
 }
 
+/// Reads one Avro datum written with `schema` (id `id`, for messages) as JSON; the whole of
+/// `datum` must be that one record.
+pub fn datum_to_json(schema: &Schema, id: u32, datum: &[u8]) -> Result<Value, Rejection> {
+    let mut reader = datum;
+    let value = GenericDatumReader::builder(schema)
+        .build()
+        .and_then(|datums| datums.read_value(&mut reader))
+        .map_err(|e| Rejection::new(format!("the value does not match schema {id}: {e}")))?;
+    if !reader.is_empty() {
+        return Err(Rejection::new(format!(
+            "{} bytes left over after the record of schema {id}",
+            reader.len()
+        )));
+    }
+    Value::try_from(value)
+        .map_err(|e| Rejection::new(format!("the record cannot be shown as JSON: {e}")))
+}
+
 /// Splits the Confluent framing off: the schema id and the Avro datum.
-fn frame(bytes: &[u8]) -> Result<(u32, &[u8]), Rejection> {
+pub fn frame(bytes: &[u8]) -> Result<(u32, &[u8]), Rejection> {
     match bytes {
         [0, a, b, c, d, datum @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), datum)),
         [magic, ..] if *magic != 0 => Err(Rejection::new(format!(

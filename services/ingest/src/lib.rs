@@ -1,0 +1,13 @@
+//! Hookstream ingest as a library: the API, the intake, the source-topic decoders. The
+//! `hookstream-ingest` binary runs them; the fuzz targets drive the parsers directly.
+
+pub mod api;
+pub mod config;
+pub mod fanout;
+pub mod intake;
+pub mod metrics;
+pub mod outbox;
+pub mod rate_limit;
+pub mod replay_plan;
+pub mod retention;
+pub mod source;
