@@ -179,6 +179,23 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A live (not deleted) endpoint, its secrets opened.
+fn live_endpoint(
+    conn: &Connection,
+    id: EndpointId,
+    sealer: &SecretSealer,
+) -> Result<Option<Endpoint>, StoreError> {
+    query_one(
+        conn,
+        &format!(
+            "SELECT {} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
+            rows::ENDPOINT_COLUMNS
+        ),
+        [id.to_string()],
+        |row| rows::endpoint(row, sealer),
+    )
+}
+
 /// Runs a query and reads every row with `read`.
 fn query_all<T>(
     conn: &Connection,
@@ -387,18 +404,8 @@ impl Store for SqliteStore {
 
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
         let sealer = self.sealer.clone();
-        self.read(move |conn| {
-            query_one(
-                conn,
-                &format!(
-                    "SELECT {} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
-                    rows::ENDPOINT_COLUMNS
-                ),
-                [id.to_string()],
-                |row| rows::endpoint(row, &sealer),
-            )
-        })
-        .await
+        self.read(move |conn| live_endpoint(conn, id, &sealer))
+            .await
     }
 
     async fn list_endpoints(
@@ -469,15 +476,7 @@ impl Store for SqliteStore {
                  WHERE id = ?1 AND deleted_at IS NULL",
             )?
             .execute(params![id.to_string(), new, expires, now])?;
-            query_one(
-                conn,
-                &format!(
-                    "SELECT {} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
-                    rows::ENDPOINT_COLUMNS
-                ),
-                [id.to_string()],
-                |row| rows::endpoint(row, &sealer),
-            )
+            live_endpoint(conn, id, &sealer)
         })
         .await
     }

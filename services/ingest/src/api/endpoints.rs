@@ -127,16 +127,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// The live endpoint an `{id}` path names, or 404.
+async fn live_endpoint(state: &AppState, id: &str) -> Result<Endpoint, Problem> {
+    state
+        .intake
+        .store
+        .get_endpoint(parse_id(id)?)
+        .await?
+        .ok_or_else(|| Problem::not_found("endpoint"))
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let endpoint = state
-        .intake
-        .store
-        .get_endpoint(parse_id(&id)?)
-        .await?
-        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    let endpoint = live_endpoint(&state, &id).await?;
     Ok(Json(render(&endpoint)))
 }
 
@@ -261,12 +266,7 @@ pub async fn reveal_secret(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let endpoint = state
-        .intake
-        .store
-        .get_endpoint(parse_id(&id)?)
-        .await?
-        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    let endpoint = live_endpoint(&state, &id).await?;
     tracing::warn!(endpoint_id = %endpoint.id, "endpoint secret revealed through the API");
     Ok(Json(json!({
         "secret": endpoint.secret.expose(),
@@ -293,10 +293,7 @@ pub async fn resume(
 
 async fn set_paused(state: &AppState, id: &str, paused: bool) -> Result<Json<Value>, Problem> {
     let store = &state.intake.store;
-    let mut endpoint = store
-        .get_endpoint(parse_id(id)?)
-        .await?
-        .ok_or_else(|| Problem::not_found("endpoint"))?;
+    let mut endpoint = live_endpoint(state, id).await?;
     endpoint.paused = paused;
     endpoint.updated_at = OffsetDateTime::now_utc();
     if !store.update_endpoint(&endpoint).await? {
