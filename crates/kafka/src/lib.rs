@@ -10,7 +10,7 @@ mod shutdown;
 mod topics;
 
 pub use clients::{KafkaError, broker_reachable, consumer, producer};
-pub use offsets::OffsetTracker;
+pub use offsets::{OffsetTracker, store_position};
 pub use settings::{KafkaSettings, parse_duration};
 pub use shutdown::commit_and_close;
 pub use topics::{TopicSpec, Topics, ensure_topics};

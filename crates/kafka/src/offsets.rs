@@ -2,6 +2,24 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Stores `position` (the next offset to read) of one partition, for the background
+/// auto-commit. Fails when the partition was just revoked: its next owner re-reads from the last
+/// commit, which every Hookstream consumer tolerates.
+pub fn store_position<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    topic: &str,
+    partition: i32,
+    position: i64,
+) -> KafkaResult<()> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(position))?;
+    consumer.store_offsets(&list)
+}
+
 #[derive(Debug, Default)]
 struct PartitionProgress {
     /// Offsets handed out and not yet finished.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
+use rdkafka::{ClientContext, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use hookstream_kafka::OffsetTracker;
@@ -173,14 +173,9 @@ impl ConsumeLoop {
 
     /// Stores the committable position; the background auto-commit sends it to Kafka.
     fn store_position(&self, partition: i32, position: i64) {
-        let mut list = TopicPartitionList::new();
         if let Err(err) =
-            list.add_partition_offset(&self.topic, partition, Offset::Offset(position))
+            hookstream_kafka::store_position(&*self.consumer, &self.topic, partition, position)
         {
-            tracing::warn!(partition, position, error = %err, "cannot build offset list");
-            return;
-        }
-        if let Err(err) = self.consumer.store_offsets(&list) {
             // Happens when the partition was just revoked; its next owner re-reads from the last
             // commit, and the store check keeps delivered tasks from being resent.
             tracing::debug!(partition, position, error = %err, "offset not stored");

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
 
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
@@ -63,14 +62,12 @@ impl Indexer {
                 tracing::error!(partition = message.partition(), offset = message.offset(), %reason, "unreadable record on the dead-letter topic; not indexed");
             }
         }
-        let mut next = TopicPartitionList::new();
-        let stored = next
-            .add_partition_offset(
-                message.topic(),
-                message.partition(),
-                Offset::Offset(message.offset() + 1),
-            )
-            .and_then(|()| self.consumer.store_offsets(&next));
+        let stored = hookstream_kafka::store_position(
+            &*self.consumer,
+            message.topic(),
+            message.partition(),
+            message.offset() + 1,
+        );
         if let Err(err) = stored {
             // Revoked meanwhile: the next owner reads it again, which is harmless.
             tracing::debug!(error = %err, "dead-letter offset not stored");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
@@ -211,11 +211,8 @@ impl TierLoop {
         else {
             return;
         };
-        let mut list = TopicPartitionList::new();
-        if list
-            .add_partition_offset(&topic, partition, Offset::Offset(position))
-            .is_ok()
-            && let Err(err) = self.consumer.store_offsets(&list)
+        if let Err(err) =
+            hookstream_kafka::store_position(&*self.consumer, &topic, partition, position)
         {
             tracing::debug!(%topic, partition, position, error = %err, "offset not stored");
         }

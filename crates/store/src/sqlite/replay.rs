@@ -9,7 +9,7 @@ use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::ids::{BatchId, DeliveryId};
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchItem, BatchStatus, DeadLetterFilter, EndpointState, IndexedDeadLetter,
-    ItemOutcome, skip_reason,
+    ItemOutcome, SkipReason, skip_reason,
 };
 
 use super::rows::{RowResult, millis};
@@ -60,17 +60,18 @@ fn item(row: &rusqlite::Row<'_>) -> RowResult<BatchItem> {
 fn counts(conn: &Connection, id: &str) -> Result<BatchCounts, StoreError> {
     let groups = query_all(
         conn,
-        "SELECT outcome, skip_reason, COUNT(*) FROM batch_items WHERE batch_id = ?1
-         GROUP BY outcome, skip_reason",
+        // One stored row of each group decodes as that group's outcome (counting needs only
+        // its kind and reason; MIN picks any delivery id the group has).
+        "SELECT outcome, skip_reason, MIN(delivery_id), COUNT(*) FROM batch_items
+         WHERE batch_id = ?1 GROUP BY outcome, skip_reason",
         [id],
         |row| {
             let kind: String = row.get(0)?;
             let reason: Option<String> = row.get(1)?;
-            let n: u32 = row.get(2)?;
-            // A placeholder delivery id: counting needs only the outcome's kind and reason.
-            let placeholder = DeliveryId::generate().to_string();
+            let delivery: Option<String> = row.get(2)?;
+            let n: u32 = row.get(3)?;
             Ok(
-                raw::decode_outcome(&kind, reason.as_deref(), Some(&placeholder), false)
+                raw::decode_outcome(&kind, reason.as_deref(), delivery.as_deref(), false)
                     .map(|outcome| (outcome, n)),
             )
         },
@@ -143,7 +144,9 @@ fn replay_in(
     };
     let skip = skip_reason(letter.as_ref().map(|l| l.replays), allow_repeat, endpoint);
     let outcome = match (skip, letter) {
-        (Some(reason), _) => {
+        // `skip_reason` says NotDeadLettered when there is no letter, so (None, None) is this arm.
+        (Some(_), _) | (None, None) => {
+            let reason = skip.unwrap_or(SkipReason::NotDeadLettered);
             conn.prepare_cached(
                 "UPDATE batch_items SET outcome = 'skipped', skip_reason = ?3
                  WHERE batch_id = ?1 AND position = ?2",
@@ -151,7 +154,6 @@ fn replay_in(
             .execute(params![batch, position, reason.as_str()])?;
             ItemOutcome::Skipped(reason)
         }
-        (None, None) => return Err(StoreError::corrupt("dead letter", "missing after check")),
         (None, Some(letter)) => {
             let replay = letter
                 .letter

@@ -81,12 +81,27 @@ fn render_outcome(outcome: &ItemOutcome) -> Value {
     }
 }
 
-fn render_item(item: &BatchItem) -> Value {
-    let mut value = render_outcome(&item.outcome);
-    value["position"] = json!(item.position);
-    value["dead_delivery_id"] = json!(item.dead_delivery_id);
-    value["endpoint_id"] = json!(item.endpoint_id);
+/// One dead letter of a batch, stored or planned.
+fn render_entry(
+    position: usize,
+    dead_delivery_id: DeliveryId,
+    endpoint_id: EndpointId,
+    outcome: &ItemOutcome,
+) -> Value {
+    let mut value = render_outcome(outcome);
+    value["position"] = json!(position);
+    value["dead_delivery_id"] = json!(dead_delivery_id);
+    value["endpoint_id"] = json!(endpoint_id);
     value
+}
+
+fn render_item(item: &BatchItem) -> Value {
+    render_entry(
+        item.position as usize,
+        item.dead_delivery_id,
+        item.endpoint_id,
+        &item.outcome,
+    )
 }
 
 fn render_planned(items: &[NewBatchItem]) -> Vec<Value> {
@@ -94,11 +109,12 @@ fn render_planned(items: &[NewBatchItem]) -> Vec<Value> {
         .iter()
         .enumerate()
         .map(|(position, item)| {
-            let mut value = render_outcome(&item.outcome);
-            value["position"] = json!(position);
-            value["dead_delivery_id"] = json!(item.dead_delivery_id);
-            value["endpoint_id"] = json!(item.endpoint_id);
-            value
+            render_entry(
+                position,
+                item.dead_delivery_id,
+                item.endpoint_id,
+                &item.outcome,
+            )
         })
         .collect()
 }
@@ -281,11 +297,7 @@ fn shortcut_fields(
     body: Result<Bytes, BytesRejection>,
     with_since: bool,
 ) -> Result<(bool, bool, Option<String>), Problem> {
-    let body = body.map_err(|e| Problem::invalid("body", e.to_string()))?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((false, false, None));
-    }
-    let mut fields = JsonObject::parse(Ok(body), state.max_body_bytes)?;
+    let mut fields = JsonObject::parse_optional(body, state.max_body_bytes)?;
     let allow_repeat = fields.optional_bool("allow_repeat")?.unwrap_or(false);
     let dry_run = fields.optional_bool("dry_run")?.unwrap_or(false);
     let since = if with_since {

@@ -30,6 +30,17 @@ impl JsonObject {
         }
     }
 
+    /// A body the client may leave out: empty (or only whitespace) reads as `{}`.
+    pub fn parse_optional(
+        body: Result<Bytes, BytesRejection>,
+        limit: usize,
+    ) -> Result<Self, Problem> {
+        match body {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Self(Map::new())),
+            body => Self::parse(body, limit),
+        }
+    }
+
     /// An object already parsed (one item of a batch).
     pub fn from_map(map: Map<String, Value>) -> Self {
         Self(map)

@@ -229,22 +229,17 @@ pub async fn rotate_secret(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
     let id = parse_id(&id)?;
-    let body = body.map_err(|e| Problem::invalid("body", e.to_string()))?;
-    let overlap = if body.iter().all(u8::is_ascii_whitespace) {
-        state.secret_overlap
-    } else {
-        let mut fields = JsonObject::parse(Ok(body), state.max_body_bytes)?;
-        let overlap = fields
-            .optional_str("overlap")?
-            .map(|text| {
-                hookstream_kafka::parse_duration(&text).map_err(|_| {
-                    Problem::invalid("overlap", "`overlap` must be a duration such as 24h or 30m")
-                })
+    let mut fields = JsonObject::parse_optional(body, state.max_body_bytes)?;
+    let overlap = fields
+        .optional_str("overlap")?
+        .map(|text| {
+            hookstream_kafka::parse_duration(&text).map_err(|_| {
+                Problem::invalid("overlap", "`overlap` must be a duration such as 24h or 30m")
             })
-            .transpose()?;
-        fields.finish()?;
-        overlap.unwrap_or(state.secret_overlap)
-    };
+        })
+        .transpose()?
+        .unwrap_or(state.secret_overlap);
+    fields.finish()?;
     let secret = SigningSecret::generate()
         .map_err(|e| Problem::unavailable(format!("cannot generate a signing secret: {e}")))?;
     let expires_at = OffsetDateTime::now_utc() + overlap;

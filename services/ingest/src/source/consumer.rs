@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::Offset;
-use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -168,12 +166,8 @@ impl SourceLoop {
     }
 
     fn store_offset(&self, topic: &str, partition: i32, next: i64) {
-        let mut list = TopicPartitionList::new();
-        if let Err(err) = list.add_partition_offset(topic, partition, Offset::Offset(next)) {
-            tracing::warn!(topic, partition, error = %err, "cannot build offset list");
-            return;
-        }
-        if let Err(err) = self.consumer.store_offsets(&list) {
+        if let Err(err) = hookstream_kafka::store_position(&*self.consumer, topic, partition, next)
+        {
             // The partition was just revoked; its next owner re-reads, and the idempotency
             // key keeps that from creating a second event.
             tracing::debug!(topic, partition, error = %err, "offset not stored");
