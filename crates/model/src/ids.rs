@@ -90,6 +90,11 @@ prefixed_id!(
     BatchId,
     "bat_"
 );
+prefixed_id!(
+    /// Identifies one tenant API key (not the key itself, which only its holder has).
+    ApiKeyId,
+    "key_"
+);
 
 #[cfg(test)]
 mod tests {

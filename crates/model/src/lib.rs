@@ -4,6 +4,7 @@
 //! so code past the edge never re-checks strings. The Avro codec of every message Hookstream puts
 //! on a topic lives here too, next to the types it encodes.
 
+pub mod api_key;
 pub mod codec;
 pub mod dead_letter;
 pub mod delivery;

@@ -198,8 +198,11 @@ impl BatchCounts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub id: BatchId,
-    /// The id of the API key that created it.
+    /// The id of the API key that created it (`admin` for the admin token).
     pub created_by: String,
+    /// The tenant whose dead letters it replays, when it is one tenant's: a tenant key's batch,
+    /// or the admin's with a tenant filter. Only the admin sees a batch without one.
+    pub tenant: Option<crate::names::Tenant>,
     pub selection: BatchSelection,
     pub dry_run: bool,
     pub allow_repeat: bool,

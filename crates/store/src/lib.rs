@@ -4,6 +4,7 @@
 //! SQLite backend is the default for one machine: several processes (ingest, dispatcher) share one
 //! database file safely.
 
+mod access;
 mod error;
 mod location;
 mod page;
@@ -14,6 +15,7 @@ mod sealing;
 pub mod sqlite;
 mod store;
 
+pub use access::AccessStore;
 pub use error::StoreError;
 pub use location::{StoreLocation, open};
 pub use page::{Page, PageRequest};

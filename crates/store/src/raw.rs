@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use hookstream_model::api_key::ApiKey;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
@@ -10,7 +11,7 @@ use hookstream_model::endpoint::{
     CircuitState, CircuitView, Endpoint, RetiringSecret, Subscription,
 };
 use hookstream_model::event::Event;
-use hookstream_model::ids::{BatchId, DeliveryId, EndpointId, EventId};
+use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchItem, BatchSelection, BatchStatus, DeadLetterFilter,
@@ -238,6 +239,7 @@ pub(crate) fn parse_selection(text: &str) -> Result<BatchSelection, StoreError> 
 pub(crate) struct RawBatch {
     pub id: String,
     pub created_by: String,
+    pub tenant: Option<String>,
     pub selection: String,
     pub dry_run: bool,
     pub allow_repeat: bool,
@@ -253,6 +255,11 @@ impl RawBatch {
         Ok(Batch {
             id: BatchId::parse(&self.id, "id").map_err(|e| StoreError::corrupt("batch id", e))?,
             created_by: self.created_by,
+            tenant: self
+                .tenant
+                .map(|t| Tenant::parse(&t, "tenant"))
+                .transpose()
+                .map_err(|e| StoreError::corrupt("batch tenant", e))?,
             selection: parse_selection(&self.selection)?,
             dry_run: self.dry_run,
             allow_repeat: self.allow_repeat,
@@ -344,4 +351,42 @@ pub(crate) fn decode_dead_letter(
         letter: DeadLetter::decode(letter).map_err(|e| StoreError::corrupt("dead letter", e))?,
         replays,
     })
+}
+
+pub(crate) struct RawApiKey {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub key_hash: Vec<u8>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl RawApiKey {
+    pub(crate) fn from_key(key: &ApiKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            tenant: key.tenant.as_str().to_owned(),
+            name: key.name.clone(),
+            key_hash: key.key_hash.to_vec(),
+            created_at: millis(key.created_at),
+            revoked_at: key.revoked_at.map(millis),
+        }
+    }
+
+    pub(crate) fn decode(self) -> Result<ApiKey, StoreError> {
+        Ok(ApiKey {
+            id: ApiKeyId::parse(&self.id, "id")
+                .map_err(|e| StoreError::corrupt("api key id", e))?,
+            tenant: Tenant::parse(&self.tenant, "tenant")
+                .map_err(|e| StoreError::corrupt("api key tenant", e))?,
+            name: self.name,
+            key_hash: self
+                .key_hash
+                .try_into()
+                .map_err(|_| StoreError::corrupt("api key hash", "not 32 bytes"))?,
+            created_at: from_millis(self.created_at)?,
+            revoked_at: self.revoked_at.map(from_millis).transpose()?,
+        })
+    }
 }

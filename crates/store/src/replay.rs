@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::ids::{BatchId, DeliveryId, EndpointId};
+use hookstream_model::names::Tenant;
 use hookstream_model::replay::{
     Batch, BatchItem, BatchStatus, DeadLetterFilter, IndexedDeadLetter, ItemOutcome,
 };
@@ -50,8 +51,12 @@ pub trait ReplayStore: Send + Sync + 'static {
     async fn create_batch(&self, batch: &Batch, items: &[NewBatchItem]) -> Result<(), StoreError>;
     /// A batch with its counts as they stand.
     async fn get_batch(&self, id: BatchId) -> Result<Option<Batch>, StoreError>;
-    /// Batches, newest first.
-    async fn list_batches(&self, page: &PageRequest) -> Result<Page<Batch>, StoreError>;
+    /// Batches, newest first: every batch, or only those of `tenant`.
+    async fn list_batches(
+        &self,
+        tenant: Option<&Tenant>,
+        page: &PageRequest,
+    ) -> Result<Page<Batch>, StoreError>;
     /// A batch's items by position.
     async fn list_batch_items(
         &self,

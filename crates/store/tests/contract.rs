@@ -7,12 +7,13 @@ use std::time::Duration;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use hookstream_model::api_key::ApiKey;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
-use hookstream_model::ids::{BatchId, DeliveryId, EndpointId, EventId};
+use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchSelection, BatchStatus, DeadLetterFilter, ItemOutcome, SkipReason,
@@ -959,6 +960,7 @@ fn batch(selection: BatchSelection, allow_repeat: bool) -> Batch {
     Batch {
         id: BatchId::generate(),
         created_by: "admin".into(),
+        tenant: None,
         selection,
         dry_run: false,
         allow_repeat,
@@ -1252,6 +1254,152 @@ async fn replays_skip_deleted_and_disabled_endpoints(backend: Backend) {
     );
 }
 
+async fn batches_are_listed_for_everyone_or_for_one_tenant(backend: Backend) {
+    let f = backend.fixture().await;
+    let acme = Tenant::parse("acme", "tenant").unwrap();
+    let globex = Tenant::parse("globex", "tenant").unwrap();
+    let mut created = Vec::new();
+    for tenant in [Some(&acme), None, Some(&globex), Some(&acme)] {
+        let mut b = batch(
+            BatchSelection::Deliveries(vec![DeliveryId::generate()]),
+            false,
+        );
+        b.tenant = tenant.cloned();
+        b.status = BatchStatus::Completed;
+        f.store.create_batch(&b, &[]).await.unwrap();
+        created.push(b.id);
+    }
+    let ids = |page: hookstream_store::Page<Batch>| -> Vec<BatchId> {
+        page.items.iter().map(|b| b.id).collect()
+    };
+    let all = f
+        .store
+        .list_batches(None, &PageRequest::first(10))
+        .await
+        .unwrap();
+    // Newest first by id (ids made within one millisecond sort at random among themselves).
+    let mut newest_first = created.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids(all), newest_first);
+    let mut acme_ids = [created[0], created[3]];
+    acme_ids.sort_by(|a, b| b.cmp(a));
+
+    let first = f
+        .store
+        .list_batches(Some(&acme), &PageRequest::first(1))
+        .await
+        .unwrap();
+    assert_eq!(first.items[0].tenant.as_ref(), Some(&acme));
+    let next = first.next.clone().expect("a second page");
+    assert_eq!(ids(first), vec![acme_ids[0]]);
+    let second = f
+        .store
+        .list_batches(
+            Some(&acme),
+            &PageRequest {
+                limit: 1,
+                after: Some(next),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(second.next.is_none());
+    assert_eq!(ids(second), vec![acme_ids[1]]);
+    let stored = f.store.get_batch(created[2]).await.unwrap().unwrap();
+    assert_eq!(stored.tenant.as_ref(), Some(&globex));
+}
+
+fn api_key(tenant: &Tenant, name: &str, hash_byte: u8) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::generate(),
+        tenant: tenant.clone(),
+        name: name.into(),
+        key_hash: [hash_byte; 32],
+        created_at: now_millis(),
+        revoked_at: None,
+    }
+}
+
+/// Now, to the millisecond that both stores keep.
+fn now_millis() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap()
+}
+
+async fn api_keys_are_kept_per_tenant_and_revoked_once(backend: Backend) {
+    let f = backend.fixture().await;
+    let acme = Tenant::parse("acme", "tenant").unwrap();
+    let globex = Tenant::parse("globex", "tenant").unwrap();
+    let ci = api_key(&acme, "ci", 1);
+    let mut deploy = api_key(&acme, "deploy", 2);
+    // Created a moment later, so the list order is defined.
+    deploy.created_at = ci.created_at + time::Duration::milliseconds(1);
+    let other = api_key(&globex, "ci", 3);
+    for key in [&ci, &deploy, &other] {
+        f.store.create_api_key(key).await.unwrap();
+    }
+    assert_eq!(
+        f.store.get_api_key(ci.id).await.unwrap().as_ref(),
+        Some(&ci)
+    );
+    assert_eq!(
+        f.store.get_api_key(ApiKeyId::generate()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.store.list_api_keys(&acme).await.unwrap(),
+        vec![ci.clone(), deploy.clone()]
+    );
+
+    // Another tenant's key cannot be revoked through this tenant.
+    let at = now_millis();
+    assert_eq!(
+        f.store.revoke_api_key(&acme, other.id, at).await.unwrap(),
+        None
+    );
+    assert!(
+        !f.store
+            .get_api_key(other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_revoked()
+    );
+
+    let revoked = f
+        .store
+        .revoke_api_key(&acme, ci.id, at)
+        .await
+        .unwrap()
+        .expect("acme's key");
+    assert_eq!(revoked.revoked_at, Some(at));
+    let later = at + time::Duration::minutes(5);
+    let again = f.store.revoke_api_key(&acme, ci.id, later).await.unwrap();
+    assert_eq!(
+        again.and_then(|k| k.revoked_at),
+        Some(at),
+        "the first revocation stands"
+    );
+    assert_eq!(
+        f.store
+            .get_api_key(ci.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(at)
+    );
+    assert!(
+        !f.store
+            .get_api_key(deploy.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_revoked()
+    );
+}
+
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     endpoint_lists_are_per_tenant_and_paged,
@@ -1272,4 +1420,6 @@ contract!(
     a_batch_replays_each_dead_letter_once_unless_repeats_are_allowed,
     a_cancelled_batch_creates_nothing_more,
     replays_skip_deleted_and_disabled_endpoints,
+    batches_are_listed_for_everyone_or_for_one_tenant,
+    api_keys_are_kept_per_tenant_and_revoked_once,
 );

@@ -2,6 +2,7 @@
 //! `hookstream-ingest` binary runs them; the fuzz targets drive the parsers directly.
 
 pub mod api;
+pub mod api_key_token;
 pub mod config;
 pub mod fanout;
 pub mod intake;

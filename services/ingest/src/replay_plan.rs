@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use time::OffsetDateTime;
 
 use hookstream_model::ids::{BatchId, DeliveryId};
+use hookstream_model::names::Tenant;
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchSelection, BatchStatus, EndpointState, IndexedDeadLetter, ItemOutcome,
     SkipReason, skip_reason,
@@ -14,9 +15,6 @@ use hookstream_store::{NewBatchItem, PageRequest, Store, StoreError};
 
 /// The most dead letters one batch takes; a larger selection must be narrowed (by time, say).
 pub const MAX_BATCH_ITEMS: usize = 10_000;
-
-/// Who created a batch. There is one API key so far: the admin token.
-pub const ADMIN_KEY_ID: &str = "admin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -35,6 +33,11 @@ pub struct ReplayRequest {
     pub selection: BatchSelection,
     pub dry_run: bool,
     pub allow_repeat: bool,
+    /// The id of the API key asking, recorded as the batch's creator.
+    pub created_by: String,
+    /// The one tenant the batch is for, if it is: named dead letters of other tenants are
+    /// unknown to it (a filter is narrowed to it by the caller).
+    pub tenant: Option<Tenant>,
 }
 
 /// Plans and records a batch. A dry run is recorded finished, with the outcome each dead letter
@@ -77,7 +80,11 @@ pub async fn create_batch(
             let mut seen = HashSet::new();
             let mut items = Vec::with_capacity(ids.len());
             for &id in ids.iter().filter(|id| seen.insert(**id)) {
-                let item = match store.get_dead_letter(id).await? {
+                let letter = store
+                    .get_dead_letter(id)
+                    .await?
+                    .filter(|l| visible(&request, &l.letter.task.tenant));
+                let item = match letter {
                     Some(letter) => NewBatchItem {
                         dead_delivery_id: id,
                         endpoint_id: letter.letter.task.endpoint_id,
@@ -93,6 +100,7 @@ pub async fn create_batch(
                         let delivery = store
                             .get_delivery(id)
                             .await?
+                            .filter(|d| visible(&request, &d.tenant))
                             .ok_or(PlanError::UnknownDelivery(id))?;
                         NewBatchItem {
                             dead_delivery_id: id,
@@ -113,7 +121,8 @@ pub async fn create_batch(
     }
     let batch = Batch {
         id: BatchId::generate(),
-        created_by: ADMIN_KEY_ID.to_owned(),
+        created_by: request.created_by,
+        tenant: request.tenant,
         selection: request.selection,
         dry_run: request.dry_run,
         allow_repeat: request.allow_repeat,
@@ -130,6 +139,11 @@ pub async fn create_batch(
     };
     store.create_batch(&batch, &items).await?;
     Ok((batch, items))
+}
+
+/// Whether a named delivery of `tenant` is one this request may take.
+fn visible(request: &ReplayRequest, tenant: &Tenant) -> bool {
+    request.tenant.as_ref().is_none_or(|own| own == tenant)
 }
 
 /// A dead letter's planned outcome: decided when the batch runs, predicted in a dry run.

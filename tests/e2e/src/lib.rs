@@ -12,7 +12,7 @@ mod process;
 mod receiver;
 mod services;
 
-pub use api::Api;
+pub use api::{Answer, Api};
 pub use broker::Broker;
 pub use dns::DnsServer;
 pub use receiver::{Receiver, Scripted, Webhook, verify_with_reference_library};

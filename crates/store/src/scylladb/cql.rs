@@ -19,6 +19,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../../../schemas/store/cql/0003_secret_rotation.cql"),
     ),
+    (
+        4,
+        include_str!("../../../../schemas/store/cql/0004_tenant_access.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -190,14 +194,18 @@ pub(super) const SELECT_DEAD_LETTERS_OF_DAY: &str = "SELECT dead_at, delivery_id
 pub(super) const CLAIM_DEAD_LETTER: &str = "UPDATE dead_letter_index USING TTL ? \
      SET replays = ?, last_claim = ?, last_claim_delivery = ? WHERE delivery_id = ? IF replays = ?";
 pub(super) const INSERT_BATCH: &str = "INSERT INTO batches (id, created_by, selection, dry_run, \
-     allow_repeat, status, error, created_at, updated_at, finished_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?";
+     allow_repeat, status, error, created_at, updated_at, finished_at, tenant) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?";
 pub(super) const SELECT_BATCH: &str = "SELECT id, created_by, selection, dry_run, allow_repeat, \
-     status, error, created_at, updated_at, finished_at FROM batches WHERE id = ?";
+     status, error, created_at, updated_at, finished_at, tenant FROM batches WHERE id = ?";
 pub(super) const INSERT_BATCH_ID: &str =
     "INSERT INTO batch_ids (shard, id) VALUES (0, ?) USING TTL ?";
 pub(super) const SELECT_BATCH_IDS: &str =
     "SELECT id FROM batch_ids WHERE shard = 0 AND id < ? LIMIT ?";
+pub(super) const INSERT_BATCH_ID_OF_TENANT: &str =
+    "INSERT INTO batch_ids_of_tenant (tenant, id) VALUES (?, ?) USING TTL ?";
+pub(super) const SELECT_BATCH_IDS_OF_TENANT: &str =
+    "SELECT id FROM batch_ids_of_tenant WHERE tenant = ? AND id < ? LIMIT ?";
 pub(super) const INSERT_RUNNING: &str = "INSERT INTO running_batches (shard, id) VALUES (0, ?)";
 pub(super) const DELETE_RUNNING: &str = "DELETE FROM running_batches WHERE shard = 0 AND id = ?";
 pub(super) const SELECT_RUNNING: &str = "SELECT id FROM running_batches WHERE shard = 0";
@@ -220,6 +228,19 @@ pub(super) const DECIDE_ITEM: &str = "UPDATE batch_items USING TTL ? \
      WHERE batch_id = ? AND position = ? IF outcome = 'pending'";
 pub(super) const PUBLISH_ITEM: &str = "UPDATE batch_items USING TTL ? SET published = true \
      WHERE batch_id = ? AND position = ?";
+
+// Tenant API keys.
+pub(super) const INSERT_API_KEY: &str = "INSERT INTO api_keys (id, tenant, name, key_hash, \
+     created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)";
+pub(super) const INSERT_API_KEY_OF_TENANT: &str =
+    "INSERT INTO api_keys_of_tenant (tenant, id) VALUES (?, ?)";
+pub(super) const SELECT_API_KEY: &str = "SELECT id, tenant, name, key_hash, created_at, revoked_at \
+     FROM api_keys WHERE id = ?";
+pub(super) const SELECT_API_KEY_IDS_OF_TENANT: &str =
+    "SELECT id FROM api_keys_of_tenant WHERE tenant = ?";
+/// Revokes a key once: a key revoked already keeps its first revocation time.
+pub(super) const REVOKE_API_KEY: &str =
+    "UPDATE api_keys SET revoked_at = ? WHERE id = ? IF revoked_at = null";
 
 #[cfg(test)]
 mod tests {
@@ -253,6 +274,9 @@ mod tests {
             Some(("endpoints", "previous_secret_expires_at"))
         );
         assert_eq!(added_column("CREATE TABLE IF NOT EXISTS x (a int)"), None);
+        let access = statements_of(MIGRATIONS[3].1);
+        assert_eq!(access.len(), 4, "{access:?}");
+        assert_eq!(added_column(&access[2]), Some(("batches", "tenant")));
     }
 
     #[test]

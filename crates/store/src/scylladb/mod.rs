@@ -10,6 +10,7 @@
 //! - Lists page by id (ids sort by creation time), one bounded partition read at a time; lists
 //!   by endpoint or tenant walk day buckets from the cursor's day.
 
+mod access;
 mod cql;
 mod replay;
 
@@ -208,6 +209,13 @@ prepared_statements! {
     select_item = cql::SELECT_ITEM,
     decide_item = cql::DECIDE_ITEM,
     publish_item = cql::PUBLISH_ITEM,
+    insert_batch_id_of_tenant = cql::INSERT_BATCH_ID_OF_TENANT,
+    select_batch_ids_of_tenant = cql::SELECT_BATCH_IDS_OF_TENANT,
+    insert_api_key = cql::INSERT_API_KEY,
+    insert_api_key_of_tenant = cql::INSERT_API_KEY_OF_TENANT,
+    select_api_key = cql::SELECT_API_KEY,
+    select_api_key_ids_of_tenant = cql::SELECT_API_KEY_IDS_OF_TENANT,
+    revoke_api_key = cql::REVOKE_API_KEY,
 }
 
 /// The ScyllaDB store. Cheap to clone; clones share one session.

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::ids::{BatchId, DeliveryId};
+use hookstream_model::names::Tenant;
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchItem, BatchStatus, DeadLetterFilter, EndpointState, IndexedDeadLetter,
     ItemOutcome, skip_reason,
@@ -39,6 +40,7 @@ type BatchRow = (
     CqlTimestamp,
     CqlTimestamp,
     Option<CqlTimestamp>,
+    Option<String>,
 );
 type ItemRow = (
     String,
@@ -160,6 +162,7 @@ impl ScyllaStore {
             created,
             updated,
             finished,
+            tenant,
         ) = row;
         RawBatch {
             id,
@@ -172,6 +175,7 @@ impl ScyllaStore {
             created_at: created.0,
             updated_at: updated.0,
             finished_at: finished.map(|t| t.0),
+            tenant,
         }
         .decode(counts)
         .map(Some)
@@ -378,12 +382,20 @@ impl ReplayStore for ScyllaStore {
                 ts(batch.created_at),
                 ts(batch.updated_at),
                 batch.finished_at.map(ts),
+                batch.tenant.as_ref().map(|t| t.as_str()),
                 ttl,
             ),
         )
         .await?;
         self.run(&self.statements.insert_batch_id, (&id, ttl))
             .await?;
+        if let Some(tenant) = &batch.tenant {
+            self.run(
+                &self.statements.insert_batch_id_of_tenant,
+                (tenant.as_str(), &id, ttl),
+            )
+            .await?;
+        }
         if batch.status == BatchStatus::Running {
             self.run(&self.statements.insert_running, (&id,)).await?;
         }
@@ -394,15 +406,27 @@ impl ReplayStore for ScyllaStore {
         self.load_batch(&id.to_string()).await
     }
 
-    async fn list_batches(&self, page: &PageRequest) -> Result<Page<Batch>, StoreError> {
+    async fn list_batches(
+        &self,
+        tenant: Option<&Tenant>,
+        page: &PageRequest,
+    ) -> Result<Page<Batch>, StoreError> {
         let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
         let before = page.after.clone().unwrap_or_else(|| "bat_~".to_owned());
-        let ids = self
-            .ids(
-                &self.statements.select_batch_ids,
-                (&before, i32::try_from(limit + 1).unwrap_or(i32::MAX)),
-            )
-            .await?;
+        let fetch = i32::try_from(limit + 1).unwrap_or(i32::MAX);
+        let ids = match tenant {
+            None => {
+                self.ids(&self.statements.select_batch_ids, (&before, fetch))
+                    .await?
+            }
+            Some(tenant) => {
+                self.ids(
+                    &self.statements.select_batch_ids_of_tenant,
+                    (tenant.as_str(), &before, fetch),
+                )
+                .await?
+            }
+        };
         let mut batches = Vec::with_capacity(ids.len());
         for id in &ids {
             if let Some(batch) = self.load_batch(id).await? {

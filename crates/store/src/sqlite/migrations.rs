@@ -32,6 +32,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../../schemas/store/sqlite/0007_secret_rotation.sql"),
     ),
+    (
+        8,
+        include_str!("../../../../schemas/store/sqlite/0008_tenant_access.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -6,6 +6,7 @@
 //! returns, because callers acknowledge clients and commit Kafka offsets on the strength of it.
 //! Each process reads on one connection and writes on another, through [`writer`]'s group commit.
 
+mod access;
 mod migrations;
 mod replay;
 mod rows;

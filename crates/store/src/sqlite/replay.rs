@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::ids::{BatchId, DeliveryId};
+use hookstream_model::names::Tenant;
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchItem, BatchStatus, DeadLetterFilter, EndpointState, IndexedDeadLetter,
     ItemOutcome, SkipReason, skip_reason,
@@ -18,7 +19,7 @@ use crate::raw::{self, RawBatch, RawBatchItem};
 use crate::{NewBatchItem, Page, PageRequest, ReplayStep, ReplayStore, StoreError};
 
 const BATCH_COLUMNS: &str = "id, created_by, selection, dry_run, allow_repeat, status, error, \
-     created_at, updated_at, finished_at";
+     created_at, updated_at, finished_at, tenant";
 const ITEM_COLUMNS: &str = "batch_id, position, dead_delivery_id, endpoint_id, outcome, skip_reason, delivery_id, published";
 
 fn dead_letter(row: &rusqlite::Row<'_>) -> RowResult<IndexedDeadLetter> {
@@ -39,6 +40,7 @@ fn raw_batch(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawBatch> {
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
         finished_at: row.get(9)?,
+        tenant: row.get(10)?,
     })
 }
 
@@ -303,7 +305,7 @@ impl ReplayStore for SqliteStore {
         let items = items.to_vec();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
                 b.id.to_string(),
@@ -316,6 +318,7 @@ impl ReplayStore for SqliteStore {
                 millis(b.created_at),
                 millis(b.updated_at),
                 b.finished_at.map(millis),
+                b.tenant.as_ref().map(|t| t.as_str().to_owned()),
             ])?;
             let mut insert = conn.prepare_cached(&format!(
                 "INSERT INTO batch_items ({ITEM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -343,17 +346,31 @@ impl ReplayStore for SqliteStore {
             .await
     }
 
-    async fn list_batches(&self, page: &PageRequest) -> Result<Page<Batch>, StoreError> {
+    async fn list_batches(
+        &self,
+        tenant: Option<&Tenant>,
+        page: &PageRequest,
+    ) -> Result<Page<Batch>, StoreError> {
         let limit = clamp_limit(page);
         // Newest first: the cursor is the last id shown, and the next page lies below it.
         let before = page.after.clone().unwrap_or_else(|| "bat_~".to_owned());
+        let tenant = tenant.map(|t| t.as_str().to_owned());
         self.read(move |conn| {
-            let raws: Vec<RawBatch> = conn
-                .prepare_cached(&format!(
-                    "SELECT {BATCH_COLUMNS} FROM batches WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
-                ))?
-                .query_map(params![before, i64::from(limit) + 1], raw_batch)?
-                .collect::<Result<_, _>>()?;
+            let raws: Vec<RawBatch> = match tenant {
+                None => conn
+                    .prepare_cached(&format!(
+                        "SELECT {BATCH_COLUMNS} FROM batches WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+                    ))?
+                    .query_map(params![before, i64::from(limit) + 1], raw_batch)?
+                    .collect::<Result<_, _>>()?,
+                Some(tenant) => conn
+                    .prepare_cached(&format!(
+                        "SELECT {BATCH_COLUMNS} FROM batches WHERE tenant = ?1 AND id < ?2
+                         ORDER BY id DESC LIMIT ?3"
+                    ))?
+                    .query_map(params![tenant, before, i64::from(limit) + 1], raw_batch)?
+                    .collect::<Result<_, _>>()?,
+            };
             let mut batches = Vec::with_capacity(raws.len());
             for raw in raws {
                 let id = raw.id.clone();

@@ -1,4 +1,5 @@
-//! Bearer-token authentication of API requests.
+//! Who is calling: the admin token from config, or a tenant API key. Every request is
+//! authenticated here and handlers receive the [`Caller`], which scopes what they may see.
 
 use std::sync::Arc;
 
@@ -8,29 +9,142 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use super::problem::Problem;
+use hookstream_model::ids::ApiKeyId;
+use hookstream_model::names::Tenant;
+use hookstream_store::Store;
 
-/// The token API requests must present.
+use super::problem::Problem;
+use crate::api_key_token;
+
+/// The admin token, from config.
 #[derive(Clone)]
 pub struct ApiToken(pub Arc<str>);
 
-/// Refuses requests without `Authorization: Bearer <token>` matching the configured token.
-/// Compares in constant time so the token cannot be guessed byte by byte from timings.
-pub async fn require_token(
-    State(token): State<ApiToken>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
+/// What authentication needs: the admin token and the store of tenant keys.
+#[derive(Clone)]
+pub struct Access {
+    pub admin: ApiToken,
+    pub store: Arc<dyn Store>,
+}
+
+/// The `created_by` of what the admin token creates.
+pub const ADMIN_KEY_ID: &str = "admin";
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Admin,
+    /// A tenant key: sees only its tenant; another tenant's ids answer 404.
+    Tenant {
+        key_id: ApiKeyId,
+        tenant: Tenant,
+    },
+}
+
+impl Caller {
+    /// The id recorded as the creator of what this caller creates.
+    pub fn key_id(&self) -> String {
+        match self {
+            Self::Admin => ADMIN_KEY_ID.to_owned(),
+            Self::Tenant { key_id, .. } => key_id.to_string(),
+        }
+    }
+
+    /// The tenant a tenant key is for; `None` for the admin.
+    pub fn tenant(&self) -> Option<&Tenant> {
+        match self {
+            Self::Admin => None,
+            Self::Tenant { tenant, .. } => Some(tenant),
+        }
+    }
+
+    /// Refuses tenant keys: for routes that act across tenants or reveal secrets.
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        match self {
+            Self::Admin => Ok(()),
+            Self::Tenant { .. } => Err(Problem::forbidden(
+                "this route needs the admin token; a tenant API key cannot use it",
+            )),
+        }
+    }
+
+    /// Whether something of `tenant` exists for this caller. Handlers answer 404 when not, so
+    /// a tenant cannot even learn that another tenant's id exists.
+    pub fn sees(&self, tenant: &Tenant) -> bool {
+        self.tenant().is_none_or(|own| own == tenant)
+    }
+
+    /// Refuses a tenant named in a request (an event's, an endpoint's) that is not the key's.
+    pub fn may_act_for(&self, tenant: &Tenant, field: &str) -> Result<(), Problem> {
+        if self.sees(tenant) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "this API key is for another tenant than `{tenant}`"
+            ))
+            .with_field(field))
+        }
+    }
+
+    /// The tenant a listing is narrowed to: as asked for the admin (`None`: every tenant);
+    /// always the key's own for a tenant key, which may name only its own.
+    pub fn scope(&self, asked: Option<Tenant>, field: &str) -> Result<Option<Tenant>, Problem> {
+        match (self.tenant(), asked) {
+            (None, asked) => Ok(asked),
+            (Some(own), None) => Ok(Some(own.clone())),
+            (Some(_), Some(asked)) => {
+                self.may_act_for(&asked, field)?;
+                Ok(Some(asked))
+            }
+        }
+    }
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(presented) if bool::from(presented.as_bytes().ct_eq(token.0.as_bytes())) => {
+        .map(str::trim)
+}
+
+/// Who `presented` is: the admin token (compared in constant time, so it cannot be guessed
+/// byte by byte from timings), or a live tenant key whose hash matches.
+async fn identify(access: &Access, presented: &str) -> Result<Option<Caller>, Problem> {
+    if bool::from(presented.as_bytes().ct_eq(access.admin.0.as_bytes())) {
+        return Ok(Some(Caller::Admin));
+    }
+    let Some(id) = api_key_token::key_id_of(presented) else {
+        return Ok(None);
+    };
+    Ok(access
+        .store
+        .get_api_key(id)
+        .await?
+        .filter(|key| !key.is_revoked() && api_key_token::matches(key, presented))
+        .map(|key| Caller::Tenant {
+            key_id: key.id,
+            tenant: key.tenant,
+        }))
+}
+
+/// Refuses requests without `Authorization: Bearer <token>` naming the admin token or a live
+/// tenant key; hands the [`Caller`] to the handler.
+pub async fn authenticate(
+    State(access): State<Access>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(presented) = bearer(&request) else {
+        return Problem::unauthorized().into_response();
+    };
+    match identify(&access, presented).await {
+        Ok(Some(caller)) => {
+            request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        _ => Problem::unauthorized().into_response(),
+        Ok(None) => Problem::unauthorized().into_response(),
+        Err(problem) => problem.into_response(),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -19,6 +19,7 @@ use hookstream_model::replay::{
 use hookstream_store::NewBatchItem;
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::JsonObject;
 use super::dead_letters::{parse_class, parse_time};
 use super::endpoints::rfc3339;
@@ -54,6 +55,7 @@ fn render(batch: &Batch) -> Value {
         "dry_run": batch.dry_run,
         "allow_repeat": batch.allow_repeat,
         "created_by": batch.created_by,
+        "tenant": batch.tenant,
         "selection": selection,
         "counts": {
             "matched": batch.counts.matched,
@@ -184,6 +186,7 @@ async fn start(state: &AppState, request: ReplayRequest) -> Result<Response, Pro
 /// `allow_repeat`.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let mut fields = JsonObject::parse(body, state.max_body_bytes)?;
@@ -210,7 +213,11 @@ pub async fn create(
                 .collect::<Result<Vec<_>, _>>()?;
             BatchSelection::Deliveries(ids)
         }
-        (None, Some(filter)) => BatchSelection::Filter(parse_filter(filter)?),
+        (None, Some(filter)) => {
+            let mut filter = parse_filter(filter)?;
+            filter.tenant = caller.scope(filter.tenant.take(), "filter.tenant")?;
+            BatchSelection::Filter(filter)
+        }
         _ => {
             return Err(Problem::invalid(
                 "body",
@@ -218,12 +225,19 @@ pub async fn create(
             ));
         }
     };
+    // An admin batch belongs to a tenant when its filter names one.
+    let tenant = match &selection {
+        BatchSelection::Filter(filter) => filter.tenant.clone(),
+        BatchSelection::Deliveries(_) => caller.tenant().cloned(),
+    };
     start(
         &state,
         ReplayRequest {
             selection,
             dry_run,
             allow_repeat,
+            created_by: caller.key_id(),
+            tenant,
         },
     )
     .await
@@ -233,58 +247,77 @@ fn parse_id(text: &str) -> Result<BatchId, Problem> {
     BatchId::parse(text, "id").map_err(|_| Problem::not_found("batch"))
 }
 
-/// `GET /v1/batches`, newest first.
+/// `GET /v1/batches?tenant=`, newest first: a tenant key sees its tenant's batches only.
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
+    let asked = query
+        .get("tenant")
+        .map(|t| Tenant::parse(t, "tenant"))
+        .transpose()?;
+    let tenant = caller.scope(asked, "tenant")?;
     let page = state
         .intake
         .store
-        .list_batches(&page_request(&query)?)
+        .list_batches(tenant.as_ref(), &page_request(&query)?)
         .await?;
     Ok(Json(page_json(page, render)))
+}
+
+/// The batch an `{id}` path names, or 404: a tenant key sees only its tenant's batches.
+async fn visible_batch(state: &AppState, caller: &Caller, id: &str) -> Result<Batch, Problem> {
+    state
+        .intake
+        .store
+        .get_batch(parse_id(id)?)
+        .await?
+        .filter(|batch| {
+            caller
+                .tenant()
+                .is_none_or(|own| batch.tenant.as_ref() == Some(own))
+        })
+        .ok_or_else(|| Problem::not_found("batch"))
 }
 
 /// `GET /v1/batches/{id}`
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let batch = state
-        .intake
-        .store
-        .get_batch(parse_id(&id)?)
-        .await?
-        .ok_or_else(|| Problem::not_found("batch"))?;
-    Ok(Json(render(&batch)))
+    Ok(Json(render(&visible_batch(&state, &caller, &id).await?)))
 }
 
 /// `GET /v1/batches/{id}/items`: each dead letter of the batch and what became of it; a
 /// created item links the new delivery to the dead one it replaces.
 pub async fn items(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let id = parse_id(&id)?;
-    let store = &state.intake.store;
-    if store.get_batch(id).await?.is_none() {
-        return Err(Problem::not_found("batch"));
-    }
-    let page = store.list_batch_items(id, &page_request(&query)?).await?;
+    let id = visible_batch(&state, &caller, &id).await?.id;
+    let page = state
+        .intake
+        .store
+        .list_batch_items(id, &page_request(&query)?)
+        .await?;
     Ok(Json(page_json(page, render_item)))
 }
 
 /// `POST /v1/batches/{id}/cancel`: no more deliveries are created; those created stay.
 pub async fn cancel(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
+    let id = visible_batch(&state, &caller, &id).await?.id;
     let batch = state
         .intake
         .store
-        .finish_batch(parse_id(&id)?, BatchStatus::Cancelled, None)
+        .finish_batch(id, BatchStatus::Cancelled, None)
         .await?
         .ok_or_else(|| Problem::not_found("batch"))?;
     tracing::info!(batch_id = %batch.id, status = %batch.status, "replay batch cancel asked");
@@ -312,14 +345,23 @@ fn shortcut_fields(
 /// `POST /v1/deliveries/{id}/resend`: replays one dead-lettered delivery (a batch of one).
 pub async fn resend(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let id = DeliveryId::parse(&id, "id").map_err(|_| Problem::not_found("delivery"))?;
     let (allow_repeat, dry_run, _) = shortcut_fields(&state, body, false)?;
     let store = &state.intake.store;
-    if store.get_dead_letter(id).await?.is_none() {
-        return match store.get_delivery(id).await? {
+    let Some(dead) = store
+        .get_dead_letter(id)
+        .await?
+        .filter(|dead| caller.sees(&dead.letter.task.tenant))
+    else {
+        let delivery = store
+            .get_delivery(id)
+            .await?
+            .filter(|delivery| caller.sees(&delivery.tenant));
+        return match delivery {
             None => Err(Problem::not_found("delivery")),
             Some(delivery) => Err(Problem::new(
                 StatusCode::CONFLICT,
@@ -331,13 +373,15 @@ pub async fn resend(
                 ),
             )),
         };
-    }
+    };
     start(
         &state,
         ReplayRequest {
             selection: BatchSelection::Deliveries(vec![id]),
             dry_run,
             allow_repeat,
+            created_by: caller.key_id(),
+            tenant: Some(dead.letter.task.tenant),
         },
     )
     .await
@@ -347,6 +391,7 @@ pub async fn resend(
 /// died for the endpoint since then.
 pub async fn recover(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -354,9 +399,13 @@ pub async fn recover(
     let (allow_repeat, dry_run, since) = shortcut_fields(&state, body, true)?;
     let since = since.ok_or_else(|| Problem::invalid("since", "`since` is required"))?;
     let since = parse_time("since", &since)?;
-    if state.intake.store.get_endpoint(id).await?.is_none() {
-        return Err(Problem::not_found("endpoint"));
-    }
+    let endpoint = state
+        .intake
+        .store
+        .get_endpoint(id)
+        .await?
+        .filter(|endpoint| caller.sees(&endpoint.tenant))
+        .ok_or_else(|| Problem::not_found("endpoint"))?;
     start(
         &state,
         ReplayRequest {
@@ -367,6 +416,8 @@ pub async fn recover(
             }),
             dry_run,
             allow_repeat,
+            created_by: caller.key_id(),
+            tenant: Some(endpoint.tenant),
         },
     )
     .await

@@ -1,28 +1,42 @@
 //! `/v1/control`: the kill switch. Pausing stops all sending within about 2 s in every
 //! dispatcher (they watch the store); tasks are held, not failed, and spend no attempts.
+//! It acts on every tenant, so only the admin token may use it.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::Caller;
 use super::problem::Problem;
 
 fn render(paused: bool) -> Json<Value> {
     Json(json!({"sending_paused": paused}))
 }
 
-pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, Problem> {
+    caller.require_admin()?;
     Ok(render(state.intake.store.sending_paused().await?))
 }
 
-pub async fn pause(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+pub async fn pause(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, Problem> {
+    caller.require_admin()?;
     state.intake.store.set_sending_paused(true).await?;
     tracing::warn!("kill switch: all sending paused");
     Ok(render(true))
 }
 
-pub async fn resume(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+pub async fn resume(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, Problem> {
+    caller.require_admin()?;
     state.intake.store.set_sending_paused(false).await?;
     tracing::info!("kill switch: sending resumed");
     Ok(render(false))

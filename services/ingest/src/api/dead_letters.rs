@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -15,6 +15,7 @@ use hookstream_model::replay::{DeadLetterFilter, IndexedDeadLetter};
 use hookstream_store::Store;
 
 use super::AppState;
+use super::auth::Caller;
 use super::deliveries::render_attempt;
 use super::endpoints::rfc3339;
 use super::paging::page_request;
@@ -40,12 +41,15 @@ pub(super) fn parse_class(text: &str) -> Result<AttemptClass, Problem> {
 }
 
 /// The filter of `GET /v1/dead-letters` from its query.
-fn filter(query: &HashMap<String, String>) -> Result<DeadLetterFilter, Problem> {
+fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeadLetterFilter, Problem> {
     let get = |name: &str| query.get(name).map(String::as_str);
     Ok(DeadLetterFilter {
-        tenant: get("tenant")
-            .map(|t| Tenant::parse(t, "tenant"))
-            .transpose()?,
+        tenant: caller.scope(
+            get("tenant")
+                .map(|t| Tenant::parse(t, "tenant"))
+                .transpose()?,
+            "tenant",
+        )?,
         endpoint_id: get("endpoint_id")
             .map(|id| EndpointId::parse(id, "endpoint_id"))
             .transpose()?,
@@ -96,11 +100,12 @@ async fn render(store: &dyn Store, dead: &IndexedDeadLetter) -> Result<Value, Pr
 /// `GET /v1/dead-letters?endpoint_id=&event_type=&class=&since=&until=&tenant=&limit=&after=`
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
     let store = state.intake.store.as_ref();
     let page = store
-        .list_dead_letters(&filter(&query)?, &page_request(&query)?)
+        .list_dead_letters(&filter(&caller, &query)?, &page_request(&query)?)
         .await?;
     let mut data = Vec::with_capacity(page.items.len());
     for dead in &page.items {
@@ -112,6 +117,7 @@ pub async fn list(
 /// `GET /v1/dead-letters/{delivery_id}`
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let id = DeliveryId::parse(&id, "id").map_err(|_| Problem::not_found("dead letter"))?;
@@ -119,6 +125,7 @@ pub async fn get(
     let dead = store
         .get_dead_letter(id)
         .await?
+        .filter(|dead| caller.sees(&dead.letter.task.tenant))
         .ok_or_else(|| Problem::not_found("dead letter"))?;
     Ok(Json(render(store, &dead).await?))
 }

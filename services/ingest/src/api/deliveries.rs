@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use serde_json::{Value, json};
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -11,6 +11,7 @@ use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_store::DeliveryFilter;
 
 use super::AppState;
+use super::auth::Caller;
 use super::endpoints::rfc3339;
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
@@ -49,12 +50,15 @@ fn parse_id(text: &str) -> Result<DeliveryId, Problem> {
     DeliveryId::parse(text, "id").map_err(|_| Problem::not_found("delivery"))
 }
 
-fn filter(query: &HashMap<String, String>) -> Result<DeliveryFilter, Problem> {
+fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeliveryFilter, Problem> {
     Ok(DeliveryFilter {
-        tenant: query
-            .get("tenant")
-            .map(|t| hookstream_model::names::Tenant::parse(t, "tenant"))
-            .transpose()?,
+        tenant: caller.scope(
+            query
+                .get("tenant")
+                .map(|t| hookstream_model::names::Tenant::parse(t, "tenant"))
+                .transpose()?,
+            "tenant",
+        )?,
         event_id: query
             .get("event_id")
             .map(|id| EventId::parse(id, "event_id"))
@@ -81,40 +85,48 @@ fn filter(query: &HashMap<String, String>) -> Result<DeliveryFilter, Problem> {
 /// `GET /v1/deliveries?event_id=&endpoint_id=&status=&tenant=&limit=&after=`
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
     let page = state
         .intake
         .store
-        .list_deliveries(&filter(&query)?, &page_request(&query)?)
+        .list_deliveries(&filter(&caller, &query)?, &page_request(&query)?)
         .await?;
     Ok(Json(page_json(page, render)))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    let delivery = state
+/// The delivery an `{id}` path names, or 404 (also for another tenant's).
+async fn visible_delivery(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Delivery, Problem> {
+    state
         .intake
         .store
-        .get_delivery(parse_id(&id)?)
+        .get_delivery(parse_id(id)?)
         .await?
-        .ok_or_else(|| Problem::not_found("delivery"))?;
-    Ok(Json(render(&delivery)))
+        .filter(|delivery| caller.sees(&delivery.tenant))
+        .ok_or_else(|| Problem::not_found("delivery"))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    Ok(Json(render(&visible_delivery(&state, &caller, &id).await?)))
 }
 
 /// Every attempt of a delivery, first first.
 pub async fn attempts(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let id = parse_id(&id)?;
-    let store = &state.intake.store;
-    if store.get_delivery(id).await?.is_none() {
-        return Err(Problem::not_found("delivery"));
-    }
-    let attempts = store.list_attempts(id).await?;
+    let id = visible_delivery(&state, &caller, &id).await?.id;
+    let attempts = state.intake.store.list_attempts(id).await?;
     Ok(Json(
         json!({"data": attempts.iter().map(render_attempt).collect::<Vec<_>>()}),
     ))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -20,6 +20,7 @@ use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::SigningSecret;
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::JsonObject;
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
@@ -91,10 +92,12 @@ fn parse_id(text: &str) -> Result<EndpointId, Problem> {
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let mut fields = JsonObject::parse(body, state.max_body_bytes)?;
     let tenant = Tenant::parse(&fields.required_str("tenant")?, "tenant")?;
+    caller.may_act_for(&tenant, "tenant")?;
     let url = parse_url(&state, &fields.required_str("url")?).await?;
     let subscription = Subscription::parse(
         &fields.optional_str_list("event_types")?.unwrap_or_default(),
@@ -127,32 +130,38 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// The live endpoint an `{id}` path names, or 404.
-async fn live_endpoint(state: &AppState, id: &str) -> Result<Endpoint, Problem> {
+/// The live endpoint an `{id}` path names, or 404 (also for another tenant's).
+async fn live_endpoint(state: &AppState, caller: &Caller, id: &str) -> Result<Endpoint, Problem> {
     state
         .intake
         .store
         .get_endpoint(parse_id(id)?)
         .await?
+        .filter(|endpoint| caller.sees(&endpoint.tenant))
         .ok_or_else(|| Problem::not_found("endpoint"))
 }
 
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let endpoint = live_endpoint(&state, &id).await?;
+    let endpoint = live_endpoint(&state, &caller, &id).await?;
     Ok(Json(render(&endpoint)))
 }
 
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let tenant = query
+    let asked = query
         .get("tenant")
+        .map(|t| Tenant::parse(t, "tenant"))
+        .transpose()?;
+    let tenant = caller
+        .scope(asked, "tenant")?
         .ok_or_else(|| Problem::invalid("tenant", "`tenant` is required"))?;
-    let tenant = Tenant::parse(tenant, "tenant")?;
     let page = state
         .intake
         .store
@@ -163,6 +172,7 @@ pub async fn list(
 
 pub async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
@@ -188,6 +198,7 @@ pub async fn update(
     let mut endpoint = store
         .get_endpoint(id)
         .await?
+        .filter(|endpoint| caller.sees(&endpoint.tenant))
         .ok_or_else(|| Problem::not_found("endpoint"))?;
     if let Some(url) = url {
         endpoint.url = url;
@@ -210,9 +221,11 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    if state.intake.store.delete_endpoint(parse_id(&id)?).await? {
+    let endpoint = live_endpoint(&state, &caller, &id).await?;
+    if state.intake.store.delete_endpoint(endpoint.id).await? {
         tracing::info!(endpoint_id = %id, "endpoint deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -225,10 +238,11 @@ pub async fn delete(
 /// shown in this answer only.
 pub async fn rotate_secret(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id = parse_id(&id)?;
+    let id = live_endpoint(&state, &caller, &id).await?.id;
     let mut fields = JsonObject::parse_optional(body, state.max_body_bytes)?;
     let overlap = fields
         .optional_str("overlap")?
@@ -259,9 +273,11 @@ pub async fn rotate_secret(
 /// token only). Logged, without the secret.
 pub async fn reveal_secret(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let endpoint = live_endpoint(&state, &id).await?;
+    caller.require_admin()?;
+    let endpoint = live_endpoint(&state, &caller, &id).await?;
     tracing::warn!(endpoint_id = %endpoint.id, "endpoint secret revealed through the API");
     Ok(Json(json!({
         "secret": endpoint.secret.expose(),
@@ -273,22 +289,29 @@ pub async fn reveal_secret(
 /// `POST /v1/endpoints/{id}/pause`: hold this endpoint's tasks (no attempts spent) until resumed.
 pub async fn pause(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    set_paused(&state, &id, true).await
+    set_paused(&state, &caller, &id, true).await
 }
 
 /// `POST /v1/endpoints/{id}/resume`: send this endpoint's held tasks again.
 pub async fn resume(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    set_paused(&state, &id, false).await
+    set_paused(&state, &caller, &id, false).await
 }
 
-async fn set_paused(state: &AppState, id: &str, paused: bool) -> Result<Json<Value>, Problem> {
+async fn set_paused(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    paused: bool,
+) -> Result<Json<Value>, Problem> {
     let store = &state.intake.store;
-    let mut endpoint = live_endpoint(state, id).await?;
+    let mut endpoint = live_endpoint(state, caller, id).await?;
     endpoint.paused = paused;
     endpoint.updated_at = OffsetDateTime::now_utc();
     if !store.update_endpoint(&endpoint).await? {

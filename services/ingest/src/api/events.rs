@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use hookstream_model::event::check_payload_depth;
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::JsonObject;
 use super::problem::Problem;
 use crate::intake::{Accepted, EventRequest, IntakeError};
@@ -50,9 +51,11 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 /// of an idempotency key within the window.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let request = parse_request(JsonObject::parse(body, state.max_body_bytes)?)?;
+    caller.may_act_for(&request.tenant, "tenant")?;
     state
         .tenant_limiter
         .check(&request.tenant)
@@ -68,6 +71,7 @@ pub async fn create(
 /// `status` and `problem`). An invalid event fails alone; the others are accepted.
 pub async fn create_batch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let mut fields = JsonObject::parse(body, state.max_batch_body_bytes)?;
@@ -94,6 +98,7 @@ pub async fn create_batch(
     let mut positions = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         let parsed = parse_batch_item(item, state.max_body_bytes).and_then(|request| {
+            caller.may_act_for(&request.tenant, "tenant")?;
             state
                 .tenant_limiter
                 .check(&request.tenant)

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, thin handlers over the domain and the store.
 
+mod api_keys;
 mod auth;
 mod batches;
 mod body;
@@ -24,7 +25,7 @@ use hookstream_runtime::resolver::DestinationResolver;
 
 use crate::intake::Intake;
 use crate::metrics;
-pub use auth::ApiToken;
+pub use auth::{ADMIN_KEY_ID, ApiToken, Caller};
 pub use events::parse_event_body;
 use problem::Problem;
 
@@ -40,8 +41,13 @@ pub struct AppState {
     pub tenant_limiter: Arc<crate::rate_limit::TenantLimiter>,
 }
 
-/// The `/v1` API, behind bearer-token authentication.
+/// The `/v1` API, behind bearer-token authentication: the admin token, or a tenant API key
+/// that sees only its own tenant.
 pub fn router(state: AppState, token: ApiToken) -> Router {
+    let access = auth::Access {
+        admin: token,
+        store: state.intake.store.clone(),
+    };
     let max_body = state.max_body_bytes;
     let max_batch_body = state.max_batch_body_bytes;
     Router::new()
@@ -63,6 +69,14 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
             "/v1/endpoints/{id}/secret/rotate",
             post(endpoints::rotate_secret),
         )
+        .route(
+            "/v1/tenants/{tenant}/api-keys",
+            post(api_keys::create).get(api_keys::list),
+        )
+        .route(
+            "/v1/tenants/{tenant}/api-keys/{id}",
+            axum::routing::delete(api_keys::revoke),
+        )
         .route("/v1/control", get(control::get))
         .route("/v1/control/pause", post(control::pause))
         .route("/v1/control/resume", post(control::resume))
@@ -83,7 +97,7 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
         .fallback(|| async { Problem::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(token, auth::require_token))
+        .layer(middleware::from_fn_with_state(access, auth::authenticate))
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
 }

@@ -92,6 +92,12 @@ impl Problem {
         )
     }
 
+    /// The caller is who it says, but this is not for its key: admin routes for a tenant key,
+    /// or another tenant named in a body or query.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
