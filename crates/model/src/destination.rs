@@ -42,6 +42,14 @@ impl EndpointUrl {
         if url.fragment().is_some() {
             return Err(ValidationError::new(field, "must not have a #fragment"));
         }
+        // Parsing normalises (percent-encodes, punycodes), which can lengthen the text; the
+        // normal form is what is stored and read back, so it is held to the limit too.
+        if url.as_str().len() > MAX_URL_LEN {
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {MAX_URL_LEN} bytes once normalised (percent-encoded)"),
+            ));
+        }
         Ok(Self(url))
     }
 
@@ -172,6 +180,18 @@ mod tests {
         assert!(EndpointUrl::parse("https://example.com/#frag", "url").is_err());
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert!(EndpointUrl::parse(&long, "url").is_err());
+    }
+
+    #[test]
+    fn a_url_that_grows_past_the_limit_when_normalised_is_refused() {
+        // Under the limit as sent; each `é` (2 bytes) becomes `%C3%A9` (6) once parsed. Stored
+        // as it was, it could not be read back (found by schemathesis).
+        let accented = format!("https://example.com/{}", "é".repeat(400));
+        assert!(accented.len() <= MAX_URL_LEN);
+        let err = EndpointUrl::parse(&accented, "url").unwrap_err();
+        assert!(err.reason.contains("normalised"), "{err}");
+        let near = format!("https://example.com/{}", "é".repeat(300));
+        assert!(EndpointUrl::parse(&near, "url").unwrap().as_str().len() <= MAX_URL_LEN);
     }
 
     #[test]

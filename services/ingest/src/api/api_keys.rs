@@ -18,6 +18,7 @@ use super::auth::Caller;
 use super::body::JsonObject;
 use super::endpoints::rfc3339;
 use super::problem::Problem;
+use super::schemas;
 use crate::api_key_token;
 
 /// The longest description a key may carry.
@@ -51,6 +52,21 @@ fn parse_name(name: Option<String>) -> Result<String, Problem> {
 }
 
 /// `POST /v1/tenants/{tenant}/api-keys` `{"name": "ci"}`?: `201` with the key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/api-keys",
+    tag = "api keys",
+    summary = "Create a tenant API key (admin token only); the key is in this answer only",
+    params(
+        ("tenant" = String, Path, description = "the tenant", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+    ),
+    request_body(content = Option<schemas::ApiKeyCreate>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "the key", body = schemas::ApiKey),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -79,6 +95,20 @@ pub async fn create(
 }
 
 /// `GET /v1/tenants/{tenant}/api-keys`: the tenant's keys, revoked ones too, never the keys.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/api-keys",
+    tag = "api keys",
+    summary = "A tenant's API keys (admin token only)",
+    params(
+        ("tenant" = String, Path, description = "the tenant", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+    ),
+    responses(
+        (status = 200, description = "the keys, never their text", body = schemas::ApiKeyList),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -97,6 +127,21 @@ pub async fn list(
 
 /// `DELETE /v1/tenants/{tenant}/api-keys/{id}`: the key authenticates nothing from now on. It
 /// stays listed, with when it was revoked.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/api-keys/{id}",
+    tag = "api keys",
+    summary = "Revoke a tenant API key (admin token only)",
+    params(
+        ("tenant" = String, Path, description = "the tenant", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("id" = String, Path, description = "the API key id", pattern = "^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the key, revoked", body = schemas::ApiKey),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

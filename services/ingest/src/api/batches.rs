@@ -25,6 +25,7 @@ use super::dead_letters::{parse_class, parse_time};
 use super::endpoints::rfc3339;
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
+use super::schemas;
 use crate::replay_plan::{self, PlanError, ReplayRequest};
 
 fn render_filter(f: &DeadLetterFilter) -> Value {
@@ -184,6 +185,19 @@ async fn start(state: &AppState, request: ReplayRequest) -> Result<Response, Pro
 
 /// `POST /v1/batches` `{"delivery_ids": [...]}` or `{"filter": {...}}`, with `dry_run` and
 /// `allow_repeat`.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "replay",
+    summary = "Replay dead letters as one batch, or plan it (dry run)",
+    request_body(content = schemas::BatchCreate, content_type = "application/json"),
+    responses(
+        (status = 202, description = "the batch, running", body = schemas::Batch),
+        (status = 200, description = "a dry run, with every item it would take", body = schemas::Batch),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -248,6 +262,22 @@ fn parse_id(text: &str) -> Result<BatchId, Problem> {
 }
 
 /// `GET /v1/batches?tenant=`, newest first: a tenant key sees its tenant's batches only.
+#[utoipa::path(
+    get,
+    path = "/v1/batches",
+    tag = "replay",
+    summary = "Batches, newest first",
+    params(
+        ("tenant" = Option<String>, Query, description = "a tenant key lists its own tenant only", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
+        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "a page of batches", body = schemas::BatchPage),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -282,6 +312,20 @@ async fn visible_batch(state: &AppState, caller: &Caller, id: &str) -> Result<Ba
 }
 
 /// `GET /v1/batches/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "replay",
+    summary = "One batch",
+    params(
+        ("id" = String, Path, description = "the batch id", pattern = "^bat_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the batch", body = schemas::Batch),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -292,6 +336,22 @@ pub async fn get(
 
 /// `GET /v1/batches/{id}/items`: each dead letter of the batch and what became of it; a
 /// created item links the new delivery to the dead one it replaces.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}/items",
+    tag = "replay",
+    summary = "A batch's items",
+    params(
+        ("id" = String, Path, description = "the batch id", pattern = "^bat_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
+        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "a page of items", body = schemas::BatchItemPage),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn items(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -308,6 +368,20 @@ pub async fn items(
 }
 
 /// `POST /v1/batches/{id}/cancel`: no more deliveries are created; those created stay.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/cancel",
+    tag = "replay",
+    summary = "Stop a running batch",
+    params(
+        ("id" = String, Path, description = "the batch id", pattern = "^bat_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the batch", body = schemas::Batch),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -343,6 +417,22 @@ fn shortcut_fields(
 }
 
 /// `POST /v1/deliveries/{id}/resend`: replays one dead-lettered delivery (a batch of one).
+#[utoipa::path(
+    post,
+    path = "/v1/deliveries/{id}/resend",
+    tag = "replay",
+    summary = "Replay one dead-lettered delivery",
+    params(
+        ("id" = String, Path, description = "the delivery id", pattern = "^dlv_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    request_body(content = Option<schemas::Resend>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "the batch, running", body = schemas::Batch),
+        (status = 200, description = "a dry run", body = schemas::Batch),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn resend(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -389,6 +479,22 @@ pub async fn resend(
 
 /// `POST /v1/endpoints/{id}/recover` `{"since": …}`: replays, as one batch, everything that
 /// died for the endpoint since then.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/recover",
+    tag = "replay",
+    summary = "Replay everything that died for an endpoint since a time",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    request_body(content = schemas::Recover, content_type = "application/json"),
+    responses(
+        (status = 202, description = "the batch, running", body = schemas::Batch),
+        (status = 200, description = "a dry run", body = schemas::Batch),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn recover(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

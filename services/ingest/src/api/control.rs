@@ -9,11 +9,23 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::problem::Problem;
+use super::schemas;
 
 fn render(paused: bool) -> Json<Value> {
     Json(json!({"sending_paused": paused}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/control",
+    tag = "control",
+    summary = "The kill switch (admin token only)",
+    responses(
+        (status = 200, description = "whether sending is paused", body = schemas::Control),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -22,6 +34,17 @@ pub async fn get(
     Ok(render(state.intake.store.sending_paused().await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/control/pause",
+    tag = "control",
+    summary = "Stop all sending (admin token only)",
+    responses(
+        (status = 200, description = "paused", body = schemas::Control),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn pause(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -32,6 +55,17 @@ pub async fn pause(
     Ok(render(true))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/control/resume",
+    tag = "control",
+    summary = "Start sending again (admin token only)",
+    responses(
+        (status = 200, description = "resumed", body = schemas::Control),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn resume(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

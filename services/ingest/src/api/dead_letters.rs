@@ -20,6 +20,7 @@ use super::deliveries::render_attempt;
 use super::endpoints::rfc3339;
 use super::paging::page_request;
 use super::problem::Problem;
+use super::schemas;
 
 /// A time given as RFC 3339 (`2026-11-23T10:00:00Z`).
 pub(super) fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime, Problem> {
@@ -98,6 +99,27 @@ async fn render(store: &dyn Store, dead: &IndexedDeadLetter) -> Result<Value, Pr
 }
 
 /// `GET /v1/dead-letters?endpoint_id=&event_type=&class=&since=&until=&tenant=&limit=&after=`
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "dead letters",
+    summary = "Dead letters, oldest first",
+    params(
+        ("tenant" = Option<String>, Query, description = "a tenant key lists its own tenant only", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("endpoint_id" = Option<String>, Query, description = "ep_…", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("event_type" = Option<String>, Query, description = "an event type", pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+        ("class" = Option<String>, Query, description = "the last attempt's class, such as HTTP_4XX_PERMANENT"),
+        ("since" = Option<String>, Query, description = "RFC 3339"),
+        ("until" = Option<String>, Query, description = "RFC 3339"),
+        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
+        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "a page of dead letters", body = schemas::DeadLetterPage),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -115,6 +137,20 @@ pub async fn list(
 }
 
 /// `GET /v1/dead-letters/{delivery_id}`
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters/{id}",
+    tag = "dead letters",
+    summary = "One dead letter",
+    params(
+        ("id" = String, Path, description = "the dead delivery's id", pattern = "^dlv_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the dead letter", body = schemas::DeadLetter),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

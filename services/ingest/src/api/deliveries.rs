@@ -15,6 +15,7 @@ use super::auth::Caller;
 use super::endpoints::rfc3339;
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
+use super::schemas;
 
 fn render(delivery: &Delivery) -> Value {
     json!({
@@ -83,6 +84,25 @@ fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeliveryFi
 }
 
 /// `GET /v1/deliveries?event_id=&endpoint_id=&status=&tenant=&limit=&after=`
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries",
+    tag = "deliveries",
+    summary = "Deliveries, filtered",
+    params(
+        ("tenant" = Option<String>, Query, description = "a tenant key lists its own tenant only", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("event_id" = Option<String>, Query, description = "evt_…", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("endpoint_id" = Option<String>, Query, description = "ep_…", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("status" = Option<String>, Query, description = "pending, delivering, delivered, retrying or dead_lettered", pattern = "^(pending|delivering|delivered|retrying|dead_lettered)$"),
+        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
+        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "a page of deliveries", body = schemas::DeliveryPage),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -111,6 +131,20 @@ async fn visible_delivery(
         .ok_or_else(|| Problem::not_found("delivery"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}",
+    tag = "deliveries",
+    summary = "One delivery",
+    params(
+        ("id" = String, Path, description = "the delivery id", pattern = "^dlv_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the delivery", body = schemas::Delivery),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -120,6 +154,20 @@ pub async fn get(
 }
 
 /// Every attempt of a delivery, first first.
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}/attempts",
+    tag = "deliveries",
+    summary = "Every attempt of a delivery",
+    params(
+        ("id" = String, Path, description = "the delivery id", pattern = "^dlv_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the attempts, first first", body = schemas::AttemptList),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn attempts(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -24,6 +24,7 @@ use super::auth::Caller;
 use super::body::JsonObject;
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
+use super::schemas;
 
 pub(super) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
@@ -90,6 +91,18 @@ fn parse_id(text: &str) -> Result<EndpointId, Problem> {
     EndpointId::parse(text, "id").map_err(|_| Problem::not_found("endpoint"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints",
+    tag = "endpoints",
+    summary = "Create an endpoint; its secret is in this answer only",
+    request_body(content = schemas::EndpointCreate, content_type = "application/json"),
+    responses(
+        (status = 201, description = "created, with its signing secret", body = schemas::Endpoint),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -141,6 +154,20 @@ async fn live_endpoint(state: &AppState, caller: &Caller, id: &str) -> Result<En
         .ok_or_else(|| Problem::not_found("endpoint"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}",
+    tag = "endpoints",
+    summary = "One endpoint",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the endpoint", body = schemas::Endpoint),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -150,6 +177,22 @@ pub async fn get(
     Ok(Json(render(&endpoint)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints",
+    tag = "endpoints",
+    summary = "A tenant's endpoints",
+    params(
+        ("tenant" = Option<String>, Query, description = "required with the admin token", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
+        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "a page of endpoints", body = schemas::EndpointPage),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -170,6 +213,21 @@ pub async fn list(
     Ok(Json(page_json(page, render)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/endpoints/{id}",
+    tag = "endpoints",
+    summary = "Change an endpoint",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    request_body(content = schemas::EndpointPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the endpoint as changed", body = schemas::Endpoint),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -219,6 +277,20 @@ pub async fn update(
     Ok(Json(render(&endpoint)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/endpoints/{id}",
+    tag = "endpoints",
+    summary = "Delete an endpoint; its undelivered webhooks are dead-lettered",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -236,6 +308,21 @@ pub async fn delete(
 /// `POST /v1/endpoints/{id}/secret/rotate` `{"overlap": "24h"}`?: a new secret signs from now
 /// on; the old one also signs until the overlap ends (`0s`: at once no more). The new secret is
 /// shown in this answer only.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/secret/rotate",
+    tag = "endpoints",
+    summary = "Rotate the signing secret; the old one also signs until the overlap ends",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    request_body(content = Option<schemas::SecretRotation>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the endpoint with its new secret", body = schemas::Endpoint),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -271,6 +358,20 @@ pub async fn rotate_secret(
 
 /// `GET /v1/endpoints/{id}/secret`: the signing secret, for an operator who lost it (the admin
 /// token only). Logged, without the secret.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}/secret",
+    tag = "endpoints",
+    summary = "The signing secret (admin token only)",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the secret", body = schemas::Secret),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn reveal_secret(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -287,6 +388,20 @@ pub async fn reveal_secret(
 }
 
 /// `POST /v1/endpoints/{id}/pause`: hold this endpoint's tasks (no attempts spent) until resumed.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/pause",
+    tag = "endpoints",
+    summary = "Hold this endpoint's webhooks",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the endpoint", body = schemas::Endpoint),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn pause(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -296,6 +411,20 @@ pub async fn pause(
 }
 
 /// `POST /v1/endpoints/{id}/resume`: send this endpoint's held tasks again.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/resume",
+    tag = "endpoints",
+    summary = "Send this endpoint's held webhooks",
+    params(
+        ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+    ),
+    responses(
+        (status = 200, description = "the endpoint", body = schemas::Endpoint),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn resume(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -15,6 +15,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::JsonObject;
 use super::problem::Problem;
+use super::schemas;
 use crate::intake::{Accepted, EventRequest, IntakeError};
 
 /// Reads and validates the body of `POST /v1/events`.
@@ -49,6 +50,19 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 
 /// `202 {"id", "deliveries"}` once Kafka has the tasks; `200` with the original id for a repeat
 /// of an idempotency key within the window.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Accept an event for delivery",
+    request_body(content = schemas::EventCreate, content_type = "application/json"),
+    responses(
+        (status = 202, description = "accepted: Kafka has its delivery tasks", body = schemas::EventAccepted),
+        (status = 200, description = "a repeat of an idempotency key within the window", body = schemas::EventAccepted),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -69,6 +83,18 @@ pub async fn create(
 /// together (one store write, one round of Kafka acknowledgements). Answers `200` with one result
 /// per event, in order: what `POST /v1/events` would have answered for it (`status` and body, or
 /// `status` and `problem`). An invalid event fails alone; the others are accepted.
+#[utoipa::path(
+    post,
+    path = "/v1/events:batch",
+    tag = "events",
+    summary = "Accept up to 1,000 events at once",
+    request_body(content = schemas::EventBatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "one result per event, in order", body = schemas::EventBatchResults),
+        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create_batch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -9,8 +9,10 @@ mod dead_letters;
 mod deliveries;
 mod endpoints;
 mod events;
+mod openapi;
 mod paging;
 mod problem;
+mod schemas;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +21,9 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use hookstream_runtime::resolver::DestinationResolver;
 
@@ -42,7 +46,8 @@ pub struct AppState {
 }
 
 /// The `/v1` API, behind bearer-token authentication: the admin token, or a tenant API key
-/// that sees only its own tenant.
+/// that sees only its own tenant. `GET /v1/openapi.json` (no token needed) describes it; the
+/// document is built from the same handlers the router serves, so the two cannot drift apart.
 pub fn router(state: AppState, token: ApiToken) -> Router {
     let access = auth::Access {
         admin: token,
@@ -50,56 +55,58 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
     };
     let max_body = state.max_body_bytes;
     let max_batch_body = state.max_batch_body_bytes;
-    Router::new()
-        .route(
-            "/v1/endpoints",
-            post(endpoints::create).get(endpoints::list),
-        )
-        .route(
-            "/v1/endpoints/{id}",
-            get(endpoints::get)
-                .patch(endpoints::update)
-                .delete(endpoints::delete),
-        )
-        .route("/v1/endpoints/{id}/pause", post(endpoints::pause))
-        .route("/v1/endpoints/{id}/resume", post(endpoints::resume))
-        .route("/v1/endpoints/{id}/recover", post(batches::recover))
-        .route("/v1/endpoints/{id}/secret", get(endpoints::reveal_secret))
-        .route(
-            "/v1/endpoints/{id}/secret/rotate",
-            post(endpoints::rotate_secret),
-        )
-        .route(
-            "/v1/tenants/{tenant}/api-keys",
-            post(api_keys::create).get(api_keys::list),
-        )
-        .route(
-            "/v1/tenants/{tenant}/api-keys/{id}",
-            axum::routing::delete(api_keys::revoke),
-        )
-        .route("/v1/control", get(control::get))
-        .route("/v1/control/pause", post(control::pause))
-        .route("/v1/control/resume", post(control::resume))
-        .route("/v1/events", post(events::create))
-        .route(
-            "/v1/events:batch",
-            post(events::create_batch).layer(axum::extract::DefaultBodyLimit::max(max_batch_body)),
-        )
-        .route("/v1/deliveries", get(deliveries::list))
-        .route("/v1/deliveries/{id}", get(deliveries::get))
-        .route("/v1/deliveries/{id}/attempts", get(deliveries::attempts))
-        .route("/v1/deliveries/{id}/resend", post(batches::resend))
-        .route("/v1/dead-letters", get(dead_letters::list))
-        .route("/v1/dead-letters/{id}", get(dead_letters::get))
-        .route("/v1/batches", post(batches::create).get(batches::list))
-        .route("/v1/batches/{id}", get(batches::get))
-        .route("/v1/batches/{id}/items", get(batches::items))
-        .route("/v1/batches/{id}/cancel", post(batches::cancel))
+    let (api, document) = documented_routes(max_batch_body).split_for_parts();
+    let api = api
         .fallback(|| async { Problem::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(access, auth::authenticate))
+        .layer(middleware::from_fn_with_state(access, auth::authenticate));
+    let document = Arc::new(openapi::finish(document));
+    Router::new()
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let document = Arc::clone(&document);
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
+        .merge(api)
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
+}
+
+/// Every `/v1` route, each with its OpenAPI operation.
+fn documented_routes(max_batch_body: usize) -> OpenApiRouter<AppState> {
+    let (schemas, paths, batch) = routes!(events::create_batch);
+    let batch = batch.layer(axum::extract::DefaultBodyLimit::max(max_batch_body));
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(
+            endpoints::get,
+            endpoints::update,
+            endpoints::delete
+        ))
+        .routes(routes!(endpoints::pause))
+        .routes(routes!(endpoints::resume))
+        .routes(routes!(batches::recover))
+        .routes(routes!(endpoints::reveal_secret))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(control::get))
+        .routes(routes!(control::pause))
+        .routes(routes!(control::resume))
+        .routes(routes!(events::create))
+        .routes((schemas, paths, batch))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::get))
+        .routes(routes!(deliveries::attempts))
+        .routes(routes!(batches::resend))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::get))
+        .routes(routes!(batches::create, batches::list))
+        .routes(routes!(batches::get))
+        .routes(routes!(batches::items))
+        .routes(routes!(batches::cancel))
 }
 
 /// Records each request's latency by route template (never the raw path: ids would explode the

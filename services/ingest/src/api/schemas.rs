@@ -1,0 +1,298 @@
+//! The shapes of request and response bodies, for the OpenAPI document. The handlers read and
+//! write JSON field by field (so each bad field gets its own problem); these types say what
+//! those fields are. The schemathesis test checks every answer against them.
+// Read only by the OpenAPI derive, never constructed.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document (`application/problem+json`).
+#[derive(ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDoc {
+    /// `urn:hookstream:problem:<kind>`, stable.
+    #[schema(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The field at fault, when one is.
+    field: Option<String>,
+}
+
+/// `POST /v1/endpoints`.
+#[derive(ToSchema)]
+pub struct EndpointCreate {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    tenant: String,
+    /// `https` (or what the allow-list opens) to a public destination.
+    #[schema(format = "uri", max_length = 2048)]
+    url: String,
+    /// Empty or `["*"]`: every type.
+    event_types: Option<Vec<String>>,
+    #[schema(minimum = 1)]
+    max_attempts: Option<u32>,
+}
+
+/// `PATCH /v1/endpoints/{id}`: only the fields given change.
+#[derive(ToSchema)]
+pub struct EndpointPatch {
+    #[schema(format = "uri", max_length = 2048)]
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    disabled: Option<bool>,
+    /// `null`: back to the retry policy's limit.
+    #[schema(minimum = 1)]
+    max_attempts: Option<u32>,
+}
+
+#[derive(ToSchema)]
+pub struct Circuit {
+    /// `closed`, `open` or `half_open`.
+    state: String,
+    open_until: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Endpoint {
+    id: String,
+    tenant: String,
+    url: String,
+    event_types: Vec<String>,
+    disabled: bool,
+    max_attempts: Option<u32>,
+    paused: bool,
+    circuit: Circuit,
+    previous_secret_expires_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    /// Only when the endpoint is created and when its secret is rotated.
+    secret: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct EndpointPage {
+    data: Vec<Endpoint>,
+    /// The cursor of the next page (`?after=`), `null` on the last.
+    next: Option<String>,
+}
+
+/// `POST /v1/endpoints/{id}/secret/rotate`.
+#[derive(ToSchema)]
+pub struct SecretRotation {
+    /// How long the old secret also signs, such as `24h` or `0s`.
+    overlap: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Secret {
+    secret: String,
+    previous_secret: Option<String>,
+    previous_secret_expires_at: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Control {
+    sending_paused: bool,
+}
+
+/// `POST /v1/events`, and each event of a batch.
+#[derive(ToSchema)]
+pub struct EventCreate {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    tenant: String,
+    #[schema(rename = "type", pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    event_type: String,
+    /// Any JSON, at most 32 levels deep.
+    payload: Value,
+    #[schema(min_length = 1, max_length = 255)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct EventBatch {
+    #[schema(min_items = 1, max_items = 1000)]
+    events: Vec<EventCreate>,
+}
+
+#[derive(ToSchema)]
+pub struct EventAccepted {
+    id: String,
+    deliveries: u32,
+    /// `true` for a repeat of an idempotency key within the window.
+    repeat: Option<bool>,
+}
+
+#[derive(ToSchema)]
+pub struct EventBatchResults {
+    /// One per event, in order: `{"status", "id", "deliveries"}` or `{"status", "problem"}`.
+    results: Vec<Value>,
+}
+
+#[derive(ToSchema)]
+pub struct Delivery {
+    id: String,
+    event_id: String,
+    endpoint_id: String,
+    tenant: String,
+    event_type: String,
+    /// `pending`, `delivering`, `delivered`, `retrying` or `dead_lettered`.
+    status: String,
+    attempts: u32,
+    next_attempt_at: Option<String>,
+    next_tier: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(ToSchema)]
+pub struct DeliveryPage {
+    data: Vec<Delivery>,
+    next: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Attempt {
+    number: u32,
+    started_at: String,
+    latency_ms: u64,
+    status_code: Option<u16>,
+    class: String,
+    response_snippet: String,
+    error: Option<String>,
+    next_attempt_at: Option<String>,
+    tier: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct AttemptList {
+    data: Vec<Attempt>,
+}
+
+#[derive(ToSchema)]
+pub struct DeadLetter {
+    delivery_id: String,
+    /// The event: `id`, `tenant`, `type`, `payload`, `created_at`.
+    event: Value,
+    /// The endpoint as it stands: `id`, `url`, `disabled`, `deleted`.
+    endpoint: Value,
+    reason: String,
+    class: String,
+    status_code: Option<u16>,
+    error: Option<String>,
+    response_snippet: String,
+    attempts_made: u32,
+    attempts: Vec<Attempt>,
+    dead_lettered_at: String,
+    replays: u32,
+}
+
+#[derive(ToSchema)]
+pub struct DeadLetterPage {
+    data: Vec<DeadLetter>,
+    next: Option<String>,
+}
+
+/// A delivery id.
+#[derive(ToSchema)]
+#[schema(as = DeliveryId, pattern = "^dlv_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+pub struct DeliveryIdDoc(String);
+
+/// A dead-letter filter; every field given must match.
+#[derive(ToSchema)]
+pub struct DeadLetterFilter {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    tenant: Option<String>,
+    #[schema(pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    endpoint_id: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    event_type: Option<String>,
+    class: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `POST /v1/batches`: `delivery_ids` or `filter`, not both.
+#[derive(ToSchema)]
+pub struct BatchCreate {
+    #[schema(min_items = 1, max_items = 10000, inline)]
+    delivery_ids: Option<Vec<DeliveryIdDoc>>,
+    filter: Option<DeadLetterFilter>,
+    dry_run: Option<bool>,
+    allow_repeat: Option<bool>,
+}
+
+/// The optional body of `POST /v1/deliveries/{id}/resend`.
+#[derive(ToSchema)]
+pub struct Resend {
+    dry_run: Option<bool>,
+    allow_repeat: Option<bool>,
+}
+
+/// `POST /v1/endpoints/{id}/recover`.
+#[derive(ToSchema)]
+pub struct Recover {
+    /// RFC 3339: replay what died since then.
+    since: String,
+    dry_run: Option<bool>,
+    allow_repeat: Option<bool>,
+}
+
+#[derive(ToSchema)]
+pub struct Batch {
+    id: String,
+    /// `running`, `completed`, `cancelled` or `failed`.
+    status: String,
+    dry_run: bool,
+    allow_repeat: bool,
+    created_by: String,
+    tenant: Option<String>,
+    /// `{"delivery_ids": [...]}` or `{"filter": {...}}`.
+    selection: Value,
+    counts: Value,
+    error: Option<String>,
+    created_at: String,
+    updated_at: String,
+    finished_at: Option<String>,
+    /// A dry run: how many would be replayed, and each item it would take.
+    count: Option<u32>,
+    items: Option<Vec<Value>>,
+}
+
+#[derive(ToSchema)]
+pub struct BatchPage {
+    data: Vec<Batch>,
+    next: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct BatchItemPage {
+    /// `position`, `dead_delivery_id`, `endpoint_id`, `outcome` and, by outcome,
+    /// `delivery_id`, `published` or `reason`.
+    data: Vec<Value>,
+    next: Option<String>,
+}
+
+/// `POST /v1/tenants/{tenant}/api-keys`.
+#[derive(ToSchema)]
+pub struct ApiKeyCreate {
+    #[schema(max_length = 100)]
+    name: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ApiKey {
+    id: String,
+    tenant: String,
+    name: String,
+    created_at: String,
+    revoked_at: Option<String>,
+    /// The key itself: only in the answer that creates it.
+    key: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ApiKeyList {
+    data: Vec<ApiKey>,
+}

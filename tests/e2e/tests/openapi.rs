@@ -1,0 +1,160 @@
+//! The OpenAPI document at `/v1/openapi.json`, built from the handlers: it describes every
+//! route, and schemathesis (PyPI) drives the API with property-based inputs generated from it,
+//! checking that no input gets a server error and that every answer matches the document.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use hookstream_e2e::{Broker, DnsServer, Pipeline, Service, TOKEN};
+
+/// Examples per operation in the coverage phase; the fuzzing phase goes on until the time
+/// bound, which keeps the run to a few minutes on a 2-core machine.
+const MAX_EXAMPLES: &str = "20";
+/// The whole run's bound.
+const MAX_SECONDS: u64 = 150;
+
+/// Every route the API serves, as the document must name it.
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/endpoints"),
+    ("get", "/v1/endpoints"),
+    ("get", "/v1/endpoints/{id}"),
+    ("patch", "/v1/endpoints/{id}"),
+    ("delete", "/v1/endpoints/{id}"),
+    ("post", "/v1/endpoints/{id}/pause"),
+    ("post", "/v1/endpoints/{id}/resume"),
+    ("post", "/v1/endpoints/{id}/recover"),
+    ("get", "/v1/endpoints/{id}/secret"),
+    ("post", "/v1/endpoints/{id}/secret/rotate"),
+    ("post", "/v1/tenants/{tenant}/api-keys"),
+    ("get", "/v1/tenants/{tenant}/api-keys"),
+    ("delete", "/v1/tenants/{tenant}/api-keys/{id}"),
+    ("get", "/v1/control"),
+    ("post", "/v1/control/pause"),
+    ("post", "/v1/control/resume"),
+    ("post", "/v1/events"),
+    ("post", "/v1/events:batch"),
+    ("get", "/v1/deliveries"),
+    ("get", "/v1/deliveries/{id}"),
+    ("get", "/v1/deliveries/{id}/attempts"),
+    ("post", "/v1/deliveries/{id}/resend"),
+    ("get", "/v1/dead-letters"),
+    ("get", "/v1/dead-letters/{id}"),
+    ("post", "/v1/batches"),
+    ("get", "/v1/batches"),
+    ("get", "/v1/batches/{id}"),
+    ("get", "/v1/batches/{id}/items"),
+    ("post", "/v1/batches/{id}/cancel"),
+];
+
+/// Ingest alone (nothing is sent anywhere), resolving names only through a DNS server on
+/// 127.0.0.1 that knows none, so generated endpoint URLs lead nowhere.
+async fn ingest_alone(dns: &DnsServer) -> Pipeline {
+    let broker = Broker::start().await;
+    let address = broker.address.clone();
+    Pipeline::start_only(
+        Some(broker),
+        &address,
+        &[("HOOKSTREAM_DNS_SERVER", dns.address.as_str())],
+        &[Service::Ingest],
+    )
+    .await
+}
+
+async fn document(pipeline: &Pipeline) -> Value {
+    // Served without a token: tools read it before they have one.
+    let answer = pipeline
+        .api
+        .raw("GET", "/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_names_every_route_and_its_authentication() {
+    let dns = DnsServer::start().await;
+    let pipeline = ingest_alone(&dns).await;
+    let doc = document(&pipeline).await;
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = doc["paths"].as_object().expect("paths");
+    let documented: BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = item.as_object().expect("a path item");
+            methods
+                .keys()
+                .filter(|m| ["get", "post", "patch", "put", "delete"].contains(&m.as_str()))
+                .map(|m| (m.clone(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, expected);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+
+    // Each documented route is served (with the admin token it never answers the fallback's
+    // "route not found").
+    for (method, path) in ROUTES {
+        let concrete = path
+            .replace("{id}", "ep_01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            .replace("{tenant}", "acme");
+        let answer = pipeline
+            .api
+            .raw(&method.to_uppercase(), &concrete, None, Some(TOKEN))
+            .await;
+        assert_ne!(
+            answer.body["detail"], "route not found",
+            "{method} {path} is documented but not served"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
+    let dns = DnsServer::start().await;
+    let pipeline = ingest_alone(&dns).await;
+    let schema = format!("{}/v1/openapi.json", pipeline.api.base);
+    let reports = tempfile::tempdir().expect("a folder for the report");
+    let run = tokio::process::Command::new("python3")
+        .args(["-m", "schemathesis.cli", "run", &schema])
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", MAX_EXAMPLES, "--seed", "20261123"])
+        .args(["--workers", "1", "--request-timeout", "10", "--no-color"])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-time", &MAX_SECONDS.to_string()])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .current_dir(reports.path())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(MAX_SECONDS + 60), run)
+        .await
+        .expect("schemathesis finishes within its time budget")
+        .expect("schemathesis runs (make tools installs it)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The summary, for the test log: what was run and how many cases.
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{stdout}\n{stderr}\n--- ingest log ---\n{}",
+        pipeline.log_tail(Service::Ingest)
+    );
+    // A run that tested nothing would also succeed.
+    assert!(
+        stdout.contains("passed") && !stdout.contains("No operations"),
+        "{stdout}"
+    );
+}
