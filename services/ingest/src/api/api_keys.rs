@@ -63,8 +63,7 @@ fn parse_name(name: Option<String>) -> Result<String, Problem> {
     request_body(content = Option<schemas::ApiKeyCreate>, content_type = "application/json"),
     responses(
         (status = 201, description = "the key", body = schemas::ApiKey),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn create(
@@ -105,8 +104,7 @@ pub async fn create(
     ),
     responses(
         (status = 200, description = "the keys, never their text", body = schemas::ApiKeyList),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn list(
@@ -138,8 +136,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "the key, revoked", body = schemas::ApiKey),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn revoke(

@@ -194,8 +194,7 @@ async fn start(state: &AppState, request: ReplayRequest) -> Result<Response, Pro
     responses(
         (status = 202, description = "the batch, running", body = schemas::Batch),
         (status = 200, description = "a dry run, with every item it would take", body = schemas::Batch),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn create(
@@ -269,13 +268,11 @@ fn parse_id(text: &str) -> Result<BatchId, Problem> {
     summary = "Batches, newest first",
     params(
         ("tenant" = Option<String>, Query, description = "a tenant key lists its own tenant only", pattern = "^[A-Za-z0-9._-]{1,64}$"),
-        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
-        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+        schemas::PageParams,
     ),
     responses(
         (status = 200, description = "a page of batches", body = schemas::BatchPage),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn list(
@@ -322,8 +319,7 @@ async fn visible_batch(state: &AppState, caller: &Caller, id: &str) -> Result<Ba
     ),
     responses(
         (status = 200, description = "the batch", body = schemas::Batch),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn get(
@@ -343,13 +339,11 @@ pub async fn get(
     summary = "A batch's items",
     params(
         ("id" = String, Path, description = "the batch id", pattern = "^bat_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
-        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
-        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+        schemas::PageParams,
     ),
     responses(
         (status = 200, description = "a page of items", body = schemas::BatchItemPage),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn items(
@@ -378,8 +372,7 @@ pub async fn items(
     ),
     responses(
         (status = 200, description = "the batch", body = schemas::Batch),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn cancel(
@@ -429,8 +422,7 @@ fn shortcut_fields(
     responses(
         (status = 202, description = "the batch, running", body = schemas::Batch),
         (status = 200, description = "a dry run", body = schemas::Batch),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn resend(
@@ -491,8 +483,7 @@ pub async fn resend(
     responses(
         (status = 202, description = "the batch, running", body = schemas::Batch),
         (status = 200, description = "a dry run", body = schemas::Batch),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn recover(

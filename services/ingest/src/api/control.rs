@@ -22,8 +22,7 @@ fn render(paused: bool) -> Json<Value> {
     summary = "The kill switch (admin token only)",
     responses(
         (status = 200, description = "whether sending is paused", body = schemas::Control),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn get(
@@ -41,8 +40,7 @@ pub async fn get(
     summary = "Stop all sending (admin token only)",
     responses(
         (status = 200, description = "paused", body = schemas::Control),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn pause(
@@ -62,8 +60,7 @@ pub async fn pause(
     summary = "Start sending again (admin token only)",
     responses(
         (status = 200, description = "resumed", body = schemas::Control),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn resume(

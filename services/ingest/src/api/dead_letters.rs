@@ -111,13 +111,11 @@ async fn render(store: &dyn Store, dead: &IndexedDeadLetter) -> Result<Value, Pr
         ("class" = Option<String>, Query, description = "the last attempt's class, such as HTTP_4XX_PERMANENT"),
         ("since" = Option<String>, Query, description = "RFC 3339"),
         ("until" = Option<String>, Query, description = "RFC 3339"),
-        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
-        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+        schemas::PageParams,
     ),
     responses(
         (status = 200, description = "a page of dead letters", body = schemas::DeadLetterPage),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn list(
@@ -147,8 +145,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "the dead letter", body = schemas::DeadLetter),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn get(

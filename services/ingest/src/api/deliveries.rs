@@ -94,13 +94,11 @@ fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeliveryFi
         ("event_id" = Option<String>, Query, description = "evt_…", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
         ("endpoint_id" = Option<String>, Query, description = "ep_…", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
         ("status" = Option<String>, Query, description = "pending, delivering, delivered, retrying or dead_lettered", pattern = "^(pending|delivering|delivered|retrying|dead_lettered)$"),
-        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
-        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+        schemas::PageParams,
     ),
     responses(
         (status = 200, description = "a page of deliveries", body = schemas::DeliveryPage),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn list(
@@ -141,8 +139,7 @@ async fn visible_delivery(
     ),
     responses(
         (status = 200, description = "the delivery", body = schemas::Delivery),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn get(
@@ -164,8 +161,7 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "the attempts, first first", body = schemas::AttemptList),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn attempts(

@@ -99,8 +99,7 @@ fn parse_id(text: &str) -> Result<EndpointId, Problem> {
     request_body(content = schemas::EndpointCreate, content_type = "application/json"),
     responses(
         (status = 201, description = "created, with its signing secret", body = schemas::Endpoint),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn create(
@@ -164,8 +163,7 @@ async fn live_endpoint(state: &AppState, caller: &Caller, id: &str) -> Result<En
     ),
     responses(
         (status = 200, description = "the endpoint", body = schemas::Endpoint),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn get(
@@ -184,13 +182,11 @@ pub async fn get(
     summary = "A tenant's endpoints",
     params(
         ("tenant" = Option<String>, Query, description = "required with the admin token", pattern = "^[A-Za-z0-9._-]{1,64}$"),
-        ("limit" = Option<u32>, Query, description = "1 to 500; 50 by default", minimum = 1, maximum = 500),
-        ("after" = Option<String>, Query, description = "the `next` cursor of the previous page"),
+        schemas::PageParams,
     ),
     responses(
         (status = 200, description = "a page of endpoints", body = schemas::EndpointPage),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn list(
@@ -224,8 +220,7 @@ pub async fn list(
     request_body(content = schemas::EndpointPatch, content_type = "application/json"),
     responses(
         (status = 200, description = "the endpoint as changed", body = schemas::Endpoint),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn update(
@@ -287,8 +282,7 @@ pub async fn update(
     ),
     responses(
         (status = 204, description = "deleted"),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn delete(
@@ -319,8 +313,7 @@ pub async fn delete(
     request_body(content = Option<schemas::SecretRotation>, content_type = "application/json"),
     responses(
         (status = 200, description = "the endpoint with its new secret", body = schemas::Endpoint),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn rotate_secret(
@@ -368,8 +361,7 @@ pub async fn rotate_secret(
     ),
     responses(
         (status = 200, description = "the secret", body = schemas::Secret),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn reveal_secret(
@@ -398,8 +390,7 @@ pub async fn reveal_secret(
     ),
     responses(
         (status = 200, description = "the endpoint", body = schemas::Endpoint),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn pause(
@@ -421,8 +412,7 @@ pub async fn pause(
     ),
     responses(
         (status = 200, description = "the endpoint", body = schemas::Endpoint),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn resume(

@@ -59,8 +59,7 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
     responses(
         (status = 202, description = "accepted: Kafka has its delivery tasks", body = schemas::EventAccepted),
         (status = 200, description = "a repeat of an idempotency key within the window", body = schemas::EventAccepted),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn create(
@@ -91,8 +90,7 @@ pub async fn create(
     request_body(content = schemas::EventBatch, content_type = "application/json"),
     responses(
         (status = 200, description = "one result per event, in order", body = schemas::EventBatchResults),
-        (status = "4XX", description = "a problem document: invalid input, unknown or unauthorised", body = schemas::ProblemDoc, content_type = "application/problem+json"),
-        (status = "5XX", description = "the store or Kafka is unavailable; try again", body = schemas::ProblemDoc, content_type = "application/problem+json"),
+        schemas::Problems,
     ),
 )]
 pub async fn create_batch(

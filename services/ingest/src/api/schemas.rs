@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 /// An RFC 9457 problem document (`application/problem+json`).
 #[derive(ToSchema)]
@@ -19,6 +19,35 @@ pub struct ProblemDoc {
     detail: String,
     /// The field at fault, when one is.
     field: Option<String>,
+}
+
+/// The answers every operation may give besides its own: a problem document.
+#[derive(IntoResponses)]
+pub enum Problems {
+    /// Invalid input, unknown, unauthorised or forbidden.
+    #[response(
+        status = "4XX",
+        description = "a problem document: invalid input, unknown, unauthorised or forbidden",
+        content_type = "application/problem+json"
+    )]
+    Client(ProblemDoc),
+    #[response(
+        status = "5XX",
+        description = "the store or Kafka is unavailable; try again",
+        content_type = "application/problem+json"
+    )]
+    Server(ProblemDoc),
+}
+
+/// Paging of every list: `?limit=&after=`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
 }
 
 /// `POST /v1/endpoints`.
