@@ -20,10 +20,23 @@ pub enum Subscription {
 }
 
 impl Subscription {
+    /// The most event types one endpoint may name; more is a sign of misuse (`*` takes all).
+    pub const MAX_TYPES: usize = 256;
+
     /// Parses a client's `event_types` list: empty or `["*"]` means every type.
     pub fn parse(types: &[String], field: &str) -> Result<Self, ValidationError> {
         if types.is_empty() || (types.len() == 1 && types[0] == "*") {
             return Ok(Self::All);
+        }
+        if types.len() > Self::MAX_TYPES {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "names {} event types; at most {} (or `*` for every type)",
+                    types.len(),
+                    Self::MAX_TYPES
+                ),
+            ));
         }
         let mut parsed = Vec::with_capacity(types.len());
         for (index, text) in types.iter().enumerate() {
@@ -174,5 +187,15 @@ mod tests {
         assert_eq!(err.field, "event_types[1]");
         let err = Subscription::parse(&types(&["order.created", "*"]), "event_types").unwrap_err();
         assert_eq!(err.field, "event_types[1]");
+    }
+
+    #[test]
+    fn a_subscription_names_at_most_max_types() {
+        let names: Vec<String> = (0..=Subscription::MAX_TYPES)
+            .map(|i| format!("t.{i}"))
+            .collect();
+        let err = Subscription::parse(&names, "event_types").unwrap_err();
+        assert_eq!(err.field, "event_types");
+        assert!(Subscription::parse(&names[1..], "event_types").is_ok());
     }
 }

@@ -59,6 +59,7 @@ pub struct EndpointCreate {
     #[schema(format = "uri", max_length = 2048)]
     url: String,
     /// Empty or `["*"]`: every type.
+    #[schema(max_items = 256)]
     event_types: Option<Vec<String>>,
     #[schema(minimum = 1)]
     max_attempts: Option<u32>,
@@ -69,6 +70,7 @@ pub struct EndpointCreate {
 pub struct EndpointPatch {
     #[schema(format = "uri", max_length = 2048)]
     url: Option<String>,
+    #[schema(max_items = 256)]
     event_types: Option<Vec<String>>,
     disabled: Option<bool>,
     /// `null`: back to the retry policy's limit.
