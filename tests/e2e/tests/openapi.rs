@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use hookstream_e2e::{Broker, DnsServer, Pipeline, Service, TOKEN};
+use hookstream_e2e::{Answer, Api, Broker, DnsServer, Pipeline, Service, TOKEN};
 
 /// Examples per operation in the coverage phase; the fuzzing phase goes on until the time
 /// bound, which keeps the run to a few minutes on a 2-core machine.
@@ -118,12 +118,80 @@ async fn the_document_names_every_route_and_its_authentication() {
     }
 }
 
+fn id_of(answer: &Answer) -> String {
+    answer.body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an id in {:?}", answer.body))
+        .to_owned()
+}
+
+/// Creates one of each resource and names their ids in a schemathesis config, so the operations
+/// on `{id}` reach real resources (generated ids would nearly all answer 404). The endpoint
+/// that `DELETE` removes is a second one, so the first stays for the other operations.
+async fn config_with_live_ids(api: &Api) -> String {
+    let endpoint = |path: &'static str| async move {
+        let answer = api
+            .call(
+                "POST",
+                "/v1/endpoints",
+                Some(json!({"tenant": "acme", "url": format!("http://127.0.0.1:9/{path}")})),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        id_of(&answer)
+    };
+    let kept = endpoint("kept").await;
+    let deleted = endpoint("deleted").await;
+    let event = api
+        .send_event("acme", "order.created", json!({"n": 1}), None)
+        .await;
+    assert_eq!(event.status, 202, "{:?}", event.body);
+    let delivery = api.deliveries_of(&id_of(&event)).await[0]["id"]
+        .as_str()
+        .expect("a delivery id")
+        .to_owned();
+    let batch = api
+        .call(
+            "POST",
+            "/v1/batches",
+            Some(json!({"delivery_ids": [delivery], "dry_run": true})),
+        )
+        .await;
+    assert_eq!(batch.status, 200, "{:?}", batch.body);
+    let key = api
+        .call("POST", "/v1/tenants/acme/api-keys", Some(json!({})))
+        .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let (batch, key) = (id_of(&batch), id_of(&key));
+    let operation = |path: &str, method: &str, id: &str| {
+        format!(
+            "[[operations]]\ninclude-path = \"{path}\"\ninclude-method = \"{method}\"\n\
+             parameters = {{ id = \"{id}\", tenant = \"acme\" }}\n\n"
+        )
+    };
+    let mut config = String::new();
+    for (method, path) in ROUTES.iter().filter(|(_, p)| p.contains("{id}")) {
+        let id = match (*method, *path) {
+            ("delete", "/v1/endpoints/{id}") => &deleted,
+            (_, p) if p.starts_with("/v1/endpoints/") => &kept,
+            (_, p) if p.starts_with("/v1/batches/") => &batch,
+            (_, p) if p.starts_with("/v1/tenants/") => &key,
+            _ => &delivery,
+        };
+        config.push_str(&operation(path, &method.to_uppercase(), id));
+    }
+    config
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let dns = DnsServer::start().await;
     let pipeline = ingest_alone(&dns).await;
     let schema = format!("{}/v1/openapi.json", pipeline.api.base);
     let reports = tempfile::tempdir().expect("a folder for the report");
+    // Schemathesis reads `schemathesis.toml` from where it runs.
+    let config = config_with_live_ids(&pipeline.api).await;
+    std::fs::write(reports.path().join("schemathesis.toml"), config).expect("writing the config");
     let run = tokio::process::Command::new("python3")
         .args(["-m", "schemathesis.cli", "run", &schema])
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
