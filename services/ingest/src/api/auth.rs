@@ -1,6 +1,7 @@
 //! Who is calling: the admin token from config, or a tenant API key. Every request is
 //! authenticated here and handlers receive the [`Caller`], which scopes what they may see.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -97,6 +98,15 @@ impl Caller {
                 Ok(Some(asked))
             }
         }
+    }
+
+    /// [`Caller::scope`] of a list's `?tenant=` query.
+    pub fn scope_query(&self, query: &HashMap<String, String>) -> Result<Option<Tenant>, Problem> {
+        let asked = query
+            .get("tenant")
+            .map(|t| Tenant::parse(t, "tenant"))
+            .transpose()?;
+        self.scope(asked, "tenant")
     }
 }
 

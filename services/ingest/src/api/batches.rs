@@ -22,7 +22,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::JsonObject;
 use super::dead_letters::{parse_class, parse_time};
-use super::endpoints::rfc3339;
+use super::endpoints::{live_endpoint, rfc3339};
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
 use super::schemas;
@@ -280,11 +280,7 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let asked = query
-        .get("tenant")
-        .map(|t| Tenant::parse(t, "tenant"))
-        .transpose()?;
-    let tenant = caller.scope(asked, "tenant")?;
+    let tenant = caller.scope_query(&query)?;
     let page = state
         .intake
         .store
@@ -492,22 +488,15 @@ pub async fn recover(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let id = EndpointId::parse(&id, "id").map_err(|_| Problem::not_found("endpoint"))?;
+    let endpoint = live_endpoint(&state, &caller, &id).await?;
     let (allow_repeat, dry_run, since) = shortcut_fields(&state, body, true)?;
     let since = since.ok_or_else(|| Problem::invalid("since", "`since` is required"))?;
     let since = parse_time("since", &since)?;
-    let endpoint = state
-        .intake
-        .store
-        .get_endpoint(id)
-        .await?
-        .filter(|endpoint| caller.sees(&endpoint.tenant))
-        .ok_or_else(|| Problem::not_found("endpoint"))?;
     start(
         &state,
         ReplayRequest {
             selection: BatchSelection::Filter(DeadLetterFilter {
-                endpoint_id: Some(id),
+                endpoint_id: Some(endpoint.id),
                 since: Some(since),
                 ..Default::default()
             }),

@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use hookstream_model::delivery::AttemptClass;
 use hookstream_model::ids::{DeliveryId, EndpointId};
-use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::names::EventType;
 use hookstream_model::replay::{DeadLetterFilter, IndexedDeadLetter};
 use hookstream_store::Store;
 
@@ -45,12 +45,7 @@ pub(super) fn parse_class(text: &str) -> Result<AttemptClass, Problem> {
 fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeadLetterFilter, Problem> {
     let get = |name: &str| query.get(name).map(String::as_str);
     Ok(DeadLetterFilter {
-        tenant: caller.scope(
-            get("tenant")
-                .map(|t| Tenant::parse(t, "tenant"))
-                .transpose()?,
-            "tenant",
-        )?,
+        tenant: caller.scope_query(query)?,
         endpoint_id: get("endpoint_id")
             .map(|id| EndpointId::parse(id, "endpoint_id"))
             .transpose()?,

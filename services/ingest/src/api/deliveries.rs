@@ -53,13 +53,7 @@ fn parse_id(text: &str) -> Result<DeliveryId, Problem> {
 
 fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeliveryFilter, Problem> {
     Ok(DeliveryFilter {
-        tenant: caller.scope(
-            query
-                .get("tenant")
-                .map(|t| hookstream_model::names::Tenant::parse(t, "tenant"))
-                .transpose()?,
-            "tenant",
-        )?,
+        tenant: caller.scope_query(query)?,
         event_id: query
             .get("event_id")
             .map(|id| EventId::parse(id, "event_id"))

@@ -143,7 +143,11 @@ pub async fn create(
 }
 
 /// The live endpoint an `{id}` path names, or 404 (also for another tenant's).
-async fn live_endpoint(state: &AppState, caller: &Caller, id: &str) -> Result<Endpoint, Problem> {
+pub(super) async fn live_endpoint(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Endpoint, Problem> {
     state
         .intake
         .store
@@ -194,12 +198,8 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
-    let asked = query
-        .get("tenant")
-        .map(|t| Tenant::parse(t, "tenant"))
-        .transpose()?;
     let tenant = caller
-        .scope(asked, "tenant")?
+        .scope_query(&query)?
         .ok_or_else(|| Problem::invalid("tenant", "`tenant` is required"))?;
     let page = state
         .intake
