@@ -4,12 +4,14 @@
 //! (Apache Kafka, Redpanda, Tansu and librdkafka's mock cluster all serve it).
 
 mod clients;
+mod lag;
 mod offsets;
 mod settings;
 mod shutdown;
 mod topics;
 
 pub use clients::{KafkaError, broker_reachable, consumer, producer};
+pub use lag::{LagReader, PartitionLag};
 pub use offsets::{OffsetTracker, store_position};
 pub use settings::{KafkaSettings, parse_duration};
 pub use shutdown::commit_and_close;

@@ -157,6 +157,44 @@ impl RetrySettings {
     }
 }
 
+/// How much the metrics say: label limits and how often queue depth is read from the broker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsSettings {
+    /// How many endpoints get an `endpoint` label of their own in the metrics; the rest share
+    /// `other`. 0 switches per-endpoint labels off (`all`).
+    #[arg(
+        long,
+        env = "HOOKSTREAM_METRICS_ENDPOINT_LABELS",
+        default_value_t = crate::labels::DEFAULT_LIMIT
+    )]
+    pub metrics_endpoint_labels: usize,
+
+    /// How many tenants get a `tenant` label of their own; the rest share `other`. 0 switches
+    /// the label off.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_METRICS_TENANT_LABELS",
+        default_value_t = crate::labels::DEFAULT_LIMIT
+    )]
+    pub metrics_tenant_labels: usize,
+
+    /// How often consumer lag (queue depth) is read from the broker.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_LAG_INTERVAL",
+        default_value = "15s",
+        value_parser = hookstream_kafka::parse_duration
+    )]
+    pub lag_interval: std::time::Duration,
+}
+
+impl MetricsSettings {
+    /// Applies the label limits; call once at start-up.
+    pub fn install(&self) {
+        crate::labels::install(self.metrics_endpoint_labels, self.metrics_tenant_labels);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

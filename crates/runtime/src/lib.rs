@@ -2,14 +2,20 @@
 //!
 //! - [`shutdown`]: one cancellation token that every loop listens to, cancelled by SIGINT/SIGTERM.
 //! - [`logging`]: structured `tracing` output.
+//! - [`telemetry`]: OpenTelemetry traces, carried on Kafka records as W3C `traceparent`.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`config`]: configuration pieces more than one service takes.
+//! - [`labels`]: bounded `endpoint` and `tenant` label values for the metrics.
+//! - [`lag`]: queue depth (consumer lag) read from the broker into the metrics.
 //! - [`resolver`]: endpoint host names resolved and checked against the destination policy.
 //! - [`publisher`]: delivery tasks onto the deliveries topic, acknowledged by Kafka.
 
 pub mod config;
+pub mod labels;
+pub mod lag;
 pub mod logging;
 pub mod ops;
 pub mod publisher;
 pub mod resolver;
 pub mod shutdown;
+pub mod telemetry;

@@ -1,14 +1,21 @@
-//! Structured logs through `tracing`.
+//! Structured logs through `tracing`, and the trace export beside them.
 //!
 //! `HOOKSTREAM_LOG` (or `RUST_LOG`) sets the filter, default `info`; `HOOKSTREAM_LOG_FORMAT=json`
 //! switches to one JSON object per line for log shippers. Logs carry ids, never payloads or secrets.
+//! Spans go to OpenTelemetry when [`crate::telemetry`] says export is on, whatever the log filter.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init(service: &'static str) {
+use crate::telemetry::{self, Telemetry};
+
+/// Installs the global subscriber. Call once, first thing in `main`, and call
+/// [`Telemetry::shutdown`] before the process exits.
+pub fn init(service: &'static str) -> Telemetry {
     let filter = std::env::var("HOOKSTREAM_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
@@ -17,13 +24,36 @@ pub fn init(service: &'static str) {
         EnvFilter::new("info")
     });
     let json = std::env::var("HOOKSTREAM_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal());
-    if json {
-        builder.json().flatten_event(true).init();
+    let logs = if json {
+        fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder.init();
+        fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    };
+    let (provider, problem) = match telemetry::provider(service) {
+        Ok(provider) => (provider, None),
+        Err(err) => (None, Some(err)),
+    };
+    let traces = provider.as_ref().map(|provider| {
+        telemetry::layer(provider, service)
+            .with_filter(Targets::new().with_target(telemetry::TARGET, tracing::Level::TRACE))
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .init();
+    if let Some(err) = problem {
+        tracing::error!(error = %err, "traces are not exported");
+    } else if provider.is_some() {
+        tracing::info!("exporting traces over OTLP");
     }
+    telemetry::telemetry(provider)
 }

@@ -29,7 +29,7 @@ impl TaskPublisher {
     }
 
     /// Sends every task and returns once Kafka acknowledged all of them (acks=all), or with the
-    /// first failure. Tasks already acknowledged when another fails stay on Kafka; republishing
+    /// first failure. Each record carries the current span's trace context. Tasks already acknowledged when another fails stay on Kafka; republishing
     /// them is harmless because the dispatcher does not resend a delivered delivery.
     pub async fn publish(&self, tasks: &[DeliveryTask]) -> Result<(), PublishError> {
         let mut encoded = Vec::with_capacity(tasks.len());
@@ -40,18 +40,25 @@ impl TaskPublisher {
             })?;
             encoded.push((task.key(), bytes, task.delivery_id));
         }
-        let sends = encoded.iter().map(|(key, bytes, delivery)| async move {
-            let record = FutureRecord::to(&self.topic).key(key).payload(bytes);
-            // The queue wait is short: if librdkafka's local queue is full, fail fast and let
-            // the client retry rather than hold the request open.
-            self.producer
-                .send(record, Duration::from_secs(5))
-                .await
-                .map(|_| ())
-                .map_err(|(err, _)| PublishError::Kafka {
-                    delivery: delivery.to_string(),
-                    reason: err.to_string(),
-                })
+        let headers = crate::telemetry::headers_of(&tracing::Span::current());
+        let sends = encoded.iter().map(|(key, bytes, delivery)| {
+            let headers = headers.clone();
+            async move {
+                let record = FutureRecord::to(&self.topic)
+                    .key(key)
+                    .payload(bytes)
+                    .headers(headers);
+                // The queue wait is short: if librdkafka's local queue is full, fail fast and let
+                // the client retry rather than hold the request open.
+                self.producer
+                    .send(record, Duration::from_secs(5))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(err, _)| PublishError::Kafka {
+                        delivery: delivery.to_string(),
+                        reason: err.to_string(),
+                    })
+            }
         });
         join_all(sends).await.into_iter().collect()
     }

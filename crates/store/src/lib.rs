@@ -7,6 +7,7 @@
 mod access;
 mod error;
 mod location;
+mod metered;
 mod page;
 mod raw;
 mod replay;
@@ -18,6 +19,7 @@ mod store;
 pub use access::AccessStore;
 pub use error::StoreError;
 pub use location::{StoreLocation, open};
+pub use metered::MeteredStore;
 pub use page::{Page, PageRequest};
 pub use replay::{NewBatchItem, ReplayStep, ReplayStore};
 pub use sealing::SecretSealer;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::scylladb::{ScyllaLocation, ScyllaStore};
 use crate::sqlite::SqliteStore;
-use crate::{SecretSealer, Store, StoreError};
+use crate::{MeteredStore, SecretSealer, Store, StoreError};
 
 /// Where the store lives, parsed from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +39,18 @@ impl StoreLocation {
 
 /// Opens the store at `location`, creating and migrating it as needed. `retention` is how long
 /// ScyllaDB keeps deliveries, attempts and events (their TTL).
-/// `sealer` seals the signing secrets the store holds.
+/// `sealer` seals the signing secrets the store holds. Every operation is timed and its errors
+/// counted ([`MeteredStore`]).
 pub async fn open(
     location: &StoreLocation,
     retention: Duration,
     sealer: SecretSealer,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    match location {
-        StoreLocation::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, sealer).await?)),
-        StoreLocation::Scylla(at) => Ok(Arc::new(ScyllaStore::open(at, retention, sealer).await?)),
-    }
+    let backend: Arc<dyn Store> = match location {
+        StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path, sealer).await?),
+        StoreLocation::Scylla(at) => Arc::new(ScyllaStore::open(at, retention, sealer).await?),
+    };
+    Ok(Arc::new(MeteredStore::new(backend)))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use std::time::Duration;
 use clap::Parser;
 
 use hookstream_kafka::KafkaSettings;
-use hookstream_runtime::config::{DestinationSettings, RetrySettings, StoreSettings};
+use hookstream_runtime::config::{
+    DestinationSettings, MetricsSettings, RetrySettings, StoreSettings,
+};
 
 /// Consumes delivery tasks from Kafka, signs each webhook (Standard Webhooks), POSTs it to its
 /// endpoint and records the attempt. Retryable failures go to the retry tier of their next delay;
@@ -75,6 +77,9 @@ pub struct DispatcherConfig {
 
     #[command(flatten)]
     pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
 
     #[command(flatten)]
     pub kafka: KafkaSettings,

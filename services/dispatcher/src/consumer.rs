@@ -13,6 +13,8 @@ use hookstream_kafka::OffsetTracker;
 use hookstream_model::ids::EndpointId;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
+use hookstream_runtime::telemetry::{self, TraceContext};
+use tracing::Instrument;
 
 use crate::lanes::Lanes;
 use crate::metrics;
@@ -60,6 +62,8 @@ struct Job {
     partition: i32,
     offset: i64,
     task: DeliveryTask,
+    /// The trace the record carried (ingest's, or the retry hop's).
+    trace: TraceContext,
 }
 
 /// A job whose outcome is durable.
@@ -115,7 +119,8 @@ impl ConsumeLoop {
                             match message.payload().map(DeliveryTask::decode) {
                                 Some(Ok(task)) => {
                                     let endpoint = task.endpoint_id;
-                                    let job = Job { partition, offset, task };
+                                    let trace = telemetry::context_of(message.headers());
+                                    let job = Job { partition, offset, task, trace };
                                     if let Some(queue) = lanes.push(endpoint, job) {
                                         tokio::spawn(run_lane(endpoint, queue, Arc::clone(&self.worker), done_tx.clone()));
                                     }
@@ -234,7 +239,16 @@ async fn run_lane(
             partition: job.partition,
             offset: job.offset,
         };
-        match worker.deliver(&job.task).await {
+        let task = &job.task;
+        let span = tracing::info_span!(
+            target: telemetry::TARGET,
+            "attempt",
+            delivery_id = %task.delivery_id,
+            endpoint_id = %task.endpoint_id,
+            attempt = task.attempts_made + 1,
+        );
+        telemetry::continue_trace(&span, job.trace);
+        match worker.deliver(task).instrument(span.clone()).await {
             // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
             Err(Interrupted) => return,
             Ok(Progress::Finished) => {
@@ -245,11 +259,14 @@ async fn run_lane(
             Ok(Progress::Delivered(settlement)) => {
                 let worker = Arc::clone(&worker);
                 let done = done.clone();
-                tokio::spawn(async move {
-                    if worker.record_delivered(*settlement).await.is_ok() {
-                        let _ = done.send(finished);
+                tokio::spawn(
+                    async move {
+                        if worker.record_delivered(*settlement).await.is_ok() {
+                            let _ = done.send(finished);
+                        }
                     }
-                });
+                    .instrument(span),
+                );
             }
         }
     }

@@ -20,7 +20,7 @@ use rdkafka::consumer::Consumer;
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
-use hookstream_runtime::{logging, shutdown};
+use hookstream_runtime::{lag, logging, shutdown};
 
 use crate::breaker::Breakers;
 use crate::classify::FailurePolicy;
@@ -33,7 +33,9 @@ use crate::worker::Worker;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = DispatcherConfig::parse();
-    logging::init("dispatcher");
+    let telemetry = logging::init("dispatcher");
+    config.metrics.install();
+    metrics::register();
     let shutdown = shutdown::on_signal();
 
     let store = config.store.open().await.context("opening the store")?;
@@ -98,6 +100,14 @@ async fn main() -> anyhow::Result<()> {
     let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
         .await
         .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
+    lag::spawn(
+        &config.kafka,
+        &config.group_id,
+        vec![topics.deliveries()],
+        config.metrics.lag_interval,
+        shutdown.clone(),
+    )
+    .context("creating the consumer lag reader")?;
     tracing::info!(ops_addr = %config.ops_addr, topic = %topics.deliveries(), "dispatcher running");
 
     ConsumeLoop {
@@ -122,5 +132,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving ops endpoints")?;
     tracing::info!("dispatcher stopped");
+    telemetry.shutdown();
     Ok(())
 }

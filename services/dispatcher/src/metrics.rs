@@ -3,26 +3,63 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_histogram,
     register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec,
 };
 
-/// Attempts made, by class (`HTTP_2XX_DELIVERED`, `TIMEOUT`, ...).
+/// Attempts made, by class (`HTTP_2XX_DELIVERED`, `TIMEOUT`, ...) and endpoint (capped: see
+/// `hookstream_runtime::labels`).
 pub static ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_delivery_attempts_total",
-        "Delivery attempts, by outcome class.",
-        &["class"]
+        "Delivery attempts, by outcome class and endpoint.",
+        &["class", "endpoint"]
     )
     .expect("metric registers once")
 });
 
-/// How long attempts took, by class.
+/// How long attempts took, by endpoint (capped).
 pub static ATTEMPT_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "hookstream_attempt_duration_seconds",
-        "Duration of delivery attempts (request and response snippet).",
-        &["class"]
+        "Duration of delivery attempts (request and response snippet), by endpoint.",
+        &["endpoint"],
+        vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("metric registers once")
+});
+
+/// From the event being accepted to its delivery answered 2xx: what a customer waits.
+pub static DELIVERY_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "hookstream_delivery_latency_seconds",
+        "Seconds from an event being accepted to its delivery answered 2xx (retries included).",
+        vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+            86400.0
+        ]
+    )
+    .expect("metric registers once")
+});
+
+/// Retry tasks written to the tier topics, by tier (`5s`, `30s`, ...).
+pub static RETRIES_WRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_retry_tasks_written_total",
+        "Failed deliveries written to a retry tier topic, by tier.",
+        &["tier"]
+    )
+    .expect("metric registers once")
+});
+
+/// Each endpoint's breaker (capped; endpoints past the cap are only counted in
+/// `hookstream_circuits_open`).
+pub static CIRCUIT_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "hookstream_circuit_state",
+        "Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open.",
+        &["endpoint"]
     )
     .expect("metric registers once")
 });
@@ -117,3 +154,20 @@ pub static TASK_QUEUE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Registers the metrics that have no labels (so they are scraped at 0 before anything
+/// happens) and the label values known in advance.
+pub fn register() {
+    LazyLock::force(&DEAD_LETTERED);
+    for gauge in [
+        &SENDING_PAUSED,
+        &CIRCUITS_OPEN,
+        &ASSIGNED_PARTITIONS,
+        &IN_FLIGHT,
+    ] {
+        LazyLock::force(gauge);
+    }
+    for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS] {
+        LazyLock::force(histogram);
+    }
+}

@@ -10,6 +10,7 @@ use hookstream_kafka::Topics;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+use hookstream_runtime::telemetry;
 
 use crate::worker::Interrupted;
 
@@ -42,10 +43,15 @@ impl Routing {
     }
 
     /// Sends until Kafka acknowledges, backing off between tries, or until shutdown: the task
-    /// must reach its next topic before its offset may be committed.
+    /// must reach its next topic before its offset may be committed. The record carries the
+    /// attempt's trace context, so the next hop joins the delivery's trace.
     async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), Interrupted> {
+        let headers = telemetry::headers_of(&tracing::Span::current());
         retry_until_ok(&self.shutdown, &format!("producing to {topic}"), || async {
-            let record = FutureRecord::to(topic).key(key).payload(payload);
+            let record = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers.clone());
             self.producer
                 .send(record, Duration::from_secs(5))
                 .await

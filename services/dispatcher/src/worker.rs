@@ -19,8 +19,10 @@ use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::task::DeliveryTask;
+use hookstream_runtime::labels;
 use hookstream_runtime::resolver::{DestinationResolver, ResolveError};
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+use hookstream_runtime::telemetry;
 use hookstream_store::{NewAttempt, Store, StoreError};
 
 use crate::breaker::{Admission, Breakers, Circuit};
@@ -251,6 +253,15 @@ impl Worker {
         metrics::CIRCUIT_TRANSITIONS
             .with_label_values(&[view.state.as_str()])
             .inc();
+        let id = endpoint.to_string();
+        if labels::endpoints().admits(&id) {
+            let state = match view.state {
+                CircuitState::Closed => 0,
+                CircuitState::HalfOpen => 1,
+                CircuitState::Open => 2,
+            };
+            metrics::CIRCUIT_STATE.with_label_values(&[&id]).set(state);
+        }
         metrics::CIRCUITS_OPEN.set(self.breakers().open_count() as i64);
         tracing::warn!(endpoint_id = %endpoint, state = view.state.as_str(), "circuit breaker changed");
         Ok(())
@@ -273,7 +284,14 @@ impl Worker {
         held.due_at = Some(OffsetDateTime::now_utc() + tier.0);
         self.routing.to_retry_tier(&held, &tier.name()).await?;
         metrics::TASKS_HELD.with_label_values(&[reason]).inc();
-        tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, reason, tier = %tier, "task held");
+        tracing::debug!(
+            delivery_id = %task.delivery_id,
+            endpoint_id = %task.endpoint_id,
+            reason,
+            tier = %tier,
+            trace_id = %telemetry::trace_id(&tracing::Span::current()),
+            "task held"
+        );
         Ok(())
     }
 
@@ -307,6 +325,7 @@ impl Worker {
                         next.due_at = Some(plan.due_at);
                         let tier = plan.tier.name();
                         self.routing.to_retry_tier(&next, &tier).await?;
+                        metrics::RETRIES_WRITTEN.with_label_values(&[&tier]).inc();
                         attempt.next_attempt_at = Some(plan.due_at);
                         attempt.tier = Some(tier);
                         DeliveryStatus::Retrying
@@ -334,12 +353,18 @@ impl Worker {
         let number = self
             .durably(|| self.store.record_attempt(&attempt, status))
             .await?;
+        let endpoint_id = task.endpoint_id.to_string();
+        let endpoint_label = labels::endpoints().label(&endpoint_id);
         metrics::ATTEMPTS
-            .with_label_values(&[attempt.class.as_str()])
+            .with_label_values(&[attempt.class.as_str(), endpoint_label])
             .inc();
         metrics::ATTEMPT_DURATION
-            .with_label_values(&[attempt.class.as_str()])
+            .with_label_values(&[endpoint_label])
             .observe(attempt.latency_ms as f64 / 1000.0);
+        if status == DeliveryStatus::Delivered {
+            let waited = OffsetDateTime::now_utc() - task.event_created_at;
+            metrics::DELIVERY_LATENCY.observe(waited.as_seconds_f64().max(0.0));
+        }
         tracing::info!(
             delivery_id = %task.delivery_id,
             endpoint_id = %task.endpoint_id,
@@ -350,6 +375,7 @@ impl Worker {
             latency_ms = attempt.latency_ms,
             next = %status,
             tier = attempt.tier.as_deref().unwrap_or(""),
+            trace_id = %telemetry::trace_id(&tracing::Span::current()),
             "attempt recorded"
         );
         Ok(())

@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use hookstream_kafka::KafkaSettings;
-use hookstream_runtime::config::{DestinationSettings, StoreSettings};
+use hookstream_runtime::config::{DestinationSettings, MetricsSettings, StoreSettings};
 
 use crate::source::SourceTopic;
 
@@ -86,6 +86,9 @@ pub struct IngestConfig {
 
     #[command(flatten)]
     pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
 
     #[command(flatten)]
     pub kafka: KafkaSettings,

@@ -23,6 +23,7 @@ use hookstream_store::{CreateEventOutcome, NewEvent, Store, StoreError};
 use crate::fanout;
 use crate::metrics;
 use hookstream_runtime::publisher::{PublishError, TaskPublisher};
+use hookstream_runtime::{labels, telemetry};
 
 /// A validated request to accept an event.
 #[derive(Debug, Clone)]
@@ -31,6 +32,26 @@ pub struct EventRequest {
     pub event_type: EventType,
     pub payload: Value,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// How it came in, for the metrics.
+    pub source: EventSource,
+}
+
+/// The ways events come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// `POST /v1/events` and its batch form.
+    Http,
+    /// A source topic.
+    Kafka,
+}
+
+impl EventSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Kafka => "kafka",
+        }
+    }
 }
 
 /// What accepting an event came to.
@@ -69,7 +90,9 @@ impl Intake {
     }
 
     /// Accepts events together: one store transaction, one round of Kafka acknowledgements,
-    /// one outcome per request in order. The outer error means nothing was stored.
+    /// one outcome per request in order. The outer error means nothing was stored. Its span
+    /// starts the trace that every delivery task of these events carries.
+    #[tracing::instrument(target = "hookstream::trace", name = "ingest", skip_all, fields(events = requests.len()))]
     pub async fn accept_batch(
         &self,
         requests: Vec<EventRequest>,
@@ -77,7 +100,9 @@ impl Intake {
         let now = OffsetDateTime::now_utc();
         let mut subscribers: HashMap<(Tenant, EventType), Vec<Endpoint>> = HashMap::new();
         let mut news = Vec::with_capacity(requests.len());
+        let mut sources = Vec::with_capacity(requests.len());
         for request in requests {
+            sources.push(request.source);
             let route = (request.tenant.clone(), request.event_type.clone());
             let endpoints = match subscribers.get(&route) {
                 Some(endpoints) => endpoints,
@@ -120,14 +145,22 @@ impl Intake {
         Ok(news
             .iter()
             .zip(outcomes)
-            .map(|(new, outcome)| match outcome {
+            .zip(sources)
+            .map(|((new, outcome), source)| match outcome {
                 CreateEventOutcome::Created => {
                     published.clone().map_err(IntakeError::Publish)?;
                     metrics::EVENTS_ACCEPTED.with_label_values(&["new"]).inc();
+                    metrics::EVENTS_INGESTED
+                        .with_label_values(&[
+                            source.as_str(),
+                            labels::tenants().label(new.event.tenant.as_str()),
+                        ])
+                        .inc();
                     tracing::info!(
                         event_id = %new.event.id,
                         tenant = %new.event.tenant,
                         deliveries = new.deliveries.len(),
+                        trace_id = %telemetry::trace_id(&tracing::Span::current()),
                         "event accepted"
                     );
                     Ok(Accepted::New {

@@ -24,7 +24,9 @@ use hookstream_runtime::publisher::TaskPublisher;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = IngestConfig::parse();
-    logging::init("ingest");
+    let telemetry = logging::init("ingest");
+    config.metrics.install();
+    hookstream_ingest::metrics::register();
     if config.api_token.trim().len() < 16 {
         anyhow::bail!("HOOKSTREAM_API_TOKEN must be at least 16 characters");
     }
@@ -86,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         sources.await.context("source topics task")?;
     }
     tracing::info!("ingest stopped");
+    telemetry.shutdown();
     Ok(())
 }
 
@@ -133,6 +136,14 @@ async fn start_sources(
     rdkafka::consumer::Consumer::subscribe(&consumer, &names)
         .context("subscribing to the source topics")?;
     tracing::info!(topics = ?names, group = %config.source_group, "reading source topics");
+    hookstream_runtime::lag::spawn(
+        &config.kafka,
+        &config.source_group,
+        sources.iter().map(|s| s.name.clone()).collect(),
+        config.metrics.lag_interval,
+        shutdown.clone(),
+    )
+    .context("creating the consumer lag reader")?;
     let source_loop = SourceLoop {
         consumer: Arc::new(consumer),
         formats: sources.iter().map(|s| (s.name.clone(), s.format)).collect(),

@@ -17,6 +17,17 @@ pub static EVENTS_ACCEPTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// New events (not idempotent repeats) whose tasks Kafka acknowledged, by source (`http`,
+/// `kafka`) and tenant (capped: see `hookstream_runtime::labels`).
+pub static EVENTS_INGESTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_events_ingested_total",
+        "New events taken in and on Kafka, by source (http, kafka) and tenant.",
+        &["source", "tenant"]
+    )
+    .expect("metric registers once")
+});
+
 /// Events whose tasks the outbox sweep published again.
 pub static OUTBOX_REPUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -45,3 +56,12 @@ pub static SOURCE_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Registers the metrics that have no labels (so they are scraped at 0 before anything
+/// happens) and the label values known in advance.
+pub fn register() {
+    LazyLock::force(&OUTBOX_REPUBLISHED);
+    for result in ["new", "repeat", "conflict"] {
+        EVENTS_ACCEPTED.with_label_values(&[result]);
+    }
+}

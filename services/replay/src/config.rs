@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 use clap::Parser;
 
 use hookstream_kafka::KafkaSettings;
-use hookstream_runtime::config::StoreSettings;
+use hookstream_runtime::config::{MetricsSettings, StoreSettings};
 
 /// Reads the dead-letter topic into the store, so dead letters can be listed and filtered
 /// without reading Kafka, and runs the replay batches created through the API: each dead
@@ -39,6 +39,9 @@ pub struct ReplayConfig {
 
     #[command(flatten)]
     pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
 
     #[command(flatten)]
     pub kafka: KafkaSettings,

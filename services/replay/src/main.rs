@@ -14,7 +14,7 @@ use rdkafka::consumer::{Consumer, DefaultConsumerContext};
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::publisher::TaskPublisher;
-use hookstream_runtime::{logging, shutdown};
+use hookstream_runtime::{lag, logging, shutdown};
 
 use crate::config::ReplayConfig;
 use crate::indexer::Indexer;
@@ -23,7 +23,9 @@ use crate::runner::Runner;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ReplayConfig::parse();
-    logging::init("replay");
+    let telemetry = logging::init("replay");
+    config.metrics.install();
+    metrics::register();
     let shutdown = shutdown::on_signal();
 
     let store = config.store.open().await.context("opening the store")?;
@@ -56,6 +58,14 @@ async fn main() -> anyhow::Result<()> {
     let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
         .await
         .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
+    lag::spawn(
+        &config.kafka,
+        &config.group_id,
+        vec![topics.dlq()],
+        config.metrics.lag_interval,
+        shutdown.clone(),
+    )
+    .context("creating the consumer lag reader")?;
     tracing::info!(ops_addr = %config.ops_addr, dlq = %topics.dlq(), rate_per_endpoint = config.rate_per_endpoint, "replay running");
 
     let runner = Runner::new(
@@ -83,5 +93,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving ops endpoints")?;
     tracing::info!("replay stopped");
+    telemetry.shutdown();
     Ok(())
 }

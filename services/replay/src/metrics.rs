@@ -31,3 +31,14 @@ pub static ITEMS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Registers the metrics that have no labels (so they are scraped at 0 before anything
+/// happens) and the label values known in advance.
+pub fn register() {
+    for counter in [&INDEXED, &UNREADABLE] {
+        LazyLock::force(counter);
+    }
+    for outcome in ["created", "skipped"] {
+        ITEMS.with_label_values(&[outcome]);
+    }
+}

@@ -168,6 +168,8 @@ impl Runner {
         self.publish(batch, item, delivery_id).await
     }
 
+    /// The replayed delivery's trace starts here.
+    #[tracing::instrument(target = "hookstream::trace", name = "replay", skip_all, fields(batch_id = %batch, dead_delivery_id = %item.dead_delivery_id, %delivery_id))]
     async fn publish(
         &self,
         batch: BatchId,

@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use hookstream_kafka::{KafkaSettings, parse_duration};
-use hookstream_runtime::config::RetrySettings;
+use hookstream_runtime::config::{MetricsSettings, RetrySettings};
 
 /// Consumes every retry tier topic (`<prefix>retry.<delay>`) and puts each task back on the
 /// deliveries topic when it is due. Each tier topic is FIFO by due time, so only the head of each
@@ -50,4 +50,7 @@ pub struct RetryTierConfig {
 
     #[command(flatten)]
     pub kafka: KafkaSettings,
+
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
 }

@@ -13,7 +13,7 @@ use rdkafka::consumer::Consumer;
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
-use hookstream_runtime::{logging, shutdown};
+use hookstream_runtime::{lag, logging, shutdown};
 
 use crate::config::RetryTierConfig;
 use crate::tier_loop::{AssignmentListener, TierLoop};
@@ -22,7 +22,9 @@ use crate::waiting::ReadAhead;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = RetryTierConfig::parse();
-    logging::init("retry-tier");
+    let telemetry = logging::init("retry-tier");
+    config.metrics.install();
+    metrics::register();
     let shutdown = shutdown::on_signal();
 
     let retry = config.retry.policy().context("the retry schedule")?;
@@ -52,6 +54,14 @@ async fn main() -> anyhow::Result<()> {
     let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
         .await
         .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
+    lag::spawn(
+        &config.kafka,
+        &config.group_id,
+        tier_topics.clone(),
+        config.metrics.lag_interval,
+        shutdown.clone(),
+    )
+    .context("creating the consumer lag reader")?;
     tracing::info!(ops_addr = %config.ops_addr, topics = ?tier_topics, "retry tier running");
 
     TierLoop {
@@ -59,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         revoked,
         producer,
         deliveries_topic: topics.deliveries(),
+        tier_topics: tier_topics.clone(),
         read_ahead: ReadAhead {
             window: time::Duration::try_from(config.read_ahead)
                 .context("the read-ahead window is too long")?,
@@ -78,5 +89,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving ops endpoints")?;
     tracing::info!("retry tier stopped");
+    telemetry.shutdown();
     Ok(())
 }

@@ -3,15 +3,16 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, IntCounterVec, IntGauge, register_histogram, register_int_counter_vec,
-    register_int_gauge,
+    Histogram, IntCounterVec, IntGaugeVec, register_histogram, register_int_counter_vec,
+    register_int_gauge_vec,
 };
 
-/// Tasks read and waiting for their due time in this instance.
-pub static WAITING: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
+/// Tasks read and waiting for their due time in this instance, by tier topic.
+pub static WAITING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
         "hookstream_retry_tasks_waiting",
-        "Retry tasks read from tier topics and waiting for their due time."
+        "Retry tasks read from a tier topic and waiting for their due time in this instance.",
+        &["topic"]
     )
     .expect("metric registers once")
 });
@@ -35,3 +36,9 @@ pub static LATENESS: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Registers the metrics that have no labels (so they are scraped at 0 before anything
+/// happens).
+pub fn register() {
+    LazyLock::force(&LATENESS);
+}

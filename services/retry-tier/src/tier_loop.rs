@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use hookstream_kafka::OffsetTracker;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+use hookstream_runtime::telemetry;
 
 use crate::metrics;
 use crate::waiting::{Admission, Partition, ReadAhead, Waiting, WaitingRoom};
@@ -73,6 +74,8 @@ pub struct TierLoop {
     pub revoked: UnboundedReceiver<Vec<Partition>>,
     pub producer: FutureProducer,
     pub deliveries_topic: String,
+    /// The tier topics read, for the per-tier gauges.
+    pub tier_topics: Vec<String>,
     pub read_ahead: ReadAhead,
     pub shutdown: CancellationToken,
 }
@@ -113,7 +116,16 @@ impl TierLoop {
                         let partition = (message.topic().to_owned(), message.partition());
                         let offset = message.offset();
                         trackers.entry(partition.0.clone()).or_default().start(partition.1, offset);
+                        let hop = tracing::info_span!(
+                            target: telemetry::TARGET,
+                            "retry_hop",
+                            topic = %partition.0,
+                            partition = partition.1,
+                            offset,
+                        );
+                        telemetry::continue_trace(&hop, telemetry::context_of(message.headers()));
                         let waiting = Waiting {
+                            hop,
                             offset,
                             key: message.key().map(<[u8]>::to_vec),
                             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -133,7 +145,7 @@ impl TierLoop {
                                 if pause {
                                     self.set_paused(&partition, true);
                                 }
-                                metrics::WAITING.set(room.len() as i64);
+                                self.show_waiting(&room);
                             }
                         }
                     }
@@ -159,7 +171,15 @@ impl TierLoop {
         for partition in release.resume {
             self.set_paused(&partition, false);
         }
-        metrics::WAITING.set(room.len() as i64);
+        self.show_waiting(room);
+    }
+
+    fn show_waiting(&self, room: &WaitingRoom) {
+        for topic in &self.tier_topics {
+            metrics::WAITING
+                .with_label_values(&[topic])
+                .set(room.len_of(topic) as i64);
+        }
     }
 
     /// Puts a due task back on the deliveries topic, retrying until Kafka acknowledges it or the
@@ -179,9 +199,13 @@ impl TierLoop {
         let producer = self.producer.clone();
         let topic = self.deliveries_topic.clone();
         let shutdown = self.shutdown.clone();
+        // The record carries the hop's trace context; the hop's span ends once it is forwarded.
+        let headers = telemetry::headers_of(&task.hop);
         forwarding.spawn(async move {
             let sent = retry_until_ok(&shutdown, "forwarding a due task", || async {
-                let mut record = FutureRecord::to(&topic).payload(&task.payload);
+                let mut record = FutureRecord::to(&topic)
+                    .payload(&task.payload)
+                    .headers(headers.clone());
                 if let Some(key) = &task.key {
                     record = record.key(key);
                 }

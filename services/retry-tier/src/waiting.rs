@@ -9,12 +9,22 @@ use time::OffsetDateTime;
 pub type Partition = (String, i32);
 
 /// A task read from a tier topic and not yet forwarded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Waiting {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub due_at: OffsetDateTime,
+    /// The retry hop's trace span: open from the read to the forward, in the delivery's trace.
+    pub hop: tracing::Span,
+}
+
+/// Two waiting tasks are the same task whatever their spans.
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        (self.offset, &self.key, &self.payload, self.due_at)
+            == (other.offset, &other.key, &other.payload, other.due_at)
+    }
 }
 
 impl Waiting {
@@ -156,9 +166,13 @@ impl WaitingRoom {
         }
     }
 
-    /// Tasks waiting over every partition.
-    pub fn len(&self) -> usize {
-        self.partitions.values().map(|q| q.tasks.len()).sum()
+    /// Tasks waiting over every partition of `topic`.
+    pub fn len_of(&self, topic: &str) -> usize {
+        self.partitions
+            .iter()
+            .filter(|((t, _), _)| t == topic)
+            .map(|(_, q)| q.tasks.len())
+            .sum()
     }
 }
 
@@ -178,6 +192,7 @@ mod tests {
             key: None,
             payload: vec![],
             due_at: at(due),
+            hop: tracing::Span::none(),
         }
     }
 
@@ -200,7 +215,7 @@ mod tests {
             room.admit(p, task(1, 100), at(100)),
             Admission::ForwardNow(task(1, 100))
         );
-        assert_eq!(room.len(), 0);
+        assert_eq!(room.len_of("retry.5s"), 0);
         assert_eq!(room.next_wake(), None);
     }
 
@@ -219,7 +234,7 @@ mod tests {
         assert_eq!(room.next_wake(), Some(at(101)));
         assert_eq!(offsets(&room.take_due(at(101))), vec![1]);
         assert_eq!(offsets(&room.take_due(at(102))), vec![2]);
-        assert_eq!(room.len(), 0);
+        assert_eq!(room.len_of("retry.5s"), 0);
     }
 
     #[test]
@@ -250,7 +265,7 @@ mod tests {
         assert_eq!(release.resume, vec![p.clone()]);
         assert_eq!(room.next_wake(), Some(at(111)));
         assert_eq!(offsets(&room.take_due(at(111))), vec![3]);
-        assert_eq!(room.len(), 0);
+        assert_eq!(room.len_of("retry.5s"), 0);
     }
 
     #[test]
@@ -306,7 +321,7 @@ mod tests {
         let p = ("retry.5s".to_owned(), 0);
         room.admit(p.clone(), task(1, 110), at(100));
         room.forget(&p);
-        assert_eq!(room.len(), 0);
+        assert_eq!(room.len_of("retry.5s"), 0);
         assert_eq!(room.next_wake(), None);
         assert_eq!(room.bytes, 0);
     }

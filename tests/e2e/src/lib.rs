@@ -8,6 +8,7 @@
 mod api;
 mod broker;
 mod dns;
+mod otlp;
 mod process;
 mod receiver;
 mod services;
@@ -15,6 +16,7 @@ mod services;
 pub use api::{Answer, Api};
 pub use broker::Broker;
 pub use dns::DnsServer;
+pub use otlp::{ExportedSpan, OtlpReceiver};
 pub use receiver::{Receiver, Scripted, Webhook, verify_with_reference_library};
 pub use services::{Pipeline, Service, TOKEN, binary};
 

@@ -249,6 +249,11 @@ impl Pipeline {
         self.running(service).map(|p| p.tail()).unwrap_or_default()
     }
 
+    /// Everything a running service logged so far.
+    pub fn log_of(&self, service: Service) -> String {
+        self.running(service).map(|p| p.log()).unwrap_or_default()
+    }
+
     /// The process id of a running service (for benchmarks that read its memory).
     pub fn pid(&self, service: Service) -> Option<u32> {
         self.running(service).and_then(ChildProcess::pid)

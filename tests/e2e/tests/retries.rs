@@ -150,7 +150,9 @@ async fn a_permanent_failure_is_dead_lettered_after_one_attempt() {
         let metrics = pipeline.dispatcher_metrics().await;
         (sample(
             &metrics,
-            r#"hookstream_delivery_attempts_total{class="HTTP_4XX_PERMANENT"}"#,
+            &format!(
+                r#"hookstream_delivery_attempts_total{{class="HTTP_4XX_PERMANENT",endpoint="{endpoint_id}"}}"#
+            ),
         ) == Some(1.0)
             && sample(&metrics, "hookstream_dead_lettered_total") == Some(1.0))
         .then_some(())

@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::body::JsonObject;
 use super::problem::Problem;
 use super::schemas;
-use crate::intake::{Accepted, EventRequest, IntakeError};
+use crate::intake::{Accepted, EventRequest, EventSource, IntakeError};
 
 /// Reads and validates the body of `POST /v1/events`.
 fn parse_request(mut fields: JsonObject) -> Result<EventRequest, Problem> {
@@ -34,6 +34,7 @@ fn parse_request(mut fields: JsonObject) -> Result<EventRequest, Problem> {
         event_type,
         payload,
         idempotency_key,
+        source: EventSource::Http,
     })
 }
 

@@ -13,6 +13,8 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+use hookstream_runtime::telemetry;
+use tracing::Instrument;
 
 use super::record::{Rejection, SourceRecord};
 use super::{DecodeError, Decoder, Format};
@@ -69,8 +71,11 @@ impl SourceLoop {
             return true;
         };
         let record = source_record(message);
+        // A record that carries a trace context continues its producer's trace.
+        let span = tracing::info_span!(target: telemetry::TARGET, "source_record", topic, partition = message.partition(), offset = message.offset());
+        telemetry::continue_trace(&span, telemetry::context_of(message.headers()));
         let Some(outcome) = retry_until_ok(&self.shutdown, "taking in a source record", || {
-            self.take_in(&record, format)
+            self.take_in(&record, format).instrument(span.clone())
         })
         .await
         else {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 
-use crate::intake::EventRequest;
+use crate::intake::{EventRequest, EventSource};
 use avro::{AvroError, SchemaRegistry};
 use cloudevents::{BinaryData, Data};
 use record::{Rejection, SourceRecord};
@@ -133,6 +133,7 @@ impl Decoder {
                 IdempotencyKey::parse(&event.idempotency_key(), "idempotency_key")
                     .map_err(reject)?,
             ),
+            source: EventSource::Kafka,
         })
     }
 }

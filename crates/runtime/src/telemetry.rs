@@ -1,0 +1,153 @@
+//! Traces: OpenTelemetry spans exported over OTLP, and the W3C trace context carried on Kafka
+//! records, so that one delivery is one trace across ingest, attempts and retry hops.
+//!
+//! Export is on when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+//! set; `OTEL_EXPORTER_OTLP_PROTOCOL` picks `http/protobuf` (default) or `http/json`. The other
+//! standard variables (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`,
+//! `OTEL_TRACES_SAMPLER`) are read by the SDK. Without an endpoint nothing is exported and
+//! records carry no `traceparent` of their own.
+
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// A trace context read from a record, to continue its trace.
+pub type TraceContext = opentelemetry::Context;
+
+/// The target of Hookstream's trace spans; only spans of this target are exported.
+pub const TARGET: &str = "hookstream::trace";
+
+/// Why tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL `{0}` is not supported: use http/protobuf or http/json")]
+    Protocol(String),
+    #[error("building the OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// The tracer provider while export is on; flush it with [`Telemetry::shutdown`] before exit.
+#[must_use = "call shutdown() before the process exits so the last spans are exported"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("exporting the last spans failed: {err}");
+        }
+    }
+}
+
+/// Whether the environment asks for spans to be exported.
+pub fn export_requested() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+/// Builds the tracer provider for `service` if export is requested.
+pub fn provider(service: &'static str) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+    if !export_requested() {
+        return Ok(None);
+    }
+    let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+        Err(_) | Ok("") | Ok("http/protobuf") => Protocol::HttpBinary,
+        Ok("http/json") => Protocol::HttpJson,
+        Ok(other) => return Err(TelemetryError::Protocol(other.to_owned())),
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let mut resource = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        resource = resource.with_service_name(format!("hookstream-{service}"));
+    }
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build(),
+    ))
+}
+
+/// The `tracing` layer that turns Hookstream's spans into OpenTelemetry spans.
+pub fn layer<S>(
+    provider: &SdkTracerProvider,
+    service: &'static str,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer().with_tracer(provider.tracer(service))
+}
+
+/// Wraps the provider for [`Telemetry::shutdown`].
+pub fn telemetry(provider: Option<SdkTracerProvider>) -> Telemetry {
+    Telemetry { provider }
+}
+
+/// The trace context `span` belongs to, as Kafka record headers (`traceparent`, and
+/// `tracestate` when there is one). Empty when the span is not traced.
+pub fn headers_of(span: &tracing::Span) -> OwnedHeaders {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in &carrier {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    headers
+}
+
+/// The trace context a record carries; empty (a new trace) when it carries none or an
+/// unreadable one.
+pub fn context_of(headers: Option<&BorrowedHeaders>) -> TraceContext {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    for header in headers.into_iter().flat_map(|h| h.iter()) {
+        if let (true, Some(Ok(value))) = (
+            header.key == "traceparent" || header.key == "tracestate",
+            header.value.map(std::str::from_utf8),
+        ) {
+            carrier.insert(header.key.to_owned(), value.to_owned());
+        }
+    }
+    TraceContextPropagator::new().extract(&carrier)
+}
+
+/// Makes `span` a child of `parent` when `parent` carries a trace.
+pub fn continue_trace(span: &tracing::Span, parent: TraceContext) {
+    if parent.span().span_context().is_valid() {
+        // Fails only when the span is disabled, and then there is nothing to join.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The trace id of `span`, for logs; empty when it is not traced.
+pub fn trace_id(span: &tracing::Span) -> String {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}

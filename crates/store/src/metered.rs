@@ -1,0 +1,141 @@
+//! A store that times every operation and counts its errors, whatever the backend.
+//!
+//! `hookstream_store_operation_duration_seconds{operation}` and
+//! `hookstream_store_errors_total{operation}`: the operation label is the trait method's name,
+//! so its cardinality is fixed by the code.
+
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use prometheus::{HistogramVec, IntCounterVec, register_histogram_vec, register_int_counter_vec};
+use time::OffsetDateTime;
+
+use hookstream_model::api_key::ApiKey;
+use hookstream_model::dead_letter::DeadLetter;
+use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
+use hookstream_model::endpoint::{CircuitView, Endpoint};
+use hookstream_model::event::{Event, IdempotencyWindow};
+use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
+use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::replay::{
+    Batch, BatchItem, BatchStatus, DeadLetterFilter, IndexedDeadLetter,
+};
+use hookstream_signing::SigningSecret;
+
+use crate::{
+    AccessStore, CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem, NewEvent, Page,
+    PageRequest, Purged, ReplayStep, ReplayStore, Store, StoreError,
+};
+
+static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "hookstream_store_operation_duration_seconds",
+        "Store operation latency, by operation (errors included).",
+        &["operation"],
+        vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
+        ]
+    )
+    .expect("metric registers once")
+});
+
+static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_store_errors_total",
+        "Store operations that failed, by operation.",
+        &["operation"]
+    )
+    .expect("metric registers once")
+});
+
+/// Wraps a backend; [`crate::open`] hands out stores wrapped in it.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        // Every operation's error count exists from the start at 0, so a rate over it (and an
+        // alert) works before the first error.
+        for operation in [STORE_OPERATIONS, REPLAY_OPERATIONS, ACCESS_OPERATIONS].concat() {
+            ERRORS.with_label_values(&[operation]);
+        }
+        Self { inner }
+    }
+}
+
+async fn observe<T>(
+    operation: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let result = call.await;
+    DURATION
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        ERRORS.with_label_values(&[operation]).inc();
+    }
+    result
+}
+
+/// Writes one trait impl whose every method forwards to `inner` through [`observe`].
+macro_rules! metered_impl {
+    ($trait:ident, $names:ident { $(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* }) => {
+        const $names: &[&str] = &[$(stringify!($name)),*];
+
+        #[async_trait]
+        impl $trait for MeteredStore {
+            $(async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                observe(stringify!($name), self.inner.$name($($arg),*)).await
+            })*
+        }
+    };
+}
+
+metered_impl!(Store, STORE_OPERATIONS {
+    fn ping() -> ();
+    fn create_endpoint(endpoint: &Endpoint) -> ();
+    fn get_endpoint(id: EndpointId) -> Option<Endpoint>;
+    fn list_endpoints(tenant: &Tenant, page: &PageRequest) -> Page<Endpoint>;
+    fn update_endpoint(endpoint: &Endpoint) -> bool;
+    fn rotate_secret(id: EndpointId, new: &SigningSecret, previous_expires_at: OffsetDateTime) -> Option<Endpoint>;
+    fn delete_endpoint(id: EndpointId) -> bool;
+    fn subscribed_endpoints(tenant: &Tenant, event_type: &EventType) -> Vec<Endpoint>;
+    fn create_events(news: &[NewEvent], window: IdempotencyWindow) -> Vec<CreateEventOutcome>;
+    fn mark_events_published(ids: &[EventId]) -> ();
+    fn unpublished_events(before: OffsetDateTime, limit: u32) -> Vec<(Event, Vec<Delivery>)>;
+    fn set_circuit(id: EndpointId, circuit: &CircuitView) -> ();
+    fn sending_paused() -> bool;
+    fn set_sending_paused(paused: bool) -> ();
+    fn get_delivery(id: DeliveryId) -> Option<Delivery>;
+    fn list_deliveries(filter: &DeliveryFilter, page: &PageRequest) -> Page<Delivery>;
+    fn start_attempt(id: DeliveryId) -> Option<Delivery>;
+    fn record_attempt(attempt: &NewAttempt, status: DeliveryStatus) -> u32;
+    fn list_attempts(id: DeliveryId) -> Vec<Attempt>;
+    fn purge_expired(now: OffsetDateTime, retention: std::time::Duration) -> Purged;
+});
+
+metered_impl!(ReplayStore, REPLAY_OPERATIONS {
+    fn index_dead_letter(letter: &DeadLetter) -> ();
+    fn get_dead_letter(id: DeliveryId) -> Option<IndexedDeadLetter>;
+    fn list_dead_letters(filter: &DeadLetterFilter, page: &PageRequest) -> Page<IndexedDeadLetter>;
+    fn create_batch(batch: &Batch, items: &[NewBatchItem]) -> ();
+    fn get_batch(id: BatchId) -> Option<Batch>;
+    fn list_batches(tenant: Option<&Tenant>, page: &PageRequest) -> Page<Batch>;
+    fn list_batch_items(id: BatchId, page: &PageRequest) -> Page<BatchItem>;
+    fn running_batches() -> Vec<BatchId>;
+    fn unfinished_items(id: BatchId, after: Option<u32>, limit: u32) -> Vec<BatchItem>;
+    fn finish_batch(id: BatchId, status: BatchStatus, error: Option<String>) -> Option<Batch>;
+    fn replay_item(id: BatchId, position: u32, new_delivery: DeliveryId) -> ReplayStep;
+    fn mark_item_published(id: BatchId, position: u32) -> ();
+});
+
+metered_impl!(AccessStore, ACCESS_OPERATIONS {
+    fn create_api_key(key: &ApiKey) -> ();
+    fn get_api_key(id: ApiKeyId) -> Option<ApiKey>;
+    fn list_api_keys(tenant: &Tenant) -> Vec<ApiKey>;
+    fn revoke_api_key(tenant: &Tenant, id: ApiKeyId, at: OffsetDateTime) -> Option<ApiKey>;
+});
