@@ -10,7 +10,8 @@ RUN cargo build --release --bins \
           target/release/hookstream /out/
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# libssl3: librdkafka's TLS and SASL/SCRAM to the brokers; reqwest's TLS to endpoints.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 hookstream
 COPY --from=build /out/ /usr/local/bin/
 USER hookstream

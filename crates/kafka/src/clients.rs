@@ -96,3 +96,35 @@ pub async fn broker_reachable(
     .await
     .map_err(|e| KafkaError::Client(format!("metadata task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+    }
+
+    /// The librdkafka built in takes TLS and SASL (SCRAM) settings, as the Helm chart writes
+    /// them; one built without OpenSSL refuses `SASL_SSL` when the client is created.
+    #[tokio::test]
+    async fn clients_accept_tls_and_sasl_settings() {
+        let cli = Cli::parse_from([
+            "test",
+            "--properties",
+            "security.protocol=SASL_SSL,sasl.mechanism=SCRAM-SHA-512,sasl.username=u,sasl.password=p",
+        ]);
+        let producer = producer(&cli.kafka);
+        assert!(producer.is_ok(), "{:?}", producer.err());
+        let consumer = consumer(
+            &cli.kafka,
+            "group",
+            rdkafka::consumer::DefaultConsumerContext,
+        );
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+    }
+}

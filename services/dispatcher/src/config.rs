@@ -72,6 +72,11 @@ pub struct DispatcherConfig {
     #[arg(long, env = "HOOKSTREAM_BREAKER_OPEN_FOR", default_value = "5m", value_parser = hookstream_kafka::parse_duration)]
     pub breaker_open_for: Duration,
 
+    /// Create the topics of the delivery path (deliveries, every retry tier, the DLQ) and exit,
+    /// without touching the store: what the Helm chart's topic Job runs.
+    #[arg(long, env = "HOOKSTREAM_CREATE_TOPICS_AND_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub create_topics_and_exit: bool,
+
     #[command(flatten)]
     pub retry: RetrySettings,
 

@@ -38,7 +38,6 @@ async fn main() -> anyhow::Result<()> {
     metrics::register();
     let shutdown = shutdown::on_signal();
 
-    let store = config.store.open().await.context("opening the store")?;
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
     let tier_names: Vec<String> = retry.topic_tiers().iter().map(|t| t.name()).collect();
@@ -48,6 +47,12 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("creating topics")?;
+    if config.create_topics_and_exit {
+        tracing::info!(tiers = ?tier_names, "topics are in place");
+        telemetry.shutdown();
+        return Ok(());
+    }
+    let store = config.store.open().await.context("opening the store")?;
 
     let (listener, revoked) = RebalanceListener::new();
     let consumer = Arc::new(

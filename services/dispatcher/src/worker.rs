@@ -263,7 +263,12 @@ impl Worker {
             metrics::CIRCUIT_STATE.with_label_values(&[&id]).set(state);
         }
         metrics::CIRCUITS_OPEN.set(self.breakers().open_count() as i64);
-        tracing::warn!(endpoint_id = %endpoint, state = view.state.as_str(), "circuit breaker changed");
+        tracing::warn!(
+            endpoint_id = %endpoint,
+            state = view.state.as_str(),
+            trace_id = %telemetry::trace_id(&tracing::Span::current()),
+            "circuit breaker changed"
+        );
         Ok(())
     }
 

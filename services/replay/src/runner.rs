@@ -15,6 +15,7 @@ use hookstream_model::ids::{BatchId, DeliveryId, EndpointId};
 use hookstream_model::replay::{BatchItem, BatchStatus, ItemOutcome};
 use hookstream_runtime::publisher::TaskPublisher;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+use hookstream_runtime::telemetry;
 use hookstream_store::{ReplayStep, Store};
 
 use crate::metrics;
@@ -197,7 +198,14 @@ impl Runner {
         })
         .await
         .ok_or(Stop::Shutdown)?;
-        tracing::info!(batch_id = %batch, dead_delivery_id = %item.dead_delivery_id, %delivery_id, "dead letter replayed");
+        tracing::info!(
+            batch_id = %batch,
+            dead_delivery_id = %item.dead_delivery_id,
+            %delivery_id,
+            endpoint_id = %item.endpoint_id,
+            trace_id = %telemetry::trace_id(&tracing::Span::current()),
+            "dead letter replayed"
+        );
         Ok(())
     }
 }

@@ -1,0 +1,208 @@
+"""Renders helm/hookstream with the real Helm engine (helm-python-sdk), lints it, and validates
+every rendered object against the Kubernetes schemas (kubernetes-validate), for the default
+values and for ci/production-values.yaml. Exits non-zero with the findings on any failure.
+
+Run: python3 helm/tests/chart_test.py   (cargo test runs it: tests/e2e/tests/helm_chart.rs)
+"""
+
+import json
+import pathlib
+import sys
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+CHART = pathlib.Path(__file__).resolve().parent.parent / "hookstream"
+REPO = CHART.parent.parent
+KUBERNETES_VERSIONS = ["1.29.0", "1.37.0"]
+# Minimal values a user must give on top of the defaults.
+DEFAULT = {
+    "secrets": {
+        "apiToken": "a-long-admin-token-for-tests",
+        "secretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    }
+}
+PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
+# Kinds of the Prometheus Operator: not in the Kubernetes schemas, checked by hand below.
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+COMPONENTS = {"ingest": 8080, "dispatcher": 9091, "retry-tier": 9093, "replay": 9094}
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+
+
+def render(values):
+    chart = helm.Chart.load(str(CHART))
+    chart.validate_schema(values)
+    manifests = chart.render(values, name="hs", namespace="webhooks", is_install=True)
+    objects = []
+    for path, text in manifests.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        for document in yaml.safe_load_all(text):
+            if document:
+                objects.append((path, document))
+    return objects
+
+
+def lint(name, values):
+    report = helm.lint(str(CHART), values, strict=True, namespace="webhooks")
+    serious = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
+    check(not serious, f"{name}: helm lint --strict: {serious}")
+
+
+def validate(name, objects):
+    for path, obj in objects:
+        kind = obj.get("kind")
+        if kind in OPERATOR_KINDS:
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except Exception as err:  # the library raises several error types
+                failures.append(f"{name}: {path} {kind}/{obj['metadata']['name']} on Kubernetes {version}: {err}")
+
+
+def by_kind(objects, kind):
+    return [obj for _, obj in objects if obj.get("kind") == kind]
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def check_deployments(name, objects):
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in by_kind(objects, "Deployment")}
+    check(set(deployments) == set(COMPONENTS), f"{name}: deployments {sorted(deployments)}")
+    services = {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in by_kind(objects, "Service")}
+    check(services == set(COMPONENTS), f"{name}: services {sorted(services)}")
+    for component, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        check(container["command"] == [f"hookstream-{component}"], f"{name}: {component} command {container['command']}")
+        check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", f"{name}: {component} liveness probe")
+        check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{name}: {component} readiness probe")
+        port = container["ports"][0]["containerPort"]
+        check(port == COMPONENTS[component], f"{name}: {component} port {port}")
+        listen = [e["value"] for e in container["env"] if e["name"].endswith("_ADDR")]
+        check(listen == [f"0.0.0.0:{port}"], f"{name}: {component} listens on {listen}")
+        check(pod["terminationGracePeriodSeconds"] > 15, f"{name}: {component} has no time to drain")
+        env = env_of(container)
+        check(("HOOKSTREAM_API_TOKEN" in env) == (component == "ingest"), f"{name}: the API token reaches {component}")
+        check("HOOKSTREAM_SECRET_KEY" in env, f"{name}: {component} cannot open signing secrets")
+
+
+def check_default(objects):
+    check_deployments("default", objects)
+    check(len(by_kind(objects, "Secret")) == 1, "default: the chart's Secret")
+    check(len(by_kind(objects, "Job")) == 1, "default: the topics Job")
+    check(not by_kind(objects, "HorizontalPodAutoscaler"), "default: no autoscaler unless asked")
+    check(len(by_kind(objects, "PodDisruptionBudget")) == 3, "default: budgets for ingest, dispatcher, retry tier")
+    check(not by_kind(objects, "NetworkPolicy"), "default: no network policy unless asked")
+    check(not any(by_kind(objects, k) for k in OPERATOR_KINDS), "default: no Prometheus Operator objects")
+    config = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "hs-hookstream"][0]["data"]
+    check(config["HOOKSTREAM_STORE"] == "scylla://scylla-client.scylla.svc:9042/hookstream?replication_factor=3", f"default: store {config['HOOKSTREAM_STORE']}")
+
+
+def check_production(objects):
+    check_deployments("production", objects)
+    check(not by_kind(objects, "Secret"), "production: the existing Secret is used, none is made")
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind(objects, "HorizontalPodAutoscaler")}
+    check(hpas == {"hs-hookstream-ingest", "hs-hookstream-dispatcher"}, f"production: autoscalers {hpas}")
+    check(len(by_kind(objects, "PodDisruptionBudget")) == 4, "production: four budgets")
+    check(len(by_kind(objects, "NetworkPolicy")) == 4, "production: four network policies")
+    for deployment in by_kind(objects, "Deployment"):
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        check("replicas" not in deployment["spec"] or component not in ("ingest", "dispatcher"), f"production: {component} replicas fight the autoscaler")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = env_of(container)
+        properties = env["HOOKSTREAM_KAFKA_PROPERTIES"]["value"]
+        for expected in ["security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512", "sasl.username=hookstream",
+                         "sasl.password=$(HOOKSTREAM_KAFKA_SASL_PASSWORD)", "ssl.ca.location=/etc/hookstream/kafka-ca/ca.crt",
+                         "compression.type=zstd"]:
+            check(expected in properties.split(","), f"production: {component} Kafka properties lack {expected}: {properties}")
+        names = [e["name"] for e in container["env"]]
+        check(names.index("HOOKSTREAM_KAFKA_SASL_PASSWORD") < names.index("HOOKSTREAM_KAFKA_PROPERTIES"),
+              f"production: {component}: the password must be defined before the properties refer to it")
+        check(env["HOOKSTREAM_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "hookstream-prod", f"production: {component} SASL secret")
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        check("/etc/hookstream/kafka-ca" in mounts, f"production: {component} has no Kafka CA")
+    job = by_kind(objects, "Job")[0]
+    check(job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade", "production: the topics Job is a hook")
+    job_env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    check(job_env["HOOKSTREAM_TOPIC_PREFIX"]["value"] == "prod.hookstream.", "production: the Job creates the prefixed topics")
+    monitor = by_kind(objects, "ServiceMonitor")[0]
+    check(monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["spec"]["endpoints"][0]["path"] == "/metrics",
+          "production: ServiceMonitor scrapes /metrics")
+    check(monitor["metadata"]["labels"].get("release") == "kube-prometheus-stack", "production: ServiceMonitor labels")
+    rule = by_kind(objects, "PrometheusRule")[0]
+    alerts = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
+    check(rule["spec"] == alerts, "production: the PrometheusRule carries deploy/prometheus/alerts.yml")
+    dashboards = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"].endswith("-dashboards")]
+    check(len(dashboards) == 1 and len(dashboards[0]["data"]) == 4, "production: four dashboards for the Grafana sidecar")
+    for file, text in dashboards[0]["data"].items():
+        check(json.loads(text) == json.loads((REPO / "deploy" / "grafana" / file).read_text()), f"production: dashboard {file}")
+
+
+def check_copies():
+    # The chart carries copies of the alerts and dashboards (Helm reads files only inside the chart).
+    pairs = [(CHART / "files" / "alerts.yml", REPO / "deploy" / "prometheus" / "alerts.yml")]
+    pairs += [(CHART / "files" / p.name, p) for p in (REPO / "deploy" / "grafana").glob("*.json")]
+    for copy, source in pairs:
+        check(copy.exists() and copy.read_bytes() == source.read_bytes(), f"{copy} differs from {source}: copy it again")
+
+
+def check_refusals():
+    chart = helm.Chart.load(str(CHART))
+    bad = [
+        ({"dispatcher": {"replicas": "two"}}, "replicas"),
+        ({"retry": {"jitter": 0.9}}, "jitter"),
+        ({"logFormat": "xml"}, "logFormat"),
+        ({"kafka": {"sasl": {"mechanism": "GSSAPI"}}}, "mechanism"),
+        ({"secrets": {"apiToken": "short"}}, "apiToken"),
+        ({"retry": {"schedule": "5 seconds"}}, "schedule"),
+    ]
+    for override, key in bad:
+        values = helm.Chart.load(str(CHART)).merge_values(DEFAULT)
+        merged = chart.merge_values({**DEFAULT, **override}) if "secrets" in override else None
+        try:
+            chart.validate_schema(merged or deep_merge(values, override))
+            failures.append(f"values.schema.json accepted {override}")
+        except helm.HelmValuesError as err:
+            check(key in str(err), f"the refusal of {override} does not name {key}: {err}")
+    try:
+        chart.render({}, name="hs", namespace="webhooks")
+        failures.append("rendered without an API token or an existing Secret")
+    except helm.HelmRenderError as err:
+        check("secrets.apiToken" in str(err), f"the missing token is not explained: {err}")
+
+
+def deep_merge(base, override):
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def main():
+    for name, values, extra in [("default", DEFAULT, check_default), ("production", PRODUCTION, check_production)]:
+        lint(name, values)
+        objects = render(values)
+        validate(name, objects)
+        extra(objects)
+        print(f"{name}: {len(objects)} objects rendered and validated")
+    check_copies()
+    check_refusals()
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        sys.exit(1)
+    print("chart ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+//! The Helm chart, with the real Helm engine: `helm/tests/chart_test.py` renders helm/hookstream
+//! for the default values and a production-like values file, lints it, validates every object
+//! against the Kubernetes schemas, and checks that bad values are refused with a clear message.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_chart_renders_lints_and_validates_for_default_and_production_values() {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new("python3")
+        .arg(repository.join("helm/tests/chart_test.py"))
+        .output()
+        .expect("python3 (helm-python-sdk and kubernetes-validate: `make tools` installs them)");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "chart test failed:\n{printed}");
+    assert!(printed.contains("default: 15 objects"), "{printed}");
+    assert!(printed.contains("production: 24 objects"), "{printed}");
+}
+
+/// The chart's topic Job runs `hookstream-dispatcher --create-topics-and-exit true`: it creates
+/// the delivery path's topics and exits without needing the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_job_command_creates_the_topics_and_exits_without_a_store() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let broker = hookstream_e2e::Broker::start().await;
+    let status = tokio::process::Command::new(hookstream_e2e::binary("hookstream-dispatcher"))
+        .args(["--create-topics-and-exit", "true"])
+        .env_clear()
+        .env("HOOKSTREAM_KAFKA_BROKERS", &broker.address)
+        .env("HOOKSTREAM_TOPIC_PREFIX", "job.")
+        .env("HOOKSTREAM_RETRY_SCHEDULE", "5s,1m")
+        // Nothing listens here: the command must not try to open the store.
+        .env("HOOKSTREAM_STORE", "scylla://127.0.0.1:1/nowhere")
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), status)
+        .await
+        .expect("the topic job exits within 60 s")
+        .expect("the dispatcher binary ran");
+    assert!(status.success(), "{status}");
+
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .expect("a metadata client");
+    let address = broker.address.clone();
+    let topics = tokio::task::spawn_blocking(move || {
+        let metadata = client
+            .fetch_metadata(None, std::time::Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("metadata from {address}: {e}"));
+        let mut names: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .filter(|n| n.starts_with("job."))
+            .collect();
+        names.sort();
+        names
+    })
+    .await
+    .expect("metadata task");
+    // The schedule's two tiers, and the 1 s hold tier of paused endpoints.
+    assert_eq!(
+        topics,
+        [
+            "job.deliveries",
+            "job.dlq",
+            "job.retry.1m",
+            "job.retry.1s",
+            "job.retry.5s"
+        ]
+    );
+}
