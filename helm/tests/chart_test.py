@@ -168,10 +168,9 @@ def check_refusals():
         ({"retry": {"schedule": "5 seconds"}}, "schedule"),
     ]
     for override, key in bad:
-        values = helm.Chart.load(str(CHART)).merge_values(DEFAULT)
-        merged = chart.merge_values({**DEFAULT, **override}) if "secrets" in override else None
         try:
-            chart.validate_schema(merged or deep_merge(values, override))
+            # The schema is checked against the chart's defaults merged with these values.
+            chart.validate_schema(deep_merge(DEFAULT, override))
             failures.append(f"values.schema.json accepted {override}")
         except helm.HelmValuesError as err:
             check(key in str(err), f"the refusal of {override} does not name {key}: {err}")

@@ -28,12 +28,10 @@ impl LabelCap {
 
     /// `value` itself while it is among the first `limit` values seen, else a shared value.
     pub fn label<'a>(&self, value: &'a str) -> &'a str {
-        if self.limit == 0 {
-            OFF
-        } else if self.admits(value) {
-            value
-        } else {
-            OVERFLOW
+        match (self.admits(value), self.limit) {
+            (true, _) => value,
+            (false, 0) => OFF,
+            (false, _) => OVERFLOW,
         }
     }
 

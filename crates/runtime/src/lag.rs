@@ -30,9 +30,6 @@ static TOPIC_RECORDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// How often the broker is asked, unless `HOOKSTREAM_LAG_INTERVAL` says otherwise.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
-
 /// Reads `group`'s lag on `topics` every `interval` until `shutdown`. A failed read is logged
 /// and tried again at the next tick; the gauges keep their last values meanwhile.
 pub fn spawn(

@@ -29,8 +29,9 @@ impl TaskPublisher {
     }
 
     /// Sends every task and returns once Kafka acknowledged all of them (acks=all), or with the
-    /// first failure. Each record carries the current span's trace context. Tasks already acknowledged when another fails stay on Kafka; republishing
-    /// them is harmless because the dispatcher does not resend a delivered delivery.
+    /// first failure. Tasks already acknowledged when another fails stay on Kafka; republishing
+    /// them is harmless because the dispatcher does not resend a delivered delivery. Each record
+    /// carries the current span's trace context.
     pub async fn publish(&self, tasks: &[DeliveryTask]) -> Result<(), PublishError> {
         let mut encoded = Vec::with_capacity(tasks.len());
         for task in tasks {

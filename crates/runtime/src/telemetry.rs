@@ -51,7 +51,7 @@ impl Telemetry {
 }
 
 /// Whether the environment asks for spans to be exported.
-pub fn export_requested() -> bool {
+fn export_requested() -> bool {
     [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

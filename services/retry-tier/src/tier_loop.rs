@@ -145,7 +145,7 @@ impl TierLoop {
                                 if pause {
                                     self.set_paused(&partition, true);
                                 }
-                                self.show_waiting(&room);
+                                show_waiting(&room, std::iter::once(&partition.0));
                             }
                         }
                     }
@@ -171,15 +171,7 @@ impl TierLoop {
         for partition in release.resume {
             self.set_paused(&partition, false);
         }
-        self.show_waiting(room);
-    }
-
-    fn show_waiting(&self, room: &WaitingRoom) {
-        for topic in &self.tier_topics {
-            metrics::WAITING
-                .with_label_values(&[topic])
-                .set(room.len_of(topic) as i64);
-        }
+        show_waiting(room, &self.tier_topics);
     }
 
     /// Puts a due task back on the deliveries topic, retrying until Kafka acknowledges it or the
@@ -254,5 +246,15 @@ impl TierLoop {
         if let Err(err) = result {
             tracing::warn!(topic = %partition.0, partition = partition.1, paused, error = %err, "cannot change pause state");
         }
+    }
+}
+
+/// Shows how many tasks wait on each of `topics` (a release can empty any of them; a read adds
+/// to one).
+fn show_waiting<'a>(room: &WaitingRoom, topics: impl IntoIterator<Item = &'a String>) {
+    for topic in topics {
+        metrics::WAITING
+            .with_label_values(&[topic])
+            .set(room.len_of(topic) as i64);
     }
 }

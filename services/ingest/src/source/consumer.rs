@@ -72,7 +72,13 @@ impl SourceLoop {
         };
         let record = source_record(message);
         // A record that carries a trace context continues its producer's trace.
-        let span = tracing::info_span!(target: telemetry::TARGET, "source_record", topic, partition = message.partition(), offset = message.offset());
+        let span = tracing::info_span!(
+            target: telemetry::TARGET,
+            "source_record",
+            topic,
+            partition = message.partition(),
+            offset = message.offset(),
+        );
         telemetry::continue_trace(&span, telemetry::context_of(message.headers()));
         let Some(outcome) = retry_until_ok(&self.shutdown, "taking in a source record", || {
             self.take_in(&record, format).instrument(span.clone())
