@@ -7,9 +7,9 @@ CARGO ?= cargo
 run: tools build
 	@deploy/local/run.sh
 
-## test: every test: formatting, lints, unit, contract and end-to-end tests
-test: tools build lint
-	$(CARGO) test --workspace --all-targets
+## test: every test: formatting, lints, unit, contract and end-to-end tests, on real Apache Kafka brokers and a real CQL node (Apache Cassandra)
+test: tools
+	@CARGO="$(CARGO)" deploy/local/test.sh
 
 ## test-scylla: the store contract against ScyllaDB (needs Docker; starts the compose ScyllaDB node)
 test-scylla:
@@ -39,7 +39,7 @@ fuzz:
 build:
 	$(CARGO) build --workspace --bins
 
-## tools: install the local broker (Tansu, pinned) into ~/.cargo/bin if missing
+## tools: fetch Apache Kafka and Apache Cassandra (Maven Central, pinned) and the test tools, once
 tools:
 	@deploy/local/install-tools.sh
 

@@ -1,4 +1,4 @@
-//! `make bench`: the whole pipeline on the embedded defaults (Tansu, SQLite store, release
+//! `make bench`: the whole pipeline on the embedded defaults (Apache Kafka, SQLite store, release
 //! build), driven by a load generator and measured by the bench receiver, beside the ceiling of a
 //! plain HTTP client posting straight to that receiver.
 

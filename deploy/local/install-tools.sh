@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs the tools a local run and the tests need, once: they are cached in ~/.cargo/bin.
-#   tansu: a Kafka-protocol broker (Rust), pinned; it stands in for Kafka on one machine.
+# Installs the tools a local run and the tests need, once; each is cached outside the work tree.
+#   Apache Kafka (deploy/kafka/pom.xml, pinned): the broker's jars from Maven Central, copied into
+#   ~/.cache/hookstream by deploy/kafka/kafka.sh (needs Java 17 and Maven; Maven caches in ~/.m2).
+#   Apache Cassandra (deploy/cassandra/pom.xml, pinned): the CQL node the tests run the ScyllaDB
+#   store on, fetched the same way by deploy/cassandra/cassandra.sh.
 #   standardwebhooks (PyPI), pinned: a signature verifier nobody here wrote, for the tests.
 #   schemathesis (PyPI), pinned with its hypothesis: property-based tests of the API, driven by
 #   its OpenAPI document.
@@ -9,18 +12,15 @@
 #   schemas), pinned: render, lint and validate the Helm chart.
 set -euo pipefail
 
-TANSU_VERSION=0.6.0
 STANDARDWEBHOOKS_VERSION=1.1.0
 SCHEMATHESIS_VERSION=4.32.5
 HYPOTHESIS_VERSION=6.170.15
 HELM_SDK_VERSION=0.2.2
 KUBERNETES_VALIDATE_VERSION=1.37.0
-cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+root=$(cd "$(dirname "$0")/../.." && pwd)
 
-if ! "$cargo_bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    echo "Installing tansu $TANSU_VERSION (a Kafka-protocol broker; about 8 minutes, once)..." >&2
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
-fi
+"$root/deploy/kafka/kafka.sh" fetch
+"$root/deploy/cassandra/cassandra.sh" fetch
 
 if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('standardwebhooks') != '$STANDARDWEBHOOKS_VERSION')" 2>/dev/null; then
     echo "Installing standardwebhooks $STANDARDWEBHOOKS_VERSION (Python, for the tests)..." >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the whole pipeline on one machine, on the embedded defaults.
-#   - Tansu, a Kafka-protocol broker, on 127.0.0.1:9092 with SQLite storage in .hookstream/broker
+#   - Apache Kafka (one node, KRaft) on 127.0.0.1:9092, its data in .hookstream/kafka
 #   - the embedded store in .hookstream/store.db
 #   - ingest (API on 127.0.0.1:8080), the dispatcher (ops on 127.0.0.1:9091) and the retry tier
 #     (ops on 127.0.0.1:9093), the replay service (ops on 127.0.0.1:9094); ingest also reads
@@ -11,9 +11,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data="${HOOKSTREAM_DATA_DIR:-$root/.hookstream}"
 bin="${HOOKSTREAM_BIN_DIR:-$root/target/debug}"
-tansu="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 broker_addr=127.0.0.1:9092
-mkdir -p "$data/broker"
+controller_addr=127.0.0.1:9095
+mkdir -p "$data/kafka"
 
 # Settings of a local run; anything already set in the environment wins.
 export HOOKSTREAM_KAFKA_BROKERS="${HOOKSTREAM_KAFKA_BROKERS:-$broker_addr}"
@@ -49,7 +49,7 @@ if [ -z "${HOOKSTREAM_SECRET_KEY:-}" ]; then
 fi
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-for addr in "$broker_addr" "$HOOKSTREAM_HTTP_ADDR" "$HOOKSTREAM_DISPATCHER_OPS_ADDR" \
+for addr in "$broker_addr" "$controller_addr" "$HOOKSTREAM_HTTP_ADDR" "$HOOKSTREAM_DISPATCHER_OPS_ADDR" \
     "$HOOKSTREAM_RETRY_TIER_OPS_ADDR" "$HOOKSTREAM_REPLAY_OPS_ADDR"; do
     if port_open "$addr"; then
         echo "error: $addr is already in use; stop what listens there (an earlier make run?)" >&2
@@ -70,15 +70,27 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-# Tansu reads settings from its environment and a .env in its folder: give it a clean one.
-# It runs in its own session so that Ctrl-C reaches only the services, which then finish their
-# work while the broker is still up; stop_all stops the broker last.
-(cd "$data/broker" && exec setsid env -i PATH="$PATH" "$tansu" broker \
-    --listener-url "tcp://$broker_addr" --advertised-listener-url "tcp://$broker_addr" \
-    --storage-engine sqlite://broker.db) > >(sed -u 's/^/broker     | /') 2>&1 &
+# The broker runs in its own session so that Ctrl-C reaches only the services, which then
+# finish their work while the broker is still up; stop_all stops the broker last. Its storage is
+# formatted on the first run and kept in $data/kafka.
+# The terminal shows the broker's warnings and errors; its whole log is in $data/kafka/broker.log.
+rm -f "$data/kafka/broker.log"
+(exec setsid "$root/deploy/kafka/kafka.sh" node --dir "$data/kafka" \
+    --port "${broker_addr##*:}" --controller-port "${controller_addr##*:}") \
+    > >(tee "$data/kafka/broker.log" | grep --line-buffered -v '^\[[^]]*\] INFO ' \
+        | sed -u 's/^/broker     | /') 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do port_open "$broker_addr" && break; sleep 0.1; done
-port_open "$broker_addr" || { echo "error: the broker did not start" >&2; exit 1; }
+echo "Starting Apache Kafka on $broker_addr..."
+for _ in $(seq 1200); do
+    grep -q "Kafka Server started" "$data/kafka/broker.log" 2>/dev/null && break
+    kill -0 "${pids[0]}" 2>/dev/null || break
+    sleep 0.1
+done
+if ! grep -q "Kafka Server started" "$data/kafka/broker.log" 2>/dev/null; then
+    echo "error: the broker did not start within 120 s; the end of its log:" >&2
+    tail -n 30 "$data/kafka/broker.log" >&2
+    exit 1
+fi
 
 "$bin/hookstream-ingest" > >(sed -u 's/^/ingest     | /') 2>&1 &
 pids+=($!)

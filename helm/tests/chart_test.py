@@ -107,6 +107,13 @@ def check_default(objects):
     check(not any(by_kind(objects, k) for k in OPERATOR_KINDS), "default: no Prometheus Operator objects")
     config = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "hs-hookstream"][0]["data"]
     check(config["HOOKSTREAM_STORE"] == "scylla://scylla-client.scylla.svc:9042/hookstream?replication_factor=3", f"default: store {config['HOOKSTREAM_STORE']}")
+    # Topics are created with explicit settings, by the services and by the topics Job alike.
+    job_env = env_of(by_kind(objects, "Job")[0]["spec"]["template"]["spec"]["containers"][0])
+    for key, value in [("HOOKSTREAM_REPLICATION_FACTOR", "3"), ("HOOKSTREAM_MIN_INSYNC_REPLICAS", "2"),
+                       ("HOOKSTREAM_DELIVERIES_RETENTION", "7d"), ("HOOKSTREAM_RETRY_RETENTION_MARGIN", "7d"),
+                       ("HOOKSTREAM_DLQ_RETENTION", "30d")]:
+        check(config.get(key) == value, f"default: ConfigMap {key}={config.get(key)}")
+        check(job_env.get(key, {}).get("value") == value, f"default: topics Job {key}")
 
 
 def check_production(objects):

@@ -72,8 +72,8 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // Answer fetches within 100 ms even when a broker holds them until its maximum wait
-        // (Tansu does): bounds how late a resumed retry partition or a new task is picked up.
+        // A fetch with nothing to return waits at most 100 ms: a partition resumed meanwhile
+        // (a retry tier head coming due) joins the next fetch, so this bounds how late it is read.
         .set("fetch.wait.max.ms", "100");
     StreamConsumer::from_config_and_context(&with_overrides(config, settings), context)
         .map_err(|e| KafkaError::Client(format!("creating consumer: {e}")))

@@ -1,7 +1,7 @@
 //! Kafka plumbing shared by the services.
 //!
 //! Nothing here depends on a particular broker: it speaks the Kafka protocol through librdkafka
-//! (Apache Kafka, Redpanda, Tansu and librdkafka's mock cluster all serve it).
+//! (Apache Kafka, which the tests run on, and Redpanda or any other broker that serves it).
 
 mod clients;
 mod lag;

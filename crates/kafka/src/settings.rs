@@ -24,6 +24,27 @@ pub struct KafkaSettings {
     #[arg(long, env = "HOOKSTREAM_REPLICATION_FACTOR", default_value_t = 1)]
     pub replication_factor: i32,
 
+    /// `min.insync.replicas` of the topics Hookstream creates: how many replicas must have a
+    /// record before the broker acknowledges it (producers use acks=all). Default: one less
+    /// than the replication factor, at least 1 (2 with replication 3).
+    #[arg(long, env = "HOOKSTREAM_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i32>,
+
+    /// How long the deliveries topic (and the ingest rejected topic) keeps records
+    /// (`retention.ms`). Bounds how long a dispatcher outage can last before tasks are lost.
+    #[arg(long, env = "HOOKSTREAM_DELIVERIES_RETENTION", default_value = "7d", value_parser = humantime_duration)]
+    pub deliveries_retention: Duration,
+
+    /// A retry tier topic keeps a task for its delay plus this margin, so a retry tier that is
+    /// down for less than the margin loses nothing (`retry.24h` keeps 8 days by default).
+    #[arg(long, env = "HOOKSTREAM_RETRY_RETENTION_MARGIN", default_value = "7d", value_parser = humantime_duration)]
+    pub retry_retention_margin: Duration,
+
+    /// How long the dead-letter topic keeps records: the replay service must index a dead
+    /// letter within this time, so it covers the longest replay outage you plan for.
+    #[arg(long, env = "HOOKSTREAM_DLQ_RETENTION", default_value = "30d", value_parser = humantime_duration)]
+    pub dlq_retention: Duration,
+
     /// Create missing topics at start-up. Turn off where topics are managed outside
     /// Hookstream (the services then expect them to exist).
     #[arg(long, env = "HOOKSTREAM_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -37,6 +58,15 @@ pub struct KafkaSettings {
     /// How long a produce may take before the request fails (librdkafka `message.timeout.ms`).
     #[arg(long, env = "HOOKSTREAM_KAFKA_PRODUCE_TIMEOUT", default_value = "30s", value_parser = humantime_duration)]
     pub produce_timeout: Duration,
+}
+
+impl KafkaSettings {
+    /// The `min.insync.replicas` of the topics Hookstream creates.
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.min_insync_replicas
+            .unwrap_or(self.replication_factor - 1)
+            .max(1)
+    }
 }
 
 /// Extra librdkafka properties given in configuration.
@@ -58,7 +88,7 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h` or a bare number of seconds.
+/// Parses `250ms`, `5s`, `2m`, `1h`, `7d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text
@@ -66,15 +96,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_or((text, "s"), |at| text.split_at(at));
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s, 5m or 1h"))?;
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s, 5m, 1h or 7d"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         _ => {
             return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+                "`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"
             ));
         }
     };
@@ -104,6 +135,10 @@ mod tests {
         assert_eq!(
             parse_duration("72h").unwrap(),
             Duration::from_secs(72 * 3600)
+        );
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
         );
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 weeks").is_err());

@@ -40,40 +40,69 @@ impl Topics {
         format!("{}ingest.rejected", self.prefix)
     }
 
-    /// Every topic the delivery path uses: deliveries, each retry tier, the DLQ. Retry and DLQ
-    /// topics get the deliveries topic's partition count, so an endpoint's tasks keep one
-    /// partition wherever they wait.
+    /// Every topic the delivery path uses: deliveries, each retry tier (its name and delay), the
+    /// DLQ. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
+    /// tasks keep one partition wherever they wait.
     pub fn delivery_path_specs(
         &self,
         settings: &KafkaSettings,
-        tier_names: &[String],
+        tiers: &[(String, Duration)],
     ) -> Vec<TopicSpec> {
-        let spec = |name: String| TopicSpec {
-            name,
-            partitions: settings.deliveries_partitions,
-            replication_factor: settings.replication_factor,
-        };
-        let mut specs = vec![spec(self.deliveries()), spec(self.dlq())];
-        specs.extend(tier_names.iter().map(|tier| spec(self.retry(tier))));
+        let mut specs = vec![
+            self.deliveries_spec(settings),
+            TopicSpec::new(self.dlq(), settings, settings.dlq_retention),
+        ];
+        specs.extend(tiers.iter().map(|(name, delay)| {
+            TopicSpec::new(
+                self.retry(name),
+                settings,
+                delay.saturating_add(settings.retry_retention_margin),
+            )
+        }));
         specs
     }
 
-    /// The deliveries topic as it is created, with the configured partitions and replication.
+    /// The deliveries topic as it is created.
     pub fn deliveries_spec(&self, settings: &KafkaSettings) -> TopicSpec {
-        TopicSpec {
-            name: self.deliveries(),
-            partitions: settings.deliveries_partitions,
-            replication_factor: settings.replication_factor,
-        }
+        TopicSpec::new(self.deliveries(), settings, settings.deliveries_retention)
     }
 }
 
-/// A topic a service needs, created at start-up if missing.
-#[derive(Debug, Clone)]
+/// A topic a service needs, created at start-up if missing, with explicit settings rather than
+/// the broker's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// `min.insync.replicas`: with acks=all, how many replicas hold a record before it counts.
+    pub min_insync_replicas: i32,
+    /// `retention.ms`: how long records are kept (deleted after, never compacted).
+    pub retention: Duration,
+}
+
+impl TopicSpec {
+    /// A topic laid out as configured (partitions, replication, min ISR), keeping records for
+    /// `retention`.
+    pub fn new(name: String, settings: &KafkaSettings, retention: Duration) -> Self {
+        Self {
+            name,
+            partitions: settings.deliveries_partitions,
+            replication_factor: settings.replication_factor,
+            min_insync_replicas: settings.min_insync_replicas(),
+            retention,
+        }
+    }
+
+    /// The topic-level configuration it is created with.
+    pub fn config(&self) -> Vec<(&'static str, String)> {
+        let retention_ms = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        vec![
+            ("cleanup.policy", "delete".to_owned()),
+            ("retention.ms", retention_ms.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+        ]
+    }
 }
 
 /// How long start-up waits for the broker to answer before giving up.
@@ -108,13 +137,18 @@ pub async fn ensure_topics(
 async fn create_missing(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> =
         create(base_config(settings), settings, "admin client")?;
+    let configs: Vec<Vec<(&str, String)>> = specs.iter().map(TopicSpec::config).collect();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|spec| {
-            NewTopic::new(
-                &spec.name,
-                spec.partitions,
-                TopicReplication::Fixed(spec.replication_factor),
+        .zip(&configs)
+        .map(|(spec, config)| {
+            config.iter().fold(
+                NewTopic::new(
+                    &spec.name,
+                    spec.partitions,
+                    TopicReplication::Fixed(spec.replication_factor),
+                ),
+                |topic, (key, value)| topic.set(key, value),
             )
         })
         .collect();
@@ -128,6 +162,7 @@ async fn create_missing(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result
     for result in results {
         match result {
             Ok(name) => tracing::info!(topic = %name, "created topic"),
+            // An existing topic keeps its settings: they are changed with Kafka's own tools.
             Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
                 tracing::debug!(topic = %name, "topic exists");
             }
@@ -137,4 +172,106 @@ async fn create_missing(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+    }
+
+    fn settings(args: &[&str]) -> KafkaSettings {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("valid settings").kafka
+    }
+
+    fn config_of(spec: &TopicSpec, key: &str) -> String {
+        spec.config()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("{} has no {key}", spec.name))
+    }
+
+    #[test]
+    fn every_topic_is_created_with_explicit_settings() {
+        let settings = settings(&[]);
+        let topics = Topics::new(&settings);
+        let specs = topics.delivery_path_specs(
+            &settings,
+            &[
+                ("5s".into(), Duration::from_secs(5)),
+                ("24h".into(), Duration::from_secs(86_400)),
+            ],
+        );
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "hookstream.deliveries",
+                "hookstream.dlq",
+                "hookstream.retry.5s",
+                "hookstream.retry.24h"
+            ]
+        );
+        let day_ms = 86_400_000_u64;
+        for spec in &specs {
+            assert_eq!(spec.partitions, 8);
+            assert_eq!(spec.replication_factor, 1);
+            assert_eq!(config_of(spec, "min.insync.replicas"), "1");
+            assert_eq!(config_of(spec, "cleanup.policy"), "delete");
+        }
+        assert_eq!(
+            config_of(&specs[0], "retention.ms"),
+            (7 * day_ms).to_string()
+        );
+        assert_eq!(
+            config_of(&specs[1], "retention.ms"),
+            (30 * day_ms).to_string()
+        );
+        // A tier keeps a task for its delay plus the margin.
+        assert_eq!(
+            config_of(&specs[2], "retention.ms"),
+            (7 * day_ms + 5_000).to_string()
+        );
+        assert_eq!(
+            config_of(&specs[3], "retention.ms"),
+            (8 * day_ms).to_string()
+        );
+    }
+
+    #[test]
+    fn min_insync_follows_the_replication_factor_unless_set() {
+        assert_eq!(
+            settings(&["--replication-factor", "3"]).min_insync_replicas(),
+            2
+        );
+        assert_eq!(
+            settings(&["--replication-factor", "2"]).min_insync_replicas(),
+            1
+        );
+        assert_eq!(
+            settings(&["--replication-factor", "3", "--min-insync-replicas", "3"])
+                .min_insync_replicas(),
+            3
+        );
+        let custom = settings(&[
+            "--dlq-retention",
+            "90d",
+            "--retry-retention-margin",
+            "1h",
+            "--deliveries-retention",
+            "12h",
+        ]);
+        assert_eq!(custom.dlq_retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(custom.retry_retention_margin, Duration::from_secs(3600));
+        assert_eq!(custom.deliveries_retention, Duration::from_secs(12 * 3600));
+    }
 }

@@ -40,15 +40,19 @@ async fn main() -> anyhow::Result<()> {
 
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
-    let tier_names: Vec<String> = retry.topic_tiers().iter().map(|t| t.name()).collect();
+    let tiers: Vec<(String, std::time::Duration)> = retry
+        .topic_tiers()
+        .iter()
+        .map(|t| (t.name(), t.0))
+        .collect();
     ensure_topics(
         &config.kafka,
-        &topics.delivery_path_specs(&config.kafka, &tier_names),
+        &topics.delivery_path_specs(&config.kafka, &tiers),
     )
     .await
     .context("creating topics")?;
     if config.create_topics_and_exit {
-        tracing::info!(tiers = ?tier_names, "topics are in place");
+        tracing::info!(tiers = ?tiers, "topics are in place");
         telemetry.shutdown();
         return Ok(());
     }

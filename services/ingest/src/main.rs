@@ -116,11 +116,8 @@ async fn start_sources(
     };
     // Source topics belong to their producers; they are created here only when missing and
     // topic creation is on (as in `make run`).
-    let spec = |name: String| TopicSpec {
-        name,
-        partitions: config.kafka.deliveries_partitions,
-        replication_factor: config.kafka.replication_factor,
-    };
+    let spec =
+        |name: String| TopicSpec::new(name, &config.kafka, config.kafka.deliveries_retention);
     let mut specs = vec![spec(topics.ingest_rejected())];
     specs.extend(sources.iter().map(|s| spec(s.name.clone())));
     ensure_topics(&config.kafka, &specs)

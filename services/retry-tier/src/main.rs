@@ -28,11 +28,16 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let retry = config.retry.policy().context("the retry schedule")?;
-    let tier_names: Vec<String> = retry.topic_tiers().iter().map(|t| t.name()).collect();
+    let tiers: Vec<(String, std::time::Duration)> = retry
+        .topic_tiers()
+        .iter()
+        .map(|t| (t.name(), t.0))
+        .collect();
+    let tier_names: Vec<String> = tiers.iter().map(|(name, _)| name.clone()).collect();
     let topics = Topics::new(&config.kafka);
     ensure_topics(
         &config.kafka,
-        &topics.delivery_path_specs(&config.kafka, &tier_names),
+        &topics.delivery_path_specs(&config.kafka, &tiers),
     )
     .await
     .context("creating topics")?;

@@ -1,9 +1,9 @@
-//! The end-to-end test harness: starts a real Kafka-protocol broker (Tansu), the real service
-//! binaries, and webhook receivers on 127.0.0.1, and talks to them only through their public
-//! interfaces.
+//! The end-to-end test harness: starts real Apache Kafka brokers, the real service binaries, and
+//! webhook receivers on 127.0.0.1, and talks to them only through their public interfaces.
 //!
-//! The service binaries must be built first (`make test` does: `cargo build --bins`); Tansu must be
-//! installed (`make test` installs it). Without either, the tests fail saying so.
+//! The service binaries must be built first (`make test` does: `cargo build --bins`), and Kafka's
+//! jars fetched (`make test` does: `deploy/kafka/kafka.sh fetch`, needing Java 17 and Maven).
+//! Without either, the tests fail saying so.
 
 mod api;
 mod broker;
@@ -14,7 +14,7 @@ mod receiver;
 mod services;
 
 pub use api::{Answer, Api};
-pub use broker::Broker;
+pub use broker::{Broker, KafkaCluster};
 pub use dns::DnsServer;
 pub use otlp::{ExportedSpan, OtlpReceiver};
 pub use receiver::{Receiver, Scripted, Webhook, verify_with_reference_library};

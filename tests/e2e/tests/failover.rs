@@ -1,47 +1,38 @@
-//! Two dispatchers in one consumer group; one dies (SIGKILL) under load and the survivor takes
-//! over its partitions and finishes its work.
-//!
-//! Runs on librdkafka's mock cluster, which evicts a dead group member after its session timeout
-//! and reassigns its partitions (Tansu does not; see the architecture notes). The mock serves
-//! the Kafka protocol over TCP on 127.0.0.1; its topics are created by the test.
+//! Failover on a real three-broker Kafka cluster (replication 3, `min.insync.replicas=2`):
+//! - a dispatcher killed (SIGKILL) under load: the survivor in its consumer group takes over
+//!   its partitions and finishes every delivery, with a bounded number of duplicates;
+//! - a broker killed (SIGKILL) under load: no event that ingest acknowledged is lost, and the
+//!   pipeline keeps delivering on the two brokers left.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
 use serde_json::json;
+use tokio::sync::Mutex;
 
-use hookstream_e2e::{Pipeline, Receiver, Service, eventually, sample};
+use hookstream_e2e::{KafkaCluster, Pipeline, Receiver, Service, eventually, sample};
 
 const ENDPOINTS: usize = 8;
 const EVENTS: usize = 25;
-const SETTLE: Duration = Duration::from_secs(120);
+const SETTLE: Duration = Duration::from_secs(180);
+
+/// Three JVM brokers and a pipeline are most of what two cores can carry: the tests of this
+/// file take turns.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// The assigned-partitions gauge of a dispatcher, if it has reported one.
 fn assigned(metrics: &str) -> Option<i64> {
     sample(metrics, "hookstream_assigned_partitions").map(|n| n as i64)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_surviving_dispatcher_takes_over_a_dead_ones_partitions() {
-    let cluster = MockCluster::new(1).expect("a mock Kafka cluster");
-    for topic in [
-        "hookstream.deliveries",
-        "hookstream.dlq",
-        "hookstream.retry.300ms",
-        "hookstream.retry.600ms",
-        "hookstream.retry.1s",
-    ] {
-        cluster
-            .create_topic(topic, 4, 1)
-            .expect("creating a mock topic");
-    }
-    let brokers = cluster.bootstrap_servers();
-    let mut pipeline = Pipeline::start_on(
+/// A pipeline on the cluster, its topics replicated three times, `min.insync.replicas=2`.
+async fn pipeline_on(cluster: &KafkaCluster) -> Pipeline {
+    Pipeline::start_on(
         None,
-        &brokers,
+        &cluster.bootstrap_servers(),
         &[
-            ("HOOKSTREAM_CREATE_TOPICS", "false"),
+            ("HOOKSTREAM_REPLICATION_FACTOR", "3"),
+            ("HOOKSTREAM_MIN_INSYNC_REPLICAS", "2"),
             // A dead member is noticed after 6 s instead of the default 45 s.
             (
                 "HOOKSTREAM_KAFKA_PROPERTIES",
@@ -49,7 +40,50 @@ async fn the_surviving_dispatcher_takes_over_a_dead_ones_partitions() {
             ),
         ],
     )
-    .await;
+    .await
+}
+
+/// Sends `count` events and returns their ids; each must be acknowledged (202).
+async fn send_events(pipeline: &Pipeline, from: usize, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in from..from + count {
+        let event = pipeline
+            .api
+            .send_event("acme", "order.created", json!({"n": n}), None)
+            .await;
+        assert_eq!(event.status, 202, "{:?}", event.body);
+        ids.push(event.body["id"].as_str().expect("an event id").to_owned());
+    }
+    ids
+}
+
+/// Every delivery of every event settles as delivered, and the receiver got each webhook id.
+async fn assert_all_delivered(pipeline: &Pipeline, receiver: &Receiver, events: &[String]) {
+    for event in events {
+        let deliveries = pipeline.api.settled_deliveries(event, SETTLE).await;
+        assert_eq!(deliveries.len(), ENDPOINTS, "one delivery per endpoint");
+        for delivery in deliveries {
+            assert_eq!(delivery["status"], "delivered", "{delivery}");
+        }
+    }
+    let received: HashSet<String> = receiver
+        .received()
+        .iter()
+        .filter(|w| (200..300).contains(&w.answered))
+        .map(|w| w.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(
+        received.len(),
+        ENDPOINTS * events.len(),
+        "every delivery arrived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_surviving_dispatcher_takes_over_a_dead_ones_partitions() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = KafkaCluster::start(3, 3, 2).await;
+    let mut pipeline = pipeline_on(&cluster).await;
     pipeline.start_service(Service::SecondDispatcher).await;
 
     // Both dispatchers own partitions before the load starts.
@@ -67,40 +101,56 @@ async fn the_surviving_dispatcher_takes_over_a_dead_ones_partitions() {
             .create_endpoint("acme", &receiver.url, &[])
             .await;
     }
-    let mut events = Vec::new();
-    for n in 0..EVENTS {
-        if n == EVENTS / 2 {
-            // Mid-load, the first dispatcher dies.
-            receiver.wait_for(ENDPOINTS * 3, SETTLE).await;
-            pipeline.kill_service(Service::Dispatcher).await;
-        }
-        let event = pipeline
-            .api
-            .send_event("acme", "order.created", json!({"n": n}), None)
-            .await;
-        assert_eq!(event.status, 202, "{:?}", event.body);
-        events.push(event.body["id"].as_str().unwrap().to_owned());
-    }
+    let mut events = send_events(&pipeline, 0, EVENTS / 2).await;
+    // Mid-load, once deliveries flow, the first dispatcher dies.
+    receiver.wait_for(ENDPOINTS * 3, SETTLE).await;
+    pipeline.kill_service(Service::Dispatcher).await;
+    events.extend(send_events(&pipeline, EVENTS / 2, EVENTS - EVENTS / 2).await);
 
     // The survivor takes over all four partitions and everything is delivered.
     eventually("the survivor to own every partition", SETTLE, || async {
         (assigned(&pipeline.metrics_of(Service::SecondDispatcher).await)? == 4).then_some(())
     })
     .await;
-    for event in &events {
-        for delivery in pipeline.api.settled_deliveries(event, SETTLE).await {
-            assert_eq!(delivery["status"], "delivered", "{delivery}");
-        }
-    }
-    let received: HashSet<String> = receiver
-        .received()
-        .iter()
-        .map(|w| w.header("webhook-id").to_owned())
-        .collect();
-    assert_eq!(received.len(), ENDPOINTS * EVENTS, "every delivery arrived");
-    println!(
-        "failover: {} deliveries, {} duplicate POSTs after the kill",
-        ENDPOINTS * EVENTS,
-        receiver.duplicates().len()
+    assert_all_delivered(&pipeline, &receiver, &events).await;
+
+    // What the dead dispatcher had sent but not yet committed is sent again by the survivor:
+    // at most the one request in flight on each endpoint's lane, plus the successes whose
+    // attempt was not yet recorded when it died (issue 18 narrows this to in-flight only).
+    let duplicates = receiver.duplicates();
+    assert!(
+        duplicates.len() <= 2 * ENDPOINTS,
+        "{} duplicate POSTs after the kill (at most {} allowed): {duplicates:?}",
+        duplicates.len(),
+        2 * ENDPOINTS
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_under_load_loses_no_acknowledged_event() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = KafkaCluster::start(3, 3, 2).await;
+    let pipeline = pipeline_on(&cluster).await;
+    let receiver = Receiver::start().await;
+    for _ in 0..ENDPOINTS {
+        pipeline
+            .api
+            .create_endpoint("acme", &receiver.url, &[])
+            .await;
+    }
+
+    let mut events = send_events(&pipeline, 0, EVENTS).await;
+    receiver.wait_for(ENDPOINTS * 3, SETTLE).await;
+    // The first node is a broker and one of three controllers: its partitions' leadership and
+    // the quorum move to the other two.
+    cluster.kill(0).await;
+    // With two of three replicas left, min.insync.replicas=2 still holds: ingest keeps
+    // acknowledging, and what it acknowledges is delivered.
+    events.extend(send_events(&pipeline, EVENTS, EVENTS).await);
+    assert_all_delivered(&pipeline, &receiver, &events).await;
+
+    // The node comes back on its data and rejoins; the pipeline goes on delivering.
+    cluster.restart(0).await;
+    let after = send_events(&pipeline, 2 * EVENTS, 5).await;
+    assert_all_delivered(&pipeline, &receiver, &[events, after].concat()).await;
 }

@@ -719,14 +719,30 @@ where
     Ok(rows::<R>(result)?.into_iter().next())
 }
 
-/// Whether a lightweight transaction applied (its first column, `[applied]`).
+/// Whether a lightweight transaction applied: its `[applied]` column, found by name. ScyllaDB
+/// always returns the row as it stands beside it; Cassandra returns only `[applied]` when the
+/// write applied and the row only when it did not, so neither the column count nor the
+/// position is relied on.
 fn applied(result: QueryResult) -> Result<bool, StoreError> {
-    // The other columns (the row as it stands, when not applied) vary: read them untyped.
-    rows::<scylla::value::Row>(result)?
-        .first()
-        .and_then(|row| row.columns.first())
-        .and_then(|column| column.as_ref()?.as_boolean())
-        .ok_or_else(|| StoreError::Backend("scylla: no [applied] in a conditional answer".into()))
+    let rows = result
+        .into_rows_result()
+        .map_err(ctx!("reading a conditional answer"))?;
+    let column = rows
+        .column_specs()
+        .iter()
+        .position(|spec| spec.name() == "[applied]")
+        .ok_or_else(|| {
+            StoreError::Backend("scylla: no [applied] in a conditional answer".into())
+        })?;
+    // The other columns vary with the outcome and the server: read them untyped.
+    rows.rows::<scylla::value::Row>()
+        .map_err(ctx!("reading a conditional answer"))?
+        .next()
+        .transpose()
+        .map_err(|e| backend("reading a conditional answer")(&e))?
+        .and_then(|row| row.columns.into_iter().nth(column).flatten())
+        .and_then(|value| value.as_boolean())
+        .ok_or_else(|| StoreError::Backend("scylla: [applied] is not a boolean".into()))
 }
 
 fn raw_endpoint(row: EndpointRow) -> Option<RawEndpoint> {

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make test`: every test, on real peers.
+#   - Apache Kafka: each end-to-end test starts its own brokers (deploy/kafka/kafka.sh).
+#   - A CQL node for the ScyllaDB store: Apache Cassandra (deploy/cassandra/cassandra.sh), one
+#     for the whole run, started while the code compiles; HOOKSTREAM_TEST_SCYLLA names it. Set
+#     HOOKSTREAM_TEST_SCYLLA=host:port yourself to use a node of your own (a ScyllaDB, say).
+# Whatever happens (a failed test, Ctrl-C), every JVM this run started is stopped on the way out.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+CARGO=${CARGO:-cargo}
+export HOOKSTREAM_RUN_ID="hookstream-test-$$"
+work=$(mktemp -d "${TMPDIR:-/tmp}/hookstream-test.XXXXXX")
+
+stop_all() {
+    # Brokers and the CQL node carry -Dhookstream.run=<this run>.
+    pkill -TERM -f "hookstream.run=$HOOKSTREAM_RUN_ID" 2>/dev/null || true
+    for _ in $(seq 100); do
+        pgrep -f "hookstream.run=$HOOKSTREAM_RUN_ID" >/dev/null || break
+        sleep 0.1
+    done
+    pkill -KILL -f "hookstream.run=$HOOKSTREAM_RUN_ID" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${HOOKSTREAM_TEST_SCYLLA:-}" ]; then
+    cql_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    deploy/cassandra/cassandra.sh start --dir "$work/cassandra" --port "$cql_port" \
+        > "$work/cassandra.log" 2>&1 &
+    cassandra_pid=$!
+    export HOOKSTREAM_TEST_SCYLLA="127.0.0.1:$cql_port"
+fi
+
+# The binaries the end-to-end tests run, then formatting and lints, while the node starts.
+$CARGO build --workspace --bins
+$CARGO fmt --all --check
+$CARGO clippy --workspace --all-targets -- -D warnings
+
+if [ -n "${cassandra_pid:-}" ]; then
+    echo "Waiting for Apache Cassandra on $HOOKSTREAM_TEST_SCYLLA..."
+    # Cassandra logs this once its CQL listener is up.
+    ready() { grep -q "Startup complete" "$work/cassandra.log"; }
+    for _ in $(seq 1800); do
+        ready && break
+        kill -0 "$cassandra_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! ready; then
+        echo "error: Apache Cassandra did not start within 180 s; the end of its log:" >&2
+        tail -n 40 "$work/cassandra.log" >&2
+        exit 1
+    fi
+fi
+
+$CARGO test --workspace --all-targets
