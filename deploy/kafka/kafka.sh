@@ -37,16 +37,24 @@ need_java() {
 
 fetch() {
     need_java
-    [ -f "$libs/.complete" ] && return 0
+    # The jars are complete when the stamp holds the checksum of the pom they came from.
+    local sum
+    sum=$(sha256sum "$here/pom.xml" | cut -d' ' -f1)
+    [ "$(cat "$libs/.complete" 2>/dev/null)" = "$sum" ] && return 0
     command -v mvn >/dev/null \
         || die "no mvn on PATH: install Maven 3.8 or newer (Debian: apt-get install maven) to download Kafka $version"
     echo "Downloading Apache Kafka $version from Maven Central into $libs (about 45 MB, once)..." >&2
-    rm -rf "$libs"
-    mkdir -p "$libs"
+    # Into a folder of this call's own, moved into place whole: tests starting brokers at the
+    # same time never see half a copy.
+    local tmp
+    mkdir -p "$(dirname "$libs")"
+    tmp=$(mktemp -d "$libs.XXXXXX")
     mvn -B -q -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$libs" \
-        || die "Maven could not download Kafka $version (see above)"
-    touch "$libs/.complete"
+        -DincludeScope=runtime -DoutputDirectory="$tmp" \
+        || { rm -rf "$tmp"; die "Maven could not download Kafka $version (see above)"; }
+    echo "$sum" > "$tmp/.complete"
+    rm -rf "$libs"
+    mv "$tmp" "$libs" 2>/dev/null || rm -rf "$tmp"
 }
 
 node() {
@@ -74,9 +82,11 @@ node() {
     voters=${voters:-$node_id@127.0.0.1:$controller_port}
 
     if [ -z "$cluster_id" ]; then
-        # A Kafka cluster id is 16 random bytes in URL-safe base64, without padding.
-        [ -s "$dir/cluster-id" ] \
-            || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$dir/cluster-id"
+        # A Kafka cluster id is 16 random bytes in URL-safe base64, without padding; like
+        # Kafka's own, never one that starts with "-" (the format command would read an option).
+        while [ ! -s "$dir/cluster-id" ] || [ "$(head -c 1 "$dir/cluster-id")" = "-" ]; do
+            head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$dir/cluster-id"
+        done
         cluster_id=$(cat "$dir/cluster-id")
     fi
 

@@ -65,6 +65,9 @@ stop_all() {
     for pid in "${pids[@]:1}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]:1}"; do wait "$pid" 2>/dev/null || true; done
     kill -TERM "${pids[0]}" 2>/dev/null || true
+    # A clean broker stop takes a few seconds; one that hangs is killed rather than left behind.
+    for _ in $(seq 300); do kill -0 "${pids[0]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${pids[0]}" 2>/dev/null || true
     wait "${pids[0]}" 2>/dev/null || true
     echo "stopped; data kept in $data"
 }
@@ -74,11 +77,17 @@ trap stop_all INT TERM EXIT
 # finish their work while the broker is still up; stop_all stops the broker last. Its storage is
 # formatted on the first run and kept in $data/kafka.
 # The terminal shows the broker's warnings and errors; its whole log is in $data/kafka/broker.log.
+# An entry starts with "[time] LEVEL"; indented lines after it (a config dump, a stack trace)
+# belong to it; anything else (the JVM's own errors) is always shown.
+warnings_only() {
+    awk '/^\[[^]]*\] [A-Z]+ / { show = ($3 != "INFO" && $3 != "DEBUG"); if (show) print; fflush(); next }
+         /^[ \t]/ { if (show) print; fflush(); next }
+         { print; fflush() }'
+}
 rm -f "$data/kafka/broker.log"
 (exec setsid "$root/deploy/kafka/kafka.sh" node --dir "$data/kafka" \
     --port "${broker_addr##*:}" --controller-port "${controller_addr##*:}") \
-    > >(tee "$data/kafka/broker.log" | grep --line-buffered -v '^\[[^]]*\] INFO ' \
-        | sed -u 's/^/broker     | /') 2>&1 &
+    > >(tee "$data/kafka/broker.log" | warnings_only | sed -u 's/^/broker     | /') 2>&1 &
 pids+=($!)
 echo "Starting Apache Kafka on $broker_addr..."
 for _ in $(seq 1200); do

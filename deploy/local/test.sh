@@ -6,6 +6,7 @@
 #     HOOKSTREAM_TEST_SCYLLA=host:port yourself to use a node of your own (a ScyllaDB, say).
 # Whatever happens (a failed test, Ctrl-C), every JVM this run started is stopped on the way out.
 set -euo pipefail
+command -v pkill >/dev/null || { echo "make test needs pkill (Debian: apt-get install procps)" >&2; exit 1; }
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -13,14 +14,15 @@ CARGO=${CARGO:-cargo}
 export HOOKSTREAM_RUN_ID="hookstream-test-$$"
 work=$(mktemp -d "${TMPDIR:-/tmp}/hookstream-test.XXXXXX")
 
+# Brokers and the CQL node carry -Dhookstream.run=<this run> (and nothing of another run's).
+marker="-Dhookstream[.]run=$HOOKSTREAM_RUN_ID( |\$)"
 stop_all() {
-    # Brokers and the CQL node carry -Dhookstream.run=<this run>.
-    pkill -TERM -f "hookstream.run=$HOOKSTREAM_RUN_ID" 2>/dev/null || true
+    pkill -TERM -f -- "$marker" || true
     for _ in $(seq 100); do
-        pgrep -f "hookstream.run=$HOOKSTREAM_RUN_ID" >/dev/null || break
+        pgrep -f -- "$marker" >/dev/null || break
         sleep 0.1
     done
-    pkill -KILL -f "hookstream.run=$HOOKSTREAM_RUN_ID" 2>/dev/null || true
+    pkill -KILL -f -- "$marker" || true
     rm -rf "$work"
 }
 trap stop_all EXIT

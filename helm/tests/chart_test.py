@@ -173,6 +173,7 @@ def check_refusals():
         ({"kafka": {"sasl": {"mechanism": "GSSAPI"}}}, "mechanism"),
         ({"secrets": {"apiToken": "short"}}, "apiToken"),
         ({"retry": {"schedule": "5 seconds"}}, "schedule"),
+        ({"kafka": {"retention": {"dlq": "30 days"}}}, "dlq"),
     ]
     for override, key in bad:
         try:
@@ -181,6 +182,11 @@ def check_refusals():
             failures.append(f"values.schema.json accepted {override}")
         except helm.HelmValuesError as err:
             check(key in str(err), f"the refusal of {override} does not name {key}: {err}")
+    try:
+        chart.render(deep_merge(DEFAULT, {"kafka": {"replicationFactor": 1}}), name="hs", namespace="webhooks")
+        failures.append("rendered with min.insync.replicas above the replication factor")
+    except helm.HelmRenderError as err:
+        check("kafka.minInsyncReplicas" in str(err), f"the min ISR refusal is not explained: {err}")
     try:
         chart.render({}, name="hs", namespace="webhooks")
         failures.append("rendered without an API token or an existing Secret")

@@ -13,6 +13,8 @@ pub enum KafkaError {
     Client(String),
     #[error("kafka broker unreachable: {0}")]
     Unreachable(String),
+    #[error("kafka settings: {0}")]
+    Settings(String),
 }
 
 /// Settings every client shares; the role's own settings go on top, then the user's overrides.

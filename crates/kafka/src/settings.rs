@@ -60,12 +60,49 @@ pub struct KafkaSettings {
     pub produce_timeout: Duration,
 }
 
+/// The shortest retention a topic may be given: anything shorter deletes tasks that a brief
+/// outage leaves waiting.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
 impl KafkaSettings {
     /// The `min.insync.replicas` of the topics Hookstream creates.
     pub fn min_insync_replicas(&self) -> i32 {
         self.min_insync_replicas
             .unwrap_or(self.replication_factor - 1)
             .max(1)
+    }
+
+    /// Refuses topic settings that would lose tasks or refuse every write, naming the setting.
+    pub fn check_topic_settings(&self) -> Result<(), String> {
+        let (replication, min_insync) = (self.replication_factor, self.min_insync_replicas());
+        if self.deliveries_partitions < 1 {
+            return Err("HOOKSTREAM_DELIVERIES_PARTITIONS must be at least 1".into());
+        }
+        if replication < 1 {
+            return Err("HOOKSTREAM_REPLICATION_FACTOR must be at least 1".into());
+        }
+        if min_insync > replication {
+            return Err(format!(
+                "HOOKSTREAM_MIN_INSYNC_REPLICAS ({min_insync}) is more than \
+                 HOOKSTREAM_REPLICATION_FACTOR ({replication}): every write would be refused"
+            ));
+        }
+        for (name, value) in [
+            ("HOOKSTREAM_DELIVERIES_RETENTION", self.deliveries_retention),
+            (
+                "HOOKSTREAM_RETRY_RETENTION_MARGIN",
+                self.retry_retention_margin,
+            ),
+            ("HOOKSTREAM_DLQ_RETENTION", self.dlq_retention),
+        ] {
+            if value < MIN_RETENTION {
+                return Err(format!(
+                    "{name} ({value:?}) is under {MIN_RETENTION:?}: tasks waiting through a \
+                     short outage would be deleted"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

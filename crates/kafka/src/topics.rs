@@ -119,6 +119,9 @@ pub async fn ensure_topics(
         tracing::info!("topic creation is off; expecting the topics to exist");
         return Ok(());
     }
+    settings
+        .check_topic_settings()
+        .map_err(KafkaError::Settings)?;
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -245,6 +248,34 @@ mod tests {
             config_of(&specs[3], "retention.ms"),
             (8 * day_ms).to_string()
         );
+    }
+
+    #[test]
+    fn settings_that_would_lose_tasks_or_refuse_writes_are_refused() {
+        assert_eq!(settings(&[]).check_topic_settings(), Ok(()));
+        let too_many = settings(&["--min-insync-replicas", "2"]).check_topic_settings();
+        assert!(
+            too_many
+                .as_ref()
+                .is_err_and(|e| e.contains("HOOKSTREAM_MIN_INSYNC_REPLICAS (2)")),
+            "{too_many:?}"
+        );
+        for (flag, name) in [
+            ("--deliveries-retention", "HOOKSTREAM_DELIVERIES_RETENTION"),
+            (
+                "--retry-retention-margin",
+                "HOOKSTREAM_RETRY_RETENTION_MARGIN",
+            ),
+            ("--dlq-retention", "HOOKSTREAM_DLQ_RETENTION"),
+        ] {
+            let short = settings(&[flag, "10m"]).check_topic_settings();
+            assert!(
+                short.as_ref().is_err_and(|e| e.starts_with(name)),
+                "{short:?}"
+            );
+        }
+        let none = settings(&["--deliveries-partitions", "0"]).check_topic_settings();
+        assert!(none.is_err());
     }
 
     #[test]
