@@ -101,29 +101,21 @@ pub async fn broker_reachable(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        kafka: KafkaSettings,
-    }
+    use crate::settings::parse_for_test;
 
     /// The librdkafka built in takes TLS and SASL (SCRAM) settings, as the Helm chart writes
     /// them; one built without OpenSSL refuses `SASL_SSL` when the client is created.
     #[tokio::test]
     async fn clients_accept_tls_and_sasl_settings() {
-        let cli = Cli::parse_from([
-            "test",
+        let settings = parse_for_test(&[
             "--properties",
             "security.protocol=SASL_SSL,sasl.mechanism=SCRAM-SHA-512,sasl.username=u,sasl.password=p",
         ]);
-        let producer = producer(&cli.kafka);
+        let producer = producer(&settings);
         assert!(producer.is_ok(), "{:?}", producer.err());
         let consumer = consumer(
-            &cli.kafka,
+            &settings,
             "group",
             rdkafka::consumer::DefaultConsumerContext,
         );

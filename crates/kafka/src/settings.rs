@@ -149,6 +149,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
+/// Settings parsed from command-line words, as a service would parse them (for tests).
+#[cfg(test)]
+pub(crate) fn parse_for_test(args: &[&str]) -> KafkaSettings {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+    }
+    let mut argv = vec!["test"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).expect("valid settings").kafka
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,21 +179,8 @@ async fn create_missing(settings: &KafkaSettings, specs: &[TopicSpec]) -> Result
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        kafka: KafkaSettings,
-    }
-
-    fn settings(args: &[&str]) -> KafkaSettings {
-        let mut argv = vec!["test"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("valid settings").kafka
-    }
+    use crate::settings::parse_for_test as settings;
 
     fn config_of(spec: &TopicSpec, key: &str) -> String {
         spec.config()

@@ -145,7 +145,10 @@ impl RetryPolicy {
     /// The plan after `attempts_made` attempts failed (1 after the first), or `None` when the
     /// delivery has had all it may: the policy's attempts, or fewer if `endpoint_max_attempts`
     /// lowers them. `retry_after` is the endpoint's `Retry-After`: the task then waits on the
-    /// smallest tier not shorter than it (the longest tier if none is) and is not due before it.
+    /// smallest tier not shorter than it and is not due before it. A `Retry-After` longer than
+    /// the longest tier is capped at that tier: a tier topic is read in order, so one task due
+    /// later than its tier's delay would hold back every task behind it (and outlive the topic's
+    /// retention); the endpoint that keeps asking for more runs out of attempts instead.
     /// `random` is a number in `[0, 1)` that picks the jitter.
     pub fn plan(
         &self,
@@ -160,15 +163,14 @@ impl RetryPolicy {
             return None;
         }
         let scheduled = self.schedule[(attempts_made - 1) as usize];
-        let (tier, floor) = match retry_after {
+        let longest = self.schedule.iter().copied().max().unwrap_or(scheduled);
+        let (tier, floor) = match retry_after.map(|wanted| wanted.min(longest)) {
             Some(wanted) if wanted > scheduled => {
                 let tier = self
                     .tiers()
                     .into_iter()
                     .find(|t| t.0 >= wanted)
-                    .unwrap_or_else(|| {
-                        Tier(self.schedule.iter().copied().max().unwrap_or(scheduled))
-                    });
+                    .unwrap_or(Tier(longest));
                 (tier, wanted)
             }
             _ => (Tier(scheduled), Duration::ZERO),
@@ -313,12 +315,30 @@ mod tests {
             NOW + Duration::from_secs(4),
             "5s with -20% jitter is 4s, over 3s"
         );
-        // Longer than every tier: the longest tier, and not before the asked time.
+        // Longer than every tier: capped at the longest tier, never due past its delay.
         let plan = policy
             .plan(1, None, Some(Duration::from_secs(100)), NOW, 0.0)
             .unwrap();
         assert_eq!(plan.tier, Tier(Duration::from_secs(30)));
-        assert_eq!(plan.due_at, NOW + Duration::from_secs(100));
+        assert_eq!(plan.due_at, NOW + Duration::from_secs(30));
+        // Absurd values (a year, an overflow of `now + delay`, an HTTP date in 9999) likewise.
+        let far = SystemTime::UNIX_EPOCH;
+        for wanted in [
+            Duration::from_secs(31_536_000),
+            Duration::from_secs(999_999_999_999),
+            Duration::MAX,
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", far).unwrap(),
+        ] {
+            for random in [0.0, 0.5, 0.999] {
+                let plan = policy.plan(1, None, Some(wanted), NOW, random).unwrap();
+                assert_eq!(plan.tier, Tier(Duration::from_secs(30)));
+                assert!(
+                    plan.due_at <= NOW + Duration::from_secs(36),
+                    "{wanted:?} is due at {}",
+                    plan.due_at
+                );
+            }
+        }
         // Shorter than the schedule's own delay: the schedule wins.
         let plan = policy
             .plan(2, None, Some(Duration::from_secs(1)), NOW, 0.5)

@@ -45,6 +45,18 @@ async fn pipeline_on(cluster: &KafkaCluster) -> Pipeline {
     .await
 }
 
+/// A receiver behind `ENDPOINTS` endpoints, each subscribed to everything.
+async fn receiver_with_endpoints(pipeline: &Pipeline) -> Receiver {
+    let receiver = Receiver::start().await;
+    for _ in 0..ENDPOINTS {
+        pipeline
+            .api
+            .create_endpoint("acme", &receiver.url, &[])
+            .await;
+    }
+    receiver
+}
+
 /// Sends `count` events and returns their ids; each must be acknowledged (202).
 async fn send_events(pipeline: &Pipeline, from: usize, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
@@ -96,13 +108,7 @@ async fn the_surviving_dispatcher_takes_over_a_dead_ones_partitions() {
     })
     .await;
 
-    let receiver = Receiver::start().await;
-    for _ in 0..ENDPOINTS {
-        pipeline
-            .api
-            .create_endpoint("acme", &receiver.url, &[])
-            .await;
-    }
+    let receiver = receiver_with_endpoints(&pipeline).await;
     let mut events = send_events(&pipeline, 0, EVENTS / 2).await;
     // Mid-load, once deliveries flow, the first dispatcher dies.
     receiver.wait_for(ENDPOINTS * 3, SETTLE).await;
@@ -165,13 +171,7 @@ async fn a_broker_killed_under_load_loses_no_acknowledged_event() {
     let mut cluster = KafkaCluster::start(3, 3, 2).await;
     let brokers = cluster.bootstrap_servers();
     let pipeline = pipeline_on(&cluster).await;
-    let receiver = Receiver::start().await;
-    for _ in 0..ENDPOINTS {
-        pipeline
-            .api
-            .create_endpoint("acme", &receiver.url, &[])
-            .await;
-    }
+    let receiver = receiver_with_endpoints(&pipeline).await;
 
     // A client sends events one after another, the whole time; what ingest acknowledges (202)
     // must be delivered. During the failover ingest may refuse some (503): not acknowledged,

@@ -234,7 +234,8 @@ async fn retries_stop_at_the_endpoint_limit_and_the_delivery_is_dead_lettered() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
-    let pipeline = Pipeline::start(&[]).await;
+    // A tier as long as the Retry-After asked for: up to the longest tier, it is honoured.
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_RETRY_SCHEDULE", "300ms,600ms,3s")]).await;
     let receiver = Receiver::start().await;
     receiver.script(vec![Scripted {
         status: 429,
@@ -249,10 +250,84 @@ async fn retry_after_is_honoured() {
     assert_eq!(delivery["status"], "delivered");
     let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
     assert_eq!(attempts[0]["class"], "RATE_LIMITED");
-    // No tier is 3 s or longer, so the longest one carries it, and it is not due before 3 s.
-    assert_eq!(attempts[0]["tier"], "1s");
+    // The 3s tier carries it, and jitter never makes it due before the 3 s asked for.
+    assert_eq!(attempts[0]["tier"], "3s");
     let waited = time_of(&attempts[1]["started_at"]) - time_of(&attempts[0]["started_at"]);
     assert!(waited >= time::Duration::seconds(3), "waited only {waited}");
+}
+
+/// Hostile `Retry-After` values: a year, one that overflows `now + delay`, an HTTP date in 9999.
+const ABSURD_RETRY_AFTER: [&str; 3] = ["31536000", "999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_is_capped_and_holds_back_no_other_endpoint() {
+    // One partition: every endpoint's retries wait in each tier's only partition, in order, so
+    // a task parked for a year at the head of the longest tier would hold back all behind it.
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_DELIVERIES_PARTITIONS", "1")]).await;
+    let mut hostile = Vec::new();
+    for value in ABSURD_RETRY_AFTER {
+        let receiver = Receiver::start().await;
+        receiver.script(vec![
+            Scripted {
+                status: 429,
+                headers: vec![("retry-after", value.to_owned())],
+            };
+            4
+        ]);
+        let endpoint = pipeline
+            .api
+            .create_endpoint("acme", &receiver.url, &[])
+            .await;
+        hostile.push((receiver, endpoint["id"].as_str().unwrap().to_owned()));
+    }
+    // Another endpoint fails three times: its last retry waits on the longest tier (1s),
+    // behind the hostile endpoints' tasks.
+    let patient = Receiver::start().await;
+    patient.script(vec![answer(503), answer(503), answer(503)]);
+    let patient_endpoint = pipeline
+        .api
+        .create_endpoint("acme", &patient.url, &[])
+        .await;
+
+    let event = pipeline
+        .api
+        .send_event("acme", "order.created", json!({"order": 1}), None)
+        .await;
+    assert_eq!(event.status, 202, "{:?}", event.body);
+    let settled = pipeline
+        .api
+        .settled_deliveries(event.body["id"].as_str().unwrap(), SETTLE)
+        .await;
+    assert_eq!(settled.len(), 4);
+    let of = |endpoint: &str| {
+        settled
+            .iter()
+            .find(|d| d["endpoint_id"] == endpoint)
+            .cloned()
+            .expect("a delivery per endpoint")
+    };
+    let delivered = of(patient_endpoint["id"].as_str().unwrap());
+    assert_eq!(delivered["status"], "delivered", "{delivered}");
+    assert_eq!(delivered["attempts"], 4);
+
+    // Each hostile endpoint was asked again after the longest tier, not in a year: it used its
+    // four attempts within seconds and ended as a dead letter.
+    for ((receiver, endpoint), value) in hostile.iter().zip(ABSURD_RETRY_AFTER) {
+        assert_eq!(receiver.received().len(), 4, "Retry-After {value}");
+        let delivery = of(endpoint);
+        assert_eq!(delivery["status"], "dead_lettered", "{delivery}");
+        let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+        assert_eq!(attempts.len(), 4, "{attempts:?}");
+        for pair in attempts.windows(2) {
+            assert_eq!(pair[0]["class"], "RATE_LIMITED");
+            assert_eq!(pair[0]["tier"], "1s", "capped at the longest tier");
+            let waited = time_of(&pair[1]["started_at"]) - time_of(&pair[0]["started_at"]);
+            assert!(
+                waited < time::Duration::seconds(10),
+                "waited {waited} after Retry-After {value}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,12 +437,14 @@ async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_pro
         "nothing is sent once the breaker is open"
     );
 
-    // A restarted dispatcher takes the breaker up where it was recorded: still open.
+    let open_until = time_of(&open["circuit"]["open_until"]);
+
+    // The endpoint recovers, and the dispatcher restarts: the new one takes the breaker up where
+    // it was recorded, so nothing goes out before `open_until`, however long the restart took;
+    // after it, one probe closes the breaker.
+    receiver.respond_with(200, "ok");
     pipeline.stop_service(Service::Dispatcher).await;
     pipeline.start_service(Service::Dispatcher).await;
-
-    // The endpoint recovers; after the open period one probe closes the breaker.
-    receiver.respond_with(200, "ok");
     let mut attempts = 0;
     let mut retried = 0;
     for event in &events {
@@ -376,6 +453,14 @@ async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_pro
             let n = delivery["attempts"].as_u64().unwrap();
             attempts += n;
             retried += usize::from(n == 2);
+            let log = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+            let success = log.last().expect("an attempt");
+            // Timestamps are kept to the millisecond.
+            assert!(
+                time_of(&success["started_at"]) >= open_until - time::Duration::milliseconds(1),
+                "sent at {} while the breaker was open until {open_until}",
+                success["started_at"]
+            );
         }
     }
     assert_eq!(
