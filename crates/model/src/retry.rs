@@ -164,16 +164,15 @@ impl RetryPolicy {
         }
         let scheduled = self.schedule[(attempts_made - 1) as usize];
         let longest = self.schedule.iter().copied().max().unwrap_or(scheduled);
-        let (tier, floor) = match retry_after.map(|wanted| wanted.min(longest)) {
-            Some(wanted) if wanted > scheduled => {
-                let tier = self
-                    .tiers()
-                    .into_iter()
-                    .find(|t| t.0 >= wanted)
-                    .unwrap_or(Tier(longest));
-                (tier, wanted)
-            }
-            _ => (Tier(scheduled), Duration::ZERO),
+        // Not tried before the endpoint asked, whatever the jitter, up to the longest tier.
+        let floor = retry_after.map_or(Duration::ZERO, |wanted| wanted.min(longest));
+        let tier = if floor > scheduled {
+            self.tiers()
+                .into_iter()
+                .find(|t| t.0 >= floor)
+                .unwrap_or(Tier(longest))
+        } else {
+            Tier(scheduled)
         };
         let factor = 1.0 + self.jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0);
         let delay = tier.0.mul_f64(factor).max(floor);
@@ -315,7 +314,8 @@ mod tests {
             NOW + Duration::from_secs(4),
             "5s with -20% jitter is 4s, over 3s"
         );
-        // Longer than every tier: capped at the longest tier, never due past its delay.
+        // Longer than every tier: capped at the longest tier (due after its delay, stretched at
+        // most by the jitter).
         let plan = policy
             .plan(1, None, Some(Duration::from_secs(100)), NOW, 0.0)
             .unwrap();
@@ -339,11 +339,26 @@ mod tests {
                 );
             }
         }
-        // Shorter than the schedule's own delay: the schedule wins.
+        // Shorter than the schedule's own delay: the schedule's tier, and still not before it.
         let plan = policy
             .plan(2, None, Some(Duration::from_secs(1)), NOW, 0.5)
             .unwrap();
         assert_eq!(plan.tier, Tier(Duration::from_secs(5)));
+        let plan = policy
+            .plan(2, None, Some(Duration::from_millis(4500)), NOW, 0.0)
+            .unwrap();
+        assert_eq!(
+            plan.due_at,
+            NOW + Duration::from_millis(4500),
+            "jitter shrank 5s to 4s"
+        );
+        // On the last retry the schedule already is the longest tier: a capped Retry-After
+        // still holds it to the whole tier.
+        let plan = policy
+            .plan(3, None, Some(Duration::from_secs(100)), NOW, 0.0)
+            .unwrap();
+        assert_eq!(plan.tier, Tier(Duration::from_secs(30)));
+        assert_eq!(plan.due_at, NOW + Duration::from_secs(30));
     }
 
     #[test]

@@ -263,7 +263,12 @@ const ABSURD_RETRY_AFTER: [&str; 3] = ["31536000", "999999999999", "Fri, 31 Dec 
 async fn an_absurd_retry_after_is_capped_and_holds_back_no_other_endpoint() {
     // One partition: every endpoint's retries wait in each tier's only partition, in order, so
     // a task parked for a year at the head of the longest tier would hold back all behind it.
-    let pipeline = Pipeline::start(&[("HOOKSTREAM_DELIVERIES_PARTITIONS", "1")]).await;
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+        // The breaker stays out of it: four failures in a row are under its threshold.
+        ("HOOKSTREAM_BREAKER_FAILURES", "5"),
+    ])
+    .await;
     let mut hostile = Vec::new();
     for value in ABSURD_RETRY_AFTER {
         let receiver = Receiver::start().await;
@@ -401,7 +406,8 @@ async fn a_refused_connection_is_retried_and_explained() {
 async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_probe_succeeds() {
     let mut pipeline = Pipeline::start(&[
         ("HOOKSTREAM_BREAKER_FAILURES", "3"),
-        ("HOOKSTREAM_BREAKER_OPEN_FOR", "5s"),
+        // Longer than a dispatcher restart takes here, so the restarted one meets it open.
+        ("HOOKSTREAM_BREAKER_OPEN_FOR", "30s"),
     ])
     .await;
     let receiver = Receiver::start().await;
@@ -445,6 +451,11 @@ async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_pro
     receiver.respond_with(200, "ok");
     pipeline.stop_service(Service::Dispatcher).await;
     pipeline.start_service(Service::Dispatcher).await;
+    let restarted = OffsetDateTime::now_utc();
+    assert!(
+        restarted < open_until,
+        "the restart ended at {restarted}, after the open period ({open_until}): nothing tested"
+    );
     let mut attempts = 0;
     let mut retried = 0;
     for event in &events {
