@@ -36,17 +36,22 @@ async fn attempts_of(pipeline: &Pipeline, delivery_id: &str) -> Vec<Value> {
     answer.body["data"].as_array().cloned().unwrap_or_default()
 }
 
-/// Sends one event to the tenant's endpoints and waits for its one delivery to settle.
-async fn deliver_one(pipeline: &Pipeline) -> Value {
+/// Sends one event to the tenant's endpoints and waits for all its deliveries to settle.
+async fn settle_one_event(pipeline: &Pipeline) -> Vec<Value> {
     let event = pipeline
         .api
         .send_event("acme", "order.created", json!({"order": 1}), None)
         .await;
     assert_eq!(event.status, 202, "{:?}", event.body);
-    let settled = pipeline
+    pipeline
         .api
         .settled_deliveries(event.body["id"].as_str().unwrap(), SETTLE)
-        .await;
+        .await
+}
+
+/// Sends one event to the tenant's one endpoint and waits for its delivery to settle.
+async fn deliver_one(pipeline: &Pipeline) -> Value {
+    let settled = settle_one_event(pipeline).await;
     assert_eq!(settled.len(), 1);
     settled[0].clone()
 }
@@ -294,15 +299,7 @@ async fn an_absurd_retry_after_is_capped_and_holds_back_no_other_endpoint() {
         .create_endpoint("acme", &patient.url, &[])
         .await;
 
-    let event = pipeline
-        .api
-        .send_event("acme", "order.created", json!({"order": 1}), None)
-        .await;
-    assert_eq!(event.status, 202, "{:?}", event.body);
-    let settled = pipeline
-        .api
-        .settled_deliveries(event.body["id"].as_str().unwrap(), SETTLE)
-        .await;
+    let settled = settle_one_event(&pipeline).await;
     assert_eq!(settled.len(), 4);
     let of = |endpoint: &str| {
         settled
