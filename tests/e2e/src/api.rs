@@ -134,6 +134,19 @@ impl Api {
         self.call("POST", "/v1/events", Some(body)).await
     }
 
+    /// Every attempt of a delivery, first first.
+    pub async fn attempts(&self, delivery_id: &str) -> Vec<Value> {
+        let answer = self
+            .call(
+                "GET",
+                &format!("/v1/deliveries/{delivery_id}/attempts"),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answer.body["data"].as_array().cloned().unwrap_or_default()
+    }
+
     /// The deliveries of an event.
     pub async fn deliveries_of(&self, event_id: &str) -> Vec<Value> {
         let answer = self

@@ -102,6 +102,16 @@ pub struct Scripted {
     pub headers: Vec<(&'static str, String)>,
 }
 
+impl Scripted {
+    /// An answer with this status and no extra headers.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// A receiver answering every webhook with a set status (200 unless changed).
 pub struct Receiver {
     pub url: String,

@@ -20,13 +20,6 @@ fn cql_store() -> String {
     format!("scylla://{node}/{keyspace}?replication_factor=1")
 }
 
-fn answer(status: u16) -> Scripted {
-    Scripted {
-        status,
-        headers: Vec::new(),
-    }
-}
-
 /// The deliveries of an event once every one of them has reached `status`.
 async fn deliveries_with_status(pipeline: &Pipeline, event: &str, status: &str) -> Vec<Value> {
     eventually(
@@ -54,7 +47,11 @@ async fn events_are_delivered_retried_dead_lettered_and_replayed_on_a_cql_store(
         .await;
     // Two 503s, then a 200: through the retry tier twice.
     let flaky = Receiver::start().await;
-    flaky.script(vec![answer(503), answer(503), answer(200)]);
+    flaky.script(vec![
+        Scripted::status(503),
+        Scripted::status(503),
+        Scripted::status(200),
+    ]);
     api.create_endpoint("acme", &flaky.url, &["invoice.paid"])
         .await;
     // A permanent 400: dead-lettered at once.
@@ -90,17 +87,8 @@ async fn events_are_delivered_retried_dead_lettered_and_replayed_on_a_cql_store(
     deliveries_with_status(&pipeline, &ordered, "delivered").await;
     let retried = deliveries_with_status(&pipeline, &paid, "delivered").await;
     let delivery_id = retried[0]["id"].as_str().expect("a delivery id");
-    let attempts = api
-        .call(
-            "GET",
-            &format!("/v1/deliveries/{delivery_id}/attempts"),
-            None,
-        )
-        .await;
-    assert_eq!(attempts.status, 200, "{:?}", attempts.body);
-    let classes: Vec<&str> = attempts.body["data"]
-        .as_array()
-        .expect("attempts")
+    let attempts = api.attempts(delivery_id).await;
+    let classes: Vec<&str> = attempts
         .iter()
         .filter_map(|a| a["class"].as_str())
         .collect();

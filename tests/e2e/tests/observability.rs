@@ -16,13 +16,6 @@ use hookstream_e2e::{
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn answer(status: u16) -> Scripted {
-    Scripted {
-        status,
-        headers: vec![],
-    }
-}
-
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -158,7 +151,7 @@ async fn metrics_pass_promtool_and_cover_every_dashboard_and_alert() {
     // One endpoint fails twice (opening its breaker) and then takes the webhook; the other
     // refuses it for good, which dead-letters it.
     let flapping = Receiver::start().await;
-    flapping.script(vec![answer(503), answer(503)]);
+    flapping.script(vec![Scripted::status(503), Scripted::status(503)]);
     let refusing = Receiver::start().await;
     refusing.respond_with(400, "no");
     for receiver in [&flapping, &refusing] {
@@ -299,7 +292,7 @@ async fn a_delivery_retried_twice_is_one_connected_trace() {
     ])
     .await;
     let receiver = Receiver::start().await;
-    receiver.script(vec![answer(503), answer(503)]);
+    receiver.script(vec![Scripted::status(503), Scripted::status(503)]);
     pipeline
         .api
         .create_endpoint("acme", &receiver.url, &[])

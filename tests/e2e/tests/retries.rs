@@ -12,28 +12,8 @@ use hookstream_e2e::{Pipeline, Receiver, Scripted, Service, eventually, sample};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn answer(status: u16) -> Scripted {
-    Scripted {
-        status,
-        headers: vec![],
-    }
-}
-
 fn time_of(value: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(value.as_str().expect("a timestamp"), &Rfc3339).expect("RFC 3339")
-}
-
-async fn attempts_of(pipeline: &Pipeline, delivery_id: &str) -> Vec<Value> {
-    let answer = pipeline
-        .api
-        .call(
-            "GET",
-            &format!("/v1/deliveries/{delivery_id}/attempts"),
-            None,
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    answer.body["data"].as_array().cloned().unwrap_or_default()
 }
 
 /// Sends one event to the tenant's endpoints and waits for all its deliveries to settle.
@@ -61,7 +41,7 @@ async fn a_flapping_endpoint_gets_every_event_after_backoff() {
     let pipeline = Pipeline::start(&[]).await;
     let receiver = Receiver::start().await;
     // Fails twice (a 503, then a 408), then recovers.
-    receiver.script(vec![answer(503), answer(408)]);
+    receiver.script(vec![Scripted::status(503), Scripted::status(408)]);
     pipeline
         .api
         .create_endpoint("acme", &receiver.url, &[])
@@ -71,7 +51,10 @@ async fn a_flapping_endpoint_gets_every_event_after_backoff() {
     assert_eq!(delivery["status"], "delivered", "{delivery}");
     assert_eq!(delivery["attempts"], 3);
 
-    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    let attempts = pipeline
+        .api
+        .attempts(delivery["id"].as_str().unwrap())
+        .await;
     let classes: Vec<&str> = attempts
         .iter()
         .map(|a| a["class"].as_str().unwrap())
@@ -124,7 +107,10 @@ async fn a_permanent_failure_is_dead_lettered_after_one_attempt() {
     assert_eq!(delivery["status"], "dead_lettered");
     assert_eq!(delivery["attempts"], 1);
     assert!(delivery["next_attempt_at"].is_null());
-    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    let attempts = pipeline
+        .api
+        .attempts(delivery["id"].as_str().unwrap())
+        .await;
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0]["class"], "HTTP_4XX_PERMANENT");
     assert_eq!(attempts[0]["status_code"], 400);
@@ -227,7 +213,10 @@ async fn retries_stop_at_the_endpoint_limit_and_the_delivery_is_dead_lettered() 
     let delivery = deliver_one(&pipeline).await;
     assert_eq!(delivery["status"], "dead_lettered");
     assert_eq!(delivery["attempts"], 2);
-    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    let attempts = pipeline
+        .api
+        .attempts(delivery["id"].as_str().unwrap())
+        .await;
     assert_eq!(attempts[0]["tier"], "300ms");
     assert!(attempts[0]["next_attempt_at"].is_string());
     assert!(
@@ -253,7 +242,10 @@ async fn retry_after_is_honoured() {
 
     let delivery = deliver_one(&pipeline).await;
     assert_eq!(delivery["status"], "delivered");
-    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    let attempts = pipeline
+        .api
+        .attempts(delivery["id"].as_str().unwrap())
+        .await;
     assert_eq!(attempts[0]["class"], "RATE_LIMITED");
     // The 3s tier carries it, and jitter never makes it due before the 3 s asked for.
     assert_eq!(attempts[0]["tier"], "3s");
@@ -293,7 +285,11 @@ async fn an_absurd_retry_after_is_capped_and_holds_back_no_other_endpoint() {
     // Another endpoint fails three times: its last retry waits on the longest tier (1s),
     // behind the hostile endpoints' tasks.
     let patient = Receiver::start().await;
-    patient.script(vec![answer(503), answer(503), answer(503)]);
+    patient.script(vec![
+        Scripted::status(503),
+        Scripted::status(503),
+        Scripted::status(503),
+    ]);
     let patient_endpoint = pipeline
         .api
         .create_endpoint("acme", &patient.url, &[])
@@ -318,7 +314,10 @@ async fn an_absurd_retry_after_is_capped_and_holds_back_no_other_endpoint() {
         assert_eq!(receiver.received().len(), 4, "Retry-After {value}");
         let delivery = of(endpoint);
         assert_eq!(delivery["status"], "dead_lettered", "{delivery}");
-        let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+        let attempts = pipeline
+            .api
+            .attempts(delivery["id"].as_str().unwrap())
+            .await;
         assert_eq!(attempts.len(), 4, "{attempts:?}");
         for pair in attempts.windows(2) {
             assert_eq!(pair[0]["class"], "RATE_LIMITED");
@@ -336,7 +335,7 @@ async fn an_absurd_retry_after_is_capped_and_holds_back_no_other_endpoint() {
 async fn gone_dead_letters_and_disables_the_endpoint_until_it_is_enabled_again() {
     let pipeline = Pipeline::start(&[]).await;
     let receiver = Receiver::start().await;
-    receiver.script(vec![answer(410)]);
+    receiver.script(vec![Scripted::status(410)]);
     let endpoint = pipeline
         .api
         .create_endpoint("acme", &receiver.url, &[])
@@ -345,7 +344,10 @@ async fn gone_dead_letters_and_disables_the_endpoint_until_it_is_enabled_again()
 
     let delivery = deliver_one(&pipeline).await;
     assert_eq!(delivery["status"], "dead_lettered");
-    let attempts = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+    let attempts = pipeline
+        .api
+        .attempts(delivery["id"].as_str().unwrap())
+        .await;
     assert_eq!(attempts[0]["class"], "GONE");
     let read = pipeline
         .api
@@ -389,7 +391,7 @@ async fn a_refused_connection_is_retried_and_explained() {
         (deliveries[0]["status"] == "retrying").then(|| deliveries[0].clone())
     })
     .await;
-    let attempts = attempts_of(&pipeline, first["id"].as_str().unwrap()).await;
+    let attempts = pipeline.api.attempts(first["id"].as_str().unwrap()).await;
     assert_eq!(attempts[0]["class"], "NETWORK_ERROR");
     assert!(
         attempts[0]["error"].as_str().unwrap().len() > 5,
@@ -461,7 +463,10 @@ async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_pro
             let n = delivery["attempts"].as_u64().unwrap();
             attempts += n;
             retried += usize::from(n == 2);
-            let log = attempts_of(&pipeline, delivery["id"].as_str().unwrap()).await;
+            let log = pipeline
+                .api
+                .attempts(delivery["id"].as_str().unwrap())
+                .await;
             let success = log.last().expect("an attempt");
             // Timestamps are kept to the millisecond.
             assert!(
