@@ -5,6 +5,7 @@
 //! database file safely.
 
 mod access;
+pub mod claim;
 mod error;
 mod location;
 mod metered;
@@ -17,6 +18,7 @@ pub mod sqlite;
 mod store;
 
 pub use access::AccessStore;
+pub use claim::{AttemptClaim, ClaimOutcome, RecordOutcome};
 pub use error::StoreError;
 pub use location::{StoreLocation, open};
 pub use metered::MeteredStore;

@@ -25,8 +25,9 @@ use hookstream_model::replay::{
 use hookstream_signing::SigningSecret;
 
 use crate::{
-    AccessStore, CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem, NewEvent, Page,
-    PageRequest, Purged, ReplayStep, ReplayStore, Store, StoreError,
+    AccessStore, AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt,
+    NewBatchItem, NewEvent, Page, PageRequest, Purged, RecordOutcome, ReplayStep, ReplayStore,
+    Store, StoreError,
 };
 
 static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -101,6 +102,7 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn get_endpoint(id: EndpointId) -> Option<Endpoint>;
     fn list_endpoints(tenant: &Tenant, page: &PageRequest) -> Page<Endpoint>;
     fn update_endpoint(endpoint: &Endpoint) -> bool;
+    fn disable_endpoint(id: EndpointId, at: OffsetDateTime) -> bool;
     fn rotate_secret(id: EndpointId, new: &SigningSecret, previous_expires_at: OffsetDateTime) -> Option<Endpoint>;
     fn delete_endpoint(id: EndpointId) -> bool;
     fn subscribed_endpoints(tenant: &Tenant, event_type: &EventType) -> Vec<Endpoint>;
@@ -112,8 +114,9 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn set_sending_paused(paused: bool) -> ();
     fn get_delivery(id: DeliveryId) -> Option<Delivery>;
     fn list_deliveries(filter: &DeliveryFilter, page: &PageRequest) -> Page<Delivery>;
-    fn start_attempt(id: DeliveryId) -> Option<Delivery>;
-    fn record_attempt(attempt: &NewAttempt, status: DeliveryStatus) -> u32;
+    fn claim_attempt(id: DeliveryId, attempts_made: u32, lease: std::time::Duration) -> ClaimOutcome;
+    fn release_claim(claim: &AttemptClaim) -> ();
+    fn record_attempt(claim: &AttemptClaim, attempt: &NewAttempt, status: DeliveryStatus) -> RecordOutcome;
     fn list_attempts(id: DeliveryId) -> Vec<Attempt>;
     fn purge_expired(now: OffsetDateTime, retention: std::time::Duration) -> Purged;
 });

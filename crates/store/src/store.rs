@@ -8,6 +8,7 @@ use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 use hookstream_signing::SigningSecret;
 
+use crate::claim::{AttemptClaim, ClaimOutcome, RecordOutcome};
 use crate::{Page, PageRequest, StoreError};
 
 /// An event to create together with its deliveries, in one atomic write.
@@ -91,6 +92,13 @@ pub trait Store: crate::ReplayStore + crate::AccessStore + Send + Sync + 'static
     /// Replaces a live endpoint's url, subscription, disabled and paused flags and attempt
     /// limit; false if there is none.
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError>;
+    /// Disables a live endpoint (a `410 Gone` answer), changing nothing else about it, so an
+    /// edit made meanwhile through the API stays; false if there is none.
+    async fn disable_endpoint(
+        &self,
+        id: EndpointId,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
     /// Gives a live endpoint a new signing secret; the one it replaces keeps signing until
     /// `previous_expires_at`. Returns the endpoint as it now stands, `None` if there is none.
     async fn rotate_secret(
@@ -154,16 +162,26 @@ pub trait Store: crate::ReplayStore + crate::AccessStore + Send + Sync + 'static
         filter: &DeliveryFilter,
         page: &PageRequest,
     ) -> Result<Page<Delivery>, StoreError>;
-    /// Moves a non-final delivery to `delivering`; returns the delivery as it now stands
-    /// (unchanged if it was already final), or `None` if there is no such delivery.
-    async fn start_attempt(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
-    /// Appends an attempt and moves the delivery to `status`, atomically. Returns the attempt's
-    /// number.
+    /// Claims the delivery's next attempt for a task that has made `attempts_made`, for
+    /// `lease`; see [`crate::claim`]. A claimed delivery is `delivering`.
+    async fn claim_attempt(
+        &self,
+        id: DeliveryId,
+        attempts_made: u32,
+        lease: std::time::Duration,
+    ) -> Result<ClaimOutcome, StoreError>;
+    /// Gives a claim back unused (the attempt was not sent), so a copy read next need not wait
+    /// for its lease to run out. A claim lost already is left alone.
+    async fn release_claim(&self, claim: &AttemptClaim) -> Result<(), StoreError>;
+    /// Appends the claimed attempt to the log under the claim's number and moves the delivery
+    /// to `status`, unless the claim was lost. Safe to call again after an error: the attempt
+    /// is counted once.
     async fn record_attempt(
         &self,
+        claim: &AttemptClaim,
         attempt: &NewAttempt,
         status: DeliveryStatus,
-    ) -> Result<u32, StoreError>;
+    ) -> Result<RecordOutcome, StoreError>;
     /// Every attempt of a delivery, first first.
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError>;
 

@@ -24,8 +24,8 @@ use hookstream_signing::SigningSecret;
 use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
-    CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem, NewEvent, PageRequest,
-    ReplayStep, SecretSealer, Store,
+    AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem,
+    NewEvent, PageRequest, RecordOutcome, ReplayStep, SecretSealer, Store,
 };
 
 /// The key every contract test seals secrets with, so the suite runs on sealed secrets.
@@ -203,6 +203,38 @@ async fn endpoints_are_created_read_updated_listed_and_deleted(backend: Backend)
     assert!(f.store.get_endpoint(ep.id).await.unwrap().is_none());
     assert!(!f.store.delete_endpoint(ep.id).await.unwrap());
     assert!(!f.store.update_endpoint(&ep).await.unwrap());
+}
+
+/// A `410 Gone` disables the endpoint as it stands: an edit made while the request was out (a
+/// new URL, a pause) is kept.
+async fn disabling_an_endpoint_keeps_an_edit_made_meanwhile(backend: Backend) {
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &["order.created"]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let mut edited = ep.clone();
+    edited.url = EndpointUrl::parse("https://moved.example.com/hook", "url").unwrap();
+    edited.paused = true;
+    assert!(f.store.update_endpoint(&edited).await.unwrap());
+
+    assert!(
+        f.store
+            .disable_endpoint(ep.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+    );
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert!(read.disabled);
+    assert!(read.paused, "the pause made meanwhile stays");
+    assert_eq!(read.url, edited.url, "the URL set meanwhile stays");
+
+    assert!(f.store.delete_endpoint(ep.id).await.unwrap());
+    assert!(
+        !f.store
+            .disable_endpoint(ep.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        "a deleted endpoint stays deleted"
+    );
 }
 
 async fn a_rotated_secret_is_kept_as_previous_until_it_expires(backend: Backend) {
@@ -508,6 +540,45 @@ async fn racing_requests_with_one_key_create_exactly_one_event(backend: Backend)
     assert_eq!(created, 1);
 }
 
+/// Claims the delivery's next attempt for a task that has made `made`; the claim must be taken.
+async fn claim(store: &dyn Store, id: DeliveryId, made: u32) -> AttemptClaim {
+    match store.claim_attempt(id, made, LEASE).await.unwrap() {
+        ClaimOutcome::Claimed { claim, .. } => claim,
+        other => panic!("claim of {id} refused: {other:?}"),
+    }
+}
+
+/// Claims and records one attempt with `class` and `status`.
+async fn record(
+    store: &dyn Store,
+    id: DeliveryId,
+    made: u32,
+    class: AttemptClass,
+    code: u16,
+    status: DeliveryStatus,
+) {
+    let claim = claim(store, id, made).await;
+    let outcome = store
+        .record_attempt(&claim, &attempt(id, class, Some(code)), status)
+        .await
+        .unwrap();
+    assert_eq!(outcome, RecordOutcome::Recorded);
+}
+
+async fn delivered(store: &dyn Store, id: DeliveryId) {
+    record(
+        store,
+        id,
+        0,
+        AttemptClass::Http2xxDelivered,
+        200,
+        DeliveryStatus::Delivered,
+    )
+    .await;
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
 async fn attempts_are_numbered_in_order_and_move_the_delivery(backend: Backend) {
     let f = backend.fixture().await;
     let ep = endpoint("acme", &[]);
@@ -518,31 +589,38 @@ async fn attempts_are_numbered_in_order_and_move_the_delivery(backend: Backend) 
         .unwrap();
     let id = new.deliveries[0].id;
 
-    let started = f.store.start_attempt(id).await.unwrap().unwrap();
+    let first = match f.store.claim_attempt(id, 0, LEASE).await.unwrap() {
+        ClaimOutcome::Claimed { delivery, claim } => {
+            assert_eq!(delivery.status, DeliveryStatus::Delivering);
+            claim
+        }
+        other => panic!("not claimed: {other:?}"),
+    };
+    assert_eq!(first.number, 1);
+    let started = f.store.get_delivery(id).await.unwrap().unwrap();
     assert_eq!(started.status, DeliveryStatus::Delivering);
     let due = OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap();
     let mut failed = attempt(id, AttemptClass::Http5xxRetryable, Some(503));
     failed.next_attempt_at = Some(due);
     failed.tier = Some("5s".into());
-    let n1 = f
-        .store
-        .record_attempt(&failed, DeliveryStatus::Retrying)
+    f.store
+        .record_attempt(&first, &failed, DeliveryStatus::Retrying)
         .await
         .unwrap();
     let retrying = f.store.get_delivery(id).await.unwrap().unwrap();
     assert_eq!(retrying.status, DeliveryStatus::Retrying);
     assert_eq!(retrying.next_attempt_at, Some(due));
     assert_eq!(retrying.next_tier.as_deref(), Some("5s"));
-    f.store.start_attempt(id).await.unwrap();
-    let n2 = f
-        .store
+    let second = claim(&*f.store, id, 1).await;
+    assert_eq!(second.number, 2);
+    f.store
         .record_attempt(
+            &second,
             &attempt(id, AttemptClass::Http2xxDelivered, Some(200)),
             DeliveryStatus::Delivered,
         )
         .await
         .unwrap();
-    assert_eq!((n1, n2), (1, 2));
 
     let delivery = f.store.get_delivery(id).await.unwrap().unwrap();
     assert_eq!(delivery.status, DeliveryStatus::Delivered);
@@ -563,16 +641,152 @@ async fn attempts_are_numbered_in_order_and_move_the_delivery(backend: Backend) 
     assert_eq!(attempts[0].tier.as_deref(), Some("5s"));
     assert_eq!(delivery.next_attempt_at, None, "delivered: nothing is due");
 
-    // A final delivery is not moved back to delivering.
-    let again = f.store.start_attempt(id).await.unwrap().unwrap();
-    assert_eq!(again.status, DeliveryStatus::Delivered);
-    assert!(
+    // A final delivery is claimed by no copy, whatever its attempt count.
+    for made in [0, 1, 2, 3] {
+        assert!(matches!(
+            f.store.claim_attempt(id, made, LEASE).await.unwrap(),
+            ClaimOutcome::Final(d) if d.status == DeliveryStatus::Delivered
+        ));
+    }
+    assert_eq!(
         f.store
-            .start_attempt(DeliveryId::generate())
+            .claim_attempt(DeliveryId::generate(), 0, LEASE)
             .await
-            .unwrap()
-            .is_none()
+            .unwrap(),
+        ClaimOutcome::Missing
     );
+}
+
+/// Two copies of one task: only one may send while its claim holds, and a copy behind the
+/// store's count is stale.
+async fn one_copy_claims_an_attempt_and_a_stale_copy_none(backend: Backend) {
+    let f = backend.fixture().await;
+    let new = new_event("acme", None, &[&endpoint("acme", &[])]);
+    f.store
+        .create_event(&new, IdempotencyWindow::default())
+        .await
+        .unwrap();
+    let id = new.deliveries[0].id;
+
+    // Racing copies: exactly one wins.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = f.store.clone();
+            tokio::spawn(async move { store.claim_attempt(id, 0, LEASE).await.unwrap() })
+        })
+        .collect();
+    let mut claims = Vec::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            ClaimOutcome::Claimed { claim, .. } => claims.push(claim),
+            ClaimOutcome::Busy { until } => assert!(until > OffsetDateTime::now_utc()),
+            other => panic!("a racing copy got {other:?}"),
+        }
+    }
+    assert_eq!(claims.len(), 1, "exactly one copy claims the attempt");
+    let winner = claims.remove(0);
+
+    // A claim given back unused is free at once, under the same number.
+    f.store.release_claim(&winner).await.unwrap();
+    let again = claim(&*f.store, id, 0).await;
+    assert_eq!(again.number, winner.number);
+    assert_ne!(again.token, winner.token);
+    // The released claim cannot record over the one that replaced it.
+    let late = attempt(id, AttemptClass::Http5xxRetryable, Some(503));
+    assert_eq!(
+        f.store
+            .record_attempt(&winner, &late, DeliveryStatus::Retrying)
+            .await
+            .unwrap(),
+        RecordOutcome::ClaimLost
+    );
+    f.store
+        .record_attempt(&again, &late, DeliveryStatus::Retrying)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.store.claim_attempt(id, 0, LEASE).await.unwrap(),
+        ClaimOutcome::Stale(d) if d.attempts == 1
+    ));
+    assert_eq!(claim(&*f.store, id, 1).await.number, 2);
+}
+
+/// A copy whose lease ran out while it was still sending (or a stale copy of any kind) cannot
+/// turn a recorded final status into another, and a retried record counts once.
+async fn final_states_never_change_and_a_retried_record_counts_once(backend: Backend) {
+    let f = backend.fixture().await;
+    let new = new_event("acme", None, &[&endpoint("acme", &[])]);
+    f.store
+        .create_event(&new, IdempotencyWindow::default())
+        .await
+        .unwrap();
+    let id = new.deliveries[0].id;
+
+    // The first copy's lease is over at once; a second copy claims the same attempt.
+    let slow = match f.store.claim_attempt(id, 0, Duration::ZERO).await.unwrap() {
+        ClaimOutcome::Claimed { claim, .. } => claim,
+        other => panic!("not claimed: {other:?}"),
+    };
+    let fast = claim(&*f.store, id, 0).await;
+    assert_eq!(fast.number, slow.number);
+    let ok = attempt(id, AttemptClass::Http2xxDelivered, Some(200));
+    for _ in 0..2 {
+        assert_eq!(
+            f.store
+                .record_attempt(&fast, &ok, DeliveryStatus::Delivered)
+                .await
+                .unwrap(),
+            RecordOutcome::Recorded,
+            "recording again with the same claim is answered, not counted"
+        );
+    }
+    for (class, code, status) in [
+        (
+            AttemptClass::Http5xxRetryable,
+            503,
+            DeliveryStatus::Retrying,
+        ),
+        (
+            AttemptClass::Http4xxPermanent,
+            400,
+            DeliveryStatus::DeadLettered,
+        ),
+    ] {
+        assert_eq!(
+            f.store
+                .record_attempt(&slow, &attempt(id, class, Some(code)), status)
+                .await
+                .unwrap(),
+            RecordOutcome::ClaimLost
+        );
+    }
+    let delivery = f.store.get_delivery(id).await.unwrap().unwrap();
+    assert_eq!(delivery.status, DeliveryStatus::Delivered);
+    assert_eq!(delivery.attempts, 1);
+    let attempts = f.store.list_attempts(id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status_code, Some(200));
+
+    // Dead-lettered is as final as delivered.
+    let other = new_event("acme", None, &[&endpoint("acme", &[])]);
+    f.store
+        .create_event(&other, IdempotencyWindow::default())
+        .await
+        .unwrap();
+    let gone = other.deliveries[0].id;
+    record(
+        &*f.store,
+        gone,
+        0,
+        AttemptClass::Http4xxPermanent,
+        400,
+        DeliveryStatus::DeadLettered,
+    )
+    .await;
+    assert!(matches!(
+        f.store.claim_attempt(gone, 1, LEASE).await.unwrap(),
+        ClaimOutcome::Final(d) if d.status == DeliveryStatus::DeadLettered
+    ));
 }
 
 async fn concurrent_writes_all_land_and_a_failing_one_fails_alone(backend: Backend) {
@@ -585,14 +799,19 @@ async fn concurrent_writes_all_land_and_a_failing_one_fails_alone(backend: Backe
             .create_events(&news, IdempotencyWindow::default())
             .await
             .unwrap();
+        let mut claims = Vec::new();
+        for &id in &ids {
+            claims.push(claim(&*store, id, 0).await);
+        }
         // Queued together, so the embedded store commits them in shared transactions.
         let mut writes = Vec::new();
-        for &id in &ids {
+        for claim in claims {
             let store = store.clone();
             writes.push(tokio::spawn(async move {
-                let delivered = attempt(id, AttemptClass::Http2xxDelivered, Some(200));
+                let delivered =
+                    attempt(claim.delivery_id, AttemptClass::Http2xxDelivered, Some(200));
                 store
-                    .record_attempt(&delivered, DeliveryStatus::Delivered)
+                    .record_attempt(&claim, &delivered, DeliveryStatus::Delivered)
                     .await
             }));
         }
@@ -600,12 +819,20 @@ async fn concurrent_writes_all_land_and_a_failing_one_fails_alone(backend: Backe
         let doomed = {
             let store = store.clone();
             tokio::spawn(async move {
+                let claim = AttemptClaim {
+                    delivery_id: missing,
+                    number: 1,
+                    token: "never taken".into(),
+                    until: OffsetDateTime::now_utc(),
+                };
                 let lost = attempt(missing, AttemptClass::Http2xxDelivered, Some(200));
-                store.record_attempt(&lost, DeliveryStatus::Delivered).await
+                store
+                    .record_attempt(&claim, &lost, DeliveryStatus::Delivered)
+                    .await
             })
         };
         for write in writes {
-            assert_eq!(write.await.unwrap().unwrap(), 1);
+            assert_eq!(write.await.unwrap().unwrap(), RecordOutcome::Recorded);
         }
         assert!(matches!(
             doomed.await.unwrap(),
@@ -631,13 +858,7 @@ async fn rows_past_their_retention_are_removed(backend: Backend) {
     let new = new_event("acme", Some("kept-briefly"), &[&ep]);
     store.create_event(&new, window).await.unwrap();
     let id = new.deliveries[0].id;
-    store
-        .record_attempt(
-            &attempt(id, AttemptClass::Http2xxDelivered, Some(200)),
-            DeliveryStatus::Delivered,
-        )
-        .await
-        .unwrap();
+    delivered(&*store, id).await;
 
     // The embedded store purges on request (here with its clock moved past the retention);
     // ScyllaDB expires the rows by TTL on its own, so that lane waits for the clock.
@@ -718,6 +939,54 @@ async fn the_embedded_purge_removes_old_dead_letters_and_finished_batches_only()
         .await
         .unwrap();
     assert!(left.items.is_empty());
+}
+
+/// A delivery still under way (an endpoint paused for longer than the retention, say) is not
+/// purged with the finished ones: its task would otherwise come back to a store that forgot it.
+#[tokio::test]
+async fn the_embedded_purge_keeps_deliveries_under_way_however_old() {
+    let backend = Backend::sqlite();
+    let store = backend.open().await;
+    let ep = endpoint("acme", &[]);
+    store.create_endpoint(&ep).await.unwrap();
+    let waiting = new_event("acme", None, &[&ep]);
+    let done = new_event("acme", None, &[&ep]);
+    for new in [&waiting, &done] {
+        store
+            .create_event(new, IdempotencyWindow::default())
+            .await
+            .unwrap();
+    }
+    let retrying = waiting.deliveries[0].id;
+    record(
+        &*store,
+        retrying,
+        0,
+        AttemptClass::Http5xxRetryable,
+        503,
+        DeliveryStatus::Retrying,
+    )
+    .await;
+    delivered(&*store, done.deliveries[0].id).await;
+
+    let much_later = OffsetDateTime::now_utc() + Duration::from_secs(365 * 86_400);
+    let purged = store
+        .purge_expired(much_later, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(purged.deliveries, 1, "only the finished delivery goes");
+    let kept = store.get_delivery(retrying).await.unwrap().unwrap();
+    assert_eq!(kept.status, DeliveryStatus::Retrying);
+    assert_eq!(store.list_attempts(retrying).await.unwrap().len(), 1);
+    assert!(
+        store
+            .get_delivery(done.deliveries[0].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Its task, coming back, still claims its next attempt.
+    assert_eq!(claim(&*store, retrying, 1).await.number, 2);
 }
 
 #[tokio::test]
@@ -807,14 +1076,7 @@ async fn deliveries_filter_by_event_endpoint_and_status(backend: Backend) {
             .await
             .unwrap();
     }
-    let delivered = first.deliveries[0].id;
-    f.store
-        .record_attempt(
-            &attempt(delivered, AttemptClass::Http2xxDelivered, Some(200)),
-            DeliveryStatus::Delivered,
-        )
-        .await
-        .unwrap();
+    delivered(&*f.store, first.deliveries[0].id).await;
 
     let count = |filter: DeliveryFilter| {
         let store = f.store.clone();
@@ -1427,6 +1689,9 @@ contract!(
     an_expired_key_creates_a_new_event,
     racing_requests_with_one_key_create_exactly_one_event,
     attempts_are_numbered_in_order_and_move_the_delivery,
+    one_copy_claims_an_attempt_and_a_stale_copy_none,
+    disabling_an_endpoint_keeps_an_edit_made_meanwhile,
+    final_states_never_change_and_a_retried_record_counts_once,
     concurrent_writes_all_land_and_a_failing_one_fails_alone,
     deliveries_filter_by_event_endpoint_and_status,
     rows_past_their_retention_are_removed,

@@ -38,6 +38,12 @@ pub struct DispatcherConfig {
     #[arg(long, env = "HOOKSTREAM_REQUEST_TIMEOUT", default_value = "10s", value_parser = hookstream_kafka::parse_duration)]
     pub request_timeout: Duration,
 
+    /// How long the copy of a task that sends an attempt keeps other copies from sending it. A
+    /// dispatcher that dies mid-attempt delays that delivery by up to this long; one whose
+    /// attempt outlasts it may be joined by a second send. At least twice the request timeout.
+    #[arg(long, env = "HOOKSTREAM_CLAIM_LEASE", default_value = "60s", value_parser = hookstream_kafka::parse_duration)]
+    pub claim_lease: Duration,
+
     /// Most tasks in flight at once in this instance (sending or queued behind their endpoint).
     #[arg(long, env = "HOOKSTREAM_MAX_IN_FLIGHT", default_value_t = 1000)]
     pub max_in_flight: usize,

@@ -145,6 +145,10 @@ impl ConsumeLoop {
             }
         }
 
+        // The lanes hold the only other senders: once every lane has stopped (a lane stops at
+        // its next task once shutdown began) and every success is recorded, the drain is over,
+        // even with tasks left unstarted for the next owner.
+        drop(done_tx);
         self.drain(&mut done_rx, &mut tracker, &mut lanes).await;
     }
 

@@ -40,6 +40,13 @@ async fn main() -> anyhow::Result<()> {
 
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
+    anyhow::ensure!(
+        config.claim_lease >= 2 * config.request_timeout,
+        "HOOKSTREAM_CLAIM_LEASE ({:?}) must be at least twice HOOKSTREAM_REQUEST_TIMEOUT ({:?}): \
+         a shorter lease lets a second copy send while the first is still waiting for its answer",
+        config.claim_lease,
+        config.request_timeout
+    );
     let tiers: Vec<(String, std::time::Duration)> = retry
         .topic_tiers()
         .iter()
@@ -98,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             config.breaker_failures,
             config.breaker_open_for,
         )),
+        claim_lease: config.claim_lease,
         sending_paused: sending_paused.clone(),
         shutdown: shutdown.clone(),
     });

@@ -94,6 +94,14 @@ pub static SENDING_PAUSED: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 /// Tasks held on the hold tier instead of sent, by reason (`endpoint_paused`).
+pub static CLAIMS_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_claims_lost_total",
+        "Attempts that outlasted their claim's lease; another copy's outcome was recorded instead.",
+    )
+    .expect("metric registers once")
+});
+
 pub static TASKS_HELD: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_tasks_held_total",

@@ -5,6 +5,10 @@
 //! in between re-consumes the task and tries again (at-least-once), and never leaves a delivery
 //! `retrying` with no task waiting for it. A task whose attempt count is behind the store's is a
 //! stale copy (re-consumed after its successor was written) and is dropped.
+//!
+//! Nothing is sent without a claim on the attempt (see `hookstream_store::claim`): of several
+//! copies of a task (a rebalance re-read, an outbox republish, a retry forwarded twice) one sends
+//! and the others wait on the hold tier, and once a final outcome is recorded none sends again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
 
 use hookstream_model::dead_letter::DeadLetter;
-use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
+use hookstream_model::delivery::{AttemptClass, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
 use hookstream_model::ids::EndpointId;
@@ -23,7 +27,7 @@ use hookstream_runtime::labels;
 use hookstream_runtime::resolver::{DestinationResolver, ResolveError};
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 use hookstream_runtime::telemetry;
-use hookstream_store::{NewAttempt, Store, StoreError};
+use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, Store, StoreError};
 
 use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
@@ -46,6 +50,9 @@ pub struct Worker {
     pub routing: Routing,
     /// The circuit breakers of the endpoints this dispatcher serves.
     pub breakers: std::sync::Mutex<Breakers>,
+    /// How long a claim keeps other copies of a task from sending; longer than a request and
+    /// its settling can take.
+    pub claim_lease: Duration,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
     pub shutdown: CancellationToken,
@@ -69,7 +76,7 @@ pub enum Progress {
 /// A delivered task whose attempt is not recorded yet.
 pub struct Settlement {
     task: DeliveryTask,
-    delivery: Delivery,
+    claim: AttemptClaim,
     outcome: Outcome,
 }
 
@@ -77,25 +84,20 @@ impl Worker {
     /// Delivers `task`. Failures are routed and recorded before it returns; a success comes back
     /// as [`Progress::Delivered`] for the caller to record. Returns [`Interrupted`] on shutdown.
     pub async fn deliver(&self, task: &DeliveryTask) -> Result<Progress, Interrupted> {
+        // A stopping dispatcher starts nothing new: the task is re-consumed after the restart.
+        if self.shutdown.is_cancelled() {
+            return Err(Interrupted);
+        }
         let id = task.delivery_id;
+        // A plain read first, so the usual copies that need nothing (final, stale) take no claim.
         let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
-            tracing::error!(delivery_id = %id, "task for a delivery the store does not know; skipped");
-            metrics::TASKS_SKIPPED
-                .with_label_values(&["unknown_delivery"])
-                .inc();
-            return Ok(Progress::Finished);
+            return Ok(skipped(task, "unknown_delivery"));
         };
         if delivery.status.is_final() {
-            tracing::debug!(delivery_id = %id, status = %delivery.status, "already final; not sent again");
-            metrics::TASKS_SKIPPED
-                .with_label_values(&["already_final"])
-                .inc();
-            return Ok(Progress::Finished);
+            return Ok(skipped(task, "already_final"));
         }
         if task.attempts_made < delivery.attempts {
-            tracing::debug!(delivery_id = %id, "stale copy of a task already attempted; dropped");
-            metrics::TASKS_SKIPPED.with_label_values(&["stale"]).inc();
-            return Ok(Progress::Finished);
+            return Ok(skipped(task, "stale"));
         }
         // Held, not failed, while the kill switch is on: nothing is sent, no attempt is spent.
         self.wait_while_sending_paused().await?;
@@ -121,10 +123,29 @@ impl Worker {
                 "endpoint was deleted".into(),
             )),
         };
+        let claim = match self
+            .durably(|| {
+                self.store
+                    .claim_attempt(id, task.attempts_made, self.claim_lease)
+            })
+            .await?
+        {
+            ClaimOutcome::Claimed { claim, .. } => claim,
+            ClaimOutcome::Final(_) => return Ok(skipped(task, "already_final")),
+            ClaimOutcome::Stale(_) => return Ok(skipped(task, "stale")),
+            ClaimOutcome::Missing => return Ok(skipped(task, "unknown_delivery")),
+            // Another copy is sending this attempt. It may die before recording it, so this copy
+            // is not dropped: it comes back to look again once that copy is done.
+            ClaimOutcome::Busy { .. } => {
+                self.hold(task, Tier::HOLD, "claimed_elsewhere").await?;
+                return Ok(Progress::Finished);
+            }
+        };
         // An open circuit breaker holds the task without spending an attempt.
         if let (Some(endpoint), None) = (&endpoint, &refusal)
             && let Admission::WaitUntil(until) = self.admit(endpoint).await?
         {
+            self.release(&claim).await?;
             let wait = (until - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
             let tier = self
                 .retry
@@ -132,27 +153,32 @@ impl Worker {
             self.hold(task, tier, "circuit_open").await?;
             return Ok(Progress::Finished);
         }
-        // Marking the delivery `delivering` goes out beside the request instead of before it, so
-        // its commit overlaps the request. The attempt is recorded only once both have finished.
-        let (started, outcome) = tokio::join!(
-            self.durably(|| self.store.start_attempt(id)),
-            self.attempt(task, endpoint.as_ref(), refusal),
-        );
-        let (Some(delivery), outcome) = (started?, outcome?) else {
-            return Ok(Progress::Finished);
-        };
+        if self.shutdown.is_cancelled() {
+            self.release(&claim).await?;
+            return Err(Interrupted);
+        }
+        let outcome = self.attempt(task, endpoint.as_ref(), refusal).await?;
         if outcome.attempt.class.is_success() {
             return Ok(Progress::Delivered(Box::new(Settlement {
                 task: task.clone(),
-                delivery,
+                claim,
                 outcome,
             })));
         }
         // A failure may disable the endpoint or open its breaker, which the endpoint's next
         // task must see, so it is settled before that task starts.
-        self.settle(task, &delivery, endpoint.as_ref(), outcome)
+        self.settle(task, &claim, endpoint.as_ref(), outcome)
             .await?;
         Ok(Progress::Finished)
+    }
+
+    /// Gives back a claim whose attempt was not sent, so the next copy need not wait out its
+    /// lease. Best effort: a claim not given back only runs out.
+    async fn release(&self, claim: &AttemptClaim) -> Result<(), Interrupted> {
+        if let Err(err) = self.store.release_claim(claim).await {
+            tracing::warn!(delivery_id = %claim.delivery_id, error = %err, "claim not given back; it runs out with its lease");
+        }
+        Ok(())
     }
 
     /// Sends the task, or explains why it was refused, and tells the breaker how it went.
@@ -183,11 +209,11 @@ impl Worker {
     pub async fn record_delivered(&self, settlement: Settlement) -> Result<(), Interrupted> {
         let Settlement {
             task,
-            delivery,
+            claim,
             outcome,
         } = settlement;
         // Delivered needs no endpoint: nothing is retried, dead-lettered or disabled.
-        self.settle(&task, &delivery, None, outcome).await
+        self.settle(&task, &claim, None, outcome).await
     }
 
     /// Asks the endpoint's breaker whether a task may go out, recording any change of state.
@@ -304,7 +330,7 @@ impl Worker {
     async fn settle(
         &self,
         task: &DeliveryTask,
-        delivery: &Delivery,
+        claim: &AttemptClaim,
         endpoint: Option<&Endpoint>,
         outcome: Outcome,
     ) -> Result<(), Interrupted> {
@@ -312,7 +338,7 @@ impl Worker {
             mut attempt,
             retry_after,
         } = outcome;
-        let number = delivery.attempts + 1;
+        let number = claim.number;
         let status = match disposition(attempt.class, self.failures) {
             Disposition::Delivered => DeliveryStatus::Delivered,
             Disposition::Retry => {
@@ -355,9 +381,21 @@ impl Worker {
             }
         };
 
-        let number = self
-            .durably(|| self.store.record_attempt(&attempt, status))
+        let recorded = self
+            .durably(|| self.store.record_attempt(claim, &attempt, status))
             .await?;
+        if recorded == RecordOutcome::ClaimLost {
+            // Only when this attempt outlasted its lease and another copy claimed it: that
+            // copy's outcome is the one recorded.
+            metrics::CLAIMS_LOST.inc();
+            tracing::warn!(
+                delivery_id = %task.delivery_id,
+                attempt = number,
+                class = attempt.class.as_str(),
+                "attempt outlasted its claim; another copy's outcome is recorded instead"
+            );
+            return Ok(());
+        }
         let endpoint_id = task.endpoint_id.to_string();
         let endpoint_label = labels::endpoints().label(&endpoint_id);
         metrics::ATTEMPTS
@@ -416,10 +454,10 @@ impl Worker {
         let Some(endpoint) = endpoint else {
             return Ok(());
         };
-        let mut disabled = endpoint.clone();
-        disabled.disabled = true;
-        disabled.updated_at = OffsetDateTime::now_utc();
-        self.durably(|| self.store.update_endpoint(&disabled))
+        // Only the flag: writing back the whole endpoint as read before the attempt would undo
+        // an edit made through the API while the request was out.
+        let now = OffsetDateTime::now_utc();
+        self.durably(|| self.store.disable_endpoint(endpoint.id, now))
             .await?;
         tracing::warn!(endpoint_id = %endpoint.id, "endpoint answered 410 Gone; disabled");
         Ok(())
@@ -487,6 +525,17 @@ impl Worker {
             .await
             .ok_or(Interrupted)
     }
+}
+
+/// A task consumed without an attempt: nothing to send, its outcome is already durable.
+fn skipped(task: &DeliveryTask, reason: &'static str) -> Progress {
+    if reason == "unknown_delivery" {
+        tracing::error!(delivery_id = %task.delivery_id, "task for a delivery the store does not know; skipped");
+    } else {
+        tracing::debug!(delivery_id = %task.delivery_id, reason, "task needs no attempt; skipped");
+    }
+    metrics::TASKS_SKIPPED.with_label_values(&[reason]).inc();
+    Progress::Finished
 }
 
 /// An attempt that sent nothing, explained.

@@ -31,8 +31,8 @@ impl ChildProcess {
         }
     }
 
-    /// Asks the process to stop (SIGTERM) and waits for it to exit.
-    pub async fn stop(mut self) {
+    /// Asks the process to stop (SIGTERM) without waiting for it.
+    pub fn terminate(&self) {
         if let Some(pid) = self.child.id() {
             let status = std::process::Command::new("kill")
                 .args(["-s", "TERM", &pid.to_string()])
@@ -40,6 +40,11 @@ impl ChildProcess {
                 .expect("running kill");
             assert!(status.success(), "kill -TERM {pid} failed");
         }
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it to exit.
+    pub async fn stop(mut self) {
+        self.terminate();
         let exit = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
             .await
             .unwrap_or_else(|_| {

@@ -1,7 +1,7 @@
 //! A webhook receiver on 127.0.0.1 that records every request it gets.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +93,8 @@ struct Shared {
     fail_every: std::sync::atomic::AtomicUsize,
     /// Answers to give first, one per request, before the default one.
     script: Mutex<std::collections::VecDeque<Scripted>>,
+    /// How long each answer takes, in milliseconds: a slow endpoint.
+    answer_after_ms: AtomicU64,
 }
 
 /// One scripted answer: a status and extra headers.
@@ -137,6 +139,7 @@ impl Receiver {
             held: watch::channel(false).0,
             script: Mutex::new(std::collections::VecDeque::new()),
             fail_every: std::sync::atomic::AtomicUsize::new(0),
+            answer_after_ms: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/hook", post(record))
@@ -170,6 +173,13 @@ impl Receiver {
     /// Answers every `n`-th request with 503 from now on, the rest as usual.
     pub fn fail_every(&self, n: usize) {
         self.shared.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// Takes `delay` over every later answer: a slow endpoint (the request is recorded when it
+    /// arrives, the answer goes out after the delay).
+    pub fn answer_after(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.answer_after_ms.store(millis, Ordering::SeqCst);
     }
 
     /// From now on, records requests but does not answer them until [`Receiver::release`]: an
@@ -255,6 +265,10 @@ async fn record(
     shared.count.send_replace(total);
     let mut held = shared.held.subscribe();
     let _ = held.wait_for(|held| !*held).await;
+    let delay = shared.answer_after_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let reply = shared.reply.lock().expect("reply lock").clone();
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = (status, reply).into_response();

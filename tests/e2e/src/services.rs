@@ -229,6 +229,14 @@ impl Pipeline {
         self.take(service).stop().await;
     }
 
+    /// Asks a service to stop (SIGTERM) and returns at once; [`Pipeline::stop_service`] then
+    /// waits for it to exit.
+    pub fn request_stop(&self, service: Service) {
+        self.running(service)
+            .unwrap_or_else(|| panic!("{service:?} is not running"))
+            .terminate();
+    }
+
     /// Kills a service at once (SIGKILL), as a crash would.
     pub async fn kill_service(&mut self, service: Service) {
         self.take(service).kill().await;

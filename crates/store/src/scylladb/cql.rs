@@ -23,6 +23,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../../../../schemas/store/cql/0004_tenant_access.cql"),
     ),
+    (
+        5,
+        include_str!("../../../../schemas/store/cql/0005_attempt_claims.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -106,6 +110,9 @@ pub(super) const SELECT_ENDPOINT_IDS_OF_TENANT: &str =
 /// Only a live endpoint is changed: the condition keeps a deleted one deleted.
 pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
      max_attempts = ?, paused = ? WHERE id = ? IF deleted_at = null";
+/// Disables a live endpoint and touches nothing else: an edit made meanwhile stays.
+pub(super) const DISABLE_ENDPOINT: &str =
+    "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null";
 pub(super) const SELECT_SECRET: &str = "SELECT secret, deleted_at FROM endpoints WHERE id = ?";
 /// Rotates a live endpoint's secret, if nobody rotated it since it was read.
 pub(super) const ROTATE_SECRET: &str = "UPDATE endpoints SET secret = ?, previous_secret = ?, \
@@ -160,12 +167,18 @@ pub(super) const SELECT_DELIVERY_IDS_OF_ENDPOINT: &str =
     "SELECT id FROM deliveries_by_endpoint WHERE endpoint_id = ? AND day = ? AND id > ? LIMIT ?";
 pub(super) const SELECT_DELIVERY_IDS_OF_TENANT: &str =
     "SELECT id FROM deliveries_by_tenant WHERE tenant = ? AND day = ? AND id > ? LIMIT ?";
-/// Moves a non-final delivery to `delivering`; a final one is left alone.
-pub(super) const START_ATTEMPT: &str = "UPDATE deliveries USING TTL ? SET status = 'delivering', updated_at = ? \
-     WHERE id = ? IF status IN ('pending', 'delivering', 'retrying')";
-/// Counts an attempt only if nobody counted one since we read the delivery.
+pub(super) fn select_delivery_with_claim() -> String {
+    format!("SELECT {DELIVERY_COLUMNS}, claim_token, claim_until FROM deliveries WHERE id = ?")
+}
+/// Takes an attempt's claim, if the row is still as it was read (status, count and claim).
+pub(super) const CLAIM_ATTEMPT: &str = "UPDATE deliveries USING TTL ? SET status = 'delivering', updated_at = ?, \
+     claim_token = ?, claim_until = ? WHERE id = ? IF status = ? AND attempts = ? AND claim_token = ?";
+/// Ends a claim's lease early, if it is still the claim in force and its attempt unrecorded.
+pub(super) const RELEASE_CLAIM: &str =
+    "UPDATE deliveries SET claim_until = null WHERE id = ? IF claim_token = ? AND attempts = ?";
+/// Counts a claimed attempt and sets the status, only for the claim in force.
 pub(super) const COUNT_ATTEMPT: &str = "UPDATE deliveries USING TTL ? SET attempts = ?, status = ?, updated_at = ?, \
-     next_attempt_at = ?, next_tier = ? WHERE id = ? IF attempts = ?";
+     next_attempt_at = ?, next_tier = ?, claim_until = null WHERE id = ? IF claim_token = ? AND attempts = ?";
 pub(super) fn insert_attempt() -> String {
     format!(
         "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
@@ -331,7 +344,7 @@ mod tests {
             INSERT_UNPUBLISHED.to_owned(),
             CLAIM_KEY.to_owned(),
             RECLAIM_KEY.to_owned(),
-            START_ATTEMPT.to_owned(),
+            CLAIM_ATTEMPT.to_owned(),
             COUNT_ATTEMPT.to_owned(),
             MARK_PUBLISHED.to_owned(),
             INSERT_DEAD_LETTER.to_owned(),
@@ -354,9 +367,11 @@ mod tests {
         );
         for conditional in [
             RECLAIM_KEY,
-            START_ATTEMPT,
+            CLAIM_ATTEMPT,
+            RELEASE_CLAIM,
             COUNT_ATTEMPT,
             UPDATE_ENDPOINT,
+            DISABLE_ENDPOINT,
             DELETE_ENDPOINT,
             ROTATE_SECRET,
             CLAIM_DEAD_LETTER,

@@ -36,10 +36,11 @@ use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 use hookstream_signing::SigningSecret;
 
+use crate::claim::{ClaimDecision, RecordDecision, StoredClaim, decide_claim, decide_record};
 use crate::raw::{RawAttempt, RawDelivery, RawEndpoint, RawEvent, from_millis, millis};
 use crate::{
-    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged,
-    SecretSealer, Store, StoreError,
+    AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
+    PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
 use cql::{day_of, day_of_millis, outbox_shard, ttl_seconds};
 
@@ -126,6 +127,9 @@ macro_rules! ctx {
     };
 }
 
+/// How often a compare-and-set is tried again after another writer changed the row first.
+const CAS_ROUNDS: usize = 16;
+
 fn ts(at: OffsetDateTime) -> CqlTimestamp {
     CqlTimestamp(millis(at))
 }
@@ -161,6 +165,7 @@ prepared_statements! {
     select_endpoint = cql::select_endpoint(),
     select_endpoint_ids_of_tenant = cql::SELECT_ENDPOINT_IDS_OF_TENANT,
     update_endpoint = cql::UPDATE_ENDPOINT,
+    disable_endpoint = cql::DISABLE_ENDPOINT,
     delete_endpoint = cql::DELETE_ENDPOINT,
     rotate_secret = cql::ROTATE_SECRET,
     select_secret = cql::SELECT_SECRET,
@@ -184,7 +189,9 @@ prepared_statements! {
     select_delivery_ids_of_event = cql::SELECT_DELIVERY_IDS_OF_EVENT,
     select_delivery_ids_of_endpoint = cql::SELECT_DELIVERY_IDS_OF_ENDPOINT,
     select_delivery_ids_of_tenant = cql::SELECT_DELIVERY_IDS_OF_TENANT,
-    start_attempt = cql::START_ATTEMPT,
+    select_delivery_with_claim = cql::select_delivery_with_claim(),
+    claim_attempt = cql::CLAIM_ATTEMPT,
+    release_claim = cql::RELEASE_CLAIM,
     count_attempt = cql::COUNT_ATTEMPT,
     insert_attempt = cql::insert_attempt(),
     select_attempts = cql::select_attempts(),
@@ -291,6 +298,25 @@ impl ScyllaStore {
         first_row::<DeliveryRow>(result)?
             .map(|row| raw_delivery(row).decode())
             .transpose()
+    }
+
+    async fn delivery_with_claim(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Delivery, StoredClaim)>, StoreError> {
+        let result = self
+            .run(&self.statements.select_delivery_with_claim, (id,))
+            .await?;
+        let Some(row) = first_row::<DeliveryWithClaimRow>(result)? else {
+            return Ok(None);
+        };
+        let (a, b, c, d, e, f, g, h, i, j, k, token, until) = row;
+        let delivery = raw_delivery((a, b, c, d, e, f, g, h, i, j, k)).decode()?;
+        let claim = StoredClaim {
+            token,
+            until: until.map(|t| from_millis(t.0)).transpose()?,
+        };
+        Ok(Some((delivery, claim)))
     }
 
     async fn event_with_state(&self, id: &str) -> Result<Option<(Event, String)>, StoreError> {
@@ -687,6 +713,21 @@ type DeliveryRow = (
     Option<CqlTimestamp>,
     Option<String>,
 );
+type DeliveryWithClaimRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    CqlTimestamp,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<String>,
+    Option<String>,
+    Option<CqlTimestamp>,
+);
 type AttemptRow = (
     String,
     i32,
@@ -932,6 +973,17 @@ impl Store for ScyllaStore {
             None
         };
         Ok(Page { items, next })
+    }
+
+    async fn disable_endpoint(
+        &self,
+        id: EndpointId,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        applied(
+            self.run(&self.statements.disable_endpoint, (ts(at), id.to_string()))
+                .await?,
+        )
     }
 
     async fn update_endpoint(&self, e: &Endpoint) -> Result<bool, StoreError> {
@@ -1181,53 +1233,123 @@ impl Store for ScyllaStore {
         Ok(into_page(found, limit))
     }
 
-    async fn start_attempt(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+    async fn claim_attempt(
+        &self,
+        id: DeliveryId,
+        attempts_made: u32,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
         let text = id.to_string();
-        if self.delivery_by_text(&text).await?.is_none() {
-            return Ok(None);
+        // A lost compare-and-set means another copy changed the row since it was read: read it
+        // again and decide again.
+        for _ in 0..CAS_ROUNDS {
+            let Some((delivery, stored)) = self.delivery_with_claim(&text).await? else {
+                return Ok(ClaimOutcome::Missing);
+            };
+            let now = OffsetDateTime::now_utc();
+            let number = match decide_claim(&delivery, &stored, attempts_made, now) {
+                ClaimDecision::Final => return Ok(ClaimOutcome::Final(delivery)),
+                ClaimDecision::Stale => return Ok(ClaimOutcome::Stale(delivery)),
+                ClaimDecision::Busy(until) => return Ok(ClaimOutcome::Busy { until }),
+                ClaimDecision::Claim { number } => number,
+            };
+            let claim = AttemptClaim::new(id, number, now + lease);
+            let taken = applied(
+                self.run(
+                    &self.statements.claim_attempt,
+                    (
+                        self.ttl(),
+                        ts(now),
+                        claim.token.as_str(),
+                        ts(claim.until),
+                        &text,
+                        delivery.status.as_str(),
+                        i32::try_from(delivery.attempts).unwrap_or(i32::MAX),
+                        stored.token.as_deref(),
+                    ),
+                )
+                .await?,
+            )?;
+            if taken {
+                let delivery = Delivery {
+                    status: DeliveryStatus::Delivering,
+                    updated_at: now,
+                    ..delivery
+                };
+                return Ok(ClaimOutcome::Claimed { delivery, claim });
+            }
         }
-        let now = ts(OffsetDateTime::now_utc());
-        // Not applied means the delivery is final: it is returned unchanged.
-        self.run(&self.statements.start_attempt, (self.ttl(), now, &text))
-            .await?;
-        self.delivery_by_text(&text).await
+        Err(StoreError::Backend(format!(
+            "scylla: delivery {text} changed under {CAS_ROUNDS} claims in a row"
+        )))
+    }
+
+    async fn release_claim(&self, claim: &AttemptClaim) -> Result<(), StoreError> {
+        // Not applied: the claim was lost or its attempt recorded; either way nothing to do.
+        self.run(
+            &self.statements.release_claim,
+            (
+                claim.delivery_id.to_string(),
+                claim.token.as_str(),
+                i32::try_from(claim.number.saturating_sub(1)).unwrap_or(i32::MAX),
+            ),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn record_attempt(
         &self,
+        claim: &AttemptClaim,
         a: &NewAttempt,
         status: DeliveryStatus,
-    ) -> Result<u32, StoreError> {
-        let text = a.delivery_id.to_string();
+    ) -> Result<RecordOutcome, StoreError> {
+        let text = claim.delivery_id.to_string();
         let ttl = self.ttl();
-        // Count the attempt with a compare-and-set on the count, so two writers never take
-        // one number; on a lost race, read again and take the next.
-        let number = loop {
-            let delivery = self
-                .delivery_by_text(&text)
+        let number = i32::try_from(claim.number).unwrap_or(i32::MAX);
+        // The count goes first and the log row second: the count is what refuses a lost claim.
+        // A call retried after the count landed finds it counted and writes the row again (the
+        // number is this claim's alone, so the write is the same).
+        let mut counted = false;
+        for _ in 0..CAS_ROUNDS {
+            let (delivery, stored) = self
+                .delivery_with_claim(&text)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(text.clone()))?;
-            let before = i32::try_from(delivery.attempts).unwrap_or(i32::MAX);
-            let counted = applied(
+            match decide_record(delivery.status, delivery.attempts, &stored, claim) {
+                RecordDecision::ClaimLost => return Ok(RecordOutcome::ClaimLost),
+                RecordDecision::AlreadyCounted => {
+                    counted = true;
+                    break;
+                }
+                RecordDecision::Record => {}
+            }
+            counted = applied(
                 self.run(
                     &self.statements.count_attempt,
                     (
                         ttl,
-                        before + 1,
+                        number,
                         status.as_str(),
                         ts(OffsetDateTime::now_utc()),
                         a.next_attempt_at.map(ts),
                         a.tier.as_deref(),
                         &text,
-                        before,
+                        claim.token.as_str(),
+                        number - 1,
                     ),
                 )
                 .await?,
             )?;
             if counted {
-                break before + 1;
+                break;
             }
-        };
+        }
+        if !counted {
+            return Err(StoreError::Backend(format!(
+                "scylla: delivery {text} changed under {CAS_ROUNDS} records in a row"
+            )));
+        }
         self.run(
             &self.statements.insert_attempt,
             (
@@ -1245,7 +1367,7 @@ impl Store for ScyllaStore {
             ),
         )
         .await?;
-        Ok(u32::try_from(number).unwrap_or(0))
+        Ok(RecordOutcome::Recorded)
     }
 
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError> {

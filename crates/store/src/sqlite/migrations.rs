@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../../schemas/store/sqlite/0008_tenant_access.sql"),
     ),
+    (
+        9,
+        include_str!("../../../../schemas/store/sqlite/0009_attempt_claims.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

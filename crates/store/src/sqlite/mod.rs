@@ -30,9 +30,10 @@ use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 use hookstream_signing::SigningSecret;
 
+use crate::claim::{ClaimDecision, RecordDecision, StoredClaim, decide_claim, decide_record};
 use crate::{
-    CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page, PageRequest, Purged,
-    SecretSealer, Store, StoreError,
+    AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
+    PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
 use rows::{RowResult, millis};
 use writer::Writer;
@@ -124,7 +125,12 @@ fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, Store
         )?
         .execute(params![now, PURGE_BATCH])?;
     let old: Vec<String> = conn
-        .prepare_cached("SELECT id FROM deliveries WHERE updated_at < ?1 LIMIT ?2")?
+        // Only final deliveries go: one still under way (a long-paused endpoint's, say) keeps
+        // its row, or its task would be dropped as unknown when it comes back.
+        .prepare_cached(
+            "SELECT id FROM deliveries WHERE updated_at < ?1
+                 AND status IN ('delivered', 'dead_lettered') LIMIT ?2",
+        )?
         .query_map(params![cutoff, PURGE_BATCH], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     let mut attempts = 0;
@@ -170,6 +176,22 @@ fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, Store
         dead_letters: dead_letters as u64,
         batches: batches.len() as u64,
     })
+}
+
+/// A delivery and its claim columns, read inside a write transaction.
+fn delivery_with_claim(
+    conn: &Connection,
+    id: DeliveryId,
+) -> Result<Option<(Delivery, StoredClaim)>, StoreError> {
+    query_one(
+        conn,
+        &format!(
+            "SELECT {}, claim_token, claim_until FROM deliveries WHERE id = ?1",
+            rows::DELIVERY_COLUMNS
+        ),
+        [id.to_string()],
+        rows::delivery_with_claim,
+    )
 }
 
 /// Opens a connection to the database file with the settings every connection needs.
@@ -435,6 +457,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn disable_endpoint(
+        &self,
+        id: EndpointId,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE endpoints SET disabled = 1, updated_at = ?2
+                     WHERE id = ?1 AND deleted_at IS NULL",
+                )?
+                .execute(params![id.to_string(), millis(at)])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
         let e = endpoint.clone();
         self.write(move |conn| {
@@ -667,60 +706,104 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn start_attempt(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        let now = millis(OffsetDateTime::now_utc());
+    async fn claim_attempt(
+        &self,
+        id: DeliveryId,
+        attempts_made: u32,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.write(move |conn| {
+            let Some((delivery, stored)) = delivery_with_claim(conn, id)? else {
+                return Ok(ClaimOutcome::Missing);
+            };
+            let now = OffsetDateTime::now_utc();
+            Ok(match decide_claim(&delivery, &stored, attempts_made, now) {
+                ClaimDecision::Final => ClaimOutcome::Final(delivery),
+                ClaimDecision::Stale => ClaimOutcome::Stale(delivery),
+                ClaimDecision::Busy(until) => ClaimOutcome::Busy { until },
+                ClaimDecision::Claim { number } => {
+                    let claim = AttemptClaim::new(id, number, now + lease);
+                    conn.prepare_cached(
+                        "UPDATE deliveries SET status = 'delivering', updated_at = ?2,
+                                claim_token = ?3, claim_until = ?4
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id.to_string(),
+                        millis(now),
+                        claim.token,
+                        millis(claim.until)
+                    ])?;
+                    ClaimOutcome::Claimed {
+                        delivery: Delivery {
+                            status: DeliveryStatus::Delivering,
+                            updated_at: now,
+                            ..delivery
+                        },
+                        claim,
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn release_claim(&self, claim: &AttemptClaim) -> Result<(), StoreError> {
+        let claim = claim.clone();
         self.write(move |conn| {
             conn.prepare_cached(
-                "UPDATE deliveries SET status = 'delivering', updated_at = ?2
-                 WHERE id = ?1 AND status NOT IN ('delivered', 'dead_lettered')",
+                "UPDATE deliveries SET claim_until = NULL
+                 WHERE id = ?1 AND claim_token = ?2 AND attempts = ?3",
             )?
-            .execute(params![id.to_string(), now])?;
-            query_one(
-                conn,
-                &format!(
-                    "SELECT {} FROM deliveries WHERE id = ?1",
-                    rows::DELIVERY_COLUMNS
-                ),
-                [id.to_string()],
-                rows::delivery,
-            )
+            .execute(params![
+                claim.delivery_id.to_string(),
+                claim.token,
+                claim.number.saturating_sub(1)
+            ])?;
+            Ok(())
         })
         .await
     }
 
     async fn record_attempt(
         &self,
+        claim: &AttemptClaim,
         attempt: &NewAttempt,
         status: DeliveryStatus,
-    ) -> Result<u32, StoreError> {
-        let a = attempt.clone();
-        let now = millis(OffsetDateTime::now_utc());
+    ) -> Result<RecordOutcome, StoreError> {
+        let (claim, a) = (claim.clone(), attempt.clone());
         self.write(move |conn| {
-            let number: Option<u32> = conn
-                .prepare_cached(
-                    "UPDATE deliveries SET attempts = attempts + 1, status = ?2, updated_at = ?3,
-                            next_attempt_at = ?4, next_tier = ?5
-                     WHERE id = ?1 RETURNING attempts",
-                )?
-                .query_row(
-                    params![
-                        a.delivery_id.to_string(),
-                        status.as_str(),
-                        now,
-                        a.next_attempt_at.map(millis),
-                        a.tier,
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let number = number.ok_or_else(|| StoreError::NotFound(a.delivery_id.to_string()))?;
+            let id = claim.delivery_id;
+            let Some((delivery, stored)) = delivery_with_claim(conn, id)? else {
+                return Err(StoreError::NotFound(id.to_string()));
+            };
+            match decide_record(delivery.status, delivery.attempts, &stored, &claim) {
+                RecordDecision::ClaimLost => return Ok(RecordOutcome::ClaimLost),
+                // One transaction wrote both rows, so the log row is there too.
+                RecordDecision::AlreadyCounted => return Ok(RecordOutcome::Recorded),
+                RecordDecision::Record => {}
+            }
+            let now = millis(OffsetDateTime::now_utc());
+            conn.prepare_cached(
+                "UPDATE deliveries SET attempts = ?2, status = ?3, updated_at = ?4,
+                        next_attempt_at = ?5, next_tier = ?6, claim_until = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id.to_string(),
+                claim.number,
+                status.as_str(),
+                now,
+                a.next_attempt_at.map(millis),
+                a.tier,
+            ])?;
             conn.prepare_cached(&format!(
                 "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 rows::ATTEMPT_COLUMNS
             ))?
             .execute(params![
-                a.delivery_id.to_string(),
-                number,
+                id.to_string(),
+                claim.number,
                 millis(a.started_at),
                 i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
                 a.status_code,
@@ -730,7 +813,7 @@ impl Store for SqliteStore {
                 a.next_attempt_at.map(millis),
                 a.tier,
             ])?;
-            Ok(number)
+            Ok(RecordOutcome::Recorded)
         })
         .await
     }

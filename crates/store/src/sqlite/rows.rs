@@ -6,6 +6,7 @@ use hookstream_model::delivery::{Attempt, Delivery};
 use hookstream_model::endpoint::Endpoint;
 use hookstream_model::event::Event;
 
+use crate::claim::StoredClaim;
 use crate::raw::{RawAttempt, RawDelivery, RawEndpoint, RawEvent};
 pub(super) use crate::raw::{from_millis, millis};
 use crate::{SecretSealer, StoreError};
@@ -75,6 +76,17 @@ pub(super) fn delivery(row: &Row<'_>) -> RowResult<Delivery> {
         next_tier: row.get(10)?,
     }
     .decode())
+}
+
+/// A delivery with its claim columns, read after [`DELIVERY_COLUMNS`].
+pub(super) fn delivery_with_claim(row: &Row<'_>) -> RowResult<(Delivery, StoredClaim)> {
+    let token: Option<String> = row.get(11)?;
+    let until: Option<i64> = row.get(12)?;
+    let claim = until
+        .map(from_millis)
+        .transpose()
+        .map(|until| StoredClaim { token, until });
+    Ok(delivery(row)?.and_then(|d| claim.map(|c| (d, c))))
 }
 
 pub(super) const ATTEMPT_COLUMNS: &str = "delivery_id, number, started_at, latency_ms, \
