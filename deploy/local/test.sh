@@ -30,7 +30,10 @@ trap 'exit 130' INT TERM
 
 if [ -z "${HOOKSTREAM_TEST_SCYLLA:-}" ]; then
     cql_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    deploy/cassandra/cassandra.sh start --dir "$work/cassandra" --port "$cql_port" \
+    # Every contract test makes its own keyspace (a few dozen of them, ~20 tables each), and each
+    # table costs the node heap: 2 GiB leaves room to spare (1 GiB ran out after a few runs).
+    CASSANDRA_HEAP="${CASSANDRA_HEAP:-2G}" \
+        deploy/cassandra/cassandra.sh start --dir "$work/cassandra" --port "$cql_port" \
         > "$work/cassandra.log" 2>&1 &
     cassandra_pid=$!
     export HOOKSTREAM_TEST_SCYLLA="127.0.0.1:$cql_port"

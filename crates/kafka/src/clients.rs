@@ -74,6 +74,9 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // Incremental rebalancing: a member joining or leaving moves only the partitions that
+        // change owner; the others keep being consumed, and nothing is re-read from them.
+        .set("partition.assignment.strategy", "cooperative-sticky")
         // A fetch with nothing to return waits at most 100 ms: a partition resumed meanwhile
         // (a retry tier head coming due) joins the next fetch, so this bounds how late it is read.
         .set("fetch.wait.max.ms", "100");

@@ -86,11 +86,15 @@ pub(crate) enum ClaimDecision {
     },
 }
 
+/// Decides a claim. `lease` bounds how far ahead a held claim may run: one that ends later
+/// than a lease from now was taken by a claimer whose clock runs ahead of ours, and is treated
+/// as run out rather than trusted for as long as that clock says.
 pub(crate) fn decide_claim(
     delivery: &Delivery,
     stored: &StoredClaim,
     attempts_made: u32,
     now: OffsetDateTime,
+    lease: std::time::Duration,
 ) -> ClaimDecision {
     if delivery.status.is_final() {
         return ClaimDecision::Final;
@@ -99,7 +103,7 @@ pub(crate) fn decide_claim(
         return ClaimDecision::Stale;
     }
     match stored.until {
-        Some(until) if until > now => ClaimDecision::Busy(until),
+        Some(until) if until > now && until <= now + lease => ClaimDecision::Busy(until),
         _ => ClaimDecision::Claim {
             number: delivery.attempts.saturating_add(1),
         },
@@ -122,11 +126,15 @@ pub(crate) fn decide_record(
     attempts: u32,
     stored: &StoredClaim,
     claim: &AttemptClaim,
+    recording: DeliveryStatus,
 ) -> RecordDecision {
     if stored.token.as_deref() != Some(claim.token.as_str()) {
         return RecordDecision::ClaimLost;
     }
-    if attempts == claim.number {
+    // Counted under this claim, with the status this call sets: an earlier try landed. (A count
+    // by someone else, such as a dispatcher of a version that took no claims, shows another
+    // status, or none of this claim's.)
+    if attempts == claim.number && status == recording {
         return RecordDecision::AlreadyCounted;
     }
     if attempts.saturating_add(1) == claim.number && !status.is_final() {
@@ -141,6 +149,8 @@ mod tests {
     use hookstream_model::ids::{EndpointId, EventId};
     use hookstream_model::names::{EventType, Tenant};
     use time::Duration;
+
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
     fn delivery(status: DeliveryStatus, attempts: u32) -> Delivery {
         let now = OffsetDateTime::now_utc();
@@ -165,19 +175,19 @@ mod tests {
         let free = StoredClaim::default();
         let d = delivery(DeliveryStatus::Retrying, 2);
         assert_eq!(
-            decide_claim(&d, &free, 2, now),
+            decide_claim(&d, &free, 2, now, LEASE),
             ClaimDecision::Claim { number: 3 }
         );
         // A task ahead of the store (its predecessor's record was lost) still claims the
         // store's next number.
         assert_eq!(
-            decide_claim(&d, &free, 3, now),
+            decide_claim(&d, &free, 3, now, LEASE),
             ClaimDecision::Claim { number: 3 }
         );
-        assert_eq!(decide_claim(&d, &free, 1, now), ClaimDecision::Stale);
+        assert_eq!(decide_claim(&d, &free, 1, now, LEASE), ClaimDecision::Stale);
         for status in [DeliveryStatus::Delivered, DeliveryStatus::DeadLettered] {
             assert_eq!(
-                decide_claim(&delivery(status, 2), &free, 2, now),
+                decide_claim(&delivery(status, 2), &free, 2, now, LEASE),
                 ClaimDecision::Final
             );
         }
@@ -186,13 +196,25 @@ mod tests {
             token: Some("other".into()),
             until: Some(until),
         };
-        assert_eq!(decide_claim(&d, &held, 2, now), ClaimDecision::Busy(until));
+        assert_eq!(
+            decide_claim(&d, &held, 2, now, LEASE),
+            ClaimDecision::Busy(until)
+        );
         let expired = StoredClaim {
             until: Some(now - Duration::seconds(1)),
             ..held
         };
         assert_eq!(
-            decide_claim(&d, &expired, 2, now),
+            decide_claim(&d, &expired, 2, now, LEASE),
+            ClaimDecision::Claim { number: 3 }
+        );
+        // Taken by a claimer whose clock is an hour ahead: not trusted for that hour.
+        let from_the_future = StoredClaim {
+            token: Some("skewed".into()),
+            until: Some(now + Duration::hours(1)),
+        };
+        assert_eq!(
+            decide_claim(&d, &from_the_future, 2, now, LEASE),
             ClaimDecision::Claim { number: 3 }
         );
     }
@@ -209,28 +231,34 @@ mod tests {
             until: Some(claim.until),
         };
         let delivering = DeliveryStatus::Delivering;
+        let delivered = DeliveryStatus::Delivered;
         assert_eq!(
-            decide_record(delivering, 2, &mine, &claim),
+            decide_record(delivering, 2, &mine, &claim, delivered),
             RecordDecision::Record
         );
         assert_eq!(
-            decide_record(DeliveryStatus::Delivered, 3, &mine, &claim),
+            decide_record(delivered, 3, &mine, &claim, delivered),
             RecordDecision::AlreadyCounted
+        );
+        assert_eq!(
+            decide_record(DeliveryStatus::Retrying, 3, &mine, &claim, delivered),
+            RecordDecision::ClaimLost,
+            "counted by someone else, with another outcome"
         );
         let theirs = StoredClaim {
             token: Some("a later claim".into()),
             ..mine.clone()
         };
         assert_eq!(
-            decide_record(delivering, 2, &theirs, &claim),
+            decide_record(delivering, 2, &theirs, &claim, delivered),
             RecordDecision::ClaimLost
         );
         assert_eq!(
-            decide_record(delivering, 2, &StoredClaim::default(), &claim),
+            decide_record(delivering, 2, &StoredClaim::default(), &claim, delivered),
             RecordDecision::ClaimLost
         );
         assert_eq!(
-            decide_record(DeliveryStatus::Delivered, 2, &mine, &claim),
+            decide_record(delivered, 2, &mine, &claim, delivered),
             RecordDecision::ClaimLost,
             "a final status is never changed"
         );

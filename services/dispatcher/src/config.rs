@@ -40,9 +40,10 @@ pub struct DispatcherConfig {
 
     /// How long the copy of a task that sends an attempt keeps other copies from sending it. A
     /// dispatcher that dies mid-attempt delays that delivery by up to this long; one whose
-    /// attempt outlasts it may be joined by a second send. At least twice the request timeout.
-    #[arg(long, env = "HOOKSTREAM_CLAIM_LEASE", default_value = "60s", value_parser = hookstream_kafka::parse_duration)]
-    pub claim_lease: Duration,
+    /// attempt outlasts it may be joined by a second send. At least twice the request timeout;
+    /// unset, the larger of 60 s and twice the request timeout.
+    #[arg(long, env = "HOOKSTREAM_CLAIM_LEASE", value_parser = hookstream_kafka::parse_duration)]
+    pub claim_lease: Option<Duration>,
 
     /// Most tasks in flight at once in this instance (sending or queued behind their endpoint).
     #[arg(long, env = "HOOKSTREAM_MAX_IN_FLIGHT", default_value_t = 1000)]
@@ -97,4 +98,53 @@ pub struct DispatcherConfig {
 
     #[command(flatten)]
     pub destinations: DestinationSettings,
+}
+
+impl DispatcherConfig {
+    /// The claim lease in force: the one set, or the default for the request timeout.
+    pub fn claim_lease(&self) -> Result<Duration, String> {
+        let shortest = self.request_timeout.saturating_mul(2);
+        match self.claim_lease {
+            None => Ok(shortest.max(Duration::from_secs(60))),
+            Some(lease) if lease >= shortest => Ok(lease),
+            Some(lease) => Err(format!(
+                "HOOKSTREAM_CLAIM_LEASE ({lease:?}) must be at least twice HOOKSTREAM_REQUEST_TIMEOUT \
+                 ({:?}): a shorter lease lets a second copy send while the first still waits for \
+                 its answer",
+                self.request_timeout
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> DispatcherConfig {
+        let mut all = vec!["hookstream-dispatcher"];
+        all.extend_from_slice(args);
+        DispatcherConfig::try_parse_from(all).expect("valid arguments")
+    }
+
+    #[test]
+    fn the_claim_lease_outlasts_two_requests() {
+        assert_eq!(parse(&[]).claim_lease(), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            parse(&["--request-timeout", "60s"]).claim_lease(),
+            Ok(Duration::from_secs(120)),
+            "unset, it follows a long request timeout"
+        );
+        assert_eq!(
+            parse(&["--claim-lease", "20s"]).claim_lease(),
+            Ok(Duration::from_secs(20))
+        );
+        let refused = parse(&["--claim-lease", "15s"]).claim_lease();
+        assert!(
+            refused.is_err_and(|e| e.contains("HOOKSTREAM_CLAIM_LEASE")),
+            "shorter than twice the 10 s request timeout"
+        );
+    }
 }

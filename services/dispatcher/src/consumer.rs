@@ -8,6 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
 
 use hookstream_kafka::OffsetTracker;
 use hookstream_model::ids::EndpointId;
@@ -18,17 +19,55 @@ use tracing::Instrument;
 
 use crate::lanes::Lanes;
 use crate::metrics;
+use crate::ownership::Ownership;
 use crate::worker::{Interrupted, Progress, Worker};
 
-/// Tells the consume loop which partitions a rebalance took away, so it stops tracking them.
+/// Follows rebalances: tells the consume loop which partitions were taken away (so it stops
+/// tracking them), keeps [`Ownership`] up to date, hands a revoked partition over only once its
+/// sends are recorded (up to a limit), and keeps newly assigned partitions paused while the kill
+/// switch is on.
 pub struct RebalanceListener {
     revoked: UnboundedSender<Vec<i32>>,
+    ownership: Arc<Ownership>,
+    handover_limit: Duration,
+    sending_paused: watch::Receiver<bool>,
 }
 
 impl RebalanceListener {
-    pub fn new() -> (Self, UnboundedReceiver<Vec<i32>>) {
+    pub fn new(
+        ownership: Arc<Ownership>,
+        handover_limit: Duration,
+        sending_paused: watch::Receiver<bool>,
+    ) -> (Self, UnboundedReceiver<Vec<i32>>) {
         let (revoked, receiver) = unbounded_channel();
-        (Self { revoked }, receiver)
+        let listener = Self {
+            revoked,
+            ownership,
+            handover_limit,
+            sending_paused,
+        };
+        (listener, receiver)
+    }
+
+    /// Waits for the revoked partitions' sends to be recorded. The callback runs inside the
+    /// consume loop's poll, on a runtime worker: the wait moves the worker's other tasks away.
+    fn hand_over(&self, partitions: &[i32]) {
+        let wait = || {
+            self.ownership
+                .wait_until_idle(partitions, self.handover_limit)
+        };
+        let still_out = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        };
+        if still_out > 0 {
+            // Their claims keep the next owner's copies from sending them again.
+            tracing::warn!(
+                ?partitions,
+                still_out,
+                "partitions released with sends still out"
+            );
+        }
     }
 }
 
@@ -40,17 +79,26 @@ impl ConsumerContext for RebalanceListener {
             Rebalance::Revoke(list) => {
                 let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                self.ownership.revoked(&partitions);
+                self.hand_over(&partitions);
                 let _ = self.revoked.send(partitions);
             }
             Rebalance::Assign(list) => {
                 let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions assigned");
+                self.ownership.assigned(&partitions);
             }
             Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance
+            && *self.sending_paused.borrow()
+            && let Err(err) = consumer.pause(list)
+        {
+            tracing::warn!(error = %err, "cannot pause newly assigned partitions");
+        }
         if let Ok(assignment) = consumer.assignment() {
             metrics::ASSIGNED_PARTITIONS.set(assignment.count() as i64);
         }
@@ -61,6 +109,8 @@ impl ConsumerContext for RebalanceListener {
 struct Job {
     partition: i32,
     offset: i64,
+    /// The partition's assignment it was read in.
+    generation: u64,
     task: DeliveryTask,
     /// The trace the record carried (ingest's, or the retry hop's).
     trace: TraceContext,
@@ -71,6 +121,7 @@ struct Done {
     endpoint: EndpointId,
     partition: i32,
     offset: i64,
+    generation: u64,
 }
 
 /// What the loop needs besides the consumer.
@@ -79,6 +130,7 @@ pub struct ConsumeLoop {
     pub revoked: UnboundedReceiver<Vec<i32>>,
     pub topic: String,
     pub worker: Arc<Worker>,
+    pub ownership: Arc<Ownership>,
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
     /// `true` while the kill switch has all sending paused.
@@ -113,6 +165,10 @@ impl ConsumeLoop {
                         Ok(message) => {
                             let partition = message.partition();
                             let offset = message.offset();
+                            let Some(generation) = self.ownership.generation(partition) else {
+                                // Read just before its partition was revoked: its owner reads it.
+                                continue;
+                            };
                             observe_queue_time(message.timestamp());
                             tracker.start(partition, offset);
                             metrics::IN_FLIGHT.inc();
@@ -120,9 +176,15 @@ impl ConsumeLoop {
                                 Some(Ok(task)) => {
                                     let endpoint = task.endpoint_id;
                                     let trace = telemetry::context_of(message.headers());
-                                    let job = Job { partition, offset, task, trace };
+                                    let job = Job { partition, offset, generation, task, trace };
                                     if let Some(queue) = lanes.push(endpoint, job) {
-                                        tokio::spawn(run_lane(endpoint, queue, Arc::clone(&self.worker), done_tx.clone()));
+                                        let lane = Lane {
+                                            endpoint,
+                                            worker: Arc::clone(&self.worker),
+                                            ownership: Arc::clone(&self.ownership),
+                                            done: done_tx.clone(),
+                                        };
+                                        tokio::spawn(lane.run(queue));
                                     }
                                 }
                                 other => {
@@ -155,6 +217,11 @@ impl ConsumeLoop {
     fn finish(&self, done: Done, tracker: &mut OffsetTracker, lanes: &mut Lanes<Job>) {
         lanes.finished(done.endpoint);
         metrics::IN_FLIGHT.dec();
+        // A task of an earlier assignment of the partition says nothing about the current one's
+        // offsets (which may include a re-read copy of that very task, still in flight).
+        if !self.ownership.is_current(done.partition, done.generation) {
+            return;
+        }
         if let Some(position) = tracker.finish(done.partition, done.offset) {
             self.store_position(done.partition, position);
         }
@@ -228,49 +295,80 @@ fn observe_queue_time(written: Timestamp) {
     metrics::TASK_QUEUE_SECONDS.observe(waited_ms.max(0) as f64 / 1000.0);
 }
 
-/// Delivers one endpoint's jobs in order until its lane closes. A delivered job's attempt is
+/// One endpoint's lane: delivers its jobs in order until it closes. A delivered job's attempt is
 /// recorded beside the lane, so the next job is sent while that write commits; the job counts
 /// as done (its offset may be committed) only once it has.
-async fn run_lane(
+struct Lane {
     endpoint: EndpointId,
-    mut queue: UnboundedReceiver<Job>,
     worker: Arc<Worker>,
+    ownership: Arc<Ownership>,
     done: UnboundedSender<Done>,
-) {
-    while let Some(job) = queue.recv().await {
-        let finished = Done {
-            endpoint,
-            partition: job.partition,
-            offset: job.offset,
-        };
-        let task = &job.task;
-        let span = tracing::info_span!(
-            target: telemetry::TARGET,
-            "attempt",
-            delivery_id = %task.delivery_id,
-            endpoint_id = %task.endpoint_id,
-            attempt = task.attempts_made + 1,
-        );
-        telemetry::continue_trace(&span, job.trace);
-        match worker.deliver(task).instrument(span.clone()).await {
-            // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
-            Err(Interrupted) => return,
-            Ok(Progress::Finished) => {
-                if done.send(finished).is_err() {
+}
+
+impl Lane {
+    async fn run(self, mut queue: UnboundedReceiver<Job>) {
+        loop {
+            // A stopping dispatcher's idle lane ends at once, so the drain does not wait for it.
+            let job = tokio::select! {
+                biased;
+                job = queue.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+                _ = self.worker.shutdown.cancelled() => return,
+            };
+            let finished = Done {
+                endpoint: self.endpoint,
+                partition: job.partition,
+                offset: job.offset,
+                generation: job.generation,
+            };
+            // A revoked partition's tasks are its next owner's to send.
+            if !self.ownership.begin(job.partition, job.generation) {
+                metrics::TASKS_SKIPPED
+                    .with_label_values(&["partition_revoked"])
+                    .inc();
+                if self.done.send(finished).is_err() {
                     return;
                 }
+                continue;
             }
-            Ok(Progress::Delivered(settlement)) => {
-                let worker = Arc::clone(&worker);
-                let done = done.clone();
-                tokio::spawn(
-                    async move {
-                        if worker.record_delivered(*settlement).await.is_ok() {
-                            let _ = done.send(finished);
-                        }
+            let task = &job.task;
+            let span = tracing::info_span!(
+                target: telemetry::TARGET,
+                "attempt",
+                delivery_id = %task.delivery_id,
+                endpoint_id = %task.endpoint_id,
+                attempt = task.attempts_made + 1,
+            );
+            telemetry::continue_trace(&span, job.trace);
+            match self.worker.deliver(task).instrument(span.clone()).await {
+                // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
+                Err(Interrupted) => {
+                    self.ownership.end(job.partition);
+                    return;
+                }
+                Ok(Progress::Finished) => {
+                    self.ownership.end(job.partition);
+                    if self.done.send(finished).is_err() {
+                        return;
                     }
-                    .instrument(span),
-                );
+                }
+                Ok(Progress::Delivered(settlement)) => {
+                    let worker = Arc::clone(&self.worker);
+                    let ownership = Arc::clone(&self.ownership);
+                    let done = self.done.clone();
+                    tokio::spawn(
+                        async move {
+                            let recorded = worker.record_delivered(*settlement).await;
+                            ownership.end(finished.partition);
+                            if recorded.is_ok() {
+                                let _ = done.send(finished);
+                            }
+                        }
+                        .instrument(span),
+                    );
+                }
             }
         }
     }

@@ -7,6 +7,7 @@ mod consumer;
 mod kill_switch;
 mod lanes;
 mod metrics;
+mod ownership;
 mod routing;
 mod sender;
 mod webhook;
@@ -26,6 +27,7 @@ use crate::breaker::Breakers;
 use crate::classify::FailurePolicy;
 use crate::config::DispatcherConfig;
 use crate::consumer::{ConsumeLoop, RebalanceListener};
+use crate::ownership::Ownership;
 use crate::routing::Routing;
 use crate::sender::Sender;
 use crate::worker::Worker;
@@ -40,13 +42,7 @@ async fn main() -> anyhow::Result<()> {
 
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
-    anyhow::ensure!(
-        config.claim_lease >= 2 * config.request_timeout,
-        "HOOKSTREAM_CLAIM_LEASE ({:?}) must be at least twice HOOKSTREAM_REQUEST_TIMEOUT ({:?}): \
-         a shorter lease lets a second copy send while the first is still waiting for its answer",
-        config.claim_lease,
-        config.request_timeout
-    );
+    let claim_lease = config.claim_lease().map_err(anyhow::Error::msg)?;
     let tiers: Vec<(String, std::time::Duration)> = retry
         .topic_tiers()
         .iter()
@@ -65,7 +61,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let store = config.store.open().await.context("opening the store")?;
 
-    let (listener, revoked) = RebalanceListener::new();
+    let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
+    let ownership = Arc::new(Ownership::default());
+    let (listener, revoked) = RebalanceListener::new(
+        Arc::clone(&ownership),
+        config.drain_timeout,
+        sending_paused.clone(),
+    );
     let consumer = Arc::new(
         hookstream_kafka::consumer(&config.kafka, &config.group_id, listener)
             .context("creating the Kafka consumer")?,
@@ -77,7 +79,6 @@ async fn main() -> anyhow::Result<()> {
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
 
-    let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
     let destinations = config
         .destinations
         .resolver()
@@ -105,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
             config.breaker_failures,
             config.breaker_open_for,
         )),
-        claim_lease: config.claim_lease,
+        claim_lease,
         sending_paused: sending_paused.clone(),
         shutdown: shutdown.clone(),
     });
@@ -132,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         revoked,
         topic: topics.deliveries(),
         worker,
+        ownership,
         max_in_flight: config.max_in_flight,
         drain_timeout: config.drain_timeout,
         sending_paused,

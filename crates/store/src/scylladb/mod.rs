@@ -319,6 +319,33 @@ impl ScyllaStore {
         Ok(Some((delivery, claim)))
     }
 
+    async fn insert_attempt_row(
+        &self,
+        delivery_id: &str,
+        number: i32,
+        a: &NewAttempt,
+        ttl: i32,
+    ) -> Result<(), StoreError> {
+        self.run(
+            &self.statements.insert_attempt,
+            (
+                delivery_id,
+                number,
+                ts(a.started_at),
+                i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+                a.status_code.map(i32::from),
+                a.class.as_str(),
+                a.response_snippet.as_str(),
+                a.error.as_deref(),
+                a.next_attempt_at.map(ts),
+                a.tier.as_deref(),
+                ttl,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn event_with_state(&self, id: &str) -> Result<Option<(Event, String)>, StoreError> {
         let result = self.run(&self.statements.select_event, (id,)).await?;
         let Some(row) = first_row::<EventRow>(result)? else {
@@ -1247,7 +1274,7 @@ impl Store for ScyllaStore {
                 return Ok(ClaimOutcome::Missing);
             };
             let now = OffsetDateTime::now_utc();
-            let number = match decide_claim(&delivery, &stored, attempts_made, now) {
+            let number = match decide_claim(&delivery, &stored, attempts_made, now, lease) {
                 ClaimDecision::Final => return Ok(ClaimOutcome::Final(delivery)),
                 ClaimDecision::Stale => return Ok(ClaimOutcome::Stale(delivery)),
                 ClaimDecision::Busy(until) => return Ok(ClaimOutcome::Busy { until }),
@@ -1307,24 +1334,28 @@ impl Store for ScyllaStore {
         let text = claim.delivery_id.to_string();
         let ttl = self.ttl();
         let number = i32::try_from(claim.number).unwrap_or(i32::MAX);
-        // The count goes first and the log row second: the count is what refuses a lost claim.
-        // A call retried after the count landed finds it counted and writes the row again (the
-        // number is this claim's alone, so the write is the same).
-        let mut counted = false;
+        // The log row goes first and the count second, so an attempt that was counted always
+        // has its row, whatever fails or crashes in between. The number is this claim's alone
+        // (while its lease holds), so writing the row again on a retried call is harmless.
+        let mut row_written = false;
         for _ in 0..CAS_ROUNDS {
             let (delivery, stored) = self
                 .delivery_with_claim(&text)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(text.clone()))?;
-            match decide_record(delivery.status, delivery.attempts, &stored, claim) {
-                RecordDecision::ClaimLost => return Ok(RecordOutcome::ClaimLost),
-                RecordDecision::AlreadyCounted => {
-                    counted = true;
-                    break;
-                }
-                RecordDecision::Record => {}
+            let decision =
+                decide_record(delivery.status, delivery.attempts, &stored, claim, status);
+            if decision == RecordDecision::ClaimLost {
+                return Ok(RecordOutcome::ClaimLost);
             }
-            counted = applied(
+            if !row_written {
+                self.insert_attempt_row(&text, number, a, ttl).await?;
+                row_written = true;
+            }
+            if decision == RecordDecision::AlreadyCounted {
+                return Ok(RecordOutcome::Recorded);
+            }
+            let counted = applied(
                 self.run(
                     &self.statements.count_attempt,
                     (
@@ -1342,32 +1373,12 @@ impl Store for ScyllaStore {
                 .await?,
             )?;
             if counted {
-                break;
+                return Ok(RecordOutcome::Recorded);
             }
         }
-        if !counted {
-            return Err(StoreError::Backend(format!(
-                "scylla: delivery {text} changed under {CAS_ROUNDS} records in a row"
-            )));
-        }
-        self.run(
-            &self.statements.insert_attempt,
-            (
-                &text,
-                number,
-                ts(a.started_at),
-                i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
-                a.status_code.map(i32::from),
-                a.class.as_str(),
-                a.response_snippet.as_str(),
-                a.error.as_deref(),
-                a.next_attempt_at.map(ts),
-                a.tier.as_deref(),
-                ttl,
-            ),
-        )
-        .await?;
-        Ok(RecordOutcome::Recorded)
+        Err(StoreError::Backend(format!(
+            "scylla: delivery {text} changed under {CAS_ROUNDS} records in a row"
+        )))
     }
 
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError> {

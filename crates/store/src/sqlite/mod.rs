@@ -717,33 +717,35 @@ impl Store for SqliteStore {
                 return Ok(ClaimOutcome::Missing);
             };
             let now = OffsetDateTime::now_utc();
-            Ok(match decide_claim(&delivery, &stored, attempts_made, now) {
-                ClaimDecision::Final => ClaimOutcome::Final(delivery),
-                ClaimDecision::Stale => ClaimOutcome::Stale(delivery),
-                ClaimDecision::Busy(until) => ClaimOutcome::Busy { until },
-                ClaimDecision::Claim { number } => {
-                    let claim = AttemptClaim::new(id, number, now + lease);
-                    conn.prepare_cached(
-                        "UPDATE deliveries SET status = 'delivering', updated_at = ?2,
+            Ok(
+                match decide_claim(&delivery, &stored, attempts_made, now, lease) {
+                    ClaimDecision::Final => ClaimOutcome::Final(delivery),
+                    ClaimDecision::Stale => ClaimOutcome::Stale(delivery),
+                    ClaimDecision::Busy(until) => ClaimOutcome::Busy { until },
+                    ClaimDecision::Claim { number } => {
+                        let claim = AttemptClaim::new(id, number, now + lease);
+                        conn.prepare_cached(
+                            "UPDATE deliveries SET status = 'delivering', updated_at = ?2,
                                 claim_token = ?3, claim_until = ?4
                          WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        id.to_string(),
-                        millis(now),
-                        claim.token,
-                        millis(claim.until)
-                    ])?;
-                    ClaimOutcome::Claimed {
-                        delivery: Delivery {
-                            status: DeliveryStatus::Delivering,
-                            updated_at: now,
-                            ..delivery
-                        },
-                        claim,
+                        )?
+                        .execute(params![
+                            id.to_string(),
+                            millis(now),
+                            claim.token,
+                            millis(claim.until)
+                        ])?;
+                        ClaimOutcome::Claimed {
+                            delivery: Delivery {
+                                status: DeliveryStatus::Delivering,
+                                updated_at: now,
+                                ..delivery
+                            },
+                            claim,
+                        }
                     }
-                }
-            })
+                },
+            )
         })
         .await
     }
@@ -777,7 +779,7 @@ impl Store for SqliteStore {
             let Some((delivery, stored)) = delivery_with_claim(conn, id)? else {
                 return Err(StoreError::NotFound(id.to_string()));
             };
-            match decide_record(delivery.status, delivery.attempts, &stored, &claim) {
+            match decide_record(delivery.status, delivery.attempts, &stored, &claim, status) {
                 RecordDecision::ClaimLost => return Ok(RecordOutcome::ClaimLost),
                 // One transaction wrote both rows, so the log row is there too.
                 RecordDecision::AlreadyCounted => return Ok(RecordOutcome::Recorded),
