@@ -35,13 +35,20 @@ impl Topics {
         format!("{}dlq", self.prefix)
     }
 
+    /// Delivery tasks the dispatcher could not process (undecodable, or refused by the store
+    /// for good), as they were read, with the reason in a header: kept to be put back on the
+    /// deliveries topic once the cause is fixed.
+    pub fn quarantine(&self) -> String {
+        format!("{}quarantine", self.prefix)
+    }
+
     /// Source records that could not become events, with the reason in a header.
     pub fn ingest_rejected(&self) -> String {
         format!("{}ingest.rejected", self.prefix)
     }
 
     /// Every topic the delivery path uses: deliveries, each retry tier (its name and delay), the
-    /// DLQ. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
+    /// DLQ and the quarantine. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
     /// tasks keep one partition wherever they wait.
     pub fn delivery_path_specs(
         &self,
@@ -51,6 +58,7 @@ impl Topics {
         let mut specs = vec![
             self.deliveries_spec(settings),
             TopicSpec::new(self.dlq(), settings, settings.dlq_retention),
+            TopicSpec::new(self.quarantine(), settings, settings.dlq_retention),
         ];
         specs.extend(tiers.iter().map(|(name, delay)| {
             TopicSpec::new(
@@ -207,6 +215,7 @@ mod tests {
             [
                 "hookstream.deliveries",
                 "hookstream.dlq",
+                "hookstream.quarantine",
                 "hookstream.retry.5s",
                 "hookstream.retry.24h"
             ]
@@ -222,17 +231,20 @@ mod tests {
             config_of(&specs[0], "retention.ms"),
             (7 * day_ms).to_string()
         );
-        assert_eq!(
-            config_of(&specs[1], "retention.ms"),
-            (30 * day_ms).to_string()
-        );
+        for kept_long in [&specs[1], &specs[2]] {
+            assert_eq!(
+                config_of(kept_long, "retention.ms"),
+                (30 * day_ms).to_string(),
+                "dead letters and quarantined tasks are kept as long"
+            );
+        }
         // A tier keeps a task for its delay plus the margin.
         assert_eq!(
-            config_of(&specs[2], "retention.ms"),
+            config_of(&specs[3], "retention.ms"),
             (7 * day_ms + 5_000).to_string()
         );
         assert_eq!(
-            config_of(&specs[3], "retention.ms"),
+            config_of(&specs[4], "retention.ms"),
             (8 * day_ms).to_string()
         );
     }

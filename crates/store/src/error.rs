@@ -19,6 +19,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether trying again may succeed: the backend failed or could not be reached. Damaged
+    /// data, a missing row or a bad argument stay what they are however often they are tried.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Backend(_))
+    }
+
     pub(crate) fn corrupt(what: &'static str, reason: impl ToString) -> Self {
         Self::Corrupt {
             what,

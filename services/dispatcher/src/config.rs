@@ -84,6 +84,11 @@ pub struct DispatcherConfig {
     #[arg(long, env = "HOOKSTREAM_CREATE_TOPICS_AND_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
     pub create_topics_and_exit: bool,
 
+    /// Put every task quarantined so far back on the deliveries topic and exit: run it once the
+    /// cause is fixed (a dispatcher that knows a newer task schema, a repaired store row).
+    #[arg(long, env = "HOOKSTREAM_REQUEUE_QUARANTINE_AND_EXIT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub requeue_quarantine_and_exit: bool,
+
     #[command(flatten)]
     pub retry: RetrySettings,
 

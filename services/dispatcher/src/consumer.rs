@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedHeaders, Message};
 use rdkafka::{ClientContext, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::lanes::Lanes;
 use crate::metrics;
 use crate::ownership::Ownership;
+use crate::routing::QuarantinedTask;
 use crate::worker::{Interrupted, Progress, Worker};
 
 /// Follows rebalances: tells the consume loop which partitions were taken away (so it stops
@@ -118,7 +119,8 @@ struct Job {
 
 /// A job whose outcome is durable.
 struct Done {
-    endpoint: EndpointId,
+    /// The lane it went through; none for a task that never reached one (undecodable).
+    endpoint: Option<EndpointId>,
     partition: i32,
     offset: i64,
     generation: u64,
@@ -189,15 +191,19 @@ impl ConsumeLoop {
                                 }
                                 other => {
                                     let reason = match other {
-                                        Some(Err(err)) => err.to_string(),
-                                        _ => "empty message".to_owned(),
+                                        Some(Err(err)) => format!("undecodable: {err}"),
+                                        _ => "undecodable: empty message".to_owned(),
                                     };
-                                    tracing::error!(partition, offset, %reason, "undecodable delivery task skipped");
-                                    metrics::TASKS_SKIPPED.with_label_values(&["undecodable"]).inc();
-                                    metrics::IN_FLIGHT.dec();
-                                    if let Some(position) = tracker.finish(partition, offset) {
-                                        self.store_position(partition, position);
-                                    }
+                                    tracing::error!(partition, offset, %reason, "undecodable delivery task quarantined");
+                                    let quarantined = QuarantinedTask {
+                                        key: message.key().map(<[u8]>::to_vec),
+                                        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                                        headers: message.headers().map(BorrowedHeaders::detach),
+                                        reason,
+                                        source: format!("{}/{partition}/{offset}", self.topic),
+                                    };
+                                    let done = Done { endpoint: None, partition, offset, generation };
+                                    tokio::spawn(quarantine(Arc::clone(&self.worker), quarantined, "undecodable", done, done_tx.clone()));
                                 }
                             }
                         }
@@ -215,7 +221,9 @@ impl ConsumeLoop {
     }
 
     fn finish(&self, done: Done, tracker: &mut OffsetTracker, lanes: &mut Lanes<Job>) {
-        lanes.finished(done.endpoint);
+        if let Some(endpoint) = done.endpoint {
+            lanes.finished(endpoint);
+        }
         metrics::IN_FLIGHT.dec();
         // A task of an earlier assignment of the partition says nothing about the current one's
         // offsets (which may include a re-read copy of that very task, still in flight).
@@ -318,7 +326,7 @@ impl Lane {
                 _ = self.worker.shutdown.cancelled() => return,
             };
             let finished = Done {
-                endpoint: self.endpoint,
+                endpoint: Some(self.endpoint),
                 partition: job.partition,
                 offset: job.offset,
                 generation: job.generation,
@@ -344,9 +352,44 @@ impl Lane {
             telemetry::continue_trace(&span, job.trace);
             match self.worker.deliver(task).instrument(span.clone()).await {
                 // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
-                Err(Interrupted) => {
+                Err(Interrupted::Shutdown) => {
                     self.ownership.end(job.partition);
                     return;
+                }
+                Err(Interrupted::Unprocessable(reason)) => {
+                    tracing::error!(delivery_id = %task.delivery_id, %reason, "delivery task quarantined");
+                    let quarantined = match task.encode() {
+                        Ok(payload) => QuarantinedTask {
+                            key: Some(task.key().into_bytes()),
+                            payload,
+                            headers: Some(telemetry::headers_of(&span)),
+                            reason,
+                            source: format!(
+                                "{}/{}/{}",
+                                self.worker.routing.topics.deliveries(),
+                                job.partition,
+                                job.offset
+                            ),
+                        },
+                        // A task decoded from its record encodes again; were it not to, it stays
+                        // unfinished and is read again, not dropped.
+                        Err(err) => {
+                            tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
+                            self.ownership.end(job.partition);
+                            return;
+                        }
+                    };
+                    let stored = self.worker.routing.to_quarantine(quarantined).await;
+                    self.ownership.end(job.partition);
+                    if stored.is_err() {
+                        return;
+                    }
+                    metrics::TASKS_QUARANTINED
+                        .with_label_values(&["unprocessable"])
+                        .inc();
+                    if self.done.send(finished).is_err() {
+                        return;
+                    }
                 }
                 Ok(Progress::Finished) => {
                     self.ownership.end(job.partition);
@@ -371,5 +414,22 @@ impl Lane {
                 }
             }
         }
+    }
+}
+
+/// Puts an undecodable task on the quarantine topic; it is done (its offset may be committed)
+/// once Kafka has it.
+async fn quarantine(
+    worker: Arc<Worker>,
+    task: QuarantinedTask,
+    reason: &'static str,
+    done: Done,
+    finished: UnboundedSender<Done>,
+) {
+    if worker.routing.to_quarantine(task).await.is_ok() {
+        metrics::TASKS_QUARANTINED
+            .with_label_values(&[reason])
+            .inc();
+        let _ = finished.send(done);
     }
 }

@@ -8,6 +8,7 @@ mod kill_switch;
 mod lanes;
 mod metrics;
 mod ownership;
+mod requeue;
 mod routing;
 mod sender;
 mod webhook;
@@ -56,6 +57,17 @@ async fn main() -> anyhow::Result<()> {
     .context("creating topics")?;
     if config.create_topics_and_exit {
         tracing::info!(tiers = ?tiers, "topics are in place");
+        telemetry.shutdown();
+        return Ok(());
+    }
+    if config.requeue_quarantine_and_exit {
+        let requeued = requeue::requeue_quarantine(&config.kafka, &topics, &config.group_id)
+            .await
+            .context("requeuing the quarantine")?;
+        println!(
+            "requeued {requeued} quarantined tasks onto {}",
+            topics.deliveries()
+        );
         telemetry.shutdown();
         return Ok(());
     }

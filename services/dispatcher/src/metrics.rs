@@ -102,6 +102,27 @@ pub static CLAIMS_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static TASKS_QUARANTINED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_tasks_quarantined_total",
+        "Delivery tasks put on the quarantine topic, by reason: `undecodable` (a schema this \
+         dispatcher does not know, or not a task at all) or `unprocessable` (refused by the store \
+         for good, or its delivery unknown).",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+pub static STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_dispatcher_store_errors_total",
+        "Store operations of the dispatcher that failed: `transient` ones are tried again, \
+         `permanent` ones quarantine their task.",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});
+
 pub static TASKS_HELD: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_tasks_held_total",
@@ -177,5 +198,11 @@ pub fn register() {
     }
     for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS] {
         LazyLock::force(histogram);
+    }
+    for reason in ["undecodable", "unprocessable"] {
+        TASKS_QUARANTINED.with_label_values(&[reason]);
+    }
+    for kind in ["transient", "permanent"] {
+        STORE_ERRORS.with_label_values(&[kind]);
     }
 }

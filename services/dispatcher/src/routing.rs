@@ -1,9 +1,11 @@
-//! Routing a failed delivery onward: to the retry tier of its next attempt, or to the DLQ.
+//! Routing a task onward: a failed delivery to the retry tier of its next attempt or to the DLQ,
+//! a task that cannot be processed to the quarantine.
 //! Each write waits for Kafka's acknowledgement, since the task's offset is committed on the
 //! strength of it.
 
 use std::time::Duration;
 
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use hookstream_kafka::Topics;
@@ -27,7 +29,7 @@ impl Routing {
         let bytes = task.encode().map_err(|err| {
             // Encoding our own task cannot fail short of a bug; refuse to lose it silently.
             tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode retry task");
-            Interrupted
+            Interrupted::Unprocessable(format!("cannot encode its retry task: {err}"))
         })?;
         self.send(&self.topics.retry(tier), &task.key(), &bytes)
             .await
@@ -37,9 +39,40 @@ impl Routing {
     pub async fn to_dlq(&self, letter: &DeadLetter) -> Result<(), Interrupted> {
         let bytes = letter.encode().map_err(|err| {
             tracing::error!(delivery_id = %letter.task.delivery_id, error = %err, "cannot encode dead letter");
-            Interrupted
+            Interrupted::Unprocessable(format!("cannot encode its dead letter: {err}"))
         })?;
         self.send(&self.topics.dlq(), &letter.key(), &bytes).await
+    }
+
+    /// Puts a task that cannot be processed on the quarantine topic, as it was read (key,
+    /// payload, headers) plus why and where from, to be put back once the cause is fixed.
+    pub async fn to_quarantine(&self, task: QuarantinedTask) -> Result<(), Interrupted> {
+        let mut headers = task.headers.unwrap_or_default();
+        for (name, value) in [
+            (QUARANTINE_REASON, task.reason.as_str()),
+            (QUARANTINE_SOURCE, task.source.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let topic = self.topics.quarantine();
+        retry_until_ok(&self.shutdown, &format!("producing to {topic}"), || async {
+            let mut record = FutureRecord::to(&topic)
+                .payload(&task.payload)
+                .headers(headers.clone());
+            if let Some(key) = &task.key {
+                record = record.key(key);
+            }
+            self.producer
+                .send(record, Duration::from_secs(5))
+                .await
+                .map_err(|(err, _)| err)
+        })
+        .await
+        .map(|_| ())
+        .ok_or(Interrupted::Shutdown)
     }
 
     /// Sends until Kafka acknowledges, backing off between tries, or until shutdown: the task
@@ -59,6 +92,20 @@ impl Routing {
         })
         .await
         .map(|_| ())
-        .ok_or(Interrupted)
+        .ok_or(Interrupted::Shutdown)
     }
+}
+
+/// The header of a quarantined record that says why it is there.
+pub const QUARANTINE_REASON: &str = "hookstream-quarantine-reason";
+/// The header of a quarantined record that says where it was read: `topic/partition/offset`.
+pub const QUARANTINE_SOURCE: &str = "hookstream-quarantine-source";
+
+/// A record on its way to the quarantine.
+pub struct QuarantinedTask {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Option<OwnedHeaders>,
+    pub reason: String,
+    pub source: String,
 }

@@ -25,7 +25,7 @@ use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::labels;
 use hookstream_runtime::resolver::{DestinationResolver, ResolveError};
-use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
+use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry;
 use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, Store, StoreError};
 
@@ -35,10 +35,17 @@ use crate::metrics;
 use crate::routing::Routing;
 use crate::sender::{SendOutcome, Sender};
 
-/// The task was not finished because the process is stopping; its offset stays uncommitted and
-/// the task is consumed again after the restart.
+/// Why a task was not finished.
 #[derive(Debug)]
-pub struct Interrupted;
+pub enum Interrupted {
+    /// The process is stopping: the task's offset stays uncommitted and the task is consumed
+    /// again after the restart.
+    Shutdown,
+    /// The task cannot be processed as it stands (the store has no such delivery, or refuses
+    /// for good: damaged data). Trying again would wedge its lane and hold its partition's
+    /// offset, so it goes to the quarantine with the reason instead.
+    Unprocessable(String),
+}
 
 /// Everything needed to deliver a task.
 pub struct Worker {
@@ -86,12 +93,12 @@ impl Worker {
     pub async fn deliver(&self, task: &DeliveryTask) -> Result<Progress, Interrupted> {
         // A stopping dispatcher starts nothing new: the task is re-consumed after the restart.
         if self.shutdown.is_cancelled() {
-            return Err(Interrupted);
+            return Err(Interrupted::Shutdown);
         }
         let id = task.delivery_id;
         // A plain read first, so the usual copies that need nothing (final, stale) take no claim.
         let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
-            return Ok(skipped(task, "unknown_delivery"));
+            return Err(unknown_delivery());
         };
         if delivery.status.is_final() {
             return Ok(skipped(task, "already_final"));
@@ -133,7 +140,7 @@ impl Worker {
             ClaimOutcome::Claimed { claim, .. } => claim,
             ClaimOutcome::Final(_) => return Ok(skipped(task, "already_final")),
             ClaimOutcome::Stale(_) => return Ok(skipped(task, "stale")),
-            ClaimOutcome::Missing => return Ok(skipped(task, "unknown_delivery")),
+            ClaimOutcome::Missing => return Err(unknown_delivery()),
             // Another copy is sending this attempt. It may die before recording it, so this copy
             // is not dropped: it comes back to look again once that copy is done.
             ClaimOutcome::Busy { .. } => {
@@ -155,7 +162,7 @@ impl Worker {
         }
         if self.shutdown.is_cancelled() {
             self.release(&claim).await?;
-            return Err(Interrupted);
+            return Err(Interrupted::Shutdown);
         }
         let outcome = self.attempt(task, endpoint.as_ref(), refusal).await?;
         if outcome.attempt.class.is_success() {
@@ -301,9 +308,9 @@ impl Worker {
     async fn wait_while_sending_paused(&self) -> Result<(), Interrupted> {
         let mut paused = self.sending_paused.clone();
         tokio::select! {
-            _ = self.shutdown.cancelled() => Err(Interrupted),
+            _ = self.shutdown.cancelled() => Err(Interrupted::Shutdown),
             // The watcher only ends with the process.
-            result = paused.wait_for(|paused| !*paused) => result.map(|_| ()).map_err(|_| Interrupted),
+            result = paused.wait_for(|paused| !*paused) => result.map(|_| ()).map_err(|_| Interrupted::Shutdown),
         }
     }
 
@@ -513,29 +520,56 @@ impl Worker {
         }
     }
 
-    /// Runs a store operation until it succeeds, backing off between tries, or until shutdown.
-    /// The outcome of a task must be durable before its offset is committed, so a store outage
-    /// holds the task rather than dropping it.
+    /// Runs a store operation until it succeeds, backing off (with jitter) between tries, or
+    /// until shutdown. The outcome of a task must be durable before its offset is committed, so
+    /// a store outage holds the task rather than dropping it. An error that trying again cannot
+    /// mend (damaged data, a missing row) makes the task unprocessable instead of wedging its
+    /// lane.
     async fn durably<T, F, Fut>(&self, operation: F) -> Result<T, Interrupted>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        retry_until_ok(&self.shutdown, "store operation", operation)
-            .await
-            .ok_or(Interrupted)
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match operation().await {
+                Ok(value) => return Ok(value),
+                Err(err) if err.is_transient() => {
+                    // Spread over half to one and a half times the backoff, so dispatchers that
+                    // lost the store together do not come back together.
+                    let wait = backoff.mul_f64(0.5 + random_unit());
+                    tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "store operation failed");
+                    metrics::STORE_ERRORS
+                        .with_label_values(&["transient"])
+                        .inc();
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Err(Interrupted::Shutdown),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(err) => {
+                    metrics::STORE_ERRORS
+                        .with_label_values(&["permanent"])
+                        .inc();
+                    return Err(Interrupted::Unprocessable(format!("store: {err}")));
+                }
+            }
+        }
     }
 }
 
 /// A task consumed without an attempt: nothing to send, its outcome is already durable.
 fn skipped(task: &DeliveryTask, reason: &'static str) -> Progress {
-    if reason == "unknown_delivery" {
-        tracing::error!(delivery_id = %task.delivery_id, "task for a delivery the store does not know; skipped");
-    } else {
-        tracing::debug!(delivery_id = %task.delivery_id, reason, "task needs no attempt; skipped");
-    }
+    tracing::debug!(delivery_id = %task.delivery_id, reason, "task needs no attempt; skipped");
     metrics::TASKS_SKIPPED.with_label_values(&[reason]).inc();
     Progress::Finished
+}
+
+/// A task whose delivery the store does not know: ingest stores a delivery before its task is
+/// written, so the row was lost (or purged). Quarantined, not dropped.
+fn unknown_delivery() -> Interrupted {
+    Interrupted::Unprocessable("the store has no such delivery".into())
 }
 
 /// An attempt that sent nothing, explained.

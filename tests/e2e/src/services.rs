@@ -267,6 +267,36 @@ impl Pipeline {
         self.running(service).and_then(ChildProcess::pid)
     }
 
+    /// Runs a service binary with the pipeline's settings and `args` until it exits; returns
+    /// what it printed on stdout. For the one-shot modes (`--requeue-quarantine-and-exit`).
+    pub async fn run_to_exit(&self, name: &str, args: &[&str]) -> String {
+        let mut command = tokio::process::Command::new(binary(name));
+        command
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .kill_on_drop(true);
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{name} {args:?} did not exit within 120 s"))
+            .unwrap_or_else(|e| panic!("running {name}: {e}"));
+        assert!(
+            output.status.success(),
+            "{name} {args:?} exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The embedded store's database file.
+    pub fn store_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("store.db")
+    }
+
     /// The Kafka bootstrap address the services use.
     pub fn brokers(&self) -> String {
         self.env

@@ -65,12 +65,13 @@ async fn the_topic_job_command_creates_the_topics_and_exits_without_a_store() {
     })
     .await
     .expect("metadata task");
-    // The schedule's two tiers, and the 1 s hold tier of paused endpoints.
+    // The schedule's two tiers, the 1 s hold tier of paused endpoints, and the quarantine.
     assert_eq!(
         topics,
         [
             "job.deliveries",
             "job.dlq",
+            "job.quarantine",
             "job.retry.1m",
             "job.retry.1s",
             "job.retry.5s"
