@@ -49,6 +49,16 @@ pub struct DispatcherConfig {
     #[arg(long, env = "HOOKSTREAM_MAX_IN_FLIGHT", default_value_t = 1000)]
     pub max_in_flight: usize,
 
+    /// Most tasks one endpoint may have waiting in this instance; more wait on a retry tier (about
+    /// 30 s) and come back, so a slow endpoint's backlog cannot fill the instance. Below
+    /// HOOKSTREAM_MAX_IN_FLIGHT. An endpoint's order holds up to this backlog.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT",
+        default_value_t = 100
+    )]
+    pub max_queued_per_endpoint: usize,
+
     /// How much of a response body is kept in the attempt log, in bytes; the rest is discarded
     /// unread.
     #[arg(

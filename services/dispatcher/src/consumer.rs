@@ -106,6 +106,15 @@ impl ConsumerContext for RebalanceListener {
     }
 }
 
+/// Why fetching is paused, and whether it is.
+#[derive(Debug, Default)]
+struct Fetching {
+    kill_switch: bool,
+    /// The instance has `max_in_flight` tasks.
+    full: bool,
+    paused: bool,
+}
+
 /// One consumed task on its way through a lane.
 struct Job {
     partition: i32,
@@ -133,7 +142,11 @@ pub struct ConsumeLoop {
     pub topic: String,
     pub worker: Arc<Worker>,
     pub ownership: Arc<Ownership>,
+    /// Most tasks in flight in this instance; above it, fetching pauses (polling goes on).
     pub max_in_flight: usize,
+    /// Most tasks one endpoint may have waiting in its lane; more wait on a tier instead, so a
+    /// slow endpoint's backlog cannot fill the instance.
+    pub max_queued_per_endpoint: usize,
     pub drain_timeout: Duration,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
@@ -147,6 +160,7 @@ impl ConsumeLoop {
         let (done_tx, mut done_rx) = unbounded_channel::<Done>();
         let mut tracker = OffsetTracker::new();
         let mut lanes: Lanes<Job> = Lanes::default();
+        let mut fetching = Fetching::default();
 
         loop {
             tokio::select! {
@@ -157,12 +171,18 @@ impl ConsumeLoop {
                         tracker.forget(partition);
                     }
                 }
-                Some(done) = done_rx.recv() => self.finish(done, &mut tracker, &mut lanes),
-                Ok(()) = self.sending_paused.changed() => {
-                    let paused = *self.sending_paused.borrow_and_update();
-                    self.pause_assignment(paused);
+                Some(done) = done_rx.recv() => {
+                    self.finish(done, &mut tracker, &mut lanes);
+                    fetching.full = tracker.in_flight() >= self.resume_below(fetching.full);
+                    self.apply(&mut fetching);
                 }
-                received = self.consumer.recv(), if tracker.in_flight() < self.max_in_flight => {
+                Ok(()) = self.sending_paused.changed() => {
+                    fetching.kill_switch = *self.sending_paused.borrow_and_update();
+                    self.apply(&mut fetching);
+                }
+                // Always polled, also while fetching is paused: a member that stops polling is
+                // dropped from the group after `max.poll.interval.ms`, and its partitions move.
+                received = self.consumer.recv() => {
                     match received {
                         Ok(message) => {
                             let partition = message.partition();
@@ -174,10 +194,25 @@ impl ConsumeLoop {
                             observe_queue_time(message.timestamp());
                             tracker.start(partition, offset);
                             metrics::IN_FLIGHT.inc();
+                            if tracker.in_flight() >= self.max_in_flight {
+                                fetching.full = true;
+                                if fetching.paused {
+                                    // A partition assigned since the pause is fetching.
+                                    self.pause_partition(partition);
+                                }
+                                self.apply(&mut fetching);
+                            }
                             match message.payload().map(DeliveryTask::decode) {
                                 Some(Ok(task)) => {
                                     let endpoint = task.endpoint_id;
                                     let trace = telemetry::context_of(message.headers());
+                                    if lanes.pending(endpoint) >= self.max_queued_per_endpoint {
+                                        // This endpoint's backlog is full: the task waits on a
+                                        // tier rather than in memory, and the others go on.
+                                        let done = Done { endpoint: None, partition, offset, generation };
+                                        tokio::spawn(hold_backlog(Arc::clone(&self.worker), task, done, done_tx.clone()));
+                                        continue;
+                                    }
                                     let job = Job { partition, offset, generation, task, trace };
                                     if let Some(queue) = lanes.push(endpoint, job) {
                                         let lane = Lane {
@@ -235,9 +270,24 @@ impl ConsumeLoop {
         }
     }
 
-    /// With the kill switch on, stops fetching (the loop keeps polling, so the group does not
-    /// drop this member); tasks already read wait in the workers.
-    fn pause_assignment(&self, paused: bool) {
+    /// The in-flight count fetching resumes below once it paused for capacity: a tenth under
+    /// the limit, so it does not flap on every finished task.
+    fn resume_below(&self, paused_for_capacity: bool) -> usize {
+        if paused_for_capacity {
+            self.max_in_flight - self.max_in_flight / 10
+        } else {
+            self.max_in_flight
+        }
+    }
+
+    /// Pauses or resumes fetching on the whole assignment when the reasons to pause (the kill
+    /// switch, a full instance) change. The loop keeps polling either way, so the group keeps
+    /// this member; tasks already read go on (or wait in the workers, under the kill switch).
+    fn apply(&self, fetching: &mut Fetching) {
+        let pause = fetching.kill_switch || fetching.full;
+        if pause == fetching.paused {
+            return;
+        }
         let assignment = match self.consumer.assignment() {
             Ok(assignment) => assignment,
             Err(err) => {
@@ -245,13 +295,32 @@ impl ConsumeLoop {
                 return;
             }
         };
-        let result = if paused {
+        let result = if pause {
             self.consumer.pause(&assignment)
         } else {
             self.consumer.resume(&assignment)
         };
-        if let Err(err) = result {
-            tracing::warn!(paused, error = %err, "cannot pause or resume the assignment");
+        match result {
+            Ok(()) => {
+                fetching.paused = pause;
+                tracing::debug!(
+                    pause,
+                    kill_switch = fetching.kill_switch,
+                    full = fetching.full,
+                    "fetching paused or resumed"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(pause, error = %err, "cannot pause or resume the assignment")
+            }
+        }
+    }
+
+    fn pause_partition(&self, partition: i32) {
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition(&self.topic, partition);
+        if let Err(err) = self.consumer.pause(&list) {
+            tracing::warn!(partition, error = %err, "cannot pause a partition");
         }
     }
 
@@ -430,6 +499,19 @@ async fn quarantine(
         metrics::TASKS_QUARANTINED
             .with_label_values(&[reason])
             .inc();
+        let _ = finished.send(done);
+    }
+}
+
+/// Puts a task of an endpoint whose backlog is full on a tier; it is done (its offset may be
+/// committed) once Kafka has it.
+async fn hold_backlog(
+    worker: Arc<Worker>,
+    task: DeliveryTask,
+    done: Done,
+    finished: UnboundedSender<Done>,
+) {
+    if worker.hold_backlog(&task).await.is_ok() {
         let _ = finished.send(done);
     }
 }

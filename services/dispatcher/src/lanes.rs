@@ -61,6 +61,11 @@ impl<J> Lanes<J> {
         }
     }
 
+    /// How many of the endpoint's jobs are unfinished (waiting or being worked on).
+    pub fn pending(&self, endpoint: EndpointId) -> usize {
+        self.lanes.get(&endpoint).map_or(0, |lane| lane.pending)
+    }
+
     /// Endpoints with unfinished jobs.
     #[cfg(test)]
     pub fn open(&self) -> usize {
@@ -79,6 +84,7 @@ mod tests {
         let b = EndpointId::generate();
         let mut a_rx = lanes.push(a, 1).expect("a new lane for a");
         assert!(lanes.push(a, 2).is_none(), "a's second job joins its lane");
+        assert_eq!(lanes.pending(a), 2);
         let mut b_rx = lanes.push(b, 10).expect("a new lane for b");
         assert_eq!(lanes.open(), 2);
 

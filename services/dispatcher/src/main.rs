@@ -44,6 +44,14 @@ async fn main() -> anyhow::Result<()> {
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
     let claim_lease = config.claim_lease().map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        config.max_queued_per_endpoint >= 1
+            && config.max_queued_per_endpoint < config.max_in_flight,
+        "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT ({}) must be at least 1 and below HOOKSTREAM_MAX_IN_FLIGHT \
+         ({}): one endpoint must not be able to fill the instance",
+        config.max_queued_per_endpoint,
+        config.max_in_flight
+    );
     let tiers: Vec<(String, std::time::Duration)> = retry
         .topic_tiers()
         .iter()
@@ -147,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         worker,
         ownership,
         max_in_flight: config.max_in_flight,
+        max_queued_per_endpoint: config.max_queued_per_endpoint,
         drain_timeout: config.drain_timeout,
         sending_paused,
         shutdown: shutdown.clone(),

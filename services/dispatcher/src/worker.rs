@@ -35,6 +35,9 @@ use crate::metrics;
 use crate::routing::Routing;
 use crate::sender::{SendOutcome, Sender};
 
+/// How long a task waits on a tier when its endpoint's backlog is full (rounded up to a tier).
+const BACKLOG_HOLD: Duration = Duration::from_secs(30);
+
 /// Why a task was not finished.
 #[derive(Debug)]
 pub enum Interrupted {
@@ -312,6 +315,13 @@ impl Worker {
             // The watcher only ends with the process.
             result = paused.wait_for(|paused| !*paused) => result.map(|_| ()).map_err(|_| Interrupted::Shutdown),
         }
+    }
+
+    /// Holds a task of an endpoint whose backlog in this dispatcher is full. The wait is long
+    /// enough that the backlog goes down meanwhile rather than the task coming straight back.
+    pub async fn hold_backlog(&self, task: &DeliveryTask) -> Result<(), Interrupted> {
+        let tier = self.retry.tier_for_wait(BACKLOG_HOLD);
+        self.hold(task, tier, "endpoint_backlog").await
     }
 
     /// A task that may not go out yet (paused endpoint, open breaker) waits on a tier with its
