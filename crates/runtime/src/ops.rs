@@ -51,16 +51,58 @@ impl ReadinessCheck {
     }
 }
 
-/// `/healthz` (the process answers), `/readyz` (every dependency answers) and `/metrics`.
-pub fn router(checks: Vec<ReadinessCheck>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(Arc::new(checks))
+/// Something inside the process that must keep moving (a consume loop, the sends), checked by
+/// `/healthz`: an error says what is wedged, and the orchestrator restarts the process.
+pub struct LivenessCheck {
+    pub name: &'static str,
+    pub check: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
 }
 
-async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> Response {
+struct Checks {
+    readiness: Vec<ReadinessCheck>,
+    liveness: Vec<LivenessCheck>,
+}
+
+/// `/healthz` (the process answers), `/readyz` (every dependency answers) and `/metrics`.
+pub fn router(checks: Vec<ReadinessCheck>) -> Router {
+    router_with_liveness(checks, Vec::new())
+}
+
+/// [`router`], with `/healthz` failing while any of `liveness` does.
+pub fn router_with_liveness(
+    readiness: Vec<ReadinessCheck>,
+    liveness: Vec<LivenessCheck>,
+) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(Checks {
+            readiness,
+            liveness,
+        }))
+}
+
+async fn healthz(State(checks): State<Arc<Checks>>) -> Response {
+    let failing: serde_json::Map<String, serde_json::Value> = checks
+        .liveness
+        .iter()
+        .filter_map(|c| {
+            (c.check)()
+                .err()
+                .map(|reason| (c.name.to_owned(), json!(reason)))
+        })
+        .collect();
+    if failing.is_empty() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        let body = json!({"status": "wedged", "checks": failing});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn readyz(State(checks): State<Arc<Checks>>) -> Response {
+    let checks = &checks.readiness;
     let results = futures::future::join_all(checks.iter().map(|c| (c.check)())).await;
     let mut ready = true;
     let mut report = serde_json::Map::new();
@@ -107,9 +149,19 @@ impl OpsServer {
         checks: Vec<ReadinessCheck>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<Self> {
+        Self::spawn_with_liveness(addr, checks, Vec::new(), shutdown).await
+    }
+
+    /// [`OpsServer::spawn`], with `/healthz` failing while any of `liveness` does.
+    pub async fn spawn_with_liveness(
+        addr: std::net::SocketAddr,
+        checks: Vec<ReadinessCheck>,
+        liveness: Vec<LivenessCheck>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let task = tokio::spawn(
-            axum::serve(listener, router(checks))
+            axum::serve(listener, router_with_liveness(checks, liveness))
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .into_future(),
         );

@@ -17,6 +17,7 @@ use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry::{self, TraceContext};
 use tracing::Instrument;
 
+use crate::health::Heartbeat;
 use crate::lanes::Lanes;
 use crate::metrics;
 use crate::ownership::Ownership;
@@ -147,6 +148,8 @@ pub struct ConsumeLoop {
     /// Most tasks one endpoint may have waiting in its lane; more wait on a tier instead, so a
     /// slow endpoint's backlog cannot fill the instance.
     pub max_queued_per_endpoint: usize,
+    /// Beaten every turn of the loop, for `/healthz`.
+    pub heartbeat: Arc<Heartbeat>,
     pub drain_timeout: Duration,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
@@ -161,11 +164,18 @@ impl ConsumeLoop {
         let mut tracker = OffsetTracker::new();
         let mut lanes: Lanes<Job> = Lanes::default();
         let mut fetching = Fetching::default();
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
 
         loop {
+            self.heartbeat.beat();
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
+                // Turns the loop (and so beats) when nothing else happens.
+                _ = ticks.tick() => {
+                    let oldest = self.worker.sends.oldest().unwrap_or_default();
+                    metrics::OLDEST_SEND.set(oldest.as_secs_f64());
+                }
                 Some(partitions) = self.revoked.recv() => {
                     for partition in partitions {
                         tracker.forget(partition);

@@ -4,6 +4,7 @@ mod breaker;
 mod classify;
 mod config;
 mod consumer;
+mod health;
 mod kill_switch;
 mod lanes;
 mod metrics;
@@ -15,19 +16,21 @@ mod webhook;
 mod worker;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use rdkafka::consumer::Consumer;
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
-use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
+use hookstream_runtime::ops::{LivenessCheck, OpsServer, ReadinessCheck};
 use hookstream_runtime::{lag, logging, shutdown};
 
 use crate::breaker::Breakers;
 use crate::classify::FailurePolicy;
 use crate::config::DispatcherConfig;
 use crate::consumer::{ConsumeLoop, RebalanceListener};
+use crate::health::{Heartbeat, Sends};
 use crate::ownership::Ownership;
 use crate::routing::Routing;
 use crate::sender::Sender;
@@ -103,6 +106,8 @@ async fn main() -> anyhow::Result<()> {
         .destinations
         .resolver()
         .context("the DNS resolver for endpoint URLs")?;
+    let sends = Arc::new(Sends::default());
+    let heartbeat = Arc::new(Heartbeat::default());
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         sender: Sender::new(
@@ -127,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             config.breaker_open_for,
         )),
         claim_lease,
+        sends: Arc::clone(&sends),
         sending_paused: sending_paused.clone(),
         shutdown: shutdown.clone(),
     });
@@ -135,9 +141,26 @@ async fn main() -> anyhow::Result<()> {
         ReadinessCheck::broker(producer),
         ReadinessCheck::store(Arc::clone(&store)),
     ];
-    let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
-        .await
-        .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
+    // The rebalance callback may hold the loop for up to the drain timeout.
+    let loop_limit = (2 * config.drain_timeout).max(Duration::from_secs(60));
+    let liveness = vec![LivenessCheck {
+        name: "delivery",
+        check: Box::new({
+            let (heartbeat, sends) = (Arc::clone(&heartbeat), Arc::clone(&sends));
+            move || {
+                health::verdict(
+                    heartbeat.silent_for(),
+                    loop_limit,
+                    sends.oldest(),
+                    claim_lease,
+                )
+            }
+        }),
+    }];
+    let ops_server =
+        OpsServer::spawn_with_liveness(config.ops_addr, readiness, liveness, shutdown.clone())
+            .await
+            .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
     lag::spawn(
         &config.kafka,
         &config.group_id,
@@ -156,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         ownership,
         max_in_flight: config.max_in_flight,
         max_queued_per_endpoint: config.max_queued_per_endpoint,
+        heartbeat,
         drain_timeout: config.drain_timeout,
         sending_paused,
         shutdown: shutdown.clone(),

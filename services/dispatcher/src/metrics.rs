@@ -123,6 +123,15 @@ pub static STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static OLDEST_SEND: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    prometheus::register_gauge!(
+        "hookstream_oldest_send_seconds",
+        "How long the oldest send under way (claim taken, outcome not yet recorded) has lasted; \
+         past the claim lease, /healthz fails."
+    )
+    .expect("metric registers once")
+});
+
 pub static TASKS_HELD: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_tasks_held_total",
@@ -196,6 +205,7 @@ pub fn register() {
     ] {
         LazyLock::force(gauge);
     }
+    LazyLock::force(&OLDEST_SEND);
     for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS] {
         LazyLock::force(histogram);
     }

@@ -31,6 +31,7 @@ use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, St
 
 use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
+use crate::health::{SendGuard, Sends};
 use crate::metrics;
 use crate::routing::Routing;
 use crate::sender::{SendOutcome, Sender};
@@ -63,6 +64,8 @@ pub struct Worker {
     /// How long a claim keeps other copies of a task from sending; longer than a request and
     /// its settling can take.
     pub claim_lease: Duration,
+    /// The sends under way, for `/healthz` and the oldest-send gauge.
+    pub sends: Arc<Sends>,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
     pub shutdown: CancellationToken,
@@ -88,6 +91,8 @@ pub struct Settlement {
     task: DeliveryTask,
     claim: AttemptClaim,
     outcome: Outcome,
+    /// The send lasts until its outcome is recorded.
+    _send: SendGuard,
 }
 
 impl Worker {
@@ -151,6 +156,7 @@ impl Worker {
                 return Ok(Progress::Finished);
             }
         };
+        let send = self.sends.start();
         // An open circuit breaker holds the task without spending an attempt.
         if let (Some(endpoint), None) = (&endpoint, &refusal)
             && let Admission::WaitUntil(until) = self.admit(endpoint).await?
@@ -173,12 +179,14 @@ impl Worker {
                 task: task.clone(),
                 claim,
                 outcome,
+                _send: send,
             })));
         }
         // A failure may disable the endpoint or open its breaker, which the endpoint's next
         // task must see, so it is settled before that task starts.
         self.settle(task, &claim, endpoint.as_ref(), outcome)
             .await?;
+        drop(send);
         Ok(Progress::Finished)
     }
 
@@ -221,6 +229,7 @@ impl Worker {
             task,
             claim,
             outcome,
+            _send,
         } = settlement;
         // Delivered needs no endpoint: nothing is retried, dead-lettered or disabled.
         self.settle(&task, &claim, None, outcome).await

@@ -311,20 +311,39 @@ impl Pipeline {
         self.metrics_of(Service::Dispatcher).await
     }
 
+    /// A service's `/healthz` answer: its status and body.
+    pub async fn health_of(&self, service: Service) -> (u16, String) {
+        let response = reqwest::get(format!(
+            "http://127.0.0.1:{}/healthz",
+            self.port_of(service)
+        ))
+        .await
+        .expect("/healthz answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
     /// A service's `/metrics` text (ingest, either dispatcher, the retry tier).
     pub async fn metrics_of(&self, service: Service) -> String {
-        let port = match service {
+        reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            self.port_of(service)
+        ))
+        .await
+        .expect("dispatcher metrics")
+        .text()
+        .await
+        .expect("metrics text")
+    }
+
+    /// The port a service serves its ops endpoints on.
+    fn port_of(&self, service: Service) -> u16 {
+        match service {
             Service::Ingest => self.ingest_port,
             Service::Dispatcher => self.ops_port,
             Service::SecondDispatcher => self.second_ops_port,
             Service::RetryTier => self.retry_ops_port,
             Service::Replay => self.replay_ops_port,
-        };
-        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await
-            .expect("dispatcher metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        }
     }
 }
