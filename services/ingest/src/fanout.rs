@@ -44,6 +44,20 @@ pub fn tasks_for(event: &Event, deliveries: &[Delivery]) -> Vec<DeliveryTask> {
         .collect()
 }
 
+/// The tasks an event whose publish is not known to have landed still needs (an outbox
+/// republish, an idempotent repeat). A delivery that made an attempt had its task on Kafka (that
+/// is how it was attempted) and its successor (a retry task, a dead letter) written before the
+/// attempt was counted: publishing it again would only make it skip its retry schedule. So only
+/// deliveries never attempted are published again.
+pub fn tasks_still_needed(event: &Event, deliveries: &[Delivery]) -> Vec<DeliveryTask> {
+    let waiting: Vec<Delivery> = deliveries
+        .iter()
+        .filter(|d| d.attempts == 0 && !d.status.is_final())
+        .cloned()
+        .collect();
+    tasks_for(event, &waiting)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

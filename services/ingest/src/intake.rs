@@ -201,7 +201,7 @@ impl Intake {
         }
         let tasks: Vec<DeliveryTask> = events
             .iter()
-            .flat_map(|(event, deliveries)| fanout::tasks_for(event, deliveries))
+            .flat_map(|(event, deliveries)| fanout::tasks_still_needed(event, deliveries))
             .collect();
         self.publisher.publish(&tasks).await?;
         // The client need not wait for the mark: Kafka has the tasks. A mark that is lost (a

@@ -2,17 +2,22 @@
 //!
 //! An event stays `publishing` when ingest crashed between storing it and Kafka's
 //! acknowledgement, or when Kafka failed the publish. Its tasks may or may not be on Kafka; the
-//! sweep publishes them again (same delivery ids) so that no accepted event is lost.
+//! sweep publishes them again (same delivery ids) so that no accepted event is lost. It works
+//! through the whole backlog in batches, each published together and marked before the next is
+//! read, so a large backlog (after a long Kafka outage) drains at publishing speed.
 
 use std::time::Duration;
 
+use hookstream_model::ids::EventId;
+use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
 use time::OffsetDateTime;
 
-use crate::intake::Intake;
+use crate::fanout;
+use crate::intake::{Intake, IntakeError};
 
-/// Events republished per sweep at most; the next sweep takes the rest.
-const BATCH: u32 = 100;
+/// Events read, published and marked together.
+const BATCH: u32 = 500;
 
 /// Sweeps every `grace / 2` until shutdown, republishing events older than `grace`.
 pub async fn run(intake: Intake, grace: Duration, shutdown: CancellationToken) {
@@ -23,18 +28,89 @@ pub async fn run(intake: Intake, grace: Duration, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        if let Err(err) = sweep(&intake, grace).await {
+        if let Err(err) = sweep(&intake, grace, &shutdown).await {
             tracing::warn!(error = %err, "outbox sweep failed; trying again next tick");
         }
     }
 }
 
-async fn sweep(intake: &Intake, grace: Duration) -> Result<(), crate::intake::IntakeError> {
+/// Republishes every event unacknowledged for longer than `grace`, batch after batch.
+pub async fn sweep(
+    intake: &Intake,
+    grace: Duration,
+    shutdown: &CancellationToken,
+) -> Result<u64, IntakeError> {
     let before = OffsetDateTime::now_utc() - grace;
-    for (event, deliveries) in intake.store.unpublished_events(before, BATCH).await? {
-        tracing::info!(event_id = %event.id, deliveries = deliveries.len(), "republishing unacknowledged event");
-        intake.publish(&event, &deliveries).await?;
-        crate::metrics::OUTBOX_REPUBLISHED.inc();
+    let mut republished = 0;
+    while !shutdown.is_cancelled() {
+        let batch = intake.store.unpublished_events(before, BATCH).await?;
+        let tasks: Vec<DeliveryTask> = batch
+            .iter()
+            .flat_map(|(event, deliveries)| fanout::tasks_still_needed(event, deliveries))
+            .collect();
+        intake.publisher.publish(&tasks).await?;
+        // Marked before the next read, or the next batch would be this one again.
+        let ids: Vec<EventId> = batch.iter().map(|(event, _)| event.id).collect();
+        intake.store.mark_events_published(&ids).await?;
+        crate::metrics::OUTBOX_REPUBLISHED.inc_by(ids.len() as u64);
+        republished += ids.len() as u64;
+        if !ids.is_empty() {
+            tracing::info!(
+                events = ids.len(),
+                tasks = tasks.len(),
+                "republished unacknowledged events"
+            );
+        }
+        if ids.len() < BATCH as usize {
+            break;
+        }
     }
-    Ok(())
+    Ok(republished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookstream_model::delivery::{Delivery, DeliveryStatus};
+    use hookstream_model::event::Event;
+    use hookstream_model::ids::{DeliveryId, EndpointId};
+    use hookstream_model::names::{EventType, Tenant};
+
+    #[test]
+    fn only_deliveries_never_attempted_are_republished() {
+        let now = OffsetDateTime::now_utc();
+        let event = Event {
+            id: EventId::generate(),
+            tenant: Tenant::parse("acme", "tenant").unwrap(),
+            event_type: EventType::parse("order.created", "event_type").unwrap(),
+            payload: serde_json::json!({}),
+            idempotency_key: None,
+            created_at: now,
+        };
+        let delivery = |status, attempts| Delivery {
+            id: DeliveryId::generate(),
+            event_id: event.id,
+            endpoint_id: EndpointId::generate(),
+            tenant: event.tenant.clone(),
+            event_type: event.event_type.clone(),
+            status,
+            attempts,
+            next_attempt_at: None,
+            next_tier: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let pending = delivery(DeliveryStatus::Pending, 0);
+        let deliveries = [
+            pending.clone(),
+            delivery(DeliveryStatus::Retrying, 1),
+            delivery(DeliveryStatus::Delivered, 1),
+            delivery(DeliveryStatus::DeadLettered, 3),
+        ];
+        let tasks = fanout::tasks_still_needed(&event, &deliveries);
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].delivery_id, pending.id);
+        assert_eq!(tasks[0].attempts_made, 0);
+        assert_eq!(tasks[0].due_at, None);
+    }
 }
