@@ -86,9 +86,10 @@ pub(crate) enum ClaimDecision {
     },
 }
 
-/// Decides a claim. `lease` bounds how far ahead a held claim may run: one that ends later
-/// than a lease from now was taken by a claimer whose clock runs ahead of ours, and is treated
-/// as run out rather than trusted for as long as that clock says.
+/// Decides a claim. `lease` bounds how far ahead a held claim may run: one that ends more than
+/// two leases from now was taken by a claimer whose clock runs far ahead of ours, and is treated
+/// as run out rather than trusted for as long as that clock says. (Within that, a claimer a
+/// little ahead keeps its claim.)
 pub(crate) fn decide_claim(
     delivery: &Delivery,
     stored: &StoredClaim,
@@ -103,7 +104,7 @@ pub(crate) fn decide_claim(
         return ClaimDecision::Stale;
     }
     match stored.until {
-        Some(until) if until > now && until <= now + lease => ClaimDecision::Busy(until),
+        Some(until) if until > now && until <= now + lease * 2 => ClaimDecision::Busy(until),
         _ => ClaimDecision::Claim {
             number: delivery.attempts.saturating_add(1),
         },
@@ -191,7 +192,7 @@ mod tests {
                 ClaimDecision::Final
             );
         }
-        let until = now + Duration::seconds(30);
+        let until = now + Duration::seconds(90);
         let held = StoredClaim {
             token: Some("other".into()),
             until: Some(until),

@@ -2,13 +2,13 @@
 //! offset only when every earlier task of the partition is finished.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedHeaders, Message};
 use rdkafka::{ClientContext, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tokio::sync::watch;
 
 use hookstream_kafka::OffsetTracker;
 use hookstream_model::ids::EndpointId;
@@ -32,21 +32,22 @@ pub struct RebalanceListener {
     revoked: UnboundedSender<Vec<i32>>,
     ownership: Arc<Ownership>,
     handover_limit: Duration,
-    sending_paused: watch::Receiver<bool>,
+    /// Whether the consume loop has fetching paused (kill switch, or a full instance).
+    fetch_paused: Arc<AtomicBool>,
 }
 
 impl RebalanceListener {
     pub fn new(
         ownership: Arc<Ownership>,
         handover_limit: Duration,
-        sending_paused: watch::Receiver<bool>,
+        fetch_paused: Arc<AtomicBool>,
     ) -> (Self, UnboundedReceiver<Vec<i32>>) {
         let (revoked, receiver) = unbounded_channel();
         let listener = Self {
             revoked,
             ownership,
             handover_limit,
-            sending_paused,
+            fetch_paused,
         };
         (listener, receiver)
     }
@@ -76,11 +77,16 @@ impl RebalanceListener {
 impl ClientContext for RebalanceListener {}
 
 impl ConsumerContext for RebalanceListener {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
                 let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                // librdkafka keeps an application pause across a revoke: a partition revoked
+                // while paused would come back paused, and never be read again.
+                if let Err(err) = consumer.resume(list) {
+                    tracing::warn!(error = %err, "cannot clear the pause of revoked partitions");
+                }
                 self.ownership.revoked(&partitions);
                 self.hand_over(&partitions);
                 let _ = self.revoked.send(partitions);
@@ -95,8 +101,9 @@ impl ConsumerContext for RebalanceListener {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // New partitions join the loop's pause (the kill switch, a full instance).
         if let Rebalance::Assign(list) = rebalance
-            && *self.sending_paused.borrow()
+            && self.fetch_paused.load(Ordering::SeqCst)
             && let Err(err) = consumer.pause(list)
         {
             tracing::warn!(error = %err, "cannot pause newly assigned partitions");
@@ -150,6 +157,8 @@ pub struct ConsumeLoop {
     pub max_queued_per_endpoint: usize,
     /// Beaten every turn of the loop, for `/healthz`.
     pub heartbeat: Arc<Heartbeat>,
+    /// Shared with the rebalance listener: whether fetching is paused.
+    pub fetch_paused: Arc<AtomicBool>,
     pub drain_timeout: Duration,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
@@ -180,6 +189,9 @@ impl ConsumeLoop {
                     for partition in partitions {
                         tracker.forget(partition);
                     }
+                    // Forgotten tasks no longer count against the instance's limit.
+                    fetching.full = tracker.in_flight() >= self.resume_below(fetching.full);
+                    self.apply(&mut fetching);
                 }
                 Some(done) = done_rx.recv() => {
                     self.finish(done, &mut tracker, &mut lanes);
@@ -313,6 +325,7 @@ impl ConsumeLoop {
         match result {
             Ok(()) => {
                 fetching.paused = pause;
+                self.fetch_paused.store(pause, Ordering::SeqCst);
                 tracing::debug!(
                     pause,
                     kill_switch = fetching.kill_switch,
@@ -410,6 +423,11 @@ impl Lane {
                 offset: job.offset,
                 generation: job.generation,
             };
+            // Under the kill switch the job waits here, before it counts as a send: a revoke
+            // meanwhile need not wait for it, and it is not sent once its partition is gone.
+            if self.worker.wait_while_sending_paused().await.is_err() {
+                return;
+            }
             // A revoked partition's tasks are its next owner's to send.
             if !self.ownership.begin(job.partition, job.generation) {
                 metrics::TASKS_SKIPPED

@@ -16,6 +16,7 @@ mod webhook;
 mod worker;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -86,10 +87,12 @@ async fn main() -> anyhow::Result<()> {
 
     let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
     let ownership = Arc::new(Ownership::default());
+    let fetch_paused = Arc::new(AtomicBool::new(false));
+    // The hand-over holds the consumer's poll: kept well under `max.poll.interval.ms`.
     let (listener, revoked) = RebalanceListener::new(
         Arc::clone(&ownership),
-        config.drain_timeout,
-        sending_paused.clone(),
+        config.drain_timeout.min(Duration::from_secs(10)),
+        Arc::clone(&fetch_paused),
     );
     let consumer = Arc::new(
         hookstream_kafka::consumer(&config.kafka, &config.group_id, listener)
@@ -180,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
         max_in_flight: config.max_in_flight,
         max_queued_per_endpoint: config.max_queued_per_endpoint,
         heartbeat,
+        fetch_paused,
         drain_timeout: config.drain_timeout,
         sending_paused,
         shutdown: shutdown.clone(),

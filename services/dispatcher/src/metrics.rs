@@ -132,6 +132,15 @@ pub static OLDEST_SEND: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static ATTEMPTS_UNRECORDED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_attempts_unrecorded_total",
+        "Attempts whose outcome was routed (next task written, or delivered) but that the store \
+         refused to record for good (a damaged or missing row)."
+    )
+    .expect("metric registers once")
+});
+
 pub static TASKS_HELD: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_tasks_held_total",
@@ -206,6 +215,8 @@ pub fn register() {
         LazyLock::force(gauge);
     }
     LazyLock::force(&OLDEST_SEND);
+    LazyLock::force(&ATTEMPTS_UNRECORDED);
+    LazyLock::force(&CLAIMS_LOST);
     for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS] {
         LazyLock::force(histogram);
     }

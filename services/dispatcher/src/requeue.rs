@@ -60,10 +60,14 @@ pub async fn requeue_quarantine(
         let Some(&end) = remaining.get(&partition) else {
             continue;
         };
-        if offset < end {
-            forward(&producer, &deliveries, &message).await?;
-            requeued += 1;
+        if offset >= end {
+            // Past what was there at the start (the records before it expired meanwhile):
+            // left, unread, for the next run.
+            remaining.remove(&partition);
+            continue;
         }
+        forward(&producer, &deliveries, &message).await?;
+        requeued += 1;
         hookstream_kafka::store_position(&consumer, &quarantine, partition, offset + 1)?;
         if offset + 1 >= end {
             remaining.remove(&partition);
@@ -99,7 +103,8 @@ fn positions_to_reach(
             .fetch_watermarks(topic, element.partition(), TIMEOUT)
             .context("reading the quarantine's watermarks")?;
         let from = match element.offset() {
-            Offset::Offset(committed) => committed.max(low),
+            // A commit beyond the end belongs to an earlier topic of the same name.
+            Offset::Offset(committed) if committed <= high => committed.max(low),
             _ => low,
         };
         positions.insert(element.partition(), (from, high));

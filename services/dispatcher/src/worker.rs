@@ -317,7 +317,8 @@ impl Worker {
         Ok(())
     }
 
-    async fn wait_while_sending_paused(&self) -> Result<(), Interrupted> {
+    /// Waits while the kill switch is on.
+    pub async fn wait_while_sending_paused(&self) -> Result<(), Interrupted> {
         let mut paused = self.sending_paused.clone();
         tokio::select! {
             _ = self.shutdown.cancelled() => Err(Interrupted::Shutdown),
@@ -407,9 +408,27 @@ impl Worker {
             }
         };
 
-        let recorded = self
+        let recorded = match self
             .durably(|| self.store.record_attempt(claim, &attempt, status))
-            .await?;
+            .await
+        {
+            Ok(recorded) => recorded,
+            // The outcome is routed already (the next task written, or the webhook delivered):
+            // quarantining this task too would make a second live copy. It is finished; only
+            // the attempt log misses the attempt.
+            Err(Interrupted::Unprocessable(reason)) => {
+                tracing::error!(
+                    delivery_id = %task.delivery_id,
+                    attempt = number,
+                    class = attempt.class.as_str(),
+                    %reason,
+                    "attempt not recorded: the store refuses it; its outcome is routed"
+                );
+                metrics::ATTEMPTS_UNRECORDED.inc();
+                return Ok(());
+            }
+            Err(shutdown) => return Err(shutdown),
+        };
         if recorded == RecordOutcome::ClaimLost {
             // Only when this attempt outlasted its lease and another copy claimed it: that
             // copy's outcome is the one recorded.
