@@ -146,8 +146,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
+    // Past this a setting is a typo, and adding it to a date would overflow.
+    if seconds > MAX_SETTING_SECONDS {
+        return Err(format!(
+            "`{text}` is longer than ten years; no setting needs that"
+        ));
+    }
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
+
+/// The longest duration a setting takes: ten years.
+const MAX_SETTING_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
 
 /// Settings parsed from command-line words, as a service would parse them (for tests).
 #[cfg(test)]
@@ -180,6 +189,11 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
+        assert!(
+            parse_duration("999999999999d").is_err(),
+            "a duration that would overflow a date is refused"
+        );
+        assert!(parse_duration("3650d").is_ok());
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));

@@ -200,16 +200,29 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a delay such as 500ms, 5s, 2m or 1h"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
+    let delay = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    // A tier is a topic whose retention is its delay plus a margin, and a task waits on it that
+    // long: beyond a month the schedule is a typo.
+    match delay {
+        Some(delay) if delay <= MAX_DELAY => Ok(delay),
         _ => Err(format!(
-            "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            "`{text}` is longer than a retry delay may be (30 days)"
         )),
     }
 }
+
+/// The longest wait before a retry.
+const MAX_DELAY: Duration = Duration::from_secs(30 * 86_400);
 
 /// Reads a `Retry-After` header: delay-seconds or an HTTP date, relative to `now`. A date in the
 /// past means "now"; anything unreadable is ignored.
@@ -375,6 +388,15 @@ mod tests {
         assert!(parse_schedule("5").is_err());
         assert!(parse_schedule("5d").is_err());
         assert!(parse_schedule("fast").is_err());
+        assert!(
+            parse_schedule("99999999999999999h").is_err(),
+            "an overflowing delay is refused, not wrapped"
+        );
+        assert!(parse_schedule("721h").is_err(), "over 30 days");
+        assert_eq!(
+            parse_schedule("720h").unwrap(),
+            vec![Duration::from_secs(720 * 3600)]
+        );
         assert_eq!(
             RetryPolicy::new(vec![], 0.2),
             Err(PolicyError::EmptySchedule)

@@ -75,6 +75,10 @@ async fn main() -> anyhow::Result<()> {
         producer,
         deliveries_topic: topics.deliveries(),
         tier_topics: tier_topics.clone(),
+        tier_delays: tiers
+            .iter()
+            .map(|(name, delay)| (topics.retry(name), *delay))
+            .collect(),
         read_ahead: ReadAhead {
             window: time::Duration::try_from(config.read_ahead)
                 .context("the read-ahead window is too long")?,

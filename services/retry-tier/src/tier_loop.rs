@@ -19,7 +19,7 @@ use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 use hookstream_runtime::telemetry;
 
 use crate::metrics;
-use crate::waiting::{Admission, Partition, ReadAhead, Waiting, WaitingRoom};
+use crate::waiting::{Admission, Partition, ReadAhead, Waiting, WaitingRoom, held_due};
 
 /// Resumes newly assigned partitions (librdkafka keeps a partition paused across a rebalance)
 /// and tells the loop which partitions were revoked.
@@ -76,6 +76,8 @@ pub struct TierLoop {
     pub deliveries_topic: String,
     /// The tier topics read, for the per-tier gauges.
     pub tier_topics: Vec<String>,
+    /// Each tier topic's delay: no task waits on it much longer.
+    pub tier_delays: HashMap<String, Duration>,
     pub read_ahead: ReadAhead,
     pub shutdown: CancellationToken,
 }
@@ -129,12 +131,18 @@ impl TierLoop {
                             offset,
                             key: message.key().map(<[u8]>::to_vec),
                             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                            // Undecodable tasks are due at once: the dispatcher reports them.
-                            due_at: message
-                                .payload()
-                                .and_then(|p| DeliveryTask::decode(p).ok())
-                                .and_then(|t| t.due_at)
-                                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                            // Undecodable tasks are due at once: the dispatcher quarantines them.
+                            due_at: held_due(
+                                message
+                                    .payload()
+                                    .and_then(|p| DeliveryTask::decode(p).ok())
+                                    .and_then(|t| t.due_at)
+                                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                                message.timestamp().to_millis().and_then(|ms| {
+                                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+                                }),
+                                self.tier_delays.get(&partition.0).copied(),
+                            ),
                         };
                         let now = OffsetDateTime::now_utc();
                         match room.admit(partition.clone(), waiting, now) {

@@ -34,6 +34,24 @@ impl Waiting {
     }
 }
 
+/// The most a retry delay is stretched by jitter (the policy refuses more).
+const MAX_JITTER: f64 = 0.5;
+
+/// The due time a task read from a tier is held to: the one it carries, but no later than its
+/// tier's delay (stretched by the most jitter allowed) after it was written. A task written with
+/// an absurd due time (by a dispatcher from before Retry-After was capped) would otherwise hold
+/// every task behind it on its partition for as long, and outlive the topic's retention.
+pub fn held_due(
+    due_at: OffsetDateTime,
+    written: Option<OffsetDateTime>,
+    tier_delay: Option<std::time::Duration>,
+) -> OffsetDateTime {
+    match (written, tier_delay) {
+        (Some(written), Some(delay)) => due_at.min(written + delay.mul_f64(1.0 + MAX_JITTER)),
+        _ => due_at,
+    }
+}
+
 /// How far ahead of the clock the room reads, and how much it may hold.
 ///
 /// Reading ahead is what keeps releases on time: if a partition paused as soon as its head was
@@ -184,6 +202,17 @@ mod tests {
 
     fn at(seconds: u64) -> OffsetDateTime {
         OffsetDateTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn a_due_time_past_its_tiers_delay_is_held_to_it() {
+        let written = at(100);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(held_due(at(130), Some(written), Some(minute)), at(130));
+        let year_9999 = OffsetDateTime::from_unix_timestamp(253_370_764_800).unwrap();
+        assert_eq!(held_due(year_9999, Some(written), Some(minute)), at(190));
+        assert_eq!(held_due(year_9999, None, Some(minute)), year_9999);
+        assert_eq!(held_due(year_9999, Some(written), None), year_9999);
     }
 
     fn task(offset: i64, due: u64) -> Waiting {

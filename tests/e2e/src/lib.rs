@@ -11,6 +11,7 @@ mod dns;
 mod otlp;
 mod process;
 mod receiver;
+pub mod seed;
 mod services;
 
 pub use api::{Answer, Api};

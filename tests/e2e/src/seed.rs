@@ -1,0 +1,92 @@
+//! Writing a pipeline's store directly, for the states the public API cannot produce on demand:
+//! what a crashed ingest leaves behind, deliveries waiting on a retry tier. The store is the
+//! pipeline's own SQLite file, opened with the key its services seal secrets with.
+
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use hookstream_model::delivery::{Delivery, DeliveryStatus};
+use hookstream_model::destination::EndpointUrl;
+use hookstream_model::endpoint::{Endpoint, Subscription};
+use hookstream_model::event::Event;
+use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::names::{EventType, Tenant};
+use hookstream_signing::SigningSecret;
+use hookstream_store::sqlite::SqliteStore;
+use hookstream_store::{NewEvent, SecretSealer, Store};
+
+use crate::Pipeline;
+
+/// The key every pipeline of the tests seals secrets with.
+pub const SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// The pipeline's store.
+pub async fn open_store(pipeline: &Pipeline) -> SqliteStore {
+    let sealer = SecretSealer::from_base64_key(SECRET_KEY).expect("the test key");
+    SqliteStore::open(&pipeline.store_path(), sealer)
+        .await
+        .expect("the pipeline's store")
+}
+
+/// Stores an endpoint of tenant `acme` subscribed to everything, sending to `url`.
+pub async fn endpoint(store: &SqliteStore, url: &str) -> Endpoint {
+    let now = OffsetDateTime::now_utc();
+    let endpoint = Endpoint {
+        id: EndpointId::generate(),
+        tenant: Tenant::parse("acme", "tenant").expect("a tenant"),
+        url: EndpointUrl::parse(url, "url").expect("the receiver's URL"),
+        subscription: Subscription::All,
+        secret: SigningSecret::generate().expect("a secret"),
+        previous_secret: None,
+        disabled: false,
+        max_attempts: None,
+        paused: false,
+        circuit: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .create_endpoint(&endpoint)
+        .await
+        .expect("the endpoint");
+    endpoint
+}
+
+/// An event created `age` ago (and not yet published) with one delivery to `endpoint`, in
+/// `status` after `attempts` attempts; one that was attempted waits for an hour.
+pub fn event(
+    endpoint: &Endpoint,
+    status: DeliveryStatus,
+    attempts: u32,
+    age: Duration,
+) -> NewEvent {
+    let then = OffsetDateTime::now_utc() - age;
+    let event = Event {
+        id: EventId::generate(),
+        tenant: endpoint.tenant.clone(),
+        event_type: EventType::parse("order.created", "event_type").expect("a type"),
+        payload: json!({"order": 1}),
+        idempotency_key: None,
+        created_at: then,
+    };
+    let delivery = Delivery {
+        id: DeliveryId::generate(),
+        event_id: event.id,
+        endpoint_id: endpoint.id,
+        tenant: event.tenant.clone(),
+        event_type: event.event_type.clone(),
+        status,
+        attempts,
+        next_attempt_at: (attempts > 0)
+            .then(|| OffsetDateTime::now_utc() + Duration::from_secs(3600)),
+        next_tier: None,
+        created_at: then,
+        updated_at: then,
+    };
+    NewEvent {
+        event,
+        deliveries: vec![delivery],
+    }
+}

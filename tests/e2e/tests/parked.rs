@@ -1,0 +1,72 @@
+//! A retry task written with an absurd due time (by a dispatcher from before Retry-After was
+//! capped, issue 18 item 1) does not park its tier partition: the retry tier holds it to its
+//! tier's delay after it was written, and the task queued behind it is not held up either.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use time::OffsetDateTime;
+
+use hookstream_e2e::{Pipeline, Receiver, seed};
+use hookstream_model::delivery::DeliveryStatus;
+use hookstream_model::event::IdempotencyWindow;
+use hookstream_model::task::DeliveryTask;
+use hookstream_store::Store;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_parked_until_9999_is_released_after_its_tiers_delay() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let store = seed::open_store(&pipeline).await;
+    let endpoint = seed::endpoint(&store, &receiver.url).await;
+
+    // Two deliveries attempted once, each with its retry task on the 1 s tier: the first
+    // asks for the year 9999, the second is due now, behind it on the same partition.
+    let events: Vec<_> = (0..2)
+        .map(|_| seed::event(&endpoint, DeliveryStatus::Retrying, 1, Duration::ZERO))
+        .collect();
+    store
+        .create_events(&events, IdempotencyWindow::default())
+        .await
+        .expect("storing the events");
+    store
+        .mark_events_published(&events.iter().map(|e| e.event.id).collect::<Vec<_>>())
+        .await
+        .expect("marking them published");
+    let year_9999 = OffsetDateTime::from_unix_timestamp(253_370_764_800).expect("a date");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", pipeline.brokers())
+        .create()
+        .expect("a producer");
+    for (new, due) in events.iter().zip([year_9999, OffsetDateTime::now_utc()]) {
+        let task = DeliveryTask {
+            delivery_id: new.deliveries[0].id,
+            event_id: new.event.id,
+            endpoint_id: endpoint.id,
+            tenant: new.event.tenant.clone(),
+            event_type: new.event.event_type.clone(),
+            event_created_at: new.event.created_at,
+            payload: new.event.payload.to_string(),
+            attempts_made: 1,
+            due_at: Some(due),
+        };
+        let bytes = task.encode().expect("an encoded task");
+        producer
+            .send(
+                FutureRecord::to("hookstream.retry.1s")
+                    .key(&task.key())
+                    .payload(&bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the task on its tier");
+    }
+
+    // Held at most 1.5 s (the tier, stretched by the largest jitter) after it was written.
+    let webhooks = receiver.wait_for(2, Duration::from_secs(30)).await;
+    let ids: Vec<&str> = webhooks.iter().map(|w| w.header("webhook-id")).collect();
+    for new in &events {
+        assert!(ids.contains(&new.deliveries[0].id.to_string().as_str()));
+    }
+}
