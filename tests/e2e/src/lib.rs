@@ -60,3 +60,20 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
 }
+
+/// The sum of every series of `family` whose labels contain `labels` (for example
+/// `topic="hookstream.deliveries"`; empty for all of them).
+pub fn sum(metrics: &str, family: &str, labels: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(family)?;
+            let (series, value) = rest.rsplit_once(' ')?;
+            (series.is_empty() || series.starts_with('{'))
+                .then_some(())
+                .filter(|()| series.contains(labels))?;
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hookstream_e2e::{Pipeline, Receiver, eventually, sample};
+use hookstream_e2e::{Pipeline, Receiver, eventually, sample, sum};
 
 const SETTLE: Duration = Duration::from_secs(60);
 /// How long a paused pipeline is watched to show that nothing goes out.
@@ -12,7 +12,8 @@ const QUIET: Duration = Duration::from_millis(1500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_holds_all_sending_until_resumed() {
-    let pipeline = Pipeline::start(&[]).await;
+    // Lag is read every second, so the test sees the held task quickly.
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_LAG_INTERVAL", "1s")]).await;
     let receiver = Receiver::start().await;
     let api = &pipeline.api;
     api.create_endpoint("acme", &receiver.url, &[]).await;
@@ -43,6 +44,18 @@ async fn the_kill_switch_holds_all_sending_until_resumed() {
         "ingest still accepts while sending is paused"
     );
     let event_id = event.body["id"].as_str().unwrap().to_owned();
+    // The task waits on Kafka, unconsumed (fetching is paused): its group's lag shows it. Only
+    // from then on is the silence worth anything.
+    eventually("the task to wait on Kafka", SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        (sum(
+            &metrics,
+            "hookstream_consumer_lag",
+            "topic=\"hookstream.deliveries\"",
+        ) == 1.0)
+            .then_some(())
+    })
+    .await;
     let quiet = tokio::time::timeout(QUIET, receiver.wait_for(1, QUIET * 2)).await;
     assert!(
         quiet.is_err(),
