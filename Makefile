@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: run test test-scylla build tools lint fmt bench bench-retry fuzz
+.PHONY: run test test-scylla chaos build tools lint fmt bench bench-retry fuzz
 
 CARGO ?= cargo
 
@@ -10,6 +10,12 @@ run: tools build
 ## test: every test: formatting, lints, unit, contract and end-to-end tests, on real Apache Kafka brokers and a real CQL node (Apache Cassandra)
 test: tools
 	@CARGO="$(CARGO)" deploy/local/test.sh
+
+## chaos: the fault-injection checker for CHAOS_MINUTES (default 30) on a real three-broker cluster; prints a table, fails on any violation (a 2-minute run is part of `make test`)
+CHAOS_MINUTES ?= 30
+CHAOS_SEED ?= $(shell date +%s)
+chaos: tools build
+	CHAOS_MINUTES=$(CHAOS_MINUTES) CHAOS_SEED=$(CHAOS_SEED) $(CARGO) test -p hookstream-e2e --test chaos -- --nocapture
 
 ## test-scylla: the store contract against ScyllaDB (needs Docker; starts the compose ScyllaDB node)
 test-scylla:

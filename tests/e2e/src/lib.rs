@@ -18,7 +18,7 @@ pub use api::{Answer, Api};
 pub use broker::{Broker, KafkaCluster};
 pub use dns::DnsServer;
 pub use otlp::{ExportedSpan, OtlpReceiver};
-pub use receiver::{Receiver, Scripted, Webhook, verify_with_reference_library};
+pub use receiver::{Chaos, Receiver, Scripted, Webhook, verify_with_reference_library};
 pub use services::{Pipeline, Service, TOKEN, binary};
 
 use std::time::Duration;

@@ -20,8 +20,11 @@ pub struct Webhook {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: String,
-    /// The status the receiver answered this request with.
+    /// The status the receiver answered this request with; 0 when it answered too late for
+    /// the sender to hear (a timeout).
     pub answered: u16,
+    /// When the request arrived.
+    pub arrived: std::time::SystemTime,
 }
 
 impl Webhook {
@@ -95,6 +98,77 @@ struct Shared {
     script: Mutex<std::collections::VecDeque<Scripted>>,
     /// How long each answer takes, in milliseconds: a slow endpoint.
     answer_after_ms: AtomicU64,
+    /// While set, each request gets a random behaviour (see [`Chaos`]).
+    chaos: Mutex<Option<Chaos>>,
+}
+
+/// Random behaviour per request, for the fault-injection checker: mostly 2xx, and 5xx, 429 with
+/// a sane or an absurd `Retry-After`, slow answers, answers later than the sender waits, and
+/// (when `gone_per_mille` > 0) `410 Gone`.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    /// The state of a xorshift generator: the same seed, the same behaviours.
+    pub state: u64,
+    /// Answers later than this are not heard by the sender (its request timeout).
+    pub sender_timeout: Duration,
+    /// How many requests in a thousand are answered `410 Gone`.
+    pub gone_per_mille: u64,
+}
+
+/// What a chaotic receiver does with one request.
+struct Behaviour {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    delay: Duration,
+    /// The answer comes after the sender gave up.
+    too_late: bool,
+}
+
+impl Chaos {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: a fixed sequence per seed, good enough to pick behaviours.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn behaviour(&mut self) -> Behaviour {
+        let roll = self.next() % 1000;
+        let plain = |status| Behaviour {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+            too_late: false,
+        };
+        match roll {
+            r if r < self.gone_per_mille => plain(410),
+            r if r < 600 => plain(200),
+            r if r < 680 => plain(500),
+            r if r < 730 => Behaviour {
+                headers: vec![("retry-after", "1".into())],
+                ..plain(503)
+            },
+            r if r < 750 => Behaviour {
+                headers: vec![("retry-after", "31536000".into())],
+                ..plain(429)
+            },
+            r if r < 770 => Behaviour {
+                headers: vec![("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT".into())],
+                ..plain(429)
+            },
+            r if r < 850 => Behaviour {
+                delay: self.sender_timeout / 4,
+                ..plain(200)
+            },
+            r if r < 900 => Behaviour {
+                delay: self.sender_timeout + Duration::from_millis(500),
+                too_late: true,
+                ..plain(200)
+            },
+            _ => plain(200),
+        }
+    }
 }
 
 /// One scripted answer: a status and extra headers.
@@ -140,6 +214,7 @@ impl Receiver {
             script: Mutex::new(std::collections::VecDeque::new()),
             fail_every: std::sync::atomic::AtomicUsize::new(0),
             answer_after_ms: AtomicU64::new(0),
+            chaos: Mutex::new(None),
         });
         let app = Router::new()
             .route("/hook", post(record))
@@ -180,6 +255,11 @@ impl Receiver {
     pub fn answer_after(&self, delay: Duration) {
         let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.shared.answer_after_ms.store(millis, Ordering::SeqCst);
+    }
+
+    /// From now on, answers each request with a random behaviour.
+    pub fn chaos(&self, chaos: Chaos) {
+        *self.shared.chaos.lock().expect("chaos lock") = Some(chaos);
     }
 
     /// From now on, records requests but does not answer them until [`Receiver::release`]: an
@@ -244,30 +324,44 @@ async fn record(
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
         answered: 0,
+        arrived: std::time::SystemTime::now(),
     };
     // Decide the answer and record the request under one lock, so counts and answers agree.
-    let (total, status, extra_headers) = {
+    let (total, status, extra_headers, chaos_delay) = {
         let mut received = shared.received.lock().expect("received lock");
         let total = received.len() + 1;
         let every = shared.fail_every.load(Ordering::SeqCst);
         let scripted = shared.script.lock().expect("script lock").pop_front();
-        let (status, extra) = if every > 0 && total % every == 0 {
-            (503, vec![])
+        let chaotic = shared
+            .chaos
+            .lock()
+            .expect("chaos lock")
+            .as_mut()
+            .map(Chaos::behaviour);
+        let (status, extra, delay, heard) = if let Some(b) = chaotic {
+            (b.status, b.headers, b.delay, !b.too_late)
+        } else if every > 0 && total % every == 0 {
+            (503, vec![], Duration::ZERO, true)
         } else if let Some(answer) = scripted {
-            (answer.status, answer.headers)
+            (answer.status, answer.headers, Duration::ZERO, true)
         } else {
-            (shared.status.load(Ordering::SeqCst), vec![])
+            (
+                shared.status.load(Ordering::SeqCst),
+                vec![],
+                Duration::ZERO,
+                true,
+            )
         };
-        webhook.answered = status;
+        webhook.answered = if heard { status } else { 0 };
         received.push(webhook);
-        (total, status, extra)
+        (total, status, extra, delay)
     };
     shared.count.send_replace(total);
     let mut held = shared.held.subscribe();
     let _ = held.wait_for(|held| !*held).await;
-    let delay = shared.answer_after_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+    let delay = Duration::from_millis(shared.answer_after_ms.load(Ordering::SeqCst)) + chaos_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let reply = shared.reply.lock().expect("reply lock").clone();
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);

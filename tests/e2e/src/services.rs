@@ -252,6 +252,11 @@ impl Pipeline {
         }
     }
 
+    /// Whether the service is running (started and not stopped or killed by the test).
+    pub fn is_running(&self, service: Service) -> bool {
+        self.running(service).is_some()
+    }
+
     /// The end of a running service's log, for failure messages.
     pub fn log_tail(&self, service: Service) -> String {
         self.running(service).map(|p| p.tail()).unwrap_or_default()
