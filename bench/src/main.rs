@@ -1,6 +1,7 @@
 //! `hookstream-bench`: benchmarks that start the real services on this machine, drive them and
 //! print figures (a table on stdout, JSON under `target/bench/`). Figures, not pass/fail.
 
+mod claims;
 mod pipeline;
 mod receiver;
 mod retry_timing;
@@ -24,6 +25,9 @@ enum Bench {
     /// The whole pipeline: the ceiling, throughput, latency, isolation, retry timing and memory,
     /// printed as a table and written to `target/bench/latest.json`.
     Pipeline(pipeline::Options),
+    /// What claiming an attempt costs in a store (ScyllaDB: a Paxos round): the read the old
+    /// path made, the claim and the record, per delivery.
+    Claims(claims::Options),
 }
 
 /// `HOOKSTREAM_*` and `RUST_LOG` from the bench's environment, passed on to the services it
@@ -39,5 +43,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::RetryTiming(options) => retry_timing::run(options).await,
         Bench::Pipeline(options) => pipeline::run(options).await,
+        Bench::Claims(options) => claims::run(options).await,
     }
 }

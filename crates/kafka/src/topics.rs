@@ -109,6 +109,9 @@ impl TopicSpec {
             ("cleanup.policy", "delete".to_owned()),
             ("retention.ms", retention_ms.to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            // Record times are the writer's: the retry tier bounds a task's wait by when it was
+            // written, which a broker appending its own time would shift by its clock's skew.
+            ("message.timestamp.type", "CreateTime".to_owned()),
         ]
     }
 }
@@ -226,6 +229,7 @@ mod tests {
             assert_eq!(spec.replication_factor, 1);
             assert_eq!(config_of(spec, "min.insync.replicas"), "1");
             assert_eq!(config_of(spec, "cleanup.policy"), "delete");
+            assert_eq!(config_of(spec, "message.timestamp.type"), "CreateTime");
         }
         assert_eq!(
             config_of(&specs[0], "retention.ms"),

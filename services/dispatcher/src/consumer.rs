@@ -17,7 +17,7 @@ use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry::{self, TraceContext};
 use tracing::Instrument;
 
-use crate::health::Heartbeat;
+use crate::health::{Heartbeat, Sends};
 use crate::lanes::Lanes;
 use crate::metrics;
 use crate::ownership::Ownership;
@@ -157,6 +157,8 @@ pub struct ConsumeLoop {
     pub max_queued_per_endpoint: usize,
     /// Beaten every turn of the loop, for `/healthz`.
     pub heartbeat: Arc<Heartbeat>,
+    /// The jobs lanes are working on, for `/readyz` and the oldest-send gauge.
+    pub sends: Arc<Sends>,
     /// Shared with the rebalance listener: whether fetching is paused.
     pub fetch_paused: Arc<AtomicBool>,
     pub drain_timeout: Duration,
@@ -182,7 +184,7 @@ impl ConsumeLoop {
                 _ = self.shutdown.cancelled() => break,
                 // Turns the loop (and so beats) when nothing else happens.
                 _ = ticks.tick() => {
-                    let oldest = self.worker.sends.oldest().unwrap_or_default();
+                    let oldest = self.sends.oldest().unwrap_or_default();
                     metrics::OLDEST_SEND.set(oldest.as_secs_f64());
                 }
                 Some(partitions) = self.revoked.recv() => {
@@ -241,6 +243,7 @@ impl ConsumeLoop {
                                             endpoint,
                                             worker: Arc::clone(&self.worker),
                                             ownership: Arc::clone(&self.ownership),
+                                            sends: Arc::clone(&self.sends),
                                             done: done_tx.clone(),
                                         };
                                         tokio::spawn(lane.run(queue));
@@ -402,6 +405,7 @@ struct Lane {
     endpoint: EndpointId,
     worker: Arc<Worker>,
     ownership: Arc<Ownership>,
+    sends: Arc<Sends>,
     done: UnboundedSender<Done>,
 }
 
@@ -438,6 +442,8 @@ impl Lane {
                 }
                 continue;
             }
+            // Timed from here to the durable outcome: store reads and the claim included.
+            let send = self.sends.start();
             let task = &job.task;
             let span = tracing::info_span!(
                 target: telemetry::TARGET,
@@ -501,6 +507,7 @@ impl Lane {
                     tokio::spawn(
                         async move {
                             let recorded = worker.record_delivered(*settlement).await;
+                            drop(send);
                             ownership.end(finished.partition);
                             if recorded.is_ok() {
                                 let _ = done.send(finished);

@@ -1,7 +1,9 @@
-//! Whether the dispatcher is still moving, for `/healthz`: the consume loop turns (a heartbeat),
-//! and no send (claim taken, request out, outcome being recorded) lasts longer than its claim's
-//! lease, which a healthy attempt never does: the request has a timeout and the lease is at
-//! least twice it. A send that old is wedged (a store that hangs, say).
+//! Whether the dispatcher is moving. `/healthz` (restart me): the consume loop turns (a
+//! heartbeat). `/readyz` (I cannot do my work): no job of a lane (from its start through the
+//! store reads, the claim, the request, to its durable outcome) lasts longer than a claim's
+//! lease, which a healthy one never does: the request has a timeout and the lease is at least
+//! twice it. A job that old is wedged on a dependency (a store that hangs, a broker that does
+//! not take writes); restarting the dispatcher would not mend that, so it is readiness.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,24 +84,24 @@ impl Drop for SendGuard {
     }
 }
 
-/// The `/healthz` verdict from the heartbeat and the oldest send.
-pub fn verdict(
-    silent_for: Duration,
-    loop_limit: Duration,
-    oldest_send: Option<Duration>,
-    send_limit: Duration,
-) -> Result<(), String> {
-    if silent_for > loop_limit {
+/// The `/healthz` verdict: the consume loop turns.
+pub fn loop_turns(silent_for: Duration, limit: Duration) -> Result<(), String> {
+    if silent_for > limit {
         return Err(format!(
             "the consume loop has not turned for {} s",
             silent_for.as_secs()
         ));
     }
+    Ok(())
+}
+
+/// The `/readyz` verdict: no job has outlasted a claim's lease.
+pub fn sends_move(oldest_send: Option<Duration>, limit: Duration) -> Result<(), String> {
     match oldest_send {
-        Some(age) if age > send_limit => Err(format!(
+        Some(age) if age > limit => Err(format!(
             "a send has been under way for {} s, longer than its claim lasts ({} s)",
             age.as_secs(),
-            send_limit.as_secs()
+            limit.as_secs()
         )),
         _ => Ok(()),
     }
@@ -123,17 +125,14 @@ mod tests {
     }
 
     #[test]
-    fn healthy_until_the_loop_stops_turning_or_a_send_outlasts_its_claim() {
+    fn healthy_until_the_loop_stops_turning_ready_until_a_send_outlasts_its_claim() {
         let minute = Duration::from_secs(60);
         let second = Duration::from_secs(1);
-        assert_eq!(verdict(second, minute, None, minute), Ok(()));
-        assert_eq!(verdict(second, minute, Some(second), minute), Ok(()));
-        assert!(
-            verdict(2 * minute, minute, None, minute).is_err_and(|e| e.contains("consume loop"))
-        );
-        assert!(
-            verdict(second, minute, Some(2 * minute), minute).is_err_and(|e| e.contains("send"))
-        );
+        assert_eq!(loop_turns(second, minute), Ok(()));
+        assert!(loop_turns(2 * minute, minute).is_err_and(|e| e.contains("consume loop")));
+        assert_eq!(sends_move(None, minute), Ok(()));
+        assert_eq!(sends_move(Some(second), minute), Ok(()));
+        assert!(sends_move(Some(2 * minute), minute).is_err_and(|e| e.contains("send")));
         let beat = Heartbeat::default();
         beat.beat();
         assert!(beat.silent_for() < minute);

@@ -4,6 +4,7 @@ mod breaker;
 mod classify;
 mod config;
 mod consumer;
+mod decision;
 mod health;
 mod kill_switch;
 mod lanes;
@@ -135,7 +136,6 @@ async fn main() -> anyhow::Result<()> {
             config.breaker_open_for,
         )),
         claim_lease,
-        sends: Arc::clone(&sends),
         sending_paused: sending_paused.clone(),
         shutdown: shutdown.clone(),
     });
@@ -143,21 +143,26 @@ async fn main() -> anyhow::Result<()> {
     let readiness = vec![
         ReadinessCheck::broker(producer),
         ReadinessCheck::store(Arc::clone(&store)),
+        ReadinessCheck {
+            name: "sends",
+            check: Box::new({
+                let sends = Arc::clone(&sends);
+                move || {
+                    Box::pin(std::future::ready(health::sends_move(
+                        sends.oldest(),
+                        claim_lease,
+                    )))
+                }
+            }),
+        },
     ];
-    // The rebalance callback may hold the loop for up to the drain timeout.
+    // The rebalance callback may hold the loop for up to the hand-over limit.
     let loop_limit = (2 * config.drain_timeout).max(Duration::from_secs(60));
     let liveness = vec![LivenessCheck {
-        name: "delivery",
+        name: "consume loop",
         check: Box::new({
-            let (heartbeat, sends) = (Arc::clone(&heartbeat), Arc::clone(&sends));
-            move || {
-                health::verdict(
-                    heartbeat.silent_for(),
-                    loop_limit,
-                    sends.oldest(),
-                    claim_lease,
-                )
-            }
+            let heartbeat = Arc::clone(&heartbeat);
+            move || health::loop_turns(heartbeat.silent_for(), loop_limit)
         }),
     }];
     let ops_server =
@@ -183,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
         max_in_flight: config.max_in_flight,
         max_queued_per_endpoint: config.max_queued_per_endpoint,
         heartbeat,
+        sends,
         fetch_paused,
         drain_timeout: config.drain_timeout,
         sending_paused,

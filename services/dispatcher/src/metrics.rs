@@ -126,8 +126,8 @@ pub static STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static OLDEST_SEND: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     prometheus::register_gauge!(
         "hookstream_oldest_send_seconds",
-        "How long the oldest send under way (claim taken, outcome not yet recorded) has lasted; \
-         past the claim lease, /healthz fails."
+        "How long the oldest job of a lane under way (from its first store read to its durable \
+         outcome) has lasted; past the claim lease, /readyz fails."
     )
     .expect("metric registers once")
 });

@@ -31,7 +31,8 @@ impl Routing {
             tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode retry task");
             Interrupted::Unprocessable(format!("cannot encode its retry task: {err}"))
         })?;
-        self.send(&self.topics.retry(tier), &task.key(), &bytes)
+        let key = task.key();
+        self.send(&self.topics.retry(tier), Some(key.as_bytes()), &bytes, None)
             .await
     }
 
@@ -41,7 +42,9 @@ impl Routing {
             tracing::error!(delivery_id = %letter.task.delivery_id, error = %err, "cannot encode dead letter");
             Interrupted::Unprocessable(format!("cannot encode its dead letter: {err}"))
         })?;
-        self.send(&self.topics.dlq(), &letter.key(), &bytes).await
+        let key = letter.key();
+        self.send(&self.topics.dlq(), Some(key.as_bytes()), &bytes, None)
+            .await
     }
 
     /// Puts a task that cannot be processed on the quarantine topic, as it was read (key,
@@ -58,33 +61,29 @@ impl Routing {
             });
         }
         let topic = self.topics.quarantine();
-        retry_until_ok(&self.shutdown, &format!("producing to {topic}"), || async {
-            let mut record = FutureRecord::to(&topic)
-                .payload(&task.payload)
-                .headers(headers.clone());
-            if let Some(key) = &task.key {
-                record = record.key(key);
-            }
-            self.producer
-                .send(record, Duration::from_secs(5))
-                .await
-                .map_err(|(err, _)| err)
-        })
-        .await
-        .map(|_| ())
-        .ok_or(Interrupted::Shutdown)
+        self.send(&topic, task.key.as_deref(), &task.payload, Some(headers))
+            .await
     }
 
     /// Sends until Kafka acknowledges, backing off between tries, or until shutdown: the task
-    /// must reach its next topic before its offset may be committed. The record carries the
-    /// attempt's trace context, so the next hop joins the delivery's trace.
-    async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), Interrupted> {
-        let headers = telemetry::headers_of(&tracing::Span::current());
+    /// must reach its next topic before its offset may be committed. Unless given its own
+    /// headers, the record carries the attempt's trace context, so the next hop joins the
+    /// delivery's trace.
+    async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), Interrupted> {
+        let headers = headers.unwrap_or_else(|| telemetry::headers_of(&tracing::Span::current()));
         retry_until_ok(&self.shutdown, &format!("producing to {topic}"), || async {
-            let record = FutureRecord::to(topic)
-                .key(key)
+            let mut record = FutureRecord::to(topic)
                 .payload(payload)
                 .headers(headers.clone());
+            if let Some(key) = key {
+                record = record.key(key);
+            }
             self.producer
                 .send(record, Duration::from_secs(5))
                 .await

@@ -31,7 +31,7 @@ use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, St
 
 use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
-use crate::health::{SendGuard, Sends};
+use crate::decision::{self, AttemptFacts, Next};
 use crate::metrics;
 use crate::routing::Routing;
 use crate::sender::{SendOutcome, Sender};
@@ -64,8 +64,6 @@ pub struct Worker {
     /// How long a claim keeps other copies of a task from sending; longer than a request and
     /// its settling can take.
     pub claim_lease: Duration,
-    /// The sends under way, for `/healthz` and the oldest-send gauge.
-    pub sends: Arc<Sends>,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
     pub shutdown: CancellationToken,
@@ -91,8 +89,6 @@ pub struct Settlement {
     task: DeliveryTask,
     claim: AttemptClaim,
     outcome: Outcome,
-    /// The send lasts until its outcome is recorded.
-    _send: SendGuard,
 }
 
 impl Worker {
@@ -156,7 +152,6 @@ impl Worker {
                 return Ok(Progress::Finished);
             }
         };
-        let send = self.sends.start();
         // An open circuit breaker holds the task without spending an attempt.
         if let (Some(endpoint), None) = (&endpoint, &refusal)
             && let Admission::WaitUntil(until) = self.admit(endpoint).await?
@@ -179,14 +174,12 @@ impl Worker {
                 task: task.clone(),
                 claim,
                 outcome,
-                _send: send,
             })));
         }
         // A failure may disable the endpoint or open its breaker, which the endpoint's next
         // task must see, so it is settled before that task starts.
         self.settle(task, &claim, endpoint.as_ref(), outcome)
             .await?;
-        drop(send);
         Ok(Progress::Finished)
     }
 
@@ -229,7 +222,6 @@ impl Worker {
             task,
             claim,
             outcome,
-            _send,
         } = settlement;
         // Delivered needs no endpoint: nothing is retried, dead-lettered or disabled.
         self.settle(&task, &claim, None, outcome).await
@@ -366,47 +358,39 @@ impl Worker {
             retry_after,
         } = outcome;
         let number = claim.number;
-        let status = match disposition(attempt.class, self.failures) {
-            Disposition::Delivered => DeliveryStatus::Delivered,
-            Disposition::Retry => {
-                let max = endpoint.and_then(|e| e.max_attempts);
-                match self.retry.plan(
-                    number,
-                    max,
-                    retry_after,
-                    OffsetDateTime::now_utc(),
-                    random_unit(),
-                ) {
-                    Some(plan) => {
-                        let mut next = task.clone();
-                        next.attempts_made = number;
-                        next.due_at = Some(plan.due_at);
-                        let tier = plan.tier.name();
-                        self.routing.to_retry_tier(&next, &tier).await?;
-                        metrics::RETRIES_WRITTEN.with_label_values(&[&tier]).inc();
-                        attempt.next_attempt_at = Some(plan.due_at);
-                        attempt.tier = Some(tier);
-                        DeliveryStatus::Retrying
-                    }
-                    None => {
-                        let reason = format!(
-                            "gave up after {number} attempts; the last was {}",
-                            attempt.class.as_str()
-                        );
-                        self.dead_letter(task, number, &attempt, reason).await?;
-                        DeliveryStatus::DeadLettered
-                    }
-                }
+        let facts = AttemptFacts {
+            class: attempt.class,
+            number,
+            endpoint_max_attempts: endpoint.and_then(|e| e.max_attempts),
+            retry_after,
+            now: OffsetDateTime::now_utc(),
+            random: random_unit(),
+        };
+        let next = decision::decide(&facts, self.failures, &self.retry);
+        match &next {
+            Next::Delivered => {}
+            Next::Retry { tier, due_at } => {
+                let mut waiting = task.clone();
+                waiting.attempts_made = number;
+                waiting.due_at = Some(*due_at);
+                let tier = tier.name();
+                self.routing.to_retry_tier(&waiting, &tier).await?;
+                metrics::RETRIES_WRITTEN.with_label_values(&[&tier]).inc();
+                attempt.next_attempt_at = Some(*due_at);
+                attempt.tier = Some(tier);
             }
-            Disposition::Permanent { disable_endpoint } => {
-                let reason = format!("{} is not retried", attempt.class.as_str());
-                self.dead_letter(task, number, &attempt, reason).await?;
-                if disable_endpoint {
+            Next::DeadLetter {
+                reason,
+                disable_endpoint,
+            } => {
+                self.dead_letter(task, number, &attempt, reason.clone())
+                    .await?;
+                if *disable_endpoint {
                     self.disable(endpoint).await?;
                 }
-                DeliveryStatus::DeadLettered
             }
-        };
+        }
+        let status = next.status();
 
         let recorded = match self
             .durably(|| self.store.record_attempt(claim, &attempt, status))

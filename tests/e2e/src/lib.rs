@@ -62,9 +62,10 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 /// The sum of every series of `family` whose labels contain `labels` (for example
-/// `topic="hookstream.deliveries"`; empty for all of them).
-pub fn sum(metrics: &str, family: &str, labels: &str) -> f64 {
-    metrics
+/// `topic="hookstream.deliveries"`; empty for all of them); `None` when there is no such series
+/// (yet: a gauge a service sets only once it has read something).
+pub fn sum(metrics: &str, family: &str, labels: &str) -> Option<f64> {
+    let values: Vec<f64> = metrics
         .lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
@@ -75,5 +76,6 @@ pub fn sum(metrics: &str, family: &str, labels: &str) -> f64 {
                 .filter(|()| series.contains(labels))?;
             value.trim().parse::<f64>().ok()
         })
-        .sum()
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }

@@ -32,8 +32,18 @@ pub async fn open_store(pipeline: &Pipeline) -> SqliteStore {
 
 /// Stores an endpoint of tenant `acme` subscribed to everything, sending to `url`.
 pub async fn endpoint(store: &SqliteStore, url: &str) -> Endpoint {
+    let endpoint = endpoint_value(url);
+    store
+        .create_endpoint(&endpoint)
+        .await
+        .expect("the endpoint");
+    endpoint
+}
+
+/// An endpoint of tenant `acme` subscribed to everything, sending to `url`, not stored.
+pub fn endpoint_value(url: &str) -> Endpoint {
     let now = OffsetDateTime::now_utc();
-    let endpoint = Endpoint {
+    Endpoint {
         id: EndpointId::generate(),
         tenant: Tenant::parse("acme", "tenant").expect("a tenant"),
         url: EndpointUrl::parse(url, "url").expect("the receiver's URL"),
@@ -46,12 +56,7 @@ pub async fn endpoint(store: &SqliteStore, url: &str) -> Endpoint {
         circuit: Default::default(),
         created_at: now,
         updated_at: now,
-    };
-    store
-        .create_endpoint(&endpoint)
-        .await
-        .expect("the endpoint");
-    endpoint
+    }
 }
 
 /// An event created `age` ago (and not yet published) with one delivery to `endpoint`, in

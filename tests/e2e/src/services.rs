@@ -318,12 +318,18 @@ impl Pipeline {
 
     /// A service's `/healthz` answer: its status and body.
     pub async fn health_of(&self, service: Service) -> (u16, String) {
-        let response = reqwest::get(format!(
-            "http://127.0.0.1:{}/healthz",
-            self.port_of(service)
-        ))
-        .await
-        .expect("/healthz answers");
+        self.ops_get(service, "/healthz").await
+    }
+
+    /// A service's `/readyz` answer: its status and body.
+    pub async fn readiness_of(&self, service: Service) -> (u16, String) {
+        self.ops_get(service, "/readyz").await
+    }
+
+    async fn ops_get(&self, service: Service, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port_of(service)))
+            .await
+            .unwrap_or_else(|e| panic!("{path} answers: {e}"));
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
     }

@@ -32,8 +32,13 @@ use time::format_description::well_known::Rfc3339;
 use hookstream_e2e::{Api, Chaos, KafkaCluster, Pipeline, Receiver, Service, eventually, sum};
 
 const ENDPOINTS: usize = 4;
+/// The endpoint that may answer `410 Gone`.
+const GONE: usize = 0;
 const SETTLE: Duration = Duration::from_secs(300);
 const SOURCE_TOPIC: &str = "chaos-events";
+/// Ingest, dispatcher, second dispatcher (kill or add), second dispatcher (remove or add),
+/// retry tier, replay, a broker.
+const FAULT_KINDS: u64 = 7;
 
 /// A small pseudo-random generator for the scheduler (the receivers have their own).
 struct Dice(u64);
@@ -193,7 +198,7 @@ async fn chaos() {
             state: seed.wrapping_add(index as u64 * 7919) | 1,
             sender_timeout: Duration::from_secs(1),
             // One endpoint may answer 410 Gone (and is then disabled for good).
-            gone_per_mille: if index == 0 { 2 } else { 0 },
+            gone_per_mille: if index == GONE { 2 } else { 0 },
         });
         let endpoint = pipeline
             .api
@@ -242,15 +247,20 @@ async fn chaos() {
         })
     };
 
-    // The faults.
+    // The faults, drawn from a bag that holds each kind once, so every kind comes up in turn.
     let mut dice = Dice(seed | 1);
     let mut faults = Faults::default();
     let mut broker_down: Option<usize> = None;
+    let mut bag: Vec<u64> = Vec::new();
     let started = tokio::time::Instant::now();
     while started.elapsed() < faulting {
         // The pause between faults is the schedule itself, not a wait for anything.
-        tokio::time::sleep(Duration::from_millis(2000 + dice.roll(4000))).await;
-        match dice.roll(8) {
+        tokio::time::sleep(Duration::from_millis(1500 + dice.roll(3000))).await;
+        if bag.is_empty() {
+            bag = (0..FAULT_KINDS).collect();
+        }
+        let kind = bag.swap_remove(dice.roll(bag.len() as u64) as usize);
+        match kind {
             0 => {
                 pipeline.kill_service(Service::Ingest).await;
                 pipeline.start_service(Service::Ingest).await;
@@ -314,25 +324,43 @@ async fn chaos() {
     let events = http_events + source_events;
 
     // Settle: every delivery final, every topic drained.
+    // The endpoint that may answer 410 is disabled from then on, and events accepted after that
+    // are not fanned out to it: it has at most one delivery per event, the others exactly one.
+    let endpoint_ids: Vec<String> = receivers.iter().map(|(id, _)| id.clone()).collect();
     let deliveries = eventually("every delivery to end", SETTLE, || async {
         let all = pipeline.api.all_deliveries("tenant=acme").await;
-        let done = all.len() == events * ENDPOINTS
+        let count = |id: &str| all.iter().filter(|d| d["endpoint_id"] == id).count();
+        let fanned_out = endpoint_ids.iter().enumerate().all(|(i, id)| {
+            if i == GONE {
+                count(id) <= events
+            } else {
+                count(id) == events
+            }
+        });
+        let done = fanned_out
             && all
                 .iter()
                 .all(|d| matches!(d["status"].as_str(), Some("delivered" | "dead_lettered")));
         done.then_some(all)
     })
     .await;
+    // Drained: the lag series exist (a restarted service reports them after its first read)
+    // and read zero twice in a row.
+    let zero_reads = AtomicUsize::new(0);
     eventually("the topics to drain", SETTLE, || async {
-        let mut lag = sum(
-            &pipeline.dispatcher_metrics().await,
+        let dispatcher = pipeline.dispatcher_metrics().await;
+        let tier = pipeline.metrics_of(Service::RetryTier).await;
+        let lag = sum(
+            &dispatcher,
             "hookstream_consumer_lag",
             "topic=\"hookstream.deliveries\"",
-        );
-        let tier = pipeline.metrics_of(Service::RetryTier).await;
-        lag += sum(&tier, "hookstream_consumer_lag", "");
-        lag += sum(&tier, "hookstream_retry_tasks_waiting", "");
-        (lag == 0.0).then_some(())
+        )? + sum(&tier, "hookstream_consumer_lag", "")?
+            + sum(&tier, "hookstream_retry_tasks_waiting", "").unwrap_or(0.0);
+        if lag > 0.0 {
+            zero_reads.store(0, Ordering::SeqCst);
+            return None;
+        }
+        (zero_reads.fetch_add(1, Ordering::SeqCst) >= 1).then_some(())
     })
     .await;
 
@@ -359,12 +387,9 @@ async fn chaos() {
             .iter()
             .filter(|d| d["endpoint_id"] == endpoint_id)
             .collect();
-        // Every event reached this endpoint (answered 2xx), or is a dead letter here.
-        let mut covered: HashSet<(String, u64)> = received
-            .iter()
-            .filter(|w| (200..300).contains(&w.answered))
-            .map(|w| number_of(&w.json()["data"]))
-            .collect();
+        // Every event reached this endpoint (a delivered row, answered 2xx by the receiver), or
+        // is a dead letter here: taken from the rows, each row's event from what was sent.
+        let mut covered: HashSet<(String, u64)> = HashSet::new();
         for delivery in mine {
             let id = delivery["id"].as_str().expect("a delivery id");
             let attempts = pipeline.api.attempts(id).await;
@@ -385,10 +410,13 @@ async fn chaos() {
                         violations.push(format!("{id}: delivered without a 2xx attempt"));
                         continue;
                     };
-                    if !sent.iter().any(|w| (200..300).contains(&w.answered)) {
-                        violations.push(format!(
+                    match sent.iter().find(|w| (200..300).contains(&w.answered)) {
+                        Some(answered) => {
+                            covered.insert(number_of(&answered.json()["data"]));
+                        }
+                        None => violations.push(format!(
                             "{id}: delivered, but its receiver never answered 2xx"
-                        ));
+                        )),
                     }
                     // The request of the recorded 2xx: the first answered 2xx that arrived
                     // once that attempt had started (times are kept to the millisecond).
@@ -431,15 +459,54 @@ async fn chaos() {
                         violations.push(format!("{id}: a dead letter without its reason"));
                     }
                     covered.insert(number_of(&letter["event"]["payload"]));
+                    // Nothing goes out once the final attempt is over.
+                    if let Some(last) = attempts.last() {
+                        let over = at(last["started_at"].as_str().unwrap_or_default())
+                            + Duration::from_millis(last["latency_ms"].as_u64().unwrap_or(0) + 5);
+                        let after = sent.iter().filter(|w| w.arrived > over).count();
+                        if after > 0 {
+                            violations.push(format!(
+                                "{id}: sent {after} time(s) after it was dead-lettered"
+                            ));
+                        }
+                    }
                 }
             }
         }
-        let missing: Vec<_> = expected.difference(&covered).collect();
+        // The endpoint that may be disabled is owed the events of its rows; the others, all.
+        let owed = if index == GONE {
+            let rows = deliveries
+                .iter()
+                .filter(|d| d["endpoint_id"] == endpoint_id)
+                .count();
+            if covered.len() != rows {
+                violations.push(format!(
+                    "endpoint {index}: {rows} deliveries, but {} events accounted for",
+                    covered.len()
+                ));
+            }
+            covered.clone()
+        } else {
+            expected.clone()
+        };
+        let missing: Vec<_> = owed.difference(&covered).collect();
         if !missing.is_empty() {
             violations.push(format!(
                 "endpoint {index}: {} events neither reached it nor are dead letters: {missing:?}",
                 missing.len()
             ));
+        }
+    }
+    for kind in [
+        "kill -9 ingest",
+        "kill -9 dispatcher",
+        "kill -9 retry tier",
+        "kill -9 replay",
+        "kill -9 a broker",
+        "add a dispatcher",
+    ] {
+        if !faults.0.contains_key(kind) {
+            violations.push(format!("the run was too short to inject `{kind}`"));
         }
     }
     let in_quarantine = quarantined(&brokers);

@@ -146,9 +146,9 @@ async fn crash_and_recover(victim: Service) {
             &dispatcher,
             "hookstream_consumer_lag",
             "topic=\"hookstream.deliveries\"",
-        );
-        let waiting = sum(&tier, "hookstream_retry_tasks_waiting", "");
-        let tier_lag = sum(&tier, "hookstream_consumer_lag", "");
+        )?;
+        let waiting = sum(&tier, "hookstream_retry_tasks_waiting", "")?;
+        let tier_lag = sum(&tier, "hookstream_consumer_lag", "")?;
         (lag == 0.0 && waiting == 0.0 && tier_lag == 0.0).then_some(())
     })
     .await;

@@ -1,6 +1,7 @@
 //! Health that tells the truth (issue 18): a send wedged past its claim's lease (here, by a
-//! store that does not take writes) turns the dispatcher's `/healthz` red and shows in the
-//! oldest-send gauge; it turns green again once the send is recorded.
+//! store that does not take writes) turns the dispatcher's `/readyz` red and shows in the
+//! oldest-send gauge, while `/healthz` stays green (restarting would not mend the store); it
+//! turns ready again once the send is recorded.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use hookstream_e2e::{Pipeline, Receiver, Service, eventually, sample};
 const SETTLE: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_wedged_past_its_lease_turns_healthz_red_until_it_is_recorded() {
+async fn a_send_wedged_past_its_lease_turns_readyz_red_until_it_is_recorded() {
     let pipeline = Pipeline::start(&[
         ("HOOKSTREAM_REQUEST_TIMEOUT", "1s"),
         ("HOOKSTREAM_CLAIM_LEASE", "2s"),
@@ -38,12 +39,17 @@ async fn a_send_wedged_past_its_lease_turns_healthz_red_until_it_is_recorded() {
         .execute_batch("BEGIN EXCLUSIVE")
         .expect("the store's write lock");
 
-    let body = eventually("/healthz to fail", SETTLE, || async {
-        let (status, body) = pipeline.health_of(Service::Dispatcher).await;
+    let body = eventually("/readyz to fail", SETTLE, || async {
+        let (status, body) = pipeline.readiness_of(Service::Dispatcher).await;
         (status == 503).then_some(body)
     })
     .await;
     assert!(body.contains("send"), "{body}");
+    assert_eq!(
+        pipeline.health_of(Service::Dispatcher).await.0,
+        200,
+        "the process itself is fine: no restart"
+    );
     // The gauge is set every second.
     eventually("the gauge to show the wedged send", SETTLE, || async {
         let metrics = pipeline.dispatcher_metrics().await;
@@ -52,8 +58,8 @@ async fn a_send_wedged_past_its_lease_turns_healthz_red_until_it_is_recorded() {
     .await;
 
     store.execute_batch("ROLLBACK").expect("releasing the lock");
-    eventually("/healthz to pass again", SETTLE, || async {
-        (pipeline.health_of(Service::Dispatcher).await.0 == 200).then_some(())
+    eventually("/readyz to pass again", SETTLE, || async {
+        (pipeline.readiness_of(Service::Dispatcher).await.0 == 200).then_some(())
     })
     .await;
     receiver.release();

@@ -52,7 +52,7 @@ async fn the_kill_switch_holds_all_sending_until_resumed() {
             &metrics,
             "hookstream_consumer_lag",
             "topic=\"hookstream.deliveries\"",
-        ) == 1.0)
+        )? == 1.0)
             .then_some(())
     })
     .await;
