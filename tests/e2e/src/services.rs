@@ -316,6 +316,30 @@ impl Pipeline {
         self.metrics_of(Service::Dispatcher).await
     }
 
+    /// Waits until nothing is left to send: the dispatcher group's lag on the deliveries topic,
+    /// the retry tier's lag and the tasks it holds read zero, twice in a row. The lag series must
+    /// exist (a restarted service reports them only after its first read). Needs
+    /// `HOOKSTREAM_LAG_INTERVAL` short enough for the test.
+    pub async fn wait_until_drained(&self, timeout: Duration) {
+        let zero_reads = std::sync::atomic::AtomicUsize::new(0);
+        crate::eventually("the topics to drain", timeout, || async {
+            let dispatcher = self.dispatcher_metrics().await;
+            let tier = self.metrics_of(Service::RetryTier).await;
+            let left = crate::sum(
+                &dispatcher,
+                "hookstream_consumer_lag",
+                "topic=\"hookstream.deliveries\"",
+            )? + crate::sum(&tier, "hookstream_consumer_lag", "")?
+                + crate::sum(&tier, "hookstream_retry_tasks_waiting", "").unwrap_or(0.0);
+            if left > 0.0 {
+                zero_reads.store(0, std::sync::atomic::Ordering::SeqCst);
+                return None;
+            }
+            (zero_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1).then_some(())
+        })
+        .await;
+    }
+
     /// A service's `/healthz` answer: its status and body.
     pub async fn health_of(&self, service: Service) -> (u16, String) {
         self.ops_get(service, "/healthz").await

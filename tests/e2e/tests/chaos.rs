@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use hookstream_e2e::{Api, Chaos, KafkaCluster, Pipeline, Receiver, Service, eventually, sum};
+use hookstream_e2e::{Api, Chaos, KafkaCluster, Pipeline, Receiver, Service, eventually};
 
 const ENDPOINTS: usize = 4;
 /// The endpoint that may answer `410 Gone`.
@@ -344,25 +344,7 @@ async fn chaos() {
         done.then_some(all)
     })
     .await;
-    // Drained: the lag series exist (a restarted service reports them after its first read)
-    // and read zero twice in a row.
-    let zero_reads = AtomicUsize::new(0);
-    eventually("the topics to drain", SETTLE, || async {
-        let dispatcher = pipeline.dispatcher_metrics().await;
-        let tier = pipeline.metrics_of(Service::RetryTier).await;
-        let lag = sum(
-            &dispatcher,
-            "hookstream_consumer_lag",
-            "topic=\"hookstream.deliveries\"",
-        )? + sum(&tier, "hookstream_consumer_lag", "")?
-            + sum(&tier, "hookstream_retry_tasks_waiting", "").unwrap_or(0.0);
-        if lag > 0.0 {
-            zero_reads.store(0, Ordering::SeqCst);
-            return None;
-        }
-        (zero_reads.fetch_add(1, Ordering::SeqCst) >= 1).then_some(())
-    })
-    .await;
+    pipeline.wait_until_drained(SETTLE).await;
 
     // The checks.
     let mut violations: Vec<String> = Vec::new();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use hookstream_e2e::{Api, Pipeline, Receiver, Service, eventually, sum};
+use hookstream_e2e::{Api, Pipeline, Receiver, Service, eventually};
 
 const EVENTS: usize = 200;
 const SENDERS: usize = 4;
@@ -139,19 +139,7 @@ async fn crash_and_recover(victim: Service) {
     }
     // Settled means nothing is left to send: no task waits on the deliveries topic or a
     // retry tier (copies held while a claim ran out included). Only then are duplicates counted.
-    eventually("the topics to drain", SETTLE, || async {
-        let dispatcher = pipeline.dispatcher_metrics().await;
-        let tier = pipeline.metrics_of(Service::RetryTier).await;
-        let lag = sum(
-            &dispatcher,
-            "hookstream_consumer_lag",
-            "topic=\"hookstream.deliveries\"",
-        )?;
-        let waiting = sum(&tier, "hookstream_retry_tasks_waiting", "")?;
-        let tier_lag = sum(&tier, "hookstream_consumer_lag", "")?;
-        (lag == 0.0 && waiting == 0.0 && tier_lag == 0.0).then_some(())
-    })
-    .await;
+    pipeline.wait_until_drained(SETTLE).await;
     // A duplicate is a request after one that was answered 2xx.
     let duplicates: Vec<String> = steady
         .duplicates()
