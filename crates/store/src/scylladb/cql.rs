@@ -146,11 +146,12 @@ pub(super) const DELETE_UNPUBLISHED: &str =
     "DELETE FROM unpublished_events WHERE shard = ? AND created_at = ? AND event_id = ?";
 pub(super) const SELECT_UNPUBLISHED: &str = "SELECT created_at, event_id FROM unpublished_events WHERE shard = ? AND created_at < ? LIMIT ?";
 
-pub(super) fn insert_delivery() -> String {
-    format!(
-        "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
-    )
-}
+/// Writes a delivery row. An UPDATE, not an INSERT: it writes no row marker, so the row lives
+/// exactly as long as its cells. A delivery under way is written with TTL 0 (none) and a final
+/// one with the retention, so an unfinished delivery outlives the retention (issue 18, item 5).
+pub(super) const WRITE_DELIVERY: &str = "UPDATE deliveries USING TTL ? SET event_id = ?, endpoint_id = ?, \
+     tenant = ?, event_type = ?, status = ?, attempts = ?, created_at = ?, updated_at = ?, \
+     next_attempt_at = ?, next_tier = ? WHERE id = ?";
 pub(super) const DELETE_DELIVERY: &str = "DELETE FROM deliveries WHERE id = ?";
 pub(super) fn select_delivery() -> String {
     format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?")
@@ -179,6 +180,12 @@ pub(super) const RELEASE_CLAIM: &str =
 /// Counts a claimed attempt and sets the status, only for the claim in force.
 pub(super) const COUNT_ATTEMPT: &str = "UPDATE deliveries USING TTL ? SET attempts = ?, status = ?, updated_at = ?, \
      next_attempt_at = ?, next_tier = ?, claim_until = null WHERE id = ? IF claim_token = ? AND attempts = ?";
+/// Counts a claimed attempt that ends the delivery: every cell of the row is written again with
+/// the retention as its TTL, so the whole row expires (cells written under way have none).
+pub(super) const FINISH_ATTEMPT: &str = "UPDATE deliveries USING TTL ? SET event_id = ?, endpoint_id = ?, \
+     tenant = ?, event_type = ?, created_at = ?, attempts = ?, status = ?, updated_at = ?, \
+     next_attempt_at = ?, next_tier = ?, claim_token = ?, claim_until = null \
+     WHERE id = ? IF claim_token = ? AND attempts = ?";
 pub(super) fn insert_attempt() -> String {
     format!(
         "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
@@ -336,7 +343,7 @@ mod tests {
     fn growing_tables_are_written_with_a_ttl_and_races_use_lightweight_transactions() {
         for statement in [
             insert_event(),
-            insert_delivery(),
+            WRITE_DELIVERY.to_owned(),
             insert_attempt(),
             INSERT_DELIVERY_OF_EVENT.to_owned(),
             INSERT_DELIVERY_OF_ENDPOINT.to_owned(),
@@ -346,6 +353,7 @@ mod tests {
             RECLAIM_KEY.to_owned(),
             CLAIM_ATTEMPT.to_owned(),
             COUNT_ATTEMPT.to_owned(),
+            FINISH_ATTEMPT.to_owned(),
             MARK_PUBLISHED.to_owned(),
             INSERT_DEAD_LETTER.to_owned(),
             INSERT_DEAD_LETTER_OF_DAY.to_owned(),
@@ -362,6 +370,10 @@ mod tests {
         }
         assert!(CLAIM_KEY.contains("IF NOT EXISTS"));
         assert!(
+            WRITE_DELIVERY.starts_with("UPDATE "),
+            "an INSERT's row marker would outlive a final row's TTL"
+        );
+        assert!(
             INSERT_DEAD_LETTER.contains("IF NOT EXISTS"),
             "a re-read keeps the replay count"
         );
@@ -370,6 +382,7 @@ mod tests {
             CLAIM_ATTEMPT,
             RELEASE_CLAIM,
             COUNT_ATTEMPT,
+            FINISH_ATTEMPT,
             UPDATE_ENDPOINT,
             DISABLE_ENDPOINT,
             DELETE_ENDPOINT,

@@ -180,7 +180,7 @@ prepared_statements! {
     insert_unpublished = cql::INSERT_UNPUBLISHED,
     delete_unpublished = cql::DELETE_UNPUBLISHED,
     select_unpublished = cql::SELECT_UNPUBLISHED,
-    insert_delivery = cql::insert_delivery(),
+    write_delivery = cql::WRITE_DELIVERY,
     delete_delivery = cql::DELETE_DELIVERY,
     select_delivery = cql::select_delivery(),
     insert_delivery_of_event = cql::INSERT_DELIVERY_OF_EVENT,
@@ -193,6 +193,7 @@ prepared_statements! {
     claim_attempt = cql::CLAIM_ATTEMPT,
     release_claim = cql::RELEASE_CLAIM,
     count_attempt = cql::COUNT_ATTEMPT,
+    finish_attempt = cql::FINISH_ATTEMPT,
     insert_attempt = cql::insert_attempt(),
     select_attempts = cql::select_attempts(),
     select_control = cql::SELECT_CONTROL,
@@ -419,15 +420,21 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Stores a delivery, findable by id and by its event.
+    /// The TTL of a delivery row's cells: none while it is under way, so a delivery unfinished
+    /// past the retention (an endpoint paused that long) is not forgotten; the retention once final.
+    fn delivery_ttl(&self, status: DeliveryStatus) -> i32 {
+        if status.is_final() { self.ttl() } else { 0 }
+    }
+
+    /// Stores a delivery, findable by id and by its event (the index lives for `ttl`).
     async fn write_delivery(&self, d: &Delivery, ttl: i32) -> Result<(), StoreError> {
         let s = &self.statements;
         let delivery_id = d.id.to_string();
         let event_id = d.event_id.to_string();
         self.run(
-            &s.insert_delivery,
+            &s.write_delivery,
             (
-                &delivery_id,
+                self.delivery_ttl(d.status),
                 &event_id,
                 d.endpoint_id.to_string(),
                 d.tenant.as_str(),
@@ -438,7 +445,7 @@ impl ScyllaStore {
                 ts(d.updated_at),
                 d.next_attempt_at.map(ts),
                 d.next_tier.as_deref(),
-                ttl,
+                &delivery_id,
             ),
         )
         .await?;
@@ -1285,7 +1292,7 @@ impl Store for ScyllaStore {
                 self.run(
                     &self.statements.claim_attempt,
                     (
-                        self.ttl(),
+                        self.delivery_ttl(DeliveryStatus::Delivering),
                         ts(now),
                         claim.token.as_str(),
                         ts(claim.until),
@@ -1355,23 +1362,48 @@ impl Store for ScyllaStore {
             if decision == RecordDecision::AlreadyCounted {
                 return Ok(RecordOutcome::Recorded);
             }
-            let counted = applied(
+            let now = ts(OffsetDateTime::now_utc());
+            let next_at = a.next_attempt_at.map(ts);
+            let result = if status.is_final() {
+                self.run(
+                    &self.statements.finish_attempt,
+                    (
+                        ttl,
+                        delivery.event_id.to_string(),
+                        delivery.endpoint_id.to_string(),
+                        delivery.tenant.as_str(),
+                        delivery.event_type.as_str(),
+                        ts(delivery.created_at),
+                        number,
+                        status.as_str(),
+                        now,
+                        next_at,
+                        a.tier.as_deref(),
+                        claim.token.as_str(),
+                        &text,
+                        claim.token.as_str(),
+                        number - 1,
+                    ),
+                )
+                .await?
+            } else {
                 self.run(
                     &self.statements.count_attempt,
                     (
-                        ttl,
+                        self.delivery_ttl(status),
                         number,
                         status.as_str(),
-                        ts(OffsetDateTime::now_utc()),
-                        a.next_attempt_at.map(ts),
+                        now,
+                        next_at,
                         a.tier.as_deref(),
                         &text,
                         claim.token.as_str(),
                         number - 1,
                     ),
                 )
-                .await?,
-            )?;
+                .await?
+            };
+            let counted = applied(result)?;
             if counted {
                 return Ok(RecordOutcome::Recorded);
             }
