@@ -6,6 +6,7 @@
 mod clients;
 mod lag;
 mod offsets;
+mod schemas;
 mod settings;
 mod shutdown;
 mod topics;
@@ -13,6 +14,7 @@ mod topics;
 pub use clients::{KafkaError, broker_reachable, consumer, producer};
 pub use lag::{LagReader, PartitionLag};
 pub use offsets::{OffsetTracker, store_position};
+pub use schemas::{SchemaRegistry, register_schemas, schema_key};
 pub use settings::{KafkaSettings, parse_duration};
 pub use shutdown::commit_and_close;
 pub use topics::{TopicSpec, Topics, ensure_topics};

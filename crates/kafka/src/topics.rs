@@ -42,13 +42,29 @@ impl Topics {
         format!("{}quarantine", self.prefix)
     }
 
+    /// The Avro writer schemas in use, keyed by fingerprint (hex), compacted: every service
+    /// registers the schema it writes at start, so an older reader can learn a newer writer's
+    /// schema during a rolling upgrade.
+    pub fn schemas(&self) -> String {
+        format!("{}schemas", self.prefix)
+    }
+
+    /// The schemas topic as it is created: one partition, compacted (one record per schema).
+    pub fn schemas_spec(&self, settings: &KafkaSettings) -> TopicSpec {
+        TopicSpec {
+            partitions: 1,
+            compacted: true,
+            ..TopicSpec::new(self.schemas(), settings, Duration::ZERO)
+        }
+    }
+
     /// Source records that could not become events, with the reason in a header.
     pub fn ingest_rejected(&self) -> String {
         format!("{}ingest.rejected", self.prefix)
     }
 
     /// Every topic the delivery path uses: deliveries, each retry tier (its name and delay), the
-    /// DLQ and the quarantine. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
+    /// DLQ, the quarantine and the schemas. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
     /// tasks keep one partition wherever they wait.
     pub fn delivery_path_specs(
         &self,
@@ -59,6 +75,7 @@ impl Topics {
             self.deliveries_spec(settings),
             TopicSpec::new(self.dlq(), settings, settings.dlq_retention),
             TopicSpec::new(self.quarantine(), settings, settings.dlq_retention),
+            self.schemas_spec(settings),
         ];
         specs.extend(tiers.iter().map(|(name, delay)| {
             TopicSpec::new(
@@ -85,8 +102,10 @@ pub struct TopicSpec {
     pub replication_factor: i32,
     /// `min.insync.replicas`: with acks=all, how many replicas hold a record before it counts.
     pub min_insync_replicas: i32,
-    /// `retention.ms`: how long records are kept (deleted after, never compacted).
+    /// `retention.ms`: how long records are kept (deleted after), unless compacted.
     pub retention: Duration,
+    /// Compacted: the newest record of each key is kept, however old.
+    pub compacted: bool,
 }
 
 impl TopicSpec {
@@ -99,20 +118,30 @@ impl TopicSpec {
             replication_factor: settings.replication_factor,
             min_insync_replicas: settings.min_insync_replicas(),
             retention,
+            compacted: false,
         }
     }
 
     /// The topic-level configuration it is created with.
     pub fn config(&self) -> Vec<(&'static str, String)> {
         let retention_ms = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
-        vec![
-            ("cleanup.policy", "delete".to_owned()),
-            ("retention.ms", retention_ms.to_string()),
-            ("min.insync.replicas", self.min_insync_replicas.to_string()),
-            // Record times are the writer's: the retry tier bounds a task's wait by when it was
-            // written, which a broker appending its own time would shift by its clock's skew.
-            ("message.timestamp.type", "CreateTime".to_owned()),
-        ]
+        let cleanup = if self.compacted {
+            vec![("cleanup.policy", "compact".to_owned())]
+        } else {
+            vec![
+                ("cleanup.policy", "delete".to_owned()),
+                ("retention.ms", retention_ms.to_string()),
+            ]
+        };
+        cleanup
+            .into_iter()
+            .chain([
+                ("min.insync.replicas", self.min_insync_replicas.to_string()),
+                // Record times are the writer's: the retry tier bounds a task's wait by when it was
+                // written, which a broker appending its own time would shift by its clock's skew.
+                ("message.timestamp.type", "CreateTime".to_owned()),
+            ])
+            .collect()
     }
 }
 
@@ -205,7 +234,7 @@ mod tests {
     fn every_topic_is_created_with_explicit_settings() {
         let settings = settings(&[]);
         let topics = Topics::new(&settings);
-        let specs = topics.delivery_path_specs(
+        let mut specs = topics.delivery_path_specs(
             &settings,
             &[
                 ("5s".into(), Duration::from_secs(5)),
@@ -219,9 +248,17 @@ mod tests {
                 "hookstream.deliveries",
                 "hookstream.dlq",
                 "hookstream.quarantine",
+                "hookstream.schemas",
                 "hookstream.retry.5s",
                 "hookstream.retry.24h"
             ]
+        );
+        let schemas = specs.remove(3);
+        assert_eq!(schemas.partitions, 1);
+        assert_eq!(config_of(&schemas, "cleanup.policy"), "compact");
+        assert!(
+            !schemas.config().iter().any(|(k, _)| *k == "retention.ms"),
+            "a registered schema is kept however old"
         );
         let day_ms = 86_400_000_u64;
         for spec in &specs {

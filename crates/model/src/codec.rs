@@ -3,10 +3,17 @@
 //! A record is `C3 01`, the writer schema's 8-byte CRC-64-AVRO fingerprint, then the Avro datum.
 //! The reader looks the writer schema up by fingerprint among every version it knows and resolves
 //! the datum to its own (newest) schema, so old and new records can share a topic.
+//!
+//! A reader can also learn a writer schema newer than itself (registered on the schemas topic by
+//! the newer service that writes it), so during a rolling upgrade an older reader still reads
+//! what a newer writer wrote, as long as the change is one Avro resolution allows.
+
+use std::sync::RwLock;
 
 use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use time::OffsetDateTime;
@@ -25,6 +32,8 @@ pub enum CodecError {
     Avro(String),
     #[error("field `{field}`: {reason}")]
     Field { field: &'static str, reason: String },
+    #[error("writer schema refused: {0}")]
+    Schema(String),
 }
 
 impl From<apache_avro::Error> for CodecError {
@@ -38,6 +47,10 @@ impl From<apache_avro::Error> for CodecError {
 pub struct SchemaVersions {
     /// Oldest first; the last is the one written and read into.
     versions: Vec<(Schema, [u8; 8])>,
+    /// The newest version's text, as it is registered for readers that do not know it.
+    current_text: String,
+    /// Writer schemas learned at run time (newer than this build), each checked to resolve.
+    learned: RwLock<Vec<(Schema, [u8; 8])>>,
 }
 
 impl SchemaVersions {
@@ -56,7 +69,48 @@ impl SchemaVersions {
                 (schema, fingerprint)
             })
             .collect();
-        Self { versions }
+        Self {
+            versions,
+            current_text: avsc_oldest_first[avsc_oldest_first.len() - 1].to_owned(),
+            learned: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The schema this build writes: its fingerprint and its text.
+    pub fn current_schema(&self) -> ([u8; 8], &str) {
+        (self.current().1, &self.current_text)
+    }
+
+    /// Whether records written with `fingerprint` can be decoded (bundled or learned).
+    pub fn knows(&self, fingerprint: [u8; 8]) -> bool {
+        self.versions.iter().any(|(_, fp)| *fp == fingerprint)
+            || self
+                .learned
+                .read()
+                .is_ok_and(|learned| learned.iter().any(|(_, fp)| *fp == fingerprint))
+    }
+
+    /// Learns a writer schema registered under `fingerprint`, once it is shown to be that
+    /// schema and to resolve to this build's own; records written with it decode from then on.
+    pub fn learn(&self, fingerprint: [u8; 8], avsc: &str) -> Result<(), CodecError> {
+        let schema = Schema::parse_str(avsc).map_err(|e| CodecError::Schema(e.to_string()))?;
+        let actual = self::fingerprint(&schema);
+        if actual != fingerprint {
+            return Err(CodecError::Schema(format!(
+                "registered under {fingerprint:02x?} but its fingerprint is {actual:02x?}"
+            )));
+        }
+        SchemaCompatibility::can_read(&schema, &self.current().0).map_err(|e| {
+            CodecError::Schema(format!("does not resolve to this version's schema: {e}"))
+        })?;
+        if !self.knows(fingerprint) {
+            let mut learned = self
+                .learned
+                .write()
+                .map_err(|_| CodecError::Schema("the learned schemas lock is poisoned".into()))?;
+            learned.push((schema, fingerprint));
+        }
+        Ok(())
     }
 
     fn current(&self) -> &(Schema, [u8; 8]) {
@@ -82,13 +136,23 @@ impl SchemaVersions {
         }
         let mut written_with = [0u8; 8];
         written_with.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let (writer, _) = self
-            .versions
+        let datum = &bytes[HEADER_LEN..];
+        if let Some((writer, _)) = self.versions.iter().find(|(_, fp)| *fp == written_with) {
+            return self.read(writer, datum);
+        }
+        let learned = self
+            .learned
+            .read()
+            .map_err(|_| CodecError::Schema("the learned schemas lock is poisoned".into()))?;
+        let (writer, _) = learned
             .iter()
             .find(|(_, fp)| *fp == written_with)
             .ok_or(CodecError::UnknownSchema(written_with))?;
+        self.read(writer, datum)
+    }
+
+    fn read(&self, writer: &Schema, mut datum: &[u8]) -> Result<Value, CodecError> {
         let (reader, _) = self.current();
-        let mut datum = &bytes[HEADER_LEN..];
         Ok(GenericDatumReader::builder(writer)
             .reader_schema(reader)
             .build()?
@@ -247,6 +311,24 @@ mod tests {
             old_reader.decode(&[]),
             Err(CodecError::NotSingleObject)
         ));
+        // Learned (as from the schemas topic), the newer version reads; a schema that is not
+        // the one named, or one that does not resolve, is refused.
+        let (v2_fingerprint, v2_text) = newer.current_schema();
+        assert!(matches!(
+            old_reader.learn([0xAB; 8], v2_text),
+            Err(CodecError::Schema(_))
+        ));
+        let incompatible = r#"{"type":"record","name":"T","fields":[{"name":"a","type":"int"}]}"#;
+        let incompatible_fp = SchemaVersions::new(&[incompatible]).current_schema().0;
+        assert!(matches!(
+            old_reader.learn(incompatible_fp, incompatible),
+            Err(CodecError::Schema(_))
+        ));
+        assert!(!old_reader.knows(v2_fingerprint));
+        old_reader.learn(v2_fingerprint, v2_text).unwrap();
+        assert!(old_reader.knows(v2_fingerprint));
+        let mut fields = RecordFields::new(old_reader.decode(&bytes).unwrap()).unwrap();
+        assert_eq!(fields.string("a").unwrap(), "x");
         let mut truncated = bytes.clone();
         truncated.truncate(HEADER_LEN + 1);
         assert!(newer.decode(&truncated).is_err());

@@ -89,6 +89,11 @@ impl DeadLetter {
         SCHEMAS.encode(Value::Record(fields))
     }
 
+    /// Every schema version this build reads, and the one it writes.
+    pub fn schemas() -> &'static SchemaVersions {
+        &SCHEMAS
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         let mut f = RecordFields::new(SCHEMAS.decode(bytes)?)?;
         let task = DeliveryTask::from_common_fields(&mut f, None)?;

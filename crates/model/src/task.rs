@@ -48,6 +48,11 @@ impl DeliveryTask {
         SCHEMAS.encode(Value::Record(fields))
     }
 
+    /// Every schema version this build reads, and the one it writes.
+    pub fn schemas() -> &'static SchemaVersions {
+        &SCHEMAS
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         let mut fields = RecordFields::new(SCHEMAS.decode(bytes)?)?;
         let due_at = fields.timestamp_millis("due_at")?;

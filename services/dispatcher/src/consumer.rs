@@ -17,6 +17,7 @@ use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry::{self, TraceContext};
 use tracing::Instrument;
 
+use crate::decoding::TaskDecoder;
 use crate::health::{Heartbeat, Sends};
 use crate::lanes::Lanes;
 use crate::metrics;
@@ -148,6 +149,8 @@ pub struct ConsumeLoop {
     pub consumer: Arc<StreamConsumer<RebalanceListener>>,
     pub revoked: UnboundedReceiver<Vec<i32>>,
     pub topic: String,
+    /// Reads tasks, learning newer writers' schemas from the schemas topic.
+    pub decoder: TaskDecoder,
     pub worker: Arc<Worker>,
     pub ownership: Arc<Ownership>,
     /// Most tasks in flight in this instance; above it, fetching pauses (polling goes on).
@@ -226,8 +229,8 @@ impl ConsumeLoop {
                                 }
                                 self.apply(&mut fetching);
                             }
-                            match message.payload().map(DeliveryTask::decode) {
-                                Some(Ok(task)) => {
+                            match self.decoder.decode(message.payload()) {
+                                Ok(task) => {
                                     let endpoint = task.endpoint_id;
                                     let trace = telemetry::context_of(message.headers());
                                     if lanes.pending(endpoint) >= self.max_queued_per_endpoint {
@@ -249,11 +252,7 @@ impl ConsumeLoop {
                                         tokio::spawn(lane.run(queue));
                                     }
                                 }
-                                other => {
-                                    let reason = match other {
-                                        Some(Err(err)) => format!("undecodable: {err}"),
-                                        _ => "undecodable: empty message".to_owned(),
-                                    };
+                                Err(reason) => {
                                     tracing::error!(partition, offset, %reason, "undecodable delivery task quarantined");
                                     let quarantined = QuarantinedTask {
                                         key: message.key().map(<[u8]>::to_vec),

@@ -5,6 +5,7 @@ mod classify;
 mod config;
 mod consumer;
 mod decision;
+mod decoding;
 mod health;
 mod kill_switch;
 mod lanes;
@@ -24,7 +25,11 @@ use anyhow::Context;
 use clap::Parser;
 use rdkafka::consumer::Consumer;
 
-use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
+use hookstream_kafka::{SchemaRegistry, Topics, commit_and_close, ensure_topics, register_schemas};
+use hookstream_model::dead_letter::DeadLetter;
+use hookstream_model::task::DeliveryTask;
+
+use crate::decoding::TaskDecoder;
 use hookstream_runtime::ops::{LivenessCheck, OpsServer, ReadinessCheck};
 use hookstream_runtime::{lag, logging, shutdown};
 
@@ -105,6 +110,22 @@ async fn main() -> anyhow::Result<()> {
     // Writes retry tasks and dead letters; readiness asks the broker through it too.
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+    // Registered before anything is written with them, for readers older than this build.
+    register_schemas(
+        &producer,
+        &topics.schemas(),
+        &[
+            DeliveryTask::schemas().current_schema(),
+            DeadLetter::schemas().current_schema(),
+        ],
+        config.kafka.produce_timeout,
+    )
+    .await
+    .context("registering the schemas this dispatcher writes")?;
+    let decoder = TaskDecoder::new(
+        SchemaRegistry::new(&config.kafka, topics.schemas())
+            .context("creating the schemas topic reader")?,
+    );
 
     let destinations = config
         .destinations
@@ -183,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         consumer: Arc::clone(&consumer),
         revoked,
         topic: topics.deliveries(),
+        decoder,
         worker,
         ownership,
         max_in_flight: config.max_in_flight,

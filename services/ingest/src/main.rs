@@ -5,8 +5,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use hookstream_kafka::{TopicSpec, Topics, ensure_topics};
+use hookstream_kafka::{TopicSpec, Topics, ensure_topics, register_schemas};
 use hookstream_model::event::IdempotencyWindow;
+use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::ops::{self, ReadinessCheck};
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::{logging, shutdown};
@@ -34,11 +35,26 @@ async fn main() -> anyhow::Result<()> {
 
     let store = config.store.open().await.context("opening the store")?;
     let topics = Topics::new(&config.kafka);
-    ensure_topics(&config.kafka, &[topics.deliveries_spec(&config.kafka)])
-        .await
-        .context("creating topics")?;
+    ensure_topics(
+        &config.kafka,
+        &[
+            topics.deliveries_spec(&config.kafka),
+            topics.schemas_spec(&config.kafka),
+        ],
+    )
+    .await
+    .context("creating topics")?;
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+    // Registered before any task is written with it, for dispatchers older than this build.
+    register_schemas(
+        &producer,
+        &topics.schemas(),
+        &[DeliveryTask::schemas().current_schema()],
+        config.kafka.produce_timeout,
+    )
+    .await
+    .context("registering the delivery task schema")?;
 
     let intake = Intake {
         store: Arc::clone(&store),

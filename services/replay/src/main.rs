@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 use rdkafka::consumer::{Consumer, DefaultConsumerContext};
 
-use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
+use hookstream_kafka::{Topics, commit_and_close, ensure_topics, register_schemas};
+use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::publisher::TaskPublisher;
 use hookstream_runtime::{lag, logging, shutdown};
@@ -43,6 +44,15 @@ async fn main() -> anyhow::Result<()> {
     .context("creating topics")?;
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+    // Registered before any replayed task is written with it, for older dispatchers.
+    register_schemas(
+        &producer,
+        &topics.schemas(),
+        &[DeliveryTask::schemas().current_schema()],
+        config.kafka.produce_timeout,
+    )
+    .await
+    .context("registering the delivery task schema")?;
     let consumer = Arc::new(
         hookstream_kafka::consumer(&config.kafka, &config.group_id, DefaultConsumerContext)
             .context("creating the Kafka consumer")?,
