@@ -56,6 +56,7 @@ impl RebalanceListener {
     /// Waits for the revoked partitions' sends to be recorded. The callback runs inside the
     /// consume loop's poll, on a runtime worker: the wait moves the worker's other tasks away.
     fn hand_over(&self, partitions: &[i32]) {
+        let out = self.ownership.sending_on(partitions);
         let wait = || {
             self.ownership
                 .wait_until_idle(partitions, self.handover_limit)
@@ -64,6 +65,13 @@ impl RebalanceListener {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
             _ => wait(),
         };
+        // No send starts on a revoked partition, so those not out any more were recorded.
+        metrics::HANDOVER_SENDS
+            .with_label_values(&["recorded"])
+            .inc_by(out.saturating_sub(still_out) as u64);
+        metrics::HANDOVER_SENDS
+            .with_label_values(&["released"])
+            .inc_by(still_out as u64);
         if still_out > 0 {
             // Their claims keep the next owner's copies from sending them again.
             tracing::warn!(

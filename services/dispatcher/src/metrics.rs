@@ -178,6 +178,17 @@ pub static ASSIGNED_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Sends out on a partition when it was revoked: `recorded` before the partition was released
+/// (the hand-over waited for them), or `released` with them still out (the wait hit its limit).
+pub static HANDOVER_SENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_handover_sends_total",
+        "Sends out on revoked partitions, by whether they were recorded before the hand-over.",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
 /// Tasks consumed and not yet finished.
 pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
@@ -225,5 +236,8 @@ pub fn register() {
     }
     for kind in ["transient", "permanent"] {
         STORE_ERRORS.with_label_values(&[kind]);
+    }
+    for outcome in ["recorded", "released"] {
+        HANDOVER_SENDS.with_label_values(&[outcome]);
     }
 }

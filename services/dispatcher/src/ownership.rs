@@ -88,17 +88,26 @@ impl Ownership {
         self.sends_ended.notify_all();
     }
 
+    /// How many sends are out on `partitions`.
+    pub fn sending_on(&self, partitions: &[i32]) -> usize {
+        Self::out(&self.partitions(), partitions)
+    }
+
+    fn out(state: &HashMap<i32, Partition>, partitions: &[i32]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|p| state.get(p))
+            .map(|p| p.sending)
+            .sum()
+    }
+
     /// Waits up to `limit` until no send is out on any of `partitions`; returns how many still
     /// are. Blocks the calling thread (the rebalance callback's).
     pub fn wait_until_idle(&self, partitions: &[i32], limit: Duration) -> usize {
         let deadline = Instant::now() + limit;
         let mut state = self.partitions();
         loop {
-            let out: usize = partitions
-                .iter()
-                .filter_map(|p| state.get(p))
-                .map(|p| p.sending)
-                .sum();
+            let out = Self::out(&state, partitions);
             let left = deadline.saturating_duration_since(Instant::now());
             if out == 0 || left.is_zero() {
                 return out;
