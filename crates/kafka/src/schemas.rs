@@ -112,7 +112,7 @@ impl SchemaRegistry {
                     let key = message.key().and_then(fingerprint_of);
                     let text = message.payload().map(String::from_utf8_lossy);
                     if let (Some(key), Some(text)) = (key, text) {
-                        self.registered.insert(key, text.into_owned());
+                        self.remember(key, text.into_owned());
                     }
                 }
                 Some(Err(e)) => {
@@ -130,6 +130,21 @@ impl SchemaRegistry {
             }
         }
         Ok(self.registered.get(&fingerprint).cloned())
+    }
+
+    /// The first text registered under a key is the one kept: a later, different one under the
+    /// same key (a fingerprint collision, made on purpose or not) is refused loudly.
+    fn remember(&mut self, key: [u8; 8], text: String) {
+        match self.registered.get(&key) {
+            None => {
+                self.registered.insert(key, text);
+            }
+            Some(first) if *first != text => tracing::error!(
+                key = %schema_key(key),
+                "a different schema was registered under a key already taken; kept the first"
+            ),
+            Some(_) => {}
+        }
     }
 }
 

@@ -103,6 +103,7 @@ impl SchemaVersions {
         SchemaCompatibility::can_read(&schema, &self.current().0).map_err(|e| {
             CodecError::Schema(format!("does not resolve to this version's schema: {e}"))
         })?;
+        extends(&schema, &self.current().0)?;
         if !self.knows(fingerprint) {
             let mut learned = self
                 .learned
@@ -158,6 +159,31 @@ impl SchemaVersions {
             .build()?
             .read_value(&mut datum)?)
     }
+}
+
+/// A newer version may only add fields after the ones this build knows, each as it was: a
+/// record whose known fields moved or changed type is refused, even where Avro resolution
+/// (which matches fields by name) would read it, so a schema forged to collide with a real
+/// fingerprint cannot make a task read with its fields swapped.
+fn extends(writer: &Schema, reader: &Schema) -> Result<(), CodecError> {
+    let (Schema::Record(writer), Schema::Record(reader)) = (writer, reader) else {
+        return Err(CodecError::Schema("not a record".into()));
+    };
+    if writer.name != reader.name || writer.fields.len() < reader.fields.len() {
+        return Err(CodecError::Schema(format!(
+            "does not extend {}: another name, or fewer fields",
+            reader.name
+        )));
+    }
+    for (written, known) in writer.fields.iter().zip(&reader.fields) {
+        if written.name != known.name || written.schema != known.schema {
+            return Err(CodecError::Schema(format!(
+                "field `{}` is not where or what this version has it (`{}`)",
+                written.name, known.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn fingerprint(schema: &Schema) -> [u8; 8] {
@@ -324,6 +350,16 @@ mod tests {
             old_reader.learn(incompatible_fp, incompatible),
             Err(CodecError::Schema(_))
         ));
+        let swapped = r#"{"type":"record","name":"T","fields":[
+            {"name":"b","type":"int","default":7},{"name":"a","type":"string"}]}"#;
+        let swapped_fp = SchemaVersions::new(&[swapped]).current_schema().0;
+        assert!(
+            matches!(
+                old_reader.learn(swapped_fp, swapped),
+                Err(CodecError::Schema(_))
+            ),
+            "known fields keep their places"
+        );
         assert!(!old_reader.knows(v2_fingerprint));
         old_reader.learn(v2_fingerprint, v2_text).unwrap();
         assert!(old_reader.knows(v2_fingerprint));

@@ -19,7 +19,9 @@ use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 use hookstream_runtime::telemetry;
 
 use crate::metrics;
-use crate::waiting::{Admission, Partition, ReadAhead, Waiting, WaitingRoom, held_due};
+use crate::waiting::{
+    Admission, Partition, ReadAhead, Waiting, WaitingRoom, held_due, unreadable_due,
+};
 
 /// Resumes newly assigned partitions (librdkafka keeps a partition paused across a rebalance)
 /// and tells the loop which partitions were revoked.
@@ -131,18 +133,18 @@ impl TierLoop {
                             offset,
                             key: message.key().map(<[u8]>::to_vec),
                             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                            // Undecodable tasks are due at once: the dispatcher quarantines them.
-                            due_at: held_due(
-                                message
-                                    .payload()
-                                    .and_then(|p| DeliveryTask::decode(p).ok())
-                                    .and_then(|t| t.due_at)
-                                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                                message.timestamp().to_millis().and_then(|ms| {
+                            due_at: {
+                                let written = message.timestamp().to_millis().and_then(|ms| {
                                     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-                                }),
-                                self.tier_delays.get(&partition.0).copied(),
-                            ),
+                                });
+                                let delay = self.tier_delays.get(&partition.0).copied();
+                                let carried = match message.payload().map(DeliveryTask::decode) {
+                                    Some(Ok(task)) => task.due_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                                    // Written by a newer dispatcher, say: it waits its tier's delay.
+                                    _ => unreadable_due(written, delay),
+                                };
+                                held_due(carried, written, delay)
+                            },
                         };
                         let now = OffsetDateTime::now_utc();
                         match room.admit(partition.clone(), waiting, now) {

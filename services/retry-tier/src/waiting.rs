@@ -52,6 +52,20 @@ pub fn held_due(
     }
 }
 
+/// The due time of a task this build cannot read (written with a newer schema during a rolling
+/// upgrade, or not a task at all): its tier's delay after it was written, so a newer
+/// dispatcher's retries still wait; at once when either is unknown (the dispatcher then reads
+/// it, or quarantines it).
+pub fn unreadable_due(
+    written: Option<OffsetDateTime>,
+    tier_delay: Option<std::time::Duration>,
+) -> OffsetDateTime {
+    match (written, tier_delay) {
+        (Some(written), Some(delay)) => written + delay,
+        _ => OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
 /// How far ahead of the clock the room reads, and how much it may hold.
 ///
 /// Reading ahead is what keeps releases on time: if a partition paused as soon as its head was
@@ -213,6 +227,15 @@ mod tests {
         assert_eq!(held_due(year_9999, Some(written), Some(minute)), at(190));
         assert_eq!(held_due(year_9999, None, Some(minute)), year_9999);
         assert_eq!(held_due(year_9999, Some(written), None), year_9999);
+    }
+
+    #[test]
+    fn a_task_this_build_cannot_read_waits_its_tiers_delay() {
+        let written = at(100);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(unreadable_due(Some(written), Some(minute)), at(160));
+        assert_eq!(unreadable_due(None, Some(minute)), at(0));
+        assert_eq!(unreadable_due(Some(written), None), at(0));
     }
 
     fn task(offset: i64, due: u64) -> Waiting {

@@ -136,10 +136,10 @@ async fn partitions_that_come_back_under_the_kill_switch_stay_paused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_partition_is_handed_over_once_its_sends_are_recorded() {
-    // Answers take 8 s; the request timeout is longer, and the hand-over waits up to 10 s.
     let mut pipeline = Pipeline::start(&[("HOOKSTREAM_REQUEST_TIMEOUT", "20s")]).await;
     let receiver = Receiver::start().await;
-    receiver.answer_after(Duration::from_secs(8));
+    // Requests are recorded and not answered until the test says.
+    receiver.hold();
     endpoints(&pipeline, &receiver).await;
     let event = pipeline
         .api
@@ -147,9 +147,22 @@ async fn a_revoked_partition_is_handed_over_once_its_sends_are_recorded() {
         .await;
     assert_eq!(event.status, 202);
     let event_id = event.body["id"].as_str().expect("an event id").to_owned();
-    // Every send is out, none answered yet: now a second dispatcher joins.
+    // Every send is out, none answered: now a second dispatcher joins, and the first is asked
+    // to give up partitions while their sends are out. Only then do the answers come.
     receiver.wait_for(ENDPOINTS, SETTLE).await;
     pipeline.start_service(Service::SecondDispatcher).await;
+    eventually(
+        "the first dispatcher to give up partitions",
+        SETTLE,
+        || async {
+            pipeline
+                .log_of(Service::Dispatcher)
+                .contains("partitions revoked")
+                .then_some(())
+        },
+    )
+    .await;
+    receiver.release();
     eventually("the partitions shared", SETTLE, || async {
         let second = metric(
             &pipeline,

@@ -414,8 +414,10 @@ impl ScyllaStore {
             ),
         )
         .await?;
+        // With the retention: a delivery of an event that never wins its key (a crash, an
+        // error half-way) expires; `index_event` takes the TTL off once the event is real.
         for d in &new.deliveries {
-            self.write_delivery(d, ttl).await?;
+            self.write_delivery(d, ttl, ttl).await?;
         }
         Ok(())
     }
@@ -426,16 +428,25 @@ impl ScyllaStore {
         if status.is_final() { self.ttl() } else { 0 }
     }
 
-    /// Stores a delivery, findable by id and by its event (the index lives for `ttl`).
-    async fn write_delivery(&self, d: &Delivery, ttl: i32) -> Result<(), StoreError> {
-        let s = &self.statements;
-        let delivery_id = d.id.to_string();
-        let event_id = d.event_id.to_string();
+    /// Stores a delivery, findable by id and by its event (the index lives for `ttl`). Its row
+    /// lives for `row_ttl`: see [`Self::delivery_ttl`], and `create_one` for why ingest first
+    /// writes it with the retention.
+    async fn write_delivery(&self, d: &Delivery, row_ttl: i32, ttl: i32) -> Result<(), StoreError> {
+        self.write_delivery_row(d, row_ttl).await?;
         self.run(
-            &s.write_delivery,
+            &self.statements.insert_delivery_of_event,
+            (d.event_id.to_string(), d.id.to_string(), ttl),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn write_delivery_row(&self, d: &Delivery, row_ttl: i32) -> Result<(), StoreError> {
+        self.run(
+            &self.statements.write_delivery,
             (
-                self.delivery_ttl(d.status),
-                &event_id,
+                row_ttl,
+                d.event_id.to_string(),
                 d.endpoint_id.to_string(),
                 d.tenant.as_str(),
                 d.event_type.as_str(),
@@ -445,12 +456,10 @@ impl ScyllaStore {
                 ts(d.updated_at),
                 d.next_attempt_at.map(ts),
                 d.next_tier.as_deref(),
-                &delivery_id,
+                d.id.to_string(),
             ),
         )
         .await?;
-        self.run(&s.insert_delivery_of_event, (&event_id, &delivery_id, ttl))
-            .await?;
         Ok(())
     }
 
@@ -472,10 +481,14 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Makes a stored event visible: lists by endpoint and tenant, and the outbox.
+    /// Makes a stored event visible: lists by endpoint and tenant, and the outbox. Its
+    /// deliveries lose their TTL here, before any task of theirs is published (so this plain
+    /// write races with no claim), and keep it off until they are final.
     async fn index_event(&self, new: &NewEvent, ttl: i32) -> Result<(), StoreError> {
         let s = &self.statements;
         for d in &new.deliveries {
+            self.write_delivery_row(d, self.delivery_ttl(d.status))
+                .await?;
             self.index_delivery(d, ttl).await?;
         }
         let id = new.event.id.to_string();
@@ -783,7 +796,9 @@ where
     let rows = result.into_rows_result().map_err(ctx!("reading rows"))?;
     rows.rows::<R>()
         .map_err(ctx!("reading rows"))?
-        .map(|row| row.map_err(|e| backend("reading a row")(&e)))
+        // A row that does not read (a null where a value must be: cells expired one by one)
+        // will not read next time either: corrupt, not an outage to wait out.
+        .map(|row| row.map_err(|e| StoreError::corrupt("a row", e.to_string())))
         .collect()
 }
 

@@ -599,7 +599,8 @@ impl ReplayStore for ScyllaStore {
                 .indexed
                 .letter
                 .replay_delivery(delivery_id, OffsetDateTime::now_utc());
-            self.write_delivery(&replay, self.ttl()).await?;
+            self.write_delivery(&replay, self.delivery_ttl(replay.status), self.ttl())
+                .await?;
             self.index_delivery(&replay, self.ttl()).await?;
             return self
                 .decide(
