@@ -3,7 +3,8 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --bins \
+# --locked: the image is built from the dependency versions the tests ran with.
+RUN cargo build --release --locked --bins \
     && mkdir /out \
     && cp target/release/hookstream-ingest target/release/hookstream-dispatcher \
           target/release/hookstream-retry-tier target/release/hookstream-replay \
@@ -14,4 +15,5 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 hookstream
 COPY --from=build /out/ /usr/local/bin/
-USER hookstream
+# Numeric, so Kubernetes' runAsNonRoot can check it is not root without a passwd lookup.
+USER 10001:10001

@@ -2,7 +2,7 @@
 # `make run`: the whole pipeline on one machine, on the embedded defaults.
 #   - Apache Kafka (one node, KRaft) on 127.0.0.1:9092, its data in .hookstream/kafka
 #   - the embedded store in .hookstream/store.db
-#   - ingest (API on 127.0.0.1:8080), the dispatcher (ops on 127.0.0.1:9091) and the retry tier
+#   - ingest (API on 127.0.0.1:8080, ops on 127.0.0.1:9096), the dispatcher (ops on 127.0.0.1:9091) and the retry tier
 #     (ops on 127.0.0.1:9093), the replay service (ops on 127.0.0.1:9094); ingest also reads
 #     CloudEvents from the `domain-events` topic
 # Ctrl-C stops everything cleanly; the next run finds the data of this one.
@@ -19,6 +19,7 @@ mkdir -p "$data/kafka"
 export HOOKSTREAM_KAFKA_BROKERS="${HOOKSTREAM_KAFKA_BROKERS:-$broker_addr}"
 export HOOKSTREAM_STORE="${HOOKSTREAM_STORE:-sqlite://$data/store.db}"
 export HOOKSTREAM_HTTP_ADDR="${HOOKSTREAM_HTTP_ADDR:-127.0.0.1:8080}"
+export HOOKSTREAM_INGEST_OPS_ADDR="${HOOKSTREAM_INGEST_OPS_ADDR:-127.0.0.1:9096}"
 export HOOKSTREAM_DISPATCHER_OPS_ADDR="${HOOKSTREAM_DISPATCHER_OPS_ADDR:-127.0.0.1:9091}"
 export HOOKSTREAM_RETRY_TIER_OPS_ADDR="${HOOKSTREAM_RETRY_TIER_OPS_ADDR:-127.0.0.1:9093}"
 export HOOKSTREAM_REPLAY_OPS_ADDR="${HOOKSTREAM_REPLAY_OPS_ADDR:-127.0.0.1:9094}"
@@ -115,6 +116,7 @@ cat <<MSG
 Hookstream is starting.
   API          http://$HOOKSTREAM_HTTP_ADDR   (token $token_note)
   API token    $HOOKSTREAM_API_TOKEN
+  Ingest       http://$HOOKSTREAM_INGEST_OPS_ADDR/metrics
   Dispatcher   http://$HOOKSTREAM_DISPATCHER_OPS_ADDR/metrics
   Retry tier   http://$HOOKSTREAM_RETRY_TIER_OPS_ADDR/metrics
   Replay       http://$HOOKSTREAM_REPLAY_OPS_ADDR/metrics   (CLI: target/debug/hookstream --help)

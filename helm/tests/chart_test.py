@@ -27,6 +27,7 @@ PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text(
 # Kinds of the Prometheus Operator: not in the Kubernetes schemas, checked by hand below.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 COMPONENTS = {"ingest": 8080, "dispatcher": 9091, "retry-tier": 9093, "replay": 9094}
+INGEST_OPS_PORT = 9096
 
 failures = []
 
@@ -81,25 +82,66 @@ def check_deployments(name, objects):
     check(set(deployments) == set(COMPONENTS), f"{name}: deployments {sorted(deployments)}")
     services = {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in by_kind(objects, "Service")}
     check(services == set(COMPONENTS), f"{name}: services {sorted(services)}")
+    # The API Service (which may be public) carries the API alone; health and metrics are on
+    # a cluster-internal Service of their own.
+    by_name = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    api_ports = {p["name"] for p in by_name["hs-hookstream-ingest"]["spec"]["ports"]}
+    check(api_ports == {"http"}, f"{name}: the ingest API Service exposes {api_ports}")
+    ops = by_name["hs-hookstream-ingest-ops"]["spec"]
+    check(ops["type"] == "ClusterIP" and [p["name"] for p in ops["ports"]] == ["ops"], f"{name}: ingest ops Service {ops}")
     for component, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
         check(container["command"] == [f"hookstream-{component}"], f"{name}: {component} command {container['command']}")
         check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", f"{name}: {component} liveness probe")
         check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{name}: {component} readiness probe")
-        port = container["ports"][0]["containerPort"]
-        check(port == COMPONENTS[component], f"{name}: {component} port {port}")
-        listen = [e["value"] for e in container["env"] if e["name"].endswith("_ADDR")]
-        check(listen == [f"0.0.0.0:{port}"], f"{name}: {component} listens on {listen}")
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        expected = {"http": COMPONENTS[component], "ops": INGEST_OPS_PORT} if component == "ingest" else {"ops": COMPONENTS[component]}
+        check(ports == expected, f"{name}: {component} ports {ports}")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            check(container[probe]["httpGet"]["port"] == "ops", f"{name}: {component} {probe} is not on the ops port")
+        listen = sorted(e["value"] for e in container["env"] if e["name"].endswith("_ADDR"))
+        check(listen == sorted(f"0.0.0.0:{p}" for p in ports.values()), f"{name}: {component} listens on {listen}")
         check(pod["terminationGracePeriodSeconds"] > 15, f"{name}: {component} has no time to drain")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            check(container[probe].get("timeoutSeconds", 1) > 2, f"{name}: {component} {probe} gives up before the 2 s checks behind it")
+        restricted(name, component, pod, container)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        check("checksum/config" in annotations, f"{name}: {component} does not roll on a config change")
         env = env_of(container)
         check(("HOOKSTREAM_API_TOKEN" in env) == (component == "ingest"), f"{name}: the API token reaches {component}")
         check("HOOKSTREAM_SECRET_KEY" in env, f"{name}: {component} cannot open signing secrets")
 
 
+def restricted(name, component, pod, container):
+    """The Kubernetes "restricted" Pod Security Standard, as far as a chart decides it."""
+    pod_ctx = pod.get("securityContext", {})
+    ctx = container.get("securityContext", {})
+    check(pod_ctx.get("runAsNonRoot") or ctx.get("runAsNonRoot"), f"{name}: {component} may run as root")
+    seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {})).get("type")
+    check(seccomp in ("RuntimeDefault", "Localhost"), f"{name}: {component} seccompProfile {seccomp}")
+    check(ctx.get("allowPrivilegeEscalation") is False, f"{name}: {component} may escalate privileges")
+    check(ctx.get("capabilities", {}).get("drop") == ["ALL"], f"{name}: {component} keeps capabilities")
+    check(pod_ctx.get("runAsUser", 1) != 0 and ctx.get("runAsUser", 1) != 0, f"{name}: {component} runs as uid 0")
+
+
+def check_image():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    check("--locked" in dockerfile, "image: cargo build without --locked")
+    user = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    check(user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0",
+          f"image: the final USER is not a numeric non-root user: {user}")
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for path in ("target/", ".hookstream/"):
+        check(path in ignored, f"image: {path} is not kept out of the build context")
+
+
 def check_default(objects):
     check_deployments("default", objects)
     check(len(by_kind(objects, "Secret")) == 1, "default: the chart's Secret")
+    for deployment in by_kind(objects, "Deployment"):
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        check("checksum/secret" in annotations, "default: pods do not roll when the chart's Secret changes")
     check(len(by_kind(objects, "Job")) == 1, "default: the topics Job")
     check(not by_kind(objects, "HorizontalPodAutoscaler"), "default: no autoscaler unless asked")
     check(len(by_kind(objects, "PodDisruptionBudget")) == 3, "default: budgets for ingest, dispatcher, retry tier")
@@ -121,8 +163,14 @@ def check_production(objects):
     check(not by_kind(objects, "Secret"), "production: the existing Secret is used, none is made")
     hpas = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind(objects, "HorizontalPodAutoscaler")}
     check(hpas == {"hs-hookstream-ingest", "hs-hookstream-dispatcher"}, f"production: autoscalers {hpas}")
-    check(len(by_kind(objects, "PodDisruptionBudget")) == 4, "production: four budgets")
+    check(len(by_kind(objects, "PodDisruptionBudget")) == 3, "production: three budgets (replay runs one replica)")
     check(len(by_kind(objects, "NetworkPolicy")) == 4, "production: four network policies")
+    policies = {p["metadata"]["name"]: p["spec"]["ingress"] for p in by_kind(objects, "NetworkPolicy")}
+    ingest = {rule["ports"][0]["port"]: rule["from"] for rule in policies["hs-hookstream-ingest"]}
+    check(set(ingest) == {"http", "ops"}, f"production: ingest ingress rules {ingest}")
+    check(ingest["http"] != ingest["ops"], "production: the API and the ops port are reached from different places")
+    check([rule["ports"][0]["port"] for rule in policies["hs-hookstream-dispatcher"]] == ["ops"],
+          "production: the dispatcher takes traffic on its ops port only")
     for deployment in by_kind(objects, "Deployment"):
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         check("replicas" not in deployment["spec"] or component not in ("ingest", "dispatcher"), f"production: {component} replicas fight the autoscaler")
@@ -188,6 +236,12 @@ def check_refusals():
     except helm.HelmRenderError as err:
         check("kafka.minInsyncReplicas" in str(err), f"the min ISR refusal is not explained: {err}")
     try:
+        blocking = {"replay": {"replicas": 1, "podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}
+        chart.render(deep_merge(DEFAULT, blocking), name="hs", namespace="webhooks")
+        failures.append("rendered a disruption budget that blocks every drain")
+    except helm.HelmRenderError as err:
+        check("replay.podDisruptionBudget.minAvailable" in str(err), f"the blocking budget is not explained: {err}")
+    try:
         chart.render({}, name="hs", namespace="webhooks")
         failures.append("rendered without an API token or an existing Secret")
     except helm.HelmRenderError as err:
@@ -210,6 +264,7 @@ def main():
         print(f"{name}: {len(objects)} objects rendered and validated")
     check_copies()
     check_refusals()
+    check_image()
     if failures:
         print("\n".join(failures), file=sys.stderr)
         sys.exit(1)

@@ -131,10 +131,22 @@ pub fn is_localhost_name(name: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
-/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are judged as the IPv4 address they carry.
+/// IPv6 addresses that carry an IPv4 address to reach are judged as that address: IPv4-mapped
+/// (`::ffff:10.0.0.1`) and NAT64 well-known-prefix ones (`64:ff9b::10.0.0.1`, RFC 6052), which
+/// DNS64 hands out for every IPv4-only host on an IPv6-only cluster.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                return IpAddr::V4([a, b, c, d].into());
+            }
+            ip
+        }
         v4 => v4,
     }
 }
@@ -149,16 +161,28 @@ fn is_internal(ip: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.octets()[0] == 0
+                || v4.is_documentation()
                 // 100.64.0.0/10, carrier-grade NAT: internal to many clouds.
                 || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                // 192.0.0.0/24, IETF protocol assignments (NAT64 and DS-Lite gateways).
+                || v4.octets()[..3] == [192, 0, 0]
+                // 198.18.0.0/15, benchmarking: lab networks.
+                || (v4.octets()[0] == 198 && (v4.octets()[1] & 0xfe) == 18)
+                // 240.0.0.0/4, reserved.
+                || v4.octets()[0] >= 240
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let s = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed)
+                || s[..6] == [0; 6] // IPv4-compatible ::/96 (deprecated): an IPv4 address
+                || s[..3] == [0x64, 0xff9b, 1] // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
+                || s[0] == 0x2002 // 6to4 2002::/16: an IPv4 address behind a relay
+                || s[..2] == [0x2001, 0] // Teredo 2001::/32: an IPv4 address behind a relay
         }
     }
 }
@@ -203,6 +227,18 @@ mod tests {
                 .is_ok()
         );
         assert!(policy.check(&url("https://93.184.216.34/"), "url").is_ok());
+        // A public IPv4 host seen through DNS64 on an IPv6-only cluster stays reachable.
+        assert!(
+            policy
+                .check(&url("https://[64:ff9b::5db8:d822]/"), "url")
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check(&url("https://[2606:4700::1111]/"), "url")
+                .is_ok()
+        );
+        assert!(policy.check(&url("https://198.20.0.1/"), "url").is_ok());
         assert!(
             policy
                 .check(&url("http://hooks.example.com/"), "url")
@@ -222,6 +258,20 @@ mod tests {
             "https://[fe80::1]/",
             "https://[::ffff:10.0.0.1]/",
             "https://[::]/",
+            // Ranges that carry or reach an internal IPv4 address another way (issue 19).
+            "https://[64:ff9b::a00:5]/",
+            "https://[64:ff9b::127.0.0.1]/",
+            "https://[64:ff9b:1::a00:5]/",
+            "https://[2002:a00:5::1]/",
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "https://[::10.0.0.5]/",
+            "https://[fec0::1]/",
+            "https://192.0.0.1/",
+            "https://198.18.0.1/",
+            "https://198.19.255.1/",
+            "https://240.0.0.1/",
+            "https://255.255.255.254/",
+            "https://192.0.2.1/",
         ] {
             assert!(
                 policy.check(&url(internal), "url").is_err(),

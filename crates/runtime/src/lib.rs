@@ -4,6 +4,7 @@
 //! - [`logging`]: structured `tracing` output.
 //! - [`telemetry`]: OpenTelemetry traces, carried on Kafka records as W3C `traceparent`.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`http_server`]: a public API's server, bounded against slow and greedy clients.
 //! - [`config`]: configuration pieces more than one service takes.
 //! - [`labels`]: bounded `endpoint` and `tenant` label values for the metrics.
 //! - [`lag`]: queue depth (consumer lag) read from the broker into the metrics.
@@ -11,6 +12,7 @@
 //! - [`publisher`]: delivery tasks onto the deliveries topic, acknowledged by Kafka.
 
 pub mod config;
+pub mod http_server;
 pub mod labels;
 pub mod lag;
 pub mod logging;

@@ -5,6 +5,7 @@ use clap::Parser;
 
 use hookstream_kafka::KafkaSettings;
 use hookstream_runtime::config::{DestinationSettings, MetricsSettings, StoreSettings};
+use hookstream_runtime::http_server::HttpLimits;
 
 use crate::source::SourceTopic;
 
@@ -19,6 +20,15 @@ pub struct IngestConfig {
     /// Address the HTTP API listens on.
     #[arg(long, env = "HOOKSTREAM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served: apart from the API, so a public
+    /// API does not show metrics to the world, and probes answer while the API is busy.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_INGEST_OPS_ADDR",
+        default_value = "127.0.0.1:9096"
+    )]
+    pub ops_addr: SocketAddr,
 
     /// Bearer token every API request must carry (`Authorization: Bearer <token>`).
     #[arg(long, env = "HOOKSTREAM_API_TOKEN", hide_env_values = true)]
@@ -95,6 +105,9 @@ pub struct IngestConfig {
 
     #[command(flatten)]
     pub destinations: DestinationSettings,
+
+    #[command(flatten)]
+    pub http: HttpLimits,
 }
 
 impl IngestConfig {

@@ -8,15 +8,16 @@ use clap::Parser;
 use hookstream_kafka::{TopicSpec, Topics, ensure_topics, register_schemas};
 use hookstream_model::event::IdempotencyWindow;
 use hookstream_model::task::DeliveryTask;
-use hookstream_runtime::ops::{self, ReadinessCheck};
+use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::shutdown::CancellationToken;
-use hookstream_runtime::{logging, shutdown};
+use hookstream_runtime::{http_server, logging, shutdown};
 
 use hookstream_ingest::api::{self, ApiToken, AppState};
 use hookstream_ingest::config::IngestConfig;
 use hookstream_ingest::intake::Intake;
 use hookstream_ingest::rate_limit::TenantLimiter;
 use hookstream_ingest::source::avro::SchemaRegistry;
+use hookstream_ingest::source::avro_bounds::Bounds;
 use hookstream_ingest::source::consumer::SourceLoop;
 use hookstream_ingest::source::{Decoder, Format};
 use hookstream_ingest::{outbox, retention};
@@ -31,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
     if config.api_token.trim().len() < 16 {
         anyhow::bail!("HOOKSTREAM_API_TOKEN must be at least 16 characters");
     }
+    config.http.check().map_err(anyhow::Error::msg)?;
     let shutdown = shutdown::on_signal();
 
     let store = config.store.open().await.context("opening the store")?;
@@ -79,13 +81,19 @@ async fn main() -> anyhow::Result<()> {
         ReadinessCheck::broker(producer),
         ReadinessCheck::store(Arc::clone(&store)),
     ];
-    let app =
-        api::router(state, ApiToken(config.api_token.trim().into())).merge(ops::router(readiness));
+    let largest_body = config.max_body_bytes.max(config.max_batch_body_bytes);
+    let app = config.http.apply(
+        api::router(state, ApiToken(config.api_token.trim().into())),
+        largest_body,
+    );
+    let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
+        .await
+        .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the API to {}", config.http_addr))?;
-    tracing::info!(addr = %config.http_addr, "ingest API listening");
+    tracing::info!(addr = %config.http_addr, ops_addr = %config.ops_addr, "ingest API listening");
 
     let outbox = tokio::spawn(outbox::run(intake, config.outbox_grace, shutdown.clone()));
     let retention = tokio::spawn(retention::run(
@@ -93,11 +101,14 @@ async fn main() -> anyhow::Result<()> {
         config.store.retention,
         shutdown.clone(),
     ));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    http_server::serve(listener, app, &config.http, shutdown.clone())
         .await
         .context("serving the API")?;
     shutdown.cancel();
+    ops_server
+        .stopped()
+        .await
+        .context("serving the ops endpoints")?;
     outbox.await.context("outbox sweep task")?;
     retention.await.context("retention task")?;
     if let Some(sources) = sources {
@@ -124,7 +135,10 @@ async fn start_sources(
         return Ok(None);
     }
     let registry = match &config.schema_registry_url {
-        Some(url) => Some(SchemaRegistry::new(url).context("building the Schema Registry client")?),
+        Some(url) => Some(
+            SchemaRegistry::new(url, Bounds::for_payload(config.max_body_bytes))
+                .context("building the Schema Registry client")?,
+        ),
         None if sources.iter().any(|s| s.format == Format::Avro) => {
             anyhow::bail!("an avro source topic needs HOOKSTREAM_SCHEMA_REGISTRY_URL")
         }

@@ -53,7 +53,8 @@ pub struct Pipeline {
     pub api: Api,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
-    ingest_port: u16,
+    /// Ingest's `/healthz`, `/readyz` and `/metrics`, apart from its API.
+    ingest_ops_port: u16,
     ops_port: u16,
     retry_ops_port: u16,
     second_ops_port: u16,
@@ -95,6 +96,7 @@ impl Pipeline {
     ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder for the store");
         let ingest_port = free_port();
+        let ingest_ops_port = free_port();
         let ops_port = free_port();
         let retry_ops_port = free_port();
         let replay_ops_port = free_port();
@@ -113,6 +115,10 @@ impl Pipeline {
             (
                 "HOOKSTREAM_HTTP_ADDR".into(),
                 format!("127.0.0.1:{ingest_port}"),
+            ),
+            (
+                "HOOKSTREAM_INGEST_OPS_ADDR".into(),
+                format!("127.0.0.1:{ingest_ops_port}"),
             ),
             (
                 "HOOKSTREAM_DISPATCHER_OPS_ADDR".into(),
@@ -146,7 +152,7 @@ impl Pipeline {
             api: Api::new(format!("http://127.0.0.1:{ingest_port}"), TOKEN),
             dir,
             env,
-            ingest_port,
+            ingest_ops_port,
             ops_port,
             retry_ops_port,
             second_ops_port: free_port(),
@@ -166,7 +172,7 @@ impl Pipeline {
     /// Starts one service and waits until its `/readyz` answers 200.
     pub async fn start_service(&mut self, service: Service) {
         let (name, port) = match service {
-            Service::Ingest => ("hookstream-ingest", self.ingest_port),
+            Service::Ingest => ("hookstream-ingest", self.ingest_ops_port),
             Service::Dispatcher => ("hookstream-dispatcher", self.ops_port),
             Service::SecondDispatcher => ("hookstream-dispatcher", self.second_ops_port),
             Service::RetryTier => ("hookstream-retry-tier", self.retry_ops_port),
@@ -374,7 +380,7 @@ impl Pipeline {
     /// The port a service serves its ops endpoints on.
     fn port_of(&self, service: Service) -> u16 {
         match service {
-            Service::Ingest => self.ingest_port,
+            Service::Ingest => self.ingest_ops_port,
             Service::Dispatcher => self.ops_port,
             Service::SecondDispatcher => self.second_ops_port,
             Service::RetryTier => self.retry_ops_port,

@@ -18,7 +18,7 @@ fn the_chart_renders_lints_and_validates_for_default_and_production_values() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "chart test failed:\n{printed}");
-    assert!(printed.contains("default: 15 objects"), "{printed}");
+    assert!(printed.contains("default: 16 objects"), "{printed}");
     assert!(printed.contains("production: 24 objects"), "{printed}");
 }
 
@@ -65,7 +65,8 @@ async fn the_topic_job_command_creates_the_topics_and_exits_without_a_store() {
     })
     .await
     .expect("metadata task");
-    // The schedule's two tiers, the 1 s hold tier of paused endpoints, and the quarantine.
+    // The schedule's two tiers, the 1 s hold tier of paused endpoints, the quarantine and the
+    // schemas.
     assert_eq!(
         topics,
         [
@@ -74,7 +75,8 @@ async fn the_topic_job_command_creates_the_topics_and_exits_without_a_store() {
             "job.quarantine",
             "job.retry.1m",
             "job.retry.1s",
-            "job.retry.5s"
+            "job.retry.5s",
+            "job.schemas"
         ]
     );
 }

@@ -25,15 +25,23 @@ const SETTLE: Duration = Duration::from_secs(90);
 const INVOICE_SCHEMA: &str = r#"{"type": "record", "name": "InvoicePaid", "fields": [
     {"name": "invoice", "type": "string"}, {"name": "amount", "type": "long"}]}"#;
 
-/// A Schema Registry on 127.0.0.1 that knows the invoice schema as id 1.
+/// Arrays of arrays of nulls: items that take no bytes, so a few bytes can claim billions.
+const NULL_ARRAYS_SCHEMA: &str =
+    r#"{"type": "array", "items": {"type": "array", "items": "null"}}"#;
+/// A record that contains itself: nesting as deep as the bytes allow.
+const NODE_SCHEMA: &str = r#"{"type": "record", "name": "Node", "fields": [
+    {"name": "next", "type": ["null", "Node"]}]}"#;
+
+/// A Schema Registry on 127.0.0.1: the invoice schema is id 1, the hostile ones 2 and 3.
 async fn schema_registry() -> String {
     let app = axum::Router::new().route(
         "/schemas/ids/{id}",
         axum::routing::get(|Path(id): Path<u32>| async move {
-            if id == 1 {
-                Json(json!({"schema": INVOICE_SCHEMA})).into_response()
-            } else {
-                StatusCode::NOT_FOUND.into_response()
+            match id {
+                1 => Json(json!({"schema": INVOICE_SCHEMA})).into_response(),
+                2 => Json(json!({"schema": NULL_ARRAYS_SCHEMA})).into_response(),
+                3 => Json(json!({"schema": NODE_SCHEMA})).into_response(),
+                _ => StatusCode::NOT_FOUND.into_response(),
             }
         }),
     );
@@ -231,6 +239,87 @@ async fn records_in_every_format_become_signed_webhooks_and_poison_is_set_aside(
         ),
         Some(1.0)
     );
+}
+
+/// An Avro `long` (zig-zag varint).
+fn avro_long(n: i64) -> Vec<u8> {
+    let mut v = ((n << 1) ^ (n >> 63)) as u64;
+    let mut out = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_records_that_decode_to_too_much_are_set_aside_and_ingest_stays_up() {
+    let registry = schema_registry().await;
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_SOURCE_TOPICS", "billing:avro"),
+        ("HOOKSTREAM_SCHEMA_REGISTRY_URL", &registry),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+    let producer = producer(&pipeline.brokers());
+
+    // About 20 bytes asking for 40 million nulls (some 2 GiB decoded).
+    let mut nulls = vec![0, 0, 0, 0, 2];
+    nulls.extend(avro_long(4));
+    for _ in 0..4 {
+        nulls.extend(avro_long(10_000_000));
+        nulls.extend(avro_long(0));
+    }
+    nulls.extend(avro_long(0));
+    assert!(nulls.len() < 32);
+    // 256 KiB of a record nesting itself 262,000 levels deep (one byte a level).
+    let mut deep = vec![0, 0, 0, 0, 3];
+    deep.extend(std::iter::repeat_n(2u8, 262_000));
+    deep.push(0);
+    for (id, bomb) in [("bomb-1", &nulls), ("bomb-2", &deep)] {
+        send(
+            &producer,
+            "billing",
+            "billing",
+            ce_headers(id, "invoice.paid", "application/avro"),
+            bomb,
+        )
+        .await;
+    }
+    send(
+        &producer,
+        "billing",
+        "billing",
+        ce_headers("inv-8", "invoice.paid", "application/avro"),
+        &avro_invoice("inv-8", 800),
+    )
+    .await;
+
+    // What follows the bombs gets through, from the same ingest.
+    let webhooks = receiver.wait_for(1, SETTLE).await;
+    assert_eq!(
+        webhooks[0].json()["data"],
+        json!({"invoice": "inv-8", "amount": 800})
+    );
+    assert_eq!(
+        pipeline.health_of(Service::Ingest).await.0,
+        200,
+        "ingest is up"
+    );
+    let reasons = rejected_reasons(&pipeline.brokers(), 2).await;
+    assert!(
+        reasons[0].contains("more than an event may hold"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("contains itself"), "{reasons:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

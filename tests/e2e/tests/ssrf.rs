@@ -98,6 +98,16 @@ async fn names_are_checked_at_creation_and_at_every_attempt() {
         "ff02::1",
         "::ffff:10.0.0.1",
         "::ffff:169.254.169.254",
+        // Issue 19, item 5: ranges that were missed.
+        "64:ff9b::a00:5",
+        "64:ff9b:1::a00:5",
+        "2002:a00:5::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+        "::10.0.0.5",
+        "fec0::1",
+        "192.0.0.1",
+        "198.18.0.1",
+        "240.0.0.1",
     ];
     for (n, address) in internal.iter().enumerate() {
         let name = format!("internal{n}.test");

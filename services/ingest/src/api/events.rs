@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use hookstream_model::event::check_payload_depth;
@@ -13,6 +14,7 @@ use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 
 use super::AppState;
 use super::auth::Caller;
+use super::batch_body::batch_events;
 use super::body::JsonObject;
 use super::problem::Problem;
 use super::schemas;
@@ -99,24 +101,14 @@ pub async fn create_batch(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let mut fields = JsonObject::parse(body, state.max_batch_body_bytes)?;
-    let events = fields.required("events")?;
-    fields.finish()?;
-    let Value::Array(items) = events else {
-        return Err(Problem::invalid(
-            "events",
-            "`events` must be a list of event objects",
-        ));
-    };
-    if items.is_empty() || items.len() > MAX_BATCH_EVENTS {
-        return Err(Problem::invalid(
-            "events",
-            format!(
-                "`events` must hold 1 to {MAX_BATCH_EVENTS} events; it holds {}",
-                items.len()
-            ),
-        ));
-    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::too_large(state.max_batch_body_bytes)
+        } else {
+            Problem::invalid("body", format!("cannot read the request body: {rejection}"))
+        }
+    })?;
+    let items = batch_events(&body, MAX_BATCH_EVENTS)?;
 
     let mut results = vec![Value::Null; items.len()];
     let mut requests = Vec::with_capacity(items.len());
@@ -160,18 +152,19 @@ pub async fn create_batch(
     Ok((StatusCode::OK, Json(json!({"results": results}))).into_response())
 }
 
-/// One event of a batch: an object, no larger than a single `POST /v1/events` body may be.
-fn parse_batch_item(item: Value, max_bytes: usize) -> Result<EventRequest, Problem> {
-    let Value::Object(map) = item else {
-        return Err(Problem::invalid("", "each event must be a JSON object"));
-    };
-    let size = serde_json::to_vec(&map).map_or(usize::MAX, |bytes| bytes.len());
+/// One event of a batch: an object, no larger than a single `POST /v1/events` body may be
+/// (checked before it is parsed).
+fn parse_batch_item(item: &RawValue, max_bytes: usize) -> Result<EventRequest, Problem> {
+    let size = item.get().len();
     if size > max_bytes {
         return Err(Problem::invalid(
             "",
             format!("the event is {size} bytes, over the limit of {max_bytes} bytes"),
         ));
     }
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(item.get()) else {
+        return Err(Problem::invalid("", "each event must be a JSON object"));
+    };
     parse_request(JsonObject::from_map(map))
 }
 

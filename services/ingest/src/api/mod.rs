@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod batch_body;
 mod batches;
 mod body;
 mod control;

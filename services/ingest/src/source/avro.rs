@@ -11,6 +11,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
+use super::avro_bounds::{Bounds, check_datum, check_schema};
 use super::record::Rejection;
 
 /// Why a value could not be decoded.
@@ -30,11 +31,14 @@ pub struct SchemaRegistry {
     base: String,
     http: reqwest::Client,
     schemas: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
+    /// How much one record may decode to.
+    bounds: Bounds,
 }
 
 impl SchemaRegistry {
-    pub fn new(base: &str) -> Result<Self, reqwest::Error> {
+    pub fn new(base: &str, bounds: Bounds) -> Result<Self, reqwest::Error> {
         Ok(Self {
+            bounds,
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -47,6 +51,8 @@ impl SchemaRegistry {
     pub async fn decode(&self, bytes: &[u8]) -> Result<Value, AvroError> {
         let (id, datum) = frame(bytes)?;
         let schema = self.schema(id).await?;
+        check_datum(&schema, datum, self.bounds)
+            .map_err(|why| Rejection::new(format!("a record of schema {id}: {why}")))?;
         Ok(datum_to_json(&schema, id, datum)?)
     }
 
@@ -86,6 +92,7 @@ impl SchemaRegistry {
             Schema::parse_str(text)
                 .map_err(|e| Rejection::new(format!("schema {id} does not parse: {e}")))?,
         );
+        check_schema(&schema).map_err(|why| Rejection::new(format!("schema {id}: {why}")))?;
         self.schemas.write().await.insert(id, Arc::clone(&schema));
         Ok(schema)
     }
@@ -188,7 +195,7 @@ mod tests {
     #[tokio::test]
     async fn records_decode_to_json_with_the_schema_fetched_once() {
         let (base, asked) = registry().await;
-        let registry = SchemaRegistry::new(&base).unwrap();
+        let registry = SchemaRegistry::new(&base, Bounds::for_payload(256 * 1024)).unwrap();
         let first = registry.decode(&framed(7, "inv-1", 500)).await.unwrap();
         assert_eq!(
             first,
@@ -202,7 +209,7 @@ mod tests {
     #[tokio::test]
     async fn bad_values_are_rejected_and_a_failing_registry_is_not_their_fault() {
         let (base, _) = registry().await;
-        let registry = SchemaRegistry::new(&base).unwrap();
+        let registry = SchemaRegistry::new(&base, Bounds::for_payload(256 * 1024)).unwrap();
         let rejected = |result: Result<Value, AvroError>| match result {
             Err(AvroError::Rejected(reason)) => reason.0,
             other => panic!("expected a rejection, got {other:?}"),
@@ -219,7 +226,8 @@ mod tests {
             registry.decode(&framed(8, "x", 1)).await,
             Err(AvroError::Unavailable(_))
         ));
-        let unreachable = SchemaRegistry::new("http://127.0.0.1:9").unwrap();
+        let unreachable =
+            SchemaRegistry::new("http://127.0.0.1:9", Bounds::for_payload(256 * 1024)).unwrap();
         assert!(matches!(
             unreachable.decode(&framed(7, "x", 1)).await,
             Err(AvroError::Unavailable(_))

@@ -2,6 +2,7 @@
 //! as `POST /v1/events` would make them (same validation, idempotency window and fan-out).
 
 pub mod avro;
+pub mod avro_bounds;
 pub mod cloudevents;
 pub mod consumer;
 pub mod record;

@@ -1,0 +1,247 @@
+//! The HTTP server of a public API, bounded against slow and greedy clients: a connection
+//! that does not send its headers in time is closed, a body that trickles is cut off, a request
+//! that takes too long is answered `408`, and past the concurrency limit requests are answered
+//! `503` with `Retry-After` at once instead of queueing. Connections beyond the limit wait in
+//! the kernel's accept queue.
+//!
+//! `axum::serve` sets no timer on hyper, so hyper's header timeout never fires; this serves
+//! each connection with hyper directly, with a timer.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use prometheus::{IntCounter, register_int_counter};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+/// Requests answered `503` because the server was at its concurrency limit.
+static REQUESTS_SHED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_http_requests_shed_total",
+        "Requests answered 503 at once because the server was handling as many as it takes."
+    )
+    .expect("metric registers once")
+});
+
+/// Bounds on what one client can hold of the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimits {
+    /// A connection that has not sent a request's headers within this time is closed.
+    #[arg(long = "http-header-timeout", env = "HOOKSTREAM_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = hookstream_kafka::parse_duration)]
+    pub header_timeout: Duration,
+    /// A request body not received whole within this time ends the request (`408`).
+    #[arg(long = "http-body-timeout", env = "HOOKSTREAM_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = hookstream_kafka::parse_duration)]
+    pub body_timeout: Duration,
+    /// A request not answered within this time is answered `408`; longer than the Kafka
+    /// produce timeout, so an acknowledgement being waited for is not cut short.
+    #[arg(long = "http-request-timeout", env = "HOOKSTREAM_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = hookstream_kafka::parse_duration)]
+    pub request_timeout: Duration,
+    /// Most open connections; more wait to be accepted.
+    #[arg(
+        long = "http-max-connections",
+        env = "HOOKSTREAM_HTTP_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
+    pub max_connections: usize,
+    /// Most requests handled at once; more are answered `503` with `Retry-After`.
+    #[arg(
+        long = "http-max-concurrent-requests",
+        env = "HOOKSTREAM_HTTP_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 512
+    )]
+    pub max_concurrent_requests: usize,
+}
+
+impl HttpLimits {
+    /// Checks the limits make sense together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_connections == 0 || self.max_concurrent_requests == 0 {
+            return Err(
+                "HOOKSTREAM_HTTP_MAX_CONNECTIONS and HOOKSTREAM_HTTP_MAX_CONCURRENT_REQUESTS must be at least 1"
+                    .into(),
+            );
+        }
+        if self.header_timeout.is_zero()
+            || self.body_timeout.is_zero()
+            || self.request_timeout.is_zero()
+        {
+            return Err("HTTP timeouts must be longer than zero".into());
+        }
+        Ok(())
+    }
+
+    /// `router` with the concurrency limit, the body timeout (bodies up to `largest_body`
+    /// bytes are received whole before a handler runs) and the request timeout applied.
+    pub fn apply(&self, router: Router, largest_body: usize) -> Router {
+        LazyLock::force(&REQUESTS_SHED);
+        let receiving = Receiving {
+            timeout: self.body_timeout,
+            largest: largest_body,
+        };
+        let in_flight = Arc::new(Semaphore::new(self.max_concurrent_requests));
+        router
+            .layer(axum::middleware::from_fn_with_state(
+                receiving,
+                receive_body,
+            ))
+            .layer(axum::middleware::from_fn_with_state(in_flight, shed_load))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                self.request_timeout,
+            ))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Receiving {
+    timeout: Duration,
+    largest: usize,
+}
+
+/// Receives the whole body within the body timeout (`408` if not, `413` past the largest
+/// body any route takes), so no handler waits on a client that trickles.
+async fn receive_body(
+    State(receiving): State<Receiving>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let received = tokio::time::timeout(
+        receiving.timeout,
+        axum::body::to_bytes(body, receiving.largest),
+    )
+    .await;
+    match received {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(err)) if is_too_large(&err) => problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large",
+            format!("the body is larger than {} bytes", receiving.largest),
+        ),
+        Ok(Err(err)) => problem(
+            StatusCode::BAD_REQUEST,
+            "unreadable body",
+            format!("cannot read the request body: {err}"),
+        ),
+        Err(_) => problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "body too slow",
+            format!(
+                "the request body did not arrive within {} s",
+                receiving.timeout.as_secs_f64()
+            ),
+        ),
+    }
+}
+
+fn is_too_large(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// An RFC 9457 problem answer.
+fn problem(status: StatusCode, title: &str, detail: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        axum::Json(serde_json::json!({
+            "type": "about:blank",
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+        })),
+    )
+        .into_response()
+}
+
+/// Answers `503` at once when the server is at its concurrency limit.
+async fn shed_load(
+    State(in_flight): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match in_flight.try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => {
+            REQUESTS_SHED.inc();
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the server is handling as many requests as it takes; try again shortly".into(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+/// Serves `app` on `listener` under `limits` until `shutdown`, then lets requests in progress
+/// finish (up to the request timeout).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &HttpLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&connections).acquire_owned() => permit.map_err(std::io::Error::other)?,
+        };
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: back off rather than spin.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.request_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in progress at shutdown were cut off");
+    }
+    Ok(())
+}

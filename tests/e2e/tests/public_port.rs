@@ -1,0 +1,151 @@
+//! Ingest's public port (issue 19, items 3 and 4). Slow and greedy clients cannot hold it:
+//! connections that never finish their headers are closed after the header timeout, a body
+//! that trickles ends in `408`, and past the concurrency limit requests are answered `503`
+//! with `Retry-After` at once. And it serves the API alone: health and metrics (every
+//! tenant's name and volume) are on the ops port.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use hookstream_e2e::{Pipeline, Service};
+
+/// Connections that start a request and never finish its headers.
+const SLOW_CLIENTS: usize = 300;
+
+fn address(pipeline: &Pipeline) -> String {
+    pipeline
+        .api
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut sent = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all).await.ok()?;
+    Some(String::from_utf8_lossy(&sent).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_headers_are_closed() {
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_HTTP_HEADER_TIMEOUT", "2s")]).await;
+    let address = address(&pipeline);
+    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
+    for _ in 0..SLOW_CLIENTS {
+        let mut stream = TcpStream::connect(&address).await.expect("a connection");
+        stream
+            .write_all(b"POST /v1/events HTTP/1.1\r\nHost: ingest\r\nX-Slow: ")
+            .await
+            .expect("half a request");
+        slow.push(stream);
+    }
+    // Meanwhile the API answers everyone else.
+    let answer = pipeline
+        .api
+        .call("GET", "/v1/endpoints?tenant=acme", None)
+        .await;
+    assert_eq!(answer.status, 200);
+
+    let started = Instant::now();
+    for stream in &mut slow {
+        let left = Duration::from_secs(20).saturating_sub(started.elapsed());
+        assert!(
+            until_closed(stream, left).await.is_some(),
+            "a connection without headers was still open after 20 s"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_body_times_out_and_overload_is_answered_503_at_once() {
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_HTTP_BODY_TIMEOUT", "2s"),
+        ("HOOKSTREAM_HTTP_MAX_CONCURRENT_REQUESTS", "1"),
+    ])
+    .await;
+    let address = address(&pipeline);
+    // Headers promise 100 bytes of body; 10 come.
+    let mut trickle = TcpStream::connect(&address).await.expect("a connection");
+    trickle
+        .write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"tenant\":",
+        )
+        .await
+        .expect("the headers and some body");
+
+    // It holds the only place: the next request is turned away at once, with when to retry.
+    let busy = crate_answer(&pipeline).await;
+    assert_eq!(busy.status().as_u16(), 503);
+    assert_eq!(
+        busy.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("1")
+    );
+
+    let answered = until_closed(&mut trickle, Duration::from_secs(20))
+        .await
+        .expect("the trickling request ended within 20 s");
+    assert!(answered.starts_with("HTTP/1.1 408"), "{answered}");
+    // Its place is free again.
+    assert_eq!(crate_answer(&pipeline).await.status().as_u16(), 200);
+}
+
+/// One request that needs no body and no token.
+async fn crate_answer(pipeline: &Pipeline) -> reqwest::Response {
+    reqwest::get(format!(
+        "{}/v1/openapi.json",
+        pipeline.api.base.trim_end_matches('/')
+    ))
+    .await
+    .expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_are_served_on_the_ops_port_only() {
+    let pipeline = Pipeline::start(&[]).await;
+    let base = pipeline.api.base.trim_end_matches('/').to_owned();
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        // Without a token the API asks for one; with the admin token there is no such route.
+        let answer = reqwest::get(format!("{base}{path}"))
+            .await
+            .expect("an answer");
+        let status = answer.status().as_u16();
+        let body = answer.text().await.unwrap_or_default();
+        assert_eq!(status, 401, "{path} on the API port: {body}");
+        assert!(
+            !body.contains("hookstream_"),
+            "{path} on the API port: {body}"
+        );
+        let answer = pipeline.api.call("GET", path, None).await;
+        assert_eq!(
+            answer.status, 404,
+            "{path} on the API port: {:?}",
+            answer.body
+        );
+    }
+    assert_eq!(pipeline.health_of(Service::Ingest).await.0, 200);
+    let (status, ready) = pipeline.readiness_of(Service::Ingest).await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(
+        pipeline
+            .metrics_of(Service::Ingest)
+            .await
+            .contains("hookstream_http_requests_shed_total"),
+        "ingest's metrics are on its ops port"
+    );
+}
