@@ -132,8 +132,9 @@ pub fn is_localhost_name(name: &str) -> bool {
 }
 
 /// IPv6 addresses that carry an IPv4 address to reach are judged as that address: IPv4-mapped
-/// (`::ffff:10.0.0.1`) and NAT64 well-known-prefix ones (`64:ff9b::10.0.0.1`, RFC 6052), which
-/// DNS64 hands out for every IPv4-only host on an IPv6-only cluster.
+/// (`::ffff:10.0.0.1`), IPv4-translated (`::ffff:0:10.0.0.1`) and NAT64 well-known-prefix ones
+/// (`64:ff9b::10.0.0.1`, RFC 6052), which DNS64 hands out for every IPv4-only host on an
+/// IPv6-only cluster.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
@@ -141,7 +142,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
-            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            // NAT64 (RFC 6052) and IPv4-translated SIIT `::ffff:0:a.b.c.d` (RFC 7915).
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..6] == [0, 0, 0, 0, 0xffff, 0] {
                 let [.., a, b, c, d] = v6.octets();
                 return IpAddr::V4([a, b, c, d].into());
             }
@@ -260,6 +262,7 @@ mod tests {
             "https://[::]/",
             // Ranges that carry or reach an internal IPv4 address another way (issue 19).
             "https://[64:ff9b::a00:5]/",
+            "https://[::ffff:0:a00:5]/",
             "https://[64:ff9b::127.0.0.1]/",
             "https://[64:ff9b:1::a00:5]/",
             "https://[2002:a00:5::1]/",

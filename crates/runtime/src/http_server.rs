@@ -1,11 +1,17 @@
 //! The HTTP server of a public API, bounded against slow and greedy clients: a connection
-//! that does not send its headers in time is closed, a body that trickles is cut off, a request
-//! that takes too long is answered `408`, and past the concurrency limit requests are answered
-//! `503` with `Retry-After` at once instead of queueing. Connections beyond the limit wait in
-//! the kernel's accept queue.
+//! that does not send its headers in time is closed; a body is received whole, within a time
+//! and a per-route size, and only while the bytes of all bodies being received fit a budget; a
+//! request that takes too long is answered `408`; and past the concurrency limit requests are
+//! answered `503` with `Retry-After` at once instead of queueing. Connections beyond the limit
+//! wait in the kernel's accept queue.
 //!
 //! `axum::serve` sets no timer on hyper, so hyper's header timeout never fires; this serves
 //! each connection with hyper directly, with a timer.
+//!
+//! The API composes the pieces, innermost first: [`HttpLimits::shed_load`] (a place per
+//! request being handled, so a body still arriving holds none), [`HttpLimits::receive_body`]
+//! (inside authentication, so nothing is buffered for anonymous clients), then
+//! [`HttpLimits::apply`] (the request timeout) outside everything.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -18,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use prometheus::{IntCounter, register_int_counter};
+use prometheus::{IntCounter, IntGauge, register_int_counter, register_int_gauge};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +35,24 @@ static REQUESTS_SHED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "hookstream_http_requests_shed_total",
         "Requests answered 503 at once because the server was handling as many as it takes."
+    )
+    .expect("metric registers once")
+});
+
+/// Requests being handled now.
+static REQUESTS_IN_PROGRESS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_http_requests_in_progress",
+        "API requests being handled now (at most HOOKSTREAM_HTTP_MAX_CONCURRENT_REQUESTS)."
+    )
+    .expect("metric registers once")
+});
+
+/// Requests answered `503` because the bodies being received already filled the budget.
+static BODIES_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_http_bodies_refused_total",
+        "Requests answered 503 at once because the bodies being received filled HOOKSTREAM_HTTP_MAX_BODY_BYTES_IN_FLIGHT."
     )
     .expect("metric registers once")
 });
@@ -60,6 +84,14 @@ pub struct HttpLimits {
         default_value_t = 512
     )]
     pub max_concurrent_requests: usize,
+    /// Most bytes of request bodies being received at once (each counted at its declared or
+    /// largest allowed size); past it requests are answered `503` with `Retry-After`.
+    #[arg(
+        long = "http-max-body-bytes-in-flight",
+        env = "HOOKSTREAM_HTTP_MAX_BODY_BYTES_IN_FLIGHT",
+        default_value_t = 128 * 1024 * 1024
+    )]
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl HttpLimits {
@@ -80,32 +112,53 @@ impl HttpLimits {
         Ok(())
     }
 
-    /// `router` with the concurrency limit, the body timeout (bodies up to `largest_body`
-    /// bytes are received whole before a handler runs) and the request timeout applied.
-    pub fn apply(&self, router: Router, largest_body: usize) -> Router {
+    /// `router` with the request timeout.
+    pub fn apply(&self, router: Router) -> Router {
+        router.layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            self.request_timeout,
+        ))
+    }
+
+    /// `router` giving each request a place among the requests handled at once, or answering
+    /// `503` at once when there is none.
+    pub fn shed_load<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
         LazyLock::force(&REQUESTS_SHED);
+        LazyLock::force(&REQUESTS_IN_PROGRESS);
+        let in_progress = Arc::new(Semaphore::new(self.max_concurrent_requests));
+        router.layer(axum::middleware::from_fn_with_state(in_progress, shed_load))
+    }
+
+    /// `router` receiving each request's whole body before the handler runs: within the body
+    /// timeout (`408`), up to `limit_of(path)` bytes (`413`), and only while the bodies being
+    /// received fit the budget (`503`).
+    pub fn receive_body<S: Clone + Send + Sync + 'static>(
+        &self,
+        router: Router<S>,
+        limit_of: impl Fn(&str) -> usize + Send + Sync + 'static,
+    ) -> Router<S> {
+        LazyLock::force(&BODIES_REFUSED);
+        let budget = self.max_body_bytes_in_flight.min(u32::MAX as usize);
         let receiving = Receiving {
             timeout: self.body_timeout,
-            largest: largest_body,
+            limit_of: Arc::new(limit_of),
+            budget: Arc::new(Semaphore::new(budget)),
+            budget_bytes: budget,
         };
-        let in_flight = Arc::new(Semaphore::new(self.max_concurrent_requests));
-        router
-            .layer(axum::middleware::from_fn_with_state(
-                receiving,
-                receive_body,
-            ))
-            .layer(axum::middleware::from_fn_with_state(in_flight, shed_load))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                self.request_timeout,
-            ))
+        router.layer(axum::middleware::from_fn_with_state(
+            receiving,
+            receive_body,
+        ))
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What [`HttpLimits::receive_body`] needs for each request.
+#[derive(Clone)]
 struct Receiving {
     timeout: Duration,
-    largest: usize,
+    limit_of: Arc<dyn Fn(&str) -> usize + Send + Sync>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
 }
 
 /// Receives the whole body within the body timeout (`408` if not, `413` past the largest
@@ -115,12 +168,28 @@ async fn receive_body(
     request: Request,
     next: Next,
 ) -> Response {
+    let limit = (receiving.limit_of)(request.uri().path());
+    // Counted at the size the client declares, or the most the route takes if it declares
+    // none; a body longer than it declared is cut off at that size by hyper.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload too large",
+            format!("the body is larger than {limit} bytes"),
+        );
+    }
+    let counted = declared.unwrap_or(limit).min(receiving.budget_bytes).max(1);
+    let Ok(_bytes) = Arc::clone(&receiving.budget).try_acquire_many_owned(counted as u32) else {
+        BODIES_REFUSED.inc();
+        return overloaded("the server is receiving as many request bodies as it takes");
+    };
     let (parts, body) = request.into_parts();
-    let received = tokio::time::timeout(
-        receiving.timeout,
-        axum::body::to_bytes(body, receiving.largest),
-    )
-    .await;
+    let received = tokio::time::timeout(receiving.timeout, axum::body::to_bytes(body, limit)).await;
     match received {
         Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -128,8 +197,8 @@ async fn receive_body(
         }
         Ok(Err(err)) if is_too_large(&err) => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body too large",
-            format!("the body is larger than {} bytes", receiving.largest),
+            "payload too large",
+            format!("the body is larger than {limit} bytes"),
         ),
         Ok(Err(err)) => problem(
             StatusCode::BAD_REQUEST,
@@ -138,7 +207,7 @@ async fn receive_body(
         ),
         Err(_) => problem(
             StatusCode::REQUEST_TIMEOUT,
-            "body too slow",
+            "request timeout",
             format!(
                 "the request body did not arrive within {} s",
                 receiving.timeout.as_secs_f64()
@@ -160,11 +229,13 @@ fn is_too_large(err: &axum::Error) -> bool {
 
 /// An RFC 9457 problem answer.
 fn problem(status: StatusCode, title: &str, detail: String) -> Response {
+    // The API's own problem types: `urn:hookstream:problem:` and the title in kebab case.
+    let kind = title.replace(' ', "-");
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
         axum::Json(serde_json::json!({
-            "type": "about:blank",
+            "type": format!("urn:hookstream:problem:{kind}"),
             "title": title,
             "status": status.as_u16(),
             "detail": detail,
@@ -180,24 +251,43 @@ async fn shed_load(
     next: Next,
 ) -> Response {
     match in_flight.try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
+        Ok(_permit) => {
+            REQUESTS_IN_PROGRESS.inc();
+            // Counted down however the request ends (a client gone drops this future).
+            let _counted = InProgress;
+            next.run(request).await
+        }
         Err(_) => {
             REQUESTS_SHED.inc();
-            let mut response = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "the server is handling as many requests as it takes; try again shortly".into(),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+            overloaded("the server is handling as many requests as it takes")
         }
     }
 }
 
+/// `503` with `Retry-After: 1`.
+fn overloaded(why: &str) -> Response {
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        format!("{why}; try again shortly"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// Counts a request out of [`REQUESTS_IN_PROGRESS`] when dropped.
+struct InProgress;
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        REQUESTS_IN_PROGRESS.dec();
+    }
+}
+
 /// Serves `app` on `listener` under `limits` until `shutdown`, then lets requests in progress
-/// finish (up to the request timeout).
+/// finish (up to the request timeout, at most 20 s).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -237,7 +327,9 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.request_timeout, graceful.shutdown())
+    // Within the chart's termination grace period (30 s, less the 5 s pre-stop wait).
+    let patience = limits.request_timeout.min(Duration::from_secs(20));
+    if tokio::time::timeout(patience, graceful.shutdown())
         .await
         .is_err()
     {

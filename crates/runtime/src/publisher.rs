@@ -13,7 +13,38 @@ pub enum PublishError {
     #[error("encoding delivery task {delivery}: {reason}")]
     Encode { delivery: String, reason: String },
     #[error("kafka did not acknowledge delivery task {delivery}: {reason}")]
-    Kafka { delivery: String, reason: String },
+    Kafka {
+        delivery: String,
+        reason: String,
+        /// The broker refused the record itself (too large, invalid): trying again cannot help.
+        refused: bool,
+    },
+}
+
+impl PublishError {
+    /// Whether publishing these tasks again could succeed (Kafka down or slow) or never can
+    /// (a task that does not encode, or a record the broker refuses as it is).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Encode { .. } => true,
+            Self::Kafka { refused, .. } => *refused,
+        }
+    }
+}
+
+/// Errors that say the record itself is unacceptable, not that Kafka is unavailable.
+fn refuses_the_record(err: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::MessageBatchTooLarge
+        )
+    )
 }
 
 /// Publishes delivery tasks keyed by endpoint id.
@@ -58,6 +89,7 @@ impl TaskPublisher {
                     .map_err(|(err, _)| PublishError::Kafka {
                         delivery: delivery.to_string(),
                         reason: err.to_string(),
+                        refused: refuses_the_record(&err),
                     })
             }
         });

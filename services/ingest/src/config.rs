@@ -52,6 +52,27 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_SECRET_OVERLAP", default_value = "24h", value_parser = hookstream_kafka::parse_duration)]
     pub secret_overlap: Duration,
 
+    /// Most bytes of webhooks one request may make (payload × subscribed endpoints, summed
+    /// over its events); an event past it is answered 413 (a source record is set aside).
+    #[arg(long, env = "HOOKSTREAM_MAX_FANOUT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_fanout_bytes: usize,
+
+    /// Most live endpoints one tenant may have; creating one more is answered 409.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_MAX_ENDPOINTS_PER_TENANT",
+        default_value_t = 1000
+    )]
+    pub max_endpoints_per_tenant: usize,
+
+    /// Most requests of one tenant handled at once; more are answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_TENANT_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 64
+    )]
+    pub tenant_max_concurrent_requests: usize,
+
     /// Largest request body accepted, in bytes; larger requests are answered 413.
     #[arg(long, env = "HOOKSTREAM_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,

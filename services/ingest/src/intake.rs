@@ -67,6 +67,16 @@ pub enum Accepted {
 pub enum IntakeError {
     #[error("idempotency key already used for a different request (event {original})")]
     KeyConflict { original: EventId },
+    /// The payload times the endpoints it goes to is more than one request may make.
+    #[error(
+        "the event's payload ({payload} bytes) to its {endpoints} endpoints makes {total} bytes of webhooks, over the limit of {limit} per request"
+    )]
+    FanOutTooLarge {
+        payload: usize,
+        endpoints: usize,
+        total: usize,
+        limit: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -79,6 +89,9 @@ pub struct Intake {
     pub store: Arc<dyn Store>,
     pub publisher: TaskPublisher,
     pub window: IdempotencyWindow,
+    /// Most bytes of webhooks (payload × endpoints, summed over its events) one request may
+    /// make: each task carries its own copy of the payload until Kafka has it.
+    pub max_fanout_bytes: usize,
 }
 
 impl Intake {
@@ -101,8 +114,10 @@ impl Intake {
         let mut subscribers: HashMap<(Tenant, EventType), Vec<Endpoint>> = HashMap::new();
         let mut news = Vec::with_capacity(requests.len());
         let mut sources = Vec::with_capacity(requests.len());
+        // Per request, in order: an event refused before it was stored, or its place in `news`.
+        let mut refused: Vec<Option<IntakeError>> = Vec::with_capacity(requests.len());
+        let mut fanout_bytes = 0usize;
         for request in requests {
-            sources.push(request.source);
             let route = (request.tenant.clone(), request.event_type.clone());
             let endpoints = match subscribers.get(&route) {
                 Some(endpoints) => endpoints,
@@ -114,6 +129,23 @@ impl Intake {
                     subscribers.entry(route).or_insert(found)
                 }
             };
+            let payload = serde_json::to_string(&request.payload).map_or(usize::MAX, |p| p.len());
+            let total = payload.saturating_mul(endpoints.len());
+            if fanout_bytes.saturating_add(total) > self.max_fanout_bytes {
+                metrics::EVENTS_ACCEPTED
+                    .with_label_values(&["fanout_too_large"])
+                    .inc();
+                refused.push(Some(IntakeError::FanOutTooLarge {
+                    payload,
+                    endpoints: endpoints.len(),
+                    total,
+                    limit: self.max_fanout_bytes,
+                }));
+                continue;
+            }
+            fanout_bytes += total;
+            refused.push(None);
+            sources.push(request.source);
             let event = Event {
                 id: EventId::generate(),
                 tenant: request.tenant,
@@ -142,7 +174,7 @@ impl Intake {
         }
         let published = self.publish_all(&to_publish).await;
 
-        Ok(news
+        let mut stored = news
             .iter()
             .zip(outcomes)
             .zip(sources)
@@ -190,6 +222,15 @@ impl Intake {
                         .inc();
                     Err(IntakeError::KeyConflict { original })
                 }
+            });
+        // Each refused event in its place among the outcomes of the stored ones.
+        Ok(refused
+            .into_iter()
+            .map(|refusal| match refusal {
+                Some(err) => Err(err),
+                None => stored.next().unwrap_or_else(|| {
+                    Err(StoreError::Backend("no outcome for an event".into()).into())
+                }),
             })
             .collect())
     }

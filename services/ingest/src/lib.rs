@@ -12,3 +12,4 @@ pub mod rate_limit;
 pub mod replay_plan;
 pub mod retention;
 pub mod source;
+pub mod tenant_concurrency;

@@ -20,6 +20,7 @@ use hookstream_ingest::source::avro::SchemaRegistry;
 use hookstream_ingest::source::avro_bounds::Bounds;
 use hookstream_ingest::source::consumer::SourceLoop;
 use hookstream_ingest::source::{Decoder, Format};
+use hookstream_ingest::tenant_concurrency::TenantConcurrency;
 use hookstream_ingest::{outbox, retention};
 use hookstream_runtime::publisher::TaskPublisher;
 
@@ -62,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         store: Arc::clone(&store),
         publisher: TaskPublisher::new(producer.clone(), topics.deliveries()),
         window: IdempotencyWindow(config.idempotency_window),
+        max_fanout_bytes: config.max_fanout_bytes,
     };
     let sources = start_sources(&config, &topics, &intake, &producer, &shutdown).await?;
     let tenant_limiter = Arc::new(TenantLimiter::new(config.tenant_rate, config.tenant_burst));
@@ -76,16 +78,18 @@ async fn main() -> anyhow::Result<()> {
         max_batch_body_bytes: config.max_batch_body_bytes,
         secret_overlap: config.secret_overlap,
         tenant_limiter: Arc::clone(&tenant_limiter),
+        tenant_concurrency: TenantConcurrency::new(config.tenant_max_concurrent_requests),
+        max_endpoints_per_tenant: config.max_endpoints_per_tenant,
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),
         ReadinessCheck::store(Arc::clone(&store)),
     ];
-    let largest_body = config.max_body_bytes.max(config.max_batch_body_bytes);
-    let app = config.http.apply(
-        api::router(state, ApiToken(config.api_token.trim().into())),
-        largest_body,
-    );
+    let app = config.http.apply(api::router(
+        state,
+        ApiToken(config.api_token.trim().into()),
+        &config.http,
+    ));
     let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
         .await
         .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;

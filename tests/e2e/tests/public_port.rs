@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use hookstream_e2e::{Pipeline, Service};
+use serde_json::json;
+
+use hookstream_e2e::{Pipeline, Receiver, Service, eventually, sample};
 
 /// Connections that start a request and never finish its headers.
 const SLOW_CLIENTS: usize = 300;
@@ -69,50 +71,127 @@ async fn connections_that_never_finish_their_headers_are_closed() {
     }
 }
 
+/// Starts an authenticated `POST /v1/events` that declares `declared` bytes of body and
+/// sends 10 of them.
+async fn trickle(address: &str, declared: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.expect("a connection");
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {}\r\nContent-Length: {declared}\r\n\r\n{{\"tenant\":",
+        hookstream_e2e::TOKEN
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("the headers and some body");
+    stream
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trickling_body_times_out_and_overload_is_answered_503_at_once() {
+async fn a_trickling_body_times_out_and_bodies_past_the_budget_are_turned_away() {
     let pipeline = Pipeline::start(&[
         ("HOOKSTREAM_HTTP_BODY_TIMEOUT", "2s"),
-        ("HOOKSTREAM_HTTP_MAX_CONCURRENT_REQUESTS", "1"),
+        ("HOOKSTREAM_HTTP_MAX_BODY_BYTES_IN_FLIGHT", "1000"),
     ])
     .await;
     let address = address(&pipeline);
-    // Headers promise 100 bytes of body; 10 come.
-    let mut trickle = TcpStream::connect(&address).await.expect("a connection");
-    trickle
-        .write_all(
-            b"POST /v1/events HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"tenant\":",
-        )
-        .await
-        .expect("the headers and some body");
+    // 800 of the 1,000 bytes are promised and do not come.
+    let mut slow = trickle(&address, 800).await;
+    // Once it is being received, a second body of 500 bytes does not fit: turned away at once
+    // (until then it is read, and found not to be an event: 400).
+    let busy = eventually(
+        "a body past the budget to be turned away",
+        Duration::from_secs(30),
+        || async {
+            let answer = pipeline
+                .api
+                .raw(
+                    "POST",
+                    "/v1/events",
+                    Some(vec![b' '; 500]),
+                    Some(hookstream_e2e::TOKEN),
+                )
+                .await;
+            (answer.status == 503).then_some(answer)
+        },
+    )
+    .await;
+    assert_eq!(busy.retry_after.as_deref(), Some("1"));
+    assert_eq!(busy.body["type"], "urn:hookstream:problem:overloaded");
 
-    // It holds the only place: the next request is turned away at once, with when to retry.
-    let busy = crate_answer(&pipeline).await;
-    assert_eq!(busy.status().as_u16(), 503);
-    assert_eq!(
-        busy.headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap_or("")),
-        Some("1")
-    );
-
-    let answered = until_closed(&mut trickle, Duration::from_secs(20))
+    let answered = until_closed(&mut slow, Duration::from_secs(20))
         .await
         .expect("the trickling request ended within 20 s");
     assert!(answered.starts_with("HTTP/1.1 408"), "{answered}");
-    // Its place is free again.
-    assert_eq!(crate_answer(&pipeline).await.status().as_u16(), 200);
+    // Its bytes are free again: the same body is read, and found not to be an event.
+    let answer = pipeline
+        .api
+        .raw(
+            "POST",
+            "/v1/events",
+            Some(vec![b' '; 500]),
+            Some(hookstream_e2e::TOKEN),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    // Without a token nothing is read at all.
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/v1/events", pipeline.api.base))
+        .body(vec![b' '; 500])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(anonymous.status().as_u16(), 401);
 }
 
-/// One request that needs no body and no token.
-async fn crate_answer(pipeline: &Pipeline) -> reqwest::Response {
-    reqwest::get(format!(
-        "{}/v1/openapi.json",
-        pipeline.api.base.trim_end_matches('/')
-    ))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_limit_requests_are_answered_503_at_once() {
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_HTTP_MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+    // The store takes no writes for now: the first event waits inside ingest.
+    let store = rusqlite::Connection::open(pipeline.store_path()).expect("the store file");
+    store
+        .execute_batch("BEGIN EXCLUSIVE")
+        .expect("the store's write lock");
+    let first = {
+        let api = pipeline.api.clone();
+        tokio::spawn(async move {
+            api.send_event("acme", "order.created", json!({"n": 1}), None)
+                .await
+        })
+    };
+    eventually(
+        "the first request in progress",
+        Duration::from_secs(30),
+        || async {
+            let metrics = pipeline.metrics_of(Service::Ingest).await;
+            (sample(&metrics, "hookstream_http_requests_in_progress")? >= 1.0).then_some(())
+        },
+    )
+    .await;
+    // A trickling body holds no place: it is still being received.
+    let _slow = trickle(&address(&pipeline), 100).await;
+    let busy = tokio::time::timeout(
+        Duration::from_secs(10),
+        pipeline.api.call("GET", "/v1/endpoints?tenant=acme", None),
+    )
     .await
-    .expect("an answer")
+    .expect("turned away at once, not queued");
+    assert_eq!(busy.status, 503, "{:?}", busy.body);
+    assert_eq!(busy.body["type"], "urn:hookstream:problem:overloaded");
+
+    store.execute_batch("ROLLBACK").expect("releasing the lock");
+    let first = first.await.expect("the first request");
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    let after = pipeline
+        .api
+        .call("GET", "/v1/endpoints?tenant=acme", None)
+        .await;
+    assert_eq!(after.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

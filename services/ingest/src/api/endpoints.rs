@@ -18,6 +18,7 @@ use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
 use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::SigningSecret;
+use hookstream_store::PageRequest;
 
 use super::AppState;
 use super::auth::Caller;
@@ -117,6 +118,20 @@ pub async fn create(
     )?;
     let max_attempts = parse_max_attempts(fields.optional("max_attempts"))?;
     fields.finish()?;
+    // Each endpoint takes a copy of every event its tenant sends: bounded per tenant. (Two
+    // creations at once can pass together; the limit is one of scale, not exact.)
+    let existing = live_endpoints_of(&state, &tenant, state.max_endpoints_per_tenant).await?;
+    if existing >= state.max_endpoints_per_tenant {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "endpoint-limit",
+            "Too many endpoints",
+            format!(
+                "tenant `{tenant}` has {existing} endpoints, the most one tenant may have; delete one first"
+            ),
+        )
+        .with_field("tenant"));
+    }
 
     let secret = SigningSecret::generate()
         .map_err(|e| Problem::unavailable(format!("cannot generate a signing secret: {e}")))?;
@@ -140,6 +155,27 @@ pub async fn create(
     let mut body = render(&endpoint);
     body["secret"] = json!(endpoint.secret.expose());
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// How many live endpoints `tenant` has, counted up to `enough`.
+async fn live_endpoints_of(
+    state: &AppState,
+    tenant: &Tenant,
+    enough: usize,
+) -> Result<usize, Problem> {
+    let mut page = PageRequest {
+        limit: PageRequest::MAX_LIMIT,
+        after: None,
+    };
+    let mut count = 0;
+    loop {
+        let listed = state.intake.store.list_endpoints(tenant, &page).await?;
+        count += listed.items.len();
+        match listed.next {
+            Some(next) if count < enough => page.after = Some(next),
+            _ => return Ok(count),
+        }
+    }
 }
 
 /// The live endpoint an `{id}` path names, or 404 (also for another tenant's).

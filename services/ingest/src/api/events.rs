@@ -51,6 +51,24 @@ pub fn parse_event_body(body: &[u8], limit: usize) -> Result<EventRequest, Value
 
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
+/// Most JSON values (objects, arrays, scalars) the payloads of one batch may hold together.
+pub const MAX_BATCH_VALUES: usize = 1_000_000;
+
+/// How many JSON values `value` holds, itself included.
+fn json_values(value: &Value) -> usize {
+    let mut count = 0;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        count += 1;
+        match value {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(fields) => stack.extend(fields.values()),
+            _ => {}
+        }
+    }
+    count
+}
+
 /// `202 {"id", "deliveries"}` once Kafka has the tasks; `200` with the original id for a repeat
 /// of an idempotency key within the window.
 #[utoipa::path(
@@ -72,6 +90,10 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     let request = parse_request(JsonObject::parse(body, state.max_body_bytes)?)?;
     caller.may_act_for(&request.tenant, "tenant")?;
+    let _in_progress = state
+        .tenant_concurrency
+        .try_enter(&request.tenant)
+        .ok_or_else(|| Problem::tenant_busy(request.tenant.as_str()))?;
     state
         .tenant_limiter
         .check(&request.tenant)
@@ -110,12 +132,36 @@ pub async fn create_batch(
     })?;
     let items = batch_events(&body, MAX_BATCH_EVENTS)?;
 
+    // Parsed events are held until the batch is stored: bounded by the JSON values they hold
+    // (a few hundred kilobytes of `[[],[],…]` is a hundred thousand values).
+    let mut values_left = MAX_BATCH_VALUES;
     let mut results = vec![Value::Null; items.len()];
     let mut requests = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
+    // One place per tenant of the batch while it is handled.
+    let mut in_progress = std::collections::HashMap::new();
     for (index, item) in items.into_iter().enumerate() {
         let parsed = parse_batch_item(item, state.max_body_bytes).and_then(|request| {
+            let values = json_values(&request.payload);
+            values_left = values_left.checked_sub(values).ok_or_else(|| {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "Payload too large",
+                    format!(
+                        "the batch's payloads hold more than {MAX_BATCH_VALUES} JSON values; send fewer events per batch"
+                    ),
+                )
+                .with_field("payload")
+            })?;
             caller.may_act_for(&request.tenant, "tenant")?;
+            if !in_progress.contains_key(&request.tenant) {
+                let permit = state
+                    .tenant_concurrency
+                    .try_enter(&request.tenant)
+                    .ok_or_else(|| Problem::tenant_busy(request.tenant.as_str()))?;
+                in_progress.insert(request.tenant.clone(), permit);
+            }
             state
                 .tenant_limiter
                 .check(&request.tenant)
@@ -198,6 +244,13 @@ fn intake_problem(err: IntakeError) -> Problem {
             ),
         )
         .with_field("idempotency_key"),
+        err @ IntakeError::FanOutTooLarge { .. } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "fan-out-too-large",
+            "Fan-out too large",
+            format!("{err}; send a smaller payload, or fewer events per request"),
+        )
+        .with_field("payload"),
         IntakeError::Store(err) => err.into(),
         IntakeError::Publish(err) => {
             tracing::warn!(error = %err, "publishing delivery tasks failed");
@@ -217,6 +270,14 @@ mod tests {
 
     fn parse(body: &str) -> Result<EventRequest, Problem> {
         parse_request(JsonObject::parse(Ok(Bytes::from(body.to_owned())), 1024)?)
+    }
+
+    #[test]
+    fn values_are_counted_however_they_nest() {
+        assert_eq!(json_values(&json!(null)), 1);
+        assert_eq!(json_values(&json!([[], [], {"a": [1, 2]}])), 7);
+        let bomb = Value::Array(vec![json!([]); 100_000]);
+        assert_eq!(json_values(&bomb), 100_001);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use hookstream_runtime::http_server::HttpLimits;
 use hookstream_runtime::resolver::DestinationResolver;
 
 use crate::intake::Intake;
@@ -44,12 +45,16 @@ pub struct AppState {
     /// How long a rotated-out secret keeps signing, unless the rotation says otherwise.
     pub secret_overlap: std::time::Duration,
     pub tenant_limiter: Arc<crate::rate_limit::TenantLimiter>,
+    /// Requests of one tenant handled at once.
+    pub tenant_concurrency: Arc<crate::tenant_concurrency::TenantConcurrency>,
+    /// Most live endpoints one tenant may have.
+    pub max_endpoints_per_tenant: usize,
 }
 
 /// The `/v1` API, behind bearer-token authentication: the admin token, or a tenant API key
 /// that sees only its own tenant. `GET /v1/openapi.json` (no token needed) describes it; the
 /// document is built from the same handlers the router serves, so the two cannot drift apart.
-pub fn router(state: AppState, token: ApiToken) -> Router {
+pub fn router(state: AppState, token: ApiToken, http: &HttpLimits) -> Router {
     let access = auth::Access {
         admin: token,
         store: state.intake.store.clone(),
@@ -57,8 +62,17 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
     let max_body = state.max_body_bytes;
     let max_batch_body = state.max_batch_body_bytes;
     let (api, document) = documented_routes(max_batch_body).split_for_parts();
+    // Innermost first: a place among the requests handled at once, then the body received
+    // whole (after authentication: nothing is buffered for anonymous clients).
+    let api = http.shed_load(api.fallback(|| async { Problem::not_found("route") }));
+    let api = http.receive_body(api, move |path| {
+        if path == BATCH_PATH {
+            max_batch_body
+        } else {
+            max_body
+        }
+    });
     let api = api
-        .fallback(|| async { Problem::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(access, auth::authenticate));
     let document = Arc::new(openapi::finish(document));
@@ -74,6 +88,9 @@ pub fn router(state: AppState, token: ApiToken) -> Router {
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
 }
+
+/// The one route that takes a body larger than `HOOKSTREAM_MAX_BODY_BYTES`.
+const BATCH_PATH: &str = "/v1/events:batch";
 
 /// Every `/v1` route, each with its OpenAPI operation.
 fn documented_routes(max_batch_body: usize) -> OpenApiRouter<AppState> {

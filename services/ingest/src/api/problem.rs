@@ -120,6 +120,20 @@ impl Problem {
         problem
     }
 
+    /// The tenant has as many requests in progress as it may; try again in a second.
+    pub fn tenant_busy(tenant: &str) -> Self {
+        let mut problem = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tenant-busy",
+            "Too many requests in progress",
+            format!(
+                "tenant `{tenant}` has as many requests in progress as it may; try again shortly"
+            ),
+        );
+        problem.retry_after = Some(1);
+        problem
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

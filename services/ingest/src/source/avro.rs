@@ -11,7 +11,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
-use super::avro_bounds::{Bounds, check_datum, check_schema};
+use super::avro_bounds::{Bounds, CheckedSchema};
 use super::record::Rejection;
 
 /// Why a value could not be decoded.
@@ -25,12 +25,17 @@ pub enum AvroError {
     Unavailable(String),
 }
 
+/// A schema fetched from the registry: checked, or why it was refused.
+type FetchedSchema = Result<Arc<CheckedSchema>, Rejection>;
+
 /// A Schema Registry client that keeps every schema it fetched.
 #[derive(Clone)]
 pub struct SchemaRegistry {
     base: String,
     http: reqwest::Client,
-    schemas: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
+    /// Every schema fetched, checked, or why it was refused (so a refused id is not fetched
+    /// again for each of its records).
+    schemas: Arc<RwLock<HashMap<u32, FetchedSchema>>>,
     /// How much one record may decode to.
     bounds: Bounds,
 }
@@ -51,14 +56,15 @@ impl SchemaRegistry {
     pub async fn decode(&self, bytes: &[u8]) -> Result<Value, AvroError> {
         let (id, datum) = frame(bytes)?;
         let schema = self.schema(id).await?;
-        check_datum(&schema, datum, self.bounds)
+        schema
+            .check_datum(datum, self.bounds)
             .map_err(|why| Rejection::new(format!("a record of schema {id}: {why}")))?;
-        Ok(datum_to_json(&schema, id, datum)?)
+        Ok(datum_to_json(schema.schema(), id, datum)?)
     }
 
-    async fn schema(&self, id: u32) -> Result<Arc<Schema>, AvroError> {
-        if let Some(schema) = self.schemas.read().await.get(&id) {
-            return Ok(Arc::clone(schema));
+    async fn schema(&self, id: u32) -> Result<Arc<CheckedSchema>, AvroError> {
+        if let Some(known) = self.schemas.read().await.get(&id) {
+            return Ok(known.clone()?);
         }
         let url = format!("{}/schemas/ids/{id}", self.base);
         let response = self
@@ -88,13 +94,15 @@ impl SchemaRegistry {
         let text = body.get("schema").and_then(Value::as_str).ok_or_else(|| {
             AvroError::Unavailable(format!("GET {url}: no `schema` in the answer"))
         })?;
-        let schema = Arc::new(
-            Schema::parse_str(text)
-                .map_err(|e| Rejection::new(format!("schema {id} does not parse: {e}")))?,
-        );
-        check_schema(&schema).map_err(|why| Rejection::new(format!("schema {id}: {why}")))?;
-        self.schemas.write().await.insert(id, Arc::clone(&schema));
-        Ok(schema)
+        let checked = Schema::parse_str(text)
+            .map_err(|e| Rejection::new(format!("schema {id} does not parse: {e}")))
+            .and_then(|schema| {
+                CheckedSchema::new(schema, self.bounds)
+                    .map_err(|why| Rejection::new(format!("schema {id} is refused: {why}")))
+            })
+            .map(Arc::new);
+        self.schemas.write().await.insert(id, checked.clone());
+        Ok(checked?)
     }
 }
 

@@ -130,6 +130,17 @@ impl SourceLoop {
                     "ce_source and ce_id were used for a different event ({original}) within the idempotency window"
                 ))))
             }
+            // What fails however often it is tried is set aside: too large a fan-out, tasks
+            // Kafka refuses as they are, a store row refused for good.
+            Err(err @ IntakeError::FanOutTooLarge { .. }) => {
+                Ok(Outcome::Rejected(Rejection::new(err.to_string())))
+            }
+            Err(IntakeError::Publish(err)) if err.is_permanent() => {
+                Ok(Outcome::Rejected(Rejection::new(err.to_string())))
+            }
+            Err(IntakeError::Store(err)) if !err.is_transient() => Ok(Outcome::Rejected(
+                Rejection::new(format!("the store refused the event: {err}")),
+            )),
             Err(err) => Err(err.to_string()),
         }
     }
