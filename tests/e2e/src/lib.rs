@@ -8,6 +8,7 @@
 mod api;
 mod broker;
 mod dns;
+mod held;
 mod otlp;
 mod process;
 mod receiver;
@@ -17,6 +18,7 @@ mod services;
 pub use api::{Answer, Api};
 pub use broker::{Broker, KafkaCluster};
 pub use dns::DnsServer;
+pub use held::HeldRequest;
 pub use otlp::{ExportedSpan, OtlpReceiver};
 pub use receiver::{Chaos, Receiver, Scripted, Webhook, verify_with_reference_library};
 pub use services::{Pipeline, Service, TOKEN, binary};

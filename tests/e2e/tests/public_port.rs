@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use serde_json::json;
-
-use hookstream_e2e::{Pipeline, Receiver, Service, eventually, sample};
+use hookstream_e2e::{Pipeline, Receiver, Service, eventually};
 
 /// Connections that start a request and never finish its headers.
 const SLOW_CLIENTS: usize = 300;
@@ -153,26 +151,7 @@ async fn past_the_concurrency_limit_requests_are_answered_503_at_once() {
         .create_endpoint("acme", &receiver.url, &[])
         .await;
     // The store takes no writes for now: the first event waits inside ingest.
-    let store = rusqlite::Connection::open(pipeline.store_path()).expect("the store file");
-    store
-        .execute_batch("BEGIN EXCLUSIVE")
-        .expect("the store's write lock");
-    let first = {
-        let api = pipeline.api.clone();
-        tokio::spawn(async move {
-            api.send_event("acme", "order.created", json!({"n": 1}), None)
-                .await
-        })
-    };
-    eventually(
-        "the first request in progress",
-        Duration::from_secs(30),
-        || async {
-            let metrics = pipeline.metrics_of(Service::Ingest).await;
-            (sample(&metrics, "hookstream_http_requests_in_progress")? >= 1.0).then_some(())
-        },
-    )
-    .await;
+    let held = pipeline.hold_an_event_request("acme").await;
     // A trickling body holds no place: it is still being received.
     let _slow = trickle(&address(&pipeline), 100).await;
     let busy = tokio::time::timeout(
@@ -184,8 +163,7 @@ async fn past_the_concurrency_limit_requests_are_answered_503_at_once() {
     assert_eq!(busy.status, 503, "{:?}", busy.body);
     assert_eq!(busy.body["type"], "urn:hookstream:problem:overloaded");
 
-    store.execute_batch("ROLLBACK").expect("releasing the lock");
-    let first = first.await.expect("the first request");
+    let first = held.release().await;
     assert_eq!(first.status, 202, "{:?}", first.body);
     let after = pipeline
         .api

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hookstream_e2e::{Pipeline, Receiver, Service, sample};
+use hookstream_e2e::{Pipeline, Receiver};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_is_held_to_its_endpoints_and_its_fan_out() {
@@ -88,26 +88,7 @@ async fn a_tenant_with_a_request_in_progress_at_its_limit_is_told_to_come_back()
         .await;
 
     // The store takes no writes for now: acme's first event waits inside ingest.
-    let store = rusqlite::Connection::open(pipeline.store_path()).expect("the store file");
-    store
-        .execute_batch("BEGIN EXCLUSIVE")
-        .expect("the store's write lock");
-    let first = {
-        let api = pipeline.api.clone();
-        tokio::spawn(async move {
-            api.send_event("acme", "order.created", json!({"n": 1}), None)
-                .await
-        })
-    };
-    hookstream_e2e::eventually(
-        "the first request in progress",
-        Duration::from_secs(30),
-        || async {
-            let metrics = pipeline.metrics_of(Service::Ingest).await;
-            (sample(&metrics, "hookstream_http_requests_in_progress")? >= 1.0).then_some(())
-        },
-    )
-    .await;
+    let held = pipeline.hold_an_event_request("acme").await;
     let busy = tokio::time::timeout(
         Duration::from_secs(10),
         pipeline
@@ -119,8 +100,7 @@ async fn a_tenant_with_a_request_in_progress_at_its_limit_is_told_to_come_back()
     assert_eq!(busy.status, 503, "{:?}", busy.body);
     assert_eq!(busy.body["type"], "urn:hookstream:problem:tenant-busy");
 
-    store.execute_batch("ROLLBACK").expect("releasing the lock");
-    let first = first.await.expect("the first request");
+    let first = held.release().await;
     assert_eq!(first.status, 202, "{:?}", first.body);
     let after = pipeline
         .api

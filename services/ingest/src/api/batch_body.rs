@@ -28,6 +28,13 @@ pub fn batch_events(body: &[u8], max: usize) -> Result<Vec<&RawValue>, Problem> 
             }
             _ => Problem::invalid("body", format!("the body is not valid JSON: {err}")),
         })?;
+    let Read { events, unknown } = events;
+    if let Some(unknown) = unknown {
+        return Err(Problem::invalid(
+            unknown.clone(),
+            format!("unknown field `{unknown}`"),
+        ));
+    }
     let events = events.ok_or_else(|| Problem::invalid("events", "`events` is required"))?;
     if events.is_empty() {
         return Err(Problem::invalid(
@@ -43,28 +50,36 @@ struct BatchBody {
     max: usize,
 }
 
+/// What the body held: the events, and the first field it should not have.
+struct Read<'de> {
+    events: Option<Vec<&'de RawValue>>,
+    unknown: Option<String>,
+}
+
 impl<'de> Visitor<'de> for BatchBody {
-    type Value = Option<Vec<&'de RawValue>>;
+    type Value = Read<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object holding the events list")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut events = None;
-        while let Some(key) = map.next_key::<&str>()? {
+        let mut read = Read {
+            events: None,
+            unknown: None,
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key != "events" {
                 map.next_value::<IgnoredAny>()?;
-                return Err(de::Error::custom(format!(
-                    "unknown field `{key}`: a batch body holds only the events list"
-                )));
+                read.unknown.get_or_insert_with(|| key.into_owned());
+                continue;
             }
-            if events.is_some() {
+            if read.events.is_some() {
                 return Err(de::Error::custom("`events` is given twice"));
             }
-            events = Some(map.next_value_seed(Events { max: self.max })?);
+            read.events = Some(map.next_value_seed(Events { max: self.max })?);
         }
-        Ok(events)
+        Ok(read)
     }
 }
 
@@ -129,7 +144,7 @@ mod tests {
             (&br#"{"events": []}"#[..], "events"),
             (br#"{}"#, "events"),
             (br#"{"events": {}}"#, "events"),
-            (br#"{"events": [], "extra": 1}"#, "body"),
+            (br#"{"events": [{}], "extra": 1}"#, "extra"),
             (br#"[1]"#, "body"),
             (br#"{"events": [1,"#, "body"),
             (br#"{"events": [{}]} trailing"#, "body"),

@@ -9,6 +9,7 @@
 //! the bounds. The walk resolves names exactly as the decoder does (a name without a
 //! namespace takes the enclosing one), so the two cannot read a record differently.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use apache_avro::Schema;
@@ -132,13 +133,10 @@ impl SchemaCheck<'_> {
                 Ok(())
             }
             Schema::Ref { name } => {
-                let name = name.fully_qualified_name(namespace);
+                let (name, target) = resolve(self.names, name, namespace)?;
                 if self.open.contains(&name) {
                     return Err(contains_itself(&name));
                 }
-                let target = self.names.get(name.as_ref()).ok_or_else(|| {
-                    Rejection::new(format!("it names {name} without defining it"))
-                })?;
                 self.visit(target, name.namespace(), depth + 1)
             }
             Schema::Array(array) => self.visit(&array.items, namespace, depth + 1),
@@ -150,6 +148,20 @@ impl SchemaCheck<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// What a reference names, as the decoder resolves it: a name without a namespace takes the
+/// enclosing one.
+fn resolve<'n>(
+    names: &'n Names,
+    name: &'n Name,
+    namespace: NamespaceRef,
+) -> Result<(Cow<'n, Name>, &'n Schema), Rejection> {
+    let name = name.fully_qualified_name(namespace);
+    let target = names
+        .get(name.as_ref())
+        .ok_or_else(|| Rejection::new(format!("the schema names {name} without defining it")))?;
+    Ok((name, target))
 }
 
 fn contains_itself(name: &Name) -> Rejection {
@@ -288,10 +300,7 @@ impl Walk<'_, '_> {
                 walk.value(&map.types, namespace, depth + 1)
             }),
             Schema::Ref { name } => {
-                let name = name.fully_qualified_name(namespace);
-                let target = self.names.get(name.as_ref()).ok_or_else(|| {
-                    Rejection::new(format!("the schema names {name} without defining it"))
-                })?;
+                let (name, target) = resolve(self.names, name, namespace)?;
                 self.value(target, name.namespace(), depth + 1)
             }
         }
