@@ -168,6 +168,19 @@ async fn receive_body(
     request: Request,
     next: Next,
 ) -> Response {
+    let (body_read, mut response) = receive_then_run(receiving, request, next).await;
+    if !body_read {
+        // The rest of the body is not read: the connection cannot carry another request, and
+        // the client must not put it back in its pool (its next request would find it closed).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The answer, and whether the whole body was read before it.
+async fn receive_then_run(receiving: Receiving, request: Request, next: Next) -> (bool, Response) {
     let limit = (receiving.limit_of)(request.uri().path());
     // Counted at the size the client declares, or the most the route takes if it declares
     // none; a body longer than it declared is cut off at that size by hyper.
@@ -177,23 +190,25 @@ async fn receive_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return problem(
+        let too_large = problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload too large",
             format!("the body is larger than {limit} bytes"),
         );
+        return (declared == Some(0), too_large);
     }
     let counted = declared.unwrap_or(limit).min(receiving.budget_bytes).max(1);
     let Ok(_bytes) = Arc::clone(&receiving.budget).try_acquire_many_owned(counted as u32) else {
         BODIES_REFUSED.inc();
-        return overloaded("the server is receiving as many request bodies as it takes");
+        let busy = overloaded("the server is receiving as many request bodies as it takes");
+        return (declared == Some(0), busy);
     };
     let (parts, body) = request.into_parts();
     let received = tokio::time::timeout(receiving.timeout, axum::body::to_bytes(body, limit)).await;
-    match received {
+    let failed = match received {
         Ok(Ok(bytes)) => {
-            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-                .await
+            let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+            return (true, next.run(request).await);
         }
         Ok(Err(err)) if is_too_large(&err) => problem(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -213,7 +228,8 @@ async fn receive_body(
                 receiving.timeout.as_secs_f64()
             ),
         ),
-    }
+    };
+    (false, failed)
 }
 
 fn is_too_large(err: &axum::Error) -> bool {
