@@ -17,6 +17,7 @@ use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry::{self, TraceContext};
 use tracing::Instrument;
 
+use crate::blocking::blocking;
 use crate::decoding::TaskDecoder;
 use crate::health::{Heartbeat, Sends};
 use crate::lanes::Lanes;
@@ -61,10 +62,7 @@ impl RebalanceListener {
             self.ownership
                 .wait_until_idle(partitions, self.handover_limit)
         };
-        let still_out = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-            _ => wait(),
-        };
+        let still_out = blocking(wait);
         // No send starts on a revoked partition, so those not out any more were recorded.
         metrics::HANDOVER_SENDS
             .with_label_values(&["recorded"])

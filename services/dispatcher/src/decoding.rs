@@ -8,6 +8,8 @@ use hookstream_kafka::SchemaRegistry;
 use hookstream_model::codec::CodecError;
 use hookstream_model::task::DeliveryTask;
 
+use crate::blocking::blocking;
+
 /// How long a lookup on the schemas topic may hold the consumer loop (and every endpoint).
 const LOOKUP_PATIENCE: Duration = Duration::from_secs(2);
 /// After a lookup failed (Kafka slow or the topic unreadable), how long unknown schemas go
@@ -55,11 +57,7 @@ impl TaskDecoder {
         // reads only when the topic grew since the last look, so it is quick when it finds
         // nothing new.)
         let registry = &mut self.registry;
-        let mut lookup = || registry.lookup(fingerprint, LOOKUP_PATIENCE);
-        let looked_up = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(lookup),
-            _ => lookup(),
-        };
+        let looked_up = blocking(|| registry.lookup(fingerprint, LOOKUP_PATIENCE));
         let found = match looked_up {
             Ok(found) => {
                 self.failed_at = None;

@@ -129,7 +129,7 @@ impl Intake {
                     subscribers.entry(route).or_insert(found)
                 }
             };
-            let payload = serde_json::to_string(&request.payload).map_or(usize::MAX, |p| p.len());
+            let payload = json_len(&request.payload);
             let total = payload.saturating_mul(endpoints.len());
             if fanout_bytes.saturating_add(total) > self.max_fanout_bytes {
                 metrics::EVENTS_ACCEPTED
@@ -267,5 +267,36 @@ impl Intake {
         deliveries: &[Delivery],
     ) -> Result<(), PublishError> {
         self.publish_all(&[(event, deliveries)]).await
+    }
+}
+
+/// The length of `value` as JSON text, counted without building the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(usize::MAX, |()| count.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counted_length_is_that_of_the_text() {
+        for value in [
+            serde_json::json!(null),
+            serde_json::json!({"a": [1, "é", {"b": true}]}),
+        ] {
+            assert_eq!(json_len(&value), value.to_string().len());
+        }
     }
 }
