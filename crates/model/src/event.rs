@@ -26,6 +26,9 @@ pub enum PublishState {
     Publishing,
     /// Kafka acknowledged every delivery task.
     Published,
+    /// Kafka refuses its tasks as they are (too large, not encodable): taken out of the outbox so
+    /// the sweep goes on with the others, and counted for an operator to look at.
+    SetAside,
 }
 
 impl PublishState {
@@ -33,6 +36,7 @@ impl PublishState {
         match self {
             Self::Publishing => "publishing",
             Self::Published => "published",
+            Self::SetAside => "set_aside",
         }
     }
 
@@ -40,6 +44,7 @@ impl PublishState {
         match text {
             "publishing" => Some(Self::Publishing),
             "published" => Some(Self::Published),
+            "set_aside" => Some(Self::SetAside),
             _ => None,
         }
     }

@@ -9,7 +9,10 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use prometheus::{HistogramVec, IntCounterVec, register_histogram_vec, register_int_counter_vec};
+use prometheus::{
+    HistogramVec, IntCounter, IntCounterVec, register_histogram_vec, register_int_counter,
+    register_int_counter_vec,
+};
 use time::OffsetDateTime;
 
 use hookstream_model::api_key::ApiKey;
@@ -51,6 +54,19 @@ static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static SET_ASIDE: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_outbox_set_aside_total",
+        "Events taken out of the outbox for good: Kafka refuses their tasks, or they do not decode."
+    )
+    .expect("metric registers once")
+});
+
+/// Counts an event set aside, by whichever backend did it.
+pub(crate) fn count_set_aside() {
+    SET_ASIDE.inc();
+}
+
 /// Wraps a backend; [`crate::open`] hands out stores wrapped in it.
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
@@ -63,6 +79,7 @@ impl MeteredStore {
         for operation in [STORE_OPERATIONS, REPLAY_OPERATIONS, ACCESS_OPERATIONS].concat() {
             ERRORS.with_label_values(&[operation]);
         }
+        LazyLock::force(&SET_ASIDE);
         Self { inner }
     }
 }
@@ -108,6 +125,7 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn subscribed_endpoints(tenant: &Tenant, event_type: &EventType) -> Vec<Endpoint>;
     fn create_events(news: &[NewEvent], window: IdempotencyWindow) -> Vec<CreateEventOutcome>;
     fn mark_events_published(ids: &[EventId]) -> ();
+    fn set_aside_event(id: EventId, reason: &str) -> ();
     fn unpublished_events(before: OffsetDateTime, limit: u32) -> Vec<(Event, Vec<Delivery>)>;
     fn set_circuit(id: EndpointId, circuit: &CircuitView) -> ();
     fn sending_paused() -> bool;

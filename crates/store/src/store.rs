@@ -141,6 +141,9 @@ pub trait Store: crate::ReplayStore + crate::AccessStore + Send + Sync + 'static
     async fn mark_event_published(&self, id: EventId) -> Result<(), StoreError> {
         self.mark_events_published(&[id]).await
     }
+    /// Takes an event out of the outbox for good, in state `set_aside` with the reason: Kafka
+    /// refuses its tasks as they are, and trying again would stop the sweep on it forever.
+    async fn set_aside_event(&self, id: EventId, reason: &str) -> Result<(), StoreError>;
     /// Events created before `before` whose tasks are not known to be on Kafka, oldest first,
     /// with their deliveries: the outbox that ingest republishes after a crash or failure.
     async fn unpublished_events(

@@ -1702,6 +1702,199 @@ async fn api_keys_are_kept_per_tenant_and_revoked_once(backend: Backend) {
     );
 }
 
+async fn an_event_set_aside_leaves_the_outbox_for_good(backend: Backend) {
+    let f = backend.fixture().await;
+    let window = IdempotencyWindow::default();
+    let ep = endpoint("acme", &[]);
+    let refused = new_event("acme", Some("too-big"), &[&ep]);
+    let fine = new_event("acme", None, &[&ep]);
+    f.store
+        .create_events(&[refused.clone(), fine.clone()], window)
+        .await
+        .unwrap();
+    f.store
+        .set_aside_event(refused.event.id, "kafka refuses the record: too large")
+        .await
+        .unwrap();
+
+    let cutoff = OffsetDateTime::now_utc() + Duration::from_secs(1);
+    let waiting = f.store.unpublished_events(cutoff, 10).await.unwrap();
+    let ids: Vec<EventId> = waiting.iter().map(|(event, _)| event.id).collect();
+    assert_eq!(ids, vec![fine.event.id], "the sweep goes on without it");
+    let again = new_event("acme", Some("too-big"), &[&ep]);
+    match f.store.create_event(&again, window).await.unwrap() {
+        CreateEventOutcome::Repeat { event, state, .. } => {
+            assert_eq!(event.id, refused.event.id);
+            assert_eq!(
+                state,
+                PublishState::SetAside,
+                "a repeat is not published again"
+            );
+        }
+        other => panic!("expected a repeat, got {other:?}"),
+    }
+    assert!(matches!(
+        f.store.set_aside_event(EventId::generate(), "x").await,
+        Err(hookstream_store::StoreError::NotFound(_))
+    ));
+}
+
+/// Fault tests of the ScyllaDB store: statements fail (as a node timing out would) at chosen
+/// points of a real write to the CQL node.
+mod scylla_faults {
+    use super::*;
+
+    async fn open(backend: &Backend) -> ScyllaStore {
+        let Backend::Scylla(at) = backend else {
+            unreachable!("a ScyllaDB backend")
+        };
+        ScyllaStore::open(at, Duration::from_secs(30 * 86_400), sealer())
+            .await
+            .unwrap()
+    }
+
+    fn request(tenant_name: &str, ep: &Endpoint, other: &Endpoint) -> Vec<NewEvent> {
+        let keyed = |key: &str| new_event(tenant_name, Some(key), &[ep, other]);
+        vec![
+            keyed("k-a"),
+            new_event(tenant_name, None, &[ep, other]),
+            keyed("k-b"),
+        ]
+    }
+
+    async fn deliveries_of(store: &dyn Store, tenant_name: &str) -> Vec<Delivery> {
+        let filter = DeliveryFilter {
+            tenant: Some(tenant(tenant_name)),
+            ..Default::default()
+        };
+        store
+            .list_deliveries(&filter, &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+    }
+
+    async fn outbox_ids(store: &dyn Store) -> Vec<EventId> {
+        let cutoff = OffsetDateTime::now_utc() + Duration::from_secs(1);
+        store
+            .unpublished_events(cutoff, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(event, _)| event.id)
+            .collect()
+    }
+
+    /// Issue 19: a batch stored one event at a time stopped at the first error, so a client
+    /// retrying after the 503 got the first events twice under different ids.
+    #[tokio::test]
+    async fn a_batch_that_fails_anywhere_stores_nothing_and_its_retry_stores_it_once() {
+        let backend = Backend::scylla();
+        let store = open(&backend).await;
+        let window = IdempotencyWindow::default();
+        let ep = endpoint("acme", &[]);
+        let other = endpoint("acme", &[]);
+        let mut failures = 0;
+        // Every statement of the request fails once in turn, until one plan is never reached.
+        for nth in 1.. {
+            let name = format!("tenant-{nth}");
+            let first_try = request(&name, &ep, &other);
+            store.fail_statements(nth, 1);
+            let result = store.create_events(&first_try, window).await;
+            store.fail_statements(0, 0);
+            let Err(err) = result else {
+                // Stored: all of it, once.
+                assert_eq!(deliveries_of(&store, &name).await.len(), 6, "at {nth}");
+                let waiting = outbox_ids(&store).await;
+                for new in &first_try {
+                    assert!(waiting.contains(&new.event.id), "at {nth}");
+                    store.mark_event_published(new.event.id).await.unwrap();
+                }
+                if nth > 60 {
+                    break;
+                }
+                continue;
+            };
+            failures += 1;
+            assert!(err.to_string().contains("planned fault"), "at {nth}: {err}");
+            assert!(
+                deliveries_of(&store, &name).await.is_empty(),
+                "statement {nth} failed, yet deliveries are listed"
+            );
+            let waiting = outbox_ids(&store).await;
+            for new in &first_try {
+                assert!(!waiting.contains(&new.event.id), "at {nth}: in the outbox");
+                for d in &new.deliveries {
+                    assert!(
+                        store.get_delivery(d.id).await.unwrap().is_none(),
+                        "at {nth}"
+                    );
+                }
+            }
+            // The client's retry: new ids, the same keys.
+            let retry = request(&name, &ep, &other);
+            let outcomes = store.create_events(&retry, window).await.unwrap();
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| matches!(o, CreateEventOutcome::Created)),
+                "at {nth}: {outcomes:?}"
+            );
+            assert_eq!(deliveries_of(&store, &name).await.len(), 6, "at {nth}");
+            for new in &retry {
+                store.mark_event_published(new.event.id).await.unwrap();
+            }
+        }
+        assert!(
+            failures > 30,
+            "every step of the request was tried: {failures}"
+        );
+    }
+
+    /// Issue 19: an event whose key was claimed before its outbox row was written, by a process
+    /// that then died, was never published and held its key for the whole window.
+    #[tokio::test]
+    async fn a_request_that_died_half_way_frees_its_key_and_is_swept_away() {
+        let backend = Backend::scylla();
+        let ep = endpoint("acme", &[]);
+        let window = IdempotencyWindow::default();
+        let dying = open(&backend).await;
+        let mut keyed = new_event("acme", Some("k-1"), &[&ep]);
+        let mut unkeyed = new_event("acme", None, &[&ep]);
+        // Created long enough ago for the sweep to give up on them.
+        for new in [&mut keyed, &mut unkeyed] {
+            new.event.created_at -= Duration::from_secs(600);
+        }
+        // The process dies after staging the first event (key claimed), mid-way through the second.
+        dying.fail_statements(12, u64::MAX);
+        assert!(
+            dying
+                .create_events(&[keyed.clone(), unkeyed.clone()], window)
+                .await
+                .is_err()
+        );
+
+        let alive = open(&backend).await;
+        // The event holds its key, staged, with nobody left to decide it: the retry waits for
+        // it briefly, abandons it and takes the key.
+        let retry = new_event("acme", Some("k-1"), &[&ep]);
+        assert!(matches!(
+            alive.create_event(&retry, window).await.unwrap(),
+            CreateEventOutcome::Created
+        ));
+        // The sweep never publishes the dead request's events; it removes them.
+        let waiting = outbox_ids(&alive).await;
+        assert!(waiting.contains(&retry.event.id));
+        for new in [&keyed, &unkeyed] {
+            assert!(!waiting.contains(&new.event.id));
+            for d in &new.deliveries {
+                assert!(alive.get_delivery(d.id).await.unwrap().is_none());
+            }
+        }
+        assert_eq!(outbox_ids(&alive).await.len(), waiting.len());
+    }
+}
+
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     endpoint_lists_are_per_tenant_and_paged,
@@ -1728,4 +1921,5 @@ contract!(
     replays_skip_deleted_and_disabled_endpoints,
     batches_are_listed_for_everyone_or_for_one_tenant,
     api_keys_are_kept_per_tenant_and_revoked_once,
+    an_event_set_aside_leaves_the_outbox_for_good,
 );

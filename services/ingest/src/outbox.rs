@@ -5,9 +5,16 @@
 //! sweep publishes them again (same delivery ids) so that no accepted event is lost. It works
 //! through the whole backlog in batches, each published together and marked before the next is
 //! read, so a large backlog (after a long Kafka outage) drains at publishing speed.
+//!
+//! An event whose tasks Kafka refuses as they are (too large for the topic, not encodable) can
+//! never be published: when a batch is refused, its events are published one by one and each
+//! refused one is set aside (`hookstream_outbox_set_aside_total`, an alert), so one such event
+//! does not stop the sweep for every other.
 
 use std::time::Duration;
 
+use hookstream_model::delivery::Delivery;
+use hookstream_model::event::Event;
 use hookstream_model::ids::EventId;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
@@ -44,35 +51,60 @@ pub async fn sweep(
     let mut republished = 0;
     while !shutdown.is_cancelled() {
         let batch = intake.store.unpublished_events(before, BATCH).await?;
-        let tasks: Vec<DeliveryTask> = batch
-            .iter()
-            .flat_map(|(event, deliveries)| fanout::tasks_still_needed(event, deliveries))
-            .collect();
-        intake.publisher.publish(&tasks).await?;
+        let read = batch.len();
+        let ids = publish_or_set_aside(intake, &batch).await?;
         // Marked before the next read, or the next batch would be this one again.
-        let ids: Vec<EventId> = batch.iter().map(|(event, _)| event.id).collect();
         intake.store.mark_events_published(&ids).await?;
         crate::metrics::OUTBOX_REPUBLISHED.inc_by(ids.len() as u64);
         republished += ids.len() as u64;
         if !ids.is_empty() {
-            tracing::info!(
-                events = ids.len(),
-                tasks = tasks.len(),
-                "republished unacknowledged events"
-            );
+            tracing::info!(events = ids.len(), "republished unacknowledged events");
         }
-        if ids.len() < BATCH as usize {
+        if read < BATCH as usize {
             break;
         }
     }
     Ok(republished)
 }
 
+/// Publishes the batch's tasks; the events now on Kafka. After a refusal the events are tried
+/// one at a time, and each one Kafka refuses is set aside.
+async fn publish_or_set_aside(
+    intake: &Intake,
+    batch: &[(Event, Vec<Delivery>)],
+) -> Result<Vec<EventId>, IntakeError> {
+    let tasks_of = |(event, deliveries): &(Event, Vec<Delivery>)| {
+        fanout::tasks_still_needed(event, deliveries)
+    };
+    let tasks: Vec<DeliveryTask> = batch.iter().flat_map(tasks_of).collect();
+    match intake.publisher.publish(&tasks).await {
+        Ok(()) => return Ok(batch.iter().map(|(event, _)| event.id).collect()),
+        Err(err) if !err.is_permanent() => return Err(err.into()),
+        Err(_) => {}
+    }
+    let mut published = Vec::with_capacity(batch.len());
+    for entry in batch {
+        let event = &entry.0;
+        match intake.publisher.publish(&tasks_of(entry)).await {
+            Ok(()) => published.push(event.id),
+            Err(err) if err.is_permanent() => {
+                tracing::error!(event = %event.id, tenant = %event.tenant, error = %err,
+                    "Kafka refuses this event's tasks; set aside, the sweep goes on");
+                intake
+                    .store
+                    .set_aside_event(event.id, &err.to_string())
+                    .await?;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(published)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hookstream_model::delivery::{Delivery, DeliveryStatus};
-    use hookstream_model::event::Event;
+    use hookstream_model::delivery::DeliveryStatus;
     use hookstream_model::ids::{DeliveryId, EndpointId};
     use hookstream_model::names::{EventType, Tenant};
 

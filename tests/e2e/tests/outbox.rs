@@ -2,6 +2,9 @@
 //! stored but never had acknowledged are republished in batches at publishing speed (the sweep
 //! used to take 100 per tick, one at a time: about 3 events a second), and a delivery that had
 //! already been attempted is not republished to skip its retry schedule.
+//!
+//! Issue 19, item 7: an event Kafka refuses as it is (a task larger than the broker takes) used
+//! to fail every sweep, so no event behind it was ever republished; it is now set aside.
 
 use std::time::Duration;
 
@@ -66,4 +69,73 @@ async fn a_large_outbox_is_republished_in_batches_without_skipping_retries() {
         assert!(sent.contains(&new.deliveries[0].id.to_string()));
     }
     assert!(receiver.duplicates().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kafka_refuses_is_set_aside_and_the_sweep_goes_on() {
+    let broker = Broker::start().await;
+    let address = broker.address.clone();
+    let mut pipeline = Pipeline::start_only(
+        Some(broker),
+        &address,
+        &[("HOOKSTREAM_OUTBOX_GRACE", "60s")],
+        &[],
+    )
+    .await;
+    let receiver = Receiver::start().await;
+
+    // Stored before the others and larger than Kafka takes (1 MB a record): no sweep can
+    // publish it. The events behind it wait on the same sweep.
+    let store = seed::open_store(&pipeline).await;
+    let endpoint = seed::endpoint(&store, &receiver.url).await;
+    let mut refused = seed::event(&endpoint, DeliveryStatus::Pending, 0, LONG_AGO);
+    refused.event.payload = serde_json::json!({"blob": "x".repeat(1_500_000)});
+    let behind: Vec<NewEvent> = (0..3)
+        .map(|_| seed::event(&endpoint, DeliveryStatus::Pending, 0, LONG_AGO / 2))
+        .collect();
+    store
+        .create_events(&[refused.clone()], IdempotencyWindow::default())
+        .await
+        .expect("storing the refused event");
+    store
+        .create_events(&behind, IdempotencyWindow::default())
+        .await
+        .expect("storing the events behind it");
+
+    for service in [Service::Ingest, Service::Dispatcher, Service::RetryTier] {
+        pipeline.start_service(service).await;
+    }
+    receiver.wait_for(behind.len(), Duration::from_secs(60)).await;
+    let sent: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|w| w.header("webhook-id").to_owned())
+        .collect();
+    for new in &behind {
+        assert!(sent.contains(&new.deliveries[0].id.to_string()));
+    }
+    assert!(!sent.contains(&refused.deliveries[0].id.to_string()));
+
+    // Counted, for the alert, and out of the outbox: the next sweeps do not meet it again.
+    let metrics = pipeline.metrics_of(Service::Ingest).await;
+    assert!(
+        metrics.contains("hookstream_outbox_set_aside_total 1"),
+        "{metrics}"
+    );
+    // The sweep marks what it published (the old sweep failed on the refusal every time and
+    // republished the same events at every tick, never getting past them).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let later = time::OffsetDateTime::now_utc();
+        let left = store.unpublished_events(later, 10).await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still in the outbox: {:?}",
+            left.iter().map(|(event, _)| event.id).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

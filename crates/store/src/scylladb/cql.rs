@@ -27,6 +27,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../../../../schemas/store/cql/0005_attempt_claims.cql"),
     ),
+    (
+        6,
+        include_str!("../../../../schemas/store/cql/0006_atomic_intake.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -66,6 +70,12 @@ pub(super) fn outbox_shard(event_id: &str) -> i32 {
 }
 
 const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// The UTC hour (hours since 1970-01-01) a time falls in: the bucket of the outbox.
+pub(super) fn hour_of(at: OffsetDateTime) -> i32 {
+    i32::try_from(crate::raw::millis(at).div_euclid(HOUR_MS)).unwrap_or(i32::MAX)
+}
 
 /// The UTC day (days since 1970-01-01) a time falls in: the bucket of day-partitioned tables.
 pub(super) fn day_of_millis(ms: i64) -> i32 {
@@ -86,7 +96,7 @@ pub(super) fn ttl_seconds(ttl: Duration) -> i32 {
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, \
      max_attempts, paused, circuit_state, circuit_open_until";
 pub(super) const EVENT_COLUMNS: &str =
-    "id, tenant, event_type, payload, idempotency_key, created_at, publish_state";
+    "id, tenant, event_type, payload, idempotency_key, created_at, publish_state, request_id";
 pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, tenant, event_type, status, attempts, created_at, \
      updated_at, next_attempt_at, next_tier";
 pub(super) const ATTEMPT_COLUMNS: &str = "delivery_id, number, started_at, latency_ms, status_code, class, \
@@ -132,7 +142,7 @@ pub(super) const SELECT_KEY: &str =
     "SELECT event_id, expires_at FROM idempotency_keys WHERE tenant = ? AND key = ?";
 
 pub(super) fn insert_event() -> String {
-    format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?")
+    format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")
 }
 pub(super) const DELETE_EVENT: &str = "DELETE FROM events WHERE id = ?";
 pub(super) fn select_event() -> String {
@@ -140,8 +150,24 @@ pub(super) fn select_event() -> String {
 }
 pub(super) const MARK_PUBLISHED: &str =
     "UPDATE events USING TTL ? SET publish_state = 'published' WHERE id = ?";
-pub(super) const INSERT_UNPUBLISHED: &str =
-    "INSERT INTO unpublished_events (shard, created_at, event_id) VALUES (?, ?, ?) USING TTL ?";
+/// Sets an event's publish state (`publishing` once its request is committed, `set_aside`).
+pub(super) const SET_EVENT_STATE: &str =
+    "UPDATE events USING TTL ? SET publish_state = ?, set_aside_reason = ? WHERE id = ?";
+/// Decides a request once: exactly one of `committed` (by the request) and `abandoned` (by
+/// whoever gives up on it) is applied.
+pub(super) const DECIDE_REQUEST: &str =
+    "INSERT INTO intake_requests (id, verdict) VALUES (?, ?) IF NOT EXISTS USING TTL ?";
+pub(super) const SELECT_REQUEST: &str = "SELECT verdict FROM intake_requests WHERE id = ?";
+/// Gives an abandoned event's key back, unless another event took it over meanwhile.
+pub(super) const RELEASE_KEY: &str =
+    "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? IF event_id = ?";
+pub(super) const INSERT_OUTBOX: &str = "INSERT INTO outbox (shard, hour, created_at, event_id) \
+     VALUES (?, ?, ?, ?) USING TTL ?";
+pub(super) const DELETE_OUTBOX: &str =
+    "DELETE FROM outbox WHERE shard = ? AND hour = ? AND created_at = ? AND event_id = ?";
+pub(super) const SELECT_OUTBOX: &str = "SELECT created_at, event_id FROM outbox \
+     WHERE shard = ? AND hour = ? AND created_at < ? LIMIT ?";
+/// The outbox of versions before issue 19 (one partition per shard), drained after an upgrade.
 pub(super) const DELETE_UNPUBLISHED: &str =
     "DELETE FROM unpublished_events WHERE shard = ? AND created_at = ? AND event_id = ?";
 pub(super) const SELECT_UNPUBLISHED: &str = "SELECT created_at, event_id FROM unpublished_events WHERE shard = ? AND created_at < ? LIMIT ?";
@@ -312,6 +338,14 @@ mod tests {
     }
 
     #[test]
+    fn hours_are_utc_hours_since_the_epoch() {
+        let at = OffsetDateTime::from_unix_timestamp(1_795_392_000).unwrap(); // 2026-11-23 00:00 UTC
+        assert_eq!(hour_of(at), 498_720);
+        assert_eq!(hour_of(at + time::Duration::minutes(59)), 498_720);
+        assert_eq!(hour_of(at + time::Duration::minutes(60)), 498_721);
+    }
+
+    #[test]
     fn ttls_are_whole_seconds_within_cql_limits() {
         assert_eq!(ttl_seconds(Duration::from_secs(72 * 3600)), 259_200);
         assert_eq!(ttl_seconds(Duration::from_secs(30 * 86_400)), 2_592_000);
@@ -348,7 +382,9 @@ mod tests {
             INSERT_DELIVERY_OF_EVENT.to_owned(),
             INSERT_DELIVERY_OF_ENDPOINT.to_owned(),
             INSERT_DELIVERY_OF_TENANT.to_owned(),
-            INSERT_UNPUBLISHED.to_owned(),
+            INSERT_OUTBOX.to_owned(),
+            SET_EVENT_STATE.to_owned(),
+            DECIDE_REQUEST.to_owned(),
             CLAIM_KEY.to_owned(),
             RECLAIM_KEY.to_owned(),
             CLAIM_ATTEMPT.to_owned(),
@@ -370,6 +406,10 @@ mod tests {
         }
         assert!(CLAIM_KEY.contains("IF NOT EXISTS"));
         assert!(
+            DECIDE_REQUEST.contains("IF NOT EXISTS"),
+            "a request is committed or abandoned, never both"
+        );
+        assert!(
             WRITE_DELIVERY.starts_with("UPDATE "),
             "an INSERT's row marker would outlive a final row's TTL"
         );
@@ -390,6 +430,7 @@ mod tests {
             CLAIM_DEAD_LETTER,
             FINISH_BATCH,
             DECIDE_ITEM,
+            RELEASE_KEY,
         ] {
             assert!(
                 conditional.contains(" IF "),

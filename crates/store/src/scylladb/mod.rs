@@ -12,9 +12,11 @@
 
 mod access;
 mod cql;
+mod intake;
 mod replay;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,9 +31,7 @@ use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::endpoint::{CircuitView, Endpoint};
-use hookstream_model::event::{
-    Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
-};
+use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 use hookstream_signing::SigningSecret;
@@ -42,7 +42,8 @@ use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
     PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
-use cql::{day_of, day_of_millis, outbox_shard, ttl_seconds};
+use cql::{day_of, day_of_millis, ttl_seconds};
+use intake::StoredEvent;
 
 /// Where and how to reach ScyllaDB, from `scylla://host[:port][,host…]/keyspace[?replication_factor=N]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +178,13 @@ prepared_statements! {
     delete_event = cql::DELETE_EVENT,
     select_event = cql::select_event(),
     mark_published = cql::MARK_PUBLISHED,
-    insert_unpublished = cql::INSERT_UNPUBLISHED,
+    set_event_state = cql::SET_EVENT_STATE,
+    decide_request = cql::DECIDE_REQUEST,
+    select_request = cql::SELECT_REQUEST,
+    release_key = cql::RELEASE_KEY,
+    insert_outbox = cql::INSERT_OUTBOX,
+    delete_outbox = cql::DELETE_OUTBOX,
+    select_outbox = cql::SELECT_OUTBOX,
     delete_unpublished = cql::DELETE_UNPUBLISHED,
     select_unpublished = cql::SELECT_UNPUBLISHED,
     write_delivery = cql::WRITE_DELIVERY,
@@ -226,6 +233,29 @@ prepared_statements! {
     revoke_api_key = cql::REVOKE_API_KEY,
 }
 
+/// Statement failures a test planned: `skip` statements run, then `fail` fail.
+#[derive(Default)]
+struct PlannedFaults {
+    skip: AtomicU64,
+    fail: AtomicU64,
+}
+
+impl PlannedFaults {
+    fn fails_now(&self) -> bool {
+        let take = |counter: &AtomicU64| {
+            counter
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
+        };
+        if self.fail.load(Ordering::SeqCst) == 0 || take(&self.skip) {
+            return false;
+        }
+        take(&self.fail)
+    }
+}
+
 /// The ScyllaDB store. Cheap to clone; clones share one session.
 #[derive(Clone)]
 pub struct ScyllaStore {
@@ -233,6 +263,10 @@ pub struct ScyllaStore {
     statements: Arc<Prepared>,
     retention: Duration,
     sealer: SecretSealer,
+    /// Whether the outbox table of older versions was found empty (see [`intake`]).
+    legacy_outbox_drained: Arc<AtomicBool>,
+    /// Faults planned by a test: see [`Self::fail_statements`].
+    planned_faults: Arc<PlannedFaults>,
 }
 
 impl ScyllaStore {
@@ -276,7 +310,20 @@ impl ScyllaStore {
             statements: Arc::new(statements),
             retention,
             sealer,
+            legacy_outbox_drained: Arc::new(AtomicBool::new(false)),
+            planned_faults: Arc::default(),
         })
+    }
+
+    /// For fault tests: from the `nth` statement this handle (and its clones) runs from now,
+    /// `count` statements fail with a backend error, as a node timing out would, instead of
+    /// reaching the node. A process that crashes is `count = u64::MAX`.
+    #[doc(hidden)]
+    pub fn fail_statements(&self, nth: u64, count: u64) {
+        self.planned_faults
+            .skip
+            .store(nth.saturating_sub(1), Ordering::SeqCst);
+        self.planned_faults.fail.store(count, Ordering::SeqCst);
     }
 
     fn ttl(&self) -> i32 {
@@ -288,6 +335,11 @@ impl ScyllaStore {
         statement: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> Result<QueryResult, StoreError> {
+        if self.planned_faults.fails_now() {
+            return Err(StoreError::Backend(
+                "scylla: executing: a planned fault (test)".into(),
+            ));
+        }
         self.session
             .execute_unpaged(statement, values)
             .await
@@ -347,12 +399,13 @@ impl ScyllaStore {
         Ok(())
     }
 
-    async fn event_with_state(&self, id: &str) -> Result<Option<(Event, String)>, StoreError> {
+    /// An event as stored, with its publish state and the request that created it.
+    async fn event_row(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let result = self.run(&self.statements.select_event, (id,)).await?;
         let Some(row) = first_row::<EventRow>(result)? else {
             return Ok(None);
         };
-        let (id, tenant, event_type, payload, idempotency_key, created_at, state) = row;
+        let (id, tenant, event_type, payload, idempotency_key, created_at, state, request) = row;
         let event = RawEvent {
             id,
             tenant,
@@ -362,7 +415,11 @@ impl ScyllaStore {
             created_at: created_at.0,
         }
         .decode()?;
-        Ok(Some((event, state)))
+        Ok(Some(StoredEvent {
+            event,
+            state: state.unwrap_or_default(),
+            request,
+        }))
     }
 
     async fn deliveries_of_event(&self, id: EventId) -> Result<Vec<Delivery>, StoreError> {
@@ -393,33 +450,6 @@ impl ScyllaStore {
     ) -> Result<Vec<String>, StoreError> {
         let result = self.run(statement, values).await?;
         rows::<(String,)>(result).map(|rows| rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    /// Stores one event (already known to win its key, or without one) and its deliveries.
-    async fn write_event(&self, new: &NewEvent, ttl: i32) -> Result<(), StoreError> {
-        let s = &self.statements;
-        let event = &new.event;
-        let id = event.id.to_string();
-        self.run(
-            &s.insert_event,
-            (
-                &id,
-                event.tenant.as_str(),
-                event.event_type.as_str(),
-                event.payload.to_string(),
-                event.idempotency_key.as_ref().map(|k| k.as_str()),
-                ts(event.created_at),
-                PublishState::Publishing.as_str(),
-                ttl,
-            ),
-        )
-        .await?;
-        // With the retention: a delivery of an event that never wins its key (a crash, an
-        // error half-way) expires; `index_event` takes the TTL off once the event is real.
-        for d in &new.deliveries {
-            self.write_delivery(d, ttl, ttl).await?;
-        }
-        Ok(())
     }
 
     /// The TTL of a delivery row's cells: none while it is under way, so a delivery unfinished
@@ -479,135 +509,6 @@ impl ScyllaStore {
         )
         .await?;
         Ok(())
-    }
-
-    /// Makes a stored event visible: lists by endpoint and tenant, and the outbox. Its
-    /// deliveries lose their TTL here, before any task of theirs is published (so this plain
-    /// write races with no claim), and keep it off until they are final.
-    async fn index_event(&self, new: &NewEvent, ttl: i32) -> Result<(), StoreError> {
-        let s = &self.statements;
-        for d in &new.deliveries {
-            self.write_delivery_row(d, self.delivery_ttl(d.status))
-                .await?;
-            self.index_delivery(d, ttl).await?;
-        }
-        let id = new.event.id.to_string();
-        self.run(
-            &s.insert_unpublished,
-            (outbox_shard(&id), ts(new.event.created_at), &id, ttl),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Removes an event that lost its idempotency key to a concurrent request.
-    async fn unwrite_event(&self, new: &NewEvent) -> Result<(), StoreError> {
-        for d in &new.deliveries {
-            self.run(&self.statements.delete_delivery, (d.id.to_string(),))
-                .await?;
-        }
-        self.run(&self.statements.delete_event, (new.event.id.to_string(),))
-            .await?;
-        Ok(())
-    }
-
-    async fn create_one(
-        &self,
-        new: &NewEvent,
-        window: IdempotencyWindow,
-    ) -> Result<CreateEventOutcome, StoreError> {
-        let ttl = self.ttl();
-        let event = &new.event;
-        let Some(key) = &event.idempotency_key else {
-            self.write_event(new, ttl).await?;
-            self.index_event(new, ttl).await?;
-            return Ok(CreateEventOutcome::Created);
-        };
-        // The event is written before the key is claimed, so a key never points at nothing;
-        // a loser removes its event again. Its deliveries are not listed or in the outbox
-        // until the key is won.
-        self.write_event(new, ttl).await?;
-        let id = event.id.to_string();
-        let expires_at = window.expiry(event.created_at);
-        let key_ttl = ttl_seconds(window.0);
-        let mut claimed = applied(
-            self.run(
-                &self.statements.claim_key,
-                (
-                    event.tenant.as_str(),
-                    key.as_str(),
-                    &id,
-                    ts(expires_at),
-                    key_ttl,
-                ),
-            )
-            .await?,
-        )?;
-        if !claimed {
-            let result = self
-                .run(
-                    &self.statements.select_key,
-                    (event.tenant.as_str(), key.as_str()),
-                )
-                .await?;
-            if let Some((prior_id, prior_expiry)) = first_row::<(String, CqlTimestamp)>(result)? {
-                let (prior, state) = self.event_with_state(&prior_id).await?.ok_or_else(|| {
-                    StoreError::corrupt("idempotency key", format!("event {prior_id} is missing"))
-                })?;
-                let verdict = window.judge(
-                    Some(PriorRequest {
-                        event: &prior,
-                        expires_at: from_millis(prior_expiry.0)?,
-                    }),
-                    &event.event_type,
-                    &event.payload,
-                    event.created_at,
-                );
-                match verdict {
-                    IdempotencyVerdict::Repeat(_) => {
-                        self.unwrite_event(new).await?;
-                        let deliveries = self.deliveries_of_event(prior.id).await?;
-                        let state = PublishState::parse(&state)
-                            .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
-                        return Ok(CreateEventOutcome::Repeat {
-                            event: prior,
-                            state,
-                            deliveries,
-                        });
-                    }
-                    IdempotencyVerdict::Conflict(original) => {
-                        self.unwrite_event(new).await?;
-                        return Ok(CreateEventOutcome::Conflict { original });
-                    }
-                    IdempotencyVerdict::New => {
-                        // The window passed but the row lingers: take it over, unless
-                        // someone else just did.
-                        claimed = applied(
-                            self.run(
-                                &self.statements.reclaim_key,
-                                (
-                                    key_ttl,
-                                    &id,
-                                    ts(expires_at),
-                                    event.tenant.as_str(),
-                                    key.as_str(),
-                                    &prior_id,
-                                ),
-                            )
-                            .await?,
-                        )?;
-                    }
-                }
-            }
-        }
-        if !claimed {
-            self.unwrite_event(new).await?;
-            return Err(StoreError::Backend(
-                "scylla: the idempotency key changed hands while it was claimed; try again".into(),
-            ));
-        }
-        self.index_event(new, ttl).await?;
-        Ok(CreateEventOutcome::Created)
     }
 
     /// Walks day buckets from `first_day` to today, collecting deliveries that pass `keep`
@@ -745,7 +646,8 @@ type EventRow = (
     String,
     Option<String>,
     CqlTimestamp,
-    String,
+    Option<String>,
+    Option<String>,
 );
 type DeliveryRow = (
     String,
@@ -1132,31 +1034,18 @@ impl Store for ScyllaStore {
         news: &[NewEvent],
         window: IdempotencyWindow,
     ) -> Result<Vec<CreateEventOutcome>, StoreError> {
-        // In order: a later event with an earlier one's key is judged against it.
-        let mut outcomes = Vec::with_capacity(news.len());
-        for new in news {
-            outcomes.push(self.create_one(new, window).await?);
-        }
-        Ok(outcomes)
+        self.create_all(news, window).await
     }
 
     async fn mark_events_published(&self, ids: &[EventId]) -> Result<(), StoreError> {
-        let ttl = self.ttl();
         for id in ids {
-            let text = id.to_string();
-            let (event, _) = self
-                .event_with_state(&text)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(text.clone()))?;
-            self.run(&self.statements.mark_published, (ttl, &text))
-                .await?;
-            self.run(
-                &self.statements.delete_unpublished,
-                (outbox_shard(&text), ts(event.created_at), &text),
-            )
-            .await?;
+            self.mark_published(*id).await?;
         }
         Ok(())
+    }
+
+    async fn set_aside_event(&self, id: EventId, reason: &str) -> Result<(), StoreError> {
+        self.set_aside(id, reason).await
     }
 
     async fn unpublished_events(
@@ -1164,26 +1053,7 @@ impl Store for ScyllaStore {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError> {
-        let mut waiting: Vec<(CqlTimestamp, String)> = Vec::new();
-        for shard in 0..cql::OUTBOX_SHARDS {
-            let result = self
-                .run(
-                    &self.statements.select_unpublished,
-                    (shard, ts(before), i32::try_from(limit).unwrap_or(i32::MAX)),
-                )
-                .await?;
-            waiting.extend(rows::<(CqlTimestamp, String)>(result)?);
-        }
-        waiting.sort_by_key(|(created_at, id)| (created_at.0, id.clone()));
-        waiting.truncate(limit as usize);
-        let mut out = Vec::with_capacity(waiting.len());
-        for (_, id) in waiting {
-            if let Some((event, _)) = self.event_with_state(&id).await? {
-                let deliveries = self.deliveries_of_event(event.id).await?;
-                out.push((event, deliveries));
-            }
-        }
-        Ok(out)
+        self.sweep_outbox(before, limit).await
     }
 
     async fn set_circuit(&self, id: EndpointId, circuit: &CircuitView) -> Result<(), StoreError> {

@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../../schemas/store/sqlite/0009_attempt_claims.sql"),
     ),
+    (
+        10,
+        include_str!("../../../../schemas/store/sqlite/0010_set_aside.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

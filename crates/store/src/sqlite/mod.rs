@@ -594,6 +594,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_aside_event(&self, id: EventId, reason: &str) -> Result<(), StoreError> {
+        let reason = reason.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE events SET publish_state = ?2, set_aside_reason = ?3 WHERE id = ?1",
+                )?
+                .execute(params![
+                    id.to_string(),
+                    PublishState::SetAside.as_str(),
+                    reason
+                ])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(id.to_string()));
+            }
+            Ok(())
+        })
+        .await?;
+        crate::metered::count_set_aside();
+        Ok(())
+    }
+
     async fn unpublished_events(
         &self,
         before: OffsetDateTime,

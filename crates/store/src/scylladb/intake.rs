@@ -1,0 +1,651 @@
+//! Creating a request's events all or none, and the outbox that ingest sweeps.
+//!
+//! ScyllaDB has no transaction across partitions, so a request's events are first *staged*:
+//! each gets its outbox row (first, so the sweep can always find what was written), its event
+//! row in state `pending` naming the request, its deliveries and its idempotency key. Then the
+//! request is decided once, by a lightweight transaction on `intake_requests`:
+//!
+//! - `committed`, by the request itself once every event is staged: its events are real;
+//! - `abandoned`, by whoever gives up on it: the request after an error, the outbox sweep when it
+//!   stayed undecided too long (a crash), or a later request that needs its idempotency key.
+//!   The sweep removes an abandoned request's rows.
+//!
+//! Exactly one verdict applies, so a request that answers an error stored nothing, and a key is
+//! never held by an event that will not be published.
+//!
+//! The outbox is bucketed by hour; the sweep starts from the oldest hour that may still hold a
+//! row (kept in `control`), so it does not read through days of deleted rows.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use scylla::value::CqlTimestamp;
+use time::OffsetDateTime;
+
+use hookstream_model::delivery::Delivery;
+use hookstream_model::event::{
+    Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
+};
+use hookstream_model::ids::EventId;
+use hookstream_model::names::IdempotencyKey;
+
+use super::cql::{self, hour_of, outbox_shard, ttl_seconds};
+use super::{ScyllaStore, applied, first_row, rows, ts};
+use crate::raw::from_millis;
+use crate::{CreateEventOutcome, NewEvent, StoreError};
+
+/// The state of an event staged and not yet committed.
+const PENDING: &str = "pending";
+const COMMITTED: &str = "committed";
+const ABANDONED: &str = "abandoned";
+
+/// How long a request may stay undecided before the sweep abandons it: far longer than any
+/// request takes to store its events (the HTTP request timeout is 30 s by default).
+const ABANDON_AFTER: Duration = Duration::from_secs(300);
+/// How long a request waits for an undecided one that holds its idempotency key before it
+/// abandons that one (a request normally decides within milliseconds).
+const WAIT_FOR_HOLDER: Duration = Duration::from_secs(2);
+/// Hours the outbox's low-water mark stays behind the clock, for writers whose clocks lag.
+const CLOCK_MARGIN_HOURS: i32 = 2;
+/// The `control` row holding the first hour that may still have outbox rows.
+const OUTBOX_FIRST_HOUR: &str = "outbox_first_hour";
+
+/// An event as stored, with what the outbox needs to know about it.
+pub(super) struct StoredEvent {
+    pub(super) event: Event,
+    pub(super) state: String,
+    /// The request that created it; none for events of versions before issue 19.
+    pub(super) request: Option<String>,
+}
+
+impl StoredEvent {
+    /// The publish state to report, for an event known to be committed.
+    fn publish_state(&self) -> Result<PublishState, StoreError> {
+        if self.state == PENDING {
+            return Ok(PublishState::Publishing);
+        }
+        PublishState::parse(&self.state)
+            .ok_or_else(|| StoreError::corrupt("event publish_state", &self.state))
+    }
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Committed,
+    Abandoned,
+    Undecided,
+}
+
+/// An outbox row; `hour` is `None` for a row of the table of older versions.
+struct OutboxRow {
+    created_at: CqlTimestamp,
+    event_id: String,
+    hour: Option<i32>,
+}
+
+enum KeyClaim {
+    Won,
+    /// The key belongs to a live event: this one is a repeat of it, or conflicts with it.
+    Lost(CreateEventOutcome),
+}
+
+impl ScyllaStore {
+    /// See [`crate::Store::create_events`]: stages every event, then commits the request.
+    pub(super) async fn create_all(
+        &self,
+        news: &[NewEvent],
+        window: IdempotencyWindow,
+    ) -> Result<Vec<CreateEventOutcome>, StoreError> {
+        let request = EventId::generate().to_string();
+        let mut staged = Vec::new();
+        let mut outcomes = Vec::with_capacity(news.len());
+        let stored = self
+            .stage_and_commit(news, window, &request, &mut staged, &mut outcomes)
+            .await;
+        // After an error the commit may still have landed (its answer lost): then the events
+        // are real and the request succeeded.
+        if let Err(err) = stored
+            && self.give_up(&request, &staged).await != Fate::Committed
+        {
+            return Err(err);
+        }
+        // Readers that find `pending` look the request up; this saves them the read.
+        for new in &staged {
+            let id = new.event.id.to_string();
+            let marked = self
+                .run(
+                    &self.statements.set_event_state,
+                    (
+                        self.ttl(),
+                        PublishState::Publishing.as_str(),
+                        None::<&str>,
+                        &id,
+                    ),
+                )
+                .await;
+            if let Err(err) = marked {
+                tracing::debug!(event = %id, error = %err, "event left pending; its request is committed");
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn stage_and_commit<'a>(
+        &self,
+        news: &'a [NewEvent],
+        window: IdempotencyWindow,
+        request: &str,
+        staged: &mut Vec<&'a NewEvent>,
+        outcomes: &mut Vec<CreateEventOutcome>,
+    ) -> Result<(), StoreError> {
+        // In order: a later event with an earlier one's key is judged against it.
+        for new in news {
+            outcomes.push(self.stage(new, window, request, staged).await?);
+        }
+        if self.decide_request(request, COMMITTED).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(
+                "scylla: the request took too long to store and was abandoned; try again".into(),
+            ))
+        }
+    }
+
+    /// Writes one event of the request, pending until the request is committed.
+    async fn stage<'a>(
+        &self,
+        new: &'a NewEvent,
+        window: IdempotencyWindow,
+        request: &str,
+        staged: &mut Vec<&'a NewEvent>,
+    ) -> Result<CreateEventOutcome, StoreError> {
+        let s = &self.statements;
+        let ttl = self.ttl();
+        let event = &new.event;
+        let id = event.id.to_string();
+        // First, so that whatever else of the event lands, the sweep finds it.
+        self.run(
+            &s.insert_outbox,
+            (
+                outbox_shard(&id),
+                hour_of(event.created_at),
+                ts(event.created_at),
+                &id,
+                ttl,
+            ),
+        )
+        .await?;
+        staged.push(new);
+        self.run(
+            &s.insert_event,
+            (
+                &id,
+                event.tenant.as_str(),
+                event.event_type.as_str(),
+                event.payload.to_string(),
+                event.idempotency_key.as_ref().map(|k| k.as_str()),
+                ts(event.created_at),
+                PENDING,
+                request,
+                ttl,
+            ),
+        )
+        .await?;
+        for d in &new.deliveries {
+            // The index first: every delivery row can be found (and removed) through it.
+            self.run(&s.insert_delivery_of_event, (&id, d.id.to_string(), ttl))
+                .await?;
+            self.write_delivery_row(d, self.delivery_ttl(d.status))
+                .await?;
+        }
+        if let Some(key) = &event.idempotency_key
+            && let KeyClaim::Lost(outcome) = self.claim_key(new, key, window, request).await?
+        {
+            self.remove_event(event, false).await?;
+            staged.pop();
+            return Ok(outcome);
+        }
+        // Listed only once the key is won: a repeat's deliveries never show in lists.
+        for d in &new.deliveries {
+            self.index_delivery(d, ttl).await?;
+        }
+        Ok(CreateEventOutcome::Created)
+    }
+
+    /// Claims the event's idempotency key, or finds the live event that holds it.
+    async fn claim_key(
+        &self,
+        new: &NewEvent,
+        key: &IdempotencyKey,
+        window: IdempotencyWindow,
+        request: &str,
+    ) -> Result<KeyClaim, StoreError> {
+        let s = &self.statements;
+        let event = &new.event;
+        let id = event.id.to_string();
+        let tenant = event.tenant.as_str();
+        let expires_at = ts(window.expiry(event.created_at));
+        let key_ttl = ttl_seconds(window.0);
+        for _ in 0..super::CAS_ROUNDS {
+            let claim = (tenant, key.as_str(), &id, expires_at, key_ttl);
+            if applied(self.run(&s.claim_key, claim).await?)? {
+                return Ok(KeyClaim::Won);
+            }
+            let result = self.run(&s.select_key, (tenant, key.as_str())).await?;
+            let Some((prior_id, prior_expiry)) = first_row::<(String, CqlTimestamp)>(result)?
+            else {
+                continue; // released or expired meanwhile: claim it again
+            };
+            let prior = self.event_row(&prior_id).await?.ok_or_else(|| {
+                StoreError::corrupt("idempotency key", format!("event {prior_id} is missing"))
+            })?;
+            if self.holder_is_live(&prior, request).await? {
+                let verdict = window.judge(
+                    Some(PriorRequest {
+                        event: &prior.event,
+                        expires_at: from_millis(prior_expiry.0)?,
+                    }),
+                    &event.event_type,
+                    &event.payload,
+                    event.created_at,
+                );
+                match verdict {
+                    IdempotencyVerdict::Repeat(_) => {
+                        let deliveries = self.deliveries_of_event(prior.event.id).await?;
+                        return Ok(KeyClaim::Lost(CreateEventOutcome::Repeat {
+                            state: prior.publish_state()?,
+                            event: prior.event,
+                            deliveries,
+                        }));
+                    }
+                    IdempotencyVerdict::Conflict(original) => {
+                        return Ok(KeyClaim::Lost(CreateEventOutcome::Conflict { original }));
+                    }
+                    // The window passed but the row lingers (clock skew): take it over.
+                    IdempotencyVerdict::New => {}
+                }
+            }
+            let takeover = (key_ttl, &id, expires_at, tenant, key.as_str(), &prior_id);
+            if applied(self.run(&s.reclaim_key, takeover).await?)? {
+                return Ok(KeyClaim::Won);
+            }
+        }
+        Err(StoreError::Backend(
+            "scylla: the idempotency key changed hands while it was claimed; try again".into(),
+        ))
+    }
+
+    /// Whether the event holding a key counts: committed, or an earlier event of this same
+    /// request. An undecided holder is waited for, briefly, then abandoned.
+    async fn holder_is_live(
+        &self,
+        holder: &StoredEvent,
+        request: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(holder_request) = holder.request.as_deref() else {
+            return Ok(true);
+        };
+        if holder.state != PENDING || holder_request == request {
+            return Ok(true);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_HOLDER;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.fate(holder_request).await? {
+                Fate::Committed => return Ok(true),
+                Fate::Abandoned => return Ok(false),
+                Fate::Undecided if tokio::time::Instant::now() >= deadline => {
+                    return Ok(self.abandon(holder_request).await? == Fate::Committed);
+                }
+                Fate::Undecided => {
+                    // Polling the verdict: the holder runs in another process.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Records a request's verdict unless it has one; true if this verdict was the one applied.
+    async fn decide_request(&self, request: &str, verdict: &str) -> Result<bool, StoreError> {
+        applied(
+            self.run(
+                &self.statements.decide_request,
+                (request, verdict, self.ttl()),
+            )
+            .await?,
+        )
+    }
+
+    async fn fate(&self, request: &str) -> Result<Fate, StoreError> {
+        let result = self
+            .run(&self.statements.select_request, (request,))
+            .await?;
+        Ok(match first_row::<(Option<String>,)>(result)? {
+            Some((Some(verdict),)) if verdict == COMMITTED => Fate::Committed,
+            Some((Some(verdict),)) if verdict == ABANDONED => Fate::Abandoned,
+            Some((Some(verdict),)) => return Err(StoreError::corrupt("request verdict", verdict)),
+            _ => Fate::Undecided,
+        })
+    }
+
+    /// Abandons a request unless it was decided already; what became of it.
+    async fn abandon(&self, request: &str) -> Result<Fate, StoreError> {
+        if self.decide_request(request, ABANDONED).await? {
+            return Ok(Fate::Abandoned);
+        }
+        self.fate(request).await
+    }
+
+    /// After an error: abandons the request and removes what it staged. A removal that fails
+    /// is left to the sweep, which finds the abandoned events through their outbox rows.
+    async fn give_up(&self, request: &str, staged: &[&NewEvent]) -> Fate {
+        match self.abandon(request).await {
+            Ok(Fate::Abandoned) => {}
+            Ok(fate) => return fate,
+            Err(err) => {
+                tracing::warn!(request, error = %err, "could not abandon a failed request; the outbox sweep will");
+                return Fate::Undecided;
+            }
+        }
+        for new in staged.iter().rev() {
+            if let Err(err) = self.remove_event(&new.event, true).await {
+                tracing::warn!(event = %new.event.id, error = %err, "could not remove an abandoned event; the outbox sweep will");
+                break;
+            }
+        }
+        Fate::Abandoned
+    }
+
+    /// Removes an event that will never be published: its key (if it still holds it), its
+    /// deliveries, itself, and last its outbox row, so a removal cut short is found again.
+    async fn remove_event(&self, event: &Event, release_key: bool) -> Result<(), StoreError> {
+        let s = &self.statements;
+        let id = event.id.to_string();
+        if release_key && let Some(key) = &event.idempotency_key {
+            self.run(&s.release_key, (event.tenant.as_str(), key.as_str(), &id))
+                .await?;
+        }
+        let deliveries = self
+            .ids(
+                &s.select_delivery_ids_of_event,
+                (&id, String::new(), i32::MAX),
+            )
+            .await?;
+        for delivery in deliveries {
+            self.run(&s.delete_delivery, (delivery,)).await?;
+        }
+        self.run(&s.delete_event, (&id,)).await?;
+        self.run(
+            &s.delete_outbox,
+            (
+                outbox_shard(&id),
+                hour_of(event.created_at),
+                ts(event.created_at),
+                &id,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// See [`crate::Store::mark_events_published`].
+    pub(super) async fn mark_published(&self, id: EventId) -> Result<(), StoreError> {
+        let text = id.to_string();
+        let stored = self
+            .event_row(&text)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(text.clone()))?;
+        self.run(&self.statements.mark_published, (self.ttl(), &text))
+            .await?;
+        self.delete_outbox_row(&stored, &text).await
+    }
+
+    /// See [`crate::Store::set_aside_event`].
+    pub(super) async fn set_aside(&self, id: EventId, reason: &str) -> Result<(), StoreError> {
+        let text = id.to_string();
+        let stored = self
+            .event_row(&text)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(text.clone()))?;
+        self.run(
+            &self.statements.set_event_state,
+            (
+                self.ttl(),
+                PublishState::SetAside.as_str(),
+                Some(reason),
+                &text,
+            ),
+        )
+        .await?;
+        crate::metered::count_set_aside();
+        self.delete_outbox_row(&stored, &text).await
+    }
+
+    async fn delete_outbox_row(&self, stored: &StoredEvent, id: &str) -> Result<(), StoreError> {
+        let created_at = ts(stored.event.created_at);
+        let row = OutboxRow {
+            created_at,
+            event_id: id.to_owned(),
+            hour: stored
+                .request
+                .is_some()
+                .then(|| hour_of(stored.event.created_at)),
+        };
+        self.delete_outbox(&row).await
+    }
+
+    async fn delete_outbox(&self, row: &OutboxRow) -> Result<(), StoreError> {
+        let s = &self.statements;
+        let shard = outbox_shard(&row.event_id);
+        match row.hour {
+            Some(hour) => {
+                self.run(
+                    &s.delete_outbox,
+                    (shard, hour, row.created_at, &row.event_id),
+                )
+                .await?
+            }
+            None => {
+                self.run(
+                    &s.delete_unpublished,
+                    (shard, row.created_at, &row.event_id),
+                )
+                .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// See [`crate::Store::unpublished_events`]: committed events still in the outbox. On the
+    /// way it removes abandoned requests' events and sets aside rows that do not decode.
+    pub(super) async fn sweep_outbox(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError> {
+        let mut waiting = self.outbox_rows(before, limit).await?;
+        waiting.sort_by(|a, b| (a.created_at.0, &a.event_id).cmp(&(b.created_at.0, &b.event_id)));
+        waiting.truncate(limit as usize);
+        let mut out = Vec::with_capacity(waiting.len());
+        for row in waiting {
+            let stored = match self.event_row(&row.event_id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => {
+                    self.delete_outbox(&row).await?;
+                    continue;
+                }
+                Err(err @ StoreError::Corrupt { .. }) => {
+                    self.set_aside_undecodable(&row, &err).await?;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            match stored.state.as_str() {
+                "publishing" => {}
+                PENDING => match self.sweep_fate(&stored).await? {
+                    Fate::Committed => {}
+                    Fate::Abandoned => {
+                        self.remove_event(&stored.event, true).await?;
+                        continue;
+                    }
+                    Fate::Undecided => continue,
+                },
+                // Published or set aside: the row outlived a removal that failed.
+                _ => {
+                    self.delete_outbox(&row).await?;
+                    continue;
+                }
+            }
+            match self.deliveries_of_event(stored.event.id).await {
+                Ok(deliveries) => out.push((stored.event, deliveries)),
+                Err(err @ StoreError::Corrupt { .. }) => {
+                    self.set_aside_undecodable(&row, &err).await?
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the sweep makes of a pending event: a request undecided for too long is abandoned.
+    async fn sweep_fate(&self, stored: &StoredEvent) -> Result<Fate, StoreError> {
+        let Some(request) = stored.request.as_deref() else {
+            return Ok(Fate::Committed);
+        };
+        let fate = self.fate(request).await?;
+        if fate != Fate::Undecided
+            || stored.event.created_at > OffsetDateTime::now_utc() - ABANDON_AFTER
+        {
+            return Ok(fate);
+        }
+        self.abandon(request).await
+    }
+
+    /// An outbox row whose event (or a delivery of it) does not decode can never be published:
+    /// it is set aside so the sweep goes on with the others.
+    async fn set_aside_undecodable(
+        &self,
+        row: &OutboxRow,
+        err: &StoreError,
+    ) -> Result<(), StoreError> {
+        tracing::error!(event = %row.event_id, error = %err, "an event in the outbox does not decode; set aside");
+        let reason = format!("does not decode: {err}");
+        self.run(
+            &self.statements.set_event_state,
+            (
+                self.ttl(),
+                PublishState::SetAside.as_str(),
+                Some(reason.as_str()),
+                &row.event_id,
+            ),
+        )
+        .await?;
+        crate::metered::count_set_aside();
+        self.delete_outbox(row).await
+    }
+
+    /// Outbox rows created before `before`, at least `limit` of the oldest if there are that many.
+    async fn outbox_rows(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let s = &self.statements;
+        let first = self.first_outbox_hour().await?;
+        let settled = hour_of(OffsetDateTime::now_utc()) - CLOCK_MARGIN_HOURS;
+        let per_shard = i32::try_from(limit).unwrap_or(i32::MAX);
+        let mut found = Vec::new();
+        // Every hour before `empty_until` was found empty (and takes no new rows).
+        let mut empty_until = first;
+        for hour in first..=hour_of(before) {
+            let found_before = found.len();
+            for shard in 0..cql::OUTBOX_SHARDS {
+                let result = self
+                    .run(&s.select_outbox, (shard, hour, ts(before), per_shard))
+                    .await?;
+                found.extend(rows::<(CqlTimestamp, String)>(result)?.into_iter().map(
+                    |(created_at, event_id)| OutboxRow {
+                        created_at,
+                        event_id,
+                        hour: Some(hour),
+                    },
+                ));
+            }
+            if found.len() == found_before && hour == empty_until && hour < settled {
+                empty_until = hour + 1;
+            }
+            if found.len() >= limit as usize {
+                break;
+            }
+        }
+        if empty_until > first {
+            self.run(
+                &s.upsert_control,
+                (
+                    OUTBOX_FIRST_HOUR,
+                    empty_until.to_string(),
+                    ts(OffsetDateTime::now_utc()),
+                ),
+            )
+            .await?;
+        }
+        found.extend(self.legacy_outbox_rows(before, per_shard).await?);
+        Ok(found)
+    }
+
+    /// The first hour that may still hold outbox rows; a new outbox starts near now.
+    async fn first_outbox_hour(&self) -> Result<i32, StoreError> {
+        let s = &self.statements;
+        let result = self.run(&s.select_control, (OUTBOX_FIRST_HOUR,)).await?;
+        if let Some((Some(value),)) = first_row::<(Option<String>,)>(result)? {
+            return value
+                .parse()
+                .map_err(|_| StoreError::corrupt("outbox first hour", value));
+        }
+        // The outbox table is new with this version, so it holds nothing older.
+        let start = hour_of(OffsetDateTime::now_utc()) - CLOCK_MARGIN_HOURS;
+        self.run(
+            &s.upsert_control,
+            (
+                OUTBOX_FIRST_HOUR,
+                start.to_string(),
+                ts(OffsetDateTime::now_utc()),
+            ),
+        )
+        .await?;
+        Ok(start)
+    }
+
+    /// Rows left in the outbox table of versions before issue 19, read until it is found empty.
+    async fn legacy_outbox_rows(
+        &self,
+        before: OffsetDateTime,
+        per_shard: i32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        if self.legacy_outbox_drained.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for shard in 0..cql::OUTBOX_SHARDS {
+            let result = self
+                .run(
+                    &self.statements.select_unpublished,
+                    (shard, ts(before), per_shard),
+                )
+                .await?;
+            found.extend(rows::<(CqlTimestamp, String)>(result)?.into_iter().map(
+                |(created_at, event_id)| OutboxRow {
+                    created_at,
+                    event_id,
+                    hour: None,
+                },
+            ));
+        }
+        if found.is_empty() {
+            self.legacy_outbox_drained.store(true, Ordering::Relaxed);
+        }
+        Ok(found)
+    }
+}
