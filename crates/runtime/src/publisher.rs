@@ -40,7 +40,6 @@ fn refuses_the_record(err: &rdkafka::error::KafkaError) -> bool {
         Some(
             Code::MessageSizeTooLarge
                 | Code::InvalidMessageSize
-                | Code::InvalidMessage
                 | Code::InvalidRecord
                 | Code::MessageBatchTooLarge
         )

@@ -122,7 +122,7 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn disable_endpoint(id: EndpointId, at: OffsetDateTime) -> bool;
     fn rotate_secret(id: EndpointId, new: &SigningSecret, previous_expires_at: OffsetDateTime) -> Option<Endpoint>;
     fn delete_endpoint(id: EndpointId) -> bool;
-    fn subscribed_endpoints(tenant: &Tenant, event_type: &EventType) -> Vec<Endpoint>;
+    fn subscribed_endpoints(tenant: &Tenant, event_type: &EventType) -> Vec<EndpointId>;
     fn create_events(news: &[NewEvent], window: IdempotencyWindow) -> Vec<CreateEventOutcome>;
     fn mark_events_published(ids: &[EventId]) -> ();
     fn set_aside_event(id: EventId, reason: &str) -> ();

@@ -2,8 +2,11 @@
 //! their endpoint (its id is the associated data, so a sealed secret copied into another
 //! endpoint's row does not open). Stored as `enc:v1:` + base64(nonce ‖ ciphertext).
 //!
-//! Without a key, secrets are stored as they are (the service warns at start-up). Secrets
-//! stored before a key was configured still open; they are sealed at their next rotation.
+//! Without a key, secrets are stored as they are (the service warns at start-up). With a key, a
+//! secret in plain text is refused: anyone who can write the database could have planted it to
+//! forge webhooks. Secrets stored before a key was configured are sealed once, when a store is
+//! first opened with a key (see [`SecretSealer::seal_stored`]); after that pass, recorded in
+//! the store, plain text is never sealed automatically again.
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -71,10 +74,29 @@ impl SecretSealer {
         Ok(format!("{SEALED}{}", STANDARD.encode(bytes)))
     }
 
-    /// The secret of `endpoint` from its stored form, sealed or not.
+    /// The sealed form of a secret stored in plain text, for the one-time sealing pass; `None`
+    /// when it is sealed already (or there is no key).
+    pub fn seal_stored(&self, endpoint: &str, stored: &str) -> Result<Option<String>, StoreError> {
+        if self.cipher.is_none() || stored.starts_with(SEALED) {
+            return Ok(None);
+        }
+        let id =
+            EndpointId::parse(endpoint, "id").map_err(|e| StoreError::corrupt("endpoint id", e))?;
+        let secret =
+            SigningSecret::parse(stored).map_err(|e| StoreError::corrupt("endpoint secret", e))?;
+        self.seal(id, &secret).map(Some)
+    }
+
+    /// The secret of `endpoint` from its stored form: sealed with a key, plain without one.
     pub fn open(&self, endpoint: &str, stored: &str) -> Result<SigningSecret, StoreError> {
         let corrupt = |reason: &str| StoreError::corrupt("endpoint secret", reason);
         let Some(sealed) = stored.strip_prefix(SEALED) else {
+            if self.cipher.is_some() {
+                return Err(corrupt(
+                    "stored in plain text although secrets are sealed (HOOKSTREAM_SECRET_KEY \
+                     is set): refused, as it may have been planted; rotate the secret",
+                ));
+            }
             return SigningSecret::parse(stored)
                 .map_err(|e| StoreError::corrupt("endpoint secret", e));
         };
@@ -136,10 +158,24 @@ mod tests {
     }
 
     #[test]
-    fn plaintext_secrets_still_open_and_bad_keys_are_refused() {
+    fn with_a_key_plain_secrets_are_refused_until_sealed_and_bad_keys_are_refused() {
         let secret = SigningSecret::generate().unwrap();
         let sealer = SecretSealer::from_base64_key(KEY).unwrap();
-        assert_eq!(sealer.open("ep_x", secret.expose()).unwrap(), secret);
+        let endpoint = EndpointId::generate().to_string();
+        let refused = sealer.open(&endpoint, secret.expose()).unwrap_err();
+        assert!(refused.to_string().contains("plain text"), "{refused}");
+        let sealed = sealer
+            .seal_stored(&endpoint, secret.expose())
+            .unwrap()
+            .unwrap();
+        assert_eq!(sealer.open(&endpoint, &sealed).unwrap(), secret);
+        assert_eq!(sealer.seal_stored(&endpoint, &sealed).unwrap(), None);
+        assert_eq!(
+            SecretSealer::plaintext()
+                .open(&endpoint, secret.expose())
+                .unwrap(),
+            secret
+        );
         assert_eq!(
             SecretSealer::plaintext()
                 .seal(EndpointId::generate(), &secret)

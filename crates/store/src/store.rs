@@ -109,12 +109,14 @@ pub trait Store: crate::ReplayStore + crate::AccessStore + Send + Sync + 'static
     ) -> Result<Option<Endpoint>, StoreError>;
     /// Deletes a live endpoint; false if there is none. Its deliveries stay readable.
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError>;
-    /// The tenant's live, enabled endpoints subscribed to this event type.
+    /// The ids of the tenant's live, enabled endpoints subscribed to this event type, in id
+    /// order. No secret is read: one endpoint whose secret does not open must not stop the
+    /// tenant's intake (its deliveries are refused by the dispatcher, one by one).
     async fn subscribed_endpoints(
         &self,
         tenant: &Tenant,
         event_type: &EventType,
-    ) -> Result<Vec<Endpoint>, StoreError>;
+    ) -> Result<Vec<EndpointId>, StoreError>;
 
     /// Stores events and their deliveries, applying the idempotency window to each key, in
     /// order (a later event with an earlier one's key is judged against it). One outcome per

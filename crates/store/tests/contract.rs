@@ -74,14 +74,24 @@ impl Backend {
     /// A handle whose rows live for `retention` (ScyllaDB writes it as their TTL; the embedded
     /// store is told it when purging).
     async fn open_with_retention(&self, retention: Duration) -> Arc<dyn Store> {
+        self.open_with(retention, sealer()).await
+    }
+
+    async fn open_with(&self, retention: Duration, sealer: SecretSealer) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(dir) => Arc::new(
-                SqliteStore::open(&dir.path().join("store.db"), sealer())
+                SqliteStore::open(&dir.path().join("store.db"), sealer)
                     .await
                     .unwrap(),
             ),
-            Self::Scylla(at) => Arc::new(ScyllaStore::open(at, retention, sealer()).await.unwrap()),
+            Self::Scylla(at) => Arc::new(ScyllaStore::open(at, retention, sealer).await.unwrap()),
         }
+    }
+
+    /// A handle that stores secrets in plain text (no key), as an older install did.
+    async fn open_without_key(&self) -> Arc<dyn Store> {
+        self.open_with(Duration::from_secs(30 * 86_400), SecretSealer::plaintext())
+            .await
     }
 
     async fn fixture(&self) -> Fixture {
@@ -353,10 +363,7 @@ async fn only_live_enabled_subscribed_endpoints_receive_an_event_type(backend: B
         .store
         .subscribed_endpoints(&tenant("acme"), &event_type("order.created"))
         .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+        .unwrap();
     got.sort();
     let mut want = vec![orders.id, everything.id];
     want.sort();
@@ -1895,6 +1902,37 @@ mod scylla_faults {
     }
 }
 
+/// Issue 19, item 9: a plain secret in the store was accepted although a key was set, so anyone
+/// who could write the database could plant one and forge webhooks; and one secret that did not
+/// open failed intake for the whole tenant.
+async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: Backend) {
+    // An install from before the key: its secrets are sealed when a key first opens the store.
+    let older = backend.open_without_key().await;
+    let from_before = endpoint("acme", &[]);
+    older.create_endpoint(&from_before).await.unwrap();
+    let sealed = backend.open().await;
+    let read = sealed.get_endpoint(from_before.id).await.unwrap().unwrap();
+    assert_eq!(read.secret, from_before.secret, "sealed once, and opens");
+
+    // Planted after that: refused, also by every later start.
+    let planted = endpoint("acme", &[]);
+    older.create_endpoint(&planted).await.unwrap();
+    for store in [sealed.clone(), backend.open().await] {
+        let refused = store.get_endpoint(planted.id).await.unwrap_err();
+        assert!(refused.to_string().contains("plain text"), "{refused}");
+    }
+    // Intake reads no secret: the tenant's events still fan out, to both endpoints (the
+    // dispatcher refuses the planted one's deliveries).
+    let mut subscribed = sealed
+        .subscribed_endpoints(&tenant("acme"), &event_type("order.created"))
+        .await
+        .unwrap();
+    subscribed.sort();
+    let mut want = vec![from_before.id, planted.id];
+    want.sort();
+    assert_eq!(subscribed, want);
+}
+
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     endpoint_lists_are_per_tenant_and_paged,
@@ -1922,4 +1960,5 @@ contract!(
     batches_are_listed_for_everyone_or_for_one_tenant,
     api_keys_are_kept_per_tenant_and_revoked_once,
     an_event_set_aside_leaves_the_outbox_for_good,
+    a_planted_plain_secret_is_refused_and_stops_only_its_endpoint,
 );

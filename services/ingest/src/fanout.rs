@@ -3,20 +3,23 @@
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::Delivery;
-use hookstream_model::endpoint::Endpoint;
 use hookstream_model::event::Event;
-use hookstream_model::ids::DeliveryId;
+use hookstream_model::ids::{DeliveryId, EndpointId};
 use hookstream_model::task::DeliveryTask;
 
 /// A new `pending` delivery of `event` for each endpoint.
-pub fn deliveries_for(event: &Event, endpoints: &[Endpoint], now: OffsetDateTime) -> Vec<Delivery> {
+pub fn deliveries_for(
+    event: &Event,
+    endpoints: &[EndpointId],
+    now: OffsetDateTime,
+) -> Vec<Delivery> {
     endpoints
         .iter()
         .map(|endpoint| {
             Delivery::pending(
                 DeliveryId::generate(),
                 event.id,
-                endpoint.id,
+                *endpoint,
                 event.tenant.clone(),
                 event.event_type.clone(),
                 now,
@@ -62,31 +65,10 @@ pub fn tasks_still_needed(event: &Event, deliveries: &[Delivery]) -> Vec<Deliver
 mod tests {
     use serde_json::json;
 
-    use hookstream_model::destination::EndpointUrl;
-    use hookstream_model::endpoint::Subscription;
-    use hookstream_model::ids::{EndpointId, EventId};
+    use hookstream_model::ids::EventId;
     use hookstream_model::names::{EventType, Tenant};
-    use hookstream_signing::SigningSecret;
 
     use super::*;
-
-    fn endpoint() -> Endpoint {
-        let now = OffsetDateTime::now_utc();
-        Endpoint {
-            id: EndpointId::generate(),
-            tenant: Tenant::parse("acme", "t").unwrap(),
-            url: EndpointUrl::parse("https://example.com/hook", "url").unwrap(),
-            subscription: Subscription::All,
-            secret: SigningSecret::generate().unwrap(),
-            previous_secret: None,
-            disabled: false,
-            max_attempts: None,
-            paused: false,
-            circuit: Default::default(),
-            created_at: now,
-            updated_at: now,
-        }
-    }
 
     #[test]
     fn one_delivery_and_one_task_per_endpoint() {
@@ -98,7 +80,7 @@ mod tests {
             idempotency_key: None,
             created_at: OffsetDateTime::now_utc(),
         };
-        let endpoints = [endpoint(), endpoint()];
+        let endpoints = [EndpointId::generate(), EndpointId::generate()];
         let deliveries = deliveries_for(&event, &endpoints, event.created_at);
         assert_eq!(deliveries.len(), 2);
         assert_ne!(deliveries[0].id, deliveries[1].id);
@@ -112,8 +94,8 @@ mod tests {
         assert_eq!(tasks.len(), 2);
         for ((task, delivery), endpoint) in tasks.iter().zip(&deliveries).zip(&endpoints) {
             assert_eq!(task.delivery_id, delivery.id);
-            assert_eq!(task.endpoint_id, endpoint.id);
-            assert_eq!(task.key(), endpoint.id.to_string());
+            assert_eq!(task.endpoint_id, *endpoint);
+            assert_eq!(task.key(), endpoint.to_string());
             assert_eq!(task.payload, r#"{"order":7}"#);
         }
     }

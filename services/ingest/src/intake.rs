@@ -13,9 +13,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::Delivery;
-use hookstream_model::endpoint::Endpoint;
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
-use hookstream_model::ids::EventId;
+use hookstream_model::ids::{EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_model::task::DeliveryTask;
 use hookstream_store::{CreateEventOutcome, NewEvent, Store, StoreError};
@@ -111,7 +110,7 @@ impl Intake {
         requests: Vec<EventRequest>,
     ) -> Result<Vec<Result<Accepted, IntakeError>>, IntakeError> {
         let now = OffsetDateTime::now_utc();
-        let mut subscribers: HashMap<(Tenant, EventType), Vec<Endpoint>> = HashMap::new();
+        let mut subscribers: HashMap<(Tenant, EventType), Vec<EndpointId>> = HashMap::new();
         let mut news = Vec::with_capacity(requests.len());
         let mut sources = Vec::with_capacity(requests.len());
         // Per request, in order: an event refused before it was stored, or its place in `news`.

@@ -105,7 +105,9 @@ async fn an_event_kafka_refuses_is_set_aside_and_the_sweep_goes_on() {
     for service in [Service::Ingest, Service::Dispatcher, Service::RetryTier] {
         pipeline.start_service(service).await;
     }
-    receiver.wait_for(behind.len(), Duration::from_secs(60)).await;
+    receiver
+        .wait_for(behind.len(), Duration::from_secs(60))
+        .await;
     let sent: Vec<String> = receiver
         .received()
         .iter()

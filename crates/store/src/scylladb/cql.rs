@@ -123,6 +123,8 @@ pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_ty
 /// Disables a live endpoint and touches nothing else: an edit made meanwhile stays.
 pub(super) const DISABLE_ENDPOINT: &str =
     "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null";
+pub(super) const SELECT_SUBSCRIBER: &str =
+    "SELECT event_types, disabled, deleted_at FROM endpoints WHERE id = ?";
 pub(super) const SELECT_SECRET: &str = "SELECT secret, deleted_at FROM endpoints WHERE id = ?";
 /// Rotates a live endpoint's secret, if nobody rotated it since it was read.
 pub(super) const ROTATE_SECRET: &str = "UPDATE endpoints SET secret = ?, previous_secret = ?, \

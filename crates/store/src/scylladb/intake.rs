@@ -16,7 +16,6 @@
 //! The outbox is bucketed by hour; the sweep starts from the oldest hour that may still hold a
 //! row (kept in `control`), so it does not read through days of deleted rows.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use scylla::value::CqlTimestamp;
@@ -45,8 +44,12 @@ const ABANDON_AFTER: Duration = Duration::from_secs(300);
 /// How long a request waits for an undecided one that holds its idempotency key before it
 /// abandons that one (a request normally decides within milliseconds).
 const WAIT_FOR_HOLDER: Duration = Duration::from_secs(2);
+/// Attempts at deciding a failed request before its outcome is reported unknown.
+const VERDICT_TRIES: usize = 3;
 /// Hours the outbox's low-water mark stays behind the clock, for writers whose clocks lag.
 const CLOCK_MARGIN_HOURS: i32 = 2;
+/// How often the outbox table of older versions is read once it was found empty.
+const LEGACY_OUTBOX_RECHECK: Duration = Duration::from_secs(600);
 /// The `control` row holding the first hour that may still have outbox rows.
 const OUTBOX_FIRST_HOUR: &str = "outbox_first_hour";
 
@@ -84,6 +87,16 @@ struct OutboxRow {
     hour: Option<i32>,
 }
 
+/// A request being staged.
+struct Staging<'a> {
+    id: String,
+    window: IdempotencyWindow,
+    /// Until when the request waits for undecided holders of its keys, over all of them.
+    holders_waited_for_until: tokio::time::Instant,
+    /// The events written so far (to remove after an error).
+    staged: Vec<&'a NewEvent>,
+}
+
 enum KeyClaim {
     Won,
     /// The key belongs to a live event: this one is a repeat of it, or conflicts with it.
@@ -97,53 +110,39 @@ impl ScyllaStore {
         news: &[NewEvent],
         window: IdempotencyWindow,
     ) -> Result<Vec<CreateEventOutcome>, StoreError> {
-        let request = EventId::generate().to_string();
-        let mut staged = Vec::new();
+        let mut request = Staging {
+            id: EventId::generate().to_string(),
+            window,
+            holders_waited_for_until: tokio::time::Instant::now() + WAIT_FOR_HOLDER,
+            staged: Vec::new(),
+        };
         let mut outcomes = Vec::with_capacity(news.len());
         let stored = self
-            .stage_and_commit(news, window, &request, &mut staged, &mut outcomes)
+            .stage_and_commit(news, &mut request, &mut outcomes)
             .await;
         // After an error the commit may still have landed (its answer lost): then the events
         // are real and the request succeeded.
         if let Err(err) = stored
-            && self.give_up(&request, &staged).await != Fate::Committed
+            && self.give_up(&request).await != Fate::Committed
         {
             return Err(err);
         }
-        // Readers that find `pending` look the request up; this saves them the read.
-        for new in &staged {
-            let id = new.event.id.to_string();
-            let marked = self
-                .run(
-                    &self.statements.set_event_state,
-                    (
-                        self.ttl(),
-                        PublishState::Publishing.as_str(),
-                        None::<&str>,
-                        &id,
-                    ),
-                )
-                .await;
-            if let Err(err) = marked {
-                tracing::debug!(event = %id, error = %err, "event left pending; its request is committed");
-            }
-        }
+        // The events stay `pending`: readers look their request's verdict up. (Writing
+        // `publishing` now could undo a sweep that published or set one aside meanwhile.)
         Ok(outcomes)
     }
 
     async fn stage_and_commit<'a>(
         &self,
         news: &'a [NewEvent],
-        window: IdempotencyWindow,
-        request: &str,
-        staged: &mut Vec<&'a NewEvent>,
+        request: &mut Staging<'a>,
         outcomes: &mut Vec<CreateEventOutcome>,
     ) -> Result<(), StoreError> {
         // In order: a later event with an earlier one's key is judged against it.
         for new in news {
-            outcomes.push(self.stage(new, window, request, staged).await?);
+            outcomes.push(self.stage(new, request).await?);
         }
-        if self.decide_request(request, COMMITTED).await? {
+        if self.decide_request(&request.id, COMMITTED).await? {
             Ok(())
         } else {
             Err(StoreError::Backend(
@@ -156,27 +155,15 @@ impl ScyllaStore {
     async fn stage<'a>(
         &self,
         new: &'a NewEvent,
-        window: IdempotencyWindow,
-        request: &str,
-        staged: &mut Vec<&'a NewEvent>,
+        request: &mut Staging<'a>,
     ) -> Result<CreateEventOutcome, StoreError> {
         let s = &self.statements;
         let ttl = self.ttl();
         let event = &new.event;
         let id = event.id.to_string();
-        // First, so that whatever else of the event lands, the sweep finds it.
-        self.run(
-            &s.insert_outbox,
-            (
-                outbox_shard(&id),
-                hour_of(event.created_at),
-                ts(event.created_at),
-                &id,
-                ttl,
-            ),
-        )
-        .await?;
-        staged.push(new);
+        request.staged.push(new);
+        // The event row first (with the retention: a row a crash leaves behind expires), then
+        // its outbox row: so an outbox row without its event means the event was removed.
         self.run(
             &s.insert_event,
             (
@@ -187,7 +174,18 @@ impl ScyllaStore {
                 event.idempotency_key.as_ref().map(|k| k.as_str()),
                 ts(event.created_at),
                 PENDING,
-                request,
+                &request.id,
+                ttl,
+            ),
+        )
+        .await?;
+        self.run(
+            &s.insert_outbox,
+            (
+                outbox_shard(&id),
+                hour_of(event.created_at),
+                ts(event.created_at),
+                &id,
                 ttl,
             ),
         )
@@ -200,10 +198,10 @@ impl ScyllaStore {
                 .await?;
         }
         if let Some(key) = &event.idempotency_key
-            && let KeyClaim::Lost(outcome) = self.claim_key(new, key, window, request).await?
+            && let KeyClaim::Lost(outcome) = self.claim_key(new, key, request).await?
         {
             self.remove_event(event, false).await?;
-            staged.pop();
+            request.staged.pop();
             return Ok(outcome);
         }
         // Listed only once the key is won: a repeat's deliveries never show in lists.
@@ -218,13 +216,13 @@ impl ScyllaStore {
         &self,
         new: &NewEvent,
         key: &IdempotencyKey,
-        window: IdempotencyWindow,
-        request: &str,
+        request: &Staging<'_>,
     ) -> Result<KeyClaim, StoreError> {
         let s = &self.statements;
         let event = &new.event;
         let id = event.id.to_string();
         let tenant = event.tenant.as_str();
+        let window = request.window;
         let expires_at = ts(window.expiry(event.created_at));
         let key_ttl = ttl_seconds(window.0);
         for _ in 0..super::CAS_ROUNDS {
@@ -237,10 +235,13 @@ impl ScyllaStore {
             else {
                 continue; // released or expired meanwhile: claim it again
             };
-            let prior = self.event_row(&prior_id).await?.ok_or_else(|| {
-                StoreError::corrupt("idempotency key", format!("event {prior_id} is missing"))
-            })?;
-            if self.holder_is_live(&prior, request).await? {
+            // A holder that is gone (removed as abandoned, or expired) holds nothing.
+            let holder = self.event_row(&prior_id).await?;
+            let live = match &holder {
+                Some(holder) => self.holder_is_live(holder, request).await?,
+                None => false,
+            };
+            if let Some(prior) = holder.filter(|_| live) {
                 let verdict = window.judge(
                     Some(PriorRequest {
                         event: &prior.event,
@@ -277,25 +278,27 @@ impl ScyllaStore {
     }
 
     /// Whether the event holding a key counts: committed, or an earlier event of this same
-    /// request. An undecided holder is waited for, briefly, then abandoned.
+    /// request. An undecided holder is waited for, within the request's budget (2 s over all
+    /// its keys), then abandoned.
     async fn holder_is_live(
         &self,
         holder: &StoredEvent,
-        request: &str,
+        request: &Staging<'_>,
     ) -> Result<bool, StoreError> {
         let Some(holder_request) = holder.request.as_deref() else {
             return Ok(true);
         };
-        if holder.state != PENDING || holder_request == request {
+        if holder.state != PENDING || holder_request == request.id {
             return Ok(true);
         }
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_HOLDER;
         let mut pause = Duration::from_millis(5);
         loop {
             match self.fate(holder_request).await? {
                 Fate::Committed => return Ok(true),
                 Fate::Abandoned => return Ok(false),
-                Fate::Undecided if tokio::time::Instant::now() >= deadline => {
+                Fate::Undecided
+                    if tokio::time::Instant::now() >= request.holders_waited_for_until =>
+                {
                     return Ok(self.abandon(holder_request).await? == Fate::Committed);
                 }
                 Fate::Undecided => {
@@ -339,17 +342,28 @@ impl ScyllaStore {
     }
 
     /// After an error: abandons the request and removes what it staged. A removal that fails
-    /// is left to the sweep, which finds the abandoned events through their outbox rows.
-    async fn give_up(&self, request: &str, staged: &[&NewEvent]) -> Fate {
-        match self.abandon(request).await {
-            Ok(Fate::Abandoned) => {}
-            Ok(fate) => return fate,
-            Err(err) => {
-                tracing::warn!(request, error = %err, "could not abandon a failed request; the outbox sweep will");
-                return Fate::Undecided;
+    /// is left to the sweep, which finds the abandoned events through their outbox rows. The
+    /// verdict is tried a few times: a commit whose answer was lost may have landed.
+    async fn give_up(&self, request: &Staging<'_>) -> Fate {
+        let mut pause = Duration::from_millis(50);
+        let mut fate = Fate::Undecided;
+        for _ in 0..VERDICT_TRIES {
+            match self.abandon(&request.id).await {
+                Ok(decided) => {
+                    fate = decided;
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(request = %request.id, error = %err, "could not abandon a failed request yet");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                }
             }
         }
-        for new in staged.iter().rev() {
+        if fate != Fate::Abandoned {
+            return fate;
+        }
+        for new in request.staged.iter().rev() {
             if let Err(err) = self.remove_event(&new.event, true).await {
                 tracing::warn!(event = %new.event.id, error = %err, "could not remove an abandoned event; the outbox sweep will");
                 break;
@@ -554,7 +568,10 @@ impl ScyllaStore {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let s = &self.statements;
         let first = self.first_outbox_hour().await?;
-        let settled = hour_of(OffsetDateTime::now_utc()) - CLOCK_MARGIN_HOURS;
+        // Hours before `settled` take no new rows, and every row of theirs is older than
+        // `before`: one found empty stays empty.
+        let settled =
+            (hour_of(OffsetDateTime::now_utc()) - CLOCK_MARGIN_HOURS).min(hour_of(before));
         let per_shard = i32::try_from(limit).unwrap_or(i32::MAX);
         let mut found = Vec::new();
         // Every hour before `empty_until` was found empty (and takes no new rows).
@@ -618,13 +635,18 @@ impl ScyllaStore {
         Ok(start)
     }
 
-    /// Rows left in the outbox table of versions before issue 19, read until it is found empty.
+    /// Rows left in the outbox table of versions before issue 19.
     async fn legacy_outbox_rows(
         &self,
         before: OffsetDateTime,
         per_shard: i32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        if self.legacy_outbox_drained.load(Ordering::Relaxed) {
+        // Found empty lately: looked at again now and then, as instances of the older
+        // version may still be running (a rolling upgrade) and write to it.
+        let now = tokio::time::Instant::now();
+        if let Ok(checked) = self.legacy_outbox_checked.lock()
+            && checked.is_some_and(|at| now < at + LEGACY_OUTBOX_RECHECK)
+        {
             return Ok(Vec::new());
         }
         let mut found = Vec::new();
@@ -643,8 +665,8 @@ impl ScyllaStore {
                 },
             ));
         }
-        if found.is_empty() {
-            self.legacy_outbox_drained.store(true, Ordering::Relaxed);
+        if let Ok(mut checked) = self.legacy_outbox_checked.lock() {
+            *checked = found.is_empty().then_some(now);
         }
         Ok(found)
     }

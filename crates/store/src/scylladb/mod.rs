@@ -14,9 +14,10 @@ mod access;
 mod cql;
 mod intake;
 mod replay;
+mod secrets;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,7 +31,7 @@ use scylla::value::CqlTimestamp;
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint};
+use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
@@ -170,6 +171,7 @@ prepared_statements! {
     delete_endpoint = cql::DELETE_ENDPOINT,
     rotate_secret = cql::ROTATE_SECRET,
     select_secret = cql::SELECT_SECRET,
+    select_subscriber = cql::SELECT_SUBSCRIBER,
     set_circuit = cql::SET_CIRCUIT,
     claim_key = cql::CLAIM_KEY,
     reclaim_key = cql::RECLAIM_KEY,
@@ -263,8 +265,8 @@ pub struct ScyllaStore {
     statements: Arc<Prepared>,
     retention: Duration,
     sealer: SecretSealer,
-    /// Whether the outbox table of older versions was found empty (see [`intake`]).
-    legacy_outbox_drained: Arc<AtomicBool>,
+    /// When the outbox table of older versions was last found empty (see [`intake`]).
+    legacy_outbox_checked: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
     /// Faults planned by a test: see [`Self::fail_statements`].
     planned_faults: Arc<PlannedFaults>,
 }
@@ -305,14 +307,16 @@ impl ScyllaStore {
             .map_err(ctx!("using the keyspace"))?;
         migrate(&session).await?;
         let statements = Prepared::new(&session).await?;
-        Ok(Self {
+        let store = Self {
             session: Arc::new(session),
             statements: Arc::new(statements),
             retention,
             sealer,
-            legacy_outbox_drained: Arc::new(AtomicBool::new(false)),
+            legacy_outbox_checked: Arc::default(),
             planned_faults: Arc::default(),
-        })
+        };
+        store.seal_plain_secrets().await?;
+        Ok(store)
     }
 
     /// For fault tests: from the `nth` statement this handle (and its clones) runs from now,
@@ -639,6 +643,8 @@ type EndpointRow = (
     Option<CqlTimestamp>,
     Option<CqlTimestamp>,
 );
+/// `event_types, disabled, deleted_at` of an endpoint: what fan-out needs, no secret.
+type SubscriberRow = (Option<Vec<String>>, Option<bool>, Option<CqlTimestamp>);
 type EventRow = (
     String,
     String,
@@ -1011,20 +1017,39 @@ impl Store for ScyllaStore {
         &self,
         tenant: &Tenant,
         event_type: &EventType,
-    ) -> Result<Vec<Endpoint>, StoreError> {
+    ) -> Result<Vec<EndpointId>, StoreError> {
+        let page = PageRequest::MAX_LIMIT as i32;
         let mut out = Vec::new();
-        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        let mut cursor = String::new();
         loop {
-            let listed = self.list_endpoints(tenant, &page).await?;
-            out.extend(
-                listed
-                    .items
-                    .into_iter()
-                    .filter(|e| !e.disabled && e.subscription.matches(event_type)),
-            );
-            match listed.next {
-                Some(next) => page.after = Some(next),
-                None => return Ok(out),
+            let ids = self
+                .ids(
+                    &self.statements.select_endpoint_ids_of_tenant,
+                    (tenant.as_str(), &cursor, page),
+                )
+                .await?;
+            for id in &ids {
+                let result = self.run(&self.statements.select_subscriber, (id,)).await?;
+                let Some((types, disabled, deleted_at)) = first_row::<SubscriberRow>(result)?
+                else {
+                    continue;
+                };
+                let types = types.unwrap_or_default();
+                let subscription = Subscription::parse(&types, "event_types")
+                    .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
+                if deleted_at.is_none()
+                    && disabled != Some(true)
+                    && subscription.matches(event_type)
+                {
+                    out.push(
+                        EndpointId::parse(id, "id")
+                            .map_err(|e| StoreError::corrupt("endpoint id", e))?,
+                    );
+                }
+            }
+            match ids.last() {
+                Some(last) if ids.len() == page as usize => cursor = last.clone(),
+                _ => return Ok(out),
             }
         }
     }

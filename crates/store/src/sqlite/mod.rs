@@ -59,12 +59,70 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The `control` row recording that secrets stored in plain text were sealed.
+const SECRETS_SEALED: &str = "secrets_sealed";
+
+/// Seals, once, the secrets stored in plain text before a key was configured; see
+/// [`crate::sealing`]. Later plain text is refused, never sealed.
+fn seal_plain_secrets(conn: &mut Connection, sealer: &SecretSealer) -> Result<(), StoreError> {
+    if !sealer.seals() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let done = tx
+        .query_row(
+            "SELECT 1 FROM control WHERE name = ?1",
+            [SECRETS_SEALED],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if done {
+        return Ok(());
+    }
+    let stored: Vec<(String, String, Option<String>)> = tx
+        .prepare("SELECT id, secret, previous_secret FROM endpoints")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut sealed = 0;
+    for (id, secret, previous) in stored {
+        if let Some(new) = sealer.seal_stored(&id, &secret)? {
+            tx.execute(
+                "UPDATE endpoints SET secret = ?2 WHERE id = ?1",
+                params![id, new],
+            )?;
+            sealed += 1;
+        }
+        if let Some(previous) = previous
+            && let Some(new) = sealer.seal_stored(&id, &previous)?
+        {
+            tx.execute(
+                "UPDATE endpoints SET previous_secret = ?2 WHERE id = ?1",
+                params![id, new],
+            )?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO control (name, value, updated_at) VALUES (?1, 'true', ?2)",
+        params![SECRETS_SEALED, millis(OffsetDateTime::now_utc())],
+    )?;
+    tx.commit()?;
+    if sealed > 0 {
+        tracing::info!(
+            endpoints = sealed,
+            "sealed signing secrets stored in plain text"
+        );
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`; `sealer` seals the
     /// signing secrets it stores.
     pub async fn open(path: &Path, sealer: SecretSealer) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let opened = path.clone();
+        let sealing = sealer.clone();
         let (reader, writer) = tokio::task::spawn_blocking(move || {
             if let Some(dir) = opened.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -74,6 +132,7 @@ impl SqliteStore {
             writer.pragma_update(None, "journal_mode", "WAL")?;
             writer.pragma_update(None, "synchronous", "FULL")?;
             migrations::migrate(&mut writer)?;
+            seal_plain_secrets(&mut writer, &sealing)?;
             Ok::<_, StoreError>((connect(&opened)?, writer))
         })
         .await
@@ -539,24 +598,21 @@ impl Store for SqliteStore {
         &self,
         tenant: &Tenant,
         event_type: &EventType,
-    ) -> Result<Vec<Endpoint>, StoreError> {
+    ) -> Result<Vec<EndpointId>, StoreError> {
         let tenant = tenant.to_string();
         let event_type = event_type.clone();
-        let sealer = self.sealer.clone();
         self.read(move |conn| {
             let all = query_all(
                 conn,
-                &format!(
-                    "SELECT {} FROM endpoints
-                     WHERE tenant = ?1 AND deleted_at IS NULL AND disabled = 0 ORDER BY id",
-                    rows::ENDPOINT_COLUMNS
-                ),
+                "SELECT id, event_types FROM endpoints
+                 WHERE tenant = ?1 AND deleted_at IS NULL AND disabled = 0 ORDER BY id",
                 [tenant],
-                |row| rows::endpoint(row, &sealer),
+                rows::subscriber,
             )?;
             Ok(all
                 .into_iter()
-                .filter(|e| e.subscription.matches(&event_type))
+                .filter(|(_, subscription)| subscription.matches(&event_type))
+                .map(|(id, _)| id)
                 .collect())
         })
         .await

@@ -3,8 +3,9 @@
 use rusqlite::Row;
 
 use hookstream_model::delivery::{Attempt, Delivery};
-use hookstream_model::endpoint::Endpoint;
+use hookstream_model::endpoint::{Endpoint, Subscription};
 use hookstream_model::event::Event;
+use hookstream_model::ids::EndpointId;
 
 use crate::claim::StoredClaim;
 use crate::raw::{RawAttempt, RawDelivery, RawEndpoint, RawEvent};
@@ -16,6 +17,20 @@ pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
 
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, paused, \
      circuit_state, circuit_open_until, previous_secret, previous_secret_expires_at";
+
+/// An endpoint's id and subscription, from `id, event_types`: all that fan-out needs.
+pub(super) fn subscriber(row: &Row<'_>) -> RowResult<(EndpointId, Subscription)> {
+    let id: String = row.get(0)?;
+    let event_types: String = row.get(1)?;
+    Ok((|| {
+        let id = EndpointId::parse(&id, "id").map_err(|e| StoreError::corrupt("endpoint id", e))?;
+        let types: Vec<String> = serde_json::from_str(&event_types)
+            .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
+        let subscription = Subscription::parse(&types, "event_types")
+            .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
+        Ok((id, subscription))
+    })())
+}
 
 pub(super) fn endpoint(row: &Row<'_>, sealer: &SecretSealer) -> RowResult<Endpoint> {
     let event_types: String = row.get(3)?;
