@@ -1931,6 +1931,17 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
     let mut want = vec![from_before.id, planted.id];
     want.sort();
     assert_eq!(subscribed, want);
+
+    // Rotating gets rid of it: the planted secret does not stay on as the previous one.
+    let fresh = SigningSecret::generate().unwrap();
+    let until = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let rotated = sealed
+        .rotate_secret(planted.id, &fresh, until)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.secret, fresh);
+    assert!(rotated.previous_secret.is_none());
 }
 
 contract!(

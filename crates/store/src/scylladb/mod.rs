@@ -983,12 +983,19 @@ impl Store for ScyllaStore {
             if deleted_at.is_some() {
                 return Ok(None);
             }
+            // A secret that does not open (planted in plain text, sealed under another key)
+            // does not keep signing: rotating is how an operator gets rid of it.
+            let retiring = self
+                .sealer
+                .open(&id.to_string(), &current)
+                .is_ok()
+                .then_some(current.as_str());
             let result = self
                 .run(
                     &self.statements.rotate_secret,
                     (
                         &sealed,
-                        &current,
+                        retiring,
                         ts(previous_expires_at),
                         ts(OffsetDateTime::now_utc()),
                         id.to_string(),

@@ -568,13 +568,27 @@ impl Store for SqliteStore {
         let expires = millis(previous_expires_at);
         let sealer = self.sealer.clone();
         self.write(move |conn| {
-            // SQLite reads `secret` on the right as it was before this update.
+            let current: Option<String> = conn
+                .prepare_cached(
+                    "SELECT secret FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
+                )?
+                .query_row([id.to_string()], |row| row.get(0))
+                .optional()?;
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            // A secret that does not open (planted in plain text, sealed under another key)
+            // does not keep signing: rotating is how an operator gets rid of it.
+            let retiring = sealer
+                .open(&id.to_string(), &current)
+                .is_ok()
+                .then_some(current);
             conn.prepare_cached(
-                "UPDATE endpoints SET previous_secret = secret, previous_secret_expires_at = ?3,
+                "UPDATE endpoints SET previous_secret = ?5, previous_secret_expires_at = ?3,
                         secret = ?2, updated_at = ?4
                  WHERE id = ?1 AND deleted_at IS NULL",
             )?
-            .execute(params![id.to_string(), new, expires, now])?;
+            .execute(params![id.to_string(), new, expires, now, retiring])?;
             live_endpoint(conn, id, &sealer)
         })
         .await
