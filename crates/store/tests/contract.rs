@@ -25,7 +25,7 @@ use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem,
-    NewEvent, PageRequest, RecordOutcome, ReplayStep, SecretSealer, Store,
+    NewEvent, PageRequest, RecordOutcome, ReplayStep, ReplayStore, SecretSealer, Store,
 };
 
 /// The key every contract test seals secrets with, so the suite runs on sealed secrets.
@@ -1855,6 +1855,73 @@ mod scylla_faults {
         assert!(
             failures > 30,
             "every step of the request was tried: {failures}"
+        );
+    }
+
+    /// Issue 19, item 8: dead letters shared one partition per day across tenants, so one
+    /// tenant's list read every tenant's letters of the day. A tenant's list now reads its own
+    /// partition: with the shared day's rows gone, it still finds its letters.
+    #[tokio::test]
+    async fn a_tenants_dead_letters_are_read_from_its_own_partition() {
+        let backend = Backend::scylla();
+        let Backend::Scylla(at) = &backend else {
+            unreachable!("a ScyllaDB backend")
+        };
+        let raw = ::scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(&at.nodes)
+            .build()
+            .await
+            .unwrap();
+        // A keyspace that has kept dead letters per tenant since yesterday.
+        open(&backend).await;
+        raw.use_keyspace(&at.keyspace, false).await.unwrap();
+        let yesterday = (OffsetDateTime::now_utc().unix_timestamp() / 86_400 - 1).to_string();
+        raw.query_unpaged(
+            "UPDATE control SET value = ? WHERE name = 'dead_letters_by_tenant_from'",
+            (yesterday,),
+        )
+        .await
+        .unwrap();
+        let store = open(&backend).await;
+
+        let now = OffsetDateTime::now_utc() - Duration::from_secs(60);
+        let mut letters = Vec::new();
+        for tenant_name in ["acme", "other"] {
+            let ep = endpoint(tenant_name, &[]);
+            let new = new_event(tenant_name, None, &[&ep]);
+            let letter = dead_letter_of(&new.deliveries[0], AttemptClass::Http4xxPermanent, now);
+            store.index_dead_letter(&letter).await.unwrap();
+            letters.push(letter);
+        }
+        let today = OffsetDateTime::now_utc().unix_timestamp() / 86_400;
+        raw.query_unpaged(
+            "DELETE FROM dead_letters_by_day WHERE day = ?",
+            (i32::try_from(today).unwrap(),),
+        )
+        .await
+        .unwrap();
+
+        let acme = DeadLetterFilter {
+            tenant: Some(tenant("acme")),
+            ..Default::default()
+        };
+        let listed = store
+            .list_dead_letters(&acme, &PageRequest::default())
+            .await
+            .unwrap();
+        let ids: Vec<DeliveryId> = listed
+            .items
+            .iter()
+            .map(|d| d.letter.task.delivery_id)
+            .collect();
+        assert_eq!(ids, vec![letters[0].task.delivery_id]);
+        let everyone = store
+            .list_dead_letters(&DeadLetterFilter::default(), &PageRequest::default())
+            .await
+            .unwrap();
+        assert!(
+            everyone.items.is_empty(),
+            "an operator's list reads the shared day"
         );
     }
 

@@ -31,6 +31,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         6,
         include_str!("../../../../schemas/store/cql/0006_atomic_intake.cql"),
     ),
+    (
+        7,
+        include_str!("../../../../schemas/store/cql/0007_tenant_dead_letters.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -123,6 +127,7 @@ pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_ty
 /// Disables a live endpoint and touches nothing else: an edit made meanwhile stays.
 pub(super) const DISABLE_ENDPOINT: &str =
     "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null";
+pub(super) const SELECT_ENDPOINT_TENANT: &str = "SELECT tenant FROM endpoints WHERE id = ?";
 pub(super) const SELECT_SUBSCRIBER: &str =
     "SELECT event_types, disabled, deleted_at FROM endpoints WHERE id = ?";
 pub(super) const SELECT_SECRET: &str = "SELECT secret, deleted_at FROM endpoints WHERE id = ?";
@@ -233,6 +238,15 @@ pub(super) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letter_index \
 pub(super) const INSERT_DEAD_LETTER_OF_DAY: &str = "INSERT INTO dead_letters_by_day \
      (day, dead_at, delivery_id, endpoint_id, tenant, event_type, class) \
      VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?";
+pub(super) const INSERT_DEAD_LETTER_OF_TENANT_DAY: &str = "INSERT INTO dead_letters_by_tenant_day \
+     (tenant, day, dead_at, delivery_id, endpoint_id, event_type, class) \
+     VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?";
+pub(super) const SELECT_DEAD_LETTERS_OF_TENANT_DAY: &str = "SELECT dead_at, delivery_id, \
+     endpoint_id, tenant, event_type, class FROM dead_letters_by_tenant_day \
+     WHERE tenant = ? AND day = ? AND (dead_at, delivery_id) > (?, ?) LIMIT ?";
+/// Records a value once: the first writer's stays.
+pub(super) const INSERT_CONTROL_ONCE: &str =
+    "INSERT INTO control (name, value, updated_at) VALUES (?, ?, ?) IF NOT EXISTS";
 pub(super) const SELECT_DEAD_LETTER: &str = "SELECT letter, replays, last_claim, last_claim_delivery \
      FROM dead_letter_index WHERE delivery_id = ?";
 pub(super) const SELECT_DEAD_LETTERS_OF_DAY: &str = "SELECT dead_at, delivery_id, endpoint_id, \
@@ -395,6 +409,7 @@ mod tests {
             MARK_PUBLISHED.to_owned(),
             INSERT_DEAD_LETTER.to_owned(),
             INSERT_DEAD_LETTER_OF_DAY.to_owned(),
+            INSERT_DEAD_LETTER_OF_TENANT_DAY.to_owned(),
             CLAIM_DEAD_LETTER.to_owned(),
             INSERT_BATCH.to_owned(),
             INSERT_BATCH_ID.to_owned(),

@@ -172,6 +172,7 @@ prepared_statements! {
     rotate_secret = cql::ROTATE_SECRET,
     select_secret = cql::SELECT_SECRET,
     select_subscriber = cql::SELECT_SUBSCRIBER,
+    select_endpoint_tenant = cql::SELECT_ENDPOINT_TENANT,
     set_circuit = cql::SET_CIRCUIT,
     claim_key = cql::CLAIM_KEY,
     reclaim_key = cql::RECLAIM_KEY,
@@ -209,6 +210,9 @@ prepared_statements! {
     upsert_control = cql::UPSERT_CONTROL,
     insert_dead_letter = cql::INSERT_DEAD_LETTER,
     insert_dead_letter_of_day = cql::INSERT_DEAD_LETTER_OF_DAY,
+    insert_dead_letter_of_tenant_day = cql::INSERT_DEAD_LETTER_OF_TENANT_DAY,
+    select_dead_letters_of_tenant_day = cql::SELECT_DEAD_LETTERS_OF_TENANT_DAY,
+    insert_control_once = cql::INSERT_CONTROL_ONCE,
     select_dead_letter = cql::SELECT_DEAD_LETTER,
     select_dead_letters_of_day = cql::SELECT_DEAD_LETTERS_OF_DAY,
     claim_dead_letter = cql::CLAIM_DEAD_LETTER,
@@ -267,6 +271,8 @@ pub struct ScyllaStore {
     sealer: SecretSealer,
     /// When the outbox table of older versions was last found empty (see [`intake`]).
     legacy_outbox_checked: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The first day whose dead letters are also kept per tenant (see `dead_letters_from`).
+    tenant_dead_letters_from: i32,
     /// Faults planned by a test: see [`Self::fail_statements`].
     planned_faults: Arc<PlannedFaults>,
 }
@@ -307,15 +313,17 @@ impl ScyllaStore {
             .map_err(ctx!("using the keyspace"))?;
         migrate(&session).await?;
         let statements = Prepared::new(&session).await?;
-        let store = Self {
+        let mut store = Self {
             session: Arc::new(session),
             statements: Arc::new(statements),
             retention,
             sealer,
             legacy_outbox_checked: Arc::default(),
+            tenant_dead_letters_from: i32::MAX,
             planned_faults: Arc::default(),
         };
         store.seal_plain_secrets().await?;
+        store.tenant_dead_letters_from = store.dead_letters_from().await?;
         Ok(store)
     }
 
@@ -328,6 +336,28 @@ impl ScyllaStore {
             .skip
             .store(nth.saturating_sub(1), Ordering::SeqCst);
         self.planned_faults.fail.store(count, Ordering::SeqCst);
+    }
+
+    /// The first day whose dead letters are all in `dead_letters_by_tenant_day`: the day after
+    /// the first start of a version that writes it (versions before it, still running during
+    /// a rolling upgrade that day, write the shared table only).
+    async fn dead_letters_from(&self) -> Result<i32, StoreError> {
+        const NAME: &str = "dead_letters_by_tenant_from";
+        let s = &self.statements;
+        let now = OffsetDateTime::now_utc();
+        let first = (day_of(now) + 1).to_string();
+        self.run(&s.insert_control_once, (NAME, first, ts(now)))
+            .await?;
+        let result = self.run(&s.select_control, (NAME,)).await?;
+        match first_row::<(Option<String>,)>(result)? {
+            Some((Some(value),)) => value
+                .parse()
+                .map_err(|_| StoreError::corrupt("control dead_letters_by_tenant_from", value)),
+            _ => Err(StoreError::corrupt(
+                "control dead_letters_by_tenant_from",
+                "missing after it was written",
+            )),
+        }
     }
 
     fn ttl(&self) -> i32 {
@@ -556,6 +586,35 @@ impl ScyllaStore {
         }
         found.truncate(wanted);
         Ok(found)
+    }
+
+    /// Whether the endpoint and event a delivery filter names (if any) are the tenant's.
+    async fn belongs_to(
+        &self,
+        tenant: &Tenant,
+        filter: &DeliveryFilter,
+    ) -> Result<bool, StoreError> {
+        if let Some(endpoint_id) = filter.endpoint_id {
+            let result = self
+                .run(
+                    &self.statements.select_endpoint_tenant,
+                    (endpoint_id.to_string(),),
+                )
+                .await?;
+            let owner = first_row::<(Option<String>,)>(result)?.and_then(|(owner,)| owner);
+            if owner.as_deref() != Some(tenant.as_str()) {
+                return Ok(false);
+            }
+        }
+        if let Some(event_id) = filter.event_id {
+            // An event past its retention may still have deliveries under way: the by-event
+            // read (bounded by the event's fan-out) filters those by tenant.
+            let owner = self.event_row(&event_id.to_string()).await?;
+            if owner.is_some_and(|stored| stored.event.tenant != *tenant) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The first day a list needs to look at: the cursor's, or the oldest kept.
@@ -1141,6 +1200,13 @@ impl Store for ScyllaStore {
                 && filter.endpoint_id.is_none_or(|id| d.endpoint_id == id)
                 && filter.status.is_none_or(|s| d.status == s)
         };
+        // Another tenant's endpoint or event lists nothing, without reading its deliveries
+        // (the time a read of its days takes would tell its volume).
+        if let Some(tenant) = &filter.tenant
+            && !self.belongs_to(tenant, filter).await?
+        {
+            return Ok(into_page(Vec::new(), limit));
+        }
         let found = if let Some(event_id) = filter.event_id {
             let ids = self
                 .ids(

@@ -258,6 +258,20 @@ impl ReplayStore for ScyllaStore {
             ),
         )
         .await?;
+        self.run(
+            &self.statements.insert_dead_letter_of_tenant_day,
+            (
+                task.tenant.as_str(),
+                day_of(letter.dead_lettered_at),
+                dead_at,
+                &id,
+                task.endpoint_id.to_string(),
+                task.event_type.as_str(),
+                letter.last_class.as_str(),
+                self.ttl(),
+            ),
+        )
+        .await?;
         Ok(())
     }
 
@@ -293,12 +307,29 @@ impl ReplayStore for ScyllaStore {
         let mut found: Vec<IndexedDeadLetter> = Vec::new();
         let mut day = day_of(from_millis(after_ms.max(millis(since)))?);
         while day <= last_day && found.len() < wanted {
-            let result = self
-                .run(
-                    &self.statements.select_dead_letters_of_day,
-                    (day, CqlTimestamp(after_ms), &after_id, SCAN),
-                )
-                .await?;
+            // A tenant's list reads the tenant's own partition of the day, where there is one.
+            let result = match &filter.tenant {
+                Some(tenant) if day >= self.tenant_dead_letters_from => {
+                    self.run(
+                        &self.statements.select_dead_letters_of_tenant_day,
+                        (
+                            tenant.as_str(),
+                            day,
+                            CqlTimestamp(after_ms),
+                            &after_id,
+                            SCAN,
+                        ),
+                    )
+                    .await?
+                }
+                _ => {
+                    self.run(
+                        &self.statements.select_dead_letters_of_day,
+                        (day, CqlTimestamp(after_ms), &after_id, SCAN),
+                    )
+                    .await?
+                }
+            };
             let rows = rows::<DayRow>(result)?;
             let exhausted = rows.len() < SCAN as usize;
             for (dead_at, id, endpoint_id, tenant, event_type, class) in rows {

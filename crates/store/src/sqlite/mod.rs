@@ -13,7 +13,8 @@ mod rows;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,13 +45,39 @@ const PURGE_BATCH: u32 = 1000;
 /// How long a write waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Read connections: a slow read (a long list) holds one, not every read (key checks, intake).
+const READERS: usize = 4;
+
 /// The embedded SQLite store. Cheap to clone; clones share its connections.
 #[derive(Clone)]
 pub struct SqliteStore {
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
     writer: Writer,
     path: PathBuf,
     sealer: SecretSealer,
+}
+
+/// The read connections, each used by one read at a time.
+struct Readers {
+    connections: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    /// A free connection, or else the next in turn once it is free.
+    fn take(&self) -> MutexGuard<'_, Connection> {
+        for conn in &self.connections {
+            if let Ok(conn) = conn.try_lock() {
+                return conn;
+            }
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        // Reads change nothing a panic could leave halfway, so a poisoned lock is safe to
+        // keep using.
+        self.connections[turn]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -123,7 +150,7 @@ impl SqliteStore {
         let path = path.to_owned();
         let opened = path.clone();
         let sealing = sealer.clone();
-        let (reader, writer) = tokio::task::spawn_blocking(move || {
+        let (readers, writer) = tokio::task::spawn_blocking(move || {
             if let Some(dir) = opened.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
@@ -133,12 +160,18 @@ impl SqliteStore {
             writer.pragma_update(None, "synchronous", "FULL")?;
             migrations::migrate(&mut writer)?;
             seal_plain_secrets(&mut writer, &sealing)?;
-            Ok::<_, StoreError>((connect(&opened)?, writer))
+            let readers = (0..READERS)
+                .map(|_| connect(&opened).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>((readers, writer))
         })
         .await
         .map_err(|e| StoreError::Backend(format!("opening store: {e}")))??;
         Ok(Self {
-            reader: Arc::new(Mutex::new(reader)),
+            readers: Arc::new(Readers {
+                connections: readers,
+                next: AtomicUsize::new(0),
+            }),
             writer: Writer::start(writer)?,
             path,
             sealer,
@@ -154,15 +187,10 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
-            // Reads change nothing a panic could leave halfway, so a poisoned lock is safe to
-            // keep using.
-            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&conn)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || work(&readers.take()))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
     /// Runs `work` in a write transaction, shared with other writes queued at the same time;
@@ -960,5 +988,35 @@ impl Store for SqliteStore {
                 return Ok(purged);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19, item 8: one read connection meant a long list held every other read (key
+    /// checks, intake) until it finished.
+    #[tokio::test]
+    async fn a_read_in_progress_leaves_the_other_connections_free() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("store.db"), SecretSealer::plaintext())
+            .await
+            .expect("the store opens");
+        {
+            let busy: Vec<MutexGuard<'_, Connection>> =
+                (0..READERS - 1).map(|_| store.readers.take()).collect();
+            let free = store.readers.take();
+            for held in &busy {
+                assert!(
+                    !std::ptr::eq(&**held, &*free),
+                    "a connection in use was handed out"
+                );
+            }
+        }
+        assert!(
+            store.sending_paused().await.is_ok(),
+            "reads go on once connections are free"
+        );
     }
 }
