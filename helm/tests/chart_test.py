@@ -212,6 +212,27 @@ def check_copies():
         check(copy.exists() and copy.read_bytes() == source.read_bytes(), f"{copy} differs from {source}: copy it again")
 
 
+def check_runbooks():
+    # Every alert links to its own section of the README's runbook.
+    alerts = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
+    readme = (REPO / "README.md").read_text()
+    headings = {line[4:].strip().lower() for line in readme.splitlines() if line.startswith("### ")}
+    base = "https://github.com/hookstream/hookstream/blob/main/README.md#"
+    rules = [r for group in alerts["groups"] for r in group["rules"] if "alert" in r]
+    check(len(rules) >= 11, f"alerts: {len(rules)}")
+    for rule in rules:
+        url = rule["annotations"].get("runbook_url", "")
+        anchor = rule["alert"].lower()
+        check(url == base + anchor, f"{rule['alert']}: runbook_url {url!r}")
+        check(anchor in headings, f"{rule['alert']}: no runbook section in the README")
+    for name in ["HookstreamIngestErrors", "HookstreamStoreErrors", "HookstreamSourceRecordsRejected",
+                 "HookstreamServiceAbsent"]:
+        check(any(r["alert"] == name for r in rules), f"no alert {name}")
+    absent = next(r for r in rules if r["alert"] == "HookstreamServiceAbsent")
+    for service in ["ingest", "dispatcher", "retry-tier", "replay"]:
+        check(f'"service", "{service}"' in absent["expr"], f"HookstreamServiceAbsent misses {service}")
+
+
 def check_refusals():
     chart = helm.Chart.load(str(CHART))
     bad = [
@@ -263,6 +284,7 @@ def main():
         extra(objects)
         print(f"{name}: {len(objects)} objects rendered and validated")
     check_copies()
+    check_runbooks()
     check_refusals()
     check_image()
     if failures:

@@ -44,6 +44,13 @@ pub struct SourceLoop {
 impl SourceLoop {
     /// Runs until shutdown, then commits what was finished.
     pub async fn run(self) {
+        // Each topic's outcomes exist from the start at 0, so rates (and the rejection alert)
+        // work before the first record.
+        for topic in self.formats.keys() {
+            for outcome in ["accepted", "repeat", "rejected"] {
+                metrics::SOURCE_RECORDS.with_label_values(&[topic.as_str(), outcome]);
+            }
+        }
         loop {
             let message = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
