@@ -120,6 +120,9 @@ counter_cache_size: 4MiB
 file_cache_size: 32MiB
 memtable_heap_space: 128MiB
 memtable_offheap_space: 128MiB
+# Each test keyspace prepares its own ~100 statements; the default cache (10 MiB on a small heap)
+# evicts them mid-run once a few dozen keyspaces exist.
+prepared_statements_cache_size: 64MiB
 EOF
 
   cat >"$dir/logback.xml" <<'EOF'

@@ -39,6 +39,17 @@ pub struct StoreSettings {
         hide_env_values = true
     )]
     pub secret_key: Option<SecretKey>,
+
+    /// Seal, at start-up, the secrets stored in plain text before the key was set (with the
+    /// key, plain text is otherwise refused). Set it for one start after first setting the key
+    /// on every service; never leave it on, as it would seal a planted secret.
+    #[arg(
+        long = "seal-plain-secrets",
+        env = "HOOKSTREAM_SEAL_PLAIN_SECRETS",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub seal_plain_secrets: bool,
 }
 
 /// A key from configuration; `Debug` never shows it, so it cannot reach a log.
@@ -61,7 +72,14 @@ impl std::str::FromStr for SecretKey {
 impl StoreSettings {
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         let sealer = match &self.secret_key {
-            Some(key) if !key.0.trim().is_empty() => SecretSealer::from_base64_key(&key.0)?,
+            Some(key) if !key.0.trim().is_empty() => {
+                let sealer = SecretSealer::from_base64_key(&key.0)?;
+                if self.seal_plain_secrets {
+                    sealer.sealing_plain_secrets_on_open()
+                } else {
+                    sealer
+                }
+            }
             _ => {
                 tracing::warn!(
                     "no HOOKSTREAM_SECRET_KEY: signing secrets are stored in plain text"

@@ -37,12 +37,7 @@ fn refuses_the_record(err: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as Code;
     matches!(
         err.rdkafka_error_code(),
-        Some(
-            Code::MessageSizeTooLarge
-                | Code::InvalidMessageSize
-                | Code::InvalidRecord
-                | Code::MessageBatchTooLarge
-        )
+        Some(Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::InvalidRecord)
     )
 }
 

@@ -4,9 +4,9 @@
 //!
 //! Without a key, secrets are stored as they are (the service warns at start-up). With a key, a
 //! secret in plain text is refused: anyone who can write the database could have planted it to
-//! forge webhooks. Secrets stored before a key was configured are sealed once, when a store is
-//! first opened with a key (see [`SecretSealer::seal_stored`]); after that pass, recorded in
-//! the store, plain text is never sealed automatically again.
+//! forge webhooks. Secrets stored before a key was configured are sealed when the operator asks
+//! for it (`HOOKSTREAM_SEAL_PLAIN_SECRETS`, one start): nothing in the database can ask for it,
+//! so a planted secret is never sealed unless an operator turns the pass on.
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -25,6 +25,8 @@ const NONCE_BYTES: usize = 12;
 #[derive(Clone, Default)]
 pub struct SecretSealer {
     cipher: Option<Aes256Gcm>,
+    /// Seal the secrets stored in plain text when a store opens (see the module docs).
+    seal_plain_on_open: bool,
 }
 
 impl SecretSealer {
@@ -46,11 +48,25 @@ impl SecretSealer {
             .map_err(|_| invalid("must be 32 bytes (base64 of 32 random bytes)"))?;
         Ok(Self {
             cipher: Some(cipher),
+            seal_plain_on_open: false,
         })
+    }
+
+    /// The same key, and stores opened with it seal the secrets stored in plain text.
+    pub fn sealing_plain_secrets_on_open(self) -> Self {
+        Self {
+            seal_plain_on_open: true,
+            ..self
+        }
     }
 
     pub fn seals(&self) -> bool {
         self.cipher.is_some()
+    }
+
+    /// Whether a store opened with this sealer seals the secrets it holds in plain text.
+    pub fn seals_plain_on_open(&self) -> bool {
+        self.cipher.is_some() && self.seal_plain_on_open
     }
 
     /// The stored form of `secret` for `endpoint`.
@@ -74,7 +90,7 @@ impl SecretSealer {
         Ok(format!("{SEALED}{}", STANDARD.encode(bytes)))
     }
 
-    /// The sealed form of a secret stored in plain text, for the one-time sealing pass; `None`
+    /// The sealed form of a secret stored in plain text, for the sealing pass; `None`
     /// when it is sealed already (or there is no key).
     pub fn seal_stored(&self, endpoint: &str, stored: &str) -> Result<Option<String>, StoreError> {
         if self.cipher.is_none() || stored.starts_with(SEALED) {

@@ -1746,6 +1746,46 @@ async fn an_event_set_aside_leaves_the_outbox_for_good(backend: Backend) {
     ));
 }
 
+/// Issue 19, item 7: one event that does not decode stopped every sweep.
+#[tokio::test]
+async fn the_embedded_sweep_sets_aside_an_event_that_does_not_decode() {
+    let backend = Backend::sqlite();
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &[]);
+    let mut damaged = new_event("acme", None, &[&ep]);
+    damaged.event.created_at -= Duration::from_secs(120);
+    let fine = new_event("acme", None, &[&ep]);
+    f.store
+        .create_events(
+            &[damaged.clone(), fine.clone()],
+            IdempotencyWindow::default(),
+        )
+        .await
+        .unwrap();
+    let Backend::Sqlite(dir) = &backend else {
+        unreachable!("an embedded backend")
+    };
+    let raw = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    raw.execute(
+        "UPDATE events SET payload = 'not json' WHERE id = ?1",
+        [damaged.event.id.to_string()],
+    )
+    .unwrap();
+
+    let cutoff = OffsetDateTime::now_utc() + Duration::from_secs(1);
+    let waiting = f.store.unpublished_events(cutoff, 10).await.unwrap();
+    let ids: Vec<EventId> = waiting.iter().map(|(event, _)| event.id).collect();
+    assert_eq!(ids, vec![fine.event.id]);
+    let state: String = raw
+        .query_row(
+            "SELECT publish_state FROM events WHERE id = ?1",
+            [damaged.event.id.to_string()],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "set_aside");
+}
+
 /// Fault tests of the ScyllaDB store: statements fail (as a node timing out would) at chosen
 /// points of a real write to the CQL node.
 mod scylla_faults {
@@ -1856,6 +1896,42 @@ mod scylla_faults {
             failures > 30,
             "every step of the request was tried: {failures}"
         );
+    }
+
+    /// Issue 19, item 7: one event that does not decode stopped every sweep.
+    #[tokio::test]
+    async fn the_sweep_sets_aside_an_event_that_does_not_decode() {
+        let backend = Backend::scylla();
+        let Backend::Scylla(at) = &backend else {
+            unreachable!("a ScyllaDB backend")
+        };
+        let store = open(&backend).await;
+        let ep = endpoint("acme", &[]);
+        let damaged = new_event("acme", None, &[&ep]);
+        let fine = new_event("acme", None, &[&ep]);
+        store
+            .create_events(
+                &[damaged.clone(), fine.clone()],
+                IdempotencyWindow::default(),
+            )
+            .await
+            .unwrap();
+        let raw = ::scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(&at.nodes)
+            .build()
+            .await
+            .unwrap();
+        raw.use_keyspace(&at.keyspace, false).await.unwrap();
+        raw.query_unpaged(
+            "UPDATE events SET payload = 'not json' WHERE id = ?",
+            (damaged.event.id.to_string(),),
+        )
+        .await
+        .unwrap();
+
+        let waiting = outbox_ids(&store).await;
+        assert_eq!(waiting, vec![fine.event.id]);
+        assert_eq!(outbox_ids(&store).await, waiting, "set aside for good");
     }
 
     /// Issue 19, item 8: dead letters shared one partition per day across tenants, so one
@@ -1973,13 +2049,22 @@ mod scylla_faults {
 /// who could write the database could plant one and forge webhooks; and one secret that did not
 /// open failed intake for the whole tenant.
 async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: Backend) {
-    // An install from before the key: its secrets are sealed when a key first opens the store.
+    // An install from before the key: its secrets are refused until the operator has them
+    // sealed (one start with HOOKSTREAM_SEAL_PLAIN_SECRETS).
     let older = backend.open_without_key().await;
     let from_before = endpoint("acme", &[]);
     older.create_endpoint(&from_before).await.unwrap();
+    let refused = backend.open().await.get_endpoint(from_before.id).await;
+    assert!(refused.is_err(), "plain text is refused with a key");
+    backend
+        .open_with(
+            Duration::from_secs(30 * 86_400),
+            sealer().sealing_plain_secrets_on_open(),
+        )
+        .await;
     let sealed = backend.open().await;
     let read = sealed.get_endpoint(from_before.id).await.unwrap().unwrap();
-    assert_eq!(read.secret, from_before.secret, "sealed once, and opens");
+    assert_eq!(read.secret, from_before.secret, "sealed, and opens");
 
     // Planted after that: refused, also by every later start.
     let planted = endpoint("acme", &[]);

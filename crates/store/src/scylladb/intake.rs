@@ -91,8 +91,9 @@ struct OutboxRow {
 struct Staging<'a> {
     id: String,
     window: IdempotencyWindow,
-    /// Until when the request waits for undecided holders of its keys, over all of them.
-    holders_waited_for_until: tokio::time::Instant,
+    /// Until when the request waits for undecided holders of its keys, over all of them: set
+    /// at its first wait.
+    holders_waited_for_until: std::sync::OnceLock<tokio::time::Instant>,
     /// The events written so far (to remove after an error).
     staged: Vec<&'a NewEvent>,
 }
@@ -113,7 +114,7 @@ impl ScyllaStore {
         let mut request = Staging {
             id: EventId::generate().to_string(),
             window,
-            holders_waited_for_until: tokio::time::Instant::now() + WAIT_FOR_HOLDER,
+            holders_waited_for_until: std::sync::OnceLock::new(),
             staged: Vec::new(),
         };
         let mut outcomes = Vec::with_capacity(news.len());
@@ -122,10 +123,18 @@ impl ScyllaStore {
             .await;
         // After an error the commit may still have landed (its answer lost): then the events
         // are real and the request succeeded.
-        if let Err(err) = stored
-            && self.give_up(&request).await != Fate::Committed
-        {
-            return Err(err);
+        if let Err(err) = stored {
+            match self.give_up(&request).await {
+                Fate::Committed => {}
+                Fate::Abandoned => return Err(err),
+                // The commit may still complete (the sweep's own verdict would finish it).
+                Fate::Undecided => {
+                    return Err(StoreError::Backend(format!(
+                        "{err}; whether the events were stored is unknown: retry with the \
+                         same idempotency keys"
+                    )));
+                }
+            }
         }
         // The events stay `pending`: readers look their request's verdict up. (Writing
         // `publishing` now could undo a sweep that published or set one aside meanwhile.)
@@ -291,14 +300,15 @@ impl ScyllaStore {
         if holder.state != PENDING || holder_request == request.id {
             return Ok(true);
         }
+        let until = *request
+            .holders_waited_for_until
+            .get_or_init(|| tokio::time::Instant::now() + WAIT_FOR_HOLDER);
         let mut pause = Duration::from_millis(5);
         loop {
             match self.fate(holder_request).await? {
                 Fate::Committed => return Ok(true),
                 Fate::Abandoned => return Ok(false),
-                Fate::Undecided
-                    if tokio::time::Instant::now() >= request.holders_waited_for_until =>
-                {
+                Fate::Undecided if tokio::time::Instant::now() >= until => {
                     return Ok(self.abandon(holder_request).await? == Fate::Committed);
                 }
                 Fate::Undecided => {
@@ -347,7 +357,7 @@ impl ScyllaStore {
     async fn give_up(&self, request: &Staging<'_>) -> Fate {
         let mut pause = Duration::from_millis(50);
         let mut fate = Fate::Undecided;
-        for _ in 0..VERDICT_TRIES {
+        for attempt in 1..=VERDICT_TRIES {
             match self.abandon(&request.id).await {
                 Ok(decided) => {
                     fate = decided;
@@ -355,8 +365,10 @@ impl ScyllaStore {
                 }
                 Err(err) => {
                     tracing::warn!(request = %request.id, error = %err, "could not abandon a failed request yet");
-                    tokio::time::sleep(pause).await;
-                    pause *= 4;
+                    if attempt < VERDICT_TRIES {
+                        tokio::time::sleep(pause).await;
+                        pause *= 4;
+                    }
                 }
             }
         }

@@ -129,6 +129,9 @@ macro_rules! ctx {
     };
 }
 
+/// The `control` row naming the first day of `dead_letters_by_tenant_day` lists.
+const TENANT_DEAD_LETTERS_FROM: &str = "dead_letters_by_tenant_from";
+
 /// How often a compare-and-set is tried again after another writer changed the row first.
 const CAS_ROUNDS: usize = 16;
 
@@ -271,8 +274,9 @@ pub struct ScyllaStore {
     sealer: SecretSealer,
     /// When the outbox table of older versions was last found empty (see [`intake`]).
     legacy_outbox_checked: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
-    /// The first day whose dead letters are also kept per tenant (see `dead_letters_from`).
-    tenant_dead_letters_from: i32,
+    /// The first day whose dead letters are also kept per tenant, once known (see
+    /// `tenant_dead_letters_from`).
+    tenant_dead_letters_from: Arc<std::sync::OnceLock<i32>>,
     /// Faults planned by a test: see [`Self::fail_statements`].
     planned_faults: Arc<PlannedFaults>,
 }
@@ -313,17 +317,16 @@ impl ScyllaStore {
             .map_err(ctx!("using the keyspace"))?;
         migrate(&session).await?;
         let statements = Prepared::new(&session).await?;
-        let mut store = Self {
+        let store = Self {
             session: Arc::new(session),
             statements: Arc::new(statements),
             retention,
             sealer,
             legacy_outbox_checked: Arc::default(),
-            tenant_dead_letters_from: i32::MAX,
+            tenant_dead_letters_from: Arc::default(),
             planned_faults: Arc::default(),
         };
         store.seal_plain_secrets().await?;
-        store.tenant_dead_letters_from = store.dead_letters_from().await?;
         Ok(store)
     }
 
@@ -338,26 +341,39 @@ impl ScyllaStore {
         self.planned_faults.fail.store(count, Ordering::SeqCst);
     }
 
-    /// The first day whose dead letters are all in `dead_letters_by_tenant_day`: the day after
-    /// the first start of a version that writes it (versions before it, still running during
-    /// a rolling upgrade that day, write the shared table only).
-    async fn dead_letters_from(&self) -> Result<i32, StoreError> {
-        const NAME: &str = "dead_letters_by_tenant_from";
-        let s = &self.statements;
-        let now = OffsetDateTime::now_utc();
-        let first = (day_of(now) + 1).to_string();
-        self.run(&s.insert_control_once, (NAME, first, ts(now)))
-            .await?;
-        let result = self.run(&s.select_control, (NAME,)).await?;
-        match first_row::<(Option<String>,)>(result)? {
-            Some((Some(value),)) => value
-                .parse()
-                .map_err(|_| StoreError::corrupt("control dead_letters_by_tenant_from", value)),
-            _ => Err(StoreError::corrupt(
-                "control dead_letters_by_tenant_from",
-                "missing after it was written",
-            )),
+    /// The first day whose dead letters are all in `dead_letters_by_tenant_day`, once one is
+    /// recorded (see [`Self::record_tenant_dead_letters`]); until then none is.
+    async fn tenant_dead_letters_from(&self) -> Result<i32, StoreError> {
+        if let Some(day) = self.tenant_dead_letters_from.get() {
+            return Ok(*day);
         }
+        let result = self
+            .run(&self.statements.select_control, (TENANT_DEAD_LETTERS_FROM,))
+            .await?;
+        let Some((Some(value),)) = first_row::<(Option<String>,)>(result)? else {
+            return Ok(i32::MAX);
+        };
+        let day = value
+            .parse()
+            .map_err(|_| StoreError::corrupt("control dead_letters_by_tenant_from", value))?;
+        Ok(*self.tenant_dead_letters_from.get_or_init(|| day))
+    }
+
+    /// Records, the first time this version indexes a dead letter, the day from which tenant
+    /// lists read `dead_letters_by_tenant_day`: two days on, so indexers of the older version
+    /// (which write the shared table only) are gone by then; the first record stays.
+    async fn record_tenant_dead_letters(&self) -> Result<(), StoreError> {
+        if self.tenant_dead_letters_from.get().is_some() {
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        let from = (day_of(now) + 2).to_string();
+        self.run(
+            &self.statements.insert_control_once,
+            (TENANT_DEAD_LETTERS_FROM, from, ts(now)),
+        )
+        .await?;
+        self.tenant_dead_letters_from().await.map(|_| ())
     }
 
     fn ttl(&self) -> i32 {

@@ -258,6 +258,7 @@ impl ReplayStore for ScyllaStore {
             ),
         )
         .await?;
+        self.record_tenant_dead_letters().await?;
         self.run(
             &self.statements.insert_dead_letter_of_tenant_day,
             (
@@ -306,10 +307,11 @@ impl ReplayStore for ScyllaStore {
         let wanted = page.limit.clamp(1, PageRequest::MAX_LIMIT) as usize + 1;
         let mut found: Vec<IndexedDeadLetter> = Vec::new();
         let mut day = day_of(from_millis(after_ms.max(millis(since)))?);
+        let tenant_days_from = self.tenant_dead_letters_from().await?;
         while day <= last_day && found.len() < wanted {
             // A tenant's list reads the tenant's own partition of the day, where there is one.
             let result = match &filter.tenant {
-                Some(tenant) if day >= self.tenant_dead_letters_from => {
+                Some(tenant) if day >= tenant_days_from => {
                     self.run(
                         &self.statements.select_dead_letters_of_tenant_day,
                         (

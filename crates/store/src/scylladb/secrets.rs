@@ -1,13 +1,9 @@
-//! The one-time sealing of signing secrets stored in plain text before a key was configured
-//! (see [`crate::sealing`]).
+//! Sealing the signing secrets stored in plain text before a key was configured, when the
+//! operator asks for it (see [`crate::sealing`]).
 
-use time::OffsetDateTime;
-
-use super::{ScyllaStore, applied, first_row, rows, ts};
+use super::{ScyllaStore, applied, rows};
 use crate::StoreError;
 
-/// The `control` row recording that the pass ran.
-const SECRETS_SEALED: &str = "secrets_sealed";
 /// Endpoints read per page of the scan.
 const PAGE: i32 = 500;
 
@@ -21,14 +17,10 @@ const SEAL_PREVIOUS: &str =
 type ScanRow = (String, Option<String>, Option<String>, i64);
 
 impl ScyllaStore {
-    /// Seals every secret stored in plain text, once per keyspace, when a key is configured.
+    /// Seals every secret stored in plain text, when the operator asked for it. A row that
+    /// does not seal is left, and refused when read: it stops only its own endpoint.
     pub(super) async fn seal_plain_secrets(&self) -> Result<(), StoreError> {
-        if !self.sealer.seals() {
-            return Ok(());
-        }
-        let s = &self.statements;
-        let done = self.run(&s.select_control, (SECRETS_SEALED,)).await?;
-        if first_row::<(Option<String>,)>(done)?.is_some() {
+        if !self.sealer.seals_plain_on_open() {
             return Ok(());
         }
         let query = |text: &'static str| {
@@ -55,29 +47,24 @@ impl ScyllaStore {
             for (id, secret, previous, _) in &page {
                 for (statement, stored) in [(&seal_secret, secret), (&seal_previous, previous)] {
                     let Some(stored) = stored else { continue };
-                    if let Some(new) = self.sealer.seal_stored(id, stored)? {
-                        applied(self.run(statement, (new, id, stored)).await?)?;
-                        sealed += 1;
+                    match self.sealer.seal_stored(id, stored) {
+                        Ok(Some(new)) => {
+                            applied(self.run(statement, (new, id, stored)).await?)?;
+                            sealed += 1;
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::error!(endpoint = %id, error = %err, "a stored secret does not seal; left as it is");
+                        }
                     }
                 }
             }
             after = last;
         }
-        self.run(
-            &s.upsert_control,
-            (
-                SECRETS_SEALED,
-                "true".to_owned(),
-                ts(OffsetDateTime::now_utc()),
-            ),
-        )
-        .await?;
-        if sealed > 0 {
-            tracing::info!(
-                secrets = sealed,
-                "sealed signing secrets stored in plain text"
-            );
-        }
+        tracing::info!(
+            secrets = sealed,
+            "sealed the signing secrets stored in plain text (HOOKSTREAM_SEAL_PLAIN_SECRETS: turn it off again)"
+        );
         Ok(())
     }
 }

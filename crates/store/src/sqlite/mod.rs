@@ -86,60 +86,42 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// The `control` row recording that secrets stored in plain text were sealed.
-const SECRETS_SEALED: &str = "secrets_sealed";
-
-/// Seals, once, the secrets stored in plain text before a key was configured; see
-/// [`crate::sealing`]. Later plain text is refused, never sealed.
+/// Seals the secrets stored in plain text, when the operator asked for it; see
+/// [`crate::sealing`]. A row that does not seal (not a secret at all) is left, and refused when
+/// read: it stops only its own endpoint, not the start.
 fn seal_plain_secrets(conn: &mut Connection, sealer: &SecretSealer) -> Result<(), StoreError> {
-    if !sealer.seals() {
+    if !sealer.seals_plain_on_open() {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let done = tx
-        .query_row(
-            "SELECT 1 FROM control WHERE name = ?1",
-            [SECRETS_SEALED],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if done {
-        return Ok(());
-    }
     let stored: Vec<(String, String, Option<String>)> = tx
         .prepare("SELECT id, secret, previous_secret FROM endpoints")?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<Result<_, _>>()?;
     let mut sealed = 0;
     for (id, secret, previous) in stored {
-        if let Some(new) = sealer.seal_stored(&id, &secret)? {
-            tx.execute(
-                "UPDATE endpoints SET secret = ?2 WHERE id = ?1",
-                params![id, new],
-            )?;
-            sealed += 1;
-        }
-        if let Some(previous) = previous
-            && let Some(new) = sealer.seal_stored(&id, &previous)?
-        {
-            tx.execute(
-                "UPDATE endpoints SET previous_secret = ?2 WHERE id = ?1",
-                params![id, new],
-            )?;
+        for (column, stored) in [("secret", Some(secret)), ("previous_secret", previous)] {
+            let Some(stored) = stored else { continue };
+            match sealer.seal_stored(&id, &stored) {
+                Ok(Some(new)) => {
+                    tx.execute(
+                        &format!("UPDATE endpoints SET {column} = ?2 WHERE id = ?1"),
+                        params![id, new],
+                    )?;
+                    sealed += 1;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::error!(endpoint = %id, column, error = %err, "a stored secret does not seal; left as it is");
+                }
+            }
         }
     }
-    tx.execute(
-        "INSERT INTO control (name, value, updated_at) VALUES (?1, 'true', ?2)",
-        params![SECRETS_SEALED, millis(OffsetDateTime::now_utc())],
-    )?;
     tx.commit()?;
-    if sealed > 0 {
-        tracing::info!(
-            endpoints = sealed,
-            "sealed signing secrets stored in plain text"
-        );
-    }
+    tracing::info!(
+        secrets = sealed,
+        "sealed the signing secrets stored in plain text (HOOKSTREAM_SEAL_PLAIN_SECRETS: turn it off again)"
+    );
     Ok(())
 }
 
@@ -720,27 +702,50 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError> {
         let before = millis(before);
-        self.read(move |conn| {
-            let events = query_all(
-                conn,
-                &format!(
+        let (waiting, undecodable) = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {} FROM events
                      WHERE publish_state = 'publishing' AND created_at < ?1
                      ORDER BY created_at LIMIT ?2",
                     rows::EVENT_COLUMNS
-                ),
-                params![before, limit],
-                rows::event,
-            )?;
-            events
-                .into_iter()
-                .map(|(event, _)| {
-                    let deliveries = deliveries_of_event(conn, event.id)?;
-                    Ok((event, deliveries))
-                })
-                .collect()
-        })
-        .await
+                ))?;
+                let mut waiting = Vec::new();
+                let mut undecodable = Vec::new();
+                let mut found = stmt.query(params![before, limit])?;
+                while let Some(row) = found.next()? {
+                    let decoded = rows::event(row)?.and_then(|(event, _)| {
+                        let deliveries = deliveries_of_event(conn, event.id)?;
+                        Ok((event, deliveries))
+                    });
+                    match decoded {
+                        Ok(entry) => waiting.push(entry),
+                        Err(err @ StoreError::Corrupt { .. }) => {
+                            undecodable.push((row.get::<_, String>(0)?, err.to_string()))
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok((waiting, undecodable))
+            })
+            .await?;
+        // An event that does not decode can never be published: set aside, so the sweep goes
+        // on with the others.
+        for (id, reason) in undecodable {
+            tracing::error!(event = %id, %reason, "an event in the outbox does not decode; set aside");
+            let reason = format!("does not decode: {reason}");
+            self.write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE events SET publish_state = 'set_aside', set_aside_reason = ?2
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, reason])?;
+                Ok(())
+            })
+            .await?;
+            crate::metered::count_set_aside();
+        }
+        Ok(waiting)
     }
 
     async fn set_circuit(&self, id: EndpointId, circuit: &CircuitView) -> Result<(), StoreError> {
