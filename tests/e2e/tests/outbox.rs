@@ -18,18 +18,24 @@ const RETRYING: usize = 5;
 /// Well past the outbox grace.
 const LONG_AGO: Duration = Duration::from_secs(600);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_outbox_is_republished_in_batches_without_skipping_retries() {
+/// A broker and a receiver, with no service started: the test stores what ingest left behind,
+/// then starts them.
+async fn no_service_yet() -> (Pipeline, Receiver) {
     let broker = Broker::start().await;
     let address = broker.address.clone();
-    let mut pipeline = Pipeline::start_only(
+    let pipeline = Pipeline::start_only(
         Some(broker),
         &address,
         &[("HOOKSTREAM_OUTBOX_GRACE", "60s")],
         &[],
     )
     .await;
-    let receiver = Receiver::start().await;
+    (pipeline, Receiver::start().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_outbox_is_republished_in_batches_without_skipping_retries() {
+    let (mut pipeline, receiver) = no_service_yet().await;
 
     // What ingest left behind: the events are stored, their tasks never reached Kafka.
     let store = seed::open_store(&pipeline).await;
@@ -73,16 +79,7 @@ async fn a_large_outbox_is_republished_in_batches_without_skipping_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_kafka_refuses_is_set_aside_and_the_sweep_goes_on() {
-    let broker = Broker::start().await;
-    let address = broker.address.clone();
-    let mut pipeline = Pipeline::start_only(
-        Some(broker),
-        &address,
-        &[("HOOKSTREAM_OUTBOX_GRACE", "60s")],
-        &[],
-    )
-    .await;
-    let receiver = Receiver::start().await;
+    let (mut pipeline, receiver) = no_service_yet().await;
 
     // Stored before the others and larger than Kafka takes (1 MB a record): no sweep can
     // publish it. The events behind it wait on the same sweep.

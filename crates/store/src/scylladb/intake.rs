@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use scylla::response::query_result::QueryResult;
 use scylla::value::CqlTimestamp;
 use time::OffsetDateTime;
 
@@ -96,6 +97,20 @@ struct Staging<'a> {
     holders_waited_for_until: std::sync::OnceLock<tokio::time::Instant>,
     /// The events written so far (to remove after an error).
     staged: Vec<&'a NewEvent>,
+}
+
+impl OutboxRow {
+    /// The rows of a `SELECT created_at, event_id` on one outbox partition.
+    fn all_of(result: QueryResult, hour: Option<i32>) -> Result<Vec<Self>, StoreError> {
+        Ok(rows::<(CqlTimestamp, String)>(result)?
+            .into_iter()
+            .map(|(created_at, event_id)| Self {
+                created_at,
+                event_id,
+                hour,
+            })
+            .collect())
+    }
 }
 
 enum KeyClaim {
@@ -418,48 +433,48 @@ impl ScyllaStore {
 
     /// See [`crate::Store::mark_events_published`].
     pub(super) async fn mark_published(&self, id: EventId) -> Result<(), StoreError> {
-        let text = id.to_string();
-        let stored = self
-            .event_row(&text)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(text.clone()))?;
-        self.run(&self.statements.mark_published, (self.ttl(), &text))
+        let row = self.outbox_row_of(id).await?;
+        self.run(&self.statements.mark_published, (self.ttl(), &row.event_id))
             .await?;
-        self.delete_outbox_row(&stored, &text).await
+        self.delete_outbox(&row).await
     }
 
     /// See [`crate::Store::set_aside_event`].
     pub(super) async fn set_aside(&self, id: EventId, reason: &str) -> Result<(), StoreError> {
-        let text = id.to_string();
+        let row = self.outbox_row_of(id).await?;
+        self.set_aside_row(&row, reason).await
+    }
+
+    /// The outbox row of a stored event: in the hourly outbox, or in the table of versions
+    /// before issue 19 for an event they created (it names no request).
+    async fn outbox_row_of(&self, id: EventId) -> Result<OutboxRow, StoreError> {
+        let event_id = id.to_string();
         let stored = self
-            .event_row(&text)
+            .event_row(&event_id)
             .await?
-            .ok_or_else(|| StoreError::NotFound(text.clone()))?;
+            .ok_or_else(|| StoreError::NotFound(event_id.clone()))?;
+        let created_at = stored.event.created_at;
+        Ok(OutboxRow {
+            created_at: ts(created_at),
+            event_id,
+            hour: stored.request.is_some().then(|| hour_of(created_at)),
+        })
+    }
+
+    /// Takes an event out of the outbox for good, in state `set_aside` with the reason.
+    async fn set_aside_row(&self, row: &OutboxRow, reason: &str) -> Result<(), StoreError> {
         self.run(
             &self.statements.set_event_state,
             (
                 self.ttl(),
                 PublishState::SetAside.as_str(),
                 Some(reason),
-                &text,
+                &row.event_id,
             ),
         )
         .await?;
         crate::metered::count_set_aside();
-        self.delete_outbox_row(&stored, &text).await
-    }
-
-    async fn delete_outbox_row(&self, stored: &StoredEvent, id: &str) -> Result<(), StoreError> {
-        let created_at = ts(stored.event.created_at);
-        let row = OutboxRow {
-            created_at,
-            event_id: id.to_owned(),
-            hour: stored
-                .request
-                .is_some()
-                .then(|| hour_of(stored.event.created_at)),
-        };
-        self.delete_outbox(&row).await
+        self.delete_outbox(row).await
     }
 
     async fn delete_outbox(&self, row: &OutboxRow) -> Result<(), StoreError> {
@@ -557,19 +572,8 @@ impl ScyllaStore {
         err: &StoreError,
     ) -> Result<(), StoreError> {
         tracing::error!(event = %row.event_id, error = %err, "an event in the outbox does not decode; set aside");
-        let reason = format!("does not decode: {err}");
-        self.run(
-            &self.statements.set_event_state,
-            (
-                self.ttl(),
-                PublishState::SetAside.as_str(),
-                Some(reason.as_str()),
-                &row.event_id,
-            ),
-        )
-        .await?;
-        crate::metered::count_set_aside();
-        self.delete_outbox(row).await
+        self.set_aside_row(row, &format!("does not decode: {err}"))
+            .await
     }
 
     /// Outbox rows created before `before`, at least `limit` of the oldest if there are that many.
@@ -594,13 +598,7 @@ impl ScyllaStore {
                 let result = self
                     .run(&s.select_outbox, (shard, hour, ts(before), per_shard))
                     .await?;
-                found.extend(rows::<(CqlTimestamp, String)>(result)?.into_iter().map(
-                    |(created_at, event_id)| OutboxRow {
-                        created_at,
-                        event_id,
-                        hour: Some(hour),
-                    },
-                ));
+                found.extend(OutboxRow::all_of(result, Some(hour))?);
             }
             if found.len() == found_before && hour == empty_until && hour < settled {
                 empty_until = hour + 1;
@@ -669,13 +667,7 @@ impl ScyllaStore {
                     (shard, ts(before), per_shard),
                 )
                 .await?;
-            found.extend(rows::<(CqlTimestamp, String)>(result)?.into_iter().map(
-                |(created_at, event_id)| OutboxRow {
-                    created_at,
-                    event_id,
-                    hour: None,
-                },
-            ));
+            found.extend(OutboxRow::all_of(result, None)?);
         }
         if let Ok(mut checked) = self.legacy_outbox_checked.lock() {
             *checked = found.is_empty().then_some(now);

@@ -1,7 +1,7 @@
 //! Sealing the signing secrets stored in plain text before a key was configured, when the
 //! operator asks for it (see [`crate::sealing`]).
 
-use super::{ScyllaStore, applied, rows};
+use super::{ScyllaStore, applied, prepare, rows};
 use crate::StoreError;
 
 /// Endpoints read per page of the scan.
@@ -23,19 +23,11 @@ impl ScyllaStore {
         if !self.sealer.seals_plain_on_open() {
             return Ok(());
         }
-        let query = |text: &'static str| {
-            let session = &self.session;
-            async move {
-                session
-                    .prepare(text)
-                    .await
-                    .map_err(|e| StoreError::Backend(format!("scylla: preparing `{text}`: {e}")))
-            }
-        };
+        let session = &self.session;
         let (scan, seal_secret, seal_previous) = (
-            query(SCAN).await?,
-            query(SEAL_SECRET).await?,
-            query(SEAL_PREVIOUS).await?,
+            prepare(session, SCAN).await?,
+            prepare(session, SEAL_SECRET).await?,
+            prepare(session, SEAL_PREVIOUS).await?,
         );
         let mut after = i64::MIN;
         let mut sealed = 0u64;

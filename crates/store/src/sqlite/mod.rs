@@ -160,6 +160,24 @@ impl SqliteStore {
         })
     }
 
+    /// Takes an event (by its stored id, which may not parse) out of the outbox for good.
+    async fn set_aside(&self, id: String, reason: String) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE events SET publish_state = ?2, set_aside_reason = ?3 WHERE id = ?1",
+                )?
+                .execute(params![&id, PublishState::SetAside.as_str(), reason])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok(())
+        })
+        .await?;
+        crate::metered::count_set_aside();
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -675,25 +693,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_aside_event(&self, id: EventId, reason: &str) -> Result<(), StoreError> {
-        let reason = reason.to_owned();
-        self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE events SET publish_state = ?2, set_aside_reason = ?3 WHERE id = ?1",
-                )?
-                .execute(params![
-                    id.to_string(),
-                    PublishState::SetAside.as_str(),
-                    reason
-                ])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(id.to_string()));
-            }
-            Ok(())
-        })
-        .await?;
-        crate::metered::count_set_aside();
-        Ok(())
+        self.set_aside(id.to_string(), reason.to_owned()).await
     }
 
     async fn unpublished_events(
@@ -733,17 +733,8 @@ impl Store for SqliteStore {
         // on with the others.
         for (id, reason) in undecodable {
             tracing::error!(event = %id, %reason, "an event in the outbox does not decode; set aside");
-            let reason = format!("does not decode: {reason}");
-            self.write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE events SET publish_state = 'set_aside', set_aside_reason = ?2
-                     WHERE id = ?1",
-                )?
-                .execute(params![id, reason])?;
-                Ok(())
-            })
-            .await?;
-            crate::metered::count_set_aside();
+            self.set_aside(id, format!("does not decode: {reason}"))
+                .await?;
         }
         Ok(waiting)
     }
