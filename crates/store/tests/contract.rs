@@ -1832,6 +1832,29 @@ mod scylla_faults {
             .collect()
     }
 
+    /// Every service opens the store at start-up, migrating a new keyspace together: an
+    /// `ALTER TABLE … ADD` that a racing instance ran first must not fail the others' start.
+    #[tokio::test]
+    async fn services_opening_a_new_keyspace_together_all_start() {
+        let backend = Backend::scylla();
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let Backend::Scylla(at) = &backend else {
+                    unreachable!("a ScyllaDB backend")
+                };
+                let at = at.clone();
+                tokio::spawn(async move {
+                    ScyllaStore::open(&at, Duration::from_secs(86_400), sealer()).await
+                })
+            })
+            .collect();
+        for opened in opening {
+            if let Err(err) = opened.await.unwrap() {
+                panic!("a store failed to open beside the others: {err}");
+            }
+        }
+    }
+
     /// Issue 19: a batch stored one event at a time stopped at the first error, so a client
     /// retrying after the 503 got the first events twice under different ids.
     #[tokio::test]

@@ -661,15 +661,25 @@ async fn migrate(session: &Session) -> Result<(), StoreError> {
         for statement in cql::statements_of(script) {
             // CQL has no `ADD … IF NOT EXISTS`: a column an earlier, interrupted run (or a
             // racing instance) added is skipped.
-            if let Some((table, column)) = cql::added_column(&statement)
+            let added = cql::added_column(&statement);
+            if let Some((table, column)) = added
                 && column_exists(session, table, column).await?
             {
                 continue;
             }
-            session
-                .query_unpaged(statement.as_str(), ())
-                .await
-                .map_err(|e| StoreError::Backend(format!("scylla: migration {version}: {e}")))?;
+            if let Err(err) = session.query_unpaged(statement.as_str(), ()).await {
+                // A racing instance may have added the column between the check and the
+                // ALTER: then the migration's work is done, and starting must not fail.
+                let raced = match added {
+                    Some((table, column)) => column_exists(session, table, column).await?,
+                    None => false,
+                };
+                if !raced {
+                    return Err(StoreError::Backend(format!(
+                        "scylla: migration {version}: {err}"
+                    )));
+                }
+            }
         }
         session
             .query_unpaged(
