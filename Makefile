@@ -22,7 +22,7 @@ test-scylla:
 	docker compose -f deploy/docker-compose.yml up -d --wait scylla
 	HOOKSTREAM_TEST_SCYLLA=127.0.0.1:9042 $(CARGO) test -p hookstream-store --test contract -- --test-threads 1
 
-## bench: the whole pipeline measured against this machine's ceiling (release build, ~5 min; prints a table, writes target/bench/latest.json)
+## bench: the whole pipeline measured against this machine's ceiling, measured between the runs (release build, ~15 min; prints a table, writes target/bench/latest.json with a `summary` to compare runs by)
 bench: tools
 	$(CARGO) build --release --bins
 	target/release/hookstream-bench pipeline $(BENCH_ARGS)

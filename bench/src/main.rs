@@ -2,8 +2,11 @@
 //! print figures (a table on stdout, JSON under `target/bench/`). Figures, not pass/fail.
 
 mod claims;
+mod cost;
+mod load;
 mod pipeline;
 mod receiver;
+mod report;
 mod retry_timing;
 mod stats;
 

@@ -1,9 +1,9 @@
 //! `make bench`: the whole pipeline on the embedded defaults (Apache Kafka, SQLite store, release
 //! build), driven by a load generator and measured by the bench receiver, beside the ceiling of a
-//! plain HTTP client posting straight to that receiver.
+//! plain HTTP client posting straight to that receiver (measured between the runs).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -11,10 +11,13 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use hookstream_e2e::{Pipeline, Service, TOKEN};
+use hookstream_e2e::{Pipeline, Service};
 use hookstream_signing::{SigningSecret, sign};
 
+use crate::cost::Processes;
+use crate::load::{Load, PAD, event_type, tenant};
 use crate::receiver::{Phase, Receiver, Shared, Timeline};
+use crate::report;
 use crate::retry_timing;
 use crate::stats::{Buckets, Percentiles, write_json};
 
@@ -26,25 +29,58 @@ pub struct Options {
     /// Seconds of warm-up before each throughput run is measured.
     #[arg(long, default_value_t = 5)]
     warmup_seconds: u64,
-    /// Seconds of the fixed-rate latency and isolation runs.
-    #[arg(long, default_value_t = 15)]
+    /// Seconds of each fixed-rate latency run.
+    #[arg(long, default_value_t = 20)]
     latency_seconds: u64,
-    /// Events a second in the latency and isolation runs.
-    #[arg(long, default_value_t = 1000)]
-    rate: u64,
-    /// Events per request in the batched runs.
-    #[arg(long, default_value_t = 100)]
-    batch_size: usize,
-    /// Tasks of the retry-timing part.
-    #[arg(long, default_value_t = 100_000)]
+    /// Events a second in the first latency run and the isolation run (any rate).
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Events a second in the second latency run.
+    #[arg(long, default_value_t = 500.0)]
+    low_rate: f64,
+    /// Seconds of the isolation run; 0: three times what the slow endpoint's lane takes to fill.
+    #[arg(long, default_value_t = 0)]
+    isolation_seconds: u64,
+    /// Seconds of each ceiling measurement (one before the pipeline starts, one after each run).
+    #[arg(long, default_value_t = 5)]
+    ceiling_seconds: u64,
+    /// Tasks waiting in the retry-timing part.
+    #[arg(long, default_value_t = 1_000_000)]
     retry_tasks: usize,
+    /// Throughput runs, as ENDPOINTSxEVENTS_PER_REQUEST (1: single posts, more: batches).
+    #[arg(long, value_delimiter = ',', default_value = "1x1,1x100,100x1,100x100")]
+    throughput_runs: Vec<String>,
+    /// Parts to run (comma-separated): throughput, latency, isolation, retry. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Throughput,
+    Latency,
+    Isolation,
+    Retry,
+}
+
+impl Options {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
 }
 
 /// Undelivered events the closed-loop generator allows: enough that ingest can run ahead, few
 /// enough that a run ends with a backlog that drains in seconds.
 const WINDOW: usize = 20_000;
-/// Padding that makes each event's payload about 1 KiB, like the ceiling's body.
-const PAD: usize = 960;
+/// Events one throughput run may send at most (its timeline's size): far above what the
+/// pipeline takes in a run.
+const MOST_EVENTS_A_SECOND: u64 = 40_000;
+/// How long each open-loop run sends, unmeasured, before it is measured.
+const WARMUP_OPEN_LOOP: Duration = Duration::from_secs(5);
+/// How long the slow endpoint of the isolation run takes to answer.
+const SLOW_ANSWER: Duration = Duration::from_secs(5);
+/// The dispatcher's default backlog per endpoint (`HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT`).
+const DEFAULT_QUEUED_PER_ENDPOINT: f64 = 100.0;
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -52,77 +88,134 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("Hookstream benchmark on {cores} cores (release build, embedded defaults)\n");
 
-    let ceiling = measure_ceiling(&receiver, Duration::from_secs(10)).await?;
-    println!("ceiling: {ceiling:.0} requests/s straight to the receiver");
+    let ceiling_length = Duration::from_secs(options.ceiling_seconds);
+    let mut ceilings = vec![measure_ceiling(&receiver, ceiling_length).await?];
+    println!(
+        "ceiling: {:.0} requests/s straight to the receiver",
+        ceilings[0]
+    );
 
     let mut settings = vec![("HOOKSTREAM_DELIVERIES_PARTITIONS", "8")];
     let passed_on = crate::passed_on_settings();
     settings.extend(passed_on.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let pipeline = Pipeline::start(&settings).await;
+    let processes = processes_of(&pipeline);
     let mut bench = Bench {
         pipeline: &pipeline,
         receiver: &receiver,
+        processes: &processes,
         client: reqwest::Client::new(),
         phase: 0,
     };
 
-    let mut throughput = Vec::new();
-    for (endpoints, batch) in [
-        (1, None),
-        (1, Some(options.batch_size)),
-        (100, None),
-        (100, Some(options.batch_size)),
-    ] {
-        let run = bench.throughput(&options, endpoints, batch).await?;
-        println!(
-            "throughput: {endpoints} endpoint(s), {}: {:.0} accepted/s, {:.0} delivered/s",
-            batch.map_or("single posts".to_owned(), |n| format!("batches of {n}")),
-            run["accepted_per_second"].as_f64().unwrap_or(0.0),
-            run["delivered_per_second"].as_f64().unwrap_or(0.0),
-        );
-        throughput.push(run);
+    // Latency first, on an idle pipeline: a throughput run can leave a backlog behind it (one
+    // endpoint takes about a hundred a second), and the isolation run a slow endpoint's
+    // backlog that drains for many minutes, so that one comes last.
+    let mut latency = Vec::new();
+    if options.runs(Part::Latency) {
+        for rate in [options.rate, options.low_rate] {
+            let run = bench.latency(rate, options.latency_seconds, None).await?;
+            println!("latency: {}", run["summary"].as_str().unwrap_or(""));
+            latency.push(run);
+            ceilings.push(measure_ceiling(&receiver, ceiling_length).await?);
+            println!("ceiling: {:.0} requests/s", ceilings[ceilings.len() - 1]);
+        }
     }
-    let memory = peak_rss(&pipeline);
-
-    let latency = bench.latency(&options, None).await?;
-    println!("latency at {}/s: {}", options.rate, latency["summary"]);
-    let isolation = bench
-        .latency(&options, Some(Duration::from_secs(5)))
-        .await?;
-    println!("isolation: {}", isolation["summary"]);
+    let mut throughput = Vec::new();
+    if options.runs(Part::Throughput) {
+        for run in &options.throughput_runs {
+            let (endpoints, per_request) = run
+                .split_once('x')
+                .and_then(|(e, n)| Some((e.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
+                .with_context(|| format!("a throughput run is ENDPOINTSxEVENTS, not {run}"))?;
+            let batch = (per_request > 1).then_some(per_request);
+            let run = bench.throughput(&options, endpoints, batch).await?;
+            println!("throughput: {}", run["summary"].as_str().unwrap_or(""));
+            throughput.push(run);
+            ceilings.push(measure_ceiling(&receiver, ceiling_length).await?);
+            println!("ceiling: {:.0} requests/s", ceilings[ceilings.len() - 1]);
+        }
+    }
+    let mut isolation = Value::Null;
+    if options.runs(Part::Isolation) {
+        let fill = lane_fill_seconds(&options);
+        let seconds = if options.isolation_seconds > 0 {
+            options.isolation_seconds
+        } else {
+            ((3.0 * fill).ceil() as u64).max(options.latency_seconds)
+        };
+        let run = bench
+            .latency(options.rate, seconds, Some((SLOW_ANSWER, fill)))
+            .await?;
+        println!("isolation: {}", run["summary"].as_str().unwrap_or(""));
+        isolation = run;
+        ceilings.push(measure_ceiling(&receiver, ceiling_length).await?);
+        println!("ceiling: {:.0} requests/s", ceilings[ceilings.len() - 1]);
+    }
+    let mut memory = processes.peak_rss_mib();
     drop(bench);
     drop(pipeline);
 
-    println!();
-    let retry =
-        retry_timing::measure(retry_timing::Options::with_tasks(options.retry_tasks)).await?;
+    let mut retry = Value::Null;
+    if options.runs(Part::Retry) {
+        println!();
+        // A failed retry part is a figure too: the rest of the run is still written.
+        retry = retry_timing::measure(retry_timing::Options::with_tasks(options.retry_tasks))
+            .await
+            .unwrap_or_else(|err| json!({"error": format!("{err:#}")}));
+        memory["retry-tier (retry timing)"] = retry["retry_tier_peak_rss_mib"].clone();
+    }
 
-    let best_delivered = throughput
-        .iter()
-        .filter_map(|run| run["delivered_per_second"].as_f64())
-        .fold(0.0, f64::max);
     let figures = json!({
         "bench": "pipeline",
         "commit": commit(),
         "cores": cores,
-        "ceiling_requests_per_second": ceiling,
+        "ceiling": report::ceiling_figures(&ceilings),
         "throughput": throughput,
-        "best_delivered_share_of_ceiling": best_delivered / ceiling,
         "latency": latency,
         "isolation": isolation,
         "retry_timing": retry,
         "peak_rss_mib": memory,
         "bad_signatures": receiver.shared.bad_signatures.load(Ordering::Relaxed),
     });
-    print_table(&figures);
+    let figures = report::with_summary(figures);
+    report::print_table(&figures);
     write_json("latest.json", &figures)?;
     println!("\nfigures also in target/bench/latest.json");
     Ok(())
 }
 
+/// How long the slow endpoint's lane takes to fill in the isolation run: it gets its share of
+/// the rate and answers one every [`SLOW_ANSWER`].
+fn lane_fill_seconds(options: &Options) -> f64 {
+    let limit = std::env::var("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_QUEUED_PER_ENDPOINT);
+    let filling = options.rate / 100.0 - 1.0 / SLOW_ANSWER.as_secs_f64();
+    limit / filling.max(0.1)
+}
+
+fn processes_of(pipeline: &Pipeline) -> Processes {
+    let mut processes = Vec::new();
+    for (name, service) in [
+        ("ingest", Service::Ingest),
+        ("dispatcher", Service::Dispatcher),
+        ("retry-tier", Service::RetryTier),
+    ] {
+        processes.extend(pipeline.pid(service).map(|pid| (name, pid)));
+    }
+    if let Some(pid) = pipeline.broker.as_ref().and_then(|b| b.pid()) {
+        processes.push(("broker", pid));
+    }
+    processes.push(("bench", std::process::id()));
+    Processes(processes)
+}
+
 struct Bench<'a> {
     pipeline: &'a Pipeline,
     receiver: &'a Receiver,
+    processes: &'a Processes,
     client: reqwest::Client,
     phase: u64,
 }
@@ -152,16 +245,28 @@ impl Bench<'_> {
         Buckets::read(&metrics, "hookstream_task_queue_seconds")
     }
 
-    fn load(&self, phase: u64, endpoints: usize) -> Load {
-        Load {
-            client: self.client.clone(),
-            base: self.pipeline.api.base.clone(),
+    fn load(&self, phase: u64, endpoints: usize, timeline: &Arc<Timeline>) -> Load {
+        Load::new(
+            self.client.clone(),
+            self.pipeline.api.base.clone(),
             phase,
             endpoints,
-            next: Arc::new(AtomicU64::new(0)),
-            accepted: Arc::new(AtomicU64::new(0)),
-            failed: Arc::new(AtomicU64::new(0)),
-        }
+            Arc::clone(timeline),
+            Arc::clone(&self.receiver.shared),
+        )
+    }
+
+    /// Consumer-group revocations the dispatcher and the retry tier have logged so far.
+    fn revocations(&self) -> usize {
+        [Service::Dispatcher, Service::RetryTier]
+            .into_iter()
+            .map(|s| {
+                self.pipeline
+                    .log_of(s)
+                    .matches("partitions revoked")
+                    .count()
+            })
+            .sum()
     }
 
     /// Closed loop: as fast as ingest takes events, with at most [`WINDOW`] undelivered.
@@ -172,240 +277,227 @@ impl Bench<'_> {
         batch: Option<usize>,
     ) -> anyhow::Result<Value> {
         let phase = self.endpoints(endpoints).await?;
+        let warmup = Duration::from_secs(options.warmup_seconds);
+        let measured = Duration::from_secs(options.throughput_seconds);
+        let capacity = (warmup + measured).as_secs() * MOST_EVENTS_A_SECOND;
+        let timeline = Arc::new(Timeline::new(capacity as usize));
         let window = Arc::new(Semaphore::new(WINDOW));
         let shared = &self.receiver.shared;
         shared.begin(Phase {
             id: phase,
             window: Some(Arc::clone(&window)),
+            timeline: Some(Arc::clone(&timeline)),
             ..Phase::default()
         });
-        let load = self.load(phase, endpoints);
-        let warmup = Duration::from_secs(options.warmup_seconds);
-        let measured = Duration::from_secs(options.throughput_seconds);
+        let load = self.load(phase, endpoints, &timeline);
         let stop = Instant::now() + warmup + measured;
         let (workers, per_request) = match batch {
             Some(size) => (4, size),
             None => (64, 1),
         };
-        let mut senders = JoinSet::new();
-        for _ in 0..workers {
-            let load = load.clone();
-            let window = Arc::clone(&window);
-            senders.spawn(async move {
-                while Instant::now() < stop {
-                    let Ok(permits) = window.acquire_many(per_request as u32).await else {
-                        break;
-                    };
-                    permits.forget();
-                    load.send(per_request, None).await;
-                }
-            });
-        }
+        let generator = {
+            let (load, window) = (load.clone(), Arc::clone(&window));
+            tokio::spawn(async move { load.closed(workers, per_request, &window, stop).await })
+        };
         tokio::time::sleep(warmup).await;
         let (accepted_0, delivered_0) = (load.accepted(), shared.delivered.load(Ordering::SeqCst));
+        let cpu_0 = self.processes.cpu();
         tokio::time::sleep(measured).await;
         let (accepted_1, delivered_1) = (load.accepted(), shared.delivered.load(Ordering::SeqCst));
-        while senders.join_next().await.is_some() {}
-        let drained = wait_for_delivered(shared, load.accepted(), Duration::from_secs(120)).await;
+        let cpu_1 = self.processes.cpu();
+        generator.await.context("the load generator")?;
+        let drained = wait_for_delivered(shared, load.accepted(), Duration::from_secs(60)).await;
 
         let seconds = measured.as_secs_f64();
+        let delivered = delivered_1 - delivered_0;
+        let accepted_per_second = (accepted_1 - accepted_0) as f64 / seconds;
+        let delivered_per_second = delivered as f64 / seconds;
+        let label = format!(
+            "{endpoints} endpoint(s), {}",
+            batch.map_or("single posts".to_owned(), |n| format!("batches of {n}"))
+        );
+        let summary = format!(
+            "{label}: {accepted_per_second:.0} accepted/s, {delivered_per_second:.0} delivered/s, {} failed requests, {} duplicates",
+            load.failed_requests(),
+            shared.duplicates.load(Ordering::SeqCst),
+        );
         Ok(json!({
+            "label": label,
             "endpoints": endpoints,
             "batch_size": batch,
             "seconds": seconds,
-            "accepted_per_second": (accepted_1 - accepted_0) as f64 / seconds,
-            "delivered_per_second": (delivered_1 - delivered_0) as f64 / seconds,
-            "failed_requests": load.failed.load(Ordering::Relaxed),
+            "accepted_per_second": accepted_per_second,
+            "delivered_per_second": delivered_per_second,
+            "failed_requests": load.failed_requests(),
+            "failed_events": load.failed_events(),
+            "failures": load.failures(),
+            "duplicates": shared.duplicates.load(Ordering::SeqCst),
+            "untracked_deliveries": shared.untracked.load(Ordering::SeqCst),
             "drained_after_run": drained,
+            "cpu_seconds_per_1000_deliveries": cpu_1.per_thousand_since(&cpu_0, delivered),
+            "summary": summary,
         }))
     }
 
-    /// Fixed rate over 100 endpoints; with `slow`, endpoint 0 answers after that long.
+    /// Open loop at `rate` over 100 endpoints. Latency runs from each event's intended send time
+    /// to its first arrival. With `slow` (a delay, and how long its lane takes to fill),
+    /// endpoint 0 answers after that delay, and the fast endpoints' figures count only events
+    /// meant to be sent once the lane was full.
     async fn latency(
         &mut self,
-        options: &Options,
-        slow: Option<Duration>,
+        rate: f64,
+        seconds: u64,
+        slow: Option<(Duration, f64)>,
     ) -> anyhow::Result<Value> {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "the rate must be a positive number, not {rate}"
+        );
+        let filled_from = slow.map_or(0, |(_, fill)| (fill * rate).ceil() as usize);
+        let slow = slow.map(|(delay, _)| delay);
         let endpoints = 100;
         let phase = self.endpoints(endpoints).await?;
-        let total = (options.rate * options.latency_seconds) as usize;
+        let total = (rate * seconds as f64).round() as usize;
         let timeline = Arc::new(Timeline::new(total));
         let shared = &self.receiver.shared;
-        shared.begin(Phase {
-            id: phase,
-            timeline: Some(Arc::clone(&timeline)),
-            slow: slow
-                .map(|_| std::iter::once(format!("/hook/{phase}/0")).collect())
-                .unwrap_or_default(),
-            slow_delay: slow.unwrap_or_default(),
-            ..Phase::default()
-        });
-        let load = self.load(phase, endpoints);
+        let begin = || {
+            shared.begin(Phase {
+                id: phase,
+                timeline: Some(Arc::clone(&timeline)),
+                slow: slow
+                    .map(|_| std::iter::once(format!("/hook/{phase}/0")).collect())
+                    .unwrap_or_default(),
+                slow_delay: slow.unwrap_or_default(),
+                ..Phase::default()
+            });
+        };
+        begin();
+        // A warm-up at the same rate, on the same endpoints, left out of the figures: the
+        // figures are the pipeline's steady state, not its first seconds (the broker's JIT,
+        // cold caches, new connections).
+        let warm_total = (rate * WARMUP_OPEN_LOOP.as_secs_f64()).round() as usize;
+        let warm_up = self
+            .load(phase, endpoints, &Arc::new(Timeline::new(warm_total)))
+            .numbered_from(total);
+        warm_up.open(rate, warm_total).await;
+        wait_for_delivered(shared, warm_up.accepted(), Duration::from_secs(30)).await;
+        // Counting starts again: late warm-up webhooks are left out.
+        begin();
+        let load = self.load(phase, endpoints, &timeline);
         let queued_before = self.task_queue_buckets().await;
-        let in_flight = Arc::new(Semaphore::new(512));
-        let mut ticks = tokio::time::interval(Duration::from_millis(1));
-        let per_tick = (options.rate / 1000).max(1);
-        let mut sends = JoinSet::new();
-        let began = Instant::now();
-        let mut sent = 0usize;
-        while sent < total {
-            ticks.tick().await;
-            for _ in 0..per_tick.min((total - sent) as u64) {
-                let permit = Arc::clone(&in_flight).acquire_owned().await?;
-                let load = load.clone();
-                let timeline = Arc::clone(&timeline);
-                let shared = Arc::clone(shared);
-                sends.spawn(async move {
-                    load.send(1, Some((&*timeline, &*shared))).await;
-                    drop(permit);
-                });
-                sent += 1;
-            }
-            while sends.try_join_next().is_some() {}
-        }
-        while sends.join_next().await.is_some() {}
-        let sending_seconds = began.elapsed().as_secs_f64();
+        let revoked_before = self.revocations();
+        let cpu_0 = self.processes.cpu();
+        let sent = load.open(rate, total).await;
 
         // Fast endpoints are every n with n % 100 != 0 when one is slow.
         let is_fast = |seq: usize| slow.is_none() || !seq.is_multiple_of(endpoints);
-        let fast_total = (0..total).filter(|&seq| is_fast(seq)).count();
-        let fast_received = || {
+        let accepted_fast = || {
+            (0..total)
+                .filter(|&seq| is_fast(seq) && timeline.answered[seq].load(Ordering::Relaxed) > 0)
+                .count()
+        };
+        let received_fast = || {
             (0..total)
                 .filter(|&seq| is_fast(seq) && timeline.received[seq].load(Ordering::Relaxed) > 0)
                 .count()
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while fast_received() < fast_total && Instant::now() < deadline {
+        let expected = accepted_fast();
+        while received_fast() < expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let cpu_1 = self.processes.cpu();
         let queued = self.task_queue_buckets().await;
         let kafka_hop = json!({
             "p50": queued.quantile_since(&queued_before, 0.5),
             "p99": queued.quantile_since(&queued_before, 0.99),
         });
-        let mut latencies = Vec::new();
-        let mut from_sent = Vec::new();
-        let mut last_received = 0u64;
-        for seq in (0..total).filter(|&seq| is_fast(seq)) {
-            let sent = timeline.sent[seq].load(Ordering::Relaxed);
-            let answered = timeline.answered[seq].load(Ordering::Relaxed);
-            let received = timeline.received[seq].load(Ordering::Relaxed);
-            if answered > 0 && received > 0 {
-                // A webhook can arrive before the load generator has read ingest's answer: 0.
-                latencies.push(received.saturating_sub(answered) as f64 / 1e6);
-                from_sent.push(received.saturating_sub(sent) as f64 / 1e6);
-                last_received = last_received.max(received);
-            }
-        }
-        let from_sent = Percentiles::of(from_sent);
-        let delivered = latencies.len();
-        let span =
-            (last_received as f64 / 1e9) - began.duration_since(shared.started).as_secs_f64();
-        let percentiles = Percentiles::of(latencies);
-        let summary = format!(
-            "{} fast deliveries of {fast_total}, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms",
-            delivered, percentiles.p50, percentiles.p99, percentiles.p999
+        let figures = LatencyFigures::of(
+            &timeline,
+            (filled_from.min(total)..total).filter(|&seq| is_fast(seq)),
         );
+        let delivered = shared.delivered.load(Ordering::SeqCst);
+        let summary = format!(
+            "{rate}/s asked, {:.0}/s sent; {} of {} fast events delivered, {} failed requests, {} duplicates; from intended send p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms",
+            sent.rate_sent(),
+            figures.delivered,
+            figures.events,
+            load.failed_requests(),
+            shared.duplicates.load(Ordering::SeqCst),
+            figures.from_intended.p50,
+            figures.from_intended.p99,
+            figures.from_intended.p999,
+        );
+        let last_arrival = figures.last_arrival.max(sent.began);
+        let span = (last_arrival - sent.began) as f64 / 1e9;
         Ok(json!({
-            "rate": options.rate,
-            "sending_seconds": sending_seconds,
+            "rate_asked": rate,
+            "rate_sent": sent.rate_sent(),
+            "run_seconds": seconds,
+            "measured_from_event": filled_from,
+            "sending_seconds": sent.sending_seconds,
+            "max_send_lag_ms": sent.max_send_lag_ms,
             "endpoints": endpoints,
             "slow_endpoint_delay_seconds": slow.map(|d| d.as_secs_f64()),
-            "fast_events": fast_total,
-            "fast_delivered": delivered,
-            "fast_delivered_per_second": delivered as f64 / span.max(sending_seconds),
-            "failed_requests": load.failed.load(Ordering::Relaxed),
-            "latency_ms": percentiles.json(),
-            "latency_from_request_sent_ms": from_sent.json(),
+            "fast_events": figures.events,
+            "fast_delivered": figures.delivered,
+            "fast_undelivered": figures.events - figures.delivered,
+            "fast_delivered_per_second": figures.delivered as f64 / span.max(sent.sending_seconds),
+            "failed_requests": load.failed_requests(),
+            "failures": load.failures(),
+            "duplicates": shared.duplicates.load(Ordering::SeqCst),
+            "latency_from_intended_send_ms": figures.from_intended.json(),
+            "latency_from_answer_ms": figures.from_answer.json(),
             // Bucket bounds: the figure is at most this.
             "kafka_hop_at_most_ms": kafka_hop,
+            "consumer_revocations": self.revocations().saturating_sub(revoked_before),
+            "cpu_seconds_per_1000_deliveries": cpu_1.per_thousand_since(&cpu_0, delivered),
             "summary": summary,
         }))
     }
 }
 
-/// Sends events of one phase to ingest, singly or in batches.
-#[derive(Clone)]
-struct Load {
-    client: reqwest::Client,
-    base: String,
-    phase: u64,
-    endpoints: usize,
-    next: Arc<AtomicU64>,
-    accepted: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+/// Latency of a set of events from the timeline. An event never delivered (its request failed,
+/// or it did not arrive in time) counts as infinitely late, so it cannot flatter a percentile.
+struct LatencyFigures {
+    events: usize,
+    delivered: usize,
+    from_intended: Percentiles,
+    from_answer: Percentiles,
+    last_arrival: u64,
 }
 
-impl Load {
-    fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    fn event(&self, seq: usize) -> Value {
-        json!({
-            "tenant": tenant(self.phase),
-            "type": event_type(seq % self.endpoints),
-            "idempotency_key": format!("bench-{}-{seq}", self.phase),
-            "payload": {"phase": self.phase, "seq": seq, "pad": "x".repeat(PAD)},
-        })
-    }
-
-    /// Sends `count` events (one request); with a timeline, notes when each was answered.
-    async fn send(&self, count: usize, timeline: Option<(&Timeline, &Shared)>) {
-        let first = self.next.fetch_add(count as u64, Ordering::SeqCst) as usize;
-        let seqs = first..first + count;
-        let request = if count == 1 {
-            self.client
-                .post(format!("{}/v1/events", self.base))
-                .json(&self.event(first))
-        } else {
-            let events: Vec<Value> = seqs.clone().map(|seq| self.event(seq)).collect();
-            self.client
-                .post(format!("{}/v1/events:batch", self.base))
-                .json(&json!({"events": events}))
-        };
-        if let Some((timeline, shared)) = timeline {
-            let at = shared.nanos();
-            for seq in seqs.clone() {
-                if let Some(slot) = timeline.sent.get(seq) {
-                    slot.store(at, Ordering::Relaxed);
-                }
+impl LatencyFigures {
+    fn of(timeline: &Timeline, seqs: impl Iterator<Item = usize>) -> Self {
+        let mut from_intended = Vec::new();
+        let mut from_answer = Vec::new();
+        let mut last_arrival = 0;
+        for seq in seqs {
+            let intended = timeline.sent[seq].load(Ordering::Relaxed);
+            let answered = timeline.answered[seq].load(Ordering::Relaxed);
+            let received = timeline.received[seq].load(Ordering::Relaxed);
+            if received == 0 {
+                from_intended.push(f64::INFINITY);
+                from_answer.push(f64::INFINITY);
+                continue;
+            }
+            last_arrival = last_arrival.max(received);
+            from_intended.push(received.saturating_sub(intended) as f64 / 1e6);
+            // Only events whose answer the generator read (a webhook can arrive before it).
+            if answered > 0 {
+                from_answer.push(received.saturating_sub(answered) as f64 / 1e6);
             }
         }
-        let answer = request.bearer_auth(TOKEN).send().await;
-        let ok = match answer {
-            Ok(response) if count == 1 => response.status().is_success(),
-            Ok(response) if response.status().is_success() => {
-                let body: Value = response.json().await.unwrap_or_default();
-                let results = body["results"]
-                    .as_array()
-                    .map_or(0, |r| r.iter().filter(|r| r["status"] == 202).count());
-                results == count
-            }
-            _ => false,
-        };
-        if ok {
-            self.accepted.fetch_add(count as u64, Ordering::SeqCst);
-            if let Some((timeline, shared)) = timeline {
-                let at = shared.nanos();
-                for seq in seqs {
-                    if let Some(slot) = timeline.answered.get(seq) {
-                        slot.store(at, Ordering::Relaxed);
-                    }
-                }
-            }
-        } else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+        let events = from_intended.len();
+        let delivered = from_intended.iter().filter(|ms| ms.is_finite()).count();
+        Self {
+            events,
+            delivered,
+            from_intended: Percentiles::of(from_intended),
+            from_answer: Percentiles::of(from_answer),
+            last_arrival,
         }
     }
-}
-
-fn tenant(phase: u64) -> String {
-    format!("bench-{phase}")
-}
-
-fn event_type(endpoint: usize) -> String {
-    format!("bench.e{endpoint}")
 }
 
 /// Waits (bounded) until the receiver has `accepted` deliveries of the current phase.
@@ -462,29 +554,6 @@ async fn measure_ceiling(receiver: &Receiver, length: Duration) -> anyhow::Resul
     Ok(shared.delivered.load(Ordering::SeqCst) as f64 / length.as_secs_f64())
 }
 
-/// Peak resident memory (VmHWM) of each service so far, in MiB.
-fn peak_rss(pipeline: &Pipeline) -> Value {
-    let mut peaks = serde_json::Map::new();
-    for (name, service) in [
-        ("ingest", Service::Ingest),
-        ("dispatcher", Service::Dispatcher),
-        ("retry-tier", Service::RetryTier),
-    ] {
-        let peak = pipeline
-            .pid(service)
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("VmHWM:"))
-                    .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            })
-            .map(|kb| kb / 1024.0);
-        peaks.insert(name.to_owned(), json!(peak));
-    }
-    Value::Object(peaks)
-}
-
 fn commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -493,95 +562,4 @@ fn commit() -> String {
         .filter(|out| out.status.success())
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_else(|| "unknown".into())
-}
-
-fn print_table(f: &Value) {
-    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    let ceiling = num(&f["ceiling_requests_per_second"]);
-    println!(
-        "\n== Hookstream benchmark: commit {}, {} cores ==",
-        f["commit"].as_str().unwrap_or("?"),
-        f["cores"]
-    );
-    println!(
-        "{:<52} {:>12}",
-        "ceiling: signed 1 KiB POSTs straight to the receiver",
-        format!("{ceiling:.0} req/s")
-    );
-    println!(
-        "\nthroughput ({} s measured per run)",
-        f["throughput"][0]["seconds"]
-    );
-    println!(
-        "  {:<34} {:>12} {:>12} {:>10}",
-        "run", "accepted/s", "delivered/s", "of ceiling"
-    );
-    for run in f["throughput"].as_array().into_iter().flatten() {
-        let label = format!(
-            "{} endpoint(s), {}",
-            run["endpoints"],
-            run["batch_size"]
-                .as_u64()
-                .map_or("single posts".to_owned(), |n| format!("batches of {n}"))
-        );
-        let delivered = num(&run["delivered_per_second"]);
-        println!(
-            "  {:<34} {:>12.0} {:>12.0} {:>9.1}%",
-            label,
-            num(&run["accepted_per_second"]),
-            delivered,
-            100.0 * delivered / ceiling
-        );
-    }
-    for (title, key) in [
-        ("latency, all endpoints fast", "latency"),
-        ("isolation, endpoint 0 answers after 5 s", "isolation"),
-    ] {
-        let run = &f[key];
-        println!(
-            "\n{title} ({} events/s over {} endpoints): fast endpoints",
-            run["rate"], run["endpoints"]
-        );
-        for (from, figures) in [
-            ("ingest answered", &run["latency_ms"]),
-            ("request sent", &run["latency_from_request_sent_ms"]),
-        ] {
-            println!(
-                "  from {from:<16} p50 {:>7.1} ms   p99 {:>7.1} ms   p99.9 {:>7.1} ms   max {:>7.1} ms",
-                num(&figures["p50"]),
-                num(&figures["p99"]),
-                num(&figures["p99.9"]),
-                num(&figures["max"]),
-            );
-        }
-        let hop = &run["kafka_hop_at_most_ms"];
-        println!(
-            "  of which in Kafka (task written to dispatcher read): p50 <= {} ms, p99 <= {} ms",
-            num(&hop["p50"]),
-            num(&hop["p99"])
-        );
-        println!(
-            "  {:.0} delivered/s ({} of {} events delivered)",
-            num(&run["fast_delivered_per_second"]),
-            run["fast_delivered"],
-            run["fast_events"]
-        );
-    }
-    let retry = &f["retry_timing"];
-    println!(
-        "\nretry timing ({} tasks waiting, {} due/s): put back p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        retry["tasks"],
-        retry["due_rate"],
-        num(&retry["released_lateness_ms"]["p50"]),
-        num(&retry["released_lateness_ms"]["p99"]),
-        num(&retry["released_lateness_ms"]["max"])
-    );
-    let rss = &f["peak_rss_mib"];
-    println!(
-        "\npeak RSS during the throughput runs: ingest {:.0} MiB, dispatcher {:.0} MiB, retry tier {:.0} MiB",
-        num(&rss["ingest"]),
-        num(&rss["dispatcher"]),
-        num(&rss["retry-tier"])
-    );
-    println!("webhooks failing signature checks: {}", f["bad_signatures"]);
 }

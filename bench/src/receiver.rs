@@ -16,8 +16,8 @@ use tokio::sync::Semaphore;
 
 use hookstream_signing::{SigningSecret, verify};
 
-/// When each event of a phase was sent to ingest, acknowledged by it and received here, in
-/// nanoseconds since the bench started (0: not yet).
+/// When each event of a phase was meant to be sent to ingest, acknowledged by it and first
+/// received here, in nanoseconds since the bench started (0: not yet).
 pub struct Timeline {
     pub sent: Vec<AtomicU64>,
     pub answered: Vec<AtomicU64>,
@@ -38,7 +38,7 @@ impl Timeline {
 #[derive(Default)]
 pub struct Phase {
     pub id: u64,
-    /// Per-event times, for latency phases.
+    /// Per-event times: the first arrival of each event counts, later ones are duplicates.
     pub timeline: Option<Arc<Timeline>>,
     /// One permit back per delivered event (the load generator's window of undelivered events).
     pub window: Option<Arc<Semaphore>>,
@@ -51,8 +51,12 @@ pub struct Shared {
     pub started: Instant,
     pub secrets: RwLock<HashMap<String, SigningSecret>>,
     pub phase: RwLock<Arc<Phase>>,
-    /// Webhooks of the current phase delivered (verified).
+    /// Webhooks of the current phase delivered (verified; first arrivals only).
     pub delivered: AtomicU64,
+    /// Webhooks of the current phase that arrived again after their first arrival.
+    pub duplicates: AtomicU64,
+    /// Webhooks of the current phase whose event the phase's timeline does not cover.
+    pub untracked: AtomicU64,
     pub bad_signatures: AtomicU64,
 }
 
@@ -64,6 +68,8 @@ impl Shared {
     /// Starts a new phase: counters back to zero.
     pub fn begin(&self, phase: Phase) {
         self.delivered.store(0, Ordering::SeqCst);
+        self.duplicates.store(0, Ordering::SeqCst);
+        self.untracked.store(0, Ordering::SeqCst);
         if let Ok(mut current) = self.phase.write() {
             *current = Arc::new(phase);
         }
@@ -82,6 +88,8 @@ impl Receiver {
             secrets: RwLock::new(HashMap::new()),
             phase: RwLock::new(Arc::new(Phase::default())),
             delivered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            untracked: AtomicU64::new(0),
             bad_signatures: AtomicU64::new(0),
         });
         let app = Router::new()
@@ -160,19 +168,34 @@ async fn receive(
     if phase.slow.contains(&path) {
         tokio::time::sleep(phase.slow_delay).await;
     }
-    if phase.id == phase_id {
+    if phase.id == phase_id && first_arrival(&shared, &phase, phase_id, &body, at) {
         shared.delivered.fetch_add(1, Ordering::Relaxed);
         if let Some(window) = &phase.window {
             window.add_permits(1);
         }
-        if let (Some(timeline), Some((tag_phase, seq))) = (&phase.timeline, event_tag(&body))
-            && tag_phase == phase_id
-            && let Some(slot) = timeline.received.get(seq)
-        {
-            slot.store(at, Ordering::Relaxed);
-        }
     }
     StatusCode::NO_CONTENT
+}
+
+/// Notes a webhook's arrival; false (counted as a duplicate) when its event came before.
+fn first_arrival(shared: &Shared, phase: &Phase, phase_id: u64, body: &[u8], at: u64) -> bool {
+    let slot = phase.timeline.as_ref().and_then(|timeline| {
+        let (tag_phase, seq) = event_tag(body)?;
+        (tag_phase == phase_id).then(|| timeline.received.get(seq))?
+    });
+    let Some(slot) = slot else {
+        shared.untracked.fetch_add(1, Ordering::Relaxed);
+        return true;
+    };
+    if slot
+        .compare_exchange(0, at.max(1), Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        true
+    } else {
+        shared.duplicates.fetch_add(1, Ordering::Relaxed);
+        false
+    }
 }
 
 /// The ceiling: the same verification work, no pipeline in front.

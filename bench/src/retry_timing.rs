@@ -53,8 +53,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 /// Runs the benchmark, prints its table and returns its figures.
 pub async fn measure(options: Options) -> anyhow::Result<serde_json::Value> {
-    // One tier; its name does not matter, the due time is in each task.
-    let schedule = "20s".to_owned();
+    // Write every task before the first comes due (this broker takes a few ten thousand a second).
+    let lead = Duration::from_secs(5 + options.tasks as u64 / 20_000);
+    let spacing = Duration::from_secs(1) / options.due_rate.max(1);
+    let spread = spacing * options.tasks as u32;
+    // One tier, long enough to hold every task until it is due: the tier holds a task at most
+    // its delay after it was written, whatever due time the task carries.
+    let minutes = (lead + spread + Duration::from_secs(10))
+        .as_secs()
+        .div_ceil(60);
+    let schedule = format!("{minutes}m");
     let tier_topic = format!("hookstream.retry.{schedule}");
     let partitions = options.partitions.to_string();
     let mut settings = vec![
@@ -87,10 +95,7 @@ pub async fn measure(options: Options) -> anyhow::Result<serde_json::Value> {
         .context("creating the bench consumer")?;
     consumer.subscribe(&["hookstream.deliveries"])?;
 
-    // Write every task before the first comes due (this broker takes a few ten thousand a second).
-    let lead = Duration::from_secs(5 + options.tasks as u64 / 20_000);
     let first_due = OffsetDateTime::now_utc() + lead;
-    let spacing = Duration::from_secs(1) / options.due_rate.max(1);
     let endpoints: Vec<EndpointId> = (0..64).map(|_| EndpointId::generate()).collect();
     let tenant = Tenant::parse("bench", "tenant")?;
     let event_type = EventType::parse("bench.retry", "type")?;
@@ -139,7 +144,6 @@ pub async fn measure(options: Options) -> anyhow::Result<serde_json::Value> {
     let mut released_ms = Vec::with_capacity(options.tasks);
     let mut read_ms = Vec::with_capacity(options.tasks);
     let mut early = 0usize;
-    let spread = spacing * options.tasks as u32;
     let deadline = Instant::now() + lead + spread + Duration::from_secs(300);
     while read_ms.len() < options.tasks && Instant::now() < deadline {
         // Nothing arrives before the first due time; after it, 30 s of silence means a stall.
@@ -188,8 +192,13 @@ pub async fn measure(options: Options) -> anyhow::Result<serde_json::Value> {
     println!("    put back by the tier   {}", released.row());
     println!("    read by a consumer     {}", read.row());
 
+    // Its peak memory with every task waiting, read before it stops.
+    let peak_rss = pipeline
+        .pid(Service::RetryTier)
+        .map(|pid| crate::cost::Processes(vec![("retry-tier", pid)]).peak_rss_mib());
     let figures = serde_json::json!({
         "bench": "retry-timing",
+        "retry_tier_peak_rss_mib": peak_rss.map(|p| p["retry-tier"].clone()),
         "tasks": options.tasks,
         "due_rate": options.due_rate,
         "all_waiting_at_first_due": waiting_at_first_due,

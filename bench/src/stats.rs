@@ -34,7 +34,30 @@ impl Percentiles {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({"p50": self.p50, "p99": self.p99, "p99.9": self.p999, "max": self.max})
+        serde_json::json!({
+            "p50": figure(self.p50),
+            "p99": figure(self.p99),
+            "p99.9": figure(self.p999),
+            "max": figure(self.max),
+        })
+    }
+}
+
+/// A figure for JSON: an infinite one (an event never delivered) as the string "inf", since
+/// JSON has no infinity and `null` would read as "not measured".
+pub fn figure(value: f64) -> serde_json::Value {
+    if value.is_infinite() {
+        serde_json::json!("inf")
+    } else {
+        serde_json::json!(value)
+    }
+}
+
+/// A figure read back from JSON: "inf" is infinite, anything else not a number is NaN.
+pub fn read_figure(value: &serde_json::Value) -> f64 {
+    match value {
+        serde_json::Value::String(text) if text == "inf" => f64::INFINITY,
+        other => other.as_f64().unwrap_or(f64::NAN),
     }
 }
 

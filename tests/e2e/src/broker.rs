@@ -150,6 +150,14 @@ impl KafkaCluster {
             .join(",")
     }
 
+    /// The process ids of the running nodes (the JVMs: the launcher execs java).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.process.as_ref().and_then(ChildProcess::pid))
+            .collect()
+    }
+
     fn node(&mut self, index: usize) -> &mut Node {
         &mut self.nodes[index]
     }
@@ -176,7 +184,7 @@ impl KafkaCluster {
 /// One Kafka node on 127.0.0.1 with its data in a temporary folder, stopped when dropped.
 pub struct Broker {
     pub address: String,
-    _cluster: KafkaCluster,
+    cluster: KafkaCluster,
 }
 
 impl Broker {
@@ -185,7 +193,12 @@ impl Broker {
         let cluster = KafkaCluster::start(1, 1, 1).await;
         Self {
             address: cluster.bootstrap_servers(),
-            _cluster: cluster,
+            cluster,
         }
+    }
+
+    /// The node's process id (the JVM), for benchmarks that read its CPU time and memory.
+    pub fn pid(&self) -> Option<u32> {
+        self.cluster.pids().first().copied()
     }
 }
