@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite database file, shared by every process of a single-machine run.
 //!
 //! WAL journaling lets readers and one writer work at once across processes; write transactions
-//! take the write lock up front (`BEGIN IMMEDIATE`) and wait for it (`busy_timeout`), so two
+//! take the write lock up front (`BEGIN IMMEDIATE`) and wait for it (polling every 0.5 ms), so two
 //! processes never deadlock upgrading a read lock. `synchronous = FULL`: a write is on disk when it
 //! returns, because callers acknowledge clients and commit Kafka offsets on the strength of it.
 //! Each process reads on one connection and writes on another, through [`writer`]'s group commit.
@@ -44,6 +44,11 @@ const PURGE_BATCH: u32 = 1000;
 
 /// How long a write waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a write waiting for that lock tries again. SQLite's own busy timeout backs off to
+/// 100 ms between tries, so a waiting process sleeps through the short gaps between another
+/// process's commits and can lose the lock to it for long stretches (issue 20: ingest's writes
+/// waited behind the dispatcher's).
+const BUSY_RETRY: Duration = Duration::from_micros(500);
 
 /// Read connections: a slow read (a long list) holds one, not every read (key checks, intake).
 const READERS: usize = 4;
@@ -284,9 +289,20 @@ fn delivery_with_claim(
 /// Opens a connection to the database file with the settings every connection needs.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(retry_while_busy))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// SQLite's busy handler: waits [`BUSY_RETRY`] and tries again, `retries` times so far, for up
+/// to [`BUSY_TIMEOUT`] in all (at least: a sleep can run long).
+fn retry_while_busy(retries: i32) -> bool {
+    let most = BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros();
+    if u128::try_from(retries).unwrap_or(0) >= most {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
 }
 
 /// A live (not deleted) endpoint, its secrets opened.
@@ -1014,5 +1030,58 @@ mod tests {
             store.sending_paused().await.is_ok(),
             "reads go on once connections are free"
         );
+    }
+
+    /// Issue 20: a write waiting for another process's lock polls for it, and gets it once
+    /// that process commits, instead of failing or sleeping through SQLite's long back-off.
+    #[tokio::test]
+    async fn a_write_waits_for_another_connections_lock_and_then_commits() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(&path, SecretSealer::plaintext())
+            .await
+            .expect("the store opens");
+        // Another process's writer, holding the write lock.
+        let other = connect(&path).expect("a second connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("the other connection takes the lock");
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            // Held until the store's write is known to be waiting on it.
+            let _ = locked_rx.recv();
+            other.execute_batch("COMMIT")
+        });
+        let mut write = tokio::spawn({
+            let store = store.clone();
+            async move { store.set_sending_paused(true).await }
+        });
+        // While the lock is held the write waits; without a busy handler it fails at once.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut write).await;
+        assert!(
+            early.is_err(),
+            "the write ended under a held lock: {early:?}"
+        );
+        locked_tx.send(()).expect("the holder is waiting");
+        holder
+            .join()
+            .expect("the holder thread")
+            .expect("the other connection commits");
+        write
+            .await
+            .expect("the write task")
+            .expect("the write commits once the lock is free");
+        assert!(store.sending_paused().await.expect("a read"));
+    }
+
+    #[test]
+    fn the_busy_handler_gives_up_after_the_timeout() {
+        let most = (BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros()) as i32;
+        assert!(retry_while_busy(0), "the first wait retries");
+        assert!(
+            retry_while_busy(most - 1),
+            "the last wait within the timeout retries"
+        );
+        assert!(!retry_while_busy(most), "past the timeout the write fails");
     }
 }
