@@ -195,10 +195,10 @@ pub async fn measure(options: Options) -> anyhow::Result<serde_json::Value> {
     // Its peak memory with every task waiting, read before it stops.
     let peak_rss = pipeline
         .pid(Service::RetryTier)
-        .map(|pid| crate::cost::Processes(vec![("retry-tier", pid)]).peak_rss_mib());
+        .and_then(crate::cost::peak_rss_mib);
     let figures = serde_json::json!({
         "bench": "retry-timing",
-        "retry_tier_peak_rss_mib": peak_rss.map(|p| p["retry-tier"].clone()),
+        "retry_tier_peak_rss_mib": peak_rss,
         "tasks": options.tasks,
         "due_rate": options.due_rate,
         "all_waiting_at_first_due": waiting_at_first_due,

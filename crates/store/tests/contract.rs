@@ -1849,7 +1849,7 @@ mod scylla_faults {
             })
             .collect();
         for opened in opening {
-            if let Err(err) = opened.await.unwrap() {
+            if let Err(err) = opened.await.expect("the opening task ran to its end") {
                 panic!("a store failed to open beside the others: {err}");
             }
         }
