@@ -80,7 +80,9 @@ const WARMUP_OPEN_LOOP: Duration = Duration::from_secs(5);
 /// How long the slow endpoint of the isolation run takes to answer.
 const SLOW_ANSWER: Duration = Duration::from_secs(5);
 /// The dispatcher's default backlog per endpoint (`HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT`).
-const DEFAULT_QUEUED_PER_ENDPOINT: f64 = 100.0;
+const DEFAULT_QUEUED_PER_ENDPOINT: f64 = 1000.0;
+/// The dispatcher's default longest wait of an endpoint's oldest task (`HOOKSTREAM_MAX_LANE_WAIT`).
+const DEFAULT_LANE_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -186,14 +188,19 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 /// How long the slow endpoint's lane takes to fill in the isolation run: it gets its share of
-/// the rate and answers one every [`SLOW_ANSWER`].
+/// the rate and answers one every [`SLOW_ANSWER`]; its lane is full at the count limit or once
+/// its oldest task has waited the lane wait, whichever comes first.
 fn lane_fill_seconds(options: &Options) -> f64 {
     let limit = std::env::var("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_QUEUED_PER_ENDPOINT);
+    let wait = std::env::var("HOOKSTREAM_MAX_LANE_WAIT")
+        .ok()
+        .and_then(|v| hookstream_kafka::parse_duration(&v).ok())
+        .unwrap_or(DEFAULT_LANE_WAIT);
     let filling = options.rate / 100.0 - 1.0 / SLOW_ANSWER.as_secs_f64();
-    limit / filling.max(0.1)
+    (limit / filling.max(0.1)).min(wait.as_secs_f64())
 }
 
 fn processes_of(pipeline: &Pipeline) -> Processes {

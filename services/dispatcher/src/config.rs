@@ -46,18 +46,35 @@ pub struct DispatcherConfig {
     pub claim_lease: Option<Duration>,
 
     /// Most tasks in flight at once in this instance (sending or queued behind their endpoint).
-    #[arg(long, env = "HOOKSTREAM_MAX_IN_FLIGHT", default_value_t = 1000)]
+    /// Above it, fetching pauses; it resumes a tenth below. A resumed consumer takes about half a
+    /// second to bring new tasks, so this holds more than the lanes send in that time.
+    #[arg(long, env = "HOOKSTREAM_MAX_IN_FLIGHT", default_value_t = 5000)]
     pub max_in_flight: usize,
 
+    /// Most bytes of tasks in flight at once in this instance; above it, fetching pauses as for
+    /// HOOKSTREAM_MAX_IN_FLIGHT, so large payloads cannot exhaust memory.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_MAX_IN_FLIGHT_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub max_in_flight_bytes: usize,
+
     /// Most tasks one endpoint may have waiting in this instance; more wait on a retry tier (about
-    /// 30 s) and come back, so a slow endpoint's backlog cannot fill the instance. Below
-    /// HOOKSTREAM_MAX_IN_FLIGHT. An endpoint's order holds up to this backlog.
+    /// 30 s) and come back. Below HOOKSTREAM_MAX_IN_FLIGHT. An endpoint's order holds up to this
+    /// backlog.
     #[arg(
         long,
         env = "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT",
-        default_value_t = 100
+        default_value_t = 1000
     )]
     pub max_queued_per_endpoint: usize,
+
+    /// Longest an endpoint's oldest task may wait in this instance before the endpoint's new
+    /// tasks wait on a retry tier instead (about 30 s), so an endpoint that does not keep up
+    /// cannot fill the instance. One that keeps up keeps its whole backlog in order.
+    #[arg(long, env = "HOOKSTREAM_MAX_LANE_WAIT", default_value = "5s", value_parser = hookstream_kafka::parse_duration)]
+    pub max_lane_wait: Duration,
 
     /// How much of a response body is kept in the attempt log, in bytes; the rest is discarded
     /// unread.

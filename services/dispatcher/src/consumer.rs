@@ -125,9 +125,11 @@ impl ConsumerContext for RebalanceListener {
 #[derive(Debug, Default)]
 struct Fetching {
     kill_switch: bool,
-    /// The instance has `max_in_flight` tasks.
+    /// The instance has `max_in_flight` tasks, or `max_in_flight_bytes` of them.
     full: bool,
     paused: bool,
+    /// Bytes of the tasks in flight (their records' payloads).
+    bytes: usize,
 }
 
 /// One consumed task on its way through a lane.
@@ -136,6 +138,8 @@ struct Job {
     offset: i64,
     /// The partition's assignment it was read in.
     generation: u64,
+    /// Its record's payload size, counted against `max_in_flight_bytes`.
+    bytes: usize,
     task: DeliveryTask,
     /// The trace the record carried (ingest's, or the retry hop's).
     trace: TraceContext,
@@ -148,6 +152,7 @@ struct Done {
     partition: i32,
     offset: i64,
     generation: u64,
+    bytes: usize,
 }
 
 /// What the loop needs besides the consumer.
@@ -161,9 +166,14 @@ pub struct ConsumeLoop {
     pub ownership: Arc<Ownership>,
     /// Most tasks in flight in this instance; above it, fetching pauses (polling goes on).
     pub max_in_flight: usize,
-    /// Most tasks one endpoint may have waiting in its lane; more wait on a tier instead, so a
-    /// slow endpoint's backlog cannot fill the instance.
+    /// Most bytes of tasks in flight in this instance; above it, fetching pauses too.
+    pub max_in_flight_bytes: usize,
+    /// Most tasks one endpoint may have waiting in its lane; more wait on a tier instead.
     pub max_queued_per_endpoint: usize,
+    /// Longest an endpoint's oldest task may wait in its lane; while it has waited longer, the
+    /// endpoint's new tasks wait on a tier instead, so an endpoint that does not keep up cannot
+    /// fill the instance.
+    pub max_lane_wait: Duration,
     /// Beaten every turn of the loop, for `/healthz`.
     pub heartbeat: Arc<Heartbeat>,
     /// The jobs lanes are working on, for `/readyz` and the oldest-send gauge.
@@ -200,13 +210,15 @@ impl ConsumeLoop {
                     for partition in partitions {
                         tracker.forget(partition);
                     }
-                    // Forgotten tasks no longer count against the instance's limit.
-                    fetching.full = tracker.in_flight() >= self.resume_below(fetching.full);
+                    // Forgotten tasks no longer count against the instance's limit. Their bytes
+                    // still do until their jobs finish: they are still in memory.
+                    fetching.full = self.over_limit(&tracker, &fetching);
                     self.apply(&mut fetching);
                 }
                 Some(done) = done_rx.recv() => {
+                    fetching.bytes = fetching.bytes.saturating_sub(done.bytes);
                     self.finish(done, &mut tracker, &mut lanes);
-                    fetching.full = tracker.in_flight() >= self.resume_below(fetching.full);
+                    fetching.full = self.over_limit(&tracker, &fetching);
                     self.apply(&mut fetching);
                 }
                 Ok(()) = self.sending_paused.changed() => {
@@ -227,7 +239,11 @@ impl ConsumeLoop {
                             observe_queue_time(message.timestamp());
                             tracker.start(partition, offset);
                             metrics::IN_FLIGHT.inc();
-                            if tracker.in_flight() >= self.max_in_flight {
+                            let bytes = message.payload().map_or(0, <[u8]>::len);
+                            fetching.bytes += bytes;
+                            if tracker.in_flight() >= self.max_in_flight
+                                || fetching.bytes >= self.max_in_flight_bytes
+                            {
                                 fetching.full = true;
                                 if fetching.paused {
                                     // A partition assigned since the pause is fetching.
@@ -239,14 +255,17 @@ impl ConsumeLoop {
                                 Ok(task) => {
                                     let endpoint = task.endpoint_id;
                                     let trace = telemetry::context_of(message.headers());
-                                    if lanes.pending(endpoint) >= self.max_queued_per_endpoint {
-                                        // This endpoint's backlog is full: the task waits on a
-                                        // tier rather than in memory, and the others go on.
-                                        let done = Done { endpoint: None, partition, offset, generation };
+                                    if lanes.pending(endpoint) >= self.max_queued_per_endpoint
+                                        || lanes.oldest_wait(endpoint) > self.max_lane_wait
+                                    {
+                                        // This endpoint's backlog is full, or it does not keep
+                                        // up: the task waits on a tier rather than in memory,
+                                        // and the others go on.
+                                        let done = Done { endpoint: None, partition, offset, generation, bytes };
                                         tokio::spawn(hold_backlog(Arc::clone(&self.worker), task, done, done_tx.clone()));
                                         continue;
                                     }
-                                    let job = Job { partition, offset, generation, task, trace };
+                                    let job = Job { partition, offset, generation, bytes, task, trace };
                                     if let Some(queue) = lanes.push(endpoint, job) {
                                         let lane = Lane {
                                             endpoint,
@@ -267,7 +286,7 @@ impl ConsumeLoop {
                                         reason,
                                         source: format!("{}/{partition}/{offset}", self.topic),
                                     };
-                                    let done = Done { endpoint: None, partition, offset, generation };
+                                    let done = Done { endpoint: None, partition, offset, generation, bytes };
                                     tokio::spawn(quarantine(Arc::clone(&self.worker), quarantined, "undecodable", done, done_tx.clone()));
                                 }
                             }
@@ -300,14 +319,18 @@ impl ConsumeLoop {
         }
     }
 
-    /// The in-flight count fetching resumes below once it paused for capacity: a tenth under
-    /// the limit, so it does not flap on every finished task.
-    fn resume_below(&self, paused_for_capacity: bool) -> usize {
-        if paused_for_capacity {
-            self.max_in_flight - self.max_in_flight / 10
-        } else {
-            self.max_in_flight
-        }
+    /// Whether the instance is at its limit of tasks or bytes in flight. Once it paused for
+    /// capacity it resumes a tenth under the limits, so it does not flap on every finished task.
+    fn over_limit(&self, tracker: &OffsetTracker, fetching: &Fetching) -> bool {
+        let below = |limit: usize| {
+            if fetching.full {
+                limit - limit / 10
+            } else {
+                limit
+            }
+        };
+        tracker.in_flight() >= below(self.max_in_flight)
+            || fetching.bytes >= below(self.max_in_flight_bytes)
     }
 
     /// Pauses or resumes fetching on the whole assignment when the reasons to pause (the kill
@@ -431,6 +454,7 @@ impl Lane {
                 partition: job.partition,
                 offset: job.offset,
                 generation: job.generation,
+                bytes: job.bytes,
             };
             // Under the kill switch the job waits here, before it counts as a send: a revoke
             // meanwhile need not wait for it, and it is not sent once its partition is gone.

@@ -98,3 +98,133 @@ async fn a_slow_endpoints_backlog_holds_up_no_other_endpoint() {
     );
     assert!(slow.duplicates().is_empty() && fast.duplicates().is_empty());
 }
+
+/// How many of the pipeline's tasks waited on a tier because their endpoint's lane was full or
+/// behind.
+async fn held_for_backlog(pipeline: &Pipeline) -> f64 {
+    let metrics = pipeline.dispatcher_metrics().await;
+    sample(
+        &metrics,
+        "hookstream_tasks_held_total{reason=\"endpoint_backlog\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+/// A batch of `count` events of `event_type`, numbered from `first`.
+fn batch(event_type: &str, first: usize, count: usize) -> serde_json::Value {
+    let events: Vec<_> = (first..first + count)
+        .map(|n| json!({"tenant": "acme", "type": event_type, "payload": {"n": n}}))
+        .collect();
+    json!({ "events": events })
+}
+
+/// The `n` of each webhook, in the order they arrived.
+fn arrival_order(receiver: &Receiver) -> Vec<u64> {
+    receiver
+        .received()
+        .iter()
+        .filter_map(|webhook| webhook.json()["data"]["n"].as_u64())
+        .collect()
+}
+
+/// An endpoint that keeps up is not parked on a tier for the depth of its backlog alone: a
+/// backlog of several hundred, queued while its first request is held, waits in its lane and
+/// goes out in order once the endpoint answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_keeps_up_keeps_its_whole_backlog_in_order() {
+    const BACKLOG: usize = 300;
+    let pipeline = Pipeline::start(&[
+        // Only the depth of the lane is in question here, not how long it waits.
+        ("HOOKSTREAM_MAX_LANE_WAIT", "10m"),
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &["deep.thing"])
+        .await;
+    receiver.hold();
+    let answer = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/events:batch",
+            Some(batch("deep.thing", 0, BACKLOG)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    receiver.wait_for(1, SETTLE).await;
+    // Every task is in the dispatcher (the first waiting on its answer), none left in Kafka.
+    eventually("the whole backlog in the dispatcher", SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        let in_flight = sample(&metrics, "hookstream_deliveries_in_flight").unwrap_or(0.0);
+        (in_flight >= BACKLOG as f64).then_some(())
+    })
+    .await;
+    receiver.release();
+
+    receiver.wait_for(BACKLOG, SETTLE).await;
+    assert_eq!(held_for_backlog(&pipeline).await, 0.0, "no task was parked");
+    let order = arrival_order(&receiver);
+    let expected: Vec<u64> = (0..BACKLOG as u64).collect();
+    assert_eq!(
+        order, expected,
+        "the backlog went out in the order it was sent"
+    );
+    assert!(receiver.duplicates().is_empty());
+}
+
+/// An endpoint that does not keep up cannot fill the instance however high the count limit:
+/// once its oldest task has waited longer than `HOOKSTREAM_MAX_LANE_WAIT`, its new tasks wait
+/// on a tier, and all of them are delivered once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_falls_behind_sends_its_new_tasks_to_a_tier() {
+    const LATER: usize = 10;
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_MAX_LANE_WAIT", "1s"),
+        ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "1000"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &["stuck.thing"])
+        .await;
+    receiver.hold();
+    let first = pipeline
+        .api
+        .send_event("acme", "stuck.thing", json!({"n": 0}), None)
+        .await;
+    assert_eq!(first.status, 202);
+    receiver.wait_for(1, SETTLE).await;
+    // The dispatcher's own clock says the first send has been out longer than the lane wait.
+    eventually("the first send out over a second", SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        let oldest = sample(&metrics, "hookstream_oldest_send_seconds").unwrap_or(0.0);
+        (oldest > 1.5).then_some(())
+    })
+    .await;
+
+    let answer = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/events:batch",
+            Some(batch("stuck.thing", 1, LATER)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    eventually("the later tasks parked on a tier", SETTLE, || async {
+        (held_for_backlog(&pipeline).await >= LATER as f64).then_some(())
+    })
+    .await;
+
+    receiver.release();
+    receiver.wait_for(1 + LATER, SETTLE).await;
+    let mut delivered = arrival_order(&receiver);
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!(delivered, (0..=LATER as u64).collect::<Vec<_>>());
+    assert!(receiver.duplicates().is_empty());
+}
