@@ -79,10 +79,11 @@ const MOST_EVENTS_A_SECOND: u64 = 40_000;
 const WARMUP_OPEN_LOOP: Duration = Duration::from_secs(5);
 /// How long the slow endpoint of the isolation run takes to answer.
 const SLOW_ANSWER: Duration = Duration::from_secs(5);
-/// The dispatcher's default backlog per endpoint (`HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT`).
-const DEFAULT_QUEUED_PER_ENDPOINT: f64 = 1000.0;
-/// The dispatcher's default longest wait of an endpoint's oldest task (`HOOKSTREAM_MAX_LANE_WAIT`).
-const DEFAULT_LANE_WAIT: Duration = Duration::from_secs(5);
+/// The dispatcher's default backlog per endpoint: a tenth of `HOOKSTREAM_MAX_IN_FLIGHT` (5000)
+/// unless `HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT` says otherwise.
+const DEFAULT_QUEUED_PER_ENDPOINT: f64 = 500.0;
+/// The dispatcher's default longest expected wait in a lane (`HOOKSTREAM_MAX_LANE_WAIT`).
+const DEFAULT_LANE_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -188,8 +189,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 /// How long the slow endpoint's lane takes to fill in the isolation run: it gets its share of
-/// the rate and answers one every [`SLOW_ANSWER`]; its lane is full at the count limit or once
-/// its oldest task has waited the lane wait, whichever comes first.
+/// the rate and answers one every [`SLOW_ANSWER`]. Its lane is full at the count limit, or once
+/// a new task would wait longer than the lane wait: the dispatcher knows the endpoint's pace
+/// from its first answer, or sees the first send out longer than the wait.
 fn lane_fill_seconds(options: &Options) -> f64 {
     let limit = std::env::var("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT")
         .ok()
@@ -198,9 +200,13 @@ fn lane_fill_seconds(options: &Options) -> f64 {
     let wait = std::env::var("HOOKSTREAM_MAX_LANE_WAIT")
         .ok()
         .and_then(|v| hookstream_kafka::parse_duration(&v).ok())
-        .unwrap_or(DEFAULT_LANE_WAIT);
-    let filling = options.rate / 100.0 - 1.0 / SLOW_ANSWER.as_secs_f64();
-    (limit / filling.max(0.1)).min(wait.as_secs_f64())
+        .map_or(DEFAULT_LANE_WAIT.as_secs_f64(), |d| d.as_secs_f64());
+    let arriving = options.rate / 100.0;
+    let answer = SLOW_ANSWER.as_secs_f64();
+    let filling = (arriving - 1.0 / answer).max(0.1);
+    // Enough queued that they would wait longer than the wait, once the pace is known.
+    let by_pace = answer.max(wait / answer / arriving);
+    (limit / filling).min(wait).min(by_pace)
 }
 
 fn processes_of(pipeline: &Pipeline) -> Processes {

@@ -61,19 +61,18 @@ pub struct DispatcherConfig {
     pub max_in_flight_bytes: usize,
 
     /// Most tasks one endpoint may have waiting in this instance; more wait on a retry tier (about
-    /// 30 s) and come back. Below HOOKSTREAM_MAX_IN_FLIGHT. An endpoint's order holds up to this
-    /// backlog.
-    #[arg(
-        long,
-        env = "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT",
-        default_value_t = 1000
-    )]
-    pub max_queued_per_endpoint: usize,
+    /// 30 s) and come back. Below HOOKSTREAM_MAX_IN_FLIGHT; unset, a tenth of it. An endpoint's
+    /// order holds up to this backlog. Its bytes are held to a tenth of
+    /// HOOKSTREAM_MAX_IN_FLIGHT_BYTES the same way.
+    #[arg(long, env = "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT")]
+    pub max_queued_per_endpoint: Option<usize>,
 
-    /// Longest an endpoint's oldest task may wait in this instance before the endpoint's new
-    /// tasks wait on a retry tier instead (about 30 s), so an endpoint that does not keep up
-    /// cannot fill the instance. One that keeps up keeps its whole backlog in order.
-    #[arg(long, env = "HOOKSTREAM_MAX_LANE_WAIT", default_value = "5s", value_parser = hookstream_kafka::parse_duration)]
+    /// Longest a new task of an endpoint may expect to wait in this instance, from how fast the
+    /// endpoint's tasks have been finishing and how many are ahead of it (or how long none has
+    /// finished); when it would wait longer, it waits on a retry tier instead (about 30 s), so
+    /// an endpoint that does not keep up cannot fill the instance. One that keeps up keeps its
+    /// whole backlog in order. Parking costs a task about 30 s, so the default waits as long.
+    #[arg(long, env = "HOOKSTREAM_MAX_LANE_WAIT", default_value = "30s", value_parser = hookstream_kafka::parse_duration)]
     pub max_lane_wait: Duration,
 
     /// How much of a response body is kept in the attempt log, in bytes; the rest is discarded
@@ -132,7 +131,39 @@ pub struct DispatcherConfig {
     pub destinations: DestinationSettings,
 }
 
+/// What one endpoint may hold of an instance: tasks, and their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneLimits {
+    pub tasks: usize,
+    pub bytes: usize,
+}
+
 impl DispatcherConfig {
+    /// The per-endpoint limits in force, checked against the instance's: one endpoint must not
+    /// be able to fill the instance.
+    pub fn lane_limits(&self) -> Result<LaneLimits, String> {
+        if self.max_in_flight < 2 || self.max_in_flight_bytes < 2 {
+            return Err(format!(
+                "HOOKSTREAM_MAX_IN_FLIGHT ({}) and HOOKSTREAM_MAX_IN_FLIGHT_BYTES ({}) must be at least 2",
+                self.max_in_flight, self.max_in_flight_bytes
+            ));
+        }
+        let tasks = self
+            .max_queued_per_endpoint
+            .unwrap_or((self.max_in_flight / 10).max(1));
+        if tasks == 0 || tasks >= self.max_in_flight {
+            return Err(format!(
+                "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT ({tasks}) must be at least 1 and below \
+                 HOOKSTREAM_MAX_IN_FLIGHT ({}): one endpoint must not be able to fill the instance",
+                self.max_in_flight
+            ));
+        }
+        Ok(LaneLimits {
+            tasks,
+            bytes: (self.max_in_flight_bytes / 10).max(1),
+        })
+    }
+
     /// The claim lease in force: the one set, or the default for the request timeout.
     pub fn claim_lease(&self) -> Result<Duration, String> {
         let shortest = self.request_timeout.saturating_mul(2);
@@ -178,5 +209,37 @@ mod tests {
             refused.is_err_and(|e| e.contains("HOOKSTREAM_CLAIM_LEASE")),
             "shorter than twice the 10 s request timeout"
         );
+    }
+
+    #[test]
+    fn one_endpoint_holds_a_tenth_of_the_instance_unless_told_otherwise() {
+        assert_eq!(
+            parse(&[]).lane_limits(),
+            Ok(LaneLimits {
+                tasks: 500,
+                bytes: 64 * 1024 * 1024 / 10
+            })
+        );
+        assert_eq!(
+            parse(&["--max-in-flight", "30"])
+                .lane_limits()
+                .map(|l| l.tasks),
+            Ok(3),
+            "unset, it follows a small instance limit instead of refusing to start"
+        );
+        assert_eq!(
+            parse(&["--max-queued-per-endpoint", "50"])
+                .lane_limits()
+                .map(|l| l.tasks),
+            Ok(50)
+        );
+        for refused in [
+            &["--max-queued-per-endpoint", "5000"][..],
+            &["--max-queued-per-endpoint", "0"],
+            &["--max-in-flight-bytes", "0"],
+            &["--max-in-flight", "1"],
+        ] {
+            assert!(parse(refused).lane_limits().is_err(), "{refused:?}");
+        }
     }
 }

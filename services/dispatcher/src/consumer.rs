@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::blocking::blocking;
 use crate::decoding::TaskDecoder;
 use crate::health::{Heartbeat, Sends};
-use crate::lanes::Lanes;
+use crate::lanes::{LaneId, Lanes};
 use crate::metrics;
 use crate::ownership::Ownership;
 use crate::routing::QuarantinedTask;
@@ -147,12 +147,16 @@ struct Job {
 
 /// A job whose outcome is durable.
 struct Done {
-    /// The lane it went through; none for a task that never reached one (undecodable).
-    endpoint: Option<EndpointId>,
+    /// The lane it went through; none for a task that never reached one (undecodable, parked).
+    lane: Option<(EndpointId, LaneId)>,
     partition: i32,
     offset: i64,
     generation: u64,
     bytes: usize,
+    /// Whether its outcome is durable, so its offset may be committed. A job given up without
+    /// one (its lane stopped, its outcome could not be stored) only frees its place: its offset
+    /// stays uncommitted and the task is read again after a restart or rebalance.
+    durable: bool,
 }
 
 /// What the loop needs besides the consumer.
@@ -170,9 +174,11 @@ pub struct ConsumeLoop {
     pub max_in_flight_bytes: usize,
     /// Most tasks one endpoint may have waiting in its lane; more wait on a tier instead.
     pub max_queued_per_endpoint: usize,
-    /// Longest an endpoint's oldest task may wait in its lane; while it has waited longer, the
-    /// endpoint's new tasks wait on a tier instead, so an endpoint that does not keep up cannot
-    /// fill the instance.
+    /// Most bytes of tasks one endpoint may have waiting in its lane; more wait on a tier.
+    pub max_queued_bytes_per_endpoint: usize,
+    /// Longest a new task of an endpoint may expect to wait in its lane (see [`Lanes::behind`]);
+    /// when it would wait longer, it waits on a tier instead, so an endpoint that does not keep
+    /// up cannot fill the instance while one that keeps up keeps its backlog in order.
     pub max_lane_wait: Duration,
     /// Beaten every turn of the loop, for `/healthz`.
     pub heartbeat: Arc<Heartbeat>,
@@ -223,6 +229,10 @@ impl ConsumeLoop {
                 }
                 Ok(()) = self.sending_paused.changed() => {
                     fetching.kill_switch = *self.sending_paused.borrow_and_update();
+                    if !fetching.kill_switch {
+                        // The pause made every lane look stalled; it says nothing of its pace.
+                        lanes.restart_clocks();
+                    }
                     self.apply(&mut fetching);
                 }
                 // Always polled, also while fetching is paused: a member that stops polling is
@@ -256,19 +266,21 @@ impl ConsumeLoop {
                                     let endpoint = task.endpoint_id;
                                     let trace = telemetry::context_of(message.headers());
                                     if lanes.pending(endpoint) >= self.max_queued_per_endpoint
-                                        || lanes.oldest_wait(endpoint) > self.max_lane_wait
+                                        || lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint
+                                        || lanes.behind(endpoint) > self.max_lane_wait
                                     {
                                         // This endpoint's backlog is full, or it does not keep
                                         // up: the task waits on a tier rather than in memory,
                                         // and the others go on.
-                                        let done = Done { endpoint: None, partition, offset, generation, bytes };
+                                        let done = Done { lane: None, partition, offset, generation, bytes, durable: true };
                                         tokio::spawn(hold_backlog(Arc::clone(&self.worker), task, done, done_tx.clone()));
                                         continue;
                                     }
                                     let job = Job { partition, offset, generation, bytes, task, trace };
-                                    if let Some(queue) = lanes.push(endpoint, job) {
+                                    if let Some((id, queue)) = lanes.push(endpoint, job, bytes) {
                                         let lane = Lane {
                                             endpoint,
+                                            id,
                                             worker: Arc::clone(&self.worker),
                                             ownership: Arc::clone(&self.ownership),
                                             sends: Arc::clone(&self.sends),
@@ -286,7 +298,7 @@ impl ConsumeLoop {
                                         reason,
                                         source: format!("{}/{partition}/{offset}", self.topic),
                                     };
-                                    let done = Done { endpoint: None, partition, offset, generation, bytes };
+                                    let done = Done { lane: None, partition, offset, generation, bytes, durable: true };
                                     tokio::spawn(quarantine(Arc::clone(&self.worker), quarantined, "undecodable", done, done_tx.clone()));
                                 }
                             }
@@ -305,8 +317,12 @@ impl ConsumeLoop {
     }
 
     fn finish(&self, done: Done, tracker: &mut OffsetTracker, lanes: &mut Lanes<Job>) {
-        if let Some(endpoint) = done.endpoint {
-            lanes.finished(endpoint);
+        if let Some((endpoint, lane)) = done.lane {
+            lanes.finished(endpoint, lane, done.bytes);
+        }
+        if !done.durable {
+            // Still in flight as far as its partition's offsets go.
+            return;
         }
         metrics::IN_FLIGHT.dec();
         // A task of an earlier assignment of the partition says nothing about the current one's
@@ -431,6 +447,7 @@ fn observe_queue_time(written: Timestamp) {
 /// as done (its offset may be committed) only once it has.
 struct Lane {
     endpoint: EndpointId,
+    id: LaneId,
     worker: Arc<Worker>,
     ownership: Arc<Ownership>,
     sends: Arc<Sends>,
@@ -450,11 +467,12 @@ impl Lane {
                 _ = self.worker.shutdown.cancelled() => return,
             };
             let finished = Done {
-                endpoint: Some(self.endpoint),
+                lane: Some((self.endpoint, self.id)),
                 partition: job.partition,
                 offset: job.offset,
                 generation: job.generation,
                 bytes: job.bytes,
+                durable: true,
             };
             // Under the kill switch the job waits here, before it counts as a send: a revoke
             // meanwhile need not wait for it, and it is not sent once its partition is gone.
@@ -508,12 +526,14 @@ impl Lane {
                         Err(err) => {
                             tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
                             self.ownership.end(job.partition);
+                            self.give_up(finished, &mut queue);
                             return;
                         }
                     };
                     let stored = self.worker.routing.to_quarantine(quarantined).await;
                     self.ownership.end(job.partition);
                     if stored.is_err() {
+                        self.give_up(finished, &mut queue);
                         return;
                     }
                     metrics::TASKS_QUARANTINED
@@ -538,14 +558,36 @@ impl Lane {
                             let recorded = worker.record_delivered(*settlement).await;
                             drop(send);
                             ownership.end(finished.partition);
-                            if recorded.is_ok() {
-                                let _ = done.send(finished);
-                            }
+                            let _ = done.send(Done {
+                                durable: recorded.is_ok(),
+                                ..finished
+                            });
                         }
                         .instrument(span),
                     );
                 }
             }
+        }
+    }
+
+    /// Stops the lane with `current` and the jobs queued behind it unfinished: they free their
+    /// places in the instance and the lane, but their offsets stay uncommitted, so the tasks are
+    /// read again after a restart or rebalance. The endpoint's next task opens a new lane.
+    fn give_up(&self, current: Done, queue: &mut UnboundedReceiver<Job>) {
+        queue.close();
+        let _ = self.done.send(Done {
+            durable: false,
+            ..current
+        });
+        while let Ok(job) = queue.try_recv() {
+            let _ = self.done.send(Done {
+                lane: Some((self.endpoint, self.id)),
+                partition: job.partition,
+                offset: job.offset,
+                generation: job.generation,
+                bytes: job.bytes,
+                durable: false,
+            });
         }
     }
 }
@@ -559,12 +601,17 @@ async fn quarantine(
     done: Done,
     finished: UnboundedSender<Done>,
 ) {
-    if worker.routing.to_quarantine(task).await.is_ok() {
+    let stored = worker.routing.to_quarantine(task).await.is_ok();
+    if stored {
         metrics::TASKS_QUARANTINED
             .with_label_values(&[reason])
             .inc();
-        let _ = finished.send(done);
     }
+    // Not stored (shutting down): it still frees its bytes, but its offset stays uncommitted.
+    let _ = finished.send(Done {
+        durable: stored,
+        ..done
+    });
 }
 
 /// Puts a task of an endpoint whose backlog is full on a tier; it is done (its offset may be
@@ -575,7 +622,10 @@ async fn hold_backlog(
     done: Done,
     finished: UnboundedSender<Done>,
 ) {
-    if worker.hold_backlog(&task).await.is_ok() {
-        let _ = finished.send(done);
-    }
+    let held = worker.hold_backlog(&task).await.is_ok();
+    // Not held (shutting down): it still frees its bytes, but its offset stays uncommitted.
+    let _ = finished.send(Done {
+        durable: held,
+        ..done
+    });
 }

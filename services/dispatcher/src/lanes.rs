@@ -1,7 +1,8 @@
 //! Per-endpoint lanes: an endpoint's tasks go out one after another, in partition order, while
-//! different endpoints' tasks go out side by side.
+//! different endpoints' tasks go out side by side. Each lane also knows how far behind its
+//! endpoint is, so the consumer can park the tasks of one that does not keep up.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::SendError;
@@ -10,35 +11,68 @@ use tokio::time::Instant;
 
 use hookstream_model::ids::EndpointId;
 
+/// Which opening of an endpoint's lane a job went through. A lane whose worker stopped is
+/// replaced; the old lane's late news must not count against its replacement.
+pub type LaneId = u64;
+
+/// How much of each new interval between finished jobs goes into the lane's average.
+const SMOOTHING: f64 = 0.2;
+
 struct Lane<J> {
+    id: LaneId,
     queue: UnboundedSender<J>,
-    /// When each unfinished job was queued, oldest first; its length is the lane's backlog.
-    queued_at: VecDeque<Instant>,
+    /// Unfinished jobs (waiting or being worked on), and their bytes.
+    pending: usize,
+    bytes: usize,
+    /// When the lane last moved: it opened, a job finished, or sending resumed.
+    last_progress: Instant,
+    /// The smoothed time between finished jobs; none before the first.
+    per_job: Option<Duration>,
+}
+
+impl<J> Lane<J> {
+    /// How long a job queued now would wait before its turn.
+    fn behind(&self) -> Duration {
+        let stalled = self.last_progress.elapsed();
+        let backlog = self.per_job.map_or(Duration::ZERO, |per_job| {
+            per_job.saturating_mul(u32::try_from(self.pending).unwrap_or(u32::MAX))
+        });
+        stalled.max(backlog)
+    }
 }
 
 /// The open lanes, one per endpoint with unfinished jobs. Owned by the consumer loop alone, so
 /// opening, feeding and closing a lane cannot race.
 pub struct Lanes<J> {
     lanes: HashMap<EndpointId, Lane<J>>,
+    next_id: LaneId,
 }
 
 impl<J> Default for Lanes<J> {
     fn default() -> Self {
         Self {
             lanes: HashMap::new(),
+            next_id: 0,
         }
     }
 }
 
 impl<J> Lanes<J> {
-    /// Queues `job` behind the endpoint's earlier jobs. When the endpoint had no open lane, one
-    /// is opened and its receiving end returned: the caller starts a worker on it, which takes
-    /// jobs in order until the lane is closed.
-    pub fn push(&mut self, endpoint: EndpointId, job: J) -> Option<UnboundedReceiver<J>> {
+    /// Queues `job` (of `bytes`) behind the endpoint's earlier jobs. When the endpoint had no
+    /// open lane, or its worker has stopped, a lane is opened and its id and receiving end
+    /// returned: the caller starts a worker on it, which takes jobs in order until the lane is
+    /// closed, and reports each finished job with that id.
+    pub fn push(
+        &mut self,
+        endpoint: EndpointId,
+        job: J,
+        bytes: usize,
+    ) -> Option<(LaneId, UnboundedReceiver<J>)> {
         let job = match self.lanes.get_mut(&endpoint) {
             Some(lane) => match lane.queue.send(job) {
                 Ok(()) => {
-                    lane.queued_at.push_back(Instant::now());
+                    lane.pending += 1;
+                    lane.bytes += bytes;
                     return None;
                 }
                 // The lane's worker is gone; replace the lane.
@@ -46,42 +80,78 @@ impl<J> Lanes<J> {
             },
             None => job,
         };
+        let id = self.next_id;
+        self.next_id += 1;
         let (queue, receiver) = unbounded_channel();
         // A fresh channel whose receiver we hold accepts the job.
         let _ = queue.send(job);
-        let queued_at = VecDeque::from([Instant::now()]);
-        self.lanes.insert(endpoint, Lane { queue, queued_at });
-        Some(receiver)
+        let lane = Lane {
+            id,
+            queue,
+            pending: 1,
+            bytes,
+            last_progress: Instant::now(),
+            per_job: None,
+        };
+        self.lanes.insert(endpoint, lane);
+        Some((id, receiver))
     }
 
-    /// Notes that one job of `endpoint` finished; the lane closes when none is left, which ends
-    /// its worker.
-    pub fn finished(&mut self, endpoint: EndpointId) {
-        if let Some(lane) = self.lanes.get_mut(&endpoint) {
-            // Jobs start in order; a success's record may finish after the next job's outcome,
-            // so this drops the oldest time rather than that job's own, which is at most one
-            // job off.
-            lane.queued_at.pop_front();
-            if lane.queued_at.is_empty() {
-                self.lanes.remove(&endpoint);
-            }
+    /// Notes that a job of `bytes` went through lane `id` of `endpoint`; the lane closes when
+    /// none is left, which ends its worker. News of a lane since replaced is ignored.
+    pub fn finished(&mut self, endpoint: EndpointId, id: LaneId, bytes: usize) {
+        let Some(lane) = self.lanes.get_mut(&endpoint) else {
+            return;
+        };
+        if lane.id != id {
+            return;
         }
+        let now = Instant::now();
+        let interval = now.saturating_duration_since(lane.last_progress);
+        lane.per_job = Some(match lane.per_job {
+            None => interval,
+            Some(average) => average.mul_f64(1.0 - SMOOTHING) + interval.mul_f64(SMOOTHING),
+        });
+        lane.last_progress = now;
+        lane.pending = lane.pending.saturating_sub(1);
+        lane.bytes = lane.bytes.saturating_sub(bytes);
+        if lane.pending == 0 {
+            self.lanes.remove(&endpoint);
+        }
+    }
+
+    /// The endpoint's open lane, unless its worker has stopped (it is replaced at the next push).
+    fn live(&self, endpoint: EndpointId) -> Option<&Lane<J>> {
+        self.lanes
+            .get(&endpoint)
+            .filter(|lane| !lane.queue.is_closed())
     }
 
     /// How many of the endpoint's jobs are unfinished (waiting or being worked on).
     pub fn pending(&self, endpoint: EndpointId) -> usize {
-        self.lanes
-            .get(&endpoint)
-            .map_or(0, |lane| lane.queued_at.len())
+        self.live(endpoint).map_or(0, |lane| lane.pending)
     }
 
-    /// How long the endpoint's oldest unfinished job has been in its lane: how far behind the
-    /// endpoint is. An endpoint that keeps up has a short wait however deep its lane.
-    pub fn oldest_wait(&self, endpoint: EndpointId) -> Duration {
-        self.lanes
-            .get(&endpoint)
-            .and_then(|lane| lane.queued_at.front())
-            .map_or(Duration::ZERO, Instant::elapsed)
+    /// The bytes of the endpoint's unfinished jobs.
+    pub fn bytes(&self, endpoint: EndpointId) -> usize {
+        self.live(endpoint).map_or(0, |lane| lane.bytes)
+    }
+
+    /// How long a job of the endpoint queued now would wait for its turn: its backlog at the
+    /// pace its jobs have been finishing, or, when that is longer, how long the lane has gone
+    /// without finishing one. An endpoint that keeps up is not behind however deep its lane.
+    pub fn behind(&self, endpoint: EndpointId) -> Duration {
+        self.live(endpoint).map_or(Duration::ZERO, Lane::behind)
+    }
+
+    /// Starts every lane's clock again, forgetting its pace: after the kill switch, whose pause
+    /// says nothing about how fast the endpoints answer.
+    pub fn restart_clocks(&mut self) {
+        let now = Instant::now();
+        for lane in self.lanes.values_mut() {
+            lane.last_progress = now;
+            lane.per_job = None;
+        }
     }
 
     /// Endpoints with unfinished jobs.
@@ -100,50 +170,98 @@ mod tests {
         let mut lanes = Lanes::default();
         let a = EndpointId::generate();
         let b = EndpointId::generate();
-        let mut a_rx = lanes.push(a, 1).expect("a new lane for a");
-        assert!(lanes.push(a, 2).is_none(), "a's second job joins its lane");
-        assert_eq!(lanes.pending(a), 2);
-        let mut b_rx = lanes.push(b, 10).expect("a new lane for b");
+        let (a_id, mut a_rx) = lanes.push(a, 1, 10).expect("a new lane for a");
+        assert!(
+            lanes.push(a, 2, 20).is_none(),
+            "a's second job joins its lane"
+        );
+        assert_eq!((lanes.pending(a), lanes.bytes(a)), (2, 30));
+        let (b_id, mut b_rx) = lanes.push(b, 10, 1).expect("a new lane for b");
         assert_eq!(lanes.open(), 2);
 
         assert_eq!(a_rx.recv().await, Some(1));
         assert_eq!(a_rx.recv().await, Some(2));
         assert_eq!(b_rx.recv().await, Some(10));
 
-        lanes.finished(a);
+        lanes.finished(a, a_id, 10);
         assert_eq!(lanes.open(), 2, "a still has a job in flight");
-        lanes.finished(a);
-        lanes.finished(b);
+        assert_eq!(lanes.bytes(a), 20);
+        lanes.finished(a, a_id, 20);
+        lanes.finished(b, b_id, 1);
         assert_eq!(lanes.open(), 0);
         assert_eq!(a_rx.recv().await, None, "a closed lane ends its worker");
 
         // A later job for a opens a new lane.
-        assert!(lanes.push(a, 3).is_some());
+        assert!(lanes.push(a, 3, 1).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_lane_whose_worker_stopped_is_replaced_and_its_late_news_ignored() {
+        let mut lanes = Lanes::default();
+        let a = EndpointId::generate();
+        let (old, old_rx) = lanes.push(a, 1, 1).expect("a new lane");
+        assert!(lanes.push(a, 2, 1).is_none());
+        drop(old_rx);
+        assert_eq!(
+            lanes.pending(a),
+            0,
+            "a stopped worker's jobs count for nothing"
+        );
+
+        let (new, mut new_rx) = lanes.push(a, 3, 1).expect("the lane is replaced");
+        assert_ne!(old, new);
+        lanes.finished(a, old, 1);
+        assert_eq!(
+            lanes.pending(a),
+            1,
+            "the old lane's news does not touch the new one"
+        );
+        assert_eq!(new_rx.recv().await, Some(3));
+        lanes.finished(a, new, 1);
+        assert_eq!(lanes.open(), 0);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_oldest_wait_is_the_age_of_the_oldest_unfinished_job() {
+    async fn an_endpoint_is_behind_by_its_backlog_at_its_pace_or_by_how_long_it_stalled() {
         let mut lanes = Lanes::default();
-        let a = EndpointId::generate();
-        assert_eq!(lanes.oldest_wait(a), Duration::ZERO, "no lane, no wait");
+        let slow = EndpointId::generate();
+        assert_eq!(lanes.behind(slow), Duration::ZERO, "no lane, not behind");
 
-        let _a_rx = lanes.push(a, 1).expect("a new lane for a");
+        let (id, _rx) = lanes.push(slow, 0, 1).expect("a new lane");
+        for n in 1..10 {
+            assert!(lanes.push(slow, n, 1).is_none());
+        }
+        // Nothing finished yet: behind by how long the first job has been going.
         tokio::time::advance(Duration::from_secs(3)).await;
-        assert!(lanes.push(a, 2).is_none());
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(lanes.oldest_wait(a), Duration::from_secs(5));
+        assert_eq!(lanes.behind(slow), Duration::from_secs(3));
 
-        lanes.finished(a);
-        assert_eq!(
-            lanes.oldest_wait(a),
-            Duration::from_secs(2),
-            "once the first job is done, the second is the oldest"
+        // Each job takes 5 s: nine left at 5 s each.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        lanes.finished(slow, id, 1);
+        assert_eq!(lanes.behind(slow), Duration::from_secs(45));
+
+        // A fast endpoint with a deep lane is hardly behind.
+        let fast = EndpointId::generate();
+        let (id, _rx) = lanes.push(fast, 0, 1).expect("a new lane");
+        for n in 1..300 {
+            assert!(lanes.push(fast, n, 1).is_none());
+        }
+        for _ in 0..100 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            lanes.finished(fast, id, 1);
+        }
+        let behind = lanes.behind(fast);
+        assert!(
+            behind.abs_diff(Duration::from_secs(2)) < Duration::from_millis(5),
+            "200 left at 10 ms each, not {behind:?}"
         );
-        lanes.finished(a);
-        assert_eq!(
-            lanes.oldest_wait(a),
-            Duration::ZERO,
-            "a drained lane waits on nothing"
-        );
+
+        // After the kill switch, the pause is not taken for slowness.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        lanes.restart_clocks();
+        assert_eq!(lanes.behind(fast), Duration::ZERO);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        lanes.finished(fast, id, 1);
+        assert_eq!(lanes.behind(fast), Duration::from_millis(10 * 199));
     }
 }

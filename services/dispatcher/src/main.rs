@@ -55,14 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
     let claim_lease = config.claim_lease().map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        config.max_queued_per_endpoint >= 1
-            && config.max_queued_per_endpoint < config.max_in_flight,
-        "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT ({}) must be at least 1 and below HOOKSTREAM_MAX_IN_FLIGHT \
-         ({}): one endpoint must not be able to fill the instance",
-        config.max_queued_per_endpoint,
-        config.max_in_flight
-    );
+    let lane_limits = config.lane_limits().map_err(anyhow::Error::msg)?;
     let tiers: Vec<(String, std::time::Duration)> = retry
         .topic_tiers()
         .iter()
@@ -210,7 +203,8 @@ async fn main() -> anyhow::Result<()> {
         ownership,
         max_in_flight: config.max_in_flight,
         max_in_flight_bytes: config.max_in_flight_bytes,
-        max_queued_per_endpoint: config.max_queued_per_endpoint,
+        max_queued_per_endpoint: lane_limits.tasks,
+        max_queued_bytes_per_endpoint: lane_limits.bytes,
         max_lane_wait: config.max_lane_wait,
         heartbeat,
         sends,

@@ -110,32 +110,60 @@ async fn held_for_backlog(pipeline: &Pipeline) -> f64 {
     .unwrap_or(0.0)
 }
 
-/// A batch of `count` events of `event_type`, numbered from `first`.
-fn batch(event_type: &str, first: usize, count: usize) -> serde_json::Value {
+async fn in_flight(pipeline: &Pipeline) -> f64 {
+    let metrics = pipeline.dispatcher_metrics().await;
+    sample(&metrics, "hookstream_deliveries_in_flight").unwrap_or(f64::MAX)
+}
+
+/// A batch of `count` events of `event_type`, numbered from `first`, each with `padding` bytes
+/// of payload besides its number.
+fn batch(event_type: &str, first: usize, count: usize, padding: usize) -> serde_json::Value {
     let events: Vec<_> = (first..first + count)
-        .map(|n| json!({"tenant": "acme", "type": event_type, "payload": {"n": n}}))
+        .map(|n| {
+            json!({
+                "tenant": "acme",
+                "type": event_type,
+                "payload": {"n": n, "padding": "x".repeat(padding)},
+            })
+        })
         .collect();
     json!({ "events": events })
 }
 
-/// The `n` of each webhook, in the order they arrived.
-fn arrival_order(receiver: &Receiver) -> Vec<u64> {
+/// The `n` of each webhook answered 2xx, in the order they arrived.
+fn delivered_in_order(receiver: &Receiver) -> Vec<u64> {
     receiver
         .received()
         .iter()
+        .filter(|webhook| (200..300).contains(&webhook.answered))
         .filter_map(|webhook| webhook.json()["data"]["n"].as_u64())
         .collect()
 }
 
-/// An endpoint that keeps up is not parked on a tier for the depth of its backlog alone: a
-/// backlog of several hundred, queued while its first request is held, waits in its lane and
-/// goes out in order once the endpoint answers.
+/// Each of `0..count` delivered (answered 2xx) exactly once, in whatever order.
+fn assert_each_delivered_once(receiver: &Receiver, count: usize) {
+    let mut delivered = delivered_in_order(receiver);
+    delivered.sort_unstable();
+    assert_eq!(delivered, (0..count as u64).collect::<Vec<_>>());
+    assert!(receiver.duplicates().is_empty());
+}
+
+/// A pipeline whose held requests outlast any wait of the test: the request timeout is long.
+async fn pipeline_with(settings: &[(&str, &str)]) -> Pipeline {
+    let mut all = vec![("HOOKSTREAM_REQUEST_TIMEOUT", "120s")];
+    all.extend_from_slice(settings);
+    Pipeline::start(&all).await
+}
+
+/// An endpoint is not parked on a tier for the depth of its backlog alone: a backlog of several
+/// hundred, queued while its first request is held, waits in its lane and goes out in order once
+/// the endpoint answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endpoint_that_keeps_up_keeps_its_whole_backlog_in_order() {
+async fn a_deep_backlog_waits_in_its_lane_and_goes_out_in_order() {
     const BACKLOG: usize = 300;
-    let pipeline = Pipeline::start(&[
-        // Only the depth of the lane is in question here, not how long it waits.
-        ("HOOKSTREAM_MAX_LANE_WAIT", "10m"),
+    let pipeline = pipeline_with(&[
+        // The default rule, with room for a slow machine to take a while over the ingest.
+        ("HOOKSTREAM_MAX_LANE_WAIT", "60s"),
         ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
     ])
     .await;
@@ -150,40 +178,39 @@ async fn an_endpoint_that_keeps_up_keeps_its_whole_backlog_in_order() {
         .call(
             "POST",
             "/v1/events:batch",
-            Some(batch("deep.thing", 0, BACKLOG)),
+            Some(batch("deep.thing", 0, BACKLOG, 0)),
         )
         .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     receiver.wait_for(1, SETTLE).await;
     // Every task is in the dispatcher (the first waiting on its answer), none left in Kafka.
     eventually("the whole backlog in the dispatcher", SETTLE, || async {
-        let metrics = pipeline.dispatcher_metrics().await;
-        let in_flight = sample(&metrics, "hookstream_deliveries_in_flight").unwrap_or(0.0);
-        (in_flight >= BACKLOG as f64).then_some(())
+        (in_flight(&pipeline).await == BACKLOG as f64).then_some(())
     })
     .await;
     receiver.release();
 
     receiver.wait_for(BACKLOG, SETTLE).await;
     assert_eq!(held_for_backlog(&pipeline).await, 0.0, "no task was parked");
-    let order = arrival_order(&receiver);
     let expected: Vec<u64> = (0..BACKLOG as u64).collect();
     assert_eq!(
-        order, expected,
+        delivered_in_order(&receiver),
+        expected,
         "the backlog went out in the order it was sent"
     );
     assert!(receiver.duplicates().is_empty());
 }
 
-/// An endpoint that does not keep up cannot fill the instance however high the count limit:
-/// once its oldest task has waited longer than `HOOKSTREAM_MAX_LANE_WAIT`, its new tasks wait
-/// on a tier, and all of them are delivered once it answers again.
+/// An endpoint that has stopped answering cannot fill the instance however high the count
+/// limit: once a new task would wait longer than `HOOKSTREAM_MAX_LANE_WAIT`, it waits on a tier
+/// instead, only the stuck send stays in the instance, and everything is delivered once the
+/// endpoint answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_that_falls_behind_sends_its_new_tasks_to_a_tier() {
     const LATER: usize = 10;
-    let pipeline = Pipeline::start(&[
+    let pipeline = pipeline_with(&[
         ("HOOKSTREAM_MAX_LANE_WAIT", "1s"),
-        ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "1000"),
+        ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "900"),
     ])
     .await;
     let receiver = Receiver::start().await;
@@ -211,7 +238,7 @@ async fn an_endpoint_that_falls_behind_sends_its_new_tasks_to_a_tier() {
         .call(
             "POST",
             "/v1/events:batch",
-            Some(batch("stuck.thing", 1, LATER)),
+            Some(batch("stuck.thing", 1, LATER, 0)),
         )
         .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
@@ -219,12 +246,64 @@ async fn an_endpoint_that_falls_behind_sends_its_new_tasks_to_a_tier() {
         (held_for_backlog(&pipeline).await >= LATER as f64).then_some(())
     })
     .await;
+    // Parked tasks come back from the tier and are parked again while the endpoint is stuck;
+    // in the dispatcher stays the stuck send, and at most the parked ones on their way out.
+    assert!(in_flight(&pipeline).await <= (1 + LATER) as f64);
+    eventually(
+        "only the stuck send left in the instance",
+        SETTLE,
+        || async { (in_flight(&pipeline).await == 1.0).then_some(()) },
+    )
+    .await;
 
     receiver.release();
-    receiver.wait_for(1 + LATER, SETTLE).await;
-    let mut delivered = arrival_order(&receiver);
-    delivered.sort_unstable();
-    delivered.dedup();
-    assert_eq!(delivered, (0..=LATER as u64).collect::<Vec<_>>());
-    assert!(receiver.duplicates().is_empty());
+    eventually("everything delivered", SETTLE, || async {
+        (delivered_in_order(&receiver).len() > LATER).then_some(())
+    })
+    .await;
+    assert_each_delivered_once(&receiver, 1 + LATER);
+}
+
+/// One endpoint's tasks hold at most a tenth of the instance's byte budget: past that, however
+/// few they are, they wait on a tier, and all are delivered once the endpoint answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_holds_at_most_a_tenth_of_the_byte_budget() {
+    const EVENTS: usize = 20;
+    let pipeline = pipeline_with(&[
+        // A lane may hold 4 KB: about three of these tasks.
+        ("HOOKSTREAM_MAX_IN_FLIGHT_BYTES", "40000"),
+        ("HOOKSTREAM_MAX_LANE_WAIT", "10m"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &["big.thing"])
+        .await;
+    receiver.hold();
+    let answer = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/events:batch",
+            Some(batch("big.thing", 0, EVENTS, 1000)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    receiver.wait_for(1, SETTLE).await;
+    eventually("the tasks over the lane's bytes parked", SETTLE, || async {
+        (held_for_backlog(&pipeline).await >= (EVENTS / 2) as f64).then_some(())
+    })
+    .await;
+    assert!(
+        in_flight(&pipeline).await < (EVENTS / 2) as f64,
+        "the lane kept no more than its bytes"
+    );
+
+    receiver.release();
+    eventually("everything delivered", SETTLE, || async {
+        (delivered_in_order(&receiver).len() >= EVENTS).then_some(())
+    })
+    .await;
+    assert_each_delivered_once(&receiver, EVENTS);
 }
