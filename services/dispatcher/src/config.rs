@@ -67,11 +67,13 @@ pub struct DispatcherConfig {
     #[arg(long, env = "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT")]
     pub max_queued_per_endpoint: Option<usize>,
 
-    /// Longest a new task of an endpoint may expect to wait in this instance, from how fast the
-    /// endpoint's tasks have been finishing and how many are ahead of it (or how long none has
-    /// finished); when it would wait longer, it waits on a retry tier instead (about 30 s), so
-    /// an endpoint that does not keep up cannot fill the instance. One that keeps up keeps its
-    /// whole backlog in order. Parking costs a task about 30 s, so the default waits as long.
+    /// Longest a new task of an endpoint may expect to wait in this instance: the tasks ahead of
+    /// it at the pace the endpoint's tasks have been finishing (or, until one has, the time the
+    /// first has taken so far; a lane that stalls longer is taken at that pace). When it would
+    /// wait longer, it waits on a retry tier instead (about 30 s), so an endpoint that does not
+    /// keep up cannot fill the instance, while one that keeps up keeps its backlog in its lane
+    /// and in order, up to HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT. Parking costs a task about 30 s,
+    /// so the default waits as long. The kill switch's pause does not count.
     #[arg(long, env = "HOOKSTREAM_MAX_LANE_WAIT", default_value = "30s", value_parser = hookstream_kafka::parse_duration)]
     pub max_lane_wait: Duration,
 

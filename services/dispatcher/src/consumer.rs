@@ -229,10 +229,8 @@ impl ConsumeLoop {
                 }
                 Ok(()) = self.sending_paused.changed() => {
                     fetching.kill_switch = *self.sending_paused.borrow_and_update();
-                    if !fetching.kill_switch {
-                        // The pause made every lane look stalled; it says nothing of its pace.
-                        lanes.restart_clocks();
-                    }
+                    // The pause must not make every lane look stalled.
+                    lanes.pause_clocks(fetching.kill_switch);
                     self.apply(&mut fetching);
                 }
                 // Always polled, also while fetching is paused: a member that stops polling is
@@ -552,16 +550,17 @@ impl Lane {
                 Ok(Progress::Delivered(settlement)) => {
                     let worker = Arc::clone(&self.worker);
                     let ownership = Arc::clone(&self.ownership);
-                    let done = self.done.clone();
+                    let partition = finished.partition;
+                    let report = Report {
+                        done: Some(finished),
+                        to: self.done.clone(),
+                    };
                     tokio::spawn(
                         async move {
                             let recorded = worker.record_delivered(*settlement).await;
                             drop(send);
-                            ownership.end(finished.partition);
-                            let _ = done.send(Done {
-                                durable: recorded.is_ok(),
-                                ..finished
-                            });
+                            ownership.end(partition);
+                            report.send(recorded.is_ok());
                         }
                         .instrument(span),
                     );
@@ -587,6 +586,32 @@ impl Lane {
                 generation: job.generation,
                 bytes: job.bytes,
                 durable: false,
+            });
+        }
+    }
+}
+
+/// The news of a job finishing in a task of its own, sent even should that task die (a panic):
+/// a job that never reports keeps its lane open and its endpoint looking stalled for good.
+struct Report {
+    done: Option<Done>,
+    to: UnboundedSender<Done>,
+}
+
+impl Report {
+    fn send(mut self, durable: bool) {
+        if let Some(done) = self.done.take() {
+            let _ = self.to.send(Done { durable, ..done });
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = self.to.send(Done {
+                durable: false,
+                ..done
             });
         }
     }

@@ -31,13 +31,14 @@ struct Lane<J> {
 }
 
 impl<J> Lane<J> {
-    /// How long a job queued now would wait before its turn.
-    fn behind(&self) -> Duration {
-        let stalled = self.last_progress.elapsed();
-        let backlog = self.per_job.map_or(Duration::ZERO, |per_job| {
-            per_job.saturating_mul(u32::try_from(self.pending).unwrap_or(u32::MAX))
-        });
-        stalled.max(backlog)
+    /// How long a job queued at `now` would wait before its turn: the jobs ahead of it at the
+    /// lane's pace. Until a job has finished the pace is unknown, and the time the lane has been
+    /// going stands in for it; either way, a lane stalled for longer than its pace is taken at
+    /// the pace of the stall.
+    fn behind(&self, now: Instant) -> Duration {
+        let stalled = now.saturating_duration_since(self.last_progress);
+        let pace = self.per_job.map_or(stalled, |per_job| per_job.max(stalled));
+        pace.saturating_mul(u32::try_from(self.pending).unwrap_or(u32::MAX))
     }
 }
 
@@ -46,6 +47,8 @@ impl<J> Lane<J> {
 pub struct Lanes<J> {
     lanes: HashMap<EndpointId, Lane<J>>,
     next_id: LaneId,
+    /// Since when sending is paused (the kill switch): the lanes' clocks stand still.
+    paused_since: Option<Instant>,
 }
 
 impl<J> Default for Lanes<J> {
@@ -53,6 +56,7 @@ impl<J> Default for Lanes<J> {
         Self {
             lanes: HashMap::new(),
             next_id: 0,
+            paused_since: None,
         }
     }
 }
@@ -90,7 +94,7 @@ impl<J> Lanes<J> {
             queue,
             pending: 1,
             bytes,
-            last_progress: Instant::now(),
+            last_progress: self.now(),
             per_job: None,
         };
         self.lanes.insert(endpoint, lane);
@@ -106,12 +110,15 @@ impl<J> Lanes<J> {
         if lane.id != id {
             return;
         }
-        let now = Instant::now();
-        let interval = now.saturating_duration_since(lane.last_progress);
-        lane.per_job = Some(match lane.per_job {
-            None => interval,
-            Some(average) => average.mul_f64(1.0 - SMOOTHING) + interval.mul_f64(SMOOTHING),
-        });
+        let now = self.paused_since.unwrap_or_else(Instant::now);
+        // A job that finishes while sending is paused says nothing of the endpoint's pace.
+        if self.paused_since.is_none() {
+            let interval = now.saturating_duration_since(lane.last_progress);
+            lane.per_job = Some(match lane.per_job {
+                None => interval,
+                Some(average) => average.mul_f64(1.0 - SMOOTHING) + interval.mul_f64(SMOOTHING),
+            });
+        }
         lane.last_progress = now;
         lane.pending = lane.pending.saturating_sub(1);
         lane.bytes = lane.bytes.saturating_sub(bytes);
@@ -141,16 +148,29 @@ impl<J> Lanes<J> {
     /// pace its jobs have been finishing, or, when that is longer, how long the lane has gone
     /// without finishing one. An endpoint that keeps up is not behind however deep its lane.
     pub fn behind(&self, endpoint: EndpointId) -> Duration {
-        self.live(endpoint).map_or(Duration::ZERO, Lane::behind)
+        let now = self.now();
+        self.live(endpoint)
+            .map_or(Duration::ZERO, |lane| lane.behind(now))
     }
 
-    /// Starts every lane's clock again, forgetting its pace: after the kill switch, whose pause
-    /// says nothing about how fast the endpoints answer.
-    pub fn restart_clocks(&mut self) {
-        let now = Instant::now();
-        for lane in self.lanes.values_mut() {
-            lane.last_progress = now;
-            lane.per_job = None;
+    /// The lanes' clock: it stands still while sending is paused.
+    fn now(&self) -> Instant {
+        self.paused_since.unwrap_or_else(Instant::now)
+    }
+
+    /// Stops the lanes' clock while sending is paused (the kill switch), or starts it again, so
+    /// the pause is not taken for slow endpoints. Each lane keeps the pace it had.
+    pub fn pause_clocks(&mut self, paused: bool) {
+        match (paused, self.paused_since) {
+            (true, None) => self.paused_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                let paused_for = since.elapsed();
+                for lane in self.lanes.values_mut() {
+                    lane.last_progress += paused_for;
+                }
+                self.paused_since = None;
+            }
+            _ => {}
         }
     }
 
@@ -231,9 +251,9 @@ mod tests {
         for n in 1..10 {
             assert!(lanes.push(slow, n, 1).is_none());
         }
-        // Nothing finished yet: behind by how long the first job has been going.
+        // Nothing finished yet: the first job's time so far stands in for the pace.
         tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(lanes.behind(slow), Duration::from_secs(3));
+        assert_eq!(lanes.behind(slow), Duration::from_secs(30));
 
         // Each job takes 5 s: nine left at 5 s each.
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -256,12 +276,21 @@ mod tests {
             "200 left at 10 ms each, not {behind:?}"
         );
 
-        // After the kill switch, the pause is not taken for slowness.
+        // A lane that stops finishing is taken at the pace of its stall.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(lanes.behind(fast), Duration::from_secs(200));
+
+        // Under the kill switch the clock stands still and the pace is kept: neither the pause
+        // nor a job finishing during it counts.
+        lanes.pause_clocks(true);
         tokio::time::advance(Duration::from_secs(60)).await;
-        lanes.restart_clocks();
-        assert_eq!(lanes.behind(fast), Duration::ZERO);
-        tokio::time::advance(Duration::from_millis(10)).await;
         lanes.finished(fast, id, 1);
-        assert_eq!(lanes.behind(fast), Duration::from_millis(10 * 199));
+        lanes.pause_clocks(false);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let behind = lanes.behind(fast);
+        assert!(
+            behind.abs_diff(Duration::from_millis(10 * 199)) < Duration::from_millis(5),
+            "199 left at 10 ms each, not {behind:?}"
+        );
     }
 }

@@ -155,24 +155,19 @@ async fn pipeline_with(settings: &[(&str, &str)]) -> Pipeline {
     Pipeline::start(&all).await
 }
 
-/// An endpoint is not parked on a tier for the depth of its backlog alone: a backlog of several
-/// hundred, queued while its first request is held, waits in its lane and goes out in order once
-/// the endpoint answers.
+/// An endpoint that keeps up is not parked on a tier for the depth of its backlog alone: a
+/// burst of 300 to an endpoint answering in 20 ms (six seconds of backlog, under the default
+/// 30 s lane wait) waits in its lane and goes out in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deep_backlog_waits_in_its_lane_and_goes_out_in_order() {
+async fn a_deep_backlog_of_an_endpoint_that_keeps_up_waits_in_its_lane_in_order() {
     const BACKLOG: usize = 300;
-    let pipeline = pipeline_with(&[
-        // The default rule, with room for a slow machine to take a while over the ingest.
-        ("HOOKSTREAM_MAX_LANE_WAIT", "60s"),
-        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
-    ])
-    .await;
+    let pipeline = pipeline_with(&[("HOOKSTREAM_DELIVERIES_PARTITIONS", "1")]).await;
     let receiver = Receiver::start().await;
+    receiver.answer_after(Duration::from_millis(20));
     pipeline
         .api
         .create_endpoint("acme", &receiver.url, &["deep.thing"])
         .await;
-    receiver.hold();
     let answer = pipeline
         .api
         .call(
@@ -182,13 +177,11 @@ async fn a_deep_backlog_waits_in_its_lane_and_goes_out_in_order() {
         )
         .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
-    receiver.wait_for(1, SETTLE).await;
-    // Every task is in the dispatcher (the first waiting on its answer), none left in Kafka.
-    eventually("the whole backlog in the dispatcher", SETTLE, || async {
-        (in_flight(&pipeline).await == BACKLOG as f64).then_some(())
+    // The burst is in the dispatcher at once, far deeper than the endpoint answers.
+    eventually("a deep backlog in the dispatcher", SETTLE, || async {
+        (in_flight(&pipeline).await >= (BACKLOG / 2) as f64).then_some(())
     })
     .await;
-    receiver.release();
 
     receiver.wait_for(BACKLOG, SETTLE).await;
     assert_eq!(held_for_backlog(&pipeline).await, 0.0, "no task was parked");
@@ -270,7 +263,7 @@ async fn an_endpoint_that_falls_behind_sends_its_new_tasks_to_a_tier() {
 async fn an_endpoint_holds_at_most_a_tenth_of_the_byte_budget() {
     const EVENTS: usize = 20;
     let pipeline = pipeline_with(&[
-        // A lane may hold 4 KB: about three of these tasks.
+        // A lane may hold 4 KB: four of these tasks (the limit is checked before one joins).
         ("HOOKSTREAM_MAX_IN_FLIGHT_BYTES", "40000"),
         ("HOOKSTREAM_MAX_LANE_WAIT", "10m"),
     ])
@@ -291,14 +284,12 @@ async fn an_endpoint_holds_at_most_a_tenth_of_the_byte_budget() {
         .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     receiver.wait_for(1, SETTLE).await;
+    // Parked tasks leave the instance once Kafka has them; the lane keeps what its bytes allow.
     eventually("the tasks over the lane's bytes parked", SETTLE, || async {
-        (held_for_backlog(&pipeline).await >= (EVENTS / 2) as f64).then_some(())
+        let parked = held_for_backlog(&pipeline).await >= (EVENTS - 5) as f64;
+        (parked && in_flight(&pipeline).await <= 5.0).then_some(())
     })
     .await;
-    assert!(
-        in_flight(&pipeline).await < (EVENTS / 2) as f64,
-        "the lane kept no more than its bytes"
-    );
 
     receiver.release();
     eventually("everything delivered", SETTLE, || async {
