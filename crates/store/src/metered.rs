@@ -18,10 +18,10 @@ use time::OffsetDateTime;
 use hookstream_model::api_key::ApiKey;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint};
+use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
-use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::names::Tenant;
 use hookstream_model::replay::{
     Batch, BatchItem, BatchStatus, DeadLetterFilter, IndexedDeadLetter,
 };
@@ -122,7 +122,7 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn disable_endpoint(id: EndpointId, at: OffsetDateTime) -> bool;
     fn rotate_secret(id: EndpointId, new: &SigningSecret, previous_expires_at: OffsetDateTime) -> Option<Endpoint>;
     fn delete_endpoint(id: EndpointId) -> bool;
-    fn subscribed_endpoints(tenant: &Tenant, event_type: &EventType) -> Vec<EndpointId>;
+    fn subscriptions(tenant: &Tenant) -> Vec<(EndpointId, Subscription)>;
     fn create_events(news: &[NewEvent], window: IdempotencyWindow) -> Vec<CreateEventOutcome>;
     fn mark_events_published(ids: &[EventId]) -> ();
     fn set_aside_event(id: EventId, reason: &str) -> ();

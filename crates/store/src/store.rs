@@ -2,10 +2,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint};
+use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
-use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::names::Tenant;
 use hookstream_signing::SigningSecret;
 
 use crate::claim::{AttemptClaim, ClaimOutcome, RecordOutcome};
@@ -109,14 +109,14 @@ pub trait Store: crate::ReplayStore + crate::AccessStore + Send + Sync + 'static
     ) -> Result<Option<Endpoint>, StoreError>;
     /// Deletes a live endpoint; false if there is none. Its deliveries stay readable.
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError>;
-    /// The ids of the tenant's live, enabled endpoints subscribed to this event type, in id
-    /// order. No secret is read: one endpoint whose secret does not open must not stop the
-    /// tenant's intake (its deliveries are refused by the dispatcher, one by one).
-    async fn subscribed_endpoints(
+    /// The tenant's live, enabled endpoints and what each subscribes to, in id order: read once
+    /// for a whole batch of events, whatever their types. No secret is read: one endpoint whose
+    /// secret does not open must not stop the tenant's intake (its deliveries are refused by the
+    /// dispatcher, one by one).
+    async fn subscriptions(
         &self,
         tenant: &Tenant,
-        event_type: &EventType,
-    ) -> Result<Vec<EndpointId>, StoreError>;
+    ) -> Result<Vec<(EndpointId, Subscription)>, StoreError>;
 
     /// Stores events and their deliveries, applying the idempotency window to each key, in
     /// order (a later event with an earlier one's key is judged against it). One outcome per

@@ -359,11 +359,19 @@ async fn only_live_enabled_subscribed_endpoints_receive_an_event_type(backend: B
     }
     f.store.delete_endpoint(deleted.id).await.unwrap();
 
-    let mut got: Vec<_> = f
-        .store
-        .subscribed_endpoints(&tenant("acme"), &event_type("order.created"))
-        .await
-        .unwrap();
+    let subscriptions = f.store.subscriptions(&tenant("acme")).await.unwrap();
+    let ids: Vec<_> = subscriptions.iter().map(|(id, _)| *id).collect();
+    let mut want = vec![orders.id, everything.id, invoices.id];
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "the live, enabled endpoints of the tenant, in id order"
+    );
+    let mut got: Vec<_> = subscriptions
+        .iter()
+        .filter(|(_, subscription)| subscription.matches(&event_type("order.created")))
+        .map(|(id, _)| *id)
+        .collect();
     got.sort();
     let mut want = vec![orders.id, everything.id];
     want.sort();
@@ -2098,10 +2106,13 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
     }
     // Intake reads no secret: the tenant's events still fan out, to both endpoints (the
     // dispatcher refuses the planted one's deliveries).
-    let mut subscribed = sealed
-        .subscribed_endpoints(&tenant("acme"), &event_type("order.created"))
+    let mut subscribed: Vec<_> = sealed
+        .subscriptions(&tenant("acme"))
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     subscribed.sort();
     let mut want = vec![from_before.id, planted.id];
     want.sort();

@@ -13,6 +13,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::Delivery;
+use hookstream_model::endpoint::Subscription;
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
@@ -110,6 +111,9 @@ impl Intake {
         requests: Vec<EventRequest>,
     ) -> Result<Vec<Result<Accepted, IntakeError>>, IntakeError> {
         let now = OffsetDateTime::now_utc();
+        // Each tenant's subscriptions are read once for the whole batch, and each event type's
+        // subscribers worked out once from them.
+        let mut subscriptions: HashMap<Tenant, Vec<(EndpointId, Subscription)>> = HashMap::new();
         let mut subscribers: HashMap<(Tenant, EventType), Vec<EndpointId>> = HashMap::new();
         let mut news = Vec::with_capacity(requests.len());
         let mut sources = Vec::with_capacity(requests.len());
@@ -121,10 +125,14 @@ impl Intake {
             let endpoints = match subscribers.get(&route) {
                 Some(endpoints) => endpoints,
                 None => {
-                    let found = self
-                        .store
-                        .subscribed_endpoints(&request.tenant, &request.event_type)
-                        .await?;
+                    let of_tenant = match subscriptions.get(&request.tenant) {
+                        Some(of_tenant) => of_tenant,
+                        None => {
+                            let read = self.store.subscriptions(&request.tenant).await?;
+                            subscriptions.entry(request.tenant.clone()).or_insert(read)
+                        }
+                    };
+                    let found = subscribed_to(of_tenant, &request.event_type);
                     subscribers.entry(route).or_insert(found)
                 }
             };
@@ -269,6 +277,18 @@ impl Intake {
     }
 }
 
+/// The endpoints among `subscriptions` that take events of `event_type`, in the same order.
+fn subscribed_to(
+    subscriptions: &[(EndpointId, Subscription)],
+    event_type: &EventType,
+) -> Vec<EndpointId> {
+    subscriptions
+        .iter()
+        .filter(|(_, subscription)| subscription.matches(event_type))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 /// The length of `value` as JSON text, counted without building the text.
 fn json_len(value: &serde_json::Value) -> usize {
     struct Count(usize);
@@ -297,5 +317,36 @@ mod tests {
         ] {
             assert_eq!(json_len(&value), value.to_string().len());
         }
+    }
+
+    #[test]
+    fn an_event_type_goes_to_the_endpoints_subscribed_to_it_in_order() {
+        let event_type = |text: &str| EventType::parse(text, "type").expect("a valid type");
+        let subscription = |types: &[&str]| {
+            let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+            Subscription::parse(&types, "event_types").expect("a valid subscription")
+        };
+        let (orders, everything, invoices) = (
+            EndpointId::generate(),
+            EndpointId::generate(),
+            EndpointId::generate(),
+        );
+        let subscriptions = vec![
+            (orders, subscription(&["order.created", "order.paid"])),
+            (everything, subscription(&[])),
+            (invoices, subscription(&["invoice.paid"])),
+        ];
+        assert_eq!(
+            subscribed_to(&subscriptions, &event_type("order.paid")),
+            vec![orders, everything]
+        );
+        assert_eq!(
+            subscribed_to(&subscriptions, &event_type("invoice.paid")),
+            vec![everything, invoices]
+        );
+        assert_eq!(
+            subscribed_to(&subscriptions, &event_type("user.created")),
+            vec![everything]
+        );
     }
 }

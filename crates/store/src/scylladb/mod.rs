@@ -34,7 +34,7 @@ use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
-use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::names::Tenant;
 use hookstream_signing::SigningSecret;
 
 use crate::claim::{ClaimDecision, RecordDecision, StoredClaim, decide_claim, decide_record};
@@ -1105,11 +1105,10 @@ impl Store for ScyllaStore {
         )
     }
 
-    async fn subscribed_endpoints(
+    async fn subscriptions(
         &self,
         tenant: &Tenant,
-        event_type: &EventType,
-    ) -> Result<Vec<EndpointId>, StoreError> {
+    ) -> Result<Vec<(EndpointId, Subscription)>, StoreError> {
         let page = PageRequest::MAX_LIMIT as i32;
         let mut out = Vec::new();
         let mut cursor = String::new();
@@ -1129,14 +1128,10 @@ impl Store for ScyllaStore {
                 let types = types.unwrap_or_default();
                 let subscription = Subscription::parse(&types, "event_types")
                     .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
-                if deleted_at.is_none()
-                    && disabled != Some(true)
-                    && subscription.matches(event_type)
-                {
-                    out.push(
-                        EndpointId::parse(id, "id")
-                            .map_err(|e| StoreError::corrupt("endpoint id", e))?,
-                    );
+                if deleted_at.is_none() && disabled != Some(true) {
+                    let id = EndpointId::parse(id, "id")
+                        .map_err(|e| StoreError::corrupt("endpoint id", e))?;
+                    out.push((id, subscription));
                 }
             }
             match ids.last() {

@@ -23,12 +23,12 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint};
+use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
 use hookstream_model::event::{
     Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
 };
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
-use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::names::Tenant;
 use hookstream_signing::SigningSecret;
 
 use crate::claim::{ClaimDecision, RecordDecision, StoredClaim, decide_claim, decide_record};
@@ -652,26 +652,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn subscribed_endpoints(
+    async fn subscriptions(
         &self,
         tenant: &Tenant,
-        event_type: &EventType,
-    ) -> Result<Vec<EndpointId>, StoreError> {
+    ) -> Result<Vec<(EndpointId, Subscription)>, StoreError> {
         let tenant = tenant.to_string();
-        let event_type = event_type.clone();
         self.read(move |conn| {
-            let all = query_all(
+            query_all(
                 conn,
                 "SELECT id, event_types FROM endpoints
                  WHERE tenant = ?1 AND deleted_at IS NULL AND disabled = 0 ORDER BY id",
                 [tenant],
                 rows::subscriber,
-            )?;
-            Ok(all
-                .into_iter()
-                .filter(|(_, subscription)| subscription.matches(&event_type))
-                .map(|(id, _)| id)
-                .collect())
+            )
         })
         .await
     }
