@@ -148,11 +148,21 @@ fn assert_each_delivered_once(receiver: &Receiver, count: usize) {
     assert!(receiver.duplicates().is_empty());
 }
 
-/// A pipeline whose held requests outlast any wait of the test: the request timeout is long.
-async fn pipeline_with(settings: &[(&str, &str)]) -> Pipeline {
+/// A pipeline with `settings` and one endpoint, subscribed to `event_type`, whose requests
+/// outlast any wait of the test (the request timeout is long).
+async fn pipeline_and_endpoint(
+    settings: &[(&str, &str)],
+    event_type: &str,
+) -> (Pipeline, Receiver) {
     let mut all = vec![("HOOKSTREAM_REQUEST_TIMEOUT", "120s")];
     all.extend_from_slice(settings);
-    Pipeline::start(&all).await
+    let pipeline = Pipeline::start(&all).await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[event_type])
+        .await;
+    (pipeline, receiver)
 }
 
 /// An endpoint that keeps up is not parked on a tier for the depth of its backlog alone: a
@@ -161,13 +171,9 @@ async fn pipeline_with(settings: &[(&str, &str)]) -> Pipeline {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deep_backlog_of_an_endpoint_that_keeps_up_waits_in_its_lane_in_order() {
     const BACKLOG: usize = 300;
-    let pipeline = pipeline_with(&[("HOOKSTREAM_DELIVERIES_PARTITIONS", "1")]).await;
-    let receiver = Receiver::start().await;
+    let (pipeline, receiver) =
+        pipeline_and_endpoint(&[("HOOKSTREAM_DELIVERIES_PARTITIONS", "1")], "deep.thing").await;
     receiver.answer_after(Duration::from_millis(20));
-    pipeline
-        .api
-        .create_endpoint("acme", &receiver.url, &["deep.thing"])
-        .await;
     let answer = pipeline
         .api
         .call(
@@ -201,16 +207,14 @@ async fn a_deep_backlog_of_an_endpoint_that_keeps_up_waits_in_its_lane_in_order(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_that_falls_behind_sends_its_new_tasks_to_a_tier() {
     const LATER: usize = 10;
-    let pipeline = pipeline_with(&[
-        ("HOOKSTREAM_MAX_LANE_WAIT", "1s"),
-        ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "900"),
-    ])
+    let (pipeline, receiver) = pipeline_and_endpoint(
+        &[
+            ("HOOKSTREAM_MAX_LANE_WAIT", "1s"),
+            ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "900"),
+        ],
+        "stuck.thing",
+    )
     .await;
-    let receiver = Receiver::start().await;
-    pipeline
-        .api
-        .create_endpoint("acme", &receiver.url, &["stuck.thing"])
-        .await;
     receiver.hold();
     let first = pipeline
         .api
@@ -262,17 +266,15 @@ async fn an_endpoint_that_falls_behind_sends_its_new_tasks_to_a_tier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_holds_at_most_a_tenth_of_the_byte_budget() {
     const EVENTS: usize = 20;
-    let pipeline = pipeline_with(&[
-        // A lane may hold 4 KB: four of these tasks (the limit is checked before one joins).
-        ("HOOKSTREAM_MAX_IN_FLIGHT_BYTES", "40000"),
-        ("HOOKSTREAM_MAX_LANE_WAIT", "10m"),
-    ])
+    let (pipeline, receiver) = pipeline_and_endpoint(
+        &[
+            // A lane may hold 4 KB: four of these tasks (the limit is checked before one joins).
+            ("HOOKSTREAM_MAX_IN_FLIGHT_BYTES", "40000"),
+            ("HOOKSTREAM_MAX_LANE_WAIT", "10m"),
+        ],
+        "big.thing",
+    )
     .await;
-    let receiver = Receiver::start().await;
-    pipeline
-        .api
-        .create_endpoint("acme", &receiver.url, &["big.thing"])
-        .await;
     receiver.hold();
     let answer = pipeline
         .api
