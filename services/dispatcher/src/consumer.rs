@@ -464,14 +464,7 @@ impl Lane {
                 },
                 _ = self.worker.shutdown.cancelled() => return,
             };
-            let finished = Done {
-                lane: Some((self.endpoint, self.id)),
-                partition: job.partition,
-                offset: job.offset,
-                generation: job.generation,
-                bytes: job.bytes,
-                durable: true,
-            };
+            let finished = self.done_of(&job);
             // Under the kill switch the job waits here, before it counts as a send: a revoke
             // meanwhile need not wait for it, and it is not sent once its partition is gone.
             if self.worker.wait_while_sending_paused().await.is_err() {
@@ -580,13 +573,21 @@ impl Lane {
         });
         while let Ok(job) = queue.try_recv() {
             let _ = self.done.send(Done {
-                lane: Some((self.endpoint, self.id)),
-                partition: job.partition,
-                offset: job.offset,
-                generation: job.generation,
-                bytes: job.bytes,
                 durable: false,
+                ..self.done_of(&job)
             });
+        }
+    }
+
+    /// The news of `job` finished through this lane, its outcome durable.
+    fn done_of(&self, job: &Job) -> Done {
+        Done {
+            lane: Some((self.endpoint, self.id)),
+            partition: job.partition,
+            offset: job.offset,
+            generation: job.generation,
+            bytes: job.bytes,
+            durable: true,
         }
     }
 }

@@ -104,13 +104,13 @@ impl<J> Lanes<J> {
     /// Notes that a job of `bytes` went through lane `id` of `endpoint`; the lane closes when
     /// none is left, which ends its worker. News of a lane since replaced is ignored.
     pub fn finished(&mut self, endpoint: EndpointId, id: LaneId, bytes: usize) {
+        let now = self.now();
         let Some(lane) = self.lanes.get_mut(&endpoint) else {
             return;
         };
         if lane.id != id {
             return;
         }
-        let now = self.paused_since.unwrap_or_else(Instant::now);
         // A job that finishes while sending is paused says nothing of the endpoint's pace.
         if self.paused_since.is_none() {
             let interval = now.saturating_duration_since(lane.last_progress);
