@@ -100,22 +100,30 @@ impl Worker {
             return Err(Interrupted::Shutdown);
         }
         let id = task.delivery_id;
-        // A plain read first, so the usual copies that need nothing (final, stale) take no claim.
-        let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
-            return Err(unknown_delivery());
-        };
-        if delivery.status.is_final() {
-            return Ok(skipped(task, "already_final"));
-        }
-        if task.attempts_made < delivery.attempts {
-            return Ok(skipped(task, "stale"));
-        }
+        // No read of the delivery first: the claim below answers final, stale and unknown
+        // copies itself, and a read per task costs more than the rare copy it would spare.
         // Held, not failed, while the kill switch is on: nothing is sent, no attempt is spent.
         self.wait_while_sending_paused().await?;
-        let endpoint = self
+        let endpoint = match self
             .durably(|| self.store.get_endpoint(task.endpoint_id))
-            .await?;
+            .await
+        {
+            Ok(endpoint) => endpoint,
+            // A copy that needs nothing is skipped, not quarantined with the endpoint's fault.
+            Err(Interrupted::Unprocessable(reason)) => {
+                return match self.settled_copy(task).await? {
+                    Some(skip) => Ok(skip),
+                    None => Err(Interrupted::Unprocessable(reason)),
+                };
+            }
+            Err(interrupted) => return Err(interrupted),
+        };
         if endpoint.as_ref().is_some_and(|e| e.paused && !e.disabled) {
+            // Only a copy still to be sent is held: a settled one would go round the hold tier
+            // for as long as the pause lasts.
+            if let Some(skip) = self.settled_copy(task).await? {
+                return Ok(skip);
+            }
             self.hold(task, Tier::HOLD, "endpoint_paused").await?;
             return Ok(Progress::Finished);
         }
@@ -181,6 +189,22 @@ impl Worker {
         self.settle(task, &claim, endpoint.as_ref(), outcome)
             .await?;
         Ok(Progress::Finished)
+    }
+
+    /// For a copy that will not reach the claim: skipped if its delivery is final or it is
+    /// stale, an error if the store has no such delivery, `None` if it is still to be sent.
+    async fn settled_copy(&self, task: &DeliveryTask) -> Result<Option<Progress>, Interrupted> {
+        let id = task.delivery_id;
+        let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
+            return Err(unknown_delivery());
+        };
+        Ok(if delivery.status.is_final() {
+            Some(skipped(task, "already_final"))
+        } else if task.attempts_made < delivery.attempts {
+            Some(skipped(task, "stale"))
+        } else {
+            None
+        })
     }
 
     /// Gives back a claim whose attempt was not sent, so the next copy need not wait out its

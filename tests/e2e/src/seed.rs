@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -13,6 +15,7 @@ use hookstream_model::endpoint::{Endpoint, Subscription};
 use hookstream_model::event::Event;
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::task::DeliveryTask;
 use hookstream_signing::SigningSecret;
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{NewEvent, SecretSealer, Store};
@@ -94,4 +97,36 @@ pub fn event(
         event,
         deliveries: vec![delivery],
     }
+}
+
+/// The task of `new`'s first delivery after `attempts_made` attempts, due at `due_at`.
+pub fn task(new: &NewEvent, attempts_made: u32, due_at: Option<OffsetDateTime>) -> DeliveryTask {
+    let delivery = &new.deliveries[0];
+    DeliveryTask {
+        delivery_id: delivery.id,
+        event_id: new.event.id,
+        endpoint_id: delivery.endpoint_id,
+        tenant: delivery.tenant.clone(),
+        event_type: delivery.event_type.clone(),
+        event_created_at: new.event.created_at,
+        payload: new.event.payload.to_string(),
+        attempts_made,
+        due_at,
+    }
+}
+
+/// Writes `task` to `topic` of the pipeline's broker, keyed as ingest keys it.
+pub async fn publish_task(pipeline: &Pipeline, topic: &str, task: &DeliveryTask) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", pipeline.brokers())
+        .create()
+        .expect("a producer");
+    let bytes = task.encode().expect("an encoded task");
+    producer
+        .send(
+            FutureRecord::to(topic).key(&task.key()).payload(&bytes),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the task on its topic");
 }

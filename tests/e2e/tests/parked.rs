@@ -4,14 +4,11 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use time::OffsetDateTime;
 
 use hookstream_e2e::{Pipeline, Receiver, seed};
 use hookstream_model::delivery::DeliveryStatus;
 use hookstream_model::event::IdempotencyWindow;
-use hookstream_model::task::DeliveryTask;
 use hookstream_store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,32 +32,9 @@ async fn a_task_parked_until_9999_is_released_after_its_tiers_delay() {
         .await
         .expect("marking them published");
     let year_9999 = OffsetDateTime::from_unix_timestamp(253_370_764_800).expect("a date");
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", pipeline.brokers())
-        .create()
-        .expect("a producer");
     for (new, due) in events.iter().zip([year_9999, OffsetDateTime::now_utc()]) {
-        let task = DeliveryTask {
-            delivery_id: new.deliveries[0].id,
-            event_id: new.event.id,
-            endpoint_id: endpoint.id,
-            tenant: new.event.tenant.clone(),
-            event_type: new.event.event_type.clone(),
-            event_created_at: new.event.created_at,
-            payload: new.event.payload.to_string(),
-            attempts_made: 1,
-            due_at: Some(due),
-        };
-        let bytes = task.encode().expect("an encoded task");
-        producer
-            .send(
-                FutureRecord::to("hookstream.retry.1s")
-                    .key(&task.key())
-                    .payload(&bytes),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("the task on its tier");
+        let task = seed::task(new, 1, Some(due));
+        seed::publish_task(&pipeline, "hookstream.retry.1s", &task).await;
     }
 
     // Held at most 1.5 s (the tier, stretched by the largest jitter) after it was written.

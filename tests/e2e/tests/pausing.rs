@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hookstream_e2e::{Pipeline, Receiver, eventually, sample, sum};
+use hookstream_e2e::{Pipeline, Receiver, eventually, sample, seed, sum};
+use hookstream_model::delivery::DeliveryStatus;
+use hookstream_model::event::IdempotencyWindow;
+use hookstream_store::Store;
 
 const SETTLE: Duration = Duration::from_secs(60);
 /// How long a paused pipeline is watched to show that nothing goes out.
@@ -121,4 +124,61 @@ async fn a_paused_endpoint_waits_while_the_others_are_served() {
         held.is_some_and(|n| n >= 1.0),
         "holding shows in the metrics: {held:?}"
     );
+}
+
+/// Copies of tasks that need nothing (their delivery is delivered, or they are stale) are
+/// skipped while their endpoint is paused, as at any other time: only a copy still to be sent
+/// goes round the hold tier until the endpoint is resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_endpoint_holds_only_the_copies_still_to_be_sent() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let store = seed::open_store(&pipeline).await;
+    let mut endpoint = seed::endpoint(&store, &receiver.url).await;
+    endpoint.paused = true;
+    assert!(store.update_endpoint(&endpoint).await.expect("pausing"));
+    let delivered = seed::event(&endpoint, DeliveryStatus::Delivered, 1, Duration::ZERO);
+    let retried = seed::event(&endpoint, DeliveryStatus::Retrying, 2, Duration::ZERO);
+    let pending = seed::event(&endpoint, DeliveryStatus::Pending, 0, Duration::ZERO);
+    let events = [delivered, retried, pending];
+    store
+        .create_events(&events, IdempotencyWindow::default())
+        .await
+        .expect("storing the events");
+    store
+        .mark_events_published(&events.iter().map(|e| e.event.id).collect::<Vec<_>>())
+        .await
+        .expect("marking them published");
+    // In this order on the endpoint's partition: a copy of a delivered task, a copy from
+    // before the retried delivery's second attempt, and a task still to be sent.
+    for (new, attempts_made) in events.iter().zip([0, 1, 0]) {
+        let task = seed::task(new, attempts_made, None);
+        seed::publish_task(&pipeline, "hookstream.deliveries", &task).await;
+    }
+
+    // The lane takes them in order, so once the last is held the first two were looked at.
+    eventually("the task still to be sent to be held", SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        (sum(&metrics, "hookstream_tasks_held_total", "endpoint_paused")? >= 1.0).then_some(())
+    })
+    .await;
+    let metrics = pipeline.dispatcher_metrics().await;
+    for reason in ["already_final", "stale"] {
+        let skipped = sum(
+            &metrics,
+            "hookstream_tasks_skipped_total",
+            &format!("reason=\"{reason}\""),
+        );
+        assert_eq!(skipped, Some(1.0), "copies skipped as {reason}");
+    }
+
+    endpoint.paused = false;
+    assert!(store.update_endpoint(&endpoint).await.expect("resuming"));
+    let webhooks = receiver.wait_for(1, SETTLE).await;
+    assert_eq!(
+        webhooks[0].header("webhook-id"),
+        events[2].deliveries[0].id.to_string()
+    );
+    let quiet = tokio::time::timeout(QUIET, receiver.wait_for(2, QUIET * 2)).await;
+    assert!(quiet.is_err(), "a settled copy was sent");
 }

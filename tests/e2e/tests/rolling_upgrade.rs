@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use hookstream_e2e::{Pipeline, Receiver, eventually, sample, seed};
 use hookstream_model::codec::SchemaVersions;
-use hookstream_model::delivery::{Delivery, DeliveryStatus};
+use hookstream_model::delivery::DeliveryStatus;
 use hookstream_model::event::IdempotencyWindow;
 use hookstream_model::task::DeliveryTask;
 use hookstream_store::{NewEvent, Store};
@@ -42,24 +42,9 @@ fn hex(fingerprint: [u8; 8]) -> String {
     fingerprint.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The task of `delivery`, as a newer ingest writes it: with `schema`, `field` set to 7.
-fn newer_task(
-    delivery: &Delivery,
-    new: &NewEvent,
-    schema: &SchemaVersions,
-    field: &str,
-) -> Vec<u8> {
-    let task = DeliveryTask {
-        delivery_id: delivery.id,
-        event_id: new.event.id,
-        endpoint_id: delivery.endpoint_id,
-        tenant: delivery.tenant.clone(),
-        event_type: delivery.event_type.clone(),
-        event_created_at: new.event.created_at,
-        payload: new.event.payload.to_string(),
-        attempts_made: 0,
-        due_at: None,
-    };
+/// The task of `new`'s delivery, as a newer ingest writes it: with `schema`, `field` set to 7.
+fn newer_task(new: &NewEvent, schema: &SchemaVersions, field: &str) -> Vec<u8> {
+    let task = seed::task(new, 0, None);
     let current = DeliveryTask::schemas()
         .decode(&task.encode().expect("encoding the task"))
         .expect("decoding it again");
@@ -170,7 +155,7 @@ async fn tasks_of_a_newer_ingest_are_delivered_by_an_older_dispatcher() {
     let v3 = newer_task_schema("priority");
     register(&producer, &v3).await;
     let first = &events[0];
-    let task = newer_task(&first.deliveries[0], first, &v3, "priority");
+    let task = newer_task(first, &v3, "priority");
     produce(&producer, "hookstream.deliveries", &key, &task).await;
     let settled = pipeline
         .api
@@ -189,7 +174,7 @@ async fn tasks_of_a_newer_ingest_are_delivered_by_an_older_dispatcher() {
     // dropped; delivered once it is registered and the quarantine is requeued.
     let v4 = newer_task_schema("region_code");
     let second = &events[1];
-    let task = newer_task(&second.deliveries[0], second, &v4, "region_code");
+    let task = newer_task(second, &v4, "region_code");
     produce(&producer, "hookstream.deliveries", &key, &task).await;
     eventually("the unregistered task quarantined", SETTLE, || async {
         (undecodable(&pipeline).await == 1.0).then_some(())
