@@ -73,6 +73,21 @@ pub enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// Set or lift an endpoint's rate limit: at most --per-second deliveries a second, up to
+    /// --burst at once after a quiet spell; --off lifts it. Waiting for it spends no attempt.
+    #[command(name = "rate-limit")]
+    RateLimit {
+        endpoint_id: String,
+        /// 0.01 to 10000; fractions allowed (0.5: one every 2 s).
+        #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+        per_second: Option<f64>,
+        /// 1 to 10000; one second's worth when left out.
+        #[arg(long, requires = "per_second")]
+        burst: Option<u32>,
+        /// Lift the limit.
+        #[arg(long)]
+        off: bool,
+    },
     /// A delivery and every attempt made to send it.
     Delivery { delivery_id: String },
 }

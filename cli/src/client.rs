@@ -60,6 +60,10 @@ impl Client {
         self.send(request).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> Result<Value, CliError> {
+        self.send(self.http.patch(self.url(path)).json(&body)).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -97,6 +97,34 @@ pub async fn run(client: &Client, command: Command, json_output: bool) -> Result
             let text = batch_line(&batch);
             Ok(Output::new(batch, text))
         }
+        Command::RateLimit {
+            endpoint_id,
+            per_second,
+            burst,
+            off: _,
+        } => {
+            // Without --per-second, clap has made sure of --off.
+            let rate_limit = match per_second {
+                Some(per_second) => json!({"per_second": per_second, "burst": burst}),
+                None => Value::Null,
+            };
+            let endpoint = client
+                .patch(
+                    &format!("/v1/endpoints/{endpoint_id}"),
+                    json!({"rate_limit": rate_limit}),
+                )
+                .await?;
+            let limit = &endpoint["rate_limit"];
+            let text = if limit.is_null() {
+                format!("endpoint {endpoint_id}: no rate limit")
+            } else {
+                format!(
+                    "endpoint {endpoint_id}: at most {} a second, bursts of {}",
+                    limit["per_second"], limit["burst"]
+                )
+            };
+            Ok(Output::new(endpoint, text))
+        }
         Command::Pause { endpoint } => pause(client, endpoint, true).await,
         Command::Resume { endpoint } => pause(client, endpoint, false).await,
         Command::Delivery { delivery_id } => {

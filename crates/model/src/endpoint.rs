@@ -9,6 +9,7 @@ use crate::ValidationError;
 use crate::destination::EndpointUrl;
 use crate::ids::EndpointId;
 use crate::names::{EventType, Tenant};
+use crate::shaping::Shaping;
 
 /// Which event types an endpoint receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +150,8 @@ pub struct Endpoint {
     pub paused: bool,
     /// The circuit breaker as its dispatcher last recorded it.
     pub circuit: CircuitView,
+    /// How its deliveries are shaped (rate limit).
+    pub shaping: Shaping,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

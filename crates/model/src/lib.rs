@@ -15,6 +15,7 @@ pub mod ids;
 pub mod names;
 pub mod replay;
 pub mod retry;
+pub mod shaping;
 pub mod task;
 mod validation;
 

@@ -17,6 +17,7 @@ use hookstream_model::replay::{
     Batch, BatchCounts, BatchItem, BatchSelection, BatchStatus, DeadLetterFilter,
     IndexedDeadLetter, ItemOutcome, SkipReason,
 };
+use hookstream_model::shaping::{RateLimit, Shaping};
 
 use crate::{SecretSealer, StoreError};
 
@@ -45,6 +46,8 @@ pub(crate) struct RawEndpoint {
     pub circuit_open_until: Option<i64>,
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<i64>,
+    /// The delivery settings' JSON document; absent means the defaults.
+    pub shaping: Option<String>,
 }
 
 impl RawEndpoint {
@@ -69,6 +72,7 @@ impl RawEndpoint {
             },
             disabled: self.disabled,
             max_attempts: self.max_attempts,
+            shaping: decode_shaping(self.shaping.as_deref())?,
             paused: self.paused,
             circuit: CircuitView {
                 state: CircuitState::parse(&self.circuit_state).ok_or_else(|| {
@@ -80,6 +84,15 @@ impl RawEndpoint {
             updated_at: from_millis(self.updated_at)?,
         })
     }
+}
+
+/// Reads an endpoint's stored delivery settings. A value out of today's bounds is brought
+/// within them rather than making the endpoint unreadable.
+fn decode_shaping(text: Option<&str>) -> Result<Shaping, StoreError> {
+    let mut shaping =
+        Shaping::from_json(text).map_err(|e| StoreError::corrupt("endpoint shaping", e))?;
+    shaping.rate_limit = shaping.rate_limit.map(RateLimit::within_bounds);
+    Ok(shaping)
 }
 
 pub(crate) struct RawEvent {

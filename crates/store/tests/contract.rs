@@ -19,6 +19,7 @@ use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchSelection, BatchStatus, DeadLetterFilter, ItemOutcome, SkipReason,
 };
+use hookstream_model::shaping::{RateLimit, Shaping};
 use hookstream_model::task::DeliveryTask;
 use hookstream_signing::SigningSecret;
 use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
@@ -145,6 +146,7 @@ fn endpoint(tenant_name: &str, types: &[&str]) -> Endpoint {
         max_attempts: None,
         paused: false,
         circuit: Default::default(),
+        shaping: Default::default(),
         created_at: now,
         updated_at: now,
     }
@@ -213,6 +215,30 @@ async fn endpoints_are_created_read_updated_listed_and_deleted(backend: Backend)
     assert!(f.store.get_endpoint(ep.id).await.unwrap().is_none());
     assert!(!f.store.delete_endpoint(ep.id).await.unwrap());
     assert!(!f.store.update_endpoint(&ep).await.unwrap());
+}
+
+/// An endpoint's delivery settings are kept as written, and cleared when set back.
+async fn delivery_settings_are_stored_with_the_endpoint(backend: Backend) {
+    let f = backend.fixture().await;
+    let mut ep = endpoint("acme", &["order.created"]);
+    ep.shaping.rate_limit = Some(RateLimit::new(2.5, Some(4), "rate_limit").unwrap());
+    f.store.create_endpoint(&ep).await.unwrap();
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert_eq!(read.shaping, ep.shaping);
+
+    ep.shaping.rate_limit = Some(RateLimit::new(100.0, None, "rate_limit").unwrap());
+    assert!(f.store.update_endpoint(&ep).await.unwrap());
+    let listed = f
+        .store
+        .list_endpoints(&tenant("acme"), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items[0].shaping, ep.shaping);
+
+    ep.shaping = Shaping::default();
+    assert!(f.store.update_endpoint(&ep).await.unwrap());
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert_eq!(read.shaping.rate_limit, None);
 }
 
 /// A `410 Gone` disables the endpoint as it stands: an edit made while the request was out (a
@@ -2132,6 +2158,7 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
 
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
+    delivery_settings_are_stored_with_the_endpoint,
     endpoint_lists_are_per_tenant_and_paged,
     a_rotated_secret_is_kept_as_previous_until_it_expires,
     only_live_enabled_subscribed_endpoints_receive_an_event_type,

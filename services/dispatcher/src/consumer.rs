@@ -265,7 +265,7 @@ impl ConsumeLoop {
                                     let trace = telemetry::context_of(message.headers());
                                     if lanes.pending(endpoint) >= self.max_queued_per_endpoint
                                         || lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint
-                                        || lanes.behind(endpoint) > self.max_lane_wait
+                                        || lanes.behind(endpoint, self.worker.rate_limits.period(endpoint)) > self.max_lane_wait
                                     {
                                         // This endpoint's backlog is full, or it does not keep
                                         // up: the task waits on a tier rather than in memory,
@@ -454,7 +454,7 @@ struct Lane {
 
 impl Lane {
     async fn run(self, mut queue: UnboundedReceiver<Job>) {
-        loop {
+        'jobs: loop {
             // A stopping dispatcher's idle lane ends at once, so the drain does not wait for it.
             let job = tokio::select! {
                 biased;
@@ -465,99 +465,114 @@ impl Lane {
                 _ = self.worker.shutdown.cancelled() => return,
             };
             let finished = self.done_of(&job);
-            // Under the kill switch the job waits here, before it counts as a send: a revoke
-            // meanwhile need not wait for it, and it is not sent once its partition is gone.
-            if self.worker.wait_while_sending_paused().await.is_err() {
-                return;
-            }
-            // A revoked partition's tasks are its next owner's to send.
-            if !self.ownership.begin(job.partition, job.generation) {
-                metrics::TASKS_SKIPPED
-                    .with_label_values(&["partition_revoked"])
-                    .inc();
-                if self.done.send(finished).is_err() {
+            // Again after a wait for the endpoint's rate limit, as if the job were new.
+            loop {
+                // Under the kill switch the job waits here, before it counts as a send: a revoke
+                // meanwhile need not wait for it, and it is not sent once its partition is gone.
+                if self.worker.wait_while_sending_paused().await.is_err() {
                     return;
                 }
-                continue;
-            }
-            // Timed from here to the durable outcome: store reads and the claim included.
-            let send = self.sends.start();
-            let task = &job.task;
-            let span = tracing::info_span!(
-                target: telemetry::TARGET,
-                "attempt",
-                delivery_id = %task.delivery_id,
-                endpoint_id = %task.endpoint_id,
-                attempt = task.attempts_made + 1,
-            );
-            telemetry::continue_trace(&span, job.trace);
-            match self.worker.deliver(task).instrument(span.clone()).await {
-                // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
-                Err(Interrupted::Shutdown) => {
-                    self.ownership.end(job.partition);
-                    return;
-                }
-                Err(Interrupted::Unprocessable(reason)) => {
-                    tracing::error!(delivery_id = %task.delivery_id, %reason, "delivery task quarantined");
-                    let quarantined = match task.encode() {
-                        Ok(payload) => QuarantinedTask {
-                            key: Some(task.key().into_bytes()),
-                            payload,
-                            headers: Some(telemetry::headers_of(&span)),
-                            reason,
-                            source: format!(
-                                "{}/{}/{}",
-                                self.worker.routing.topics.deliveries(),
-                                job.partition,
-                                job.offset
-                            ),
-                        },
-                        // A task decoded from its record encodes again; were it not to, it stays
-                        // unfinished and is read again, not dropped.
-                        Err(err) => {
-                            tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
-                            self.ownership.end(job.partition);
-                            self.give_up(finished, &mut queue);
-                            return;
-                        }
-                    };
-                    let stored = self.worker.routing.to_quarantine(quarantined).await;
-                    self.ownership.end(job.partition);
-                    if stored.is_err() {
-                        self.give_up(finished, &mut queue);
-                        return;
-                    }
-                    metrics::TASKS_QUARANTINED
-                        .with_label_values(&["unprocessable"])
+                // A revoked partition's tasks are its next owner's to send.
+                if !self.ownership.begin(job.partition, job.generation) {
+                    metrics::TASKS_SKIPPED
+                        .with_label_values(&["partition_revoked"])
                         .inc();
                     if self.done.send(finished).is_err() {
                         return;
                     }
+                    continue 'jobs;
                 }
-                Ok(Progress::Finished) => {
-                    self.ownership.end(job.partition);
-                    if self.done.send(finished).is_err() {
+                // Timed from here to the durable outcome: store reads and the claim included.
+                let send = self.sends.start();
+                let task = &job.task;
+                let span = tracing::info_span!(
+                    target: telemetry::TARGET,
+                    "attempt",
+                    delivery_id = %task.delivery_id,
+                    endpoint_id = %task.endpoint_id,
+                    attempt = task.attempts_made + 1,
+                );
+                telemetry::continue_trace(&span, job.trace.clone());
+                match self.worker.deliver(task).instrument(span.clone()).await {
+                    // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
+                    Err(Interrupted::Shutdown) => {
+                        self.ownership.end(job.partition);
                         return;
                     }
-                }
-                Ok(Progress::Delivered(settlement)) => {
-                    let worker = Arc::clone(&self.worker);
-                    let ownership = Arc::clone(&self.ownership);
-                    let partition = finished.partition;
-                    let report = Report {
-                        done: Some(finished),
-                        to: self.done.clone(),
-                    };
-                    tokio::spawn(
-                        async move {
-                            let recorded = worker.record_delivered(*settlement).await;
-                            drop(send);
-                            ownership.end(partition);
-                            report.send(recorded.is_ok());
+                    Err(Interrupted::Unprocessable(reason)) => {
+                        tracing::error!(delivery_id = %task.delivery_id, %reason, "delivery task quarantined");
+                        let quarantined = match task.encode() {
+                            Ok(payload) => QuarantinedTask {
+                                key: Some(task.key().into_bytes()),
+                                payload,
+                                headers: Some(telemetry::headers_of(&span)),
+                                reason,
+                                source: format!(
+                                    "{}/{}/{}",
+                                    self.worker.routing.topics.deliveries(),
+                                    job.partition,
+                                    job.offset
+                                ),
+                            },
+                            // A task decoded from its record encodes again; were it not to, it stays
+                            // unfinished and is read again, not dropped.
+                            Err(err) => {
+                                tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
+                                self.ownership.end(job.partition);
+                                self.give_up(finished, &mut queue);
+                                return;
+                            }
+                        };
+                        let stored = self.worker.routing.to_quarantine(quarantined).await;
+                        self.ownership.end(job.partition);
+                        if stored.is_err() {
+                            self.give_up(finished, &mut queue);
+                            return;
                         }
-                        .instrument(span),
-                    );
+                        metrics::TASKS_QUARANTINED
+                            .with_label_values(&["unprocessable"])
+                            .inc();
+                        if self.done.send(finished).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Progress::Finished) => {
+                        self.ownership.end(job.partition);
+                        if self.done.send(finished).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Progress::Delivered(settlement)) => {
+                        let worker = Arc::clone(&self.worker);
+                        let ownership = Arc::clone(&self.ownership);
+                        let partition = finished.partition;
+                        let report = Report {
+                            done: Some(finished),
+                            to: self.done.clone(),
+                        };
+                        tokio::spawn(
+                            async move {
+                                let recorded = worker.record_delivered(*settlement).await;
+                                drop(send);
+                                ownership.end(partition);
+                                report.send(recorded.is_ok());
+                            }
+                            .instrument(span),
+                        );
+                    }
+                    Ok(Progress::RateLimited(wait)) => {
+                        // Not a send while it waits: a revoke need not wait for it, and it is not
+                        // sent once its partition is gone.
+                        drop(send);
+                        self.ownership.end(job.partition);
+                        tokio::select! {
+                            biased;
+                            _ = self.worker.shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => continue,
+                        }
+                    }
                 }
+                break;
             }
         }
     }

@@ -34,11 +34,12 @@ impl<J> Lane<J> {
     /// How long a job queued at `now` would wait before its turn: the jobs ahead of it at the
     /// lane's pace. Until a job has finished the pace is unknown, and the time the lane has been
     /// going stands in for it; either way, a lane stalled for longer than its pace is taken at
-    /// the pace of the stall.
-    fn behind(&self, now: Instant) -> Duration {
+    /// the pace of the stall, and never faster than `slowest_pace` (the endpoint's rate limit).
+    fn behind(&self, now: Instant, slowest_pace: Duration) -> Duration {
         let stalled = now.saturating_duration_since(self.last_progress);
         let pace = self.per_job.map_or(stalled, |per_job| per_job.max(stalled));
-        pace.saturating_mul(u32::try_from(self.pending).unwrap_or(u32::MAX))
+        pace.max(slowest_pace)
+            .saturating_mul(u32::try_from(self.pending).unwrap_or(u32::MAX))
     }
 }
 
@@ -147,10 +148,12 @@ impl<J> Lanes<J> {
     /// How long a job of the endpoint queued now would wait for its turn: its backlog at the
     /// pace its jobs have been finishing, or, when that is longer, how long the lane has gone
     /// without finishing one. An endpoint that keeps up is not behind however deep its lane.
-    pub fn behind(&self, endpoint: EndpointId) -> Duration {
+    /// `slowest_pace` is the least time a job can take there (its rate limit allows one per
+    /// period), known before the lane has shown it.
+    pub fn behind(&self, endpoint: EndpointId, slowest_pace: Duration) -> Duration {
         let now = self.now();
         self.live(endpoint)
-            .map_or(Duration::ZERO, |lane| lane.behind(now))
+            .map_or(Duration::ZERO, |lane| lane.behind(now, slowest_pace))
     }
 
     /// The lanes' clock: it stands still while sending is paused.
@@ -245,7 +248,11 @@ mod tests {
     async fn an_endpoint_is_behind_by_its_backlog_at_its_pace_or_by_how_long_it_stalled() {
         let mut lanes = Lanes::default();
         let slow = EndpointId::generate();
-        assert_eq!(lanes.behind(slow), Duration::ZERO, "no lane, not behind");
+        assert_eq!(
+            lanes.behind(slow, Duration::ZERO),
+            Duration::ZERO,
+            "no lane, not behind"
+        );
 
         let (id, _rx) = lanes.push(slow, 0, 1).expect("a new lane");
         for n in 1..10 {
@@ -253,12 +260,12 @@ mod tests {
         }
         // Nothing finished yet: the first job's time so far stands in for the pace.
         tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(lanes.behind(slow), Duration::from_secs(30));
+        assert_eq!(lanes.behind(slow, Duration::ZERO), Duration::from_secs(30));
 
         // Each job takes 5 s: nine left at 5 s each.
         tokio::time::advance(Duration::from_secs(2)).await;
         lanes.finished(slow, id, 1);
-        assert_eq!(lanes.behind(slow), Duration::from_secs(45));
+        assert_eq!(lanes.behind(slow, Duration::ZERO), Duration::from_secs(45));
 
         // A fast endpoint with a deep lane is hardly behind.
         let fast = EndpointId::generate();
@@ -270,7 +277,7 @@ mod tests {
             tokio::time::advance(Duration::from_millis(10)).await;
             lanes.finished(fast, id, 1);
         }
-        let behind = lanes.behind(fast);
+        let behind = lanes.behind(fast, Duration::ZERO);
         assert!(
             behind.abs_diff(Duration::from_secs(2)) < Duration::from_millis(5),
             "200 left at 10 ms each, not {behind:?}"
@@ -278,7 +285,7 @@ mod tests {
 
         // A lane that stops finishing is taken at the pace of its stall.
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(lanes.behind(fast), Duration::from_secs(200));
+        assert_eq!(lanes.behind(fast, Duration::ZERO), Duration::from_secs(200));
 
         // Under the kill switch the clock stands still and the pace is kept: neither the pause
         // nor a job finishing during it counts.
@@ -287,10 +294,31 @@ mod tests {
         lanes.finished(fast, id, 1);
         lanes.pause_clocks(false);
         tokio::time::advance(Duration::from_millis(10)).await;
-        let behind = lanes.behind(fast);
+        let behind = lanes.behind(fast, Duration::ZERO);
         assert!(
             behind.abs_diff(Duration::from_millis(10 * 199)) < Duration::from_millis(5),
             "199 left at 10 ms each, not {behind:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_endpoint_is_behind_by_its_backlog_at_its_limit_from_the_start() {
+        let mut lanes = Lanes::default();
+        let limited = EndpointId::generate();
+        let (_id, _rx) = lanes.push(limited, 0, 1).expect("a new lane");
+        for n in 1..10 {
+            assert!(lanes.push(limited, n, 1).is_none());
+        }
+        // Nothing has finished nor stalled yet, but one job a second is all the limit allows.
+        assert_eq!(
+            lanes.behind(limited, Duration::from_secs(1)),
+            Duration::from_secs(10)
+        );
+        // A stall longer than the period counts as before.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            lanes.behind(limited, Duration::from_secs(1)),
+            Duration::from_secs(40)
         );
     }
 }

@@ -12,6 +12,7 @@ mod kill_switch;
 mod lanes;
 mod metrics;
 mod ownership;
+mod rate_limits;
 mod requeue;
 mod routing;
 mod sender;
@@ -146,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             topics: topics.clone(),
             shutdown: shutdown.clone(),
         },
+        rate_limits: Default::default(),
         breakers: std::sync::Mutex::new(Breakers::new(
             config.breaker_failures,
             config.breaker_open_for,

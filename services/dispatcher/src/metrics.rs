@@ -3,9 +3,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_histogram,
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec,
+    CounterVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_counter_vec, register_histogram, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
 /// Attempts made, by class (`HTTP_2XX_DELIVERED`, `TIMEOUT`, ...) and endpoint (capped: see
@@ -137,6 +137,26 @@ pub static ATTEMPTS_UNRECORDED: LazyLock<IntCounter> = LazyLock::new(|| {
         "hookstream_attempts_unrecorded_total",
         "Attempts whose outcome was routed (next task written, or delivered) but that the store \
          refused to record for good (a damaged or missing row)."
+    )
+    .expect("metric registers once")
+});
+
+/// Times a task waited for its endpoint's rate limit, by endpoint (capped).
+pub static RATE_LIMIT_WAITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_rate_limit_waits_total",
+        "Times a delivery task waited for its endpoint's rate limit (no attempt spent), by endpoint.",
+        &["endpoint"]
+    )
+    .expect("metric registers once")
+});
+
+/// How long tasks were told to wait for their endpoint's rate limit, by endpoint (capped).
+pub static RATE_LIMIT_WAIT_SECONDS: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "hookstream_rate_limit_wait_seconds_total",
+        "Seconds delivery tasks were told to wait for their endpoint's rate limit (a stop or revoke cuts a wait short), by endpoint.",
+        &["endpoint"]
     )
     .expect("metric registers once")
 });

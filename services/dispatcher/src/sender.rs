@@ -233,6 +233,7 @@ mod tests {
             max_attempts: None,
             paused: false,
             circuit: Default::default(),
+            shaping: Default::default(),
             created_at: now,
             updated_at: now,
         }

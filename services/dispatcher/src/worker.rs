@@ -33,6 +33,7 @@ use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
 use crate::decision::{self, AttemptFacts, Next};
 use crate::metrics;
+use crate::rate_limits::RateLimits;
 use crate::routing::Routing;
 use crate::sender::{SendOutcome, Sender};
 
@@ -59,6 +60,8 @@ pub struct Worker {
     pub retry: RetryPolicy,
     pub failures: FailurePolicy,
     pub routing: Routing,
+    /// The rate limits of the endpoints this dispatcher serves.
+    pub rate_limits: RateLimits,
     /// The circuit breakers of the endpoints this dispatcher serves.
     pub breakers: std::sync::Mutex<Breakers>,
     /// How long a claim keeps other copies of a task from sending; longer than a request and
@@ -82,6 +85,9 @@ pub enum Progress {
     /// It was delivered; the attempt is still to be recorded with [`Worker::record_delivered`].
     /// The endpoint's next task need not wait for that write.
     Delivered(Box<Settlement>),
+    /// Nothing was done: the endpoint's rate limit allows its next delivery after this long.
+    /// The task is to be delivered again then (nothing was claimed, no attempt is spent).
+    RateLimited(Duration),
 }
 
 /// A delivered task whose attempt is not recorded yet.
@@ -126,6 +132,25 @@ impl Worker {
             }
             self.hold(task, Tier::HOLD, "endpoint_paused").await?;
             return Ok(Progress::Finished);
+        }
+        // Before anything is claimed: waiting for the limit spends no attempt. (A copy that
+        // turns out settled spends a turn; that only slows the endpoint down.)
+        if let Some(endpoint) = endpoint.as_ref().filter(|e| !e.disabled)
+            && let Err(wait) = self
+                .rate_limits
+                .take_turn(endpoint.id, endpoint.shaping.rate_limit)
+        {
+            // A copy that needs nothing does not wait a turn for it.
+            if let Some(skip) = self.settled_copy(task).await? {
+                return Ok(skip);
+            }
+            let endpoint_id = endpoint.id.to_string();
+            let label = labels::endpoints().label(&endpoint_id);
+            metrics::RATE_LIMIT_WAITS.with_label_values(&[label]).inc();
+            metrics::RATE_LIMIT_WAIT_SECONDS
+                .with_label_values(&[label])
+                .inc_by(wait.as_secs_f64());
+            return Ok(Progress::RateLimited(wait));
         }
         let refusal = match &endpoint {
             Some(endpoint) if !endpoint.disabled => self

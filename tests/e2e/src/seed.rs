@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use hookstream_model::delivery::{Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, Subscription};
-use hookstream_model::event::Event;
+use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, Tenant};
 use hookstream_model::task::DeliveryTask;
@@ -57,6 +57,7 @@ pub fn endpoint_value(url: &str) -> Endpoint {
         max_attempts: None,
         paused: false,
         circuit: Default::default(),
+        shaping: Default::default(),
         created_at: now,
         updated_at: now,
     }
@@ -129,4 +130,17 @@ pub async fn publish_task(pipeline: &Pipeline, topic: &str, task: &DeliveryTask)
         )
         .await
         .expect("the task on its topic");
+}
+
+/// Stores `events` as already published, so ingest's outbox does not publish them: the test
+/// writes their tasks itself.
+pub async fn store_published(store: &SqliteStore, events: &[NewEvent]) {
+    store
+        .create_events(events, IdempotencyWindow::default())
+        .await
+        .expect("storing the events");
+    store
+        .mark_events_published(&events.iter().map(|e| e.event.id).collect::<Vec<_>>())
+        .await
+        .expect("marking them published");
 }

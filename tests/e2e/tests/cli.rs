@@ -130,6 +130,35 @@ async fn operators_find_dry_run_and_replay_dead_letters_from_the_command_line() 
         resumed.stdout
     );
 
+    let limited = hookstream(
+        &base,
+        &[
+            "rate-limit",
+            &endpoint_id,
+            "--per-second",
+            "2.5",
+            "--burst",
+            "4",
+        ],
+    )
+    .await;
+    assert!(
+        limited.stdout.contains("at most 2.5 a second, bursts of 4"),
+        "{}",
+        limited.stdout
+    );
+    let lifted = hookstream(&base, &["--json", "rate-limit", &endpoint_id, "--off"]).await;
+    assert!(lifted.json()["rate_limit"].is_null(), "{}", lifted.stdout);
+    let too_fast = hookstream(&base, &["rate-limit", &endpoint_id, "--per-second", "1e9"]).await;
+    assert_eq!(too_fast.code, 1);
+    assert!(
+        too_fast.stderr.contains("rate_limit.per_second"),
+        "{}",
+        too_fast.stderr
+    );
+    let neither = hookstream(&base, &["rate-limit", &endpoint_id]).await;
+    assert_eq!(neither.code, 2, "{}", neither.stderr);
+
     // Exit codes: refused, wrong usage, unreachable.
     let missing = hookstream(&base, &["batch", "show", "bat_01ARZ3NDEKTSV4RRFFQ69G5FAV"]).await;
     assert_eq!(missing.code, 1);

@@ -8,8 +8,6 @@ use time::OffsetDateTime;
 
 use hookstream_e2e::{Pipeline, Receiver, seed};
 use hookstream_model::delivery::DeliveryStatus;
-use hookstream_model::event::IdempotencyWindow;
-use hookstream_store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_parked_until_9999_is_released_after_its_tiers_delay() {
@@ -23,14 +21,7 @@ async fn a_task_parked_until_9999_is_released_after_its_tiers_delay() {
     let events: Vec<_> = (0..2)
         .map(|_| seed::event(&endpoint, DeliveryStatus::Retrying, 1, Duration::ZERO))
         .collect();
-    store
-        .create_events(&events, IdempotencyWindow::default())
-        .await
-        .expect("storing the events");
-    store
-        .mark_events_published(&events.iter().map(|e| e.event.id).collect::<Vec<_>>())
-        .await
-        .expect("marking them published");
+    seed::store_published(&store, &events).await;
     let year_9999 = OffsetDateTime::from_unix_timestamp(253_370_764_800).expect("a date");
     for (new, due) in events.iter().zip([year_9999, OffsetDateTime::now_utc()]) {
         let task = seed::task(new, 1, Some(due));

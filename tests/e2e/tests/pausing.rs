@@ -6,7 +6,6 @@ use serde_json::json;
 
 use hookstream_e2e::{Pipeline, Receiver, eventually, sample, seed, sum};
 use hookstream_model::delivery::DeliveryStatus;
-use hookstream_model::event::IdempotencyWindow;
 use hookstream_store::Store;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -141,14 +140,7 @@ async fn a_paused_endpoint_holds_only_the_copies_still_to_be_sent() {
     let retried = seed::event(&endpoint, DeliveryStatus::Retrying, 2, Duration::ZERO);
     let pending = seed::event(&endpoint, DeliveryStatus::Pending, 0, Duration::ZERO);
     let events = [delivered, retried, pending];
-    store
-        .create_events(&events, IdempotencyWindow::default())
-        .await
-        .expect("storing the events");
-    store
-        .mark_events_published(&events.iter().map(|e| e.event.id).collect::<Vec<_>>())
-        .await
-        .expect("marking them published");
+    seed::store_published(&store, &events).await;
     // In this order on the endpoint's partition: a copy of a delivered task, a copy from
     // before the retried delivery's second attempt, and a task still to be sent.
     for (new, attempts_made) in events.iter().zip([0, 1, 0]) {

@@ -35,6 +35,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         7,
         include_str!("../../../../schemas/store/cql/0007_tenant_dead_letters.cql"),
     ),
+    (
+        8,
+        include_str!("../../../../schemas/store/cql/0008_shaping.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -98,7 +102,7 @@ pub(super) fn ttl_seconds(ttl: Duration) -> i32 {
 }
 
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, \
-     max_attempts, paused, circuit_state, circuit_open_until";
+     max_attempts, paused, circuit_state, circuit_open_until, shaping";
 pub(super) const EVENT_COLUMNS: &str =
     "id, tenant, event_type, payload, idempotency_key, created_at, publish_state, request_id";
 pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, tenant, event_type, status, attempts, created_at, \
@@ -108,7 +112,7 @@ pub(super) const ATTEMPT_COLUMNS: &str = "delivery_id, number, started_at, laten
 
 pub(super) fn insert_endpoint() -> String {
     format!(
-        "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 }
 pub(super) const INSERT_ENDPOINT_OF_TENANT: &str =
@@ -123,7 +127,7 @@ pub(super) const SELECT_ENDPOINT_IDS_OF_TENANT: &str =
     "SELECT id FROM endpoints_by_tenant WHERE tenant = ? AND id > ? LIMIT ?";
 /// Only a live endpoint is changed: the condition keeps a deleted one deleted.
 pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
-     max_attempts = ?, paused = ? WHERE id = ? IF deleted_at = null";
+     max_attempts = ?, paused = ?, shaping = ? WHERE id = ? IF deleted_at = null";
 /// Disables a live endpoint and touches nothing else: an edit made meanwhile stays.
 pub(super) const DISABLE_ENDPOINT: &str =
     "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null";

@@ -725,6 +725,7 @@ type EndpointRow = (
     Option<String>,
     Option<CqlTimestamp>,
     Option<String>,
+    Option<String>,
     Option<CqlTimestamp>,
     Option<CqlTimestamp>,
 );
@@ -842,6 +843,7 @@ fn raw_endpoint(row: EndpointRow) -> Option<RawEndpoint> {
         paused,
         circuit_state,
         circuit_open_until,
+        shaping,
         previous_secret,
         previous_secret_expires_at,
         deleted_at,
@@ -861,6 +863,7 @@ fn raw_endpoint(row: EndpointRow) -> Option<RawEndpoint> {
         circuit_open_until: circuit_open_until.map(|t| t.0),
         previous_secret,
         previous_secret_expires_at: previous_secret_expires_at.map(|t| t.0),
+        shaping,
     })
 }
 
@@ -957,6 +960,7 @@ impl Store for ScyllaStore {
                 e.paused,
                 e.circuit.state.as_str(),
                 e.circuit.open_until.map(ts),
+                e.shaping.to_json(),
             ),
         )
         .await?;
@@ -1039,6 +1043,7 @@ impl Store for ScyllaStore {
                     ts(e.updated_at),
                     e.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
                     e.paused,
+                    e.shaping.to_json(),
                     e.id.to_string(),
                 ),
             )

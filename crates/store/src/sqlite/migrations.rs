@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../../schemas/store/sqlite/0010_set_aside.sql"),
     ),
+    (
+        11,
+        include_str!("../../../../schemas/store/sqlite/0011_shaping.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -508,8 +508,8 @@ impl Store for SqliteStore {
         let sealed = self.sealer.seal(e.id, &e.secret)?;
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, shaping)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 e.id.to_string(),
@@ -522,6 +522,7 @@ impl Store for SqliteStore {
                 millis(e.created_at),
                 millis(e.updated_at),
                 e.max_attempts,
+                e.shaping.to_json(),
             ])?;
             Ok(())
         })
@@ -583,7 +584,7 @@ impl Store for SqliteStore {
             let changed = conn
                 .prepare_cached(
                     "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5,
-                            max_attempts = ?6, paused = ?7
+                            max_attempts = ?6, paused = ?7, shaping = ?8
                      WHERE id = ?1 AND deleted_at IS NULL",
                 )?
                 .execute(params![
@@ -595,6 +596,7 @@ impl Store for SqliteStore {
                     millis(e.updated_at),
                     e.max_attempts,
                     e.paused,
+                    e.shaping.to_json(),
                 ])?;
             Ok(changed == 1)
         })

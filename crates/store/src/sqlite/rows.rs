@@ -16,7 +16,7 @@ use crate::{SecretSealer, StoreError};
 pub(super) type RowResult<T> = Result<Result<T, StoreError>, rusqlite::Error>;
 
 pub(super) const ENDPOINT_COLUMNS: &str = "id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, paused, \
-     circuit_state, circuit_open_until, previous_secret, previous_secret_expires_at";
+     circuit_state, circuit_open_until, previous_secret, previous_secret_expires_at, shaping";
 
 /// An endpoint's id and subscription, from `id, event_types`: all that fan-out needs.
 pub(super) fn subscriber(row: &Row<'_>) -> RowResult<(EndpointId, Subscription)> {
@@ -53,6 +53,7 @@ pub(super) fn endpoint(row: &Row<'_>, sealer: &SecretSealer) -> RowResult<Endpoi
         circuit_open_until: row.get(11)?,
         previous_secret: row.get(12)?,
         previous_secret_expires_at: row.get(13)?,
+        shaping: row.get(14)?,
     }
     .decode(sealer))
 }

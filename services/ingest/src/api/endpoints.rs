@@ -16,6 +16,7 @@ use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, Subscription};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
+use hookstream_model::shaping::{RateLimit, Shaping};
 use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::SigningSecret;
 use hookstream_store::PageRequest;
@@ -40,6 +41,7 @@ fn render(endpoint: &Endpoint) -> Value {
         "event_types": endpoint.subscription,
         "disabled": endpoint.disabled,
         "max_attempts": endpoint.max_attempts,
+        "rate_limit": endpoint.shaping.rate_limit,
         "paused": endpoint.paused,
         "circuit": {
             "state": endpoint.circuit.state.as_str(),
@@ -87,6 +89,14 @@ fn parse_max_attempts(value: Option<Value>) -> Result<Option<u32>, Problem> {
     }
 }
 
+/// `rate_limit`: `{"per_second": X, "burst": N}`, or null for none.
+fn parse_rate_limit(value: Option<Value>) -> Result<Option<RateLimit>, Problem> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => Ok(Some(RateLimit::from_json(&value, "rate_limit")?)),
+    }
+}
+
 fn parse_id(text: &str) -> Result<EndpointId, Problem> {
     // An id of the wrong shape cannot exist: answer as for any unknown endpoint.
     EndpointId::parse(text, "id").map_err(|_| Problem::not_found("endpoint"))
@@ -117,6 +127,7 @@ pub async fn create(
         "event_types",
     )?;
     let max_attempts = parse_max_attempts(fields.optional("max_attempts"))?;
+    let rate_limit = parse_rate_limit(fields.optional("rate_limit"))?;
     fields.finish()?;
     // Each endpoint takes a copy of every event its tenant sends: bounded per tenant. (Two
     // creations at once can pass together; the limit is one of scale, not exact.)
@@ -147,6 +158,7 @@ pub async fn create(
         max_attempts,
         paused: false,
         circuit: Default::default(),
+        shaping: Shaping { rate_limit },
         created_at: now,
         updated_at: now,
     };
@@ -281,6 +293,11 @@ pub async fn update(
         .optional("max_attempts")
         .map(|v| parse_max_attempts(Some(v)))
         .transpose()?;
+    // Absent: unchanged; null: no limit.
+    let rate_limit = fields
+        .optional("rate_limit")
+        .map(|v| parse_rate_limit(Some(v)))
+        .transpose()?;
     fields.finish()?;
 
     let store = &state.intake.store;
@@ -297,6 +314,9 @@ pub async fn update(
     }
     if let Some(max_attempts) = max_attempts {
         endpoint.max_attempts = max_attempts;
+    }
+    if let Some(rate_limit) = rate_limit {
+        endpoint.shaping.rate_limit = rate_limit;
     }
     if let Some(disabled) = disabled {
         endpoint.disabled = disabled;

@@ -63,6 +63,19 @@ pub struct EndpointCreate {
     event_types: Option<Vec<String>>,
     #[schema(minimum = 1)]
     max_attempts: Option<u32>,
+    /// No limit when absent or `null`.
+    rate_limit: Option<RateLimit>,
+}
+
+/// At most `per_second` deliveries a second to the endpoint, `burst` at once after a quiet
+/// spell. Waiting for the limit spends no attempt and holds up no other endpoint.
+#[derive(ToSchema)]
+pub struct RateLimit {
+    #[schema(minimum = 0.01, maximum = 10000)]
+    per_second: f64,
+    /// One second's worth (at least 1) when left out.
+    #[schema(minimum = 1, maximum = 10000)]
+    burst: Option<u32>,
 }
 
 /// `PATCH /v1/endpoints/{id}`: only the fields given change.
@@ -76,6 +89,8 @@ pub struct EndpointPatch {
     /// `null`: back to the retry policy's limit.
     #[schema(minimum = 1)]
     max_attempts: Option<u32>,
+    /// `null`: no limit.
+    rate_limit: Option<RateLimit>,
 }
 
 #[derive(ToSchema)]
@@ -93,6 +108,7 @@ pub struct Endpoint {
     event_types: Vec<String>,
     disabled: bool,
     max_attempts: Option<u32>,
+    rate_limit: Option<RateLimit>,
     paused: bool,
     circuit: Circuit,
     previous_secret_expires_at: Option<String>,

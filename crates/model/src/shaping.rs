@@ -1,0 +1,225 @@
+//! How an endpoint wants its deliveries shaped: today its rate limit. Kept with the endpoint and
+//! enforced by the dispatcher that owns the endpoint's partition.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ValidationError;
+
+/// An endpoint's delivery settings, stored as one JSON document so settings added later need
+/// no new column. Unknown keys in a stored document are ignored, so an older version reads what
+/// a newer one wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shaping {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Shaping {
+    /// The stored form.
+    pub fn to_json(&self) -> String {
+        // A struct of numbers always serializes.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// Reads the stored form; an empty or missing document is the defaults.
+    pub fn from_json(text: Option<&str>) -> Result<Self, serde_json::Error> {
+        match text {
+            None | Some("") => Ok(Self::default()),
+            Some(text) => serde_json::from_str(text),
+        }
+    }
+}
+
+/// At most `per_second` deliveries a second on average, with up to `burst` at once after a
+/// quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub per_second: f64,
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl RateLimit {
+    /// The slowest rate: one delivery every 100 s. Slower than that, tasks would wait longer in
+    /// the dispatcher than a claim's lease; pause the endpoint instead.
+    pub const MIN_PER_SECOND: f64 = 0.01;
+    /// The fastest rate one endpoint may ask for; more is no limit at all on one dispatcher.
+    pub const MAX_PER_SECOND: f64 = 10_000.0;
+    /// The largest burst.
+    pub const MAX_BURST: u32 = 10_000;
+
+    /// A checked limit. Without `burst`, one second's worth (at least 1).
+    pub fn new(per_second: f64, burst: Option<u32>, field: &str) -> Result<Self, ValidationError> {
+        if !per_second.is_finite()
+            || !(Self::MIN_PER_SECOND..=Self::MAX_PER_SECOND).contains(&per_second)
+        {
+            return Err(ValidationError::new(
+                format!("{field}.per_second"),
+                format!(
+                    "must be a number from {} to {}",
+                    Self::MIN_PER_SECOND,
+                    Self::MAX_PER_SECOND
+                ),
+            ));
+        }
+        let burst = match burst {
+            Some(burst) if (1..=Self::MAX_BURST).contains(&burst) => burst,
+            Some(_) => return Err(burst_error(field)),
+            None => (per_second.ceil() as u32).clamp(1, Self::MAX_BURST),
+        };
+        Ok(Self { per_second, burst })
+    }
+
+    /// The nearest limit within today's bounds, for a stored one that is not (written by hand,
+    /// or by a version with other bounds): the endpoint stays usable.
+    pub fn within_bounds(self) -> Self {
+        let per_second = if self.per_second.is_nan() {
+            Self::MIN_PER_SECOND
+        } else {
+            self.per_second
+                .clamp(Self::MIN_PER_SECOND, Self::MAX_PER_SECOND)
+        };
+        Self {
+            per_second,
+            burst: self.burst.clamp(1, Self::MAX_BURST),
+        }
+    }
+
+    /// Parses the API's `{"per_second": X, "burst": N}`; `burst` may be left out.
+    pub fn from_json(value: &Value, field: &str) -> Result<Self, ValidationError> {
+        let Value::Object(object) = value else {
+            return Err(ValidationError::new(
+                field,
+                "must be an object like {\"per_second\": 10, \"burst\": 20}, or null for no limit",
+            ));
+        };
+        if let Some(unknown) = object.keys().find(|k| *k != "per_second" && *k != "burst") {
+            return Err(ValidationError::new(
+                format!("{field}.{unknown}"),
+                "is not a rate limit setting (`per_second`, `burst`)",
+            ));
+        }
+        let per_second = match object.get("per_second") {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            Some(_) => f64::NAN,
+            None => {
+                return Err(ValidationError::new(
+                    format!("{field}.per_second"),
+                    "is required",
+                ));
+            }
+        };
+        let burst = match object.get("burst") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| burst_error(field))?,
+            ),
+            Some(_) => return Err(burst_error(field)),
+        };
+        Self::new(per_second, burst, field)
+    }
+}
+
+fn burst_error(field: &str) -> ValidationError {
+    ValidationError::new(
+        format!("{field}.burst"),
+        format!("must be a whole number from 1 to {}", RateLimit::MAX_BURST),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_is_read_with_a_default_burst() {
+        let limit = RateLimit::from_json(&json!({"per_second": 2.5}), "rate_limit").unwrap();
+        assert_eq!(
+            limit,
+            RateLimit {
+                per_second: 2.5,
+                burst: 3
+            }
+        );
+        let slow = RateLimit::from_json(&json!({"per_second": 0.5}), "rate_limit").unwrap();
+        assert_eq!(slow.burst, 1);
+        let given = RateLimit::from_json(&json!({"per_second": 10, "burst": 50}), "rate_limit");
+        assert_eq!(given.unwrap().burst, 50);
+    }
+
+    #[test]
+    fn bad_rate_limits_name_their_field() {
+        let cases = [
+            (json!({"per_second": -1}), "rate_limit.per_second"),
+            (json!({"per_second": 0}), "rate_limit.per_second"),
+            (json!({"per_second": 0.001}), "rate_limit.per_second"),
+            (json!({"per_second": 1e9}), "rate_limit.per_second"),
+            (json!({"per_second": "10"}), "rate_limit.per_second"),
+            (json!({"burst": 5}), "rate_limit.per_second"),
+            (json!({"per_second": 1, "burst": 0}), "rate_limit.burst"),
+            (json!({"per_second": 1, "burst": 1.5}), "rate_limit.burst"),
+            (json!({"per_second": 1, "burst": -2}), "rate_limit.burst"),
+            (
+                json!({"per_second": 1, "burst": 10_001}),
+                "rate_limit.burst",
+            ),
+            (json!({"per_second": 1, "brust": 2}), "rate_limit.brust"),
+            (json!(10), "rate_limit"),
+        ];
+        for (input, field) in cases {
+            let err = RateLimit::from_json(&input, "rate_limit").unwrap_err();
+            assert_eq!(err.field, field, "{input}");
+        }
+    }
+
+    #[test]
+    fn stored_settings_read_back_and_tolerate_what_they_do_not_know() {
+        let shaping = Shaping {
+            rate_limit: Some(RateLimit::new(5.0, Some(7), "r").unwrap()),
+        };
+        assert_eq!(
+            Shaping::from_json(Some(&shaping.to_json())).unwrap(),
+            shaping
+        );
+        assert_eq!(Shaping::from_json(None).unwrap(), Shaping::default());
+        assert_eq!(Shaping::from_json(Some("")).unwrap(), Shaping::default());
+        assert_eq!(Shaping::default().to_json(), "{}");
+        let newer = r#"{"rate_limit":{"per_second":1.0,"burst":1},"ordering":"strict"}"#;
+        assert_eq!(
+            Shaping::from_json(Some(newer)).unwrap().rate_limit,
+            Some(RateLimit {
+                per_second: 1.0,
+                burst: 1
+            })
+        );
+        assert!(Shaping::from_json(Some("not json")).is_err());
+        let by_hand = Shaping::from_json(Some(r#"{"rate_limit":{"per_second":0}}"#)).unwrap();
+        assert_eq!(
+            by_hand.rate_limit.map(RateLimit::within_bounds),
+            Some(RateLimit {
+                per_second: RateLimit::MIN_PER_SECOND,
+                burst: 1
+            })
+        );
+        let huge = RateLimit {
+            per_second: 1e12,
+            burst: 0,
+        };
+        assert_eq!(
+            huge.within_bounds(),
+            RateLimit {
+                per_second: RateLimit::MAX_PER_SECOND,
+                burst: 1
+            }
+        );
+    }
+}
