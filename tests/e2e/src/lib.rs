@@ -45,12 +45,27 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the child process to take).
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768 and up by default), which the
+/// kernel hands to outgoing connections. A port taken from that range (`bind(0)`) can be given
+/// to some client's connection (a broker's, a service's) between being released here and being
+/// bound by the child process that was told to listen on it: "Address already in use".
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child process to take). Each
+/// call in a process gets a different port; processes start at different places in the range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = PORTS.start + u16::try_from(offset).expect("within the range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {PORTS:?}")
 }
 
 /// The value of one sample in Prometheus text, by its exact series (`name` or
