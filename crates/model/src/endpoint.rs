@@ -9,7 +9,7 @@ use crate::ValidationError;
 use crate::destination::EndpointUrl;
 use crate::ids::EndpointId;
 use crate::names::{EventType, Tenant};
-use crate::shaping::Shaping;
+use crate::shaping::{RateLimit, Shaping};
 
 /// Which event types an endpoint receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +154,47 @@ pub struct Endpoint {
     pub shaping: Shaping,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+/// What one request changes of an endpoint; `None` leaves a field as it stands. The store applies
+/// it to the endpoint as it is then, so changes made side by side (a `PATCH`, a pause, a
+/// dispatcher disabling the endpoint after a `410`) do not undo one another.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointChanges {
+    pub url: Option<EndpointUrl>,
+    pub subscription: Option<Subscription>,
+    pub disabled: Option<bool>,
+    pub paused: Option<bool>,
+    /// `Some(None)`: back to the retry policy's limit.
+    pub max_attempts: Option<Option<u32>>,
+    /// `Some(None)`: no limit.
+    pub rate_limit: Option<Option<RateLimit>>,
+}
+
+impl EndpointChanges {
+    /// `endpoint` with these changes, as changed `at`.
+    pub fn apply(&self, mut endpoint: Endpoint, at: OffsetDateTime) -> Endpoint {
+        if let Some(url) = &self.url {
+            endpoint.url = url.clone();
+        }
+        if let Some(subscription) = &self.subscription {
+            endpoint.subscription = subscription.clone();
+        }
+        if let Some(disabled) = self.disabled {
+            endpoint.disabled = disabled;
+        }
+        if let Some(paused) = self.paused {
+            endpoint.paused = paused;
+        }
+        if let Some(max_attempts) = self.max_attempts {
+            endpoint.max_attempts = max_attempts;
+        }
+        if let Some(rate_limit) = self.rate_limit {
+            endpoint.shaping.rate_limit = rate_limit;
+        }
+        endpoint.updated_at = at;
+        endpoint
+    }
 }
 
 #[cfg(test)]

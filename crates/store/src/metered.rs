@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use hookstream_model::api_key::ApiKey;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
+use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::Tenant;
@@ -119,6 +119,7 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn get_endpoint(id: EndpointId) -> Option<Endpoint>;
     fn list_endpoints(tenant: &Tenant, page: &PageRequest) -> Page<Endpoint>;
     fn update_endpoint(endpoint: &Endpoint) -> bool;
+    fn change_endpoint(id: EndpointId, changes: &EndpointChanges, at: OffsetDateTime) -> Option<Endpoint>;
     fn disable_endpoint(id: EndpointId, at: OffsetDateTime) -> bool;
     fn rotate_secret(id: EndpointId, new: &SigningSecret, previous_expires_at: OffsetDateTime) -> Option<Endpoint>;
     fn delete_endpoint(id: EndpointId) -> bool;

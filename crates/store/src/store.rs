@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
+use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::Tenant;
@@ -89,9 +89,20 @@ pub trait Store: crate::ReplayStore + crate::AccessStore + Send + Sync + 'static
         tenant: &Tenant,
         page: &PageRequest,
     ) -> Result<Page<Endpoint>, StoreError>;
-    /// Replaces a live endpoint's url, subscription, disabled and paused flags and attempt
-    /// limit; false if there is none.
+    /// Replaces a live endpoint's url, subscription, disabled and paused flags, attempt limit
+    /// and delivery settings with `endpoint`'s; false if there is none. The last writer wins:
+    /// a change made since `endpoint` was read is undone. Requests use
+    /// [`Store::change_endpoint`].
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError>;
+    /// Applies `changes` to a live endpoint as it stands, in one step (a change made side by
+    /// side, such as a pause or a `410` disabling it, is kept), and returns it as changed at
+    /// `at`; `None` if there is none.
+    async fn change_endpoint(
+        &self,
+        id: EndpointId,
+        changes: &EndpointChanges,
+        at: OffsetDateTime,
+    ) -> Result<Option<Endpoint>, StoreError>;
     /// Disables a live endpoint (a `410 Gone` answer), changing nothing else about it, so an
     /// edit made meanwhile through the API stays; false if there is none.
     async fn disable_endpoint(

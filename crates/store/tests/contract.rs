@@ -12,7 +12,7 @@ use hookstream_model::api_key::ApiKey;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
-use hookstream_model::endpoint::{Endpoint, Subscription};
+use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
@@ -239,6 +239,103 @@ async fn delivery_settings_are_stored_with_the_endpoint(backend: Backend) {
     assert!(f.store.update_endpoint(&ep).await.unwrap());
     let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
     assert_eq!(read.shaping.rate_limit, None);
+}
+
+/// A change applies to the endpoint as it stands: changes made side by side, or in between (a
+/// `410` disabling it), are all kept, and a deleted endpoint is not changed.
+async fn endpoint_changes_made_side_by_side_are_all_kept(backend: Backend) {
+    let f = backend.fixture().await;
+    let ep = endpoint("acme", &["order.created"]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert!(f.store.disable_endpoint(ep.id, now).await.unwrap());
+    let moved = EndpointUrl::parse("https://moved.example.com/hook", "url").unwrap();
+    let changed = f
+        .store
+        .change_endpoint(
+            ep.id,
+            &EndpointChanges {
+                url: Some(moved.clone()),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(changed.disabled, "the disabling made meanwhile is kept");
+    assert_eq!(changed.url, moved);
+
+    let limit = RateLimit::new(3.0, None, "rate_limit").unwrap();
+    let changes = [
+        EndpointChanges {
+            paused: Some(true),
+            ..Default::default()
+        },
+        EndpointChanges {
+            rate_limit: Some(Some(limit)),
+            ..Default::default()
+        },
+        EndpointChanges {
+            max_attempts: Some(Some(4)),
+            ..Default::default()
+        },
+        EndpointChanges {
+            subscription: Some(Subscription::All),
+            ..Default::default()
+        },
+        EndpointChanges {
+            disabled: Some(false),
+            ..Default::default()
+        },
+    ];
+    let at = OffsetDateTime::now_utc();
+    let change = |n: usize| f.store.change_endpoint(ep.id, &changes[n], at);
+    let results = tokio::join!(change(0), change(1), change(2), change(3), change(4));
+    let results = [results.0, results.1, results.2, results.3, results.4];
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(Some(_)))),
+        "{results:?}"
+    );
+    let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+    assert!(read.paused);
+    assert_eq!(read.shaping.rate_limit, Some(limit));
+    assert_eq!(read.max_attempts, Some(4));
+    assert_eq!(read.subscription, Subscription::All);
+    assert!(!read.disabled);
+    assert_eq!(read.url, moved);
+
+    // A `410` disabling it while a change of another field is made: both are kept.
+    for n in 0..5 {
+        let url = EndpointUrl::parse(&format!("https://moved.example.com/{n}"), "url").unwrap();
+        let changes = EndpointChanges {
+            url: Some(url.clone()),
+            disabled: None,
+            ..Default::default()
+        };
+        let enable = EndpointChanges {
+            disabled: Some(false),
+            ..Default::default()
+        };
+        f.store.change_endpoint(ep.id, &enable, at).await.unwrap();
+        let (disabled, changed) = tokio::join!(
+            f.store.disable_endpoint(ep.id, at),
+            f.store.change_endpoint(ep.id, &changes, at)
+        );
+        assert!(disabled.unwrap());
+        assert!(changed.unwrap().is_some());
+        let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
+        assert!(read.disabled, "round {n}: the disabling is kept");
+        assert_eq!(read.url, url, "round {n}: the change is kept");
+    }
+
+    assert!(f.store.delete_endpoint(ep.id).await.unwrap());
+    let gone = f
+        .store
+        .change_endpoint(ep.id, &changes[0], at)
+        .await
+        .unwrap();
+    assert!(gone.is_none());
 }
 
 /// A `410 Gone` disables the endpoint as it stands: an edit made while the request was out (a
@@ -2159,6 +2256,7 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     delivery_settings_are_stored_with_the_endpoint,
+    endpoint_changes_made_side_by_side_are_all_kept,
     endpoint_lists_are_per_tenant_and_paged,
     a_rotated_secret_is_kept_as_previous_until_it_expires,
     only_live_enabled_subscribed_endpoints_receive_an_event_type,

@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use serde_json::json;
+use time::OffsetDateTime;
 
 use hookstream_e2e::{Pipeline, Receiver, eventually, sample, seed, sum};
 use hookstream_model::delivery::DeliveryStatus;
+use hookstream_model::endpoint::EndpointChanges;
+use hookstream_model::ids::EndpointId;
 use hookstream_store::Store;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -133,9 +136,8 @@ async fn a_paused_endpoint_holds_only_the_copies_still_to_be_sent() {
     let pipeline = Pipeline::start(&[]).await;
     let receiver = Receiver::start().await;
     let store = seed::open_store(&pipeline).await;
-    let mut endpoint = seed::endpoint(&store, &receiver.url).await;
-    endpoint.paused = true;
-    assert!(store.update_endpoint(&endpoint).await.expect("pausing"));
+    let endpoint = seed::endpoint(&store, &receiver.url).await;
+    pause(&store, endpoint.id, true).await;
     let delivered = seed::event(&endpoint, DeliveryStatus::Delivered, 1, Duration::ZERO);
     let retried = seed::event(&endpoint, DeliveryStatus::Retrying, 2, Duration::ZERO);
     let pending = seed::event(&endpoint, DeliveryStatus::Pending, 0, Duration::ZERO);
@@ -164,8 +166,7 @@ async fn a_paused_endpoint_holds_only_the_copies_still_to_be_sent() {
         assert_eq!(skipped, Some(1.0), "copies skipped as {reason}");
     }
 
-    endpoint.paused = false;
-    assert!(store.update_endpoint(&endpoint).await.expect("resuming"));
+    pause(&store, endpoint.id, false).await;
     let webhooks = receiver.wait_for(1, SETTLE).await;
     assert_eq!(
         webhooks[0].header("webhook-id"),
@@ -173,4 +174,17 @@ async fn a_paused_endpoint_holds_only_the_copies_still_to_be_sent() {
     );
     let quiet = tokio::time::timeout(QUIET, receiver.wait_for(2, QUIET * 2)).await;
     assert!(quiet.is_err(), "a settled copy was sent");
+}
+
+/// Pauses or resumes the endpoint straight in the store.
+async fn pause(store: &impl Store, id: EndpointId, paused: bool) {
+    let changes = EndpointChanges {
+        paused: Some(paused),
+        ..EndpointChanges::default()
+    };
+    let changed = store
+        .change_endpoint(id, &changes, OffsetDateTime::now_utc())
+        .await
+        .expect("changing the endpoint");
+    assert!(changed.is_some_and(|e| e.paused == paused));
 }

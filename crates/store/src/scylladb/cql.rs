@@ -128,6 +128,10 @@ pub(super) const SELECT_ENDPOINT_IDS_OF_TENANT: &str =
 /// Only a live endpoint is changed: the condition keeps a deleted one deleted.
 pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
      max_attempts = ?, paused = ?, shaping = ? WHERE id = ? IF deleted_at = null";
+/// Changes the given columns of a live endpoint (the others are bound unset, so they keep what
+/// any other writer gave them). The tenant condition keeps a missing row from being created.
+pub(super) const CHANGE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
+     max_attempts = ?, paused = ?, shaping = ? WHERE id = ? IF deleted_at = null AND tenant = ?";
 /// Disables a live endpoint and touches nothing else: an edit made meanwhile stays.
 pub(super) const DISABLE_ENDPOINT: &str =
     "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null";
@@ -445,6 +449,7 @@ mod tests {
             COUNT_ATTEMPT,
             FINISH_ATTEMPT,
             UPDATE_ENDPOINT,
+            CHANGE_ENDPOINT,
             DISABLE_ENDPOINT,
             DELETE_ENDPOINT,
             ROTATE_SECRET,

@@ -27,11 +27,11 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::frame::types::{Consistency, SerialConsistency};
 use scylla::response::query_result::QueryResult;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::CqlTimestamp;
+use scylla::value::{CqlTimestamp, MaybeUnset};
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
+use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::Tenant;
@@ -170,6 +170,7 @@ prepared_statements! {
     select_endpoint = cql::select_endpoint(),
     select_endpoint_ids_of_tenant = cql::SELECT_ENDPOINT_IDS_OF_TENANT,
     update_endpoint = cql::UPDATE_ENDPOINT,
+    change_endpoint = cql::CHANGE_ENDPOINT,
     disable_endpoint = cql::DISABLE_ENDPOINT,
     delete_endpoint = cql::DELETE_ENDPOINT,
     rotate_secret = cql::ROTATE_SECRET,
@@ -1049,6 +1050,52 @@ impl Store for ScyllaStore {
             )
             .await?,
         )
+    }
+
+    async fn change_endpoint(
+        &self,
+        id: EndpointId,
+        changes: &EndpointChanges,
+        at: OffsetDateTime,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        // Only the given columns are written, each its own cell, so a change made side by side
+        // (a pause, a `410` disabling it) is kept without a read-compare-retry.
+        let Some(current) = self.get_endpoint(id).await? else {
+            return Ok(None);
+        };
+        // The settings document is written whole: it holds only the rate limit so far. A
+        // setting added beside it will need its own compare-and-set (or column).
+        let shaping = changes.rate_limit.map(|rate_limit| {
+            let mut shaping = current.shaping.clone();
+            shaping.rate_limit = rate_limit;
+            shaping.to_json()
+        });
+        let result = self
+            .run(
+                &self.statements.change_endpoint,
+                (
+                    MaybeUnset::from_option(changes.url.as_ref().map(|u| u.as_str())),
+                    MaybeUnset::from_option(
+                        changes.subscription.as_ref().map(Subscription::to_list),
+                    ),
+                    MaybeUnset::from_option(changes.disabled),
+                    ts(at),
+                    MaybeUnset::from_option(
+                        changes
+                            .max_attempts
+                            .map(|n| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
+                    ),
+                    MaybeUnset::from_option(changes.paused),
+                    MaybeUnset::from_option(shaping),
+                    id.to_string(),
+                    current.tenant.as_str(),
+                ),
+            )
+            .await?;
+        if !applied(result)? {
+            return Ok(None);
+        }
+        self.get_endpoint(id).await
     }
 
     async fn rotate_secret(

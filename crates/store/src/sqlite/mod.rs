@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
-use hookstream_model::endpoint::{CircuitView, Endpoint, Subscription};
+use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscription};
 use hookstream_model::event::{
     Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
 };
@@ -305,6 +305,28 @@ fn retry_while_busy(retries: i32) -> bool {
     true
 }
 
+/// Writes what an endpoint's owner can change (and its pause); false if it is not live.
+fn write_endpoint_settings(conn: &Connection, e: &Endpoint) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5,
+                    max_attempts = ?6, paused = ?7, shaping = ?8
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![
+            e.id.to_string(),
+            e.url.as_str(),
+            serde_json::to_string(&e.subscription.to_list())
+                .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
+            e.disabled,
+            millis(e.updated_at),
+            e.max_attempts,
+            e.paused,
+            e.shaping.to_json(),
+        ])?;
+    Ok(changed == 1)
+}
+
 /// A live (not deleted) endpoint, its secrets opened.
 fn live_endpoint(
     conn: &Connection,
@@ -580,25 +602,26 @@ impl Store for SqliteStore {
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
         let e = endpoint.clone();
+        self.write(move |conn| write_endpoint_settings(conn, &e))
+            .await
+    }
+
+    async fn change_endpoint(
+        &self,
+        id: EndpointId,
+        changes: &EndpointChanges,
+        at: OffsetDateTime,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        let changes = changes.clone();
+        let sealer = self.sealer.clone();
+        // Read and written in one write transaction: nothing comes between.
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5,
-                            max_attempts = ?6, paused = ?7, shaping = ?8
-                     WHERE id = ?1 AND deleted_at IS NULL",
-                )?
-                .execute(params![
-                    e.id.to_string(),
-                    e.url.as_str(),
-                    serde_json::to_string(&e.subscription.to_list())
-                        .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
-                    e.disabled,
-                    millis(e.updated_at),
-                    e.max_attempts,
-                    e.paused,
-                    e.shaping.to_json(),
-                ])?;
-            Ok(changed == 1)
+            let Some(endpoint) = live_endpoint(conn, id, &sealer)? else {
+                return Ok(None);
+            };
+            write_endpoint_settings(conn, &changes.apply(endpoint, at))?;
+            // As stored (times in whole milliseconds), as a later read shows it.
+            live_endpoint(conn, id, &sealer)
         })
         .await
     }

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use hookstream_model::destination::EndpointUrl;
-use hookstream_model::endpoint::{Endpoint, Subscription};
+use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
 use hookstream_model::shaping::{RateLimit, Shaping};
@@ -300,32 +300,35 @@ pub async fn update(
         .transpose()?;
     fields.finish()?;
 
-    let store = &state.intake.store;
-    let mut endpoint = store
-        .get_endpoint(id)
-        .await?
-        .filter(|endpoint| caller.sees(&endpoint.tenant))
-        .ok_or_else(|| Problem::not_found("endpoint"))?;
-    if let Some(url) = url {
-        endpoint.url = url;
-    }
-    if let Some(subscription) = subscription {
-        endpoint.subscription = subscription;
-    }
-    if let Some(max_attempts) = max_attempts {
-        endpoint.max_attempts = max_attempts;
-    }
-    if let Some(rate_limit) = rate_limit {
-        endpoint.shaping.rate_limit = rate_limit;
-    }
-    if let Some(disabled) = disabled {
-        endpoint.disabled = disabled;
-    }
-    endpoint.updated_at = OffsetDateTime::now_utc();
-    if !store.update_endpoint(&endpoint).await? {
-        return Err(Problem::not_found("endpoint"));
-    }
+    // Only the fields given change: a pause, or a `410` disabling the endpoint, made while
+    // this request runs is kept.
+    let changes = EndpointChanges {
+        url,
+        subscription,
+        disabled,
+        paused: None,
+        max_attempts,
+        rate_limit,
+    };
+    let endpoint = change(&state, &caller, id, &changes).await?;
     Ok(Json(render(&endpoint)))
+}
+
+/// Applies `changes` to the caller's live endpoint `id`; 404 for one it cannot see.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    id: EndpointId,
+    changes: &EndpointChanges,
+) -> Result<Endpoint, Problem> {
+    // The tenant check first: another tenant's endpoint is not touched.
+    live_endpoint(state, caller, &id.to_string()).await?;
+    state
+        .intake
+        .store
+        .change_endpoint(id, changes, OffsetDateTime::now_utc())
+        .await?
+        .ok_or_else(|| Problem::not_found("endpoint"))
 }
 
 #[utoipa::path(
@@ -485,13 +488,11 @@ async fn set_paused(
     id: &str,
     paused: bool,
 ) -> Result<Json<Value>, Problem> {
-    let store = &state.intake.store;
-    let mut endpoint = live_endpoint(state, caller, id).await?;
-    endpoint.paused = paused;
-    endpoint.updated_at = OffsetDateTime::now_utc();
-    if !store.update_endpoint(&endpoint).await? {
-        return Err(Problem::not_found("endpoint"));
-    }
+    let changes = EndpointChanges {
+        paused: Some(paused),
+        ..EndpointChanges::default()
+    };
+    let endpoint = change(state, caller, parse_id(id)?, &changes).await?;
     tracing::info!(endpoint_id = %endpoint.id, paused, "endpoint pause changed");
     Ok(Json(render(&endpoint)))
 }
