@@ -694,6 +694,33 @@ async fn migrate(session: &Session) -> Result<(), StoreError> {
         .await_schema_agreement()
         .await
         .map_err(ctx!("waiting for schema agreement"))?;
+    await_added_columns(session).await
+}
+
+/// Waits until every column the migrations add can be read. A racing instance's `ALTER … ADD`
+/// shows in `system_schema.columns` (so this instance skips it) a moment before the node's
+/// queries know the column: a statement prepared in that moment fails with "Undefined column".
+async fn await_added_columns(session: &Session) -> Result<(), StoreError> {
+    const TRIES: u32 = 100;
+    let added = cql::MIGRATIONS
+        .iter()
+        .flat_map(|(_, script)| cql::statements_of(script))
+        .filter_map(|statement| {
+            cql::added_column(&statement)
+                .map(|(table, column)| format!("SELECT {column} FROM {table} LIMIT 1"))
+        });
+    for probe in added {
+        let mut tries = 0;
+        while let Err(err) = session.query_unpaged(probe.as_str(), ()).await {
+            tries += 1;
+            if tries == TRIES {
+                return Err(StoreError::Backend(format!(
+                    "scylla: a migrated column is still unknown (`{probe}`): {err}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     Ok(())
 }
 
