@@ -47,8 +47,13 @@ pub struct Options {
     /// Tasks waiting in the retry-timing part.
     #[arg(long, default_value_t = 1_000_000)]
     retry_tasks: usize,
-    /// Throughput runs, as ENDPOINTSxEVENTS_PER_REQUEST (1: single posts, more: batches).
-    #[arg(long, value_delimiter = ',', default_value = "1x1,1x100,100x1,100x100")]
+    /// Throughput runs, as ENDPOINTSxEVENTS_PER_REQUEST (1: single posts, more: batches), with
+    /// `:none` for endpoints without ordering (up to [`UNORDERED_IN_FLIGHT`] requests at once).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1x1,1x100,100x1,100x100,1x100:none"
+    )]
     throughput_runs: Vec<String>,
     /// Parts to run (comma-separated): throughput, latency, isolation, retry. Default: all.
     #[arg(long, value_delimiter = ',')]
@@ -75,6 +80,8 @@ const WINDOW: usize = 20_000;
 /// Events one throughput run may send at most (its timeline's size): far above what the
 /// pipeline takes in a run.
 const MOST_EVENTS_A_SECOND: u64 = 40_000;
+/// Requests at once to an endpoint of a `:none` throughput run.
+const UNORDERED_IN_FLIGHT: u32 = 100;
 /// How long each open-loop run sends, unmeasured, before it is measured.
 const WARMUP_OPEN_LOOP: Duration = Duration::from_secs(5);
 /// How long the slow endpoint of the isolation run takes to answer.
@@ -127,12 +134,19 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     if options.runs(Part::Throughput) {
         for run in &options.throughput_runs {
-            let (endpoints, per_request) = run
+            let (shape, unordered) = match run.split_once(':') {
+                Some((shape, "none")) => (shape, true),
+                Some(_) => anyhow::bail!("a throughput run ends in `:none` or nothing, not {run}"),
+                None => (run.as_str(), false),
+            };
+            let (endpoints, per_request) = shape
                 .split_once('x')
                 .and_then(|(e, n)| Some((e.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
                 .with_context(|| format!("a throughput run is ENDPOINTSxEVENTS, not {run}"))?;
             let batch = (per_request > 1).then_some(per_request);
-            let run = bench.throughput(&options, endpoints, batch).await?;
+            let run = bench
+                .throughput(&options, endpoints, batch, unordered)
+                .await?;
             println!("throughput: {}", run["summary"].as_str().unwrap_or(""));
             throughput.push(run);
             ceilings.push(measure_ceiling(&receiver, ceiling_length).await?);
@@ -234,8 +248,9 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Creates `count` endpoints for a new phase, each subscribed to its own event type.
-    async fn endpoints(&mut self, count: usize) -> anyhow::Result<u64> {
+    /// Creates `count` endpoints for a new phase, each subscribed to its own event type; with
+    /// `unordered`, each takes up to [`UNORDERED_IN_FLIGHT`] requests at once.
+    async fn endpoints(&mut self, count: usize, unordered: bool) -> anyhow::Result<u64> {
         self.phase += 1;
         let phase = self.phase;
         for n in 0..count {
@@ -246,6 +261,16 @@ impl Bench<'_> {
                 .create_endpoint(&tenant(phase), &url, &[&event_type(n)])
                 .await;
             let secret = endpoint["secret"].as_str().context("an endpoint secret")?;
+            if unordered {
+                let id = endpoint["id"].as_str().context("an endpoint id")?;
+                let settings = json!({"ordering": "none", "max_in_flight": UNORDERED_IN_FLIGHT});
+                let changed = self
+                    .pipeline
+                    .api
+                    .call("PATCH", &format!("/v1/endpoints/{id}"), Some(settings))
+                    .await;
+                anyhow::ensure!(changed.status == 200, "ordering not set: {}", changed.body);
+            }
             self.receiver
                 .add_endpoint(&format!("/hook/{phase}/{n}"), secret)?;
         }
@@ -288,8 +313,9 @@ impl Bench<'_> {
         options: &Options,
         endpoints: usize,
         batch: Option<usize>,
+        unordered: bool,
     ) -> anyhow::Result<Value> {
-        let phase = self.endpoints(endpoints).await?;
+        let phase = self.endpoints(endpoints, unordered).await?;
         let warmup = Duration::from_secs(options.warmup_seconds);
         let measured = Duration::from_secs(options.throughput_seconds);
         let capacity = (warmup + measured).as_secs() * MOST_EVENTS_A_SECOND;
@@ -326,8 +352,13 @@ impl Bench<'_> {
         let accepted_per_second = (accepted_1 - accepted_0) as f64 / seconds;
         let delivered_per_second = delivered as f64 / seconds;
         let label = format!(
-            "{endpoints} endpoint(s), {}",
-            batch.map_or("single posts".to_owned(), |n| format!("batches of {n}"))
+            "{endpoints} endpoint(s), {}{}",
+            batch.map_or("single posts".to_owned(), |n| format!("batches of {n}")),
+            if unordered {
+                format!(", ordering none ({UNORDERED_IN_FLIGHT} at once)")
+            } else {
+                String::new()
+            }
         );
         let summary = format!(
             "{label}: {accepted_per_second:.0} accepted/s, {delivered_per_second:.0} delivered/s, {} failed requests, {} duplicates",
@@ -338,6 +369,7 @@ impl Bench<'_> {
             "label": label,
             "endpoints": endpoints,
             "batch_size": batch,
+            "ordering": if unordered { "none" } else { "partition" },
             "seconds": seconds,
             "accepted_per_second": accepted_per_second,
             "delivered_per_second": delivered_per_second,
@@ -369,7 +401,7 @@ impl Bench<'_> {
         let filled_from = slow.map_or(0, |(_, fill)| (fill * rate).ceil() as usize);
         let slow = slow.map(|(delay, _)| delay);
         let endpoints = 100;
-        let phase = self.endpoints(endpoints).await?;
+        let phase = self.endpoints(endpoints, false).await?;
         let total = (rate * seconds as f64).round() as usize;
         let timeline = Arc::new(Timeline::new(total));
         let shared = &self.receiver.shared;

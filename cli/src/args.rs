@@ -88,6 +88,16 @@ pub enum Command {
         #[arg(long)]
         off: bool,
     },
+    /// Set how an endpoint's deliveries are ordered: `partition` (one at a time, first attempts
+    /// in the order the events were sent) or `none` (no order, up to --max-in-flight at once).
+    Ordering {
+        endpoint_id: String,
+        #[arg(value_parser = ["none", "partition"])]
+        mode: String,
+        /// Requests at once under `none`: 1 to 500 (10 when never set).
+        #[arg(long)]
+        max_in_flight: Option<u32>,
+    },
     /// A delivery and every attempt made to send it.
     Delivery { delivery_id: String },
 }

@@ -125,6 +125,27 @@ pub async fn run(client: &Client, command: Command, json_output: bool) -> Result
             };
             Ok(Output::new(endpoint, text))
         }
+        Command::Ordering {
+            endpoint_id,
+            mode,
+            max_in_flight,
+        } => {
+            let mut change = json!({"ordering": mode});
+            if let Some(max_in_flight) = max_in_flight {
+                change["max_in_flight"] = json!(max_in_flight);
+            }
+            let endpoint = client
+                .patch(&format!("/v1/endpoints/{endpoint_id}"), change)
+                .await?;
+            let text = match endpoint["ordering"].as_str() {
+                Some("none") => format!(
+                    "endpoint {endpoint_id}: no ordering, up to {} requests at once",
+                    endpoint["max_in_flight"]
+                ),
+                _ => format!("endpoint {endpoint_id}: partition ordering, one request at a time"),
+            };
+            Ok(Output::new(endpoint, text))
+        }
         Command::Pause { endpoint } => pause(client, endpoint, true).await,
         Command::Resume { endpoint } => pause(client, endpoint, false).await,
         Command::Delivery { delivery_id } => {

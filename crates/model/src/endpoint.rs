@@ -9,7 +9,7 @@ use crate::ValidationError;
 use crate::destination::EndpointUrl;
 use crate::ids::EndpointId;
 use crate::names::{EventType, Tenant};
-use crate::shaping::{RateLimit, Shaping};
+use crate::shaping::{Ordering, RateLimit, Shaping};
 
 /// Which event types an endpoint receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,9 +169,31 @@ pub struct EndpointChanges {
     pub max_attempts: Option<Option<u32>>,
     /// `Some(None)`: no limit.
     pub rate_limit: Option<Option<RateLimit>>,
+    pub ordering: Option<Ordering>,
+    /// `Some(None)`: back to the default.
+    pub max_in_flight: Option<Option<u32>>,
 }
 
 impl EndpointChanges {
+    /// Whether any delivery setting (kept together in one document) changes.
+    pub fn changes_shaping(&self) -> bool {
+        self.rate_limit.is_some() || self.ordering.is_some() || self.max_in_flight.is_some()
+    }
+
+    /// `shaping` with these changes.
+    pub fn apply_to_shaping(&self, mut shaping: Shaping) -> Shaping {
+        if let Some(rate_limit) = self.rate_limit {
+            shaping.rate_limit = rate_limit;
+        }
+        if let Some(ordering) = self.ordering {
+            shaping.ordering = ordering;
+        }
+        if let Some(max_in_flight) = self.max_in_flight {
+            shaping.max_in_flight = max_in_flight;
+        }
+        shaping
+    }
+
     /// `endpoint` with these changes, as changed `at`.
     pub fn apply(&self, mut endpoint: Endpoint, at: OffsetDateTime) -> Endpoint {
         if let Some(url) = &self.url {
@@ -189,9 +211,7 @@ impl EndpointChanges {
         if let Some(max_attempts) = self.max_attempts {
             endpoint.max_attempts = max_attempts;
         }
-        if let Some(rate_limit) = self.rate_limit {
-            endpoint.shaping.rate_limit = rate_limit;
-        }
+        endpoint.shaping = self.apply_to_shaping(endpoint.shaping);
         endpoint.updated_at = at;
         endpoint
     }

@@ -1,5 +1,6 @@
-//! How an endpoint wants its deliveries shaped: today its rate limit. Kept with the endpoint and
-//! enforced by the dispatcher that owns the endpoint's partition.
+//! How an endpoint wants its deliveries shaped: its ordering, how many requests it takes at once,
+//! and its rate limit. Kept with the endpoint and enforced by the dispatcher that owns the
+//! endpoint's partition.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +14,11 @@ use crate::ValidationError;
 pub struct Shaping {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    #[serde(default, skip_serializing_if = "Ordering::is_default")]
+    pub ordering: Ordering,
+    /// Requests at once under [`Ordering::None`]; [`DEFAULT_MAX_IN_FLIGHT`] when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
 
 impl Shaping {
@@ -22,6 +28,25 @@ impl Shaping {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
 
+    /// How many of the endpoint's requests may be out at once: one unless its order does not
+    /// matter.
+    pub fn concurrency(&self) -> u32 {
+        match self.ordering {
+            Ordering::None => self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            Ordering::Partition => 1,
+        }
+    }
+
+    /// The nearest settings within today's bounds, for stored ones that are not (written by
+    /// hand, or by a version with other bounds): the endpoint stays usable.
+    pub fn within_bounds(self) -> Self {
+        Self {
+            rate_limit: self.rate_limit.map(RateLimit::within_bounds),
+            ordering: self.ordering,
+            max_in_flight: self.max_in_flight.map(|n| n.clamp(1, MAX_IN_FLIGHT_LIMIT)),
+        }
+    }
+
     /// Reads the stored form; an empty or missing document is the defaults.
     pub fn from_json(text: Option<&str>) -> Result<Self, serde_json::Error> {
         match text {
@@ -29,6 +54,67 @@ impl Shaping {
             Some(text) => serde_json::from_str(text),
         }
     }
+}
+
+/// Whether, and how far, an endpoint's deliveries keep the order their events were sent in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// No order: up to `max_in_flight` requests at once, for receivers that only need speed.
+    None,
+    /// One request at a time, first attempts in the order the events were sent; a retried
+    /// delivery goes out when due, after later ones. Also what a setting written by a newer
+    /// version and unknown here is taken for: the endpoint stays readable, one at a time.
+    #[default]
+    #[serde(other)]
+    Partition,
+}
+
+/// Requests at once to an endpoint without ordering, unless it says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
+/// The most requests at once one endpoint may ask for: about what one dispatcher keeps of an
+/// endpoint's backlog in memory (`HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT`, 500 by default) and
+/// far past what lifts one endpoint's throughput over a round trip.
+pub const MAX_IN_FLIGHT_LIMIT: u32 = 500;
+
+impl Ordering {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Partition => "partition",
+        }
+    }
+
+    /// Parses the API's `"none"` or `"partition"`.
+    pub fn from_json(value: &Value, field: &str) -> Result<Self, ValidationError> {
+        match value.as_str() {
+            Some("none") => Ok(Self::None),
+            Some("partition") => Ok(Self::Partition),
+            Some("strict") => Err(ValidationError::new(
+                field,
+                "`strict` ordering is not available yet; use `partition` (first attempts in order) or `none`",
+            )),
+            _ => Err(ValidationError::new(field, "must be `none` or `partition`")),
+        }
+    }
+}
+
+/// Parses the API's `max_in_flight`: a whole number from 1 to [`MAX_IN_FLIGHT_LIMIT`].
+pub fn max_in_flight_from_json(value: &Value, field: &str) -> Result<u32, ValidationError> {
+    value
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| (1..=MAX_IN_FLIGHT_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ValidationError::new(
+                field,
+                format!("must be a whole number from 1 to {MAX_IN_FLIGHT_LIMIT}"),
+            )
+        })
 }
 
 /// At most `per_second` deliveries a second on average, with up to `burst` at once after a
@@ -182,9 +268,55 @@ mod tests {
     }
 
     #[test]
+    fn ordering_and_max_in_flight_are_read_and_bad_values_name_their_field() {
+        assert_eq!(
+            Ordering::from_json(&json!("none"), "ordering").unwrap(),
+            Ordering::None
+        );
+        assert_eq!(
+            Ordering::from_json(&json!("partition"), "ordering").unwrap(),
+            Ordering::Partition
+        );
+        for bad in [json!("strict"), json!("random"), json!(1), json!(null)] {
+            let err = Ordering::from_json(&bad, "ordering").unwrap_err();
+            assert_eq!(err.field, "ordering", "{bad}");
+        }
+        assert_eq!(max_in_flight_from_json(&json!(25), "m").unwrap(), 25);
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(501),
+            json!(2.5),
+            json!("4"),
+            json!(1e12),
+        ] {
+            let err = max_in_flight_from_json(&bad, "max_in_flight").unwrap_err();
+            assert_eq!(err.field, "max_in_flight", "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_an_unordered_endpoint_takes_more_than_one_request_at_once() {
+        let mut shaping = Shaping::default();
+        assert_eq!(shaping.ordering, Ordering::Partition);
+        assert_eq!(shaping.concurrency(), 1);
+        shaping.max_in_flight = Some(40);
+        assert_eq!(shaping.concurrency(), 1, "partition order is one at a time");
+        shaping.ordering = Ordering::None;
+        assert_eq!(shaping.concurrency(), 40);
+        shaping.max_in_flight = None;
+        assert_eq!(shaping.concurrency(), DEFAULT_MAX_IN_FLIGHT);
+        let stored = r#"{"ordering":"none","max_in_flight":100000}"#;
+        let read = Shaping::from_json(Some(stored)).unwrap().within_bounds();
+        assert_eq!(read.concurrency(), MAX_IN_FLIGHT_LIMIT);
+    }
+
+    #[test]
     fn stored_settings_read_back_and_tolerate_what_they_do_not_know() {
         let shaping = Shaping {
             rate_limit: Some(RateLimit::new(5.0, Some(7), "r").unwrap()),
+            ordering: Ordering::None,
+            max_in_flight: Some(3),
         };
         assert_eq!(
             Shaping::from_json(Some(&shaping.to_json())).unwrap(),
@@ -193,7 +325,7 @@ mod tests {
         assert_eq!(Shaping::from_json(None).unwrap(), Shaping::default());
         assert_eq!(Shaping::from_json(Some("")).unwrap(), Shaping::default());
         assert_eq!(Shaping::default().to_json(), "{}");
-        let newer = r#"{"rate_limit":{"per_second":1.0,"burst":1},"ordering":"strict"}"#;
+        let newer = r#"{"rate_limit":{"per_second":1.0,"burst":1},"batch":{"max_events":5}}"#;
         assert_eq!(
             Shaping::from_json(Some(newer)).unwrap().rate_limit,
             Some(RateLimit {
@@ -201,6 +333,8 @@ mod tests {
                 burst: 1
             })
         );
+        let unknown_mode = Shaping::from_json(Some(r#"{"ordering":"strict"}"#)).unwrap();
+        assert_eq!(unknown_mode.ordering, Ordering::Partition);
         assert!(Shaping::from_json(Some("not json")).is_err());
         let by_hand = Shaping::from_json(Some(r#"{"rate_limit":{"per_second":0}}"#)).unwrap();
         assert_eq!(

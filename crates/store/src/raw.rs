@@ -17,7 +17,7 @@ use hookstream_model::replay::{
     Batch, BatchCounts, BatchItem, BatchSelection, BatchStatus, DeadLetterFilter,
     IndexedDeadLetter, ItemOutcome, SkipReason,
 };
-use hookstream_model::shaping::{RateLimit, Shaping};
+use hookstream_model::shaping::Shaping;
 
 use crate::{SecretSealer, StoreError};
 
@@ -89,10 +89,9 @@ impl RawEndpoint {
 /// Reads an endpoint's stored delivery settings. A value out of today's bounds is brought
 /// within them rather than making the endpoint unreadable.
 fn decode_shaping(text: Option<&str>) -> Result<Shaping, StoreError> {
-    let mut shaping =
+    let shaping =
         Shaping::from_json(text).map_err(|e| StoreError::corrupt("endpoint shaping", e))?;
-    shaping.rate_limit = shaping.rate_limit.map(RateLimit::within_bounds);
-    Ok(shaping)
+    Ok(shaping.within_bounds())
 }
 
 pub(crate) struct RawEvent {

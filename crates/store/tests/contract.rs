@@ -19,7 +19,7 @@ use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchSelection, BatchStatus, DeadLetterFilter, ItemOutcome, SkipReason,
 };
-use hookstream_model::shaping::{RateLimit, Shaping};
+use hookstream_model::shaping::{Ordering, RateLimit, Shaping};
 use hookstream_model::task::DeliveryTask;
 use hookstream_signing::SigningSecret;
 use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
@@ -288,11 +288,30 @@ async fn endpoint_changes_made_side_by_side_are_all_kept(backend: Backend) {
             disabled: Some(false),
             ..Default::default()
         },
+        // Settings kept in one document with the rate limit, changed side by side with it.
+        EndpointChanges {
+            ordering: Some(Ordering::None),
+            ..Default::default()
+        },
+        EndpointChanges {
+            max_in_flight: Some(Some(7)),
+            ..Default::default()
+        },
     ];
     let at = OffsetDateTime::now_utc();
     let change = |n: usize| f.store.change_endpoint(ep.id, &changes[n], at);
-    let results = tokio::join!(change(0), change(1), change(2), change(3), change(4));
-    let results = [results.0, results.1, results.2, results.3, results.4];
+    let results = tokio::join!(
+        change(0),
+        change(1),
+        change(2),
+        change(3),
+        change(4),
+        change(5),
+        change(6)
+    );
+    let results = [
+        results.0, results.1, results.2, results.3, results.4, results.5, results.6,
+    ];
     assert!(
         results.iter().all(|r| matches!(r, Ok(Some(_)))),
         "{results:?}"
@@ -300,6 +319,8 @@ async fn endpoint_changes_made_side_by_side_are_all_kept(backend: Backend) {
     let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
     assert!(read.paused);
     assert_eq!(read.shaping.rate_limit, Some(limit));
+    assert_eq!(read.shaping.ordering, Ordering::None);
+    assert_eq!(read.shaping.max_in_flight, Some(7));
     assert_eq!(read.max_attempts, Some(4));
     assert_eq!(read.subscription, Subscription::All);
     assert!(!read.disabled);
@@ -2050,6 +2071,46 @@ mod scylla_faults {
             failures > 30,
             "every step of the request was tried: {failures}"
         );
+    }
+
+    /// An endpoint created before the settings column existed has it null: a change of its
+    /// settings compares against that null and applies.
+    #[tokio::test]
+    async fn settings_change_on_an_endpoint_older_than_the_settings_column() {
+        let backend = Backend::scylla();
+        let Backend::Scylla(at) = &backend else {
+            unreachable!("a ScyllaDB backend")
+        };
+        let store = open(&backend).await;
+        let ep = endpoint("acme", &[]);
+        store.create_endpoint(&ep).await.unwrap();
+        let raw = ::scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(&at.nodes)
+            .build()
+            .await
+            .unwrap();
+        raw.use_keyspace(&at.keyspace, false).await.unwrap();
+        raw.query_unpaged(
+            "UPDATE endpoints SET shaping = null WHERE id = ?",
+            (ep.id.to_string(),),
+        )
+        .await
+        .unwrap();
+        let read = store.get_endpoint(ep.id).await.unwrap().unwrap();
+        assert_eq!(read.shaping, Shaping::default());
+
+        let changes = EndpointChanges {
+            ordering: Some(Ordering::None),
+            max_in_flight: Some(Some(12)),
+            ..Default::default()
+        };
+        let changed = store
+            .change_endpoint(ep.id, &changes, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+            .expect("the endpoint, changed");
+        assert_eq!(changed.shaping.ordering, Ordering::None);
+        assert_eq!(changed.shaping.concurrency(), 12);
     }
 
     /// Issue 19, item 7: one event that does not decode stopped every sweep.

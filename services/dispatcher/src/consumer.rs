@@ -9,6 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::message::{BorrowedHeaders, Message};
 use rdkafka::{ClientContext, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinSet;
 
 use hookstream_kafka::OffsetTracker;
 use hookstream_model::ids::EndpointId;
@@ -276,14 +277,14 @@ impl ConsumeLoop {
                                     }
                                     let job = Job { partition, offset, generation, bytes, task, trace };
                                     if let Some((id, queue)) = lanes.push(endpoint, job, bytes) {
-                                        let lane = Lane {
+                                        let lane = Arc::new(Lane {
                                             endpoint,
                                             id,
                                             worker: Arc::clone(&self.worker),
                                             ownership: Arc::clone(&self.ownership),
                                             sends: Arc::clone(&self.sends),
                                             done: done_tx.clone(),
-                                        };
+                                        });
                                         tokio::spawn(lane.run(queue));
                                     }
                                 }
@@ -440,8 +441,9 @@ fn observe_queue_time(written: Timestamp) {
     metrics::TASK_QUEUE_SECONDS.observe(waited_ms.max(0) as f64 / 1000.0);
 }
 
-/// One endpoint's lane: delivers its jobs in order until it closes. A delivered job's attempt is
-/// recorded beside the lane, so the next job is sent while that write commits; the job counts
+/// One endpoint's lane: delivers its jobs in order until it closes, one at a time, or up to the
+/// endpoint's `max_in_flight` at once when their order does not matter. A delivered job's attempt
+/// is recorded beside the lane, so the next job is sent while that write commits; the job counts
 /// as done (its offset may be committed) only once it has.
 struct Lane {
     endpoint: EndpointId,
@@ -452,145 +454,210 @@ struct Lane {
     done: UnboundedSender<Done>,
 }
 
+/// What became of a job a lane took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// It reported its outcome (or was left to its partition's next owner): on to the next.
+    Next,
+    /// It reported itself unfinished and the lane cannot go on: the jobs queued behind it are
+    /// given up too (see [`Lane::give_up_queued`]).
+    GiveUp,
+    /// The process is stopping (or the consume loop is gone).
+    Stop,
+}
+
 impl Lane {
-    async fn run(self, mut queue: UnboundedReceiver<Job>) {
-        'jobs: loop {
+    async fn run(self: Arc<Self>, mut queue: UnboundedReceiver<Job>) {
+        // Jobs out beside the lane, for an endpoint that takes several requests at once.
+        let mut out: JoinSet<Step> = JoinSet::new();
+        // The lane's first job reads the endpoint's setting afresh (see `concurrency_of`).
+        let mut opening = true;
+        let end = loop {
             // A stopping dispatcher's idle lane ends at once, so the drain does not wait for it.
             let job = tokio::select! {
                 biased;
                 job = queue.recv() => match job {
                     Some(job) => job,
-                    None => return,
+                    None => break Step::Next,
                 },
-                _ = self.worker.shutdown.cancelled() => return,
+                _ = self.worker.shutdown.cancelled() => break Step::Stop,
             };
-            let finished = self.done_of(&job);
-            // Again after a wait for the endpoint's rate limit, as if the job were new.
-            loop {
-                // Under the kill switch the job waits here, before it counts as a send: a revoke
-                // meanwhile need not wait for it, and it is not sent once its partition is gone.
-                if self.worker.wait_while_sending_paused().await.is_err() {
-                    return;
-                }
-                // A revoked partition's tasks are its next owner's to send.
-                if !self.ownership.begin(job.partition, job.generation) {
-                    metrics::TASKS_SKIPPED
-                        .with_label_values(&["partition_revoked"])
-                        .inc();
-                    if self.done.send(finished).is_err() {
-                        return;
-                    }
-                    continue 'jobs;
-                }
-                // Timed from here to the durable outcome: store reads and the claim included.
-                let send = self.sends.start();
-                let task = &job.task;
-                let span = tracing::info_span!(
-                    target: telemetry::TARGET,
-                    "attempt",
-                    delivery_id = %task.delivery_id,
-                    endpoint_id = %task.endpoint_id,
-                    attempt = task.attempts_made + 1,
-                );
-                telemetry::continue_trace(&span, job.trace.clone());
-                match self.worker.deliver(task).instrument(span.clone()).await {
-                    // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
-                    Err(Interrupted::Shutdown) => {
-                        self.ownership.end(job.partition);
-                        return;
-                    }
-                    Err(Interrupted::Unprocessable(reason)) => {
-                        tracing::error!(delivery_id = %task.delivery_id, %reason, "delivery task quarantined");
-                        let quarantined = match task.encode() {
-                            Ok(payload) => QuarantinedTask {
-                                key: Some(task.key().into_bytes()),
-                                payload,
-                                headers: Some(telemetry::headers_of(&span)),
-                                reason,
-                                source: format!(
-                                    "{}/{}/{}",
-                                    self.worker.routing.topics.deliveries(),
-                                    job.partition,
-                                    job.offset
-                                ),
-                            },
-                            // A task decoded from its record encodes again; were it not to, it stays
-                            // unfinished and is read again, not dropped.
-                            Err(err) => {
-                                tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
-                                self.ownership.end(job.partition);
-                                self.give_up(finished, &mut queue);
-                                return;
-                            }
-                        };
-                        let stored = self.worker.routing.to_quarantine(quarantined).await;
-                        self.ownership.end(job.partition);
-                        if stored.is_err() {
-                            self.give_up(finished, &mut queue);
-                            return;
-                        }
-                        metrics::TASKS_QUARANTINED
-                            .with_label_values(&["unprocessable"])
-                            .inc();
-                        if self.done.send(finished).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Progress::Finished) => {
-                        self.ownership.end(job.partition);
-                        if self.done.send(finished).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Progress::Delivered(settlement)) => {
-                        let worker = Arc::clone(&self.worker);
-                        let ownership = Arc::clone(&self.ownership);
-                        let partition = finished.partition;
-                        let report = Report {
-                            done: Some(finished),
-                            to: self.done.clone(),
-                        };
-                        tokio::spawn(
-                            async move {
-                                let recorded = worker.record_delivered(*settlement).await;
-                                drop(send);
-                                ownership.end(partition);
-                                report.send(recorded.is_ok());
-                            }
-                            .instrument(span),
-                        );
-                    }
-                    Ok(Progress::RateLimited(wait)) => {
-                        // Not a send while it waits: a revoke need not wait for it, and it is not
-                        // sent once its partition is gone.
-                        drop(send);
-                        self.ownership.end(job.partition);
-                        tokio::select! {
-                            biased;
-                            _ = self.worker.shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => continue,
-                        }
-                    }
-                }
-                break;
+            // Room for it under the endpoint's setting as last read: after it is lowered (or
+            // the endpoint goes back to ordered delivery) the jobs out finish first.
+            let mut limit = self.worker.concurrency_of(self.endpoint, opening).await;
+            opening = false;
+            let mut step = Step::Next;
+            while step == Step::Next && !out.is_empty() && out.len() >= limit {
+                step = joined(out.join_next().await);
+                limit = self.worker.concurrency_of(self.endpoint, false).await;
             }
+            while step == Step::Next
+                && let Some(result) = out.try_join_next()
+            {
+                step = joined(Some(result));
+            }
+            if step != Step::Next {
+                self.report(self.done_of(&job), false);
+                break step;
+            }
+            step = if out.is_empty() && limit == 1 {
+                self.work(job).await
+            } else {
+                out.spawn(Arc::clone(&self).work_beside(job));
+                Step::Next
+            };
+            if step != Step::Next {
+                break step;
+            }
+        };
+        if end == Step::GiveUp {
+            self.give_up_queued(&mut queue);
+        }
+        // The jobs still out finish on their own and report themselves.
+        out.detach_all();
+    }
+
+    /// Works on `job` beside the lane. Should it die (a panic) it still reports, unfinished:
+    /// a job that never reports keeps its lane open and its endpoint looking stalled for good.
+    async fn work_beside(self: Arc<Self>, job: Job) -> Step {
+        let mut report = Report {
+            done: Some(self.done_of(&job)),
+            to: self.done.clone(),
+        };
+        let step = self.work(job).await;
+        // It reported itself (or, stopping, is left unfinished on purpose).
+        report.done = None;
+        step
+    }
+
+    /// Delivers one job and reports it, durable or not.
+    async fn work(&self, job: Job) -> Step {
+        let finished = self.done_of(&job);
+        // Again after a wait for the endpoint's rate limit, as if the job were new.
+        loop {
+            // Under the kill switch the job waits here, before it counts as a send: a revoke
+            // meanwhile need not wait for it, and it is not sent once its partition is gone.
+            if self.worker.wait_while_sending_paused().await.is_err() {
+                return Step::Stop;
+            }
+            // A revoked partition's tasks are its next owner's to send.
+            if !self.ownership.begin(job.partition, job.generation) {
+                metrics::TASKS_SKIPPED
+                    .with_label_values(&["partition_revoked"])
+                    .inc();
+                return self.report(finished, true);
+            }
+            // Timed from here to the durable outcome: store reads and the claim included.
+            let send = self.sends.start();
+            let task = &job.task;
+            let span = tracing::info_span!(
+                target: telemetry::TARGET,
+                "attempt",
+                delivery_id = %task.delivery_id,
+                endpoint_id = %task.endpoint_id,
+                attempt = task.attempts_made + 1,
+            );
+            telemetry::continue_trace(&span, job.trace.clone());
+            return match self.worker.deliver(task).instrument(span.clone()).await {
+                // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
+                Err(Interrupted::Shutdown) => {
+                    self.ownership.end(job.partition);
+                    Step::Stop
+                }
+                Err(Interrupted::Unprocessable(reason)) => {
+                    let quarantined = self.quarantine(&job, &span, reason).await;
+                    self.ownership.end(job.partition);
+                    if !quarantined {
+                        // Unfinished, so read again after a restart or rebalance, not dropped.
+                        self.report(finished, false);
+                        return Step::GiveUp;
+                    }
+                    metrics::TASKS_QUARANTINED
+                        .with_label_values(&["unprocessable"])
+                        .inc();
+                    self.report(finished, true)
+                }
+                Ok(Progress::Finished) => {
+                    self.ownership.end(job.partition);
+                    self.report(finished, true)
+                }
+                Ok(Progress::Delivered(settlement)) => {
+                    let worker = Arc::clone(&self.worker);
+                    let ownership = Arc::clone(&self.ownership);
+                    let partition = finished.partition;
+                    let report = Report {
+                        done: Some(finished),
+                        to: self.done.clone(),
+                    };
+                    tokio::spawn(
+                        async move {
+                            let recorded = worker.record_delivered(*settlement).await;
+                            drop(send);
+                            ownership.end(partition);
+                            report.send(recorded.is_ok());
+                        }
+                        .instrument(span),
+                    );
+                    Step::Next
+                }
+                Ok(Progress::RateLimited(wait)) => {
+                    // Not a send while it waits: a revoke need not wait for it, and it is not
+                    // sent once its partition is gone.
+                    drop(send);
+                    self.ownership.end(job.partition);
+                    tokio::select! {
+                        biased;
+                        _ = self.worker.shutdown.cancelled() => return Step::Stop,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
         }
     }
 
-    /// Stops the lane with `current` and the jobs queued behind it unfinished: they free their
-    /// places in the instance and the lane, but their offsets stay uncommitted, so the tasks are
-    /// read again after a restart or rebalance. The endpoint's next task opens a new lane.
-    fn give_up(&self, current: Done, queue: &mut UnboundedReceiver<Job>) {
+    /// Puts a task that cannot be processed on the quarantine topic; false if it is not there.
+    async fn quarantine(&self, job: &Job, span: &tracing::Span, reason: String) -> bool {
+        let task = &job.task;
+        tracing::error!(delivery_id = %task.delivery_id, %reason, "delivery task quarantined");
+        let payload = match task.encode() {
+            Ok(payload) => payload,
+            // A task decoded from its record encodes again; were it not to, it stays
+            // unfinished and is read again, not dropped.
+            Err(err) => {
+                tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
+                return false;
+            }
+        };
+        let quarantined = QuarantinedTask {
+            key: Some(task.key().into_bytes()),
+            payload,
+            headers: Some(telemetry::headers_of(span)),
+            reason,
+            source: format!(
+                "{}/{}/{}",
+                self.worker.routing.topics.deliveries(),
+                job.partition,
+                job.offset
+            ),
+        };
+        self.worker.routing.to_quarantine(quarantined).await.is_ok()
+    }
+
+    /// Reports a job finished, durably or not; [`Step::Stop`] when the consume loop is gone.
+    fn report(&self, done: Done, durable: bool) -> Step {
+        match self.done.send(Done { durable, ..done }) {
+            Ok(()) => Step::Next,
+            Err(_) => Step::Stop,
+        }
+    }
+
+    /// Closes the lane and reports the jobs queued in it unfinished: they free their places in
+    /// the instance and the lane, but their offsets stay uncommitted, so the tasks are read
+    /// again after a restart or rebalance. The endpoint's next task opens a new lane.
+    fn give_up_queued(&self, queue: &mut UnboundedReceiver<Job>) {
         queue.close();
-        let _ = self.done.send(Done {
-            durable: false,
-            ..current
-        });
         while let Ok(job) = queue.try_recv() {
-            let _ = self.done.send(Done {
-                durable: false,
-                ..self.done_of(&job)
-            });
+            self.report(self.done_of(&job), false);
         }
     }
 
@@ -604,6 +671,19 @@ impl Lane {
             bytes: job.bytes,
             durable: true,
         }
+    }
+}
+
+/// What a job worked on beside its lane came to. One that died has reported itself unfinished
+/// (see [`Lane::work_beside`]); the lane goes on.
+fn joined(result: Option<Result<Step, tokio::task::JoinError>>) -> Step {
+    match result {
+        Some(Ok(step)) => step,
+        Some(Err(err)) => {
+            tracing::error!(error = %err, "a delivery job died; its task is read again after a restart");
+            Step::Next
+        }
+        None => Step::Next,
     }
 }
 

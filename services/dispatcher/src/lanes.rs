@@ -1,5 +1,6 @@
-//! Per-endpoint lanes: an endpoint's tasks go out one after another, in partition order, while
-//! different endpoints' tasks go out side by side. Each lane also knows how far behind its
+//! Per-endpoint lanes: an endpoint's tasks go out in partition order, one after another (or
+//! up to its `max_in_flight` at once when it takes them in any order), while different
+//! endpoints' tasks go out side by side. Each lane also knows how far behind its
 //! endpoint is, so the consumer can park the tasks of one that does not keep up.
 
 use std::collections::HashMap;

@@ -3,6 +3,7 @@
 mod blocking;
 mod breaker;
 mod classify;
+mod concurrency;
 mod config;
 mod consumer;
 mod decision;
@@ -148,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
             shutdown: shutdown.clone(),
         },
         rate_limits: Default::default(),
+        concurrency: Default::default(),
         breakers: std::sync::Mutex::new(Breakers::new(
             config.breaker_failures,
             config.breaker_open_for,

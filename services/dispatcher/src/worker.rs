@@ -31,6 +31,7 @@ use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, St
 
 use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
+use crate::concurrency::Concurrency;
 use crate::decision::{self, AttemptFacts, Next};
 use crate::metrics;
 use crate::rate_limits::RateLimits;
@@ -62,6 +63,8 @@ pub struct Worker {
     pub routing: Routing,
     /// The rate limits of the endpoints this dispatcher serves.
     pub rate_limits: RateLimits,
+    /// How many requests at once the endpoints this dispatcher serves take.
+    pub concurrency: Concurrency,
     /// The circuit breakers of the endpoints this dispatcher serves.
     pub breakers: std::sync::Mutex<Breakers>,
     /// How long a claim keeps other copies of a task from sending; longer than a request and
@@ -124,6 +127,10 @@ impl Worker {
             }
             Err(interrupted) => return Err(interrupted),
         };
+        if let Some(endpoint) = &endpoint {
+            self.concurrency
+                .remember(endpoint.id, endpoint.shaping.concurrency());
+        }
         if endpoint.as_ref().is_some_and(|e| e.paused && !e.disabled) {
             // Only a copy still to be sent is held: a settled one would go round the hold tier
             // for as long as the pause lasts.
@@ -214,6 +221,29 @@ impl Worker {
         self.settle(task, &claim, endpoint.as_ref(), outcome)
             .await?;
         Ok(Progress::Finished)
+    }
+
+    /// How many of the endpoint's requests may be out at once, as this dispatcher last read
+    /// its settings (each delivery reads its endpoint). Read from the store the first time, and
+    /// again with `recheck` when more than one was allowed: a lane opening for an endpoint this
+    /// dispatcher may not have served for a while (its partition moved away and back) must not
+    /// start several requests at once on a setting that has changed since. One while the store
+    /// cannot say, which is always safe.
+    pub async fn concurrency_of(&self, endpoint: EndpointId, recheck: bool) -> usize {
+        if let Some(limit) = self.concurrency.limit(endpoint)
+            && (limit == 1 || !recheck)
+        {
+            return limit;
+        }
+        match self.store.get_endpoint(endpoint).await {
+            Ok(read) => {
+                // A deleted endpoint's tasks are settled one at a time, with no read each.
+                let limit = read.map_or(1, |e| e.shaping.concurrency());
+                self.concurrency.remember(endpoint, limit);
+                usize::try_from(limit).unwrap_or(1).max(1)
+            }
+            Err(_) => 1,
+        }
     }
 
     /// For a copy that will not reach the claim: skipped if its delivery is final or it is

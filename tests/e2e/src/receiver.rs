@@ -100,6 +100,13 @@ struct Shared {
     answer_after_ms: AtomicU64,
     /// While set, each request gets a random behaviour (see [`Chaos`]).
     chaos: Mutex<Option<Chaos>>,
+    /// How many of the next requests to hold until [`Receiver::release`] (the rest are answered).
+    hold_next: std::sync::atomic::AtomicUsize,
+    /// Bumped by [`Receiver::release`]; requests held by `hold_next` wait for it to move.
+    released: watch::Sender<u64>,
+    /// Requests arrived and not answered yet, and the most there were at once.
+    open: std::sync::atomic::AtomicUsize,
+    peak_open: std::sync::atomic::AtomicUsize,
 }
 
 /// Random behaviour per request, for the fault-injection checker: mostly 2xx, and 5xx, 429 with
@@ -215,6 +222,10 @@ impl Receiver {
             fail_every: std::sync::atomic::AtomicUsize::new(0),
             answer_after_ms: AtomicU64::new(0),
             chaos: Mutex::new(None),
+            hold_next: std::sync::atomic::AtomicUsize::new(0),
+            released: watch::channel(0).0,
+            open: std::sync::atomic::AtomicUsize::new(0),
+            peak_open: std::sync::atomic::AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/hook", post(record))
@@ -268,9 +279,29 @@ impl Receiver {
         self.shared.held.send_replace(true);
     }
 
+    /// Holds the next `n` requests unanswered until [`Receiver::release`], and answers the
+    /// ones after them as usual: deliveries stuck while later ones go through.
+    pub fn hold_next(&self, n: usize) {
+        self.shared.hold_next.store(n, Ordering::SeqCst);
+    }
+
     /// Answers the held requests and every later one.
     pub fn release(&self) {
         self.shared.held.send_replace(false);
+        self.shared.hold_next.store(0, Ordering::SeqCst);
+        // Not `send_replace(borrow() + 1)`: the borrow's read lock would block the write.
+        self.shared.released.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Starts counting [`Receiver::peak_concurrency`] again from the requests open now.
+    pub fn reset_peak_concurrency(&self) {
+        let open = self.shared.open.load(Ordering::SeqCst);
+        self.shared.peak_open.store(open, Ordering::SeqCst);
+    }
+
+    /// The most requests this receiver had arrived and not yet answered at one time.
+    pub fn peak_concurrency(&self) -> usize {
+        self.shared.peak_open.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` webhooks arrived and returns all received so far.
@@ -306,6 +337,15 @@ impl Receiver {
     /// Every webhook received so far.
     pub fn received(&self) -> Vec<Webhook> {
         self.shared.received.lock().expect("received lock").clone()
+    }
+}
+
+/// A request arrived and not answered yet.
+struct Open(Arc<Shared>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -357,6 +397,18 @@ async fn record(
         (total, status, extra, delay)
     };
     shared.count.send_replace(total);
+    let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.peak_open.fetch_max(open, Ordering::SeqCst);
+    // Closed when answered, or when the sender hangs up first (the handler is dropped).
+    let _open = Open(Arc::clone(&shared));
+    let mut released = shared.released.subscribe();
+    let held_alone = shared
+        .hold_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if held_alone {
+        let _ = released.changed().await;
+    }
     let mut held = shared.held.subscribe();
     let _ = held.wait_for(|held| !*held).await;
     let delay = Duration::from_millis(shared.answer_after_ms.load(Ordering::SeqCst)) + chaos_delay;

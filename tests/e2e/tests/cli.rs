@@ -159,6 +159,44 @@ async fn operators_find_dry_run_and_replay_dead_letters_from_the_command_line() 
     let neither = hookstream(&base, &["rate-limit", &endpoint_id]).await;
     assert_eq!(neither.code, 2, "{}", neither.stderr);
 
+    let unordered = hookstream(
+        &base,
+        &["ordering", &endpoint_id, "none", "--max-in-flight", "16"],
+    )
+    .await;
+    assert!(
+        unordered
+            .stdout
+            .contains("no ordering, up to 16 requests at once"),
+        "{}",
+        unordered.stdout
+    );
+    let ordered = hookstream(&base, &["--json", "ordering", &endpoint_id, "partition"]).await;
+    assert_eq!(
+        ordered.json()["ordering"],
+        "partition",
+        "{}",
+        ordered.stdout
+    );
+    assert_eq!(
+        ordered.json()["max_in_flight"],
+        16,
+        "kept for the next `none`"
+    );
+    let too_many = hookstream(
+        &base,
+        &["ordering", &endpoint_id, "none", "--max-in-flight", "0"],
+    )
+    .await;
+    assert_eq!(too_many.code, 1);
+    assert!(
+        too_many.stderr.contains("max_in_flight"),
+        "{}",
+        too_many.stderr
+    );
+    let strict = hookstream(&base, &["ordering", &endpoint_id, "strict"]).await;
+    assert_eq!(strict.code, 2, "{}", strict.stderr);
+
     // Exit codes: refused, wrong usage, unreachable.
     let missing = hookstream(&base, &["batch", "show", "bat_01ARZ3NDEKTSV4RRFFQ69G5FAV"]).await;
     assert_eq!(missing.code, 1);

@@ -132,6 +132,13 @@ pub(super) const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_ty
 /// any other writer gave them). The tenant condition keeps a missing row from being created.
 pub(super) const CHANGE_ENDPOINT: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
      max_attempts = ?, paused = ?, shaping = ? WHERE id = ? IF deleted_at = null AND tenant = ?";
+/// As [`CHANGE_ENDPOINT`], also changing the delivery settings document, which is written whole:
+/// only if it is still the one the change was made to, so two changes of different settings
+/// made side by side are both kept (the loser reads again).
+pub(super) const CHANGE_ENDPOINT_SHAPING: &str = "UPDATE endpoints SET url = ?, event_types = ?, disabled = ?, updated_at = ?, \
+     max_attempts = ?, paused = ?, shaping = ? WHERE id = ? IF deleted_at = null AND tenant = ? AND shaping = ?";
+pub(super) const SELECT_SHAPING: &str =
+    "SELECT tenant, shaping, deleted_at FROM endpoints WHERE id = ?";
 /// Disables a live endpoint and touches nothing else: an edit made meanwhile stays.
 pub(super) const DISABLE_ENDPOINT: &str =
     "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null";
@@ -450,6 +457,7 @@ mod tests {
             FINISH_ATTEMPT,
             UPDATE_ENDPOINT,
             CHANGE_ENDPOINT,
+            CHANGE_ENDPOINT_SHAPING,
             DISABLE_ENDPOINT,
             DELETE_ENDPOINT,
             ROTATE_SECRET,

@@ -35,6 +35,7 @@ use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscri
 use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::Tenant;
+use hookstream_model::shaping::Shaping;
 use hookstream_signing::SigningSecret;
 
 use crate::claim::{ClaimDecision, RecordDecision, StoredClaim, decide_claim, decide_record};
@@ -171,6 +172,8 @@ prepared_statements! {
     select_endpoint_ids_of_tenant = cql::SELECT_ENDPOINT_IDS_OF_TENANT,
     update_endpoint = cql::UPDATE_ENDPOINT,
     change_endpoint = cql::CHANGE_ENDPOINT,
+    change_endpoint_shaping = cql::CHANGE_ENDPOINT_SHAPING,
+    select_shaping = cql::SELECT_SHAPING,
     disable_endpoint = cql::DISABLE_ENDPOINT,
     delete_endpoint = cql::DELETE_ENDPOINT,
     rotate_secret = cql::ROTATE_SECRET,
@@ -1086,43 +1089,57 @@ impl Store for ScyllaStore {
         at: OffsetDateTime,
     ) -> Result<Option<Endpoint>, StoreError> {
         // Only the given columns are written, each its own cell, so a change made side by side
-        // (a pause, a `410` disabling it) is kept without a read-compare-retry.
-        let Some(current) = self.get_endpoint(id).await? else {
-            return Ok(None);
-        };
-        // The settings document is written whole: it holds only the rate limit so far. A
-        // setting added beside it will need its own compare-and-set (or column).
-        let shaping = changes.rate_limit.map(|rate_limit| {
-            let mut shaping = current.shaping.clone();
-            shaping.rate_limit = rate_limit;
-            shaping.to_json()
-        });
-        let result = self
-            .run(
-                &self.statements.change_endpoint,
-                (
-                    MaybeUnset::from_option(changes.url.as_ref().map(|u| u.as_str())),
-                    MaybeUnset::from_option(
-                        changes.subscription.as_ref().map(Subscription::to_list),
-                    ),
-                    MaybeUnset::from_option(changes.disabled),
-                    ts(at),
-                    MaybeUnset::from_option(
-                        changes
-                            .max_attempts
-                            .map(|n| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
-                    ),
-                    MaybeUnset::from_option(changes.paused),
-                    MaybeUnset::from_option(shaping),
-                    id.to_string(),
-                    current.tenant.as_str(),
+        // (a pause, a `410` disabling it) is kept without a read-compare-retry. The settings
+        // document is the exception: written whole, under a compare-and-set on what it was.
+        for _ in 0..5 {
+            let result = self
+                .run(&self.statements.select_shaping, (id.to_string(),))
+                .await?;
+            let Some((Some(tenant), stored, None)) =
+                first_row::<(Option<String>, Option<String>, Option<CqlTimestamp>)>(result)?
+            else {
+                return Ok(None);
+            };
+            let shaping = if changes.changes_shaping() {
+                let current = Shaping::from_json(stored.as_deref())
+                    .map_err(|e| StoreError::corrupt("endpoint shaping", e))?
+                    .within_bounds();
+                Some(changes.apply_to_shaping(current).to_json())
+            } else {
+                None
+            };
+            let columns = (
+                MaybeUnset::from_option(changes.url.as_ref().map(|u| u.as_str())),
+                MaybeUnset::from_option(changes.subscription.as_ref().map(Subscription::to_list)),
+                MaybeUnset::from_option(changes.disabled),
+                ts(at),
+                MaybeUnset::from_option(
+                    changes
+                        .max_attempts
+                        .map(|n| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
                 ),
-            )
-            .await?;
-        if !applied(result)? {
-            return Ok(None);
+                MaybeUnset::from_option(changes.paused),
+                MaybeUnset::from_option(shaping.clone()),
+                id.to_string(),
+                tenant.as_str(),
+            );
+            let result = match shaping {
+                None => self.run(&self.statements.change_endpoint, columns).await?,
+                Some(_) => {
+                    let (a, b, c, d, e, f, g, h, i) = columns;
+                    let condition = (a, b, c, d, e, f, g, h, i, stored.as_deref());
+                    self.run(&self.statements.change_endpoint_shaping, condition)
+                        .await?
+                }
+            };
+            if applied(result)? {
+                return self.get_endpoint(id).await;
+            }
+            // Deleted meanwhile, or its settings changed since they were read: read again.
         }
-        self.get_endpoint(id).await
+        Err(StoreError::Backend(
+            "scylla: the endpoint's settings kept changing; try again".into(),
+        ))
     }
 
     async fn rotate_secret(

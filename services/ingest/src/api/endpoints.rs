@@ -16,7 +16,9 @@ use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
-use hookstream_model::shaping::{RateLimit, Shaping};
+use hookstream_model::shaping::{
+    DEFAULT_MAX_IN_FLIGHT, Ordering, RateLimit, Shaping, max_in_flight_from_json,
+};
 use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::SigningSecret;
 use hookstream_store::PageRequest;
@@ -42,6 +44,8 @@ fn render(endpoint: &Endpoint) -> Value {
         "disabled": endpoint.disabled,
         "max_attempts": endpoint.max_attempts,
         "rate_limit": endpoint.shaping.rate_limit,
+        "ordering": endpoint.shaping.ordering.as_str(),
+        "max_in_flight": endpoint.shaping.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
         "paused": endpoint.paused,
         "circuit": {
             "state": endpoint.circuit.state.as_str(),
@@ -97,6 +101,22 @@ fn parse_rate_limit(value: Option<Value>) -> Result<Option<RateLimit>, Problem> 
     }
 }
 
+/// `ordering`: `"none"` or `"partition"`, or null for the default (`partition`).
+fn parse_ordering(value: Value) -> Result<Ordering, Problem> {
+    match value {
+        Value::Null => Ok(Ordering::default()),
+        value => Ok(Ordering::from_json(&value, "ordering")?),
+    }
+}
+
+/// `max_in_flight`: a whole number, or null for the default.
+fn parse_max_in_flight(value: Option<Value>) -> Result<Option<u32>, Problem> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => Ok(Some(max_in_flight_from_json(&value, "max_in_flight")?)),
+    }
+}
+
 fn parse_id(text: &str) -> Result<EndpointId, Problem> {
     // An id of the wrong shape cannot exist: answer as for any unknown endpoint.
     EndpointId::parse(text, "id").map_err(|_| Problem::not_found("endpoint"))
@@ -128,6 +148,12 @@ pub async fn create(
     )?;
     let max_attempts = parse_max_attempts(fields.optional("max_attempts"))?;
     let rate_limit = parse_rate_limit(fields.optional("rate_limit"))?;
+    let ordering = fields
+        .optional("ordering")
+        .map(parse_ordering)
+        .transpose()?
+        .unwrap_or_default();
+    let max_in_flight = parse_max_in_flight(fields.optional("max_in_flight"))?;
     fields.finish()?;
     // Each endpoint takes a copy of every event its tenant sends: bounded per tenant. (Two
     // creations at once can pass together; the limit is one of scale, not exact.)
@@ -158,7 +184,11 @@ pub async fn create(
         max_attempts,
         paused: false,
         circuit: Default::default(),
-        shaping: Shaping { rate_limit },
+        shaping: Shaping {
+            rate_limit,
+            ordering,
+            max_in_flight,
+        },
         created_at: now,
         updated_at: now,
     };
@@ -298,6 +328,15 @@ pub async fn update(
         .optional("rate_limit")
         .map(|v| parse_rate_limit(Some(v)))
         .transpose()?;
+    let ordering = fields
+        .optional("ordering")
+        .map(parse_ordering)
+        .transpose()?;
+    // Absent: unchanged; null: the default.
+    let max_in_flight = fields
+        .optional("max_in_flight")
+        .map(|v| parse_max_in_flight(Some(v)))
+        .transpose()?;
     fields.finish()?;
 
     // Only the fields given change: a pause, or a `410` disabling the endpoint, made while
@@ -309,6 +348,8 @@ pub async fn update(
         paused: None,
         max_attempts,
         rate_limit,
+        ordering,
+        max_in_flight,
     };
     let endpoint = change(&state, &caller, id, &changes).await?;
     Ok(Json(render(&endpoint)))

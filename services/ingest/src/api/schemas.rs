@@ -65,6 +65,14 @@ pub struct EndpointCreate {
     max_attempts: Option<u32>,
     /// No limit when absent or `null`.
     rate_limit: Option<RateLimit>,
+    /// `partition` (the default, also for `null`): one request at a time, first attempts in
+    /// the order the events were sent. `none`: no order, up to `max_in_flight` requests at once.
+    #[schema(value_type = Option<String>, pattern = "^(none|partition)$")]
+    ordering: Option<String>,
+    /// Requests at once under `"ordering": "none"` (10 when absent or `null`); one at a time
+    /// under `partition` whatever it says.
+    #[schema(minimum = 1, maximum = 500)]
+    max_in_flight: Option<u32>,
 }
 
 /// At most `per_second` deliveries a second to the endpoint, `burst` at once after a quiet
@@ -91,6 +99,13 @@ pub struct EndpointPatch {
     max_attempts: Option<u32>,
     /// `null`: no limit.
     rate_limit: Option<RateLimit>,
+    /// `none` or `partition` (`null`: `partition`). Changing it with deliveries in flight loses
+    /// none: the change holds from the endpoint's next delivery on.
+    #[schema(value_type = Option<String>, pattern = "^(none|partition)$")]
+    ordering: Option<String>,
+    /// `null`: back to the default (10).
+    #[schema(minimum = 1, maximum = 500)]
+    max_in_flight: Option<u32>,
 }
 
 #[derive(ToSchema)]
@@ -109,6 +124,10 @@ pub struct Endpoint {
     disabled: bool,
     max_attempts: Option<u32>,
     rate_limit: Option<RateLimit>,
+    /// `none` or `partition`.
+    ordering: String,
+    /// Requests at once under `"ordering": "none"`; `partition` sends one at a time.
+    max_in_flight: u32,
     paused: bool,
     circuit: Circuit,
     previous_secret_expires_at: Option<String>,
