@@ -2073,6 +2073,15 @@ mod scylla_faults {
         );
     }
 
+    /// A plain session on the test's cluster, to plant what the store itself would not write.
+    async fn raw_session(at: &ScyllaLocation) -> ::scylla::client::session::Session {
+        ::scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(&at.nodes)
+            .build()
+            .await
+            .unwrap()
+    }
+
     /// An endpoint created before the settings column existed has it null: a change of its
     /// settings compares against that null and applies.
     #[tokio::test]
@@ -2084,11 +2093,7 @@ mod scylla_faults {
         let store = open(&backend).await;
         let ep = endpoint("acme", &[]);
         store.create_endpoint(&ep).await.unwrap();
-        let raw = ::scylla::client::session_builder::SessionBuilder::new()
-            .known_nodes(&at.nodes)
-            .build()
-            .await
-            .unwrap();
+        let raw = raw_session(at).await;
         raw.use_keyspace(&at.keyspace, false).await.unwrap();
         raw.query_unpaged(
             "UPDATE endpoints SET shaping = null WHERE id = ?",
@@ -2131,11 +2136,7 @@ mod scylla_faults {
             )
             .await
             .unwrap();
-        let raw = ::scylla::client::session_builder::SessionBuilder::new()
-            .known_nodes(&at.nodes)
-            .build()
-            .await
-            .unwrap();
+        let raw = raw_session(at).await;
         raw.use_keyspace(&at.keyspace, false).await.unwrap();
         raw.query_unpaged(
             "UPDATE events SET payload = 'not json' WHERE id = ?",
@@ -2158,11 +2159,7 @@ mod scylla_faults {
         let Backend::Scylla(at) = &backend else {
             unreachable!("a ScyllaDB backend")
         };
-        let raw = ::scylla::client::session_builder::SessionBuilder::new()
-            .known_nodes(&at.nodes)
-            .build()
-            .await
-            .unwrap();
+        let raw = raw_session(at).await;
         // A keyspace that has kept dead letters per tenant since yesterday.
         open(&backend).await;
         raw.use_keyspace(&at.keyspace, false).await.unwrap();
