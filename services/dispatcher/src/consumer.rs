@@ -541,12 +541,12 @@ impl Lane {
                 return Step::Stop;
             }
             // A revoked partition's tasks are its next owner's to send.
-            if !self.ownership.begin(job.partition, job.generation) {
+            let Some(sending) = self.ownership.begin_send(job.partition, job.generation) else {
                 metrics::TASKS_SKIPPED
                     .with_label_values(&["partition_revoked"])
                     .inc();
                 return self.report(finished, true);
-            }
+            };
             // Timed from here to the durable outcome: store reads and the claim included.
             let send = self.sends.start();
             let task = &job.task;
@@ -561,12 +561,12 @@ impl Lane {
             return match self.worker.deliver(task).instrument(span.clone()).await {
                 // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
                 Err(Interrupted::Shutdown) => {
-                    self.ownership.end(job.partition);
+                    drop(sending);
                     Step::Stop
                 }
                 Err(Interrupted::Unprocessable(reason)) => {
                     let quarantined = self.quarantine(&job, &span, reason).await;
-                    self.ownership.end(job.partition);
+                    drop(sending);
                     if !quarantined {
                         // Unfinished, so read again after a restart or rebalance, not dropped.
                         self.report(finished, false);
@@ -578,13 +578,11 @@ impl Lane {
                     self.report(finished, true)
                 }
                 Ok(Progress::Finished) => {
-                    self.ownership.end(job.partition);
+                    drop(sending);
                     self.report(finished, true)
                 }
                 Ok(Progress::Delivered(settlement)) => {
                     let worker = Arc::clone(&self.worker);
-                    let ownership = Arc::clone(&self.ownership);
-                    let partition = finished.partition;
                     let report = Report {
                         done: Some(finished),
                         to: self.done.clone(),
@@ -593,7 +591,7 @@ impl Lane {
                         async move {
                             let recorded = worker.record_delivered(*settlement).await;
                             drop(send);
-                            ownership.end(partition);
+                            drop(sending);
                             report.send(recorded.is_ok());
                         }
                         .instrument(span),
@@ -604,7 +602,7 @@ impl Lane {
                     // Not a send while it waits: a revoke need not wait for it, and it is not
                     // sent once its partition is gone.
                     drop(send);
-                    self.ownership.end(job.partition);
+                    drop(sending);
                     tokio::select! {
                         biased;
                         _ = self.worker.shutdown.cancelled() => return Step::Stop,

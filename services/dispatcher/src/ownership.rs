@@ -8,7 +8,7 @@
 //! of the current one.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
@@ -69,7 +69,7 @@ impl Ownership {
     /// A lane is about to work on a task read in `generation`. False when the partition was
     /// revoked since: the task is left to the partition's owner. True counts a send out until
     /// [`Ownership::end`].
-    pub fn begin(&self, partition: i32, generation: u64) -> bool {
+    fn begin(&self, partition: i32, generation: u64) -> bool {
         let mut state = self.partitions();
         match state.get_mut(&partition) {
             Some(p) if p.owned && p.generation == generation => {
@@ -80,8 +80,18 @@ impl Ownership {
         }
     }
 
+    /// As [`Ownership::begin`], the send counted until the guard returned is dropped: however
+    /// the job ends (recorded, given up, or its task dying in a panic), the count comes down,
+    /// so no later revoke of the partition waits out its handover limit for it.
+    pub fn begin_send(self: &Arc<Self>, partition: i32, generation: u64) -> Option<SendGuard> {
+        self.begin(partition, generation).then(|| SendGuard {
+            ownership: Arc::clone(self),
+            partition,
+        })
+    }
+
     /// A send counted by [`Ownership::begin`] is recorded (or given up on shutdown).
-    pub fn end(&self, partition: i32) {
+    fn end(&self, partition: i32) {
         if let Some(p) = self.partitions().get_mut(&partition) {
             p.sending = p.sending.saturating_sub(1);
         }
@@ -121,10 +131,21 @@ impl Ownership {
     }
 }
 
+/// One send out on a partition, counted until dropped (see [`Ownership::begin_send`]).
+pub struct SendGuard {
+    ownership: Arc<Ownership>,
+    partition: i32,
+}
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        self.ownership.end(self.partition);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn a_revoked_partition_starts_nothing_and_an_old_generation_is_not_current() {
@@ -165,5 +186,21 @@ mod tests {
         assert_eq!(ownership.wait_until_idle(&[3], Duration::from_secs(30)), 0);
         ender.join().expect("the ending thread");
         assert_eq!(ownership.wait_until_idle(&[7], Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn a_send_whose_task_dies_is_no_longer_counted() {
+        let ownership = Arc::new(Ownership::default());
+        ownership.assigned(&[2]);
+        let generation = ownership.generation(2).expect("owned");
+        let sending = ownership.begin_send(2, generation).expect("owned");
+        let dying = std::thread::spawn(move || {
+            let _sending = sending;
+            panic!("a job dies mid-send");
+        });
+        assert!(dying.join().is_err());
+        assert_eq!(ownership.sending_on(&[2]), 0);
+        ownership.revoked(&[2]);
+        assert!(ownership.begin_send(2, generation).is_none());
     }
 }
