@@ -29,8 +29,8 @@ use hookstream_signing::SigningSecret;
 
 use crate::{
     AccessStore, AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt,
-    NewBatchItem, NewEvent, Page, PageRequest, Purged, RecordOutcome, ReplayStep, ReplayStore,
-    Store, StoreError,
+    NewBatchItem, NewEvent, OrderedStore, Page, PageRequest, Purged, QueuedTask, RecordOutcome,
+    ReplayStep, ReplayStore, Store, StoreError,
 };
 
 static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -76,7 +76,14 @@ impl MeteredStore {
     pub fn new(inner: Arc<dyn Store>) -> Self {
         // Every operation's error count exists from the start at 0, so a rate over it (and an
         // alert) works before the first error.
-        for operation in [STORE_OPERATIONS, REPLAY_OPERATIONS, ACCESS_OPERATIONS].concat() {
+        for operation in [
+            STORE_OPERATIONS,
+            REPLAY_OPERATIONS,
+            ACCESS_OPERATIONS,
+            ORDERED_OPERATIONS,
+        ]
+        .concat()
+        {
             ERRORS.with_label_values(&[operation]);
         }
         LazyLock::force(&SET_ASIDE);
@@ -160,4 +167,14 @@ metered_impl!(AccessStore, ACCESS_OPERATIONS {
     fn get_api_key(id: ApiKeyId) -> Option<ApiKey>;
     fn list_api_keys(tenant: &Tenant) -> Vec<ApiKey>;
     fn revoke_api_key(tenant: &Tenant, id: ApiKeyId, at: OffsetDateTime) -> Option<ApiKey>;
+});
+
+metered_impl!(OrderedStore, ORDERED_OPERATIONS {
+    fn enqueue_task(entry: &QueuedTask) -> ();
+    fn queue_head(endpoint: EndpointId, after: i64) -> Option<QueuedTask>;
+    fn dequeue_task(endpoint: EndpointId, position: i64) -> ();
+    fn queued_endpoints(partition: i32) -> Vec<EndpointId>;
+    fn queue_progress(partition: i32, endpoint: EndpointId) -> i64;
+    fn record_queue_progress(partition: i32, endpoint: EndpointId, after: i64) -> ();
+    fn forget_queued_endpoint(partition: i32, endpoint: EndpointId) -> ();
 });

@@ -77,7 +77,9 @@ pub struct DeliveryFilter {
 /// Every write is durable when it returns: callers acknowledge to clients and commit Kafka
 /// offsets on the strength of it.
 #[async_trait]
-pub trait Store: crate::ReplayStore + crate::AccessStore + Send + Sync + 'static {
+pub trait Store:
+    crate::ReplayStore + crate::AccessStore + crate::OrderedStore + Send + Sync + 'static
+{
     /// Succeeds when the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

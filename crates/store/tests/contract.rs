@@ -26,7 +26,7 @@ use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem,
-    NewEvent, PageRequest, RecordOutcome, ReplayStep, ReplayStore, SecretSealer, Store,
+    NewEvent, PageRequest, QueuedTask, RecordOutcome, ReplayStep, ReplayStore, SecretSealer, Store,
 };
 
 /// The key every contract test seals secrets with, so the suite runs on sealed secrets.
@@ -239,6 +239,74 @@ async fn delivery_settings_are_stored_with_the_endpoint(backend: Backend) {
     assert!(f.store.update_endpoint(&ep).await.unwrap());
     let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
     assert_eq!(read.shaping.rate_limit, None);
+}
+
+fn queued(endpoint: EndpointId, partition: i32, position: i64) -> QueuedTask {
+    QueuedTask {
+        endpoint_id: endpoint,
+        partition,
+        position,
+        task: format!("task at {position}").into_bytes(),
+    }
+}
+
+/// A strict endpoint's queue gives its tasks back in position order, whatever order they were
+/// put in; putting one again replaces it; endpoints are found by partition until forgotten.
+async fn ordered_queues_keep_position_order_per_endpoint(backend: Backend) {
+    let f = backend.fixture().await;
+    let (a, b) = (EndpointId::generate(), EndpointId::generate());
+    assert_eq!(f.store.queue_head(a, -1).await.unwrap(), None);
+    for position in [7, 3, 12] {
+        f.store.enqueue_task(&queued(a, 2, position)).await.unwrap();
+    }
+    f.store.enqueue_task(&queued(b, 2, 1)).await.unwrap();
+    // Read again after a crash: the same record goes back to its place, not to the end.
+    f.store.enqueue_task(&queued(a, 2, 3)).await.unwrap();
+    let mut listed = f.store.queued_endpoints(2).await.unwrap();
+    listed.sort_by_key(ToString::to_string);
+    let mut expected = vec![a, b];
+    expected.sort_by_key(ToString::to_string);
+    assert_eq!(listed, expected);
+    assert!(f.store.queued_endpoints(3).await.unwrap().is_empty());
+
+    let mut seen = Vec::new();
+    let mut after = -1;
+    while let Some(head) = f.store.queue_head(a, after).await.unwrap() {
+        assert_eq!(head, queued(a, 2, head.position));
+        seen.push(head.position);
+        f.store.dequeue_task(a, head.position).await.unwrap();
+        after = head.position;
+    }
+    assert_eq!(seen, [3, 7, 12]);
+    assert_eq!(f.store.queue_head(a, -1).await.unwrap(), None);
+    // Removing what is gone already changes nothing.
+    f.store.dequeue_task(a, 7).await.unwrap();
+    assert_eq!(
+        f.store.queue_head(b, -1).await.unwrap(),
+        Some(queued(b, 2, 1))
+    );
+
+    // Progress is kept per endpoint and partition, and a task queued later leaves it alone.
+    assert_eq!(f.store.queue_progress(2, a).await.unwrap(), -1);
+    f.store.record_queue_progress(2, a, 12).await.unwrap();
+    f.store.enqueue_task(&queued(a, 2, 20)).await.unwrap();
+    assert_eq!(f.store.queue_progress(2, a).await.unwrap(), 12);
+    assert_eq!(f.store.queue_progress(3, a).await.unwrap(), -1);
+    assert_eq!(
+        f.store.queue_head(a, 12).await.unwrap(),
+        Some(queued(a, 2, 20))
+    );
+    f.store.dequeue_task(a, 20).await.unwrap();
+
+    f.store.forget_queued_endpoint(2, a).await.unwrap();
+    assert_eq!(f.store.queued_endpoints(2).await.unwrap(), vec![b]);
+    assert_eq!(f.store.queue_progress(2, a).await.unwrap(), -1);
+    // Another handle (a restarted dispatcher) sees the same queue.
+    let reopened = backend.open().await;
+    assert_eq!(
+        reopened.queue_head(b, -1).await.unwrap(),
+        Some(queued(b, 2, 1))
+    );
 }
 
 /// A change applies to the endpoint as it stands: changes made side by side, or in between (a
@@ -2313,6 +2381,7 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
 
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
+    ordered_queues_keep_position_order_per_endpoint,
     delivery_settings_are_stored_with_the_endpoint,
     endpoint_changes_made_side_by_side_are_all_kept,
     endpoint_lists_are_per_tenant_and_paged,

@@ -39,6 +39,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         8,
         include_str!("../../../../schemas/store/cql/0008_shaping.cql"),
     ),
+    (
+        9,
+        include_str!("../../../../schemas/store/cql/0009_ordered_queues.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -318,6 +322,24 @@ pub(super) const SELECT_API_KEY_IDS_OF_TENANT: &str =
 /// Revokes a key once: a key revoked already keeps its first revocation time.
 pub(super) const REVOKE_API_KEY: &str =
     "UPDATE api_keys SET revoked_at = ? WHERE id = ? IF revoked_at = null";
+
+// Strict ordering's queues.
+pub(super) const INSERT_QUEUED: &str =
+    "INSERT INTO ordered_queue (endpoint_id, position, partition, task) VALUES (?, ?, ?, ?)";
+pub(super) const SELECT_QUEUE_HEAD: &str = "SELECT endpoint_id, position, partition, task \
+     FROM ordered_queue WHERE endpoint_id = ? AND position > ? LIMIT 1";
+pub(super) const DELETE_QUEUED: &str =
+    "DELETE FROM ordered_queue WHERE endpoint_id = ? AND position = ?";
+pub(super) const INSERT_QUEUED_ENDPOINT: &str =
+    "INSERT INTO ordered_endpoints (partition, endpoint_id) VALUES (?, ?)";
+pub(super) const SELECT_QUEUED_ENDPOINTS: &str =
+    "SELECT endpoint_id FROM ordered_endpoints WHERE partition = ?";
+pub(super) const SELECT_QUEUE_PROGRESS: &str =
+    "SELECT last_removed FROM ordered_endpoints WHERE partition = ? AND endpoint_id = ?";
+pub(super) const UPDATE_QUEUE_PROGRESS: &str =
+    "UPDATE ordered_endpoints SET last_removed = ? WHERE partition = ? AND endpoint_id = ?";
+pub(super) const DELETE_QUEUED_ENDPOINT: &str =
+    "DELETE FROM ordered_endpoints WHERE partition = ? AND endpoint_id = ?";
 
 #[cfg(test)]
 mod tests {

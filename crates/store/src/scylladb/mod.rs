@@ -13,6 +13,7 @@
 mod access;
 mod cql;
 mod intake;
+mod ordered;
 mod replay;
 mod secrets;
 
@@ -244,6 +245,14 @@ prepared_statements! {
     select_api_key = cql::SELECT_API_KEY,
     select_api_key_ids_of_tenant = cql::SELECT_API_KEY_IDS_OF_TENANT,
     revoke_api_key = cql::REVOKE_API_KEY,
+    insert_queued = cql::INSERT_QUEUED,
+    select_queue_head = cql::SELECT_QUEUE_HEAD,
+    delete_queued = cql::DELETE_QUEUED,
+    insert_queued_endpoint = cql::INSERT_QUEUED_ENDPOINT,
+    select_queued_endpoints = cql::SELECT_QUEUED_ENDPOINTS,
+    delete_queued_endpoint = cql::DELETE_QUEUED_ENDPOINT,
+    select_queue_progress = cql::SELECT_QUEUE_PROGRESS,
+    update_queue_progress = cql::UPDATE_QUEUE_PROGRESS,
 }
 
 /// Statement failures a test planned: `skip` statements run, then `fail` fail.

@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../../../schemas/store/sqlite/0011_shaping.sql"),
     ),
+    (
+        12,
+        include_str!("../../../../schemas/store/sqlite/0012_ordered_queues.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

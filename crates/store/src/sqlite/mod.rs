@@ -8,6 +8,7 @@
 
 mod access;
 mod migrations;
+mod ordered;
 mod replay;
 mod rows;
 mod writer;
