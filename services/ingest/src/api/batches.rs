@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use hookstream_model::delivery::DeliveryStatus;
 use hookstream_model::ids::{BatchId, DeliveryId, EndpointId};
 use hookstream_model::names::{EventType, Tenant};
 use hookstream_model::replay::{
@@ -441,6 +442,17 @@ pub async fn resend(
             .filter(|delivery| caller.sees(&delivery.tenant));
         return match delivery {
             None => Err(Problem::not_found("delivery")),
+            // The replay service indexes dead letters from their topic, moments after the
+            // delivery is recorded dead-lettered.
+            Some(delivery) if delivery.status == DeliveryStatus::DeadLettered => Err(Problem::new(
+                StatusCode::CONFLICT,
+                "dead-letter-not-indexed",
+                "Dead letter not indexed yet",
+                format!(
+                    "delivery {id} is dead-lettered, and its dead letter is not indexed yet \
+                     (the replay service reads the dead-letter topic); try again in a moment"
+                ),
+            )),
             Some(delivery) => Err(Problem::new(
                 StatusCode::CONFLICT,
                 "not-dead-lettered",
