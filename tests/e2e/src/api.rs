@@ -119,6 +119,72 @@ impl Api {
         answer.body
     }
 
+    /// Creates an endpoint of `tenant` for `event_types` with extra `settings` (an object of
+    /// create fields, such as `{"ordering": "strict"}`); returns its id.
+    pub async fn create_endpoint_with(
+        &self,
+        tenant: &str,
+        url: &str,
+        event_types: &[&str],
+        settings: Value,
+    ) -> String {
+        let mut body = json!({"tenant": tenant, "url": url, "event_types": event_types});
+        if let (Some(body), Value::Object(settings)) = (body.as_object_mut(), settings) {
+            body.extend(settings);
+        }
+        let created = self.call("POST", "/v1/endpoints", Some(body)).await;
+        assert_eq!(
+            created.status, 201,
+            "creating an endpoint: {}",
+            created.body
+        );
+        created.body["id"]
+            .as_str()
+            .expect("an endpoint id")
+            .to_owned()
+    }
+
+    /// Sends one event of `event_type` per number in `numbers`, payload `{"n": number}`, in
+    /// one batch request, in order; each must be accepted.
+    pub async fn send_numbered(
+        &self,
+        tenant: &str,
+        event_type: &str,
+        numbers: std::ops::Range<usize>,
+    ) {
+        let events: Vec<Value> = numbers
+            .map(|n| json!({"tenant": tenant, "type": event_type, "payload": {"n": n}}))
+            .collect();
+        let answer = self
+            .call("POST", "/v1/events:batch", Some(json!({"events": events})))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let results = answer.body["results"].as_array().expect("results");
+        assert!(
+            results.iter().all(|r| r["status"] == 202),
+            "{}",
+            answer.body
+        );
+    }
+
+    /// Waits until the endpoint has exactly `count` deliveries, all recorded delivered, and
+    /// returns them.
+    pub async fn delivered_to(
+        &self,
+        endpoint_id: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        eventually("the deliveries to be recorded", timeout, || async {
+            let deliveries = self
+                .all_deliveries(&format!("endpoint_id={endpoint_id}"))
+                .await;
+            (deliveries.len() == count && deliveries.iter().all(|d| d["status"] == "delivered"))
+                .then_some(deliveries)
+        })
+        .await
+    }
+
     /// Sends an event and returns the answer.
     pub async fn send_event(
         &self,

@@ -6,58 +6,30 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use hookstream_e2e::{Pipeline, Receiver, eventually, sum};
+use hookstream_e2e::{Pipeline, Receiver, sum};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
 /// Creates an endpoint of `acme` for `event_type` with `rate_limit`; returns its id.
 async fn endpoint(pipeline: &Pipeline, url: &str, event_type: &str, rate_limit: Value) -> String {
-    let created = pipeline
+    let settings = json!({"rate_limit": rate_limit});
+    pipeline
         .api
-        .call(
-            "POST",
-            "/v1/endpoints",
-            Some(json!({
-                "tenant": "acme",
-                "url": url,
-                "event_types": [event_type],
-                "rate_limit": rate_limit,
-            })),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    created.body["id"].as_str().expect("an id").to_owned()
+        .create_endpoint_with("acme", url, &[event_type], settings)
+        .await
 }
 
 /// Sends `count` events of `event_type` in one batch request.
 async fn send(pipeline: &Pipeline, event_type: &str, count: usize) {
-    let events: Vec<Value> = (0..count)
-        .map(|n| json!({"tenant": "acme", "type": event_type, "payload": {"n": n}}))
-        .collect();
-    let answer = pipeline
+    pipeline
         .api
-        .call("POST", "/v1/events:batch", Some(json!({"events": events})))
+        .send_numbered("acme", event_type, 0..count)
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let results = answer.body["results"].as_array().expect("results");
-    assert!(
-        results.iter().all(|r| r["status"] == 202),
-        "{}",
-        answer.body
-    );
 }
 
 /// The endpoint's `count` deliveries once all are recorded as delivered.
 async fn delivered(pipeline: &Pipeline, endpoint_id: &str, count: usize) -> Vec<Value> {
-    eventually("the deliveries to be recorded", SETTLE, || async {
-        let deliveries = pipeline
-            .api
-            .all_deliveries(&format!("endpoint_id={endpoint_id}"))
-            .await;
-        (deliveries.len() == count && deliveries.iter().all(|d| d["status"] == "delivered"))
-            .then_some(deliveries)
-    })
-    .await
+    pipeline.api.delivered_to(endpoint_id, count, SETTLE).await
 }
 
 fn seconds_between(first: SystemTime, last: SystemTime) -> f64 {
