@@ -89,14 +89,18 @@ pub enum Command {
         off: bool,
     },
     /// Set how an endpoint's deliveries are ordered: `partition` (one at a time, first attempts
-    /// in the order the events were sent) or `none` (no order, up to --max-in-flight at once).
+    /// in the order the events were sent), `none` (no order, up to --max-in-flight at once) or
+    /// `strict` (each waits until the one before it is delivered or dead-lettered).
     Ordering {
         endpoint_id: String,
-        #[arg(value_parser = ["none", "partition"])]
+        #[arg(value_parser = ["none", "partition", "strict"])]
         mode: String,
         /// Requests at once under `none`: 1 to 500 (10 when never set).
         #[arg(long)]
         max_in_flight: Option<u32>,
+        /// Under `strict`, at a dead letter: `hold` (wait for its replay) or `continue`.
+        #[arg(long, value_parser = ["hold", "continue"])]
+        on_dead_letter: Option<String>,
     },
     /// A delivery and every attempt made to send it.
     Delivery { delivery_id: String },

@@ -129,10 +129,14 @@ pub async fn run(client: &Client, command: Command, json_output: bool) -> Result
             endpoint_id,
             mode,
             max_in_flight,
+            on_dead_letter,
         } => {
             let mut change = json!({"ordering": mode});
             if let Some(max_in_flight) = max_in_flight {
                 change["max_in_flight"] = json!(max_in_flight);
+            }
+            if let Some(on_dead_letter) = on_dead_letter {
+                change["on_dead_letter"] = json!(on_dead_letter);
             }
             let endpoint = client
                 .patch(&format!("/v1/endpoints/{endpoint_id}"), change)
@@ -141,6 +145,10 @@ pub async fn run(client: &Client, command: Command, json_output: bool) -> Result
                 Some("none") => format!(
                     "endpoint {endpoint_id}: no ordering, up to {} requests at once",
                     endpoint["max_in_flight"]
+                ),
+                Some("strict") => format!(
+                    "endpoint {endpoint_id}: strict ordering, each delivery after the one before it; at a dead letter: {}",
+                    endpoint["on_dead_letter"].as_str().unwrap_or("hold")
                 ),
                 _ => format!("endpoint {endpoint_id}: partition ordering, one request at a time"),
             };

@@ -9,7 +9,7 @@ use crate::ValidationError;
 use crate::destination::EndpointUrl;
 use crate::ids::EndpointId;
 use crate::names::{EventType, Tenant};
-use crate::shaping::{Ordering, RateLimit, Shaping};
+use crate::shaping::{OnDeadLetter, Ordering, RateLimit, Shaping};
 
 /// Which event types an endpoint receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,12 +172,16 @@ pub struct EndpointChanges {
     pub ordering: Option<Ordering>,
     /// `Some(None)`: back to the default.
     pub max_in_flight: Option<Option<u32>>,
+    pub on_dead_letter: Option<OnDeadLetter>,
 }
 
 impl EndpointChanges {
     /// Whether any delivery setting (kept together in one document) changes.
     pub fn changes_shaping(&self) -> bool {
-        self.rate_limit.is_some() || self.ordering.is_some() || self.max_in_flight.is_some()
+        self.rate_limit.is_some()
+            || self.ordering.is_some()
+            || self.max_in_flight.is_some()
+            || self.on_dead_letter.is_some()
     }
 
     /// `shaping` with these changes.
@@ -190,6 +194,9 @@ impl EndpointChanges {
         }
         if let Some(max_in_flight) = self.max_in_flight {
             shaping.max_in_flight = max_in_flight;
+        }
+        if let Some(on_dead_letter) = self.on_dead_letter {
+            shaping.on_dead_letter = on_dead_letter;
         }
         shaping
     }

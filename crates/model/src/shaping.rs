@@ -19,6 +19,9 @@ pub struct Shaping {
     /// Requests at once under [`Ordering::None`]; [`DEFAULT_MAX_IN_FLIGHT`] when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Under [`Ordering::Strict`], what a dead letter does to the deliveries behind it.
+    #[serde(default, skip_serializing_if = "OnDeadLetter::is_default")]
+    pub on_dead_letter: OnDeadLetter,
 }
 
 impl Shaping {
@@ -33,7 +36,7 @@ impl Shaping {
     pub fn concurrency(&self) -> u32 {
         match self.ordering {
             Ordering::None => self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
-            Ordering::Partition => 1,
+            Ordering::Partition | Ordering::Strict => 1,
         }
     }
 
@@ -44,6 +47,7 @@ impl Shaping {
             rate_limit: self.rate_limit.map(RateLimit::within_bounds),
             ordering: self.ordering,
             max_in_flight: self.max_in_flight.map(|n| n.clamp(1, MAX_IN_FLIGHT_LIMIT)),
+            on_dead_letter: self.on_dead_letter,
         }
     }
 
@@ -62,6 +66,10 @@ impl Shaping {
 pub enum Ordering {
     /// No order: up to `max_in_flight` requests at once, for receivers that only need speed.
     None,
+    /// One request at a time, and the next delivery waits until the one before it is delivered
+    /// or dead-lettered, across retries, restarts and rebalances. The dispatcher keeps the
+    /// endpoint's backlog in the store, in arrival order, and retries in place.
+    Strict,
     /// One request at a time, first attempts in the order the events were sent; a retried
     /// delivery goes out when due, after later ones. Also what a setting written by a newer
     /// version and unknown here is taken for: the endpoint stays readable, one at a time.
@@ -86,19 +94,56 @@ impl Ordering {
         match self {
             Self::None => "none",
             Self::Partition => "partition",
+            Self::Strict => "strict",
         }
     }
 
-    /// Parses the API's `"none"` or `"partition"`.
+    /// Parses the API's `"none"`, `"partition"` or `"strict"`.
     pub fn from_json(value: &Value, field: &str) -> Result<Self, ValidationError> {
         match value.as_str() {
             Some("none") => Ok(Self::None),
             Some("partition") => Ok(Self::Partition),
-            Some("strict") => Err(ValidationError::new(
+            Some("strict") => Ok(Self::Strict),
+            _ => Err(ValidationError::new(
                 field,
-                "`strict` ordering is not available yet; use `partition` (first attempts in order) or `none`",
+                "must be `none`, `partition` or `strict`",
             )),
-            _ => Err(ValidationError::new(field, "must be `none` or `partition`")),
+        }
+    }
+}
+
+/// Under strict ordering, what a dead letter does to the deliveries queued behind it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDeadLetter {
+    /// The dead letter is left behind and the next delivery goes out.
+    Continue,
+    /// The queue stops at the dead letter until it is replayed (its replay is sent first, then
+    /// the rest) or the setting is changed to `continue`. Nothing behind it goes out of order.
+    /// Also what a setting written by a newer version and unknown here is taken for.
+    #[default]
+    #[serde(other)]
+    Hold,
+}
+
+impl OnDeadLetter {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Continue => "continue",
+        }
+    }
+
+    /// Parses the API's `"hold"` or `"continue"`.
+    pub fn from_json(value: &Value, field: &str) -> Result<Self, ValidationError> {
+        match value.as_str() {
+            Some("hold") => Ok(Self::Hold),
+            Some("continue") => Ok(Self::Continue),
+            _ => Err(ValidationError::new(field, "must be `hold` or `continue`")),
         }
     }
 }
@@ -277,9 +322,21 @@ mod tests {
             Ordering::from_json(&json!("partition"), "ordering").unwrap(),
             Ordering::Partition
         );
-        for bad in [json!("strict"), json!("random"), json!(1), json!(null)] {
+        assert_eq!(
+            Ordering::from_json(&json!("strict"), "ordering").unwrap(),
+            Ordering::Strict
+        );
+        for bad in [json!("random"), json!(1), json!(null)] {
             let err = Ordering::from_json(&bad, "ordering").unwrap_err();
             assert_eq!(err.field, "ordering", "{bad}");
+        }
+        assert_eq!(
+            OnDeadLetter::from_json(&json!("continue"), "on_dead_letter").unwrap(),
+            OnDeadLetter::Continue
+        );
+        for bad in [json!("skip"), json!(true), json!(null)] {
+            let err = OnDeadLetter::from_json(&bad, "on_dead_letter").unwrap_err();
+            assert_eq!(err.field, "on_dead_letter", "{bad}");
         }
         assert_eq!(max_in_flight_from_json(&json!(25), "m").unwrap(), 25);
         for bad in [
@@ -306,6 +363,8 @@ mod tests {
         assert_eq!(shaping.concurrency(), 40);
         shaping.max_in_flight = None;
         assert_eq!(shaping.concurrency(), DEFAULT_MAX_IN_FLIGHT);
+        shaping.ordering = Ordering::Strict;
+        assert_eq!(shaping.concurrency(), 1, "strict order is one at a time");
         let stored = r#"{"ordering":"none","max_in_flight":100000}"#;
         let read = Shaping::from_json(Some(stored)).unwrap().within_bounds();
         assert_eq!(read.concurrency(), MAX_IN_FLIGHT_LIMIT);
@@ -315,8 +374,9 @@ mod tests {
     fn stored_settings_read_back_and_tolerate_what_they_do_not_know() {
         let shaping = Shaping {
             rate_limit: Some(RateLimit::new(5.0, Some(7), "r").unwrap()),
-            ordering: Ordering::None,
+            ordering: Ordering::Strict,
             max_in_flight: Some(3),
+            on_dead_letter: OnDeadLetter::Continue,
         };
         assert_eq!(
             Shaping::from_json(Some(&shaping.to_json())).unwrap(),
@@ -333,8 +393,10 @@ mod tests {
                 burst: 1
             })
         );
-        let unknown_mode = Shaping::from_json(Some(r#"{"ordering":"strict"}"#)).unwrap();
-        assert_eq!(unknown_mode.ordering, Ordering::Partition);
+        let unknown = r#"{"ordering":"sorted","on_dead_letter":"escalate"}"#;
+        let unknown = Shaping::from_json(Some(unknown)).unwrap();
+        assert_eq!(unknown.ordering, Ordering::Partition);
+        assert_eq!(unknown.on_dead_letter, OnDeadLetter::Hold);
         assert!(Shaping::from_json(Some("not json")).is_err());
         let by_hand = Shaping::from_json(Some(r#"{"rate_limit":{"per_second":0}}"#)).unwrap();
         assert_eq!(

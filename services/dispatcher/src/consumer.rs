@@ -25,7 +25,8 @@ use crate::lanes::{LaneId, Lanes};
 use crate::metrics;
 use crate::ownership::Ownership;
 use crate::routing::QuarantinedTask;
-use crate::worker::{Interrupted, Progress, Worker};
+use crate::strict::StrictQueues;
+use crate::worker::{Interrupted, Progress, Route, Worker};
 
 /// Follows rebalances: tells the consume loop which partitions were taken away (so it stops
 /// tracking them), keeps [`Ownership`] up to date, hands a revoked partition over only once its
@@ -33,6 +34,8 @@ use crate::worker::{Interrupted, Progress, Worker};
 /// switch is on.
 pub struct RebalanceListener {
     revoked: UnboundedSender<Vec<i32>>,
+    /// Newly assigned partitions, whose strict queues the consume loop goes on with.
+    assigned: UnboundedSender<Vec<i32>>,
     ownership: Arc<Ownership>,
     handover_limit: Duration,
     /// Whether the consume loop has fetching paused (kill switch, or a full instance).
@@ -44,15 +47,21 @@ impl RebalanceListener {
         ownership: Arc<Ownership>,
         handover_limit: Duration,
         fetch_paused: Arc<AtomicBool>,
-    ) -> (Self, UnboundedReceiver<Vec<i32>>) {
-        let (revoked, receiver) = unbounded_channel();
+    ) -> (Self, Rebalances) {
+        let (revoked, revoked_rx) = unbounded_channel();
+        let (assigned, assigned_rx) = unbounded_channel();
         let listener = Self {
             revoked,
+            assigned,
             ownership,
             handover_limit,
             fetch_paused,
         };
-        (listener, receiver)
+        let rebalances = Rebalances {
+            revoked: revoked_rx,
+            assigned: assigned_rx,
+        };
+        (listener, rebalances)
     }
 
     /// Waits for the revoked partitions' sends to be recorded. The callback runs inside the
@@ -103,6 +112,7 @@ impl ConsumerContext for RebalanceListener {
                 let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions assigned");
                 self.ownership.assigned(&partitions);
+                let _ = self.assigned.send(partitions);
             }
             Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
         }
@@ -120,6 +130,14 @@ impl ConsumerContext for RebalanceListener {
             metrics::ASSIGNED_PARTITIONS.set(assignment.count() as i64);
         }
     }
+}
+
+/// What the rebalance listener tells the consume loop.
+pub struct Rebalances {
+    /// Partitions taken away: the loop stops tracking them.
+    pub revoked: UnboundedReceiver<Vec<i32>>,
+    /// Partitions given: the loop goes on with their strict queues.
+    pub assigned: UnboundedReceiver<Vec<i32>>,
 }
 
 /// Why fetching is paused, and whether it is.
@@ -150,6 +168,8 @@ struct Job {
 struct Done {
     /// The lane it went through; none for a task that never reached one (undecodable, parked).
     lane: Option<(EndpointId, LaneId)>,
+    /// Its task's endpoint; none for a task that did not decode.
+    endpoint: Option<EndpointId>,
     partition: i32,
     offset: i64,
     generation: u64,
@@ -163,12 +183,14 @@ struct Done {
 /// What the loop needs besides the consumer.
 pub struct ConsumeLoop {
     pub consumer: Arc<StreamConsumer<RebalanceListener>>,
-    pub revoked: UnboundedReceiver<Vec<i32>>,
+    pub rebalances: Rebalances,
     pub topic: String,
     /// Reads tasks, learning newer writers' schemas from the schemas topic.
     pub decoder: TaskDecoder,
     pub worker: Arc<Worker>,
     pub ownership: Arc<Ownership>,
+    /// The strict endpoints' queues of this instance's partitions.
+    pub queues: Arc<StrictQueues>,
     /// Most tasks in flight in this instance; above it, fetching pauses (polling goes on).
     pub max_in_flight: usize,
     /// Most bytes of tasks in flight in this instance; above it, fetching pauses too.
@@ -213,9 +235,15 @@ impl ConsumeLoop {
                     let oldest = self.sends.oldest().unwrap_or_default();
                     metrics::OLDEST_SEND.set(oldest.as_secs_f64());
                 }
-                Some(partitions) = self.revoked.recv() => {
+                Some(partitions) = self.rebalances.assigned.recv() => {
+                    for partition in partitions {
+                        tokio::spawn(Arc::clone(&self.queues).resume(partition));
+                    }
+                }
+                Some(partitions) = self.rebalances.revoked.recv() => {
                     for partition in partitions {
                         tracker.forget(partition);
+                        self.queues.forget_position(partition);
                     }
                     // Forgotten tasks no longer count against the instance's limit. Their bytes
                     // still do until their jobs finish: they are still in memory.
@@ -264,15 +292,21 @@ impl ConsumeLoop {
                                 Ok(task) => {
                                     let endpoint = task.endpoint_id;
                                     let trace = telemetry::context_of(message.headers());
-                                    if lanes.pending(endpoint) >= self.max_queued_per_endpoint
-                                        || lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint
-                                        || lanes.behind(endpoint, self.worker.rate_limits.period(endpoint)) > self.max_lane_wait
+                                    // Until it is done, a strict queue sends nothing it holds
+                                    // behind this task (see `StrictQueues::reading`).
+                                    self.queues.reading(endpoint, offset);
+                                    // A strict endpoint's lane only queues its tasks in the
+                                    // store; parked on a tier, they would come back out of order.
+                                    if !self.worker.concurrency.known_strict(endpoint)
+                                        && (lanes.pending(endpoint) >= self.max_queued_per_endpoint
+                                            || lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint
+                                            || lanes.behind(endpoint, self.worker.rate_limits.period(endpoint)) > self.max_lane_wait)
                                     {
                                         // This endpoint's backlog is full, or it does not keep
                                         // up: the task waits on a tier rather than in memory,
                                         // and the others go on.
-                                        let done = Done { lane: None, partition, offset, generation, bytes, durable: true };
-                                        tokio::spawn(hold_backlog(Arc::clone(&self.worker), task, done, done_tx.clone()));
+                                        let done = Done { lane: None, endpoint: Some(endpoint), partition, offset, generation, bytes, durable: true };
+                                        tokio::spawn(hold_backlog(Arc::clone(&self.worker), Arc::clone(&self.queues), task, done, done_tx.clone()));
                                         continue;
                                     }
                                     let job = Job { partition, offset, generation, bytes, task, trace };
@@ -283,6 +317,7 @@ impl ConsumeLoop {
                                             worker: Arc::clone(&self.worker),
                                             ownership: Arc::clone(&self.ownership),
                                             sends: Arc::clone(&self.sends),
+                                            queues: Arc::clone(&self.queues),
                                             done: done_tx.clone(),
                                         });
                                         tokio::spawn(lane.run(queue));
@@ -297,7 +332,7 @@ impl ConsumeLoop {
                                         reason,
                                         source: format!("{}/{partition}/{offset}", self.topic),
                                     };
-                                    let done = Done { lane: None, partition, offset, generation, bytes, durable: true };
+                                    let done = Done { lane: None, endpoint: None, partition, offset, generation, bytes, durable: true };
                                     tokio::spawn(quarantine(Arc::clone(&self.worker), quarantined, "undecodable", done, done_tx.clone()));
                                 }
                             }
@@ -319,6 +354,9 @@ impl ConsumeLoop {
         if let Some((endpoint, lane)) = done.lane {
             lanes.finished(endpoint, lane, done.bytes);
         }
+        if let Some(endpoint) = done.endpoint {
+            self.queues.settled(endpoint, done.offset);
+        }
         if !done.durable {
             // Still in flight as far as its partition's offsets go.
             return;
@@ -331,6 +369,7 @@ impl ConsumeLoop {
         }
         if let Some(position) = tracker.finish(done.partition, done.offset) {
             self.store_position(done.partition, position);
+            self.queues.stored_position(done.partition, position);
         }
     }
 
@@ -451,6 +490,7 @@ struct Lane {
     worker: Arc<Worker>,
     ownership: Arc<Ownership>,
     sends: Arc<Sends>,
+    queues: Arc<StrictQueues>,
     done: UnboundedSender<Done>,
 }
 
@@ -558,7 +598,12 @@ impl Lane {
                 attempt = task.attempts_made + 1,
             );
             telemetry::continue_trace(&span, job.trace.clone());
-            return match self.worker.deliver(task).instrument(span.clone()).await {
+            return match self
+                .worker
+                .deliver(task, Route::Topic)
+                .instrument(span.clone())
+                .await
+            {
                 // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
                 Err(Interrupted::Shutdown) => {
                     drop(sending);
@@ -598,7 +643,27 @@ impl Lane {
                     );
                     Step::Next
                 }
-                Ok(Progress::RateLimited(wait)) => {
+                Ok(Progress::Queue) => {
+                    let queued = self
+                        .queues
+                        .enqueue(task, job.partition, job.offset, job.generation)
+                        .instrument(span.clone())
+                        .await;
+                    drop(send);
+                    drop(sending);
+                    match queued {
+                        Ok(()) => self.report(finished, true),
+                        Err(Interrupted::Shutdown) => Step::Stop,
+                        Err(Interrupted::Unprocessable(reason)) => {
+                            if !self.quarantine(&job, &span, reason).await {
+                                self.report(finished, false);
+                                return Step::GiveUp;
+                            }
+                            self.report(finished, true)
+                        }
+                    }
+                }
+                Ok(Progress::RateLimited(wait) | Progress::Wait(wait)) => {
                     // Not a send while it waits: a revoke need not wait for it, and it is not
                     // sent once its partition is gone.
                     drop(send);
@@ -663,6 +728,7 @@ impl Lane {
     fn done_of(&self, job: &Job) -> Done {
         Done {
             lane: Some((self.endpoint, self.id)),
+            endpoint: Some(self.endpoint),
             partition: job.partition,
             offset: job.offset,
             generation: job.generation,
@@ -734,14 +800,24 @@ async fn quarantine(
 }
 
 /// Puts a task of an endpoint whose backlog is full on a tier; it is done (its offset may be
-/// committed) once Kafka has it.
+/// committed) once Kafka has it. The endpoint's settings are read first: a strict endpoint's
+/// task goes to its queue instead, where it keeps its place (on a tier it would come back
+/// behind later ones).
 async fn hold_backlog(
     worker: Arc<Worker>,
+    queues: Arc<StrictQueues>,
     task: DeliveryTask,
     done: Done,
     finished: UnboundedSender<Done>,
 ) {
-    let held = worker.hold_backlog(&task).await.is_ok();
+    let held = match worker.keeps_strict_order(task.endpoint_id).await {
+        Ok(true) => queues
+            .enqueue(&task, done.partition, done.offset, done.generation)
+            .await
+            .is_ok(),
+        Ok(false) => worker.hold_backlog(&task).await.is_ok(),
+        Err(_) => false,
+    };
     // Not held (shutting down): it still frees its bytes, but its offset stays uncommitted.
     let _ = finished.send(Done {
         durable: held,

@@ -17,6 +17,7 @@ mod rate_limits;
 mod requeue;
 mod routing;
 mod sender;
+mod strict;
 mod webhook;
 mod worker;
 
@@ -44,6 +45,7 @@ use crate::health::{Heartbeat, Sends};
 use crate::ownership::Ownership;
 use crate::routing::Routing;
 use crate::sender::Sender;
+use crate::strict::StrictQueues;
 use crate::worker::Worker;
 
 #[tokio::main]
@@ -91,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let ownership = Arc::new(Ownership::default());
     let fetch_paused = Arc::new(AtomicBool::new(false));
     // The hand-over holds the consumer's poll: kept well under `max.poll.interval.ms`.
-    let (listener, revoked) = RebalanceListener::new(
+    let (listener, rebalances) = RebalanceListener::new(
         Arc::clone(&ownership),
         config.drain_timeout.min(Duration::from_secs(10)),
         Arc::clone(&fetch_paused),
@@ -198,13 +200,19 @@ async fn main() -> anyhow::Result<()> {
     .context("creating the consumer lag reader")?;
     tracing::info!(ops_addr = %config.ops_addr, topic = %topics.deliveries(), "dispatcher running");
 
+    let queues = StrictQueues::new(
+        Arc::clone(&worker),
+        Arc::clone(&ownership),
+        Arc::clone(&sends),
+    );
     ConsumeLoop {
         consumer: Arc::clone(&consumer),
-        revoked,
+        rebalances,
         topic: topics.deliveries(),
         decoder,
         worker,
         ownership,
+        queues,
         max_in_flight: config.max_in_flight,
         max_in_flight_bytes: config.max_in_flight_bytes,
         max_queued_per_endpoint: lane_limits.tasks,

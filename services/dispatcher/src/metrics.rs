@@ -47,7 +47,7 @@ pub static DELIVERY_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
 pub static RETRIES_WRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_retry_tasks_written_total",
-        "Failed deliveries written to a retry tier topic, by tier.",
+        "Failed deliveries written to a retry tier topic, by tier (`in_place`: the head of a strict endpoint's queue, retried where it stands).",
         &["tier"]
     )
     .expect("metric registers once")
@@ -242,12 +242,15 @@ pub fn register() {
         &CIRCUITS_OPEN,
         &ASSIGNED_PARTITIONS,
         &IN_FLIGHT,
+        &STRICT_QUEUES,
+        &STRICT_QUEUES_HELD,
     ] {
         LazyLock::force(gauge);
     }
     LazyLock::force(&OLDEST_SEND);
     LazyLock::force(&ATTEMPTS_UNRECORDED);
     LazyLock::force(&CLAIMS_LOST);
+    LazyLock::force(&STRICT_QUEUED);
     for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS] {
         LazyLock::force(histogram);
     }
@@ -261,3 +264,30 @@ pub fn register() {
         HANDOVER_SENDS.with_label_values(&[outcome]);
     }
 }
+
+/// Tasks of strict endpoints put in their endpoint's queue in the store.
+pub static STRICT_QUEUED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_strict_tasks_queued_total",
+        "Delivery tasks of strict-order endpoints put in their endpoint's queue in the store."
+    )
+    .expect("metric registers once")
+});
+
+/// Strict endpoints' queues this dispatcher is working.
+pub static STRICT_QUEUES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_strict_queues",
+        "Strict-order endpoints whose queue this dispatcher is working."
+    )
+    .expect("metric registers once")
+});
+
+/// Strict endpoints' queues stopped at a dead letter (`"on_dead_letter": "hold"`).
+pub static STRICT_QUEUES_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_strict_queues_held",
+        "Strict-order endpoints whose queue waits at a dead letter for its replay."
+    )
+    .expect("metric registers once")
+});

@@ -22,6 +22,7 @@ use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
+use hookstream_model::shaping::Ordering;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::labels;
 use hookstream_runtime::resolver::{DestinationResolver, ResolveError};
@@ -40,6 +41,22 @@ use crate::sender::{SendOutcome, Sender};
 
 /// How long a task waits on a tier when its endpoint's backlog is full (rounded up to a tier).
 const BACKLOG_HOLD: Duration = Duration::from_secs(30);
+/// How often a strict endpoint's queue head looks again while its endpoint is paused.
+const PAUSED_RECHECK: Duration = Duration::from_secs(2);
+/// How often a strict endpoint's queue head looks again while another copy holds its claim.
+const CLAIM_RECHECK: Duration = Duration::from_secs(1);
+
+/// Where a task being delivered came from, which decides where it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Read from the deliveries topic. A task that may not go out yet waits on a tier and a
+    /// failed one is retried through a tier; a strict endpoint's task is queued instead (see
+    /// [`Progress::Queue`]).
+    Topic,
+    /// The head of a strict endpoint's queue (see `crate::strict`): it waits in place and is
+    /// retried in place, since a tier would let the deliveries behind it overtake it.
+    QueueHead,
+}
 
 /// Why a task was not finished.
 #[derive(Debug)]
@@ -91,6 +108,11 @@ pub enum Progress {
     /// Nothing was done: the endpoint's rate limit allows its next delivery after this long.
     /// The task is to be delivered again then (nothing was claimed, no attempt is spent).
     RateLimited(Duration),
+    /// Nothing was done: the endpoint keeps strict order, so the task joins its queue.
+    Queue,
+    /// Nothing was done: a queue head may not go out yet (its endpoint is paused, its breaker
+    /// open, another copy holds its claim). It is to be delivered again after this long.
+    Wait(Duration),
 }
 
 /// A delivered task whose attempt is not recorded yet.
@@ -103,7 +125,11 @@ pub struct Settlement {
 impl Worker {
     /// Delivers `task`. Failures are routed and recorded before it returns; a success comes back
     /// as [`Progress::Delivered`] for the caller to record. Returns [`Interrupted`] on shutdown.
-    pub async fn deliver(&self, task: &DeliveryTask) -> Result<Progress, Interrupted> {
+    pub async fn deliver(
+        &self,
+        task: &DeliveryTask,
+        route: Route,
+    ) -> Result<Progress, Interrupted> {
         // A stopping dispatcher starts nothing new: the task is re-consumed after the restart.
         if self.shutdown.is_cancelled() {
             return Err(Interrupted::Shutdown);
@@ -128,14 +154,26 @@ impl Worker {
             Err(interrupted) => return Err(interrupted),
         };
         if let Some(endpoint) = &endpoint {
-            self.concurrency
-                .remember(endpoint.id, endpoint.shaping.concurrency());
+            self.concurrency.remember(endpoint.id, &endpoint.shaping);
+            // Queued before anything else, a pause included: a task held on a tier would come
+            // back behind the ones queued meanwhile.
+            if route == Route::Topic && endpoint.shaping.ordering == Ordering::Strict {
+                // A copy of a delivery settled already (held on a tier before, or from before
+                // the endpoint turned strict) would only take a place in the queue.
+                if let Some(skip) = self.settled_copy(task).await? {
+                    return Ok(skip);
+                }
+                return Ok(Progress::Queue);
+            }
         }
         if endpoint.as_ref().is_some_and(|e| e.paused && !e.disabled) {
             // Only a copy still to be sent is held: a settled one would go round the hold tier
             // for as long as the pause lasts.
             if let Some(skip) = self.settled_copy(task).await? {
                 return Ok(skip);
+            }
+            if route == Route::QueueHead {
+                return Ok(Progress::Wait(PAUSED_RECHECK));
             }
             self.hold(task, Tier::HOLD, "endpoint_paused").await?;
             return Ok(Progress::Finished);
@@ -187,6 +225,9 @@ impl Worker {
             ClaimOutcome::Missing => return Err(unknown_delivery()),
             // Another copy is sending this attempt. It may die before recording it, so this copy
             // is not dropped: it comes back to look again once that copy is done.
+            ClaimOutcome::Busy { .. } if route == Route::QueueHead => {
+                return Ok(Progress::Wait(CLAIM_RECHECK));
+            }
             ClaimOutcome::Busy { .. } => {
                 self.hold(task, Tier::HOLD, "claimed_elsewhere").await?;
                 return Ok(Progress::Finished);
@@ -198,6 +239,9 @@ impl Worker {
         {
             self.release(&claim).await?;
             let wait = (until - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+            if route == Route::QueueHead {
+                return Ok(Progress::Wait(wait.try_into().unwrap_or_default()));
+            }
             let tier = self
                 .retry
                 .tier_for_wait(wait.try_into().unwrap_or_default());
@@ -218,7 +262,7 @@ impl Worker {
         }
         // A failure may disable the endpoint or open its breaker, which the endpoint's next
         // task must see, so it is settled before that task starts.
-        self.settle(task, &claim, endpoint.as_ref(), outcome)
+        self.settle(task, &claim, endpoint.as_ref(), outcome, route)
             .await?;
         Ok(Progress::Finished)
     }
@@ -236,13 +280,31 @@ impl Worker {
             return limit;
         }
         match self.store.get_endpoint(endpoint).await {
-            Ok(read) => {
+            Ok(Some(read)) => {
+                self.concurrency.remember(endpoint, &read.shaping);
+                usize::try_from(read.shaping.concurrency())
+                    .unwrap_or(1)
+                    .max(1)
+            }
+            Ok(None) => {
                 // A deleted endpoint's tasks are settled one at a time, with no read each.
-                let limit = read.map_or(1, |e| e.shaping.concurrency());
-                self.concurrency.remember(endpoint, limit);
-                usize::try_from(limit).unwrap_or(1).max(1)
+                self.concurrency.remember_limit(endpoint, 1, false);
+                1
             }
             Err(_) => 1,
+        }
+    }
+
+    /// Whether the endpoint keeps strict order, read afresh from the store (and remembered).
+    /// False for a deleted endpoint, and for one that cannot be read.
+    pub async fn keeps_strict_order(&self, endpoint: EndpointId) -> Result<bool, Interrupted> {
+        match self.durably(|| self.store.get_endpoint(endpoint)).await {
+            Ok(Some(read)) => {
+                self.concurrency.remember(endpoint, &read.shaping);
+                Ok(read.shaping.ordering == Ordering::Strict)
+            }
+            Ok(None) | Err(Interrupted::Unprocessable(_)) => Ok(false),
+            Err(Interrupted::Shutdown) => Err(Interrupted::Shutdown),
         }
     }
 
@@ -303,7 +365,8 @@ impl Worker {
             outcome,
         } = settlement;
         // Delivered needs no endpoint: nothing is retried, dead-lettered or disabled.
-        self.settle(&task, &claim, None, outcome).await
+        self.settle(&task, &claim, None, outcome, Route::Topic)
+            .await
     }
 
     /// Asks the endpoint's breaker whether a task may go out, recording any change of state.
@@ -424,13 +487,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Routes and records an attempt's outcome.
+    /// Routes and records an attempt's outcome. A queue head's retry is only recorded, with
+    /// its due time: the head stays in its queue and is tried again then.
     async fn settle(
         &self,
         task: &DeliveryTask,
         claim: &AttemptClaim,
         endpoint: Option<&Endpoint>,
         outcome: Outcome,
+        route: Route,
     ) -> Result<(), Interrupted> {
         let Outcome {
             mut attempt,
@@ -448,6 +513,12 @@ impl Worker {
         let next = decision::decide(&facts, self.failures, &self.retry);
         match &next {
             Next::Delivered => {}
+            Next::Retry { due_at, .. } if route == Route::QueueHead => {
+                metrics::RETRIES_WRITTEN
+                    .with_label_values(&["in_place"])
+                    .inc();
+                attempt.next_attempt_at = Some(*due_at);
+            }
             Next::Retry { tier, due_at } => {
                 let mut waiting = task.clone();
                 waiting.attempts_made = number;
@@ -476,6 +547,14 @@ impl Worker {
             .await
         {
             Ok(recorded) => recorded,
+            // A queue head's retry is routed nowhere but this record, and its dead letter is
+            // told by it: without it the head would be sent (and dead-lettered) again and
+            // again. It is set aside (quarantined) instead.
+            Err(Interrupted::Unprocessable(reason))
+                if route == Route::QueueHead && !matches!(next, Next::Delivered) =>
+            {
+                return Err(Interrupted::Unprocessable(reason));
+            }
             // The outcome is routed already (the next task written, or the webhook delivered):
             // quarantining this task too would make a second live copy. It is finished; only
             // the attempt log misses the attempt.
@@ -626,7 +705,7 @@ impl Worker {
     /// a store outage holds the task rather than dropping it. An error that trying again cannot
     /// mend (damaged data, a missing row) makes the task unprocessable instead of wedging its
     /// lane.
-    async fn durably<T, F, Fut>(&self, operation: F) -> Result<T, Interrupted>
+    pub(crate) async fn durably<T, F, Fut>(&self, operation: F) -> Result<T, Interrupted>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,

@@ -194,8 +194,26 @@ async fn operators_find_dry_run_and_replay_dead_letters_from_the_command_line() 
         "{}",
         too_many.stderr
     );
-    let strict = hookstream(&base, &["ordering", &endpoint_id, "strict"]).await;
-    assert_eq!(strict.code, 2, "{}", strict.stderr);
+    let strict = hookstream(
+        &base,
+        &[
+            "ordering",
+            &endpoint_id,
+            "strict",
+            "--on-dead-letter",
+            "continue",
+        ],
+    )
+    .await;
+    assert_eq!(strict.code, 0, "{}", strict.stderr);
+    assert!(
+        strict.stdout.contains("strict ordering"),
+        "{}",
+        strict.stdout
+    );
+    assert!(strict.stdout.contains("continue"), "{}", strict.stdout);
+    let sorted = hookstream(&base, &["ordering", &endpoint_id, "sorted"]).await;
+    assert_eq!(sorted.code, 2, "{}", sorted.stderr);
 
     // Exit codes: refused, wrong usage, unreachable.
     let missing = hookstream(&base, &["batch", "show", "bat_01ARZ3NDEKTSV4RRFFQ69G5FAV"]).await;

@@ -14,41 +14,23 @@ const SETTLE: Duration = Duration::from_secs(120);
 
 /// Creates an endpoint of `acme` for `order.created` with these extra settings; returns its id.
 async fn endpoint(pipeline: &Pipeline, url: &str, settings: Value) -> String {
-    let mut body = json!({"tenant": "acme", "url": url, "event_types": ["order.created"]});
-    if let (Some(body), Value::Object(settings)) = (body.as_object_mut(), settings) {
-        body.extend(settings);
-    }
-    let created = pipeline.api.call("POST", "/v1/endpoints", Some(body)).await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    created.body["id"].as_str().expect("an id").to_owned()
+    pipeline
+        .api
+        .create_endpoint_with("acme", url, &["order.created"], settings)
+        .await
 }
 
 /// Sends `count` `order.created` events in one batch request.
 async fn send(pipeline: &Pipeline, count: usize) {
-    let events: Vec<Value> = (0..count)
-        .map(|n| json!({"tenant": "acme", "type": "order.created", "payload": {"n": n}}))
-        .collect();
-    let answer = pipeline
+    pipeline
         .api
-        .call("POST", "/v1/events:batch", Some(json!({"events": events})))
+        .send_numbered("acme", "order.created", 0..count)
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
 /// The endpoint's deliveries once `count` are recorded delivered.
 async fn delivered(pipeline: &Pipeline, endpoint_id: &str, count: usize) -> Vec<Value> {
-    eventually("the deliveries to be recorded", SETTLE, || async {
-        let deliveries = pipeline
-            .api
-            .all_deliveries(&format!("endpoint_id={endpoint_id}"))
-            .await;
-        let done = deliveries
-            .iter()
-            .filter(|d| d["status"] == "delivered")
-            .count();
-        (deliveries.len() == count && done == count).then_some(deliveries)
-    })
-    .await
+    pipeline.api.delivered_to(endpoint_id, count, SETTLE).await
 }
 
 /// The distinct `webhook-id`s a receiver got.
@@ -222,6 +204,7 @@ async fn ordering_and_max_in_flight_are_set_shown_changed_and_refused_through_th
         .await;
     assert_eq!(shown.body["ordering"], "partition", "the default");
     assert_eq!(shown.body["max_in_flight"], 10, "the default");
+    assert_eq!(shown.body["on_dead_letter"], "hold", "the default");
 
     let id = endpoint(
         &pipeline,
@@ -257,9 +240,10 @@ async fn ordering_and_max_in_flight_are_set_shown_changed_and_refused_through_th
         (json!({"max_in_flight": -1}), "max_in_flight"),
         (json!({"max_in_flight": 1e12}), "max_in_flight"),
         (json!({"max_in_flight": "8"}), "max_in_flight"),
-        (json!({"ordering": "strict"}), "ordering"),
         (json!({"ordering": "random"}), "ordering"),
         (json!({"ordering": 1}), "ordering"),
+        (json!({"on_dead_letter": "skip"}), "on_dead_letter"),
+        (json!({"on_dead_letter": false}), "on_dead_letter"),
     ] {
         let mut create = json!({"tenant": "acme", "url": receiver.url});
         if let (Some(create), Value::Object(extra)) = (create.as_object_mut(), body.clone()) {
@@ -277,8 +261,24 @@ async fn ordering_and_max_in_flight_are_set_shown_changed_and_refused_through_th
     let after = api.call("GET", &path, None).await;
     assert_eq!(after.body["max_in_flight"], 10, "refusals changed nothing");
     assert_eq!(after.body["ordering"], "none", "refusals changed nothing");
+    let strict = api
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"ordering": "strict", "on_dead_letter": "continue"})),
+        )
+        .await;
+    assert_eq!(
+        (&strict.body["ordering"], &strict.body["on_dead_letter"]),
+        (&json!("strict"), &json!("continue"))
+    );
     let default = api
-        .call("PATCH", &path, Some(json!({"ordering": null})))
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"ordering": null, "on_dead_letter": null})),
+        )
         .await;
     assert_eq!(default.body["ordering"], "partition", "null: the default");
+    assert_eq!(default.body["on_dead_letter"], "hold", "null: the default");
 }

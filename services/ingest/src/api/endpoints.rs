@@ -17,7 +17,7 @@ use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
 use hookstream_model::shaping::{
-    DEFAULT_MAX_IN_FLIGHT, Ordering, RateLimit, Shaping, max_in_flight_from_json,
+    DEFAULT_MAX_IN_FLIGHT, OnDeadLetter, Ordering, RateLimit, Shaping, max_in_flight_from_json,
 };
 use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::SigningSecret;
@@ -46,6 +46,7 @@ fn render(endpoint: &Endpoint) -> Value {
         "rate_limit": endpoint.shaping.rate_limit,
         "ordering": endpoint.shaping.ordering.as_str(),
         "max_in_flight": endpoint.shaping.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        "on_dead_letter": endpoint.shaping.on_dead_letter.as_str(),
         "paused": endpoint.paused,
         "circuit": {
             "state": endpoint.circuit.state.as_str(),
@@ -101,7 +102,15 @@ fn parse_rate_limit(value: Option<Value>) -> Result<Option<RateLimit>, Problem> 
     }
 }
 
-/// `ordering`: `"none"` or `"partition"`, or null for the default (`partition`).
+/// `on_dead_letter`: `"hold"` or `"continue"`, or null for the default (`hold`).
+fn parse_on_dead_letter(value: Value) -> Result<OnDeadLetter, Problem> {
+    match value {
+        Value::Null => Ok(OnDeadLetter::default()),
+        value => Ok(OnDeadLetter::from_json(&value, "on_dead_letter")?),
+    }
+}
+
+/// `ordering`: `"none"`, `"partition"` or `"strict"`, or null for the default (`partition`).
 fn parse_ordering(value: Value) -> Result<Ordering, Problem> {
     match value {
         Value::Null => Ok(Ordering::default()),
@@ -154,6 +163,11 @@ pub async fn create(
         .transpose()?
         .unwrap_or_default();
     let max_in_flight = parse_max_in_flight(fields.optional("max_in_flight"))?;
+    let on_dead_letter = fields
+        .optional("on_dead_letter")
+        .map(parse_on_dead_letter)
+        .transpose()?
+        .unwrap_or_default();
     fields.finish()?;
     // Each endpoint takes a copy of every event its tenant sends: bounded per tenant. (Two
     // creations at once can pass together; the limit is one of scale, not exact.)
@@ -188,6 +202,7 @@ pub async fn create(
             rate_limit,
             ordering,
             max_in_flight,
+            on_dead_letter,
         },
         created_at: now,
         updated_at: now,
@@ -337,6 +352,10 @@ pub async fn update(
         .optional("max_in_flight")
         .map(|v| parse_max_in_flight(Some(v)))
         .transpose()?;
+    let on_dead_letter = fields
+        .optional("on_dead_letter")
+        .map(parse_on_dead_letter)
+        .transpose()?;
     fields.finish()?;
 
     // Only the fields given change: a pause, or a `410` disabling the endpoint, made while
@@ -350,6 +369,7 @@ pub async fn update(
         rate_limit,
         ordering,
         max_in_flight,
+        on_dead_letter,
     };
     let endpoint = change(&state, &caller, id, &changes).await?;
     Ok(Json(render(&endpoint)))

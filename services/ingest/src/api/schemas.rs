@@ -67,12 +67,19 @@ pub struct EndpointCreate {
     rate_limit: Option<RateLimit>,
     /// `partition` (the default, also for `null`): one request at a time, first attempts in
     /// the order the events were sent. `none`: no order, up to `max_in_flight` requests at once.
-    #[schema(value_type = Option<String>, pattern = "^(none|partition)$")]
+    /// `strict`: each delivery waits until the one before it is delivered or dead-lettered,
+    /// across retries, restarts and rebalances.
+    #[schema(value_type = Option<String>, pattern = "^(none|partition|strict)$")]
     ordering: Option<String>,
     /// Requests at once under `"ordering": "none"` (10 when absent or `null`); one at a time
-    /// under `partition` whatever it says.
+    /// under `partition` and `strict` whatever it says.
     #[schema(minimum = 1, maximum = 500)]
     max_in_flight: Option<u32>,
+    /// Under `strict`, what a dead letter does to the deliveries behind it: `hold` (the
+    /// default, also for `null`) waits for its replay, which then goes out first; `continue`
+    /// goes on with the next.
+    #[schema(value_type = Option<String>, pattern = "^(hold|continue)$")]
+    on_dead_letter: Option<String>,
 }
 
 /// At most `per_second` deliveries a second to the endpoint, `burst` at once after a quiet
@@ -99,13 +106,17 @@ pub struct EndpointPatch {
     max_attempts: Option<u32>,
     /// `null`: no limit.
     rate_limit: Option<RateLimit>,
-    /// `none` or `partition` (`null`: `partition`). Changing it with deliveries in flight loses
-    /// none: the change holds from the endpoint's next delivery on.
-    #[schema(value_type = Option<String>, pattern = "^(none|partition)$")]
+    /// `none`, `partition` or `strict` (`null`: `partition`). Changing it with deliveries in
+    /// flight loses none: the change holds from the endpoint's next delivery on.
+    #[schema(value_type = Option<String>, pattern = "^(none|partition|strict)$")]
     ordering: Option<String>,
     /// `null`: back to the default (10).
     #[schema(minimum = 1, maximum = 500)]
     max_in_flight: Option<u32>,
+    /// `hold` or `continue` (`null`: `hold`). Changed to `continue`, a queue held at a dead
+    /// letter goes on.
+    #[schema(value_type = Option<String>, pattern = "^(hold|continue)$")]
+    on_dead_letter: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -124,10 +135,12 @@ pub struct Endpoint {
     disabled: bool,
     max_attempts: Option<u32>,
     rate_limit: Option<RateLimit>,
-    /// `none` or `partition`.
+    /// `none`, `partition` or `strict`.
     ordering: String,
-    /// Requests at once under `"ordering": "none"`; `partition` sends one at a time.
+    /// Requests at once under `"ordering": "none"`; `partition` and `strict` send one at a time.
     max_in_flight: u32,
+    /// Under `strict`: `hold` or `continue` at a dead letter.
+    on_dead_letter: String,
     paused: bool,
     circuit: Circuit,
     previous_secret_expires_at: Option<String>,

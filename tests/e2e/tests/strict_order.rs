@@ -1,0 +1,365 @@
+//! Strict ordering (issue 21, item 1): an endpoint's next event is not sent until the one before
+//! it is delivered or dead-lettered, across retries, a rebalance and a dispatcher `kill -9`,
+//! checked at the receiver; a dead letter holds the queue until its replay (which goes out
+//! first) or goes on, as the endpoint says; the backlog waits in the store, not in memory, and
+//! other endpoints are not held up; changing the mode with deliveries in flight loses nothing.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use hookstream_e2e::{
+    Chaos, Pipeline, Receiver, Scripted, Service, Webhook, eventually, sample, sum,
+};
+
+const SETTLE: Duration = Duration::from_secs(240);
+
+/// The event number a webhook carries (`{"n": …}`).
+fn number(webhook: &Webhook) -> u64 {
+    webhook.json()["data"]["n"]
+        .as_u64()
+        .expect("a numbered event")
+}
+
+/// Checks strict order as the receiver saw it: the first request carries event 0, and each
+/// request after carries the event of the one before (sent again after a failure, or after a
+/// crash lost its outcome) or the next event, and the next only once the one before was
+/// answered 2xx or is dead-lettered (`dead`: delivery ids). Ends at event `last`.
+fn assert_strict_order(arrivals: &[Webhook], dead: &HashSet<String>, last: u64) {
+    let mut current: Option<(u64, &str, bool)> = None;
+    for (index, webhook) in arrivals.iter().enumerate() {
+        let n = number(webhook);
+        let id = webhook.header("webhook-id");
+        let answered = (200..300).contains(&webhook.answered);
+        current = match current {
+            None => {
+                assert_eq!(n, 0, "the first request carries the first event");
+                Some((n, id, answered))
+            }
+            Some((at, at_id, settled)) if n == at => Some((at, at_id, settled || answered)),
+            Some((at, at_id, settled)) if n == at + 1 => {
+                assert!(
+                    settled || dead.contains(at_id),
+                    "request {index}: event {n} sent before event {at} was delivered or dead-lettered"
+                );
+                Some((n, id, answered))
+            }
+            Some((at, ..)) => panic!("request {index}: event {n} sent after event {at}"),
+        };
+    }
+    assert_eq!(current.map(|(n, ..)| n), Some(last), "every event was sent");
+}
+
+/// The ids of the endpoint's deliveries in `status`.
+async fn with_status(pipeline: &Pipeline, endpoint_id: &str, status: &str) -> HashSet<String> {
+    pipeline
+        .api
+        .all_deliveries(&format!("endpoint_id={endpoint_id}&status={status}"))
+        .await
+        .iter()
+        .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Waits until every one of the endpoint's `count` deliveries is final; returns the
+/// dead-lettered ones.
+async fn settled(pipeline: &Pipeline, endpoint_id: &str, count: usize) -> HashSet<String> {
+    eventually("every delivery to settle", SETTLE, || async {
+        let delivered = with_status(pipeline, endpoint_id, "delivered").await;
+        let dead = with_status(pipeline, endpoint_id, "dead_lettered").await;
+        (delivered.len() + dead.len() == count).then_some(dead)
+    })
+    .await
+}
+
+/// The value of a dispatcher gauge, once it has one.
+async fn gauge_reaches(pipeline: &Pipeline, series: &str, value: f64) {
+    eventually(&format!("{series} to reach {value}"), SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        (sample(&metrics, series) == Some(value)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_order_holds_under_random_failures_a_rebalance_and_a_kill_9() {
+    const EVENTS: usize = 60;
+    const STRICT: usize = 3;
+    let mut pipeline = Pipeline::start(&[
+        // Hostile answers time out after 1 s; a killed dispatcher's claim runs out after 10 s.
+        ("HOOKSTREAM_REQUEST_TIMEOUT", "1s"),
+        ("HOOKSTREAM_CLAIM_LEASE", "10s"),
+        // A killed member is noticed after 6 s instead of 45 s.
+        (
+            "HOOKSTREAM_KAFKA_PROPERTIES",
+            "session.timeout.ms=6000,heartbeat.interval.ms=500",
+        ),
+    ])
+    .await;
+    let api = &pipeline.api;
+    let mut strict = Vec::new();
+    for index in 0..STRICT {
+        let receiver = Receiver::start().await;
+        receiver.chaos(Chaos {
+            state: 0x5EED_0000 + index as u64 * 7919,
+            sender_timeout: Duration::from_secs(1),
+            gone_per_mille: 0,
+        });
+        // Chaos fails four in ten: some deliveries run out of attempts, and the queue goes on.
+        let id = api
+            .create_endpoint_with(
+                "acme",
+                &receiver.url,
+                &["order.created"],
+                json!({"ordering": "strict", "on_dead_letter": "continue"}),
+            )
+            .await;
+        strict.push((receiver, id));
+    }
+    let other = Receiver::start().await;
+    api.create_endpoint_with("acme", &other.url, &["order.created"], json!({}))
+        .await;
+    api.send_numbered("acme", "order.created", 0..EVENTS).await;
+
+    // The partitions split between two dispatchers, then one of them dies mid-flight and a
+    // new one joins: each move hands queues over, mid-retry for some.
+    let watched = &strict[0].0;
+    watched.wait_for(15, SETTLE).await;
+    pipeline.start_service(Service::SecondDispatcher).await;
+    watched.wait_for(30, SETTLE).await;
+    pipeline.kill_service(Service::Dispatcher).await;
+    watched.wait_for(40, SETTLE).await;
+    pipeline.start_service(Service::Dispatcher).await;
+
+    other.wait_for(EVENTS, SETTLE).await;
+    for (receiver, id) in &strict {
+        let dead = settled(&pipeline, id, EVENTS).await;
+        assert_strict_order(&receiver.received(), &dead, EVENTS as u64 - 1);
+    }
+}
+
+/// Replays one dead letter through the API, once the replay service has indexed it.
+async fn resend(pipeline: &Pipeline, delivery_id: &str) {
+    eventually("the dead letter to be resent", SETTLE, || async {
+        let resend = pipeline
+            .api
+            .call(
+                "POST",
+                &format!("/v1/deliveries/{delivery_id}/resend"),
+                Some(json!({})),
+            )
+            .await;
+        match resend.status {
+            202 => Some(()),
+            409 if resend.body["type"] == "urn:hookstream:problem:dead-letter-not-indexed" => None,
+            _ => panic!("resend refused: {}", resend.body),
+        }
+    })
+    .await;
+}
+
+/// The endpoint's one dead letter not among `known`, once it is recorded.
+async fn new_dead_letter(
+    pipeline: &Pipeline,
+    endpoint_id: &str,
+    known: &HashSet<String>,
+) -> String {
+    eventually("the dead letter to be recorded", SETTLE, || async {
+        let dead = with_status(pipeline, endpoint_id, "dead_lettered").await;
+        let new: Vec<String> = dead.difference(known).cloned().collect();
+        (new.len() == 1).then(|| new[0].clone())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_holds_the_queue_until_its_replay_goes_first_or_the_endpoint_says_continue() {
+    let mut pipeline = Pipeline::start(&[(
+        "HOOKSTREAM_KAFKA_PROPERTIES",
+        "session.timeout.ms=6000,heartbeat.interval.ms=500",
+    )])
+    .await;
+    pipeline.start_service(Service::Replay).await;
+    let receiver = Receiver::start().await;
+    let other = Receiver::start().await;
+    let api = &pipeline.api;
+    let id = api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &["order.created"],
+            json!({"ordering": "strict"}),
+        )
+        .await;
+    api.create_endpoint_with("acme", &other.url, &["order.created"], json!({}))
+        .await;
+    let shown = api.call("GET", &format!("/v1/endpoints/{id}"), None).await;
+    assert_eq!(shown.body["on_dead_letter"], "hold", "the default");
+    let mut dead = HashSet::new();
+
+    // Event 0 is refused for good: the queue stops at its dead letter.
+    receiver.script(vec![Scripted::status(400)]);
+    api.send_numbered("acme", "order.created", 0..5).await;
+    gauge_reaches(&pipeline, "hookstream_strict_queues_held", 1.0).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "nothing after the dead letter"
+    );
+    other.wait_for(5, SETTLE).await;
+    let first = new_dead_letter(&pipeline, &id, &dead).await;
+    dead.insert(first.clone());
+    // The four behind it wait in the store: the dispatcher holds none of them.
+    assert_eq!(with_status(&pipeline, &id, "pending").await.len(), 4);
+    gauge_reaches(&pipeline, "hookstream_deliveries_in_flight", 0.0).await;
+
+    // Its replay goes out first, then the rest in order.
+    resend(&pipeline, &first).await;
+    receiver.wait_for(6, SETTLE).await;
+    let numbers: Vec<u64> = receiver.received().iter().map(number).collect();
+    assert_eq!(numbers, [0, 0, 1, 2, 3, 4]);
+    gauge_reaches(&pipeline, "hookstream_strict_queues_held", 0.0).await;
+
+    // Held at event 5 again; replayed while the dispatcher is down, the replay still goes
+    // first once it is back.
+    receiver.script(vec![Scripted::status(400)]);
+    pipeline
+        .api
+        .send_numbered("acme", "order.created", 5..8)
+        .await;
+    gauge_reaches(&pipeline, "hookstream_strict_queues_held", 1.0).await;
+    assert_eq!(
+        receiver.received().len(),
+        7,
+        "nothing after the dead letter"
+    );
+    let fifth = new_dead_letter(&pipeline, &id, &dead).await;
+    dead.insert(fifth.clone());
+    pipeline.kill_service(Service::Dispatcher).await;
+    resend(&pipeline, &fifth).await;
+    pipeline.start_service(Service::Dispatcher).await;
+    receiver.wait_for(10, SETTLE).await;
+
+    // Held at event 8; switched to `continue`, the queue goes on without it.
+    receiver.script(vec![Scripted::status(400)]);
+    let api = &pipeline.api;
+    api.send_numbered("acme", "order.created", 8..10).await;
+    gauge_reaches(&pipeline, "hookstream_strict_queues_held", 1.0).await;
+    assert_eq!(
+        receiver.received().len(),
+        11,
+        "nothing after the dead letter"
+    );
+    let changed = api
+        .call(
+            "PATCH",
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"on_dead_letter": "continue"})),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    receiver.wait_for(12, SETTLE).await;
+
+    // Under `continue` a dead letter stops nothing.
+    receiver.script(vec![Scripted::status(400)]);
+    api.send_numbered("acme", "order.created", 10..12).await;
+    receiver.wait_for(14, SETTLE).await;
+    let numbers: Vec<u64> = receiver.received().iter().map(number).collect();
+    assert_eq!(numbers, [0, 0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 11]);
+    // Twelve events and two replays: events 0, 5, 8 and 10 dead-lettered, the rest delivered.
+    let dead = settled(&pipeline, &id, 14).await;
+    assert_eq!(dead.len(), 4);
+    other.wait_for(12, SETTLE).await;
+    assert!(receiver.duplicates().is_empty() && other.duplicates().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_to_and_from_strict_with_deliveries_in_flight_loses_nothing() {
+    const EVENTS: usize = 150;
+    const MORE: usize = 50;
+    let pipeline = Pipeline::start(&[]).await;
+    let api = &pipeline.api;
+    let receiver = Receiver::start().await;
+    receiver.answer_after(Duration::from_millis(10));
+    let id = api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &["order.created"],
+            json!({"ordering": "strict"}),
+        )
+        .await;
+    let path = format!("/v1/endpoints/{id}");
+    api.send_numbered("acme", "order.created", 0..EVENTS).await;
+
+    receiver.wait_for(30, SETTLE).await;
+    let partition = api
+        .call("PATCH", &path, Some(json!({"ordering": "partition"})))
+        .await;
+    assert_eq!(partition.status, 200, "{}", partition.body);
+    receiver.wait_for(60, SETTLE).await;
+    let back = api
+        .call("PATCH", &path, Some(json!({"ordering": "strict"})))
+        .await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    api.delivered_to(&id, EVENTS, SETTLE).await;
+
+    // Events sent after the change go out in order again, each once.
+    api.send_numbered("acme", "order.created", EVENTS..EVENTS + MORE)
+        .await;
+    receiver.wait_for(EVENTS + MORE, SETTLE).await;
+    api.delivered_to(&id, EVENTS + MORE, SETTLE).await;
+    assert!(receiver.duplicates().is_empty(), "none sent twice");
+    let received = receiver.received();
+    let ids: HashSet<&str> = received.iter().map(|w| w.header("webhook-id")).collect();
+    assert_eq!(ids.len(), EVENTS + MORE, "none lost");
+    let later: Vec<u64> = received
+        .iter()
+        .map(number)
+        .filter(|n| *n >= EVENTS as u64)
+        .collect();
+    let expected: Vec<u64> = (EVENTS as u64..(EVENTS + MORE) as u64).collect();
+    assert_eq!(later, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_burst_past_the_lane_limits_is_queued_in_order_not_parked() {
+    const EVENTS: usize = 120;
+    // A lane keeps five tasks: the burst overflows it before the dispatcher has read the new
+    // endpoint's settings, and every overflowing task must still keep its place.
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "5")]).await;
+    let receiver = Receiver::start().await;
+    let id = pipeline
+        .api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &["order.created"],
+            json!({"ordering": "strict"}),
+        )
+        .await;
+    pipeline
+        .api
+        .send_numbered("acme", "order.created", 0..EVENTS)
+        .await;
+    receiver.wait_for(EVENTS, SETTLE).await;
+    let numbers: Vec<u64> = receiver.received().iter().map(number).collect();
+    let expected: Vec<u64> = (0..EVENTS as u64).collect();
+    assert_eq!(numbers, expected);
+    pipeline.api.delivered_to(&id, EVENTS, SETTLE).await;
+    let metrics = pipeline.dispatcher_metrics().await;
+    assert_eq!(
+        sum(
+            &metrics,
+            "hookstream_tasks_held_total",
+            "reason=\"endpoint_backlog\""
+        ),
+        None,
+        "none parked on a tier"
+    );
+    assert!(
+        sum(&metrics, "hookstream_strict_tasks_queued_total", "")
+            .is_some_and(|n| n >= EVENTS as f64)
+    );
+}
