@@ -48,11 +48,12 @@ pub struct Options {
     #[arg(long, default_value_t = 1_000_000)]
     retry_tasks: usize,
     /// Throughput runs, as ENDPOINTSxEVENTS_PER_REQUEST (1: single posts, more: batches), with
-    /// `:none` for endpoints without ordering (up to [`UNORDERED_IN_FLIGHT`] requests at once).
+    /// `:none` for endpoints without ordering (up to [`UNORDERED_IN_FLIGHT`] requests at once)
+    /// or `:strict` for endpoints in strict order.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1x1,1x100,100x1,100x100,1x100:none"
+        default_value = "1x1,1x100,100x1,100x100,1x100:none,1x100:strict"
     )]
     throughput_runs: Vec<String>,
     /// Parts to run (comma-separated): throughput, latency, isolation, retry. Default: all.
@@ -134,10 +135,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     if options.runs(Part::Throughput) {
         for run in &options.throughput_runs {
-            let (shape, unordered) = match run.split_once(':') {
-                Some((shape, "none")) => (shape, true),
-                Some(_) => anyhow::bail!("a throughput run ends in `:none` or nothing, not {run}"),
-                None => (run.as_str(), false),
+            let (shape, ordering) = match run.split_once(':') {
+                Some((shape, ordering @ ("none" | "strict"))) => (shape, ordering),
+                Some(_) => anyhow::bail!(
+                    "a throughput run ends in `:none`, `:strict` or nothing, not {run}"
+                ),
+                None => (run.as_str(), "partition"),
             };
             let (endpoints, per_request) = shape
                 .split_once('x')
@@ -145,7 +148,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 .with_context(|| format!("a throughput run is ENDPOINTSxEVENTS, not {run}"))?;
             let batch = (per_request > 1).then_some(per_request);
             let run = bench
-                .throughput(&options, endpoints, batch, unordered)
+                .throughput(&options, endpoints, batch, ordering)
                 .await?;
             println!("throughput: {}", run["summary"].as_str().unwrap_or(""));
             throughput.push(run);
@@ -248,9 +251,9 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Creates `count` endpoints for a new phase, each subscribed to its own event type; with
-    /// `unordered`, each takes up to [`UNORDERED_IN_FLIGHT`] requests at once.
-    async fn endpoints(&mut self, count: usize, unordered: bool) -> anyhow::Result<u64> {
+    /// Creates `count` endpoints for a new phase, each subscribed to its own event type, in
+    /// `ordering` (`partition`, `none` with [`UNORDERED_IN_FLIGHT`] requests at once, `strict`).
+    async fn endpoints(&mut self, count: usize, ordering: &str) -> anyhow::Result<u64> {
         self.phase += 1;
         let phase = self.phase;
         for n in 0..count {
@@ -261,9 +264,9 @@ impl Bench<'_> {
                 .create_endpoint(&tenant(phase), &url, &[&event_type(n)])
                 .await;
             let secret = endpoint["secret"].as_str().context("an endpoint secret")?;
-            if unordered {
+            if ordering != "partition" {
                 let id = endpoint["id"].as_str().context("an endpoint id")?;
-                let settings = json!({"ordering": "none", "max_in_flight": UNORDERED_IN_FLIGHT});
+                let settings = json!({"ordering": ordering, "max_in_flight": UNORDERED_IN_FLIGHT});
                 let changed = self
                     .pipeline
                     .api
@@ -313,9 +316,9 @@ impl Bench<'_> {
         options: &Options,
         endpoints: usize,
         batch: Option<usize>,
-        unordered: bool,
+        ordering: &str,
     ) -> anyhow::Result<Value> {
-        let phase = self.endpoints(endpoints, unordered).await?;
+        let phase = self.endpoints(endpoints, ordering).await?;
         let warmup = Duration::from_secs(options.warmup_seconds);
         let measured = Duration::from_secs(options.throughput_seconds);
         let capacity = (warmup + measured).as_secs() * MOST_EVENTS_A_SECOND;
@@ -354,10 +357,10 @@ impl Bench<'_> {
         let label = format!(
             "{endpoints} endpoint(s), {}{}",
             batch.map_or("single posts".to_owned(), |n| format!("batches of {n}")),
-            if unordered {
-                format!(", ordering none ({UNORDERED_IN_FLIGHT} at once)")
-            } else {
-                String::new()
+            match ordering {
+                "none" => format!(", ordering none ({UNORDERED_IN_FLIGHT} at once)"),
+                "strict" => ", ordering strict".to_owned(),
+                _ => String::new(),
             }
         );
         let summary = format!(
@@ -369,7 +372,7 @@ impl Bench<'_> {
             "label": label,
             "endpoints": endpoints,
             "batch_size": batch,
-            "ordering": if unordered { "none" } else { "partition" },
+            "ordering": ordering,
             "seconds": seconds,
             "accepted_per_second": accepted_per_second,
             "delivered_per_second": delivered_per_second,
@@ -401,7 +404,7 @@ impl Bench<'_> {
         let filled_from = slow.map_or(0, |(_, fill)| (fill * rate).ceil() as usize);
         let slow = slow.map(|(delay, _)| delay);
         let endpoints = 100;
-        let phase = self.endpoints(endpoints, false).await?;
+        let phase = self.endpoints(endpoints, "partition").await?;
         let total = (rate * seconds as f64).round() as usize;
         let timeline = Arc::new(Timeline::new(total));
         let shared = &self.receiver.shared;
