@@ -294,7 +294,7 @@ impl ConsumeLoop {
                                     let trace = telemetry::context_of(message.headers());
                                     // Until it is done, a strict queue sends nothing it holds
                                     // behind this task (see `StrictQueues::reading`).
-                                    self.queues.reading(endpoint, offset);
+                                    self.queues.reading(endpoint, partition, generation, offset);
                                     // A strict endpoint's lane only queues its tasks in the
                                     // store; parked on a tier, they would come back out of order.
                                     if !self.worker.concurrency.known_strict(endpoint)
@@ -306,7 +306,7 @@ impl ConsumeLoop {
                                         // up: the task waits on a tier rather than in memory,
                                         // and the others go on.
                                         let done = Done { lane: None, endpoint: Some(endpoint), partition, offset, generation, bytes, durable: true };
-                                        tokio::spawn(hold_backlog(Arc::clone(&self.worker), Arc::clone(&self.queues), task, done, done_tx.clone()));
+                                        tokio::spawn(hold_backlog(Arc::clone(&self.worker), Arc::clone(&self.ownership), Arc::clone(&self.queues), task, done, done_tx.clone()));
                                         continue;
                                     }
                                     let job = Job { partition, offset, generation, bytes, task, trace };
@@ -805,16 +805,22 @@ async fn quarantine(
 /// behind later ones).
 async fn hold_backlog(
     worker: Arc<Worker>,
+    ownership: Arc<Ownership>,
     queues: Arc<StrictQueues>,
     task: DeliveryTask,
     done: Done,
     finished: UnboundedSender<Done>,
 ) {
     let held = match worker.keeps_strict_order(task.endpoint_id).await {
-        Ok(true) => queues
-            .enqueue(&task, done.partition, done.offset, done.generation)
-            .await
-            .is_ok(),
+        // Queued as a send: a revoke waits for it, and a revoked partition's task is its next
+        // owner's (read again there), as in a lane.
+        Ok(true) => match ownership.begin_send(done.partition, done.generation) {
+            Some(_sending) => queues
+                .enqueue(&task, done.partition, done.offset, done.generation)
+                .await
+                .is_ok(),
+            None => true,
+        },
         Ok(false) => worker.hold_backlog(&task).await.is_ok(),
         Err(_) => false,
     };

@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use hookstream_kafka::{SchemaRegistry, Topics, commit_and_close, ensure_topics, register_schemas};
 use hookstream_model::dead_letter::DeadLetter;
@@ -204,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::clone(&worker),
         Arc::clone(&ownership),
         Arc::clone(&sends),
+        read_start(Arc::clone(&consumer), topics.deliveries()),
     );
     ConsumeLoop {
         consumer: Arc::clone(&consumer),
@@ -239,4 +241,25 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("dispatcher stopped");
     telemetry.shutdown();
     Ok(())
+}
+
+/// Where each deliveries partition's reading starts for this dispatcher: its committed offset,
+/// or the partition's first offset when nothing was committed (or the commit is past the end,
+/// left by an earlier topic of the same name).
+fn read_start(
+    consumer: Arc<StreamConsumer<RebalanceListener>>,
+    topic: String,
+) -> strict::ReadStart {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    Box::new(move |partition| {
+        let mut wanted = TopicPartitionList::new();
+        wanted.add_partition(&topic, partition);
+        let committed = consumer.committed_offsets(wanted, TIMEOUT).ok()?;
+        let (low, high) = consumer.fetch_watermarks(&topic, partition, TIMEOUT).ok()?;
+        let start = match committed.elements().first().map(|e| e.offset()) {
+            Some(Offset::Offset(committed)) if committed <= high => committed.max(low),
+            _ => low,
+        };
+        Some(start)
+    })
 }

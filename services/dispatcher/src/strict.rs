@@ -32,6 +32,22 @@ const HELD_RECHECK: Duration = Duration::from_secs(5);
 /// How many heads a driver removes between records of its progress: a driver started later
 /// reads on from there, not through every removed row (tombstones, on ScyllaDB).
 const PROGRESS_EVERY: u32 = 100;
+/// How often a head waits for its partition to be read past it, after an assignment.
+const READ_RECHECK: Duration = Duration::from_millis(100);
+
+/// Where a partition's reading starts for this dispatcher: its committed offset. `None` when
+/// it cannot be read now (asked again shortly).
+pub type ReadStart = Box<dyn Fn(i32) -> Option<i64> + Send + Sync>;
+
+/// How far this dispatcher has read an owned partition in its current assignment.
+#[derive(Debug, Clone, Copy)]
+struct Reads {
+    generation: u64,
+    /// Where reading started (the committed offset): every task below it was queued already.
+    start: Option<i64>,
+    /// The highest offset read since.
+    highest: Option<i64>,
+}
 
 /// The strict endpoints' queues of this dispatcher's partitions, and their drivers.
 pub struct StrictQueues {
@@ -44,6 +60,11 @@ pub struct StrictQueues {
     /// rebalance). A strict queue sends no head placed after one of them: that task may be on
     /// its way to the queue, to a place before the head.
     pending: Mutex<HashMap<EndpointId, BTreeMap<i64, usize>>>,
+    /// Each owned partition's reading in its current assignment: a head at a position not yet
+    /// read past may have tasks of its endpoint before it still unread (queued by the previous
+    /// owner out of order, their offsets not committed).
+    reads: Mutex<HashMap<i32, Reads>>,
+    read_start: ReadStart,
     /// Each owned partition's offset position as last stored for commit: every task below it
     /// is queued (and its driver told), and every one from it on is read again after a crash.
     positions: Mutex<HashMap<i32, i64>>,
@@ -93,14 +114,37 @@ enum Turn {
 }
 
 impl StrictQueues {
-    pub fn new(worker: Arc<Worker>, ownership: Arc<Ownership>, sends: Arc<Sends>) -> Arc<Self> {
+    pub fn new(
+        worker: Arc<Worker>,
+        ownership: Arc<Ownership>,
+        sends: Arc<Sends>,
+        read_start: ReadStart,
+    ) -> Arc<Self> {
         Arc::new(Self {
             worker,
             ownership,
             sends,
             drivers: Mutex::default(),
             pending: Mutex::default(),
+            reads: Mutex::default(),
+            read_start,
             positions: Mutex::default(),
+        })
+    }
+
+    fn reads(&self) -> MutexGuard<'_, HashMap<i32, Reads>> {
+        self.reads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this assignment of the partition has read past `position`, or started reading
+    /// after it: then every task of the partition before it was read (and is pending or done).
+    fn read_past(&self, partition: i32, generation: u64, position: i64) -> bool {
+        self.reads().get(&partition).is_some_and(|r| {
+            r.generation == generation
+                && (r.start.is_some_and(|start| position < start)
+                    || r.highest.is_some_and(|highest| highest >= position))
         })
     }
 
@@ -114,7 +158,23 @@ impl StrictQueues {
     /// Tasks of one endpoint may be queued out of order (a task overflowing the lane is queued
     /// beside the lane, jobs ran side by side before the endpoint turned strict), and a head
     /// sent before an earlier task reached the queue would break the order.
-    pub fn reading(&self, endpoint: EndpointId, offset: i64) {
+    pub fn reading(&self, endpoint: EndpointId, partition: i32, generation: u64, offset: i64) {
+        {
+            let mut reads = self.reads();
+            let reads = reads.entry(partition).or_insert(Reads {
+                generation,
+                start: None,
+                highest: None,
+            });
+            if reads.generation != generation {
+                *reads = Reads {
+                    generation,
+                    start: None,
+                    highest: None,
+                };
+            }
+            reads.highest = Some(reads.highest.map_or(offset, |h| h.max(offset)));
+        }
         *self
             .pending()
             .entry(endpoint)
@@ -128,6 +188,16 @@ impl StrictQueues {
         {
             let mut pending = self.pending();
             if let Some(offsets) = pending.get_mut(&endpoint) {
+                // Only the first pending task's end can let a waiting head go.
+                if offsets.keys().next() != Some(&offset) {
+                    if let Some(count) = offsets.get_mut(&offset) {
+                        *count -= 1;
+                        if *count == 0 {
+                            offsets.remove(&offset);
+                        }
+                    }
+                    return;
+                }
                 if let Some(count) = offsets.get_mut(&offset) {
                     *count -= 1;
                     if *count == 0 {
@@ -167,6 +237,7 @@ impl StrictQueues {
     /// The partition was revoked: its next assignment stores positions of its own.
     pub fn forget_position(&self, partition: i32) {
         self.positions().remove(&partition);
+        self.reads().remove(&partition);
     }
 
     fn drivers(&self) -> MutexGuard<'_, HashMap<EndpointId, Arc<Driver>>> {
@@ -203,11 +274,50 @@ impl StrictQueues {
         Ok(())
     }
 
-    /// Works the queues of the strict endpoints on a newly assigned partition.
+    /// Works the queues of the strict endpoints on a newly assigned partition, once it knows
+    /// where the partition's reading starts.
     pub async fn resume(self: Arc<Self>, partition: i32) {
         let Some(generation) = self.ownership.generation(partition) else {
             return;
         };
+        let mut wait = Duration::from_millis(200);
+        let start = loop {
+            let queues = Arc::clone(&self);
+            let start = tokio::task::spawn_blocking(move || (queues.read_start)(partition))
+                .await
+                .ok()
+                .flatten();
+            if let Some(start) = start {
+                break start;
+            }
+            if !self.ownership.is_current(partition, generation)
+                || self.worker.shutdown.is_cancelled()
+            {
+                return;
+            }
+            tracing::warn!(
+                partition,
+                "where the partition's reading starts is not known yet; asking again"
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+        };
+        {
+            let mut reads = self.reads();
+            let reads = reads.entry(partition).or_insert(Reads {
+                generation,
+                start: None,
+                highest: None,
+            });
+            if reads.generation != generation {
+                *reads = Reads {
+                    generation,
+                    start: None,
+                    highest: None,
+                };
+            }
+            reads.start = Some(start);
+        }
         match self
             .worker
             .durably(|| self.worker.store.queued_endpoints(partition))
@@ -413,7 +523,11 @@ impl StrictQueues {
             Ok(task) => task,
             Err(err) => {
                 return self
-                    .set_aside(head, format!("the queued task does not decode: {err}"))
+                    .set_aside(
+                        driver,
+                        head,
+                        format!("the queued task does not decode: {err}"),
+                    )
                     .await;
             }
         };
@@ -423,12 +537,12 @@ impl StrictQueues {
             Ok(Some(delivery)) => delivery,
             Ok(None) => {
                 return self
-                    .set_aside(head, "the store has no such delivery".into())
+                    .set_aside(driver, head, "the store has no such delivery".into())
                     .await;
             }
             Err(Interrupted::Shutdown) => return Turn::Stop,
             Err(Interrupted::Unprocessable(reason)) => {
-                return self.set_aside(head, reason).await;
+                return self.set_aside(driver, head, reason).await;
             }
         };
         if delivery.status.is_final() {
@@ -440,7 +554,7 @@ impl StrictQueues {
                 }
             }
             driver.release();
-            return self.remove(endpoint, head.position).await;
+            return self.remove(endpoint, driver, head.position).await;
         }
         driver.release();
         let now = OffsetDateTime::now_utc();
@@ -452,8 +566,14 @@ impl StrictQueues {
                 woken: false,
             };
         }
-        // A task read before this head may still be on its way to the queue, to a place
-        // before it: wait until it is done (its end wakes the driver).
+        // A task before this head may still be on its way to the queue: not read yet in this
+        // assignment (the previous owner queued out of order), or read and not done.
+        if !self.read_past(driver.partition, driver.generation, head.position) {
+            return Turn::Wait {
+                wait: READ_RECHECK,
+                woken: true,
+            };
+        }
         if self.earlier_pending(endpoint, head.position) {
             return Turn::Wait {
                 wait: HELD_RECHECK,
@@ -495,7 +615,7 @@ impl StrictQueues {
                     .await
                 {
                     // Recorded: the head leaves without being read again.
-                    Ok(()) => self.remove(endpoint, head.position).await,
+                    Ok(()) => self.remove(endpoint, driver, head.position).await,
                     Err(_) => Turn::Stop,
                 }
             }
@@ -504,7 +624,7 @@ impl StrictQueues {
                 Turn::Wait { wait, woken: false }
             }
             Err(Interrupted::Shutdown) => Turn::Stop,
-            Err(Interrupted::Unprocessable(reason)) => self.set_aside(head, reason).await,
+            Err(Interrupted::Unprocessable(reason)) => self.set_aside(driver, head, reason).await,
         };
         drop(send);
         drop(sending);
@@ -552,7 +672,7 @@ impl StrictQueues {
             match replay.status {
                 DeliveryStatus::Delivered => {
                     driver.release();
-                    return self.remove(task.endpoint_id, head.position).await;
+                    return self.remove(task.endpoint_id, driver, head.position).await;
                 }
                 DeliveryStatus::DeadLettered => {}
                 _ => pending = pending.or(Some(replay.id)),
@@ -575,7 +695,7 @@ impl StrictQueues {
             Ok(encoded) => encoded,
             Err(err) => {
                 return self
-                    .set_aside(head, format!("the replay does not encode: {err}"))
+                    .set_aside(driver, head, format!("the replay does not encode: {err}"))
                     .await;
             }
         };
@@ -590,7 +710,7 @@ impl StrictQueues {
                 Turn::Again
             }
             Err(Interrupted::Shutdown) => Turn::Stop,
-            Err(Interrupted::Unprocessable(reason)) => self.set_aside(head, reason).await,
+            Err(Interrupted::Unprocessable(reason)) => self.set_aside(driver, head, reason).await,
         }
     }
 
@@ -610,7 +730,15 @@ impl StrictQueues {
         }
     }
 
-    async fn remove(&self, endpoint: EndpointId, position: i64) -> Turn {
+    async fn remove(&self, endpoint: EndpointId, driver: &Driver, position: i64) -> Turn {
+        // Held as a send: a driver of an earlier assignment removes nothing once the partition
+        // has moved on (its next owner may have put a replay in that place).
+        let Some(_sending) = self
+            .ownership
+            .begin_send(driver.partition, driver.generation)
+        else {
+            return Turn::Stop;
+        };
         let store = &self.worker.store;
         match self
             .worker
@@ -631,7 +759,7 @@ impl StrictQueues {
 
     /// A head that cannot be processed goes to the quarantine topic with the reason, and leaves
     /// the queue: kept, it would stop the endpoint for good.
-    async fn set_aside(&self, head: &QueuedTask, reason: String) -> Turn {
+    async fn set_aside(&self, driver: &Driver, head: &QueuedTask, reason: String) -> Turn {
         tracing::error!(endpoint_id = %head.endpoint_id, position = head.position, %reason, "strict queue head quarantined");
         let quarantined = QuarantinedTask {
             key: Some(head.endpoint_id.to_string().into_bytes()),
@@ -652,6 +780,6 @@ impl StrictQueues {
         metrics::TASKS_QUARANTINED
             .with_label_values(&["unprocessable"])
             .inc();
-        self.remove(head.endpoint_id, head.position).await
+        self.remove(head.endpoint_id, driver, head.position).await
     }
 }
