@@ -26,7 +26,7 @@ use crate::metrics;
 use crate::ownership::Ownership;
 use crate::routing::QuarantinedTask;
 use crate::strict::StrictQueues;
-use crate::worker::{Interrupted, Progress, Route, Worker};
+use crate::worker::{Interrupted, Progress, Route, Worker, attempt_span};
 
 /// Follows rebalances: tells the consume loop which partitions were taken away (so it stops
 /// tracking them), keeps [`Ownership`] up to date, hands a revoked partition over only once its
@@ -590,13 +590,7 @@ impl Lane {
             // Timed from here to the durable outcome: store reads and the claim included.
             let send = self.sends.start();
             let task = &job.task;
-            let span = tracing::info_span!(
-                target: telemetry::TARGET,
-                "attempt",
-                delivery_id = %task.delivery_id,
-                endpoint_id = %task.endpoint_id,
-                attempt = task.attempts_made + 1,
-            );
+            let span = attempt_span(task);
             telemetry::continue_trace(&span, job.trace.clone());
             return match self
                 .worker

@@ -17,14 +17,13 @@ use hookstream_model::delivery::{Delivery, DeliveryStatus};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::shaping::{OnDeadLetter, Ordering};
 use hookstream_model::task::DeliveryTask;
-use hookstream_runtime::telemetry;
 use hookstream_store::{DeliveryFilter, PageRequest, QueuedTask};
 
 use crate::health::Sends;
 use crate::metrics;
 use crate::ownership::Ownership;
 use crate::routing::QuarantinedTask;
-use crate::worker::{Interrupted, Progress, Route, Worker};
+use crate::worker::{Interrupted, Progress, Route, Worker, attempt_span};
 
 /// How often a queue held at a dead letter looks again for its replay or a change of setting (a
 /// task queued for the endpoint, such as the replay's, wakes it at once).
@@ -138,6 +137,22 @@ impl StrictQueues {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Changes the partition's reading in assignment `generation` (a new assignment starts
+    /// afresh).
+    fn with_reads(&self, partition: i32, generation: u64, change: impl FnOnce(&mut Reads)) {
+        let fresh = Reads {
+            generation,
+            start: None,
+            highest: None,
+        };
+        let mut reads = self.reads();
+        let reads = reads.entry(partition).or_insert(fresh);
+        if reads.generation != generation {
+            *reads = fresh;
+        }
+        change(reads);
+    }
+
     /// Whether this assignment of the partition has read past `position`, or started reading
     /// after it: then every task of the partition before it was read (and is pending or done).
     fn read_past(&self, partition: i32, generation: u64, position: i64) -> bool {
@@ -159,22 +174,9 @@ impl StrictQueues {
     /// beside the lane, jobs ran side by side before the endpoint turned strict), and a head
     /// sent before an earlier task reached the queue would break the order.
     pub fn reading(&self, endpoint: EndpointId, partition: i32, generation: u64, offset: i64) {
-        {
-            let mut reads = self.reads();
-            let reads = reads.entry(partition).or_insert(Reads {
-                generation,
-                start: None,
-                highest: None,
-            });
-            if reads.generation != generation {
-                *reads = Reads {
-                    generation,
-                    start: None,
-                    highest: None,
-                };
-            }
+        self.with_reads(partition, generation, |reads| {
             reads.highest = Some(reads.highest.map_or(offset, |h| h.max(offset)));
-        }
+        });
         *self
             .pending()
             .entry(endpoint)
@@ -302,22 +304,7 @@ impl StrictQueues {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(10));
         };
-        {
-            let mut reads = self.reads();
-            let reads = reads.entry(partition).or_insert(Reads {
-                generation,
-                start: None,
-                highest: None,
-            });
-            if reads.generation != generation {
-                *reads = Reads {
-                    generation,
-                    start: None,
-                    highest: None,
-                };
-            }
-            reads.start = Some(start);
-        }
+        self.with_reads(partition, generation, |reads| reads.start = Some(start));
         match self
             .worker
             .durably(|| self.worker.store.queued_endpoints(partition))
@@ -594,13 +581,7 @@ impl StrictQueues {
             return Turn::Stop;
         };
         let send = self.sends.start();
-        let span = tracing::info_span!(
-            target: telemetry::TARGET,
-            "attempt",
-            delivery_id = %task.delivery_id,
-            endpoint_id = %task.endpoint_id,
-            attempt = task.attempts_made + 1,
-        );
+        let span = attempt_span(&task);
         let progress = self
             .worker
             .deliver(&task, Route::QueueHead)

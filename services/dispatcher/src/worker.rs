@@ -739,6 +739,17 @@ impl Worker {
     }
 }
 
+/// The span of one attempt at `task`, which its trace (from the record's headers) continues.
+pub fn attempt_span(task: &DeliveryTask) -> tracing::Span {
+    tracing::info_span!(
+        target: telemetry::TARGET,
+        "attempt",
+        delivery_id = %task.delivery_id,
+        endpoint_id = %task.endpoint_id,
+        attempt = task.attempts_made + 1,
+    )
+}
+
 /// A task consumed without an attempt: nothing to send, its outcome is already durable.
 fn skipped(task: &DeliveryTask, reason: &'static str) -> Progress {
     tracing::debug!(delivery_id = %task.delivery_id, reason, "task needs no attempt; skipped");
