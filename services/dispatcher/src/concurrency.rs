@@ -6,24 +6,16 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use hookstream_model::ids::EndpointId;
-use hookstream_model::shaping::{Ordering, Shaping};
 
 /// One entry per endpoint this dispatcher has read: a lane must know before its first job
 /// whether it may start the next one beside it.
 #[derive(Default)]
 pub struct Concurrency {
-    limits: Mutex<HashMap<EndpointId, Setting>>,
-}
-
-/// What this dispatcher last read of an endpoint's ordering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Setting {
-    limit: usize,
-    strict: bool,
+    limits: Mutex<HashMap<EndpointId, usize>>,
 }
 
 impl Concurrency {
-    fn limits(&self) -> MutexGuard<'_, HashMap<EndpointId, Setting>> {
+    fn limits(&self) -> MutexGuard<'_, HashMap<EndpointId, usize>> {
         // A map of numbers; a panic elsewhere leaves nothing half-changed worth refusing.
         self.limits
             .lock()
@@ -33,28 +25,13 @@ impl Concurrency {
     /// How many of the endpoint's requests may be out at once; `None` until its settings are
     /// read.
     pub fn limit(&self, endpoint: EndpointId) -> Option<usize> {
-        self.limits().get(&endpoint).map(|s| s.limit)
+        self.limits().get(&endpoint).copied()
     }
 
-    /// Whether the endpoint keeps strict order, as last read: its lane only queues its tasks
-    /// in the store, so its backlog in memory never fills. False until its settings are read.
-    pub fn known_strict(&self, endpoint: EndpointId) -> bool {
-        self.limits().get(&endpoint).is_some_and(|s| s.strict)
-    }
-
-    /// Notes the endpoint's settings as just read.
-    pub fn remember(&self, endpoint: EndpointId, shaping: &Shaping) {
-        self.remember_limit(
-            endpoint,
-            shaping.concurrency(),
-            shaping.ordering == Ordering::Strict,
-        );
-    }
-
-    /// Notes an endpoint's limit, and whether it keeps strict order.
-    pub fn remember_limit(&self, endpoint: EndpointId, limit: u32, strict: bool) {
+    /// Notes the endpoint's setting as just read.
+    pub fn remember(&self, endpoint: EndpointId, limit: u32) {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(1);
-        self.limits().insert(endpoint, Setting { limit, strict });
+        self.limits().insert(endpoint, limit);
     }
 }
 
@@ -68,27 +45,12 @@ mod tests {
         let a = EndpointId::generate();
         let b = EndpointId::generate();
         assert_eq!(concurrency.limit(a), None);
-        let unordered = Shaping {
-            ordering: Ordering::None,
-            max_in_flight: Some(8),
-            ..Shaping::default()
-        };
-        concurrency.remember(a, &unordered);
+        concurrency.remember(a, 8);
         assert_eq!(concurrency.limit(a), Some(8));
-        assert!(!concurrency.known_strict(a));
         assert_eq!(concurrency.limit(b), None);
-        assert!(
-            !concurrency.known_strict(b),
-            "not before its settings are read"
-        );
-        let strict = Shaping {
-            ordering: Ordering::Strict,
-            ..unordered
-        };
-        concurrency.remember(a, &strict);
+        concurrency.remember(a, 1);
         assert_eq!(concurrency.limit(a), Some(1));
-        assert!(concurrency.known_strict(a));
-        concurrency.remember_limit(b, 0, false);
+        concurrency.remember(b, 0);
         assert_eq!(concurrency.limit(b), Some(1), "never none at a time");
     }
 }

@@ -295,12 +295,11 @@ impl ConsumeLoop {
                                     // Until it is done, a strict queue sends nothing it holds
                                     // behind this task (see `StrictQueues::reading`).
                                     self.queues.reading(endpoint, partition, generation, offset);
-                                    // A strict endpoint's lane only queues its tasks in the
-                                    // store; parked on a tier, they would come back out of order.
-                                    if !self.worker.concurrency.known_strict(endpoint)
-                                        && (lanes.pending(endpoint) >= self.max_queued_per_endpoint
-                                            || lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint
-                                            || lanes.behind(endpoint, self.worker.rate_limits.period(endpoint)) > self.max_lane_wait)
+                                    // A strict endpoint's task that overflows goes to its queue
+                                    // in the store from here (see `hold_backlog`), not to a tier.
+                                    if lanes.pending(endpoint) >= self.max_queued_per_endpoint
+                                        || lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint
+                                        || lanes.behind(endpoint, self.worker.rate_limits.period(endpoint)) > self.max_lane_wait
                                     {
                                         // This endpoint's backlog is full, or it does not keep
                                         // up: the task waits on a tier rather than in memory,
@@ -452,12 +451,21 @@ impl ConsumeLoop {
     ) {
         let deadline = tokio::time::sleep(self.drain_timeout);
         tokio::pin!(deadline);
-        while tracker.in_flight() > 0 {
+        // Strict queues' heads are sent by their drivers, not as consumed tasks: their sends
+        // are waited for too, so one out is recorded rather than sent again after the restart.
+        let mut look = tokio::time::interval(Duration::from_millis(50));
+        tracing::info!(
+            tasks = tracker.in_flight(),
+            sending = self.sends.oldest().is_some(),
+            "draining"
+        );
+        while tracker.in_flight() > 0 || self.sends.oldest().is_some() {
             tokio::select! {
                 _ = &mut deadline => {
                     tracing::warn!(in_flight = tracker.in_flight(), "drain timeout; unfinished tasks will be re-consumed");
                     break;
                 }
+                _ = look.tick() => {}
                 done = done_rx.recv() => match done {
                     Some(done) => self.finish(done, tracker, lanes),
                     None => break,
@@ -674,30 +682,16 @@ impl Lane {
 
     /// Puts a task that cannot be processed on the quarantine topic; false if it is not there.
     async fn quarantine(&self, job: &Job, span: &tracing::Span, reason: String) -> bool {
-        let task = &job.task;
-        tracing::error!(delivery_id = %task.delivery_id, %reason, "delivery task quarantined");
-        let payload = match task.encode() {
-            Ok(payload) => payload,
-            // A task decoded from its record encodes again; were it not to, it stays
-            // unfinished and is read again, not dropped.
-            Err(err) => {
-                tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
-                return false;
-            }
-        };
-        let quarantined = QuarantinedTask {
-            key: Some(task.key().into_bytes()),
-            payload,
-            headers: Some(telemetry::headers_of(span)),
+        let headers = telemetry::headers_of(span);
+        quarantine_task(
+            &self.worker,
+            &job.task,
+            job.partition,
+            job.offset,
+            headers,
             reason,
-            source: format!(
-                "{}/{}/{}",
-                self.worker.routing.topics.deliveries(),
-                job.partition,
-                job.offset
-            ),
-        };
-        self.worker.routing.to_quarantine(quarantined).await.is_ok()
+        )
+        .await
     }
 
     /// Reports a job finished, durably or not; [`Step::Stop`] when the consume loop is gone.
@@ -771,6 +765,39 @@ impl Drop for Report {
     }
 }
 
+/// Puts a decoded task that cannot be processed on the quarantine topic, with the reason and
+/// where it was read; false if it is not there.
+async fn quarantine_task(
+    worker: &Worker,
+    task: &DeliveryTask,
+    partition: i32,
+    offset: i64,
+    headers: rdkafka::message::OwnedHeaders,
+    reason: String,
+) -> bool {
+    tracing::error!(delivery_id = %task.delivery_id, %reason, "delivery task quarantined");
+    let payload = match task.encode() {
+        Ok(payload) => payload,
+        // A task decoded from its record encodes again; were it not to, it stays
+        // unfinished and is read again, not dropped.
+        Err(err) => {
+            tracing::error!(delivery_id = %task.delivery_id, error = %err, "cannot encode a task to quarantine");
+            return false;
+        }
+    };
+    let quarantined = QuarantinedTask {
+        key: Some(task.key().into_bytes()),
+        payload,
+        headers: Some(headers),
+        reason,
+        source: format!(
+            "{}/{partition}/{offset}",
+            worker.routing.topics.deliveries()
+        ),
+    };
+    worker.routing.to_quarantine(quarantined).await.is_ok()
+}
+
 /// Puts an undecodable task on the quarantine topic; it is done (its offset may be committed)
 /// once Kafka has it.
 async fn quarantine(
@@ -809,10 +836,33 @@ async fn hold_backlog(
         // Queued as a send: a revoke waits for it, and a revoked partition's task is its next
         // owner's (read again there), as in a lane.
         Ok(true) => match ownership.begin_send(done.partition, done.generation) {
-            Some(_sending) => queues
+            Some(_sending) => match queues
                 .enqueue(&task, done.partition, done.offset, done.generation)
                 .await
-                .is_ok(),
+            {
+                Ok(()) => true,
+                Err(Interrupted::Shutdown) => false,
+                // Set aside rather than left unfinished, which would hold the partition's
+                // committed offset for every endpoint on it.
+                Err(Interrupted::Unprocessable(reason)) => {
+                    let headers = rdkafka::message::OwnedHeaders::new();
+                    let quarantined = quarantine_task(
+                        &worker,
+                        &task,
+                        done.partition,
+                        done.offset,
+                        headers,
+                        reason,
+                    )
+                    .await;
+                    if quarantined {
+                        metrics::TASKS_QUARANTINED
+                            .with_label_values(&["unprocessable"])
+                            .inc();
+                    }
+                    quarantined
+                }
+            },
             None => true,
         },
         Ok(false) => worker.hold_backlog(&task).await.is_ok(),

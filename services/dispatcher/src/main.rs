@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::clone(&worker),
         Arc::clone(&ownership),
         Arc::clone(&sends),
-        read_start(Arc::clone(&consumer), topics.deliveries()),
+        read_start(&consumer, topics.deliveries()),
     );
     ConsumeLoop {
         consumer: Arc::clone(&consumer),
@@ -247,11 +247,14 @@ async fn main() -> anyhow::Result<()> {
 /// or the partition's first offset when nothing was committed (or the commit is past the end,
 /// left by an earlier topic of the same name).
 fn read_start(
-    consumer: Arc<StreamConsumer<RebalanceListener>>,
+    consumer: &Arc<StreamConsumer<RebalanceListener>>,
     topic: String,
 ) -> strict::ReadStart {
     const TIMEOUT: Duration = Duration::from_secs(10);
+    // Not a strong hold: the consumer must leave the group when the loop drops it on shutdown.
+    let consumer = Arc::downgrade(consumer);
     Box::new(move |partition| {
+        let consumer = consumer.upgrade()?;
         let mut wanted = TopicPartitionList::new();
         wanted.add_partition(&topic, partition);
         let committed = consumer.committed_offsets(wanted, TIMEOUT).ok()?;

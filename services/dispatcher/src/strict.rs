@@ -147,10 +147,12 @@ impl StrictQueues {
         };
         let mut reads = self.reads();
         let reads = reads.entry(partition).or_insert(fresh);
-        if reads.generation != generation {
+        if reads.generation < generation {
             *reads = fresh;
         }
-        change(reads);
+        if reads.generation == generation {
+            change(reads);
+        }
     }
 
     /// Whether this assignment of the partition has read past `position`, or started reading
@@ -304,6 +306,10 @@ impl StrictQueues {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(10));
         };
+        // An assignment that ended while its start was read has no say over the next one's.
+        if !self.ownership.is_current(partition, generation) {
+            return;
+        }
         self.with_reads(partition, generation, |reads| reads.start = Some(start));
         match self
             .worker
@@ -683,6 +689,14 @@ impl StrictQueues {
         let entry = QueuedTask {
             task: encoded,
             ..head.clone()
+        };
+        // Held as a send: a driver of an earlier assignment writes nothing once the partition
+        // has moved on.
+        let Some(_sending) = self
+            .ownership
+            .begin_send(driver.partition, driver.generation)
+        else {
+            return Turn::Stop;
         };
         match self.worker.durably(|| store.enqueue_task(&entry)).await {
             Ok(()) => {

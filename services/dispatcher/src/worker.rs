@@ -154,7 +154,8 @@ impl Worker {
             Err(interrupted) => return Err(interrupted),
         };
         if let Some(endpoint) = &endpoint {
-            self.concurrency.remember(endpoint.id, &endpoint.shaping);
+            self.concurrency
+                .remember(endpoint.id, endpoint.shaping.concurrency());
             // Queued before anything else, a pause included: a task held on a tier would come
             // back behind the ones queued meanwhile.
             if route == Route::Topic && endpoint.shaping.ordering == Ordering::Strict {
@@ -281,14 +282,15 @@ impl Worker {
         }
         match self.store.get_endpoint(endpoint).await {
             Ok(Some(read)) => {
-                self.concurrency.remember(endpoint, &read.shaping);
+                self.concurrency
+                    .remember(endpoint, read.shaping.concurrency());
                 usize::try_from(read.shaping.concurrency())
                     .unwrap_or(1)
                     .max(1)
             }
             Ok(None) => {
                 // A deleted endpoint's tasks are settled one at a time, with no read each.
-                self.concurrency.remember_limit(endpoint, 1, false);
+                self.concurrency.remember(endpoint, 1);
                 1
             }
             Err(_) => 1,
@@ -300,7 +302,8 @@ impl Worker {
     pub async fn keeps_strict_order(&self, endpoint: EndpointId) -> Result<bool, Interrupted> {
         match self.durably(|| self.store.get_endpoint(endpoint)).await {
             Ok(Some(read)) => {
-                self.concurrency.remember(endpoint, &read.shaping);
+                self.concurrency
+                    .remember(endpoint, read.shaping.concurrency());
                 Ok(read.shaping.ordering == Ordering::Strict)
             }
             Ok(None) | Err(Interrupted::Unprocessable(_)) => Ok(false),

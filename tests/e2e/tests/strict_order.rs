@@ -363,3 +363,50 @@ async fn a_strict_burst_past_the_lane_limits_is_queued_in_order_not_parked() {
             .is_some_and(|n| n >= EVENTS as f64)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_dispatcher_records_the_strict_head_it_has_out_and_sends_nothing_new() {
+    let mut pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let id = pipeline
+        .api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &["order.created"],
+            json!({"ordering": "strict"}),
+        )
+        .await;
+    // The head's request is out, unanswered, with two events queued behind it.
+    receiver.hold();
+    pipeline
+        .api
+        .send_numbered("acme", "order.created", 0..3)
+        .await;
+    receiver.wait_for(1, SETTLE).await;
+
+    pipeline.request_stop(Service::Dispatcher);
+    // The drain waits for the head's send, which is no consumed task of its own.
+    eventually("the dispatcher to drain its send", SETTLE, || async {
+        let log = pipeline.log_of(Service::Dispatcher);
+        log.lines()
+            .any(|line| line.contains("draining") && line.contains("sending=true"))
+            .then_some(())
+    })
+    .await;
+    // Answered while the dispatcher stops: recorded before it exits, not sent again.
+    receiver.release();
+    pipeline.stop_service(Service::Dispatcher).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "nothing new after the stop began"
+    );
+    let delivered = with_status(&pipeline, &id, "delivered").await;
+    assert_eq!(delivered.len(), 1, "the head's answer was recorded");
+
+    pipeline.start_service(Service::Dispatcher).await;
+    pipeline.api.delivered_to(&id, 3, SETTLE).await;
+    let numbers: Vec<u64> = receiver.received().iter().map(number).collect();
+    assert_eq!(numbers, [0, 1, 2]);
+}
