@@ -193,15 +193,7 @@ impl StrictQueues {
             let mut pending = self.pending();
             if let Some(offsets) = pending.get_mut(&endpoint) {
                 // Only the first pending task's end can let a waiting head go.
-                if offsets.keys().next() != Some(&offset) {
-                    if let Some(count) = offsets.get_mut(&offset) {
-                        *count -= 1;
-                        if *count == 0 {
-                            offsets.remove(&offset);
-                        }
-                    }
-                    return;
-                }
+                let was_first = offsets.keys().next() == Some(&offset);
                 if let Some(count) = offsets.get_mut(&offset) {
                     *count -= 1;
                     if *count == 0 {
@@ -210,6 +202,9 @@ impl StrictQueues {
                 }
                 if offsets.is_empty() {
                     pending.remove(&endpoint);
+                }
+                if !was_first {
+                    return;
                 }
             }
         }
@@ -262,19 +257,18 @@ impl StrictQueues {
         let encoded = task.encode().map_err(|err| {
             Interrupted::Unprocessable(format!("the task does not encode for its queue: {err}"))
         })?;
-        let position = offset;
         let entry = QueuedTask {
             endpoint_id: task.endpoint_id,
             partition,
-            position,
+            position: offset,
             task: encoded,
         };
         self.worker
             .durably(|| self.worker.store.enqueue_task(&entry))
             .await?;
         metrics::STRICT_QUEUED.inc();
-        tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, position, "task queued in strict order");
-        self.kick(task.endpoint_id, partition, generation, position);
+        tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, position = offset, "task queued in strict order");
+        self.kick(task.endpoint_id, partition, generation, offset);
         Ok(())
     }
 

@@ -10,10 +10,21 @@ use std::time::Duration;
 use serde_json::json;
 
 use hookstream_e2e::{
-    Chaos, Pipeline, Receiver, Scripted, Service, Webhook, eventually, sample, sum,
+    Api, Chaos, Pipeline, Receiver, Scripted, Service, Webhook, eventually, sample, sum,
 };
 
 const SETTLE: Duration = Duration::from_secs(240);
+
+/// Creates a strict endpoint of `acme` for `order.created` (dead letters hold); returns its id.
+async fn strict_endpoint(api: &Api, url: &str) -> String {
+    api.create_endpoint_with(
+        "acme",
+        url,
+        &["order.created"],
+        json!({"ordering": "strict"}),
+    )
+    .await
+}
 
 /// The event number a webhook carries (`{"n": …}`).
 fn number(webhook: &Webhook) -> u64 {
@@ -184,14 +195,7 @@ async fn a_dead_letter_holds_the_queue_until_its_replay_goes_first_or_the_endpoi
     let receiver = Receiver::start().await;
     let other = Receiver::start().await;
     let api = &pipeline.api;
-    let id = api
-        .create_endpoint_with(
-            "acme",
-            &receiver.url,
-            &["order.created"],
-            json!({"ordering": "strict"}),
-        )
-        .await;
+    let id = strict_endpoint(api, &receiver.url).await;
     api.create_endpoint_with("acme", &other.url, &["order.created"], json!({}))
         .await;
     let shown = api.call("GET", &format!("/v1/endpoints/{id}"), None).await;
@@ -282,14 +286,7 @@ async fn changing_to_and_from_strict_with_deliveries_in_flight_loses_nothing() {
     let api = &pipeline.api;
     let receiver = Receiver::start().await;
     receiver.answer_after(Duration::from_millis(10));
-    let id = api
-        .create_endpoint_with(
-            "acme",
-            &receiver.url,
-            &["order.created"],
-            json!({"ordering": "strict"}),
-        )
-        .await;
+    let id = strict_endpoint(api, &receiver.url).await;
     let path = format!("/v1/endpoints/{id}");
     api.send_numbered("acme", "order.created", 0..EVENTS).await;
 
@@ -330,15 +327,7 @@ async fn a_strict_burst_past_the_lane_limits_is_queued_in_order_not_parked() {
     // endpoint's settings, and every overflowing task must still keep its place.
     let pipeline = Pipeline::start(&[("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "5")]).await;
     let receiver = Receiver::start().await;
-    let id = pipeline
-        .api
-        .create_endpoint_with(
-            "acme",
-            &receiver.url,
-            &["order.created"],
-            json!({"ordering": "strict"}),
-        )
-        .await;
+    let id = strict_endpoint(&pipeline.api, &receiver.url).await;
     pipeline
         .api
         .send_numbered("acme", "order.created", 0..EVENTS)
@@ -368,15 +357,7 @@ async fn a_strict_burst_past_the_lane_limits_is_queued_in_order_not_parked() {
 async fn a_stopping_dispatcher_records_the_strict_head_it_has_out_and_sends_nothing_new() {
     let mut pipeline = Pipeline::start(&[]).await;
     let receiver = Receiver::start().await;
-    let id = pipeline
-        .api
-        .create_endpoint_with(
-            "acme",
-            &receiver.url,
-            &["order.created"],
-            json!({"ordering": "strict"}),
-        )
-        .await;
+    let id = strict_endpoint(&pipeline.api, &receiver.url).await;
     // The head's request is out, unanswered, with two events queued behind it.
     receiver.hold();
     pipeline
