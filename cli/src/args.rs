@@ -102,6 +102,21 @@ pub enum Command {
         #[arg(long, value_parser = ["hold", "continue"])]
         on_dead_letter: Option<String>,
     },
+    /// Send an endpoint its deliveries in batches: one request per up to --max-events, each
+    /// waiting at most --max-wait (`500ms`, `30s`, `2m`) for its batch to fill; --off sends
+    /// one delivery per request again. Not with strict ordering.
+    Batching {
+        endpoint_id: String,
+        /// 1 to 1000.
+        #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+        max_events: Option<u32>,
+        /// At least 10ms, at most the longest retry delay.
+        #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+        max_wait: Option<String>,
+        /// One delivery per request again.
+        #[arg(long)]
+        off: bool,
+    },
     /// A delivery and every attempt made to send it.
     Delivery { delivery_id: String },
 }

@@ -154,6 +154,37 @@ pub async fn run(client: &Client, command: Command, json_output: bool) -> Result
             };
             Ok(Output::new(endpoint, text))
         }
+        Command::Batching {
+            endpoint_id,
+            max_events,
+            max_wait,
+            off: _,
+        } => {
+            // Without both, clap has made sure of --off.
+            let batch = match (max_events, max_wait) {
+                (Some(max_events), Some(max_wait)) => {
+                    json!({"max_events": max_events, "max_wait": max_wait})
+                }
+                _ => Value::Null,
+            };
+            let endpoint = client
+                .patch(
+                    &format!("/v1/endpoints/{endpoint_id}"),
+                    json!({"batch": batch}),
+                )
+                .await?;
+            let batch = &endpoint["batch"];
+            let text = if batch.is_null() {
+                format!("endpoint {endpoint_id}: one delivery per request")
+            } else {
+                format!(
+                    "endpoint {endpoint_id}: batches of up to {} deliveries, each waiting at most {}",
+                    batch["max_events"],
+                    batch["max_wait"].as_str().unwrap_or("?")
+                )
+            };
+            Ok(Output::new(endpoint, text))
+        }
         Command::Pause { endpoint } => pause(client, endpoint, true).await,
         Command::Resume { endpoint } => pause(client, endpoint, false).await,
         Command::Delivery { delivery_id } => {

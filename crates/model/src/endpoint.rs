@@ -9,7 +9,7 @@ use crate::ValidationError;
 use crate::destination::EndpointUrl;
 use crate::ids::EndpointId;
 use crate::names::{EventType, Tenant};
-use crate::shaping::{OnDeadLetter, Ordering, RateLimit, Shaping};
+use crate::shaping::{Batching, OnDeadLetter, Ordering, RateLimit, Shaping};
 
 /// Which event types an endpoint receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +173,8 @@ pub struct EndpointChanges {
     /// `Some(None)`: back to the default.
     pub max_in_flight: Option<Option<u32>>,
     pub on_dead_letter: Option<OnDeadLetter>,
+    /// `Some(None)`: no batching.
+    pub batch: Option<Option<Batching>>,
 }
 
 impl EndpointChanges {
@@ -182,6 +184,7 @@ impl EndpointChanges {
             || self.ordering.is_some()
             || self.max_in_flight.is_some()
             || self.on_dead_letter.is_some()
+            || self.batch.is_some()
     }
 
     /// `shaping` with these changes.
@@ -197,6 +200,9 @@ impl EndpointChanges {
         }
         if let Some(on_dead_letter) = self.on_dead_letter {
             shaping.on_dead_letter = on_dead_letter;
+        }
+        if let Some(batch) = self.batch {
+            shaping.batch = batch;
         }
         shaping
     }

@@ -192,7 +192,8 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
         .collect()
 }
 
-fn parse_delay(text: &str) -> Result<Duration, String> {
+/// Parses one delay such as `500ms`, `30s`, `2m` or `1h`, up to 30 days.
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{text}` needs a unit (ms, s, m or h)"))?;
@@ -222,7 +223,7 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
 }
 
 /// The longest wait before a retry.
-const MAX_DELAY: Duration = Duration::from_secs(30 * 86_400);
+pub const MAX_DELAY: Duration = Duration::from_secs(30 * 86_400);
 
 /// Reads a `Retry-After` header: delay-seconds or an HTTP date, relative to `now`. A date in the
 /// past means "now"; anything unreadable is ignored.

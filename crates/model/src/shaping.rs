@@ -2,10 +2,13 @@
 //! and its rate limit. Kept with the endpoint and enforced by the dispatcher that owns the
 //! endpoint's partition.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ValidationError;
+use crate::retry::parse_delay;
 
 /// An endpoint's delivery settings, stored as one JSON document so settings added later need
 /// no new column. Unknown keys in a stored document are ignored, so an older version reads what
@@ -22,6 +25,9 @@ pub struct Shaping {
     /// Under [`Ordering::Strict`], what a dead letter does to the deliveries behind it.
     #[serde(default, skip_serializing_if = "OnDeadLetter::is_default")]
     pub on_dead_letter: OnDeadLetter,
+    /// Whether, and how, the endpoint takes its deliveries in batches (one request each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batching>,
 }
 
 impl Shaping {
@@ -48,7 +54,14 @@ impl Shaping {
             ordering: self.ordering,
             max_in_flight: self.max_in_flight.map(|n| n.clamp(1, MAX_IN_FLIGHT_LIMIT)),
             on_dead_letter: self.on_dead_letter,
+            batch: self.batch.map(Batching::within_bounds),
         }
+    }
+
+    /// How the endpoint's deliveries are batched; none under strict ordering, where each
+    /// delivery waits for the one before it.
+    pub fn batching(&self) -> Option<Batching> {
+        self.batch.filter(|_| self.ordering != Ordering::Strict)
     }
 
     /// Reads the stored form; an empty or missing document is the defaults.
@@ -265,6 +278,131 @@ fn burst_error(field: &str) -> ValidationError {
     )
 }
 
+/// Deliveries sent together, as one request whose body is a JSON array of their usual bodies:
+/// up to `max_events` at once, and none waits longer than `max_wait` for its batch to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batching {
+    pub max_events: u32,
+    /// Stored in milliseconds; the API shows it as a delay such as `30s`.
+    pub max_wait_ms: u64,
+}
+
+impl Batching {
+    /// The most deliveries one batch may carry.
+    pub const MAX_EVENTS: u32 = 1_000;
+    /// The shortest wait: below it a batch would hardly ever hold more than one delivery.
+    pub const MIN_WAIT: Duration = Duration::from_millis(10);
+
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+
+    /// `max_wait` as the API shows it: the largest whole unit (`30s`, `2m`, `1500ms`).
+    pub fn max_wait_text(&self) -> String {
+        let ms = self.max_wait_ms;
+        match ms {
+            0 => "0ms".to_owned(),
+            ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+            ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+            ms => format!("{ms}ms"),
+        }
+    }
+
+    /// The API's view: `{"max_events": N, "max_wait": "30s"}`.
+    pub fn to_api_json(&self) -> Value {
+        serde_json::json!({"max_events": self.max_events, "max_wait": self.max_wait_text()})
+    }
+
+    /// The nearest setting within today's bounds, for a stored one that is not.
+    pub fn within_bounds(self) -> Self {
+        Self {
+            max_events: self.max_events.clamp(1, Self::MAX_EVENTS),
+            max_wait_ms: self
+                .max_wait_ms
+                .clamp(millis(Self::MIN_WAIT), millis(crate::retry::MAX_DELAY)),
+        }
+    }
+
+    /// Parses the API's `{"max_events": N, "max_wait": "30s"}`. A delivery that waits for its
+    /// batch holds its partition's committed offset, so `max_wait` may be at most
+    /// `longest_wait` (the longest retry tier), and it comes in the retry schedule's units.
+    pub fn from_json(
+        value: &Value,
+        field: &str,
+        longest_wait: Duration,
+    ) -> Result<Self, ValidationError> {
+        let Value::Object(object) = value else {
+            return Err(ValidationError::new(
+                field,
+                "must be an object like {\"max_events\": 100, \"max_wait\": \"30s\"}, or null for no batching",
+            ));
+        };
+        if let Some(unknown) = object
+            .keys()
+            .find(|k| *k != "max_events" && *k != "max_wait")
+        {
+            return Err(ValidationError::new(
+                format!("{field}.{unknown}"),
+                "is not a batch setting (`max_events`, `max_wait`)",
+            ));
+        }
+        let events_field = format!("{field}.max_events");
+        let max_events = match object.get("max_events") {
+            None => return Err(ValidationError::new(events_field, "is required")),
+            Some(value) => value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (1..=Self::MAX_EVENTS).contains(n))
+                .ok_or_else(|| {
+                    ValidationError::new(
+                        &events_field,
+                        format!("must be a whole number from 1 to {}", Self::MAX_EVENTS),
+                    )
+                })?,
+        };
+        let wait_field = format!("{field}.max_wait");
+        let max_wait = match object.get("max_wait") {
+            None => return Err(ValidationError::new(wait_field, "is required")),
+            Some(Value::String(text)) => parse_delay(text.trim())
+                .map_err(|reason| ValidationError::new(&wait_field, reason))?,
+            Some(_) => {
+                return Err(ValidationError::new(
+                    wait_field,
+                    "must be a delay such as \"500ms\", \"30s\" or \"2m\"",
+                ));
+            }
+        };
+        if max_wait < Self::MIN_WAIT {
+            return Err(ValidationError::new(
+                wait_field,
+                format!("must be at least {}ms", Self::MIN_WAIT.as_millis()),
+            ));
+        }
+        if max_wait > longest_wait {
+            return Err(ValidationError::new(
+                wait_field,
+                format!(
+                    "must be at most the longest retry delay ({}): a delivery waiting for its batch holds its partition's committed offset",
+                    Batching {
+                        max_events: 1,
+                        max_wait_ms: millis(longest_wait)
+                    }
+                    .max_wait_text()
+                ),
+            ));
+        }
+        Ok(Self {
+            max_events,
+            max_wait_ms: millis(max_wait),
+        })
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -377,6 +515,10 @@ mod tests {
             ordering: Ordering::Strict,
             max_in_flight: Some(3),
             on_dead_letter: OnDeadLetter::Continue,
+            batch: Some(Batching {
+                max_events: 50,
+                max_wait_ms: 2_000,
+            }),
         };
         assert_eq!(
             Shaping::from_json(Some(&shaping.to_json())).unwrap(),
@@ -385,7 +527,7 @@ mod tests {
         assert_eq!(Shaping::from_json(None).unwrap(), Shaping::default());
         assert_eq!(Shaping::from_json(Some("")).unwrap(), Shaping::default());
         assert_eq!(Shaping::default().to_json(), "{}");
-        let newer = r#"{"rate_limit":{"per_second":1.0,"burst":1},"batch":{"max_events":5}}"#;
+        let newer = r#"{"rate_limit":{"per_second":1.0,"burst":1},"compress":{"gzip":true}}"#;
         assert_eq!(
             Shaping::from_json(Some(newer)).unwrap().rate_limit,
             Some(RateLimit {
@@ -416,6 +558,108 @@ mod tests {
                 per_second: RateLimit::MAX_PER_SECOND,
                 burst: 1
             }
+        );
+    }
+
+    #[test]
+    fn a_batch_setting_is_read_and_bad_values_name_their_field() {
+        let longest = Duration::from_secs(60);
+        let batch = Batching::from_json(
+            &json!({"max_events": 100, "max_wait": "30s"}),
+            "batch",
+            longest,
+        )
+        .unwrap();
+        assert_eq!(
+            batch,
+            Batching {
+                max_events: 100,
+                max_wait_ms: 30_000
+            }
+        );
+        assert_eq!(
+            batch.to_api_json(),
+            json!({"max_events": 100, "max_wait": "30s"})
+        );
+        let odd = Batching::from_json(
+            &json!({"max_events": 1, "max_wait": "1500ms"}),
+            "b",
+            longest,
+        );
+        assert_eq!(odd.unwrap().max_wait_text(), "1500ms");
+        let cases = [
+            (
+                json!({"max_events": 0, "max_wait": "1s"}),
+                "batch.max_events",
+            ),
+            (
+                json!({"max_events": 1001, "max_wait": "1s"}),
+                "batch.max_events",
+            ),
+            (
+                json!({"max_events": -3, "max_wait": "1s"}),
+                "batch.max_events",
+            ),
+            (
+                json!({"max_events": "10", "max_wait": "1s"}),
+                "batch.max_events",
+            ),
+            (json!({"max_wait": "1s"}), "batch.max_events"),
+            (json!({"max_events": 10}), "batch.max_wait"),
+            (json!({"max_events": 10, "max_wait": 30}), "batch.max_wait"),
+            (
+                json!({"max_events": 10, "max_wait": "soon"}),
+                "batch.max_wait",
+            ),
+            (
+                json!({"max_events": 10, "max_wait": "5ms"}),
+                "batch.max_wait",
+            ),
+            (
+                json!({"max_events": 10, "max_wait": "2m"}),
+                "batch.max_wait",
+            ),
+            (
+                json!({"max_events": 10, "max_wait": "1s", "max_bytes": 5}),
+                "batch.max_bytes",
+            ),
+            (json!([10]), "batch"),
+        ];
+        for (input, field) in cases {
+            let err = Batching::from_json(&input, "batch", longest).unwrap_err();
+            assert_eq!(err.field, field, "{input}");
+        }
+        let over = Batching::from_json(
+            &json!({"max_events": 10, "max_wait": "2m"}),
+            "batch",
+            longest,
+        );
+        assert!(over.unwrap_err().reason.contains("(1m)"));
+    }
+
+    #[test]
+    fn strict_ordering_sends_each_delivery_alone() {
+        let batch = Batching {
+            max_events: 10,
+            max_wait_ms: 1_000,
+        };
+        let mut shaping = Shaping {
+            batch: Some(batch),
+            ..Shaping::default()
+        };
+        assert_eq!(shaping.batching(), Some(batch));
+        shaping.ordering = Ordering::None;
+        assert_eq!(shaping.batching(), Some(batch));
+        shaping.ordering = Ordering::Strict;
+        assert_eq!(shaping.batching(), None);
+        let stored = r#"{"batch":{"max_events":5000,"max_wait_ms":0}}"#;
+        let read = Shaping::from_json(Some(stored)).unwrap().within_bounds();
+        assert_eq!(
+            read.batch,
+            Some(Batching {
+                max_events: Batching::MAX_EVENTS,
+                max_wait_ms: 10
+            })
         );
     }
 }

@@ -19,7 +19,7 @@ use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_model::replay::{
     Batch, BatchCounts, BatchSelection, BatchStatus, DeadLetterFilter, ItemOutcome, SkipReason,
 };
-use hookstream_model::shaping::{Ordering, RateLimit, Shaping};
+use hookstream_model::shaping::{Batching, Ordering, RateLimit, Shaping};
 use hookstream_model::task::DeliveryTask;
 use hookstream_signing::SigningSecret;
 use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
@@ -335,6 +335,10 @@ async fn endpoint_changes_made_side_by_side_are_all_kept(backend: Backend) {
     assert_eq!(changed.url, moved);
 
     let limit = RateLimit::new(3.0, None, "rate_limit").unwrap();
+    let batch = Batching {
+        max_events: 40,
+        max_wait_ms: 1_500,
+    };
     let changes = [
         EndpointChanges {
             paused: Some(true),
@@ -365,6 +369,10 @@ async fn endpoint_changes_made_side_by_side_are_all_kept(backend: Backend) {
             max_in_flight: Some(Some(7)),
             ..Default::default()
         },
+        EndpointChanges {
+            batch: Some(Some(batch)),
+            ..Default::default()
+        },
     ];
     let at = OffsetDateTime::now_utc();
     let change = |n: usize| f.store.change_endpoint(ep.id, &changes[n], at);
@@ -375,10 +383,11 @@ async fn endpoint_changes_made_side_by_side_are_all_kept(backend: Backend) {
         change(3),
         change(4),
         change(5),
-        change(6)
+        change(6),
+        change(7)
     );
     let results = [
-        results.0, results.1, results.2, results.3, results.4, results.5, results.6,
+        results.0, results.1, results.2, results.3, results.4, results.5, results.6, results.7,
     ];
     assert!(
         results.iter().all(|r| matches!(r, Ok(Some(_)))),
@@ -389,6 +398,7 @@ async fn endpoint_changes_made_side_by_side_are_all_kept(backend: Backend) {
     assert_eq!(read.shaping.rate_limit, Some(limit));
     assert_eq!(read.shaping.ordering, Ordering::None);
     assert_eq!(read.shaping.max_in_flight, Some(7));
+    assert_eq!(read.shaping.batch, Some(batch));
     assert_eq!(read.max_attempts, Some(4));
     assert_eq!(read.subscription, Subscription::All);
     assert!(!read.disabled);

@@ -1,56 +1,109 @@
-//! How many requests each endpoint takes at once, as its settings said when this dispatcher
-//! last read them (every delivery reads its endpoint). An endpoint's lane asks before it starts
-//! a job, so a changed setting holds from the endpoint's next delivery on.
+//! How each endpoint takes its requests (how many at once, and whether in batches), as its
+//! settings said when this dispatcher last read them (every delivery reads its endpoint). An
+//! endpoint's lane asks before it starts a job, so a changed setting holds from the endpoint's
+//! next delivery on.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use hookstream_model::ids::EndpointId;
+use hookstream_model::shaping::{Batching, Shaping};
+
+/// What a lane needs to know of its endpoint's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneSettings {
+    /// Requests out at once (at least one).
+    pub limit: usize,
+    /// Deliveries sent together, if the endpoint takes them so.
+    pub batch: Option<Batching>,
+}
+
+impl LaneSettings {
+    /// One request at a time, one delivery each: always safe.
+    pub const ONE_BY_ONE: Self = Self {
+        limit: 1,
+        batch: None,
+    };
+
+    pub fn of(shaping: &Shaping) -> Self {
+        Self {
+            limit: usize::try_from(shaping.concurrency())
+                .unwrap_or(usize::MAX)
+                .max(1),
+            batch: shaping.batching(),
+        }
+    }
+}
 
 /// One entry per endpoint this dispatcher has read: a lane must know before its first job
-/// whether it may start the next one beside it.
+/// whether it may start the next one beside it, or gather a batch.
 #[derive(Default)]
 pub struct Concurrency {
-    limits: Mutex<HashMap<EndpointId, usize>>,
+    settings: Mutex<HashMap<EndpointId, LaneSettings>>,
 }
 
 impl Concurrency {
-    fn limits(&self) -> MutexGuard<'_, HashMap<EndpointId, usize>> {
+    fn settings(&self) -> MutexGuard<'_, HashMap<EndpointId, LaneSettings>> {
         // A map of numbers; a panic elsewhere leaves nothing half-changed worth refusing.
-        self.limits
+        self.settings
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// How many of the endpoint's requests may be out at once; `None` until its settings are
-    /// read.
-    pub fn limit(&self, endpoint: EndpointId) -> Option<usize> {
-        self.limits().get(&endpoint).copied()
+    /// The endpoint's settings as last read; `None` until they are.
+    pub fn of(&self, endpoint: EndpointId) -> Option<LaneSettings> {
+        self.settings().get(&endpoint).copied()
     }
 
-    /// Notes the endpoint's setting as just read.
-    pub fn remember(&self, endpoint: EndpointId, limit: u32) {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(1);
-        self.limits().insert(endpoint, limit);
+    /// How the endpoint batches, as last read; `None` also until it is read.
+    pub fn batch(&self, endpoint: EndpointId) -> Option<Batching> {
+        self.of(endpoint).and_then(|settings| settings.batch)
+    }
+
+    /// Notes the endpoint's settings as just read.
+    pub fn remember(&self, endpoint: EndpointId, shaping: &Shaping) {
+        self.settings().insert(endpoint, LaneSettings::of(shaping));
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use hookstream_model::shaping::Ordering;
+
     use super::*;
 
     #[test]
-    fn an_endpoint_takes_what_its_setting_said_when_last_read() {
+    fn an_endpoint_takes_what_its_settings_said_when_last_read() {
         let concurrency = Concurrency::default();
         let a = EndpointId::generate();
         let b = EndpointId::generate();
-        assert_eq!(concurrency.limit(a), None);
-        concurrency.remember(a, 8);
-        assert_eq!(concurrency.limit(a), Some(8));
-        assert_eq!(concurrency.limit(b), None);
-        concurrency.remember(a, 1);
-        assert_eq!(concurrency.limit(a), Some(1));
-        concurrency.remember(b, 0);
-        assert_eq!(concurrency.limit(b), Some(1), "never none at a time");
+        assert_eq!(concurrency.of(a), None);
+        let unordered = Shaping {
+            ordering: Ordering::None,
+            max_in_flight: Some(8),
+            ..Shaping::default()
+        };
+        concurrency.remember(a, &unordered);
+        assert_eq!(concurrency.of(a).map(|s| s.limit), Some(8));
+        assert_eq!(concurrency.of(b), None);
+        concurrency.remember(a, &Shaping::default());
+        assert_eq!(concurrency.of(a), Some(LaneSettings::ONE_BY_ONE));
+
+        let batch = Batching {
+            max_events: 20,
+            max_wait_ms: 500,
+        };
+        let batched = Shaping {
+            batch: Some(batch),
+            ..Shaping::default()
+        };
+        concurrency.remember(b, &batched);
+        assert_eq!(concurrency.batch(b), Some(batch));
+        let strict = Shaping {
+            ordering: Ordering::Strict,
+            ..batched
+        };
+        concurrency.remember(b, &strict);
+        assert_eq!(concurrency.batch(b), None, "strict order sends one by one");
     }
 }

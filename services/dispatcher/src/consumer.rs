@@ -13,17 +13,19 @@ use tokio::task::JoinSet;
 
 use hookstream_kafka::OffsetTracker;
 use hookstream_model::ids::EndpointId;
+use hookstream_model::shaping::Batching;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry::{self, TraceContext};
 use tracing::Instrument;
 
+use crate::batch::{BatchProgress, batch_span};
 use crate::blocking::blocking;
 use crate::decoding::TaskDecoder;
-use crate::health::{Heartbeat, Sends};
+use crate::health::{self, Heartbeat, Sends};
 use crate::lanes::{LaneId, Lanes};
 use crate::metrics;
-use crate::ownership::Ownership;
+use crate::ownership::{Ownership, SendGuard};
 use crate::routing::QuarantinedTask;
 use crate::strict::StrictQueues;
 use crate::worker::{Interrupted, Progress, Route, Worker, attempt_span};
@@ -151,6 +153,39 @@ struct Fetching {
     bytes: usize,
 }
 
+/// How long a batch the store was too slow to claim waits before it is tried again, halved.
+const AGAIN_PAUSE: Duration = Duration::from_millis(500);
+
+/// How much of an endpoint's backlog a batching lane may hold: two batches (one out, one
+/// filling) within half the instance and never less than any endpoint's, in the bytes any
+/// endpoint may hold.
+#[derive(Debug, Clone, Copy)]
+struct BatchRoom {
+    max_in_flight: usize,
+    max_queued_per_endpoint: usize,
+    max_queued_bytes_per_endpoint: usize,
+}
+
+impl BatchRoom {
+    /// Tasks the endpoint may have in this instance when it takes `per_batch` at once.
+    fn tasks(&self, per_batch: usize) -> usize {
+        (2 * per_batch)
+            .min(self.max_in_flight / 2)
+            .max(self.max_queued_per_endpoint)
+    }
+
+    /// The most tasks one batch gathers: `per_batch`, or what half the room allows.
+    fn per_batch(&self, per_batch: usize) -> usize {
+        per_batch.min(self.tasks(per_batch) / 2).max(1)
+    }
+
+    /// The most bytes one batch gathers: half of what the endpoint may hold, so a batch that
+    /// cannot fill by count (large payloads) goes once it fills by size.
+    fn bytes(&self) -> usize {
+        (self.max_queued_bytes_per_endpoint / 2).max(1)
+    }
+}
+
 /// One consumed task on its way through a lane.
 struct Job {
     partition: i32,
@@ -162,6 +197,10 @@ struct Job {
     task: DeliveryTask,
     /// The trace the record carried (ingest's, or the retry hop's).
     trace: TraceContext,
+    /// When its record was written (its timestamp, on this process's clock; when it was read
+    /// if that is unknown or ahead): a batch waits at most `max_wait` from its first job's
+    /// writing, so a task read again after a restart does not start its wait over.
+    written_at: tokio::time::Instant,
 }
 
 /// A job whose outcome is durable.
@@ -297,10 +336,7 @@ impl ConsumeLoop {
                                     self.queues.reading(endpoint, partition, generation, offset);
                                     // A strict endpoint's task that overflows goes to its queue
                                     // in the store from here (see `hold_backlog`), not to a tier.
-                                    if lanes.pending(endpoint) >= self.max_queued_per_endpoint
-                                        || lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint
-                                        || lanes.behind(endpoint, self.worker.rate_limits.period(endpoint)) > self.max_lane_wait
-                                    {
+                                    if self.overflows(&lanes, endpoint) {
                                         // This endpoint's backlog is full, or it does not keep
                                         // up: the task waits on a tier rather than in memory,
                                         // and the others go on.
@@ -308,7 +344,7 @@ impl ConsumeLoop {
                                         tokio::spawn(hold_backlog(Arc::clone(&self.worker), Arc::clone(&self.ownership), Arc::clone(&self.queues), task, done, done_tx.clone()));
                                         continue;
                                     }
-                                    let job = Job { partition, offset, generation, bytes, task, trace };
+                                    let job = Job { partition, offset, generation, bytes, task, trace, written_at: written_at(message.timestamp()) };
                                     if let Some((id, queue)) = lanes.push(endpoint, job, bytes) {
                                         let lane = Arc::new(Lane {
                                             endpoint,
@@ -318,6 +354,7 @@ impl ConsumeLoop {
                                             sends: Arc::clone(&self.sends),
                                             queues: Arc::clone(&self.queues),
                                             done: done_tx.clone(),
+                                            room: self.batch_room(),
                                         });
                                         tokio::spawn(lane.run(queue));
                                     }
@@ -369,6 +406,43 @@ impl ConsumeLoop {
         if let Some(position) = tracker.finish(done.partition, done.offset) {
             self.store_position(done.partition, position);
             self.queues.stored_position(done.partition, position);
+        }
+    }
+
+    /// Whether a new task of `endpoint` would overflow its lane: its backlog is full, or the
+    /// endpoint does not keep up. A batching endpoint's backlog holds two batches (one out, one
+    /// filling; within half the instance, and never less than any endpoint's), and it is behind
+    /// by the full batches ahead of the new task at the pace of its stall: a batch filling is
+    /// no stall.
+    fn overflows(&self, lanes: &Lanes<Job>, endpoint: EndpointId) -> bool {
+        let slowest_pace = self.worker.rate_limits.period(endpoint);
+        if lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint {
+            return true;
+        }
+        match self.worker.concurrency.batch(endpoint) {
+            Some(batch) => {
+                let room = self.batch_room();
+                let asked = usize::try_from(batch.max_events).unwrap_or(1).max(1);
+                lanes.pending(endpoint) >= room.tasks(asked)
+                    || lanes.behind_in_batches(
+                        endpoint,
+                        slowest_pace,
+                        room.per_batch(asked),
+                        batch.max_wait(),
+                    ) > self.max_lane_wait
+            }
+            None => {
+                lanes.pending(endpoint) >= self.max_queued_per_endpoint
+                    || lanes.behind(endpoint, slowest_pace) > self.max_lane_wait
+            }
+        }
+    }
+
+    fn batch_room(&self) -> BatchRoom {
+        BatchRoom {
+            max_in_flight: self.max_in_flight,
+            max_queued_per_endpoint: self.max_queued_per_endpoint,
+            max_queued_bytes_per_endpoint: self.max_queued_bytes_per_endpoint,
         }
     }
 
@@ -475,6 +549,21 @@ impl ConsumeLoop {
     }
 }
 
+/// When a record was written, as an instant of this process's clock: now, less its age by its
+/// timestamp (none for a record without one, or from a clock ahead of ours).
+fn written_at(written: Timestamp) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let (Some(written), Ok(wall)) = (
+        written.to_millis(),
+        SystemTime::now().duration_since(UNIX_EPOCH),
+    ) else {
+        return now;
+    };
+    let age_ms = i64::try_from(wall.as_millis()).unwrap_or(i64::MAX) - written;
+    let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
+    now.checked_sub(age).unwrap_or(now)
+}
+
 /// Records how long a task waited in Kafka, from the record's create time.
 fn observe_queue_time(written: Timestamp) {
     let (Some(written), Ok(now)) = (
@@ -500,6 +589,8 @@ struct Lane {
     sends: Arc<Sends>,
     queues: Arc<StrictQueues>,
     done: UnboundedSender<Done>,
+    /// How large a batch may grow, when the endpoint takes batches.
+    room: BatchRoom,
 }
 
 /// What became of a job a lane took.
@@ -518,7 +609,7 @@ impl Lane {
     async fn run(self: Arc<Self>, mut queue: UnboundedReceiver<Job>) {
         // Jobs out beside the lane, for an endpoint that takes several requests at once.
         let mut out: JoinSet<Step> = JoinSet::new();
-        // The lane's first job reads the endpoint's setting afresh (see `concurrency_of`).
+        // The lane's first job reads the endpoint's settings afresh (see `lane_settings_of`).
         let mut opening = true;
         let end = loop {
             // A stopping dispatcher's idle lane ends at once, so the drain does not wait for it.
@@ -530,14 +621,37 @@ impl Lane {
                 },
                 _ = self.worker.shutdown.cancelled() => break Step::Stop,
             };
+            let settings = self.worker.lane_settings_of(self.endpoint, opening).await;
+            opening = false;
+            if let Some(batch) = settings.batch {
+                // The jobs out beside the lane (from before it batched) finish first.
+                let mut step = Step::Next;
+                while step == Step::Next && !out.is_empty() {
+                    step = joined(out.join_next().await);
+                }
+                if step != Step::Next {
+                    self.report(self.done_of(&job), false);
+                    break step;
+                }
+                let Some(jobs) = self.gather(job, &mut queue, batch).await else {
+                    break Step::Stop;
+                };
+                match self.work_batch(jobs).await {
+                    Step::Next => continue,
+                    step => break step,
+                }
+            }
             // Room for it under the endpoint's setting as last read: after it is lowered (or
             // the endpoint goes back to ordered delivery) the jobs out finish first.
-            let mut limit = self.worker.concurrency_of(self.endpoint, opening).await;
-            opening = false;
+            let mut limit = settings.limit;
             let mut step = Step::Next;
             while step == Step::Next && !out.is_empty() && out.len() >= limit {
                 step = joined(out.join_next().await);
-                limit = self.worker.concurrency_of(self.endpoint, false).await;
+                limit = self
+                    .worker
+                    .lane_settings_of(self.endpoint, false)
+                    .await
+                    .limit;
             }
             while step == Step::Next
                 && let Some(result) = out.try_join_next()
@@ -600,51 +714,12 @@ impl Lane {
             let task = &job.task;
             let span = attempt_span(task);
             telemetry::continue_trace(&span, job.trace.clone());
-            return match self
+            let progress = self
                 .worker
                 .deliver(task, Route::Topic)
                 .instrument(span.clone())
-                .await
-            {
-                // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
-                Err(Interrupted::Shutdown) => {
-                    drop(sending);
-                    Step::Stop
-                }
-                Err(Interrupted::Unprocessable(reason)) => {
-                    let quarantined = self.quarantine(&job, &span, reason).await;
-                    drop(sending);
-                    if !quarantined {
-                        // Unfinished, so read again after a restart or rebalance, not dropped.
-                        self.report(finished, false);
-                        return Step::GiveUp;
-                    }
-                    metrics::TASKS_QUARANTINED
-                        .with_label_values(&["unprocessable"])
-                        .inc();
-                    self.report(finished, true)
-                }
-                Ok(Progress::Finished) => {
-                    drop(sending);
-                    self.report(finished, true)
-                }
-                Ok(Progress::Delivered(settlement)) => {
-                    let worker = Arc::clone(&self.worker);
-                    let report = Report {
-                        done: Some(finished),
-                        to: self.done.clone(),
-                    };
-                    tokio::spawn(
-                        async move {
-                            let recorded = worker.record_delivered(*settlement).await;
-                            drop(send);
-                            drop(sending);
-                            report.send(recorded.is_ok());
-                        }
-                        .instrument(span),
-                    );
-                    Step::Next
-                }
+                .await;
+            return match progress {
                 Ok(Progress::Queue) => {
                     let queued = self
                         .queues
@@ -676,7 +751,250 @@ impl Lane {
                         _ = tokio::time::sleep(wait) => continue,
                     }
                 }
+                concluded => self.conclude(&job, concluded, sending, send, span).await,
             };
+        }
+    }
+
+    /// Reports a job after its delivery: done once its outcome is durable (a delivered one
+    /// once its attempt is recorded, beside the lane), set aside when it cannot be processed,
+    /// left unfinished when the process stops. `sending` and `send` are held until then.
+    async fn conclude(
+        &self,
+        job: &Job,
+        progress: Result<Progress, Interrupted>,
+        sending: SendGuard,
+        send: health::SendGuard,
+        span: tracing::Span,
+    ) -> Step {
+        let finished = self.done_of(job);
+        match progress {
+            // Shutting down: leave this and the queued jobs unfinished so they are re-consumed.
+            Err(Interrupted::Shutdown) => Step::Stop,
+            Err(Interrupted::Unprocessable(reason)) => {
+                let quarantined = self.quarantine(job, &span, reason).await;
+                drop(sending);
+                if !quarantined {
+                    // Unfinished, so read again after a restart or rebalance, not dropped.
+                    self.report(finished, false);
+                    return Step::GiveUp;
+                }
+                metrics::TASKS_QUARANTINED
+                    .with_label_values(&["unprocessable"])
+                    .inc();
+                self.report(finished, true)
+            }
+            Ok(Progress::Finished) => self.report(finished, true),
+            Ok(Progress::Delivered(settlement)) => {
+                let worker = Arc::clone(&self.worker);
+                let report = Report {
+                    done: Some(finished),
+                    to: self.done.clone(),
+                };
+                tokio::spawn(
+                    async move {
+                        let recorded = worker.record_delivered(*settlement).await;
+                        drop(send);
+                        drop(sending);
+                        report.send(recorded.is_ok());
+                    }
+                    .instrument(span),
+                );
+                Step::Next
+            }
+            // Handled by the caller; were one to come here, its task is read again.
+            Ok(Progress::Queue | Progress::RateLimited(_) | Progress::Wait(_)) => {
+                self.report(finished, false)
+            }
+        }
+    }
+
+    /// Takes the jobs of one batch: `first`, then the ones queued behind it, up to
+    /// `max_events` (and the lane's room), waiting for more until `first` has waited
+    /// `max_wait` since its record was written. `None` when the process stops meanwhile (the
+    /// jobs are left unfinished, re-consumed).
+    async fn gather(
+        &self,
+        first: Job,
+        queue: &mut UnboundedReceiver<Job>,
+        batch: Batching,
+    ) -> Option<Vec<Job>> {
+        let asked = usize::try_from(batch.max_events).unwrap_or(1).max(1);
+        let most = self.room.per_batch(asked);
+        let most_bytes = self.room.bytes();
+        // A wait too long for the clock is no deadline at all.
+        let deadline = first
+            .written_at
+            .checked_add(batch.max_wait())
+            .map(tokio::time::sleep_until);
+        let deadline = async move {
+            match deadline {
+                Some(deadline) => deadline.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut bytes = first.bytes;
+        let mut jobs = vec![first];
+        while jobs.len() < most && bytes < most_bytes {
+            // What is queued already joins at once, even past the deadline.
+            if let Ok(job) = queue.try_recv() {
+                bytes += job.bytes;
+                jobs.push(job);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = self.worker.shutdown.cancelled() => return None,
+                _ = &mut deadline => break,
+                job = queue.recv() => match job {
+                    Some(job) => {
+                        bytes += job.bytes;
+                        jobs.push(job);
+                    }
+                    None => break,
+                },
+            }
+        }
+        Some(jobs)
+    }
+
+    /// Delivers `jobs` as one batch (or several, should the endpoint's batches have shrunk)
+    /// and reports each.
+    async fn work_batch(&self, jobs: Vec<Job>) -> Step {
+        let mut batches = std::collections::VecDeque::from([jobs]);
+        let mut end = Step::Next;
+        while let Some(jobs) = batches.pop_front() {
+            match self.work_one_batch(jobs, &mut batches).await {
+                Step::Next => {}
+                Step::Stop => return Step::Stop,
+                Step::GiveUp => {
+                    // Every job of the batches not tried yet is reported, unfinished.
+                    for job in batches.drain(..).flatten() {
+                        self.report(self.done_of(&job), false);
+                    }
+                    end = Step::GiveUp;
+                }
+            }
+        }
+        end
+    }
+
+    /// Delivers `jobs` as one batch and reports each; when the endpoint now takes fewer at
+    /// once, the rest go to the front of `later`.
+    async fn work_one_batch(
+        &self,
+        mut jobs: Vec<Job>,
+        later: &mut std::collections::VecDeque<Vec<Job>>,
+    ) -> Step {
+        loop {
+            if self.worker.wait_while_sending_paused().await.is_err() {
+                return Step::Stop;
+            }
+            // A revoked partition's tasks are its next owner's to send.
+            let mut sending = Vec::with_capacity(jobs.len());
+            let mut revoked = Vec::new();
+            for job in jobs {
+                match self.ownership.begin_send(job.partition, job.generation) {
+                    Some(guard) => sending.push((job, guard)),
+                    None => revoked.push(job),
+                }
+            }
+            for job in &revoked {
+                metrics::TASKS_SKIPPED
+                    .with_label_values(&["partition_revoked"])
+                    .inc();
+                self.report(self.done_of(job), true);
+            }
+            if sending.is_empty() {
+                return Step::Next;
+            }
+            let span = batch_span(self.endpoint, sending.len());
+            telemetry::continue_trace(&span, sending[0].0.trace.clone());
+            let sends: Vec<health::SendGuard> =
+                sending.iter().map(|_| self.sends.start()).collect();
+            let tasks: Vec<&DeliveryTask> = sending.iter().map(|(job, _)| &job.task).collect();
+            let progress = self
+                .worker
+                .deliver_batch(&tasks)
+                .instrument(span.clone())
+                .await;
+            let results: Vec<Result<Progress, Interrupted>> = match progress {
+                Err(Interrupted::Shutdown) => return Step::Stop,
+                // The endpoint's state could not be recorded (its breaker): each task is set
+                // aside, as one sent alone would be.
+                Err(Interrupted::Unprocessable(reason)) => sending
+                    .iter()
+                    .map(|_| Err(Interrupted::Unprocessable(reason.clone())))
+                    .collect(),
+                Ok(BatchProgress::Each(results)) => results,
+                Ok(BatchProgress::Split(most)) => {
+                    drop(sends);
+                    jobs = sending.into_iter().map(|(job, _)| job).collect();
+                    let rest = jobs.split_off(most.min(jobs.len()));
+                    if !rest.is_empty() {
+                        later.push_front(rest);
+                    }
+                    continue;
+                }
+                Ok(BatchProgress::Again) => {
+                    drop(sends);
+                    jobs = sending.into_iter().map(|(job, _)| job).collect();
+                    // Smaller each time, and at last alone, so a store too slow for the batch
+                    // cannot keep it going round; after a pause, as for any store trouble.
+                    if jobs.len() == 1
+                        && let Some(job) = jobs.pop()
+                    {
+                        return self.work(job).await;
+                    }
+                    let rest = jobs.split_off(jobs.len() / 2);
+                    later.push_front(rest);
+                    tokio::select! {
+                        biased;
+                        _ = self.worker.shutdown.cancelled() => return Step::Stop,
+                        _ = tokio::time::sleep(AGAIN_PAUSE) => continue,
+                    }
+                }
+                Ok(BatchProgress::RateLimited(wait)) => {
+                    drop(sends);
+                    jobs = sending.into_iter().map(|(job, _)| job).collect();
+                    tokio::select! {
+                        biased;
+                        _ = self.worker.shutdown.cancelled() => return Step::Stop,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+                Ok(BatchProgress::OneByOne) => {
+                    drop(sends);
+                    // Each job takes its own send guard; these are given back first.
+                    let jobs: Vec<Job> = sending.into_iter().map(|(job, _)| job).collect();
+                    let mut jobs = jobs.into_iter();
+                    while let Some(job) = jobs.next() {
+                        match self.work(job).await {
+                            Step::Next => {}
+                            Step::Stop => return Step::Stop,
+                            Step::GiveUp => {
+                                for job in jobs {
+                                    self.report(self.done_of(&job), false);
+                                }
+                                return Step::GiveUp;
+                            }
+                        }
+                    }
+                    return Step::Next;
+                }
+            };
+            let mut end = Step::Next;
+            for (((job, guard), send), result) in sending.into_iter().zip(sends).zip(results) {
+                let step = self.conclude(&job, result, guard, send, span.clone()).await;
+                // Every job is reported; the worst news decides what the lane does next.
+                end = match (end, step) {
+                    (Step::Stop, _) | (_, Step::Stop) => Step::Stop,
+                    (Step::GiveUp, _) | (_, Step::GiveUp) => Step::GiveUp,
+                    _ => Step::Next,
+                };
+            }
+            return end;
         }
     }
 
@@ -873,4 +1191,31 @@ async fn hold_backlog(
         durable: held,
         ..done
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batching_lane_holds_two_batches_within_half_the_instance_and_their_bytes() {
+        let room = BatchRoom {
+            max_in_flight: 5_000,
+            max_queued_per_endpoint: 500,
+            max_queued_bytes_per_endpoint: 1_000_000,
+        };
+        assert_eq!((room.tasks(1_000), room.per_batch(1_000)), (2_000, 1_000));
+        assert_eq!(
+            (room.tasks(5), room.per_batch(5)),
+            (500, 5),
+            "never less room than any endpoint"
+        );
+        let small = BatchRoom {
+            max_in_flight: 1_000,
+            max_queued_per_endpoint: 100,
+            ..room
+        };
+        assert_eq!((small.tasks(1_000), small.per_batch(1_000)), (500, 250));
+        assert_eq!(room.bytes(), 500_000);
+    }
 }

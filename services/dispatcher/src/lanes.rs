@@ -157,6 +157,30 @@ impl<J> Lanes<J> {
             .map_or(Duration::ZERO, |lane| lane.behind(now, slowest_pace))
     }
 
+    /// Like [`Lanes::behind`] for an endpoint whose jobs go out `per_batch` at a time, a batch
+    /// gathering for up to `gather`: the batches ahead of a new job (the one it joins
+    /// included), each at the pace of the lane's stall (or `slowest_pace`, a batch being one
+    /// request), except that the first may spend `gather` of it filling: a lane only
+    /// gathering is not stalled, one with full batches waiting is.
+    pub fn behind_in_batches(
+        &self,
+        endpoint: EndpointId,
+        slowest_pace: Duration,
+        per_batch: usize,
+        gather: Duration,
+    ) -> Duration {
+        let now = self.now();
+        self.live(endpoint).map_or(Duration::ZERO, |lane| {
+            let batches = (lane.pending + 1).div_ceil(per_batch.max(1));
+            let stalled = now.saturating_duration_since(lane.last_progress);
+            let first = stalled.saturating_sub(gather).max(slowest_pace);
+            let rest = stalled
+                .max(slowest_pace)
+                .saturating_mul(u32::try_from(batches - 1).unwrap_or(u32::MAX));
+            first.saturating_add(rest)
+        })
+    }
+
     /// The lanes' clock: it stands still while sending is paused.
     fn now(&self) -> Instant {
         self.paused_since.unwrap_or_else(Instant::now)
@@ -320,6 +344,39 @@ mod tests {
         assert_eq!(
             lanes.behind(limited, Duration::from_secs(1)),
             Duration::from_secs(40)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batching_lane_is_behind_by_its_stall_past_gathering_and_its_full_batches() {
+        let mut lanes = Lanes::default();
+        let batched = EndpointId::generate();
+        let (id, _rx) = lanes.push(batched, 0, 1).expect("a new lane");
+        for n in 1..5 {
+            assert!(lanes.push(batched, n, 1).is_none());
+        }
+        let gather = Duration::from_secs(30);
+        let behind = |lanes: &Lanes<i32>, pace| lanes.behind_in_batches(batched, pace, 10, gather);
+        // Five of ten gathered for 20 s of 30: not behind.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(behind(&lanes, Duration::ZERO), Duration::ZERO);
+        // 5 s past its gathering: 5 s behind.
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert_eq!(behind(&lanes, Duration::ZERO), Duration::from_secs(5));
+        // A full batch waiting behind it counts its whole stall.
+        for n in 5..15 {
+            assert!(lanes.push(batched, n, 1).is_none());
+        }
+        assert_eq!(behind(&lanes, Duration::ZERO), Duration::from_secs(40));
+        // A batch finishing is progress: the stall starts over.
+        for _ in 0..10 {
+            lanes.finished(batched, id, 1);
+        }
+        assert_eq!(behind(&lanes, Duration::ZERO), Duration::ZERO);
+        // A rate limit is the least a batch (one request) takes.
+        assert_eq!(
+            behind(&lanes, Duration::from_secs(2)),
+            Duration::from_secs(2)
         );
     }
 }

@@ -1,5 +1,6 @@
 //! `hookstream-dispatcher`: sends the webhooks.
 
+mod batch;
 mod blocking;
 mod breaker;
 mod classify;

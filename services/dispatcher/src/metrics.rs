@@ -251,7 +251,8 @@ pub fn register() {
     LazyLock::force(&ATTEMPTS_UNRECORDED);
     LazyLock::force(&CLAIMS_LOST);
     LazyLock::force(&STRICT_QUEUED);
-    for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS] {
+    LazyLock::force(&BATCHES_SENT);
+    for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS, &BATCH_SIZE] {
         LazyLock::force(histogram);
     }
     for reason in ["undecodable", "unprocessable"] {
@@ -288,6 +289,26 @@ pub static STRICT_QUEUES_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "hookstream_strict_queues_held",
         "Strict-order endpoints whose queue waits at a dead letter for its replay."
+    )
+    .expect("metric registers once")
+});
+
+/// Batched webhooks sent, by how the endpoint answered (its attempt class).
+pub static BATCHES_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_batches_sent_total",
+        "Batched webhooks (one request carrying several deliveries) sent, by attempt class.",
+        &["class"]
+    )
+    .expect("metric registers once")
+});
+
+/// How many deliveries each batched webhook carried.
+pub static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "hookstream_batch_size",
+        "Deliveries carried by each batched webhook sent.",
+        vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]
     )
     .expect("metric registers once")
 });

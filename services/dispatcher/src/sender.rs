@@ -91,14 +91,27 @@ impl Sender {
 
     /// POSTs the webhook for `task` to `endpoint`, signed at the moment of sending.
     pub async fn send(&self, endpoint: &Endpoint, task: &DeliveryTask) -> SendResult {
-        let body = webhook::body(task);
+        self.post(endpoint, task.delivery_id.to_string(), webhook::body(task))
+            .await
+    }
+
+    /// POSTs a batch of `tasks` to `endpoint` as one webhook with an id of its own, signed at
+    /// the moment of sending.
+    pub async fn send_batch(&self, endpoint: &Endpoint, tasks: &[&DeliveryTask]) -> SendResult {
+        let id = webhook::batch_id(tasks.iter().copied());
+        self.post(endpoint, id, webhook::batch_body(tasks.iter().copied()))
+            .await
+    }
+
+    /// POSTs `body` as webhook `id`, signed at the moment of sending.
+    async fn post(&self, endpoint: &Endpoint, id: String, body: String) -> SendResult {
         let started_at = OffsetDateTime::now_utc();
         let mut request = self
             .client
             .post(endpoint.url.as_url().clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         for (name, value) in webhook::headers(
-            task,
+            id,
             &endpoint.signing_secrets(started_at),
             started_at.unix_timestamp(),
             &body,

@@ -20,9 +20,9 @@ use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
-use hookstream_model::ids::EndpointId;
+use hookstream_model::ids::{DeliveryId, EndpointId};
 use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
-use hookstream_model::shaping::Ordering;
+use hookstream_model::shaping::{Ordering, Shaping};
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::labels;
 use hookstream_runtime::resolver::{DestinationResolver, ResolveError};
@@ -32,12 +32,12 @@ use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, St
 
 use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
-use crate::concurrency::Concurrency;
+use crate::concurrency::{Concurrency, LaneSettings};
 use crate::decision::{self, AttemptFacts, Next};
 use crate::metrics;
 use crate::rate_limits::RateLimits;
 use crate::routing::Routing;
-use crate::sender::{SendOutcome, Sender};
+use crate::sender::{SendOutcome, SendResult, Sender};
 
 /// How long a task waits on a tier when its endpoint's backlog is full (rounded up to a tier).
 const BACKLOG_HOLD: Duration = Duration::from_secs(30);
@@ -93,9 +93,40 @@ pub struct Worker {
 }
 
 /// One attempt's result, before the store numbers it.
-struct Outcome {
+pub(crate) struct Outcome {
     attempt: NewAttempt,
     retry_after: Option<Duration>,
+    /// The random draw that spreads its retry (see `RetryPolicy::plan`). The deliveries of one
+    /// batch share it, so the ones on the same attempt come back together.
+    jitter: f64,
+}
+
+impl Outcome {
+    /// The same outcome for another delivery sent in the same request (a batch).
+    pub(crate) fn for_delivery(&self, delivery_id: DeliveryId) -> Self {
+        Self {
+            attempt: NewAttempt {
+                delivery_id,
+                ..self.attempt.clone()
+            },
+            retry_after: self.retry_after,
+            jitter: self.jitter,
+        }
+    }
+
+    pub(crate) fn class(&self) -> AttemptClass {
+        self.attempt.class
+    }
+
+    /// Whether the endpoint took it.
+    pub(crate) fn is_success(&self) -> bool {
+        self.attempt.class.is_success()
+    }
+
+    /// Whether the endpoint's breaker counts it against the endpoint.
+    pub(crate) fn counts_as_failure(&self, failures: FailurePolicy) -> bool {
+        disposition(self.attempt.class, failures) == Disposition::Retry
+    }
 }
 
 /// How far [`Worker::deliver`] took a task.
@@ -117,9 +148,9 @@ pub enum Progress {
 
 /// A delivered task whose attempt is not recorded yet.
 pub struct Settlement {
-    task: DeliveryTask,
-    claim: AttemptClaim,
-    outcome: Outcome,
+    pub(crate) task: DeliveryTask,
+    pub(crate) claim: AttemptClaim,
+    pub(crate) outcome: Outcome,
 }
 
 impl Worker {
@@ -154,8 +185,7 @@ impl Worker {
             Err(interrupted) => return Err(interrupted),
         };
         if let Some(endpoint) = &endpoint {
-            self.concurrency
-                .remember(endpoint.id, endpoint.shaping.concurrency());
+            self.concurrency.remember(endpoint.id, &endpoint.shaping);
             // Queued before anything else, a pause included: a task held on a tier would come
             // back behind the ones queued meanwhile.
             if route == Route::Topic && endpoint.shaping.ordering == Ordering::Strict {
@@ -190,12 +220,7 @@ impl Worker {
             if let Some(skip) = self.settled_copy(task).await? {
                 return Ok(skip);
             }
-            let endpoint_id = endpoint.id.to_string();
-            let label = labels::endpoints().label(&endpoint_id);
-            metrics::RATE_LIMIT_WAITS.with_label_values(&[label]).inc();
-            metrics::RATE_LIMIT_WAIT_SECONDS
-                .with_label_values(&[label])
-                .inc_by(wait.as_secs_f64());
+            note_rate_limit_wait(endpoint.id, wait);
             return Ok(Progress::RateLimited(wait));
         }
         let refusal = match &endpoint {
@@ -268,32 +293,30 @@ impl Worker {
         Ok(Progress::Finished)
     }
 
-    /// How many of the endpoint's requests may be out at once, as this dispatcher last read
-    /// its settings (each delivery reads its endpoint). Read from the store the first time, and
-    /// again with `recheck` when more than one was allowed: a lane opening for an endpoint this
-    /// dispatcher may not have served for a while (its partition moved away and back) must not
-    /// start several requests at once on a setting that has changed since. One while the store
-    /// cannot say, which is always safe.
-    pub async fn concurrency_of(&self, endpoint: EndpointId, recheck: bool) -> usize {
-        if let Some(limit) = self.concurrency.limit(endpoint)
-            && (limit == 1 || !recheck)
+    /// How the endpoint takes its requests (how many at once, whether in batches), as this
+    /// dispatcher last read its settings (each delivery reads its endpoint). Read from the
+    /// store the first time, and again with `recheck` when more than one delivery may go at
+    /// once: a lane opening for an endpoint this dispatcher may not have served for a while (its
+    /// partition moved away and back) must not start several requests at once, or gather a
+    /// batch, on a setting that has changed since. One by one while the store cannot say,
+    /// which is always safe.
+    pub async fn lane_settings_of(&self, endpoint: EndpointId, recheck: bool) -> LaneSettings {
+        if let Some(settings) = self.concurrency.of(endpoint)
+            && (settings == LaneSettings::ONE_BY_ONE || !recheck)
         {
-            return limit;
+            return settings;
         }
         match self.store.get_endpoint(endpoint).await {
             Ok(Some(read)) => {
-                self.concurrency
-                    .remember(endpoint, read.shaping.concurrency());
-                usize::try_from(read.shaping.concurrency())
-                    .unwrap_or(1)
-                    .max(1)
+                self.concurrency.remember(endpoint, &read.shaping);
+                LaneSettings::of(&read.shaping)
             }
             Ok(None) => {
                 // A deleted endpoint's tasks are settled one at a time, with no read each.
-                self.concurrency.remember(endpoint, 1);
-                1
+                self.concurrency.remember(endpoint, &Shaping::default());
+                LaneSettings::ONE_BY_ONE
             }
-            Err(_) => 1,
+            Err(_) => LaneSettings::ONE_BY_ONE,
         }
     }
 
@@ -302,8 +325,7 @@ impl Worker {
     pub async fn keeps_strict_order(&self, endpoint: EndpointId) -> Result<bool, Interrupted> {
         match self.durably(|| self.store.get_endpoint(endpoint)).await {
             Ok(Some(read)) => {
-                self.concurrency
-                    .remember(endpoint, read.shaping.concurrency());
+                self.concurrency.remember(endpoint, &read.shaping);
                 Ok(read.shaping.ordering == Ordering::Strict)
             }
             Ok(None) | Err(Interrupted::Unprocessable(_)) => Ok(false),
@@ -313,7 +335,10 @@ impl Worker {
 
     /// For a copy that will not reach the claim: skipped if its delivery is final or it is
     /// stale, an error if the store has no such delivery, `None` if it is still to be sent.
-    async fn settled_copy(&self, task: &DeliveryTask) -> Result<Option<Progress>, Interrupted> {
+    pub(crate) async fn settled_copy(
+        &self,
+        task: &DeliveryTask,
+    ) -> Result<Option<Progress>, Interrupted> {
         let id = task.delivery_id;
         let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
             return Err(unknown_delivery());
@@ -329,7 +354,7 @@ impl Worker {
 
     /// Gives back a claim whose attempt was not sent, so the next copy need not wait out its
     /// lease. Best effort: a claim not given back only runs out.
-    async fn release(&self, claim: &AttemptClaim) -> Result<(), Interrupted> {
+    pub(crate) async fn release(&self, claim: &AttemptClaim) -> Result<(), Interrupted> {
         if let Err(err) = self.store.release_claim(claim).await {
             tracing::warn!(delivery_id = %claim.delivery_id, error = %err, "claim not given back; it runs out with its lease");
         }
@@ -347,8 +372,7 @@ impl Worker {
             (_, Some((class, reason))) => refused(task, class, reason),
             (Some(endpoint), None) => {
                 let outcome = self.send(endpoint, task).await;
-                let failed =
-                    disposition(outcome.attempt.class, self.failures) == Disposition::Retry;
+                let failed = outcome.counts_as_failure(self.failures);
                 self.record_circuit(endpoint.id, failed).await?;
                 outcome
             }
@@ -373,7 +397,7 @@ impl Worker {
     }
 
     /// Asks the endpoint's breaker whether a task may go out, recording any change of state.
-    async fn admit(&self, endpoint: &Endpoint) -> Result<Admission, Interrupted> {
+    pub(crate) async fn admit(&self, endpoint: &Endpoint) -> Result<Admission, Interrupted> {
         let recorded = match endpoint.circuit.state {
             CircuitState::Closed => Circuit::Closed { failures: 0 },
             CircuitState::Open => Circuit::Open {
@@ -396,7 +420,11 @@ impl Worker {
     }
 
     /// Tells the endpoint's breaker how a sent task went, recording any change of state.
-    async fn record_circuit(&self, endpoint: EndpointId, failed: bool) -> Result<(), Interrupted> {
+    pub(crate) async fn record_circuit(
+        &self,
+        endpoint: EndpointId,
+        failed: bool,
+    ) -> Result<(), Interrupted> {
         let transition = self
             .breakers()
             .record(endpoint, failed, OffsetDateTime::now_utc());
@@ -474,7 +502,12 @@ impl Worker {
     /// A task that may not go out yet (paused endpoint, open breaker) waits on a tier with its
     /// attempt count unchanged and comes back to look again. Holding it in memory instead would
     /// let one such endpoint fill the dispatcher and stall the others.
-    async fn hold(&self, task: &DeliveryTask, tier: Tier, reason: &str) -> Result<(), Interrupted> {
+    pub(crate) async fn hold(
+        &self,
+        task: &DeliveryTask,
+        tier: Tier,
+        reason: &str,
+    ) -> Result<(), Interrupted> {
         let mut held = task.clone();
         held.due_at = Some(OffsetDateTime::now_utc() + tier.0);
         self.routing.to_retry_tier(&held, &tier.name()).await?;
@@ -492,7 +525,7 @@ impl Worker {
 
     /// Routes and records an attempt's outcome. A queue head's retry is only recorded, with
     /// its due time: the head stays in its queue and is tried again then.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         task: &DeliveryTask,
         claim: &AttemptClaim,
@@ -503,6 +536,7 @@ impl Worker {
         let Outcome {
             mut attempt,
             retry_after,
+            jitter,
         } = outcome;
         let number = claim.number;
         let facts = AttemptFacts {
@@ -511,7 +545,7 @@ impl Worker {
             endpoint_max_attempts: endpoint.and_then(|e| e.max_attempts),
             retry_after,
             now: OffsetDateTime::now_utc(),
-            random: random_unit(),
+            random: jitter,
         };
         let next = decision::decide(&facts, self.failures, &self.retry);
         match &next {
@@ -656,7 +690,7 @@ impl Worker {
     /// Checks the URL again at every attempt: the policy may have tightened and the name may
     /// point elsewhere since the last one (a kept-alive connection would not notice). A name
     /// that does not resolve is left to the send, which classifies it as a DNS error.
-    async fn destination_allowed(&self, url: &EndpointUrl) -> Result<(), String> {
+    pub(crate) async fn destination_allowed(&self, url: &EndpointUrl) -> Result<(), String> {
         match self.destinations.check(url).await {
             Err(ResolveError::Blocked(blocked)) => Err(blocked.0),
             Ok(()) | Err(_) => Ok(()),
@@ -664,43 +698,7 @@ impl Worker {
     }
 
     async fn send(&self, endpoint: &Endpoint, task: &DeliveryTask) -> Outcome {
-        let result = self.sender.send(endpoint, task).await;
-        let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
-        let (status_code, class, response_snippet, error, retry_after) = match result.outcome {
-            SendOutcome::Answered {
-                status,
-                snippet,
-                retry_after,
-            } => {
-                let class = classify_status(status);
-                let error =
-                    (!class.is_success()).then(|| format!("endpoint answered HTTP {status}"));
-                let retry_after =
-                    retry_after.and_then(|v| parse_retry_after(&v, SystemTime::now()));
-                (Some(status), class, snippet, error, retry_after)
-            }
-            SendOutcome::Failed { failure, message } => (
-                None,
-                classify_failure(failure),
-                String::new(),
-                Some(message),
-                None,
-            ),
-        };
-        Outcome {
-            attempt: NewAttempt {
-                delivery_id: task.delivery_id,
-                started_at: result.started_at,
-                latency_ms,
-                status_code,
-                class,
-                response_snippet,
-                error,
-                next_attempt_at: None,
-                tier: None,
-            },
-            retry_after,
-        }
+        outcome_of(task.delivery_id, self.sender.send(endpoint, task).await)
     }
 
     /// Runs a store operation until it succeeds, backing off (with jitter) between tries, or
@@ -754,7 +752,7 @@ pub fn attempt_span(task: &DeliveryTask) -> tracing::Span {
 }
 
 /// A task consumed without an attempt: nothing to send, its outcome is already durable.
-fn skipped(task: &DeliveryTask, reason: &'static str) -> Progress {
+pub(crate) fn skipped(task: &DeliveryTask, reason: &'static str) -> Progress {
     tracing::debug!(delivery_id = %task.delivery_id, reason, "task needs no attempt; skipped");
     metrics::TASKS_SKIPPED.with_label_values(&[reason]).inc();
     Progress::Finished
@@ -762,8 +760,57 @@ fn skipped(task: &DeliveryTask, reason: &'static str) -> Progress {
 
 /// A task whose delivery the store does not know: ingest stores a delivery before its task is
 /// written, so the row was lost (or purged). Quarantined, not dropped.
-fn unknown_delivery() -> Interrupted {
+pub(crate) fn unknown_delivery() -> Interrupted {
     Interrupted::Unprocessable("the store has no such delivery".into())
+}
+
+/// Counts a wait for the endpoint's rate limit.
+pub(crate) fn note_rate_limit_wait(endpoint: EndpointId, wait: Duration) {
+    let endpoint_id = endpoint.to_string();
+    let label = labels::endpoints().label(&endpoint_id);
+    metrics::RATE_LIMIT_WAITS.with_label_values(&[label]).inc();
+    metrics::RATE_LIMIT_WAIT_SECONDS
+        .with_label_values(&[label])
+        .inc_by(wait.as_secs_f64());
+}
+
+/// What one request came to, as the attempt of `delivery_id`.
+pub(crate) fn outcome_of(delivery_id: DeliveryId, result: SendResult) -> Outcome {
+    let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
+    let (status_code, class, response_snippet, error, retry_after) = match result.outcome {
+        SendOutcome::Answered {
+            status,
+            snippet,
+            retry_after,
+        } => {
+            let class = classify_status(status);
+            let error = (!class.is_success()).then(|| format!("endpoint answered HTTP {status}"));
+            let retry_after = retry_after.and_then(|v| parse_retry_after(&v, SystemTime::now()));
+            (Some(status), class, snippet, error, retry_after)
+        }
+        SendOutcome::Failed { failure, message } => (
+            None,
+            classify_failure(failure),
+            String::new(),
+            Some(message),
+            None,
+        ),
+    };
+    Outcome {
+        attempt: NewAttempt {
+            delivery_id,
+            started_at: result.started_at,
+            latency_ms,
+            status_code,
+            class,
+            response_snippet,
+            error,
+            next_attempt_at: None,
+            tier: None,
+        },
+        retry_after,
+        jitter: random_unit(),
+    }
 }
 
 /// An attempt that sent nothing, explained.
@@ -781,11 +828,12 @@ fn refused(task: &DeliveryTask, class: AttemptClass, reason: String) -> Outcome 
             tier: None,
         },
         retry_after: None,
+        jitter: random_unit(),
     }
 }
 
 /// A random number in `[0, 1)` for the retry jitter; 0.5 (no jitter) if the system has no
 /// randomness to give.
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     getrandom::u64().map_or(0.5, |n| (n >> 11) as f64 / (1u64 << 53) as f64)
 }

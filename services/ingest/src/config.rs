@@ -4,7 +4,9 @@ use std::time::Duration;
 use clap::Parser;
 
 use hookstream_kafka::KafkaSettings;
-use hookstream_runtime::config::{DestinationSettings, MetricsSettings, StoreSettings};
+use hookstream_runtime::config::{
+    DestinationSettings, MetricsSettings, RetrySettings, StoreSettings,
+};
 use hookstream_runtime::http_server::HttpLimits;
 
 use crate::source::SourceTopic;
@@ -129,6 +131,11 @@ pub struct IngestConfig {
 
     #[command(flatten)]
     pub http: HttpLimits,
+
+    /// The retry schedule, read here for its longest delay: an endpoint's batch may wait at
+    /// most that long to fill (see `batch.max_wait`).
+    #[command(flatten)]
+    pub retry: RetrySettings,
 }
 
 impl IngestConfig {

@@ -80,6 +80,14 @@ async fn main() -> anyhow::Result<()> {
         tenant_limiter: Arc::clone(&tenant_limiter),
         tenant_concurrency: TenantConcurrency::new(config.tenant_max_concurrent_requests),
         max_endpoints_per_tenant: config.max_endpoints_per_tenant,
+        longest_retry_wait: config
+            .retry
+            .retry_schedule
+            .0
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or_default(),
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),

@@ -185,6 +185,28 @@ impl Api {
         .await
     }
 
+    /// Waits until the endpoint has exactly `count` dead letters listed (the replay service
+    /// indexes them), and returns them.
+    pub async fn dead_letters_of(
+        &self,
+        endpoint_id: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        eventually("the dead letters to be listed", timeout, || async {
+            let answer = self
+                .call(
+                    "GET",
+                    &format!("/v1/dead-letters?endpoint_id={endpoint_id}&limit=500"),
+                    None,
+                )
+                .await;
+            let data = answer.body["data"].as_array().cloned().unwrap_or_default();
+            (data.len() == count).then_some(data)
+        })
+        .await
+    }
+
     /// Sends an event and returns the answer.
     pub async fn send_event(
         &self,

@@ -215,6 +215,52 @@ async fn operators_find_dry_run_and_replay_dead_letters_from_the_command_line() 
     let sorted = hookstream(&base, &["ordering", &endpoint_id, "sorted"]).await;
     assert_eq!(sorted.code, 2, "{}", sorted.stderr);
 
+    let batch_args = ["--max-events", "50", "--max-wait", "800ms"];
+    let with_strict = hookstream(
+        &base,
+        &[&["batching", endpoint_id.as_str()][..], &batch_args[..]].concat(),
+    )
+    .await;
+    assert_eq!(with_strict.code, 1, "{}", with_strict.stderr);
+    assert!(
+        with_strict.stderr.contains("batch"),
+        "{}",
+        with_strict.stderr
+    );
+    hookstream(&base, &["ordering", &endpoint_id, "partition"]).await;
+    let batched = hookstream(
+        &base,
+        &[&["batching", endpoint_id.as_str()][..], &batch_args[..]].concat(),
+    )
+    .await;
+    assert!(
+        batched
+            .stdout
+            .contains("batches of up to 50 deliveries, each waiting at most 800ms"),
+        "{}",
+        batched.stdout
+    );
+    let unbatched = hookstream(&base, &["--json", "batching", &endpoint_id, "--off"]).await;
+    assert!(unbatched.json()["batch"].is_null(), "{}", unbatched.stdout);
+    let too_long = hookstream(
+        &base,
+        &[
+            "batching",
+            &endpoint_id,
+            "--max-events",
+            "5",
+            "--max-wait",
+            "1h",
+        ],
+    )
+    .await;
+    assert_eq!(too_long.code, 1);
+    assert!(
+        too_long.stderr.contains("batch.max_wait"),
+        "{}",
+        too_long.stderr
+    );
+
     // Exit codes: refused, wrong usage, unreachable.
     let missing = hookstream(&base, &["batch", "show", "bat_01ARZ3NDEKTSV4RRFFQ69G5FAV"]).await;
     assert_eq!(missing.code, 1);

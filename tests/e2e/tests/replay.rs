@@ -41,18 +41,7 @@ async fn send_events(api: &Api, event_type: &str, n: usize) {
 
 /// Waits until the endpoint has `n` dead letters listed, and returns them.
 async fn dead_letters_of(api: &Api, endpoint_id: &str, n: usize) -> Vec<Value> {
-    eventually("the dead letters to be listed", SETTLE, || async {
-        let answer = api
-            .call(
-                "GET",
-                &format!("/v1/dead-letters?endpoint_id={endpoint_id}&limit=500"),
-                None,
-            )
-            .await;
-        let data = answer.body["data"].as_array().cloned().unwrap_or_default();
-        (data.len() == n).then_some(data)
-    })
-    .await
+    api.dead_letters_of(endpoint_id, n, SETTLE).await
 }
 
 fn ids_of(items: &[Value], field: &str) -> Vec<String> {

@@ -17,7 +17,8 @@ use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
 use hookstream_model::shaping::{
-    DEFAULT_MAX_IN_FLIGHT, OnDeadLetter, Ordering, RateLimit, Shaping, max_in_flight_from_json,
+    Batching, DEFAULT_MAX_IN_FLIGHT, OnDeadLetter, Ordering, RateLimit, Shaping,
+    max_in_flight_from_json,
 };
 use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::SigningSecret;
@@ -47,6 +48,7 @@ fn render(endpoint: &Endpoint) -> Value {
         "ordering": endpoint.shaping.ordering.as_str(),
         "max_in_flight": endpoint.shaping.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
         "on_dead_letter": endpoint.shaping.on_dead_letter.as_str(),
+        "batch": endpoint.shaping.batch.as_ref().map(Batching::to_api_json),
         "paused": endpoint.paused,
         "circuit": {
             "state": endpoint.circuit.state.as_str(),
@@ -118,6 +120,30 @@ fn parse_ordering(value: Value) -> Result<Ordering, Problem> {
     }
 }
 
+/// `batch`: `{"max_events": N, "max_wait": "30s"}`, or null for none.
+fn parse_batch(state: &AppState, value: Option<Value>) -> Result<Option<Batching>, Problem> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => Ok(Some(Batching::from_json(
+            &value,
+            "batch",
+            state.longest_retry_wait,
+        )?)),
+    }
+}
+
+/// Batches and strict ordering exclude each other: under strict ordering each delivery waits
+/// for the one before it, so there is never more than one to send.
+fn check_batch_with_ordering(shaping: &Shaping) -> Result<(), Problem> {
+    if shaping.batch.is_some() && shaping.ordering == Ordering::Strict {
+        return Err(Problem::invalid(
+            "batch",
+            "cannot be combined with `\"ordering\": \"strict\"` (each delivery waits for the one before it); use `partition` or `none`, or set `batch` to null",
+        ));
+    }
+    Ok(())
+}
+
 /// `max_in_flight`: a whole number, or null for the default.
 fn parse_max_in_flight(value: Option<Value>) -> Result<Option<u32>, Problem> {
     match value {
@@ -168,7 +194,16 @@ pub async fn create(
         .map(parse_on_dead_letter)
         .transpose()?
         .unwrap_or_default();
+    let batch = parse_batch(&state, fields.optional("batch"))?;
     fields.finish()?;
+    let shaping = Shaping {
+        rate_limit,
+        ordering,
+        max_in_flight,
+        on_dead_letter,
+        batch,
+    };
+    check_batch_with_ordering(&shaping)?;
     // Each endpoint takes a copy of every event its tenant sends: bounded per tenant. (Two
     // creations at once can pass together; the limit is one of scale, not exact.)
     let existing = live_endpoints_of(&state, &tenant, state.max_endpoints_per_tenant).await?;
@@ -198,12 +233,7 @@ pub async fn create(
         max_attempts,
         paused: false,
         circuit: Default::default(),
-        shaping: Shaping {
-            rate_limit,
-            ordering,
-            max_in_flight,
-            on_dead_letter,
-        },
+        shaping,
         created_at: now,
         updated_at: now,
     };
@@ -356,6 +386,11 @@ pub async fn update(
         .optional("on_dead_letter")
         .map(parse_on_dead_letter)
         .transpose()?;
+    // Absent: unchanged; null: no batching.
+    let batch = fields
+        .optional("batch")
+        .map(|v| parse_batch(&state, Some(v)))
+        .transpose()?;
     fields.finish()?;
 
     // Only the fields given change: a pause, or a `410` disabling the endpoint, made while
@@ -370,6 +405,7 @@ pub async fn update(
         ordering,
         max_in_flight,
         on_dead_letter,
+        batch,
     };
     let endpoint = change(&state, &caller, id, &changes).await?;
     Ok(Json(render(&endpoint)))
@@ -383,7 +419,12 @@ async fn change(
     changes: &EndpointChanges,
 ) -> Result<Endpoint, Problem> {
     // The tenant check first: another tenant's endpoint is not touched.
-    live_endpoint(state, caller, &id.to_string()).await?;
+    let current = live_endpoint(state, caller, &id.to_string()).await?;
+    // Against the settings as they stand: a change made side by side can still combine the
+    // two, and then the dispatcher sends each delivery alone (strict wins).
+    if changes.changes_shaping() {
+        check_batch_with_ordering(&changes.apply_to_shaping(current.shaping))?;
+    }
     state
         .intake
         .store

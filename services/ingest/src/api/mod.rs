@@ -49,6 +49,8 @@ pub struct AppState {
     pub tenant_concurrency: Arc<crate::tenant_concurrency::TenantConcurrency>,
     /// Most live endpoints one tenant may have.
     pub max_endpoints_per_tenant: usize,
+    /// The longest retry delay, which bounds an endpoint's `batch.max_wait`.
+    pub longest_retry_wait: std::time::Duration,
 }
 
 /// The `/v1` API, behind bearer-token authentication: the admin token, or a tenant API key

@@ -80,6 +80,20 @@ pub struct EndpointCreate {
     /// goes on with the next.
     #[schema(value_type = Option<String>, pattern = "^(hold|continue)$")]
     on_dead_letter: Option<String>,
+    /// Batched webhooks (none when absent or `null`); not with `"ordering": "strict"`.
+    batch: Option<BatchSetting>,
+}
+
+/// Deliveries sent together: one POST whose body is a JSON array of the usual webhook bodies,
+/// in the order the events were sent, signed once with the batch's own `webhook-id`. A batch
+/// goes when it holds `max_events`, or when its first delivery has waited `max_wait`.
+#[derive(ToSchema)]
+pub struct BatchSetting {
+    #[schema(minimum = 1, maximum = 1000)]
+    max_events: u32,
+    /// A delay such as `500ms`, `30s` or `2m`: at least 10 ms, at most the longest retry delay.
+    #[schema(pattern = "^[0-9]+(ms|s|m|h)$")]
+    max_wait: String,
 }
 
 /// At most `per_second` deliveries a second to the endpoint, `burst` at once after a quiet
@@ -117,6 +131,9 @@ pub struct EndpointPatch {
     /// letter goes on.
     #[schema(value_type = Option<String>, pattern = "^(hold|continue)$")]
     on_dead_letter: Option<String>,
+    /// `null`: no batching. Changed with deliveries in flight, it holds from the endpoint's
+    /// next batch (or delivery) on; none is lost.
+    batch: Option<BatchSetting>,
 }
 
 #[derive(ToSchema)]
@@ -141,6 +158,8 @@ pub struct Endpoint {
     max_in_flight: u32,
     /// Under `strict`: `hold` or `continue` at a dead letter.
     on_dead_letter: String,
+    /// `null` when the endpoint takes one delivery per request.
+    batch: Option<BatchSetting>,
     paused: bool,
     circuit: Circuit,
     previous_secret_expires_at: Option<String>,
