@@ -48,12 +48,13 @@ pub struct Options {
     #[arg(long, default_value_t = 1_000_000)]
     retry_tasks: usize,
     /// Throughput runs, as ENDPOINTSxEVENTS_PER_REQUEST (1: single posts, more: batches), with
-    /// `:none` for endpoints without ordering (up to [`UNORDERED_IN_FLIGHT`] requests at once)
-    /// or `:strict` for endpoints in strict order.
+    /// `:none` for endpoints without ordering (up to [`UNORDERED_IN_FLIGHT`] requests at once),
+    /// `:strict` for endpoints in strict order, or `:batch` for endpoints taking batched
+    /// webhooks (up to [`WEBHOOK_BATCH`] events each).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1x1,1x100,100x1,100x100,1x100:none,1x100:strict"
+        default_value = "1x1,1x100,100x1,100x100,1x100:none,1x100:strict,1x100:batch"
     )]
     throughput_runs: Vec<String>,
     /// Parts to run (comma-separated): throughput, latency, isolation, retry. Default: all.
@@ -83,6 +84,8 @@ const WINDOW: usize = 20_000;
 const MOST_EVENTS_A_SECOND: u64 = 40_000;
 /// Requests at once to an endpoint of a `:none` throughput run.
 const UNORDERED_IN_FLIGHT: u32 = 100;
+/// Events per batched webhook in the `:batch` runs (`max_wait` 1 s).
+const WEBHOOK_BATCH: u32 = 100;
 /// How long each open-loop run sends, unmeasured, before it is measured.
 const WARMUP_OPEN_LOOP: Duration = Duration::from_secs(5);
 /// How long the slow endpoint of the isolation run takes to answer.
@@ -136,9 +139,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if options.runs(Part::Throughput) {
         for run in &options.throughput_runs {
             let (shape, ordering) = match run.split_once(':') {
-                Some((shape, ordering @ ("none" | "strict"))) => (shape, ordering),
+                Some((shape, ordering @ ("none" | "strict" | "batch"))) => (shape, ordering),
                 Some(_) => anyhow::bail!(
-                    "a throughput run ends in `:none`, `:strict` or nothing, not {run}"
+                    "a throughput run ends in `:none`, `:strict`, `:batch` or nothing, not {run}"
                 ),
                 None => (run.as_str(), "partition"),
             };
@@ -252,7 +255,8 @@ struct Bench<'a> {
 
 impl Bench<'_> {
     /// Creates `count` endpoints for a new phase, each subscribed to its own event type, in
-    /// `ordering` (`partition`, `none` with [`UNORDERED_IN_FLIGHT`] requests at once, `strict`).
+    /// `ordering` (`partition`, `none` with [`UNORDERED_IN_FLIGHT`] requests at once, `strict`,
+    /// or `batch`: batched webhooks of up to [`WEBHOOK_BATCH`]).
     async fn endpoints(&mut self, count: usize, ordering: &str) -> anyhow::Result<u64> {
         self.phase += 1;
         let phase = self.phase;
@@ -266,7 +270,11 @@ impl Bench<'_> {
             let secret = endpoint["secret"].as_str().context("an endpoint secret")?;
             if ordering != "partition" {
                 let id = endpoint["id"].as_str().context("an endpoint id")?;
-                let settings = json!({"ordering": ordering, "max_in_flight": UNORDERED_IN_FLIGHT});
+                let settings = if ordering == "batch" {
+                    json!({"batch": {"max_events": WEBHOOK_BATCH, "max_wait": "1s"}})
+                } else {
+                    json!({"ordering": ordering, "max_in_flight": UNORDERED_IN_FLIGHT})
+                };
                 let changed = self
                     .pipeline
                     .api
@@ -360,6 +368,7 @@ impl Bench<'_> {
             match ordering {
                 "none" => format!(", ordering none ({UNORDERED_IN_FLIGHT} at once)"),
                 "strict" => ", ordering strict".to_owned(),
+                "batch" => format!(", batched webhooks (up to {WEBHOOK_BATCH} events)"),
                 _ => String::new(),
             }
         );

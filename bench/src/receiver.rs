@@ -121,9 +121,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// The (phase, seq) the load generator put in the payload.
-fn event_tag(body: &[u8]) -> Option<(u64, usize)> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+/// The (phase, seq) the load generator put in the payload of each event a webhook carries:
+/// one, or each of a batch's (a JSON array of webhook bodies). `None` for an event without.
+fn event_tags(body: &[u8]) -> Vec<Option<(u64, usize)>> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(items)) => items.iter().map(event_tag).collect(),
+        Ok(value) => vec![event_tag(&value)],
+        Err(_) => vec![None],
+    }
+}
+
+fn event_tag(value: &serde_json::Value) -> Option<(u64, usize)> {
     let data = value.get("data")?;
     Some((
         data.get("phase")?.as_u64()?,
@@ -168,19 +176,29 @@ async fn receive(
     if phase.slow.contains(&path) {
         tokio::time::sleep(phase.slow_delay).await;
     }
-    if phase.id == phase_id && first_arrival(&shared, &phase, phase_id, &body, at) {
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-        if let Some(window) = &phase.window {
-            window.add_permits(1);
+    if phase.id == phase_id {
+        for tag in event_tags(&body) {
+            if first_arrival(&shared, &phase, phase_id, tag, at) {
+                shared.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(window) = &phase.window {
+                    window.add_permits(1);
+                }
+            }
         }
     }
     StatusCode::NO_CONTENT
 }
 
-/// Notes a webhook's arrival; false (counted as a duplicate) when its event came before.
-fn first_arrival(shared: &Shared, phase: &Phase, phase_id: u64, body: &[u8], at: u64) -> bool {
+/// Notes an event's arrival; false (counted as a duplicate) when it came before.
+fn first_arrival(
+    shared: &Shared,
+    phase: &Phase,
+    phase_id: u64,
+    tag: Option<(u64, usize)>,
+    at: u64,
+) -> bool {
     let slot = phase.timeline.as_ref().and_then(|timeline| {
-        let (tag_phase, seq) = event_tag(body)?;
+        let (tag_phase, seq) = tag?;
         (tag_phase == phase_id).then(|| timeline.received.get(seq))?
     });
     let Some(slot) = slot else {
