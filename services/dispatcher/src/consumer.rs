@@ -312,7 +312,8 @@ impl ConsumeLoop {
                                 // Read just before its partition was revoked: its owner reads it.
                                 continue;
                             };
-                            observe_queue_time(message.timestamp());
+                            let age = record_age(message.timestamp());
+                            observe_queue_time(age);
                             tracker.start(partition, offset);
                             metrics::IN_FLIGHT.inc();
                             let bytes = message.payload().map_or(0, <[u8]>::len);
@@ -344,7 +345,7 @@ impl ConsumeLoop {
                                         tokio::spawn(hold_backlog(Arc::clone(&self.worker), Arc::clone(&self.ownership), Arc::clone(&self.queues), task, done, done_tx.clone()));
                                         continue;
                                     }
-                                    let job = Job { partition, offset, generation, bytes, task, trace, written_at: written_at(message.timestamp()) };
+                                    let job = Job { partition, offset, generation, bytes, task, trace, written_at: written_at(age) };
                                     if let Some((id, queue)) = lanes.push(endpoint, job, bytes) {
                                         let lane = Arc::new(Lane {
                                             endpoint,
@@ -549,32 +550,27 @@ impl ConsumeLoop {
     }
 }
 
-/// When a record was written, as an instant of this process's clock: now, less its age by its
-/// timestamp (none for a record without one, or from a clock ahead of ours).
-fn written_at(written: Timestamp) -> tokio::time::Instant {
+/// How long ago a record was written, by its create time; none for a record without one. A
+/// writer's clock ahead of ours shows as no age rather than a negative one.
+fn record_age(written: Timestamp) -> Option<Duration> {
+    let written = written.to_millis()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let age_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX) - written;
+    Some(Duration::from_millis(u64::try_from(age_ms).unwrap_or(0)))
+}
+
+/// When a record of `age` was written, as an instant of this process's clock (now, when its
+/// age is unknown).
+fn written_at(age: Option<Duration>) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    let (Some(written), Ok(wall)) = (
-        written.to_millis(),
-        SystemTime::now().duration_since(UNIX_EPOCH),
-    ) else {
-        return now;
-    };
-    let age_ms = i64::try_from(wall.as_millis()).unwrap_or(i64::MAX) - written;
-    let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
-    now.checked_sub(age).unwrap_or(now)
+    now.checked_sub(age.unwrap_or_default()).unwrap_or(now)
 }
 
 /// Records how long a task waited in Kafka, from the record's create time.
-fn observe_queue_time(written: Timestamp) {
-    let (Some(written), Ok(now)) = (
-        written.to_millis(),
-        SystemTime::now().duration_since(UNIX_EPOCH),
-    ) else {
-        return;
-    };
-    let waited_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX) - written;
-    // A writer's clock ahead of ours shows as no wait rather than a negative one.
-    metrics::TASK_QUEUE_SECONDS.observe(waited_ms.max(0) as f64 / 1000.0);
+fn observe_queue_time(age: Option<Duration>) {
+    if let Some(age) = age {
+        metrics::TASK_QUEUE_SECONDS.observe(age.as_secs_f64());
+    }
 }
 
 /// One endpoint's lane: delivers its jobs in order until it closes, one at a time, or up to the
@@ -930,7 +926,7 @@ impl Lane {
                 Ok(BatchProgress::Each(results)) => results,
                 Ok(BatchProgress::Split(most)) => {
                     drop(sends);
-                    jobs = sending.into_iter().map(|(job, _)| job).collect();
+                    jobs = given_back(sending);
                     let rest = jobs.split_off(most.min(jobs.len()));
                     if !rest.is_empty() {
                         later.push_front(rest);
@@ -939,7 +935,7 @@ impl Lane {
                 }
                 Ok(BatchProgress::Again) => {
                     drop(sends);
-                    jobs = sending.into_iter().map(|(job, _)| job).collect();
+                    jobs = given_back(sending);
                     // Smaller each time, and at last alone, so a store too slow for the batch
                     // cannot keep it going round; after a pause, as for any store trouble.
                     if jobs.len() == 1
@@ -957,7 +953,7 @@ impl Lane {
                 }
                 Ok(BatchProgress::RateLimited(wait)) => {
                     drop(sends);
-                    jobs = sending.into_iter().map(|(job, _)| job).collect();
+                    jobs = given_back(sending);
                     tokio::select! {
                         biased;
                         _ = self.worker.shutdown.cancelled() => return Step::Stop,
@@ -967,7 +963,7 @@ impl Lane {
                 Ok(BatchProgress::OneByOne) => {
                     drop(sends);
                     // Each job takes its own send guard; these are given back first.
-                    let jobs: Vec<Job> = sending.into_iter().map(|(job, _)| job).collect();
+                    let jobs = given_back(sending);
                     let mut jobs = jobs.into_iter();
                     while let Some(job) = jobs.next() {
                         match self.work(job).await {
@@ -1042,6 +1038,11 @@ impl Lane {
             durable: true,
         }
     }
+}
+
+/// The jobs of a batch not sent, their send guards given back.
+fn given_back(sending: Vec<(Job, SendGuard)>) -> Vec<Job> {
+    sending.into_iter().map(|(job, _)| job).collect()
 }
 
 /// What a job worked on beside its lane came to. One that died has reported itself unfinished

@@ -335,10 +335,7 @@ impl Worker {
 
     /// For a copy that will not reach the claim: skipped if its delivery is final or it is
     /// stale, an error if the store has no such delivery, `None` if it is still to be sent.
-    pub(crate) async fn settled_copy(
-        &self,
-        task: &DeliveryTask,
-    ) -> Result<Option<Progress>, Interrupted> {
+    async fn settled_copy(&self, task: &DeliveryTask) -> Result<Option<Progress>, Interrupted> {
         let id = task.delivery_id;
         let Some(delivery) = self.durably(|| self.store.get_delivery(id)).await? else {
             return Err(unknown_delivery());
