@@ -16,6 +16,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// A trace context read from a record, to continue its trace.
@@ -37,10 +38,13 @@ pub enum TelemetryError {
 #[must_use = "call shutdown() before the process exits so the last spans are exported"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Writes the log lines still buffered when dropped: kept to the end of the process.
+    _logs: WorkerGuard,
 }
 
 impl Telemetry {
-    /// Exports the spans still buffered and stops the exporter.
+    /// Exports the spans still buffered, stops the exporter and writes the buffered log lines.
+    /// Call it before `std::process::exit`, which drops nothing.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(err) = provider.shutdown()
@@ -99,8 +103,11 @@ where
 }
 
 /// Wraps the provider for [`Telemetry::shutdown`].
-pub fn telemetry(provider: Option<SdkTracerProvider>) -> Telemetry {
-    Telemetry { provider }
+pub fn telemetry(provider: Option<SdkTracerProvider>, logs: WorkerGuard) -> Telemetry {
+    Telemetry {
+        provider,
+        _logs: logs,
+    }
 }
 
 /// The trace context `span` belongs to, as Kafka record headers (`traceparent`, and

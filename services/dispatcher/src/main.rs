@@ -233,6 +233,8 @@ async fn main() -> anyhow::Result<()> {
 
     shutdown.cancel();
     if !commit_and_close(consumer).await {
+        // Exits without dropping anything: the buffered log lines are written first.
+        telemetry.shutdown();
         std::process::exit(0);
     }
     ops_server

@@ -629,19 +629,31 @@ impl Worker {
             let waited = OffsetDateTime::now_utc() - task.event_created_at;
             metrics::DELIVERY_LATENCY.observe(waited.as_seconds_f64().max(0.0));
         }
-        tracing::info!(
-            delivery_id = %task.delivery_id,
-            endpoint_id = %task.endpoint_id,
-            event_id = %task.event_id,
-            attempt = number,
-            class = attempt.class.as_str(),
-            status_code = attempt.status_code,
-            latency_ms = attempt.latency_ms,
-            next = %status,
-            tier = attempt.tier.as_deref().unwrap_or(""),
-            trace_id = %telemetry::trace_id(&tracing::Span::current()),
-            "attempt recorded"
-        );
+        // One line per attempt is per-event detail (DEBUG; the attempt log has it all), except
+        // the one that gives a delivery up, which an operator acts on.
+        macro_rules! attempt_recorded {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    delivery_id = %task.delivery_id,
+                    endpoint_id = %task.endpoint_id,
+                    event_id = %task.event_id,
+                    attempt = number,
+                    class = attempt.class.as_str(),
+                    status_code = attempt.status_code,
+                    latency_ms = attempt.latency_ms,
+                    next = %status,
+                    tier = attempt.tier.as_deref().unwrap_or(""),
+                    trace_id = %telemetry::trace_id(&tracing::Span::current()),
+                    "attempt recorded"
+                )
+            };
+        }
+        if status == DeliveryStatus::DeadLettered {
+            attempt_recorded!(tracing::Level::INFO);
+        } else {
+            attempt_recorded!(tracing::Level::DEBUG);
+        }
         Ok(())
     }
 

@@ -195,7 +195,8 @@ impl Intake {
                             labels::tenants().label(new.event.tenant.as_str()),
                         ])
                         .inc();
-                    tracing::info!(
+                    // Per event: DEBUG (the counts are in the metrics).
+                    tracing::debug!(
                         event_id = %new.event.id,
                         tenant = %new.event.tenant,
                         deliveries = new.deliveries.len(),

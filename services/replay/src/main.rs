@@ -96,6 +96,8 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     runs.await.context("replay batch runner")?;
     if !commit_and_close(consumer).await {
+        // Exits without dropping anything: the buffered log lines are written first.
+        telemetry.shutdown();
         std::process::exit(0);
     }
     ops_server

@@ -168,6 +168,34 @@ async fn metrics_pass_promtool_and_cover_every_dashboard_and_alert() {
     statuses.sort_unstable();
     assert_eq!(statuses, ["dead_lettered", "delivered"]);
 
+    // At INFO, per-event lines are left out: of the five attempts only the one that gave its
+    // delivery up is logged, and ingest logs no line for the event it accepted.
+    let dead_lettered = settled
+        .iter()
+        .find(|d| d["status"] == "dead_lettered")
+        .and_then(|d| d["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let logged = eventually("the dead letter's log line", SETTLE, || async {
+        let log = pipeline.log_of(Service::Dispatcher);
+        let recorded: Vec<String> = log
+            .lines()
+            .filter(|line| line.contains("attempt recorded"))
+            .map(str::to_owned)
+            .collect();
+        (!recorded.is_empty()).then_some(recorded)
+    })
+    .await;
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    assert!(
+        logged[0].contains(&dead_lettered) && logged[0].contains("next=dead_lettered"),
+        "{logged:#?}"
+    );
+    assert!(
+        !pipeline.log_of(Service::Ingest).contains("event accepted"),
+        "ingest logged a per-event line at INFO"
+    );
+
     // Each service, its consumer group, and the topics whose lag it reads from the broker.
     let services = [
         (
@@ -241,6 +269,10 @@ async fn metrics_pass_promtool_and_cover_every_dashboard_and_alert() {
         ("retry-tier", "hookstream_retry_tasks_released_total"),
         ("retry-tier", "hookstream_retry_tasks_waiting"),
         ("replay", "hookstream_topic_records"),
+        ("ingest", "hookstream_log_lines_dropped_total"),
+        ("dispatcher", "hookstream_log_lines_dropped_total"),
+        ("retry-tier", "hookstream_log_lines_dropped_total"),
+        ("replay", "hookstream_log_lines_dropped_total"),
     ] {
         assert!(
             families(&scrapes[name]).contains(family),
@@ -289,6 +321,11 @@ async fn a_delivery_retried_twice_is_one_connected_trace() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ("HOOKSTREAM_LOG_FORMAT", "json"),
+        // The per-event lines checked below are at DEBUG.
+        (
+            "HOOKSTREAM_LOG",
+            "info,hookstream_dispatcher=debug,hookstream_ingest=debug",
+        ),
     ])
     .await;
     let receiver = Receiver::start().await;
@@ -338,12 +375,17 @@ async fn a_delivery_retried_twice_is_one_connected_trace() {
     );
     // The JSON logs of each state change name the delivery, the endpoint and the trace.
     let delivery_id = settled[0]["id"].as_str().unwrap();
-    let recorded: Vec<Value> = pipeline
-        .log_of(Service::Dispatcher)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|entry| entry["message"] == "attempt recorded")
-        .collect();
+    // Written by the log thread, so possibly a moment after the store has the outcome.
+    let recorded: Vec<Value> = eventually("three attempts logged", SETTLE, || async {
+        let recorded: Vec<Value> = pipeline
+            .log_of(Service::Dispatcher)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| entry["message"] == "attempt recorded")
+            .collect();
+        (recorded.len() >= 3).then_some(recorded)
+    })
+    .await;
     assert_eq!(recorded.len(), 3, "{recorded:#?}");
     for entry in &recorded {
         assert_eq!(entry["delivery_id"], delivery_id, "{entry}");
