@@ -25,8 +25,8 @@ use hookstream_store::{AttemptClaim, ClaimOutcome};
 use crate::breaker::Admission;
 use crate::metrics;
 use crate::worker::{
-    Interrupted, Progress, Route, Settlement, Worker, note_rate_limit_wait, outcome_of, skipped,
-    unknown_delivery,
+    Interrupted, Progress, Route, Settlement, Worker, leaves_room_to_send, note_rate_limit_wait,
+    outcome_of, skipped, unknown_delivery,
 };
 
 /// What became of a batch.
@@ -198,11 +198,11 @@ impl Worker {
             return Err(Interrupted::Shutdown);
         }
         // A claim keeps other copies from sending only until it runs out: the request must be
-        // answered before the first of them does (half a lease is at least a request's
-        // timeout). The store slow to take the others could have left too little.
+        // answered and its outcome recorded before the first of them does. The store slow to
+        // take the others could have left too little.
+        let now = OffsetDateTime::now_utc();
         let first_to_run_out = claimed.iter().map(|(_, claim)| claim.until).min();
-        if first_to_run_out
-            .is_some_and(|until| until - OffsetDateTime::now_utc() < self.claim_lease / 2)
+        if first_to_run_out.is_some_and(|until| !leaves_room_to_send(until, self.claim_lease, now))
         {
             self.release_all(&claimed).await;
             return Ok(None);

@@ -108,6 +108,15 @@ impl Breakers {
         }
     }
 
+    /// The probe admitted last was not sent after all: the next task probes instead.
+    pub fn probe_not_sent(&mut self, endpoint: EndpointId) {
+        if let Some(circuit @ Circuit::Probing) = self.circuits.get_mut(&endpoint) {
+            *circuit = Circuit::Open {
+                until: OffsetDateTime::UNIX_EPOCH,
+            };
+        }
+    }
+
     /// Records the result of a task that was sent. Only failures the endpoint is to blame for
     /// (those that are retried) count against it; a 2xx, or a permanent 4xx, counts as an answer.
     pub fn record(
@@ -228,6 +237,20 @@ mod tests {
         // Seeding does not overwrite what this dispatcher already knows.
         b.seed(open, Circuit::Closed { failures: 0 });
         assert!(matches!(b.admit(open, at(50)).0, Admission::WaitUntil(_)));
+    }
+
+    #[test]
+    fn a_probe_not_sent_is_admitted_again() {
+        let mut b = Breakers::new(1, Duration::from_secs(60));
+        let endpoint = EndpointId::generate();
+        b.record(endpoint, true, at(0));
+        assert_eq!(b.admit(endpoint, at(61)).0, Admission::Probe);
+        b.probe_not_sent(endpoint);
+        assert_eq!(b.admit(endpoint, at(62)).0, Admission::Probe);
+        // Only a probe is taken back: a closed breaker stays closed.
+        let closed = EndpointId::generate();
+        b.probe_not_sent(closed);
+        assert_eq!(b.admit(closed, at(62)).0, Admission::Send);
     }
 
     #[test]

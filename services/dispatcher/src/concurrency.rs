@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use hookstream_model::ids::EndpointId;
-use hookstream_model::shaping::{Batching, Shaping};
+use hookstream_model::shaping::{Batching, Ordering, Shaping};
 
 /// What a lane needs to know of its endpoint's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,10 @@ pub struct LaneSettings {
     pub limit: usize,
     /// Deliveries sent together, if the endpoint takes them so.
     pub batch: Option<Batching>,
+    /// Whether the lane may claim the attempts of its queued jobs ahead, in one go (see
+    /// `crate::claims_ahead::ClaimsAhead`): only in partition order with no rate limit, where the
+    /// jobs go out one after another as fast as the endpoint answers.
+    pub claims_ahead: bool,
 }
 
 impl LaneSettings {
@@ -23,7 +27,13 @@ impl LaneSettings {
     pub const ONE_BY_ONE: Self = Self {
         limit: 1,
         batch: None,
+        claims_ahead: false,
     };
+
+    /// One request at a time, one delivery each (claims taken ahead or not).
+    pub fn is_one_by_one(&self) -> bool {
+        self.limit == 1 && self.batch.is_none()
+    }
 
     pub fn of(shaping: &Shaping) -> Self {
         Self {
@@ -31,6 +41,9 @@ impl LaneSettings {
                 .unwrap_or(usize::MAX)
                 .max(1),
             batch: shaping.batching(),
+            claims_ahead: shaping.ordering == Ordering::Partition
+                && shaping.rate_limit.is_none()
+                && shaping.batching().is_none(),
         }
     }
 }
@@ -87,7 +100,20 @@ mod tests {
         assert_eq!(concurrency.of(a).map(|s| s.limit), Some(8));
         assert_eq!(concurrency.of(b), None);
         concurrency.remember(a, &Shaping::default());
-        assert_eq!(concurrency.of(a), Some(LaneSettings::ONE_BY_ONE));
+        let partition = concurrency.of(a).unwrap();
+        assert!(partition.is_one_by_one() && partition.claims_ahead);
+        let limited = Shaping {
+            rate_limit: Some(hookstream_model::shaping::RateLimit {
+                per_second: 10.0,
+                burst: 1,
+            }),
+            ..Shaping::default()
+        };
+        concurrency.remember(a, &limited);
+        assert!(
+            !concurrency.of(a).unwrap().claims_ahead,
+            "a rate limit paces each claim"
+        );
 
         let batch = Batching {
             max_events: 20,
@@ -105,5 +131,9 @@ mod tests {
         };
         concurrency.remember(b, &strict);
         assert_eq!(concurrency.batch(b), None, "strict order sends one by one");
+        assert!(
+            !concurrency.of(b).unwrap().claims_ahead,
+            "a strict task is queued, not sent"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The consume loop: reads delivery tasks, hands each to its endpoint's lane, and stores an
 //! offset only when every earlier task of the partition is finished.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,10 +18,12 @@ use hookstream_model::shaping::Batching;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry::{self, TraceContext};
+use hookstream_store::AttemptClaim;
 use tracing::Instrument;
 
 use crate::batch::{BatchProgress, batch_span};
 use crate::blocking::blocking;
+use crate::claims_ahead::{self, ClaimsAhead, Queued};
 use crate::decoding::TaskDecoder;
 use crate::health::{self, Heartbeat, Sends};
 use crate::lanes::{LaneId, Lanes};
@@ -607,19 +610,29 @@ impl Lane {
         let mut out: JoinSet<Step> = JoinSet::new();
         // The lane's first job reads the endpoint's settings afresh (see `lane_settings_of`).
         let mut opening = true;
+        // Jobs taken off the queue to claim ahead: they go before the queue's next.
+        let mut taken: VecDeque<Job> = VecDeque::new();
+        let mut ahead = ClaimsAhead::default();
+        // How long the lane's last job took, which bounds how many it claims ahead.
+        let mut pace = Duration::ZERO;
         let end = loop {
             // A stopping dispatcher's idle lane ends at once, so the drain does not wait for it.
-            let job = tokio::select! {
-                biased;
-                job = queue.recv() => match job {
-                    Some(job) => job,
-                    None => break Step::Next,
+            let job = match taken.pop_front() {
+                Some(job) => job,
+                None => tokio::select! {
+                    biased;
+                    job = queue.recv() => match job {
+                        Some(job) => job,
+                        None => break Step::Next,
+                    },
+                    _ = self.worker.shutdown.cancelled() => break Step::Stop,
                 },
-                _ = self.worker.shutdown.cancelled() => break Step::Stop,
             };
             let settings = self.worker.lane_settings_of(self.endpoint, opening).await;
             opening = false;
             if let Some(batch) = settings.batch {
+                // A batch claims its own jobs.
+                ahead.release_all(&self.worker).await;
                 // The jobs out beside the lane (from before it batched) finish first.
                 let mut step = Step::Next;
                 while step == Step::Next && !out.is_empty() {
@@ -629,7 +642,7 @@ impl Lane {
                     self.report(self.done_of(&job), false);
                     break step;
                 }
-                let Some(jobs) = self.gather(job, &mut queue, batch).await else {
+                let Some(jobs) = self.gather(job, &mut taken, &mut queue, batch).await else {
                     break Step::Stop;
                 };
                 match self.work_batch(jobs).await {
@@ -659,8 +672,30 @@ impl Lane {
                 break step;
             }
             step = if out.is_empty() && limit == 1 {
-                self.work(job).await
+                // Under the kill switch nothing is held: the claims would only wait out the
+                // pause (and a revoke meanwhile would wait for them). Nor on the way out.
+                let claim = if settings.claims_ahead
+                    && !self.worker.sending_is_paused()
+                    && !self.worker.shutdown.is_cancelled()
+                {
+                    ahead.release_revoked(&self.worker, &self.ownership).await;
+                    let most = claims_ahead::most(pace, self.worker.claim_lease);
+                    self.claim_ahead(&job, most, &mut taken, &mut queue, &mut ahead)
+                        .await
+                } else {
+                    ahead.release_all(&self.worker).await;
+                    None
+                };
+                if self.worker.sending_is_paused() {
+                    // It began while claiming; `work` gives back this job's claim.
+                    ahead.release_all(&self.worker).await;
+                }
+                let started = std::time::Instant::now();
+                let step = self.work(job, claim).await;
+                pace = started.elapsed();
+                step
             } else {
+                ahead.release_all(&self.worker).await;
                 out.spawn(Arc::clone(&self).work_beside(job));
                 Step::Next
             };
@@ -668,7 +703,13 @@ impl Lane {
                 break step;
             }
         };
+        // Not sent, so not to be held from the copies read next (after a restart, by the
+        // partition's next owner).
+        ahead.release_all(&self.worker).await;
         if end == Step::GiveUp {
+            for job in taken.drain(..) {
+                self.report(self.done_of(&job), false);
+            }
             self.give_up_queued(&mut queue);
         }
         // The jobs still out finish on their own and report themselves.
@@ -682,17 +723,54 @@ impl Lane {
             done: Some(self.done_of(&job)),
             to: self.done.clone(),
         };
-        let step = self.work(job).await;
+        let step = self.work(job, None).await;
         // It reported itself (or, stopping, is left unfinished on purpose).
         report.done = None;
         step
     }
 
-    /// Delivers one job and reports it, durable or not.
-    async fn work(&self, job: Job) -> Step {
+    /// The claim taken ahead for `job`, claiming it and the jobs queued behind it (`most` in
+    /// all) together when it has none.
+    async fn claim_ahead(
+        &self,
+        job: &Job,
+        most: usize,
+        taken: &mut VecDeque<Job>,
+        queue: &mut UnboundedReceiver<Job>,
+        ahead: &mut ClaimsAhead,
+    ) -> Option<AttemptClaim> {
+        if let Some(claim) = ahead.take(&job.task) {
+            return Some(claim);
+        }
+        while taken.len() + 1 < most
+            && let Ok(next) = queue.try_recv()
+        {
+            taken.push_back(next);
+        }
+        // No more than `most`, also when jobs taken while the lane was faster are left.
+        let group = std::iter::once(job)
+            .chain(taken.iter())
+            .take(most)
+            .map(|job| Queued {
+                task: &job.task,
+                partition: job.partition,
+                generation: job.generation,
+            });
+        ahead.claim(&self.worker, &self.ownership, group).await;
+        ahead.take(&job.task)
+    }
+
+    /// Delivers one job and reports it, durable or not. `claim`: one taken ahead for it.
+    async fn work(&self, job: Job, mut claim: Option<AttemptClaim>) -> Step {
         let finished = self.done_of(&job);
         // Again after a wait for the endpoint's rate limit, as if the job were new.
         loop {
+            if self.worker.sending_is_paused()
+                && let Some(held) = claim.take()
+            {
+                // Given back rather than held through the pause.
+                let _ = self.worker.release_ahead(&held).await;
+            }
             // Under the kill switch the job waits here, before it counts as a send: a revoke
             // meanwhile need not wait for it, and it is not sent once its partition is gone.
             if self.worker.wait_while_sending_paused().await.is_err() {
@@ -700,6 +778,9 @@ impl Lane {
             }
             // A revoked partition's tasks are its next owner's to send.
             let Some(sending) = self.ownership.begin_send(job.partition, job.generation) else {
+                if let Some(held) = claim.take() {
+                    let _ = self.worker.release_ahead(&held).await;
+                }
                 metrics::TASKS_SKIPPED
                     .with_label_values(&["partition_revoked"])
                     .inc();
@@ -712,7 +793,7 @@ impl Lane {
             telemetry::continue_trace(&span, job.trace.clone());
             let progress = self
                 .worker
-                .deliver(task, Route::Topic)
+                .deliver(task, Route::Topic, claim.take())
                 .instrument(span.clone())
                 .await;
             return match progress {
@@ -812,6 +893,7 @@ impl Lane {
     async fn gather(
         &self,
         first: Job,
+        taken: &mut VecDeque<Job>,
         queue: &mut UnboundedReceiver<Job>,
         batch: Batching,
     ) -> Option<Vec<Job>> {
@@ -834,7 +916,7 @@ impl Lane {
         let mut jobs = vec![first];
         while jobs.len() < most && bytes < most_bytes {
             // What is queued already joins at once, even past the deadline.
-            if let Ok(job) = queue.try_recv() {
+            if let Some(job) = taken.pop_front().or_else(|| queue.try_recv().ok()) {
                 bytes += job.bytes;
                 jobs.push(job);
                 continue;
@@ -941,7 +1023,7 @@ impl Lane {
                     if jobs.len() == 1
                         && let Some(job) = jobs.pop()
                     {
-                        return self.work(job).await;
+                        return self.work(job, None).await;
                     }
                     let rest = jobs.split_off(jobs.len() / 2);
                     later.push_front(rest);
@@ -966,7 +1048,7 @@ impl Lane {
                     let jobs = given_back(sending);
                     let mut jobs = jobs.into_iter();
                     while let Some(job) = jobs.next() {
-                        match self.work(job).await {
+                        match self.work(job, None).await {
                             Step::Next => {}
                             Step::Stop => return Step::Stop,
                             Step::GiveUp => {

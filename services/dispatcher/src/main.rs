@@ -3,6 +3,7 @@
 mod batch;
 mod blocking;
 mod breaker;
+mod claims_ahead;
 mod classify;
 mod concurrency;
 mod config;

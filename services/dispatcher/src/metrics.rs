@@ -102,6 +102,18 @@ pub static CLAIMS_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Claims a lane took ahead for its queued jobs, by what became of them: `used` (sent on),
+/// `given_back` (the job went another way, or too little of the lease was left), `not_taken`
+/// (the store answered busy, final, stale, or failed; the job claims for itself).
+pub static CLAIMS_AHEAD: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_claims_ahead_total",
+        "Attempts claimed ahead by an endpoint's lane, by outcome (used, given_back, not_taken).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
 pub static TASKS_QUARANTINED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "hookstream_tasks_quarantined_total",
@@ -250,6 +262,9 @@ pub fn register() {
     LazyLock::force(&OLDEST_SEND);
     LazyLock::force(&ATTEMPTS_UNRECORDED);
     LazyLock::force(&CLAIMS_LOST);
+    for outcome in ["used", "given_back", "not_taken"] {
+        CLAIMS_AHEAD.with_label_values(&[outcome]);
+    }
     LazyLock::force(&STRICT_QUEUED);
     // Shown at 0 before the first batch, so dashboards find the series.
     BATCHES_SENT.with_label_values(&["HTTP_2XX_DELIVERED"]);

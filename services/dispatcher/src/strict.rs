@@ -584,7 +584,7 @@ impl StrictQueues {
         let span = attempt_span(&task);
         let progress = self
             .worker
-            .deliver(&task, Route::QueueHead)
+            .deliver(&task, Route::QueueHead, None)
             .instrument(span.clone())
             .await;
         let turn = match progress {

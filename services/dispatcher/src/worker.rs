@@ -45,6 +45,19 @@ const BACKLOG_HOLD: Duration = Duration::from_secs(30);
 const PAUSED_RECHECK: Duration = Duration::from_secs(2);
 /// How often a strict endpoint's queue head looks again while another copy holds its claim.
 const CLAIM_RECHECK: Duration = Duration::from_secs(1);
+/// The part of its lease a claim must have left for a request to go out on it: the lease is
+/// at least twice the request timeout, so this leaves the whole timeout for the send and half
+/// of it for routing and recording the outcome before another copy may claim the attempt.
+const SEND_LEASE_LEFT: f64 = 0.75;
+
+/// Whether a claim running out at `until` leaves a request room to go out on it now.
+pub(crate) fn leaves_room_to_send(
+    until: OffsetDateTime,
+    lease: Duration,
+    now: OffsetDateTime,
+) -> bool {
+    until - now >= lease.mul_f64(SEND_LEASE_LEFT)
+}
 
 /// Where a task being delivered came from, which decides where it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +155,8 @@ pub enum Progress {
     /// Nothing was done: the endpoint keeps strict order, so the task joins its queue.
     Queue,
     /// Nothing was done: a queue head may not go out yet (its endpoint is paused, its breaker
-    /// open, another copy holds its claim). It is to be delivered again after this long.
+    /// open, another copy holds its claim), or any task's claim ran short before its send. It
+    /// is to be delivered again after this long.
     Wait(Duration),
 }
 
@@ -156,10 +170,61 @@ pub struct Settlement {
 impl Worker {
     /// Delivers `task`. Failures are routed and recorded before it returns; a success comes back
     /// as [`Progress::Delivered`] for the caller to record. Returns [`Interrupted`] on shutdown.
+    ///
+    /// `ahead` is a claim on the task's attempt taken ahead by its lane (see
+    /// `crate::consumer`); it is used instead of a claim of its own while enough of its lease
+    /// is left, and given back if the task goes another way.
     pub async fn deliver(
         &self,
         task: &DeliveryTask,
         route: Route,
+        ahead: Option<AttemptClaim>,
+    ) -> Result<Progress, Interrupted> {
+        let (mut ahead, stray) = match ahead {
+            Some(claim) if claim.delivery_id == task.delivery_id => (Some(claim), None),
+            other => (None, other),
+        };
+        if let Some(stray) = stray {
+            self.release_ahead(&stray).await?;
+        }
+        let progress = self.deliver_claiming(task, route, &mut ahead).await;
+        if let Some(unused) = ahead {
+            self.release_ahead(&unused).await?;
+        }
+        progress
+    }
+
+    /// A claim taken ahead, if enough of its lease is left for the send and its settling; else
+    /// it is given back (it is this dispatcher's own, so a claim of the attempt anew would find
+    /// it busy).
+    async fn usable(
+        &self,
+        ahead: Option<AttemptClaim>,
+    ) -> Result<Option<AttemptClaim>, Interrupted> {
+        let Some(claim) = ahead else {
+            return Ok(None);
+        };
+        if leaves_room_to_send(claim.until, self.claim_lease, OffsetDateTime::now_utc()) {
+            return Ok(Some(claim));
+        }
+        self.release_ahead(&claim).await?;
+        Ok(None)
+    }
+
+    /// Gives back a claim not sent on: as one taken ahead (counted) or the task's own.
+    async fn give_back(&self, claim: &AttemptClaim, taken_ahead: bool) -> Result<(), Interrupted> {
+        if taken_ahead {
+            self.release_ahead(claim).await
+        } else {
+            self.release(claim).await
+        }
+    }
+
+    async fn deliver_claiming(
+        &self,
+        task: &DeliveryTask,
+        route: Route,
+        ahead: &mut Option<AttemptClaim>,
     ) -> Result<Progress, Interrupted> {
         // A stopping dispatcher starts nothing new: the task is re-consumed after the restart.
         if self.shutdown.is_cancelled() {
@@ -238,45 +303,69 @@ impl Worker {
                 "endpoint was deleted".into(),
             )),
         };
-        let claim = match self
-            .durably(|| {
-                self.store
-                    .claim_attempt(id, task.attempts_made, self.claim_lease)
-            })
-            .await?
-        {
-            ClaimOutcome::Claimed { claim, .. } => claim,
-            ClaimOutcome::Final(_) => return Ok(skipped(task, "already_final")),
-            ClaimOutcome::Stale(_) => return Ok(skipped(task, "stale")),
-            ClaimOutcome::Missing => return Err(unknown_delivery()),
-            // Another copy is sending this attempt. It may die before recording it, so this copy
-            // is not dropped: it comes back to look again once that copy is done.
-            ClaimOutcome::Busy { .. } if route == Route::QueueHead => {
-                return Ok(Progress::Wait(CLAIM_RECHECK));
-            }
-            ClaimOutcome::Busy { .. } => {
-                self.hold(task, Tier::HOLD, "claimed_elsewhere").await?;
-                return Ok(Progress::Finished);
-            }
+        let usable = self.usable(ahead.take()).await?;
+        let taken_ahead = usable.is_some();
+        let claim = match usable {
+            Some(claim) => claim,
+            None => match self
+                .durably(|| {
+                    self.store
+                        .claim_attempt(id, task.attempts_made, self.claim_lease)
+                })
+                .await?
+            {
+                ClaimOutcome::Claimed { claim, .. } => claim,
+                ClaimOutcome::Final(_) => return Ok(skipped(task, "already_final")),
+                ClaimOutcome::Stale(_) => return Ok(skipped(task, "stale")),
+                ClaimOutcome::Missing => return Err(unknown_delivery()),
+                // Another copy is sending this attempt. It may die before recording it, so this
+                // copy is not dropped: it comes back to look again once that copy is done.
+                ClaimOutcome::Busy { .. } if route == Route::QueueHead => {
+                    return Ok(Progress::Wait(CLAIM_RECHECK));
+                }
+                ClaimOutcome::Busy { .. } => {
+                    self.hold(task, Tier::HOLD, "claimed_elsewhere").await?;
+                    return Ok(Progress::Finished);
+                }
+            },
         };
         // An open circuit breaker holds the task without spending an attempt.
-        if let (Some(endpoint), None) = (&endpoint, &refusal)
-            && let Admission::WaitUntil(until) = self.admit(endpoint).await?
-        {
-            self.release(&claim).await?;
-            let wait = (until - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
-            if route == Route::QueueHead {
-                return Ok(Progress::Wait(wait.try_into().unwrap_or_default()));
+        let mut probe = None;
+        if let (Some(endpoint), None) = (&endpoint, &refusal) {
+            match self.admit(endpoint).await? {
+                Admission::Send => {}
+                Admission::Probe => probe = Some(endpoint.id),
+                Admission::WaitUntil(until) => {
+                    // Not sent, so not to be held from the copy that comes back for it.
+                    self.give_back(&claim, taken_ahead).await?;
+                    let wait = (until - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+                    if route == Route::QueueHead {
+                        return Ok(Progress::Wait(wait.try_into().unwrap_or_default()));
+                    }
+                    let tier = self
+                        .retry
+                        .tier_for_wait(wait.try_into().unwrap_or_default());
+                    self.hold(task, tier, "circuit_open").await?;
+                    return Ok(Progress::Finished);
+                }
             }
-            let tier = self
-                .retry
-                .tier_for_wait(wait.try_into().unwrap_or_default());
-            self.hold(task, tier, "circuit_open").await?;
-            return Ok(Progress::Finished);
         }
         if self.shutdown.is_cancelled() {
-            self.release(&claim).await?;
+            self.give_back(&claim, taken_ahead).await?;
             return Err(Interrupted::Shutdown);
+        }
+        // The breaker's record may have waited out a slow store: a claim run short by then
+        // could run out while the request is still out, and another copy be sent beside it.
+        // Given back, and the task starts over (a probe admitted for it is taken back).
+        if !leaves_room_to_send(claim.until, self.claim_lease, OffsetDateTime::now_utc()) {
+            if let Some(endpoint) = probe {
+                self.breakers().probe_not_sent(endpoint);
+            }
+            self.give_back(&claim, taken_ahead).await?;
+            return Ok(Progress::Wait(Duration::ZERO));
+        }
+        if taken_ahead {
+            metrics::CLAIMS_AHEAD.with_label_values(&["used"]).inc();
         }
         let outcome = self.attempt(task, endpoint.as_ref(), refusal).await?;
         if outcome.attempt.class.is_success() {
@@ -302,7 +391,7 @@ impl Worker {
     /// which is always safe.
     pub async fn lane_settings_of(&self, endpoint: EndpointId, recheck: bool) -> LaneSettings {
         if let Some(settings) = self.concurrency.of(endpoint)
-            && (settings == LaneSettings::ONE_BY_ONE || !recheck)
+            && (settings.is_one_by_one() || !recheck)
         {
             return settings;
         }
@@ -347,6 +436,14 @@ impl Worker {
         } else {
             None
         })
+    }
+
+    /// Gives back a claim taken ahead and not sent on (see `crate::claims_ahead`).
+    pub(crate) async fn release_ahead(&self, claim: &AttemptClaim) -> Result<(), Interrupted> {
+        metrics::CLAIMS_AHEAD
+            .with_label_values(&["given_back"])
+            .inc();
+        self.release(claim).await
     }
 
     /// Gives back a claim whose attempt was not sent, so the next copy need not wait out its
@@ -477,6 +574,11 @@ impl Worker {
             "circuit breaker changed"
         );
         Ok(())
+    }
+
+    /// Whether the kill switch has sending paused now.
+    pub fn sending_is_paused(&self) -> bool {
+        *self.sending_paused.borrow()
     }
 
     /// Waits while the kill switch is on.
@@ -845,4 +947,32 @@ fn refused(task: &DeliveryTask, class: AttemptClass, reason: String) -> Outcome 
 /// randomness to give.
 pub(crate) fn random_unit() -> f64 {
     getrandom::u64().map_or(0.5, |n| (n >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_goes_out_only_on_a_claim_with_three_quarters_of_its_lease_left() {
+        let lease = Duration::from_secs(60);
+        let now = OffsetDateTime::now_utc();
+        assert!(leaves_room_to_send(now + lease, lease, now), "fresh");
+        assert!(leaves_room_to_send(
+            now + time::Duration::seconds(45),
+            lease,
+            now
+        ));
+        // Half left is the request timeout at most, and nothing to record the outcome in.
+        assert!(!leaves_room_to_send(
+            now + time::Duration::seconds(30),
+            lease,
+            now
+        ));
+        assert!(!leaves_room_to_send(
+            now - time::Duration::seconds(1),
+            lease,
+            now
+        ));
+    }
 }

@@ -21,7 +21,8 @@ pub struct Webhook {
     pub headers: HashMap<String, String>,
     pub body: String,
     /// The status the receiver answered this request with; 0 when it answered too late for
-    /// the sender to hear (a timeout).
+    /// the sender to hear (a timeout), and while a held request is not answered yet. A held
+    /// request whose sender hung up first (timed out, or was killed) stays 0.
     pub answered: u16,
     /// When the request arrived.
     pub arrived: std::time::SystemTime,
@@ -285,12 +286,23 @@ impl Receiver {
         self.shared.hold_next.store(n, Ordering::SeqCst);
     }
 
+    /// Answers the requests held by [`Receiver::hold_next`] so far, and goes on holding as many
+    /// of the next ones as it has left to hold.
+    pub fn release_held(&self) {
+        self.shared.released.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Answers the held requests and every later one.
     pub fn release(&self) {
         self.shared.held.send_replace(false);
         self.shared.hold_next.store(0, Ordering::SeqCst);
         // Not `send_replace(borrow() + 1)`: the borrow's read lock would block the write.
         self.shared.released.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Requests arrived and not answered yet, whose sender is still there.
+    pub fn open_requests(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
     }
 
     /// Starts counting [`Receiver::peak_concurrency`] again from the requests open now.
@@ -349,6 +361,18 @@ impl Drop for Open {
     }
 }
 
+/// Sets the status the `index`th request was answered with.
+fn set_answered(shared: &Shared, index: usize, answered: u16) {
+    if let Some(webhook) = shared
+        .received
+        .lock()
+        .expect("received lock")
+        .get_mut(index)
+    {
+        webhook.answered = answered;
+    }
+}
+
 async fn record(
     State(shared): State<Arc<Shared>>,
     uri: axum::http::Uri,
@@ -366,8 +390,10 @@ async fn record(
         answered: 0,
         arrived: std::time::SystemTime::now(),
     };
+    // Before the request counts as held alone, so a release from then on is seen.
+    let mut released = shared.released.subscribe();
     // Decide the answer and record the request under one lock, so counts and answers agree.
-    let (total, status, extra_headers, chaos_delay) = {
+    let (total, status, extra_headers, chaos_delay, answered, held_alone) = {
         let mut received = shared.received.lock().expect("received lock");
         let total = received.len() + 1;
         let every = shared.fail_every.load(Ordering::SeqCst);
@@ -392,25 +418,30 @@ async fn record(
                 true,
             )
         };
-        webhook.answered = if heard { status } else { 0 };
+        let answered = if heard { status } else { 0 };
+        // Decided under the lock too, so a held request never shows an answer it has not had.
+        let held_alone = shared
+            .hold_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let held = held_alone || *shared.held.borrow();
+        // A held request is answered when released, and never if the sender hangs up first:
+        // then this handler is dropped during the wait.
+        webhook.answered = if held { 0 } else { answered };
         received.push(webhook);
-        (total, status, extra, delay)
+        (total, status, extra, delay, answered, held_alone)
     };
     shared.count.send_replace(total);
     let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
     shared.peak_open.fetch_max(open, Ordering::SeqCst);
     // Closed when answered, or when the sender hangs up first (the handler is dropped).
     let _open = Open(Arc::clone(&shared));
-    let mut released = shared.released.subscribe();
-    let held_alone = shared
-        .hold_next
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+    let mut held = shared.held.subscribe();
     if held_alone {
         let _ = released.changed().await;
     }
-    let mut held = shared.held.subscribe();
     let _ = held.wait_for(|held| !*held).await;
+    set_answered(&shared, total - 1, answered);
     let delay = Duration::from_millis(shared.answer_after_ms.load(Ordering::SeqCst)) + chaos_delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
