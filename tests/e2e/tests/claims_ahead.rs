@@ -22,6 +22,20 @@ fn numbers(receiver: &Receiver) -> Vec<u64> {
         .collect()
 }
 
+/// Sends event 0, waits until the receiver has it (held or answered), then sends the `QUEUED`
+/// events that queue behind it in the endpoint's lane.
+async fn send_first_then_queue(pipeline: &Pipeline, receiver: &Receiver) {
+    pipeline
+        .api
+        .send_numbered("acme", "order.created", 0..1)
+        .await;
+    receiver.wait_for(1, SETTLE).await;
+    pipeline
+        .api
+        .send_numbered("acme", "order.created", 1..QUEUED + 1)
+        .await;
+}
+
 fn claims_ahead(metrics: &str, outcome: &str) -> f64 {
     sample(
         metrics,
@@ -40,15 +54,7 @@ async fn queued_jobs_go_out_on_claims_taken_ahead_once_each_in_order() {
         .await;
     // The first webhook is held, so the ones after it queue in the endpoint's lane.
     receiver.hold_next(1);
-    pipeline
-        .api
-        .send_numbered("acme", "order.created", 0..1)
-        .await;
-    receiver.wait_for(1, SETTLE).await;
-    pipeline
-        .api
-        .send_numbered("acme", "order.created", 1..QUEUED + 1)
-        .await;
+    send_first_then_queue(&pipeline, &receiver).await;
     eventually("the lane to have the jobs queued", SETTLE, || async {
         let metrics = pipeline.dispatcher_metrics().await;
         (sample(&metrics, "hookstream_deliveries_in_flight")? >= (QUEUED + 1) as f64).then_some(())
@@ -94,15 +100,7 @@ async fn claims_ahead_of_a_killed_dispatcher_run_out_and_their_deliveries_go_onc
     // Nothing is answered: the first send times out, the lane claims the next jobs ahead and
     // sends the first of them, which hangs too.
     receiver.hold();
-    pipeline
-        .api
-        .send_numbered("acme", "order.created", 0..1)
-        .await;
-    receiver.wait_for(1, SETTLE).await;
-    pipeline
-        .api
-        .send_numbered("acme", "order.created", 1..QUEUED + 1)
-        .await;
+    send_first_then_queue(&pipeline, &receiver).await;
     eventually("a send on a claim taken ahead", SETTLE, || async {
         let metrics = pipeline.dispatcher_metrics().await;
         (claims_ahead(&metrics, "used") >= 1.0).then_some(())
