@@ -2,9 +2,10 @@
 //!
 //! The order makes a crash at any point safe. The event and its deliveries are stored first
 //! (state `publishing`) in one transaction that also claims the idempotency key; then the tasks go
-//! to Kafka; only after Kafka acknowledged them is the event marked `published` and the client
-//! answered. A crash in between leaves a `publishing` event that a retry with the same key, or
-//! the outbox sweep, publishes again under the same delivery ids.
+//! to Kafka; only after Kafka acknowledged them is the client answered, and the event marked
+//! `published` soon after ([`PublishedMarks`]). A crash in between leaves a `publishing` event
+//! that a retry with the same key, or the outbox sweep, publishes again under the same delivery
+//! ids.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use hookstream_store::{CreateEventOutcome, NewEvent, Store, StoreError};
 
 use crate::fanout;
 use crate::metrics;
+use crate::published_marks::PublishedMarks;
 use hookstream_runtime::publisher::{PublishError, TaskPublisher};
 use hookstream_runtime::{labels, telemetry};
 
@@ -92,6 +94,8 @@ pub struct Intake {
     /// Most bytes of webhooks (payload × endpoints, summed over its events) one request may
     /// make: each task carries its own copy of the payload until Kafka has it.
     pub max_fanout_bytes: usize,
+    /// Marks events published once Kafka has their tasks, gathered across requests.
+    pub marks: PublishedMarks,
 }
 
 impl Intake {
@@ -255,14 +259,8 @@ impl Intake {
         self.publisher.publish(&tasks).await?;
         // The client need not wait for the mark: Kafka has the tasks. A mark that is lost (a
         // crash, a store error) only makes the outbox sweep republish after its grace period.
-        let ids: Vec<EventId> = events.iter().map(|(event, _)| event.id).collect();
-        let store = Arc::clone(&self.store);
-        tokio::spawn(async move {
-            if let Err(err) = store.mark_events_published(&ids).await {
-                tracing::warn!(events = ids.len(), error = %err,
-                    "tasks are on Kafka but the events could not be marked published; the outbox sweep will republish");
-            }
-        });
+        self.marks
+            .mark(events.iter().map(|(event, _)| event.id).collect());
         Ok(())
     }
 

@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod intake;
 pub mod metrics;
 pub mod outbox;
+pub mod published_marks;
 pub mod rate_limit;
 pub mod replay_plan;
 pub mod retention;

@@ -15,6 +15,7 @@ use hookstream_runtime::{http_server, logging, shutdown};
 use hookstream_ingest::api::{self, ApiToken, AppState};
 use hookstream_ingest::config::IngestConfig;
 use hookstream_ingest::intake::Intake;
+use hookstream_ingest::published_marks::PublishedMarks;
 use hookstream_ingest::rate_limit::TenantLimiter;
 use hookstream_ingest::source::avro::SchemaRegistry;
 use hookstream_ingest::source::avro_bounds::Bounds;
@@ -64,6 +65,8 @@ async fn main() -> anyhow::Result<()> {
         publisher: TaskPublisher::new(producer.clone(), topics.deliveries()),
         window: IdempotencyWindow(config.idempotency_window),
         max_fanout_bytes: config.max_fanout_bytes,
+        // Marks not yet written at exit are republished by the next start's outbox sweep.
+        marks: PublishedMarks::start(Arc::clone(&store)).0,
     };
     let sources = start_sources(&config, &topics, &intake, &producer, &shutdown).await?;
     let tenant_limiter = Arc::new(TenantLimiter::new(config.tenant_rate, config.tenant_burst));
