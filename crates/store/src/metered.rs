@@ -62,6 +62,26 @@ static SET_ASIDE: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+static SLOW_POINT_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let counter = register_int_counter_vec!(
+        "hookstream_store_slow_point_reads_total",
+        "Point reads of the embedded store that went through the blocking pool instead of the \
+         calling thread, by reason: none_free (every quick connection taken), failed (the read \
+         failed there, as on a locked database).",
+        &["reason"]
+    )
+    .expect("metric registers once");
+    for reason in ["none_free", "failed"] {
+        counter.with_label_values(&[reason]);
+    }
+    counter
+});
+
+/// Counts a point read that went the slow way; `reason` is `none_free` or `failed`.
+pub(crate) fn count_slow_point_read(reason: &'static str) {
+    SLOW_POINT_READS.with_label_values(&[reason]).inc();
+}
+
 /// Counts an event set aside, by whichever backend did it.
 pub(crate) fn count_set_aside() {
     SET_ASIDE.inc();

@@ -56,7 +56,8 @@ impl AccessStore for SqliteStore {
     }
 
     async fn get_api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.read(move |conn| load_key(conn, &id.to_string())).await
+        self.point_read(move |conn| load_key(conn, &id.to_string()))
+            .await
     }
 
     async fn list_api_keys(&self, tenant: &Tenant) -> Result<Vec<ApiKey>, StoreError> {

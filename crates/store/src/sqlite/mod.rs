@@ -4,18 +4,19 @@
 //! take the write lock up front (`BEGIN IMMEDIATE`) and wait for it (polling every 0.5 ms), so two
 //! processes never deadlock upgrading a read lock. `synchronous = FULL`: a write is on disk when it
 //! returns, because callers acknowledge clients and commit Kafka offsets on the strength of it.
-//! Each process reads on one connection and writes on another, through [`writer`]'s group commit.
+//! Each process reads on a few connections ([`readers`]) and writes on another, through
+//! [`writer`]'s group commit.
 
 mod access;
 mod migrations;
 mod ordered;
+mod readers;
 mod replay;
 mod rows;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,6 +38,7 @@ use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
     PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
+use readers::Readers;
 use rows::{RowResult, millis};
 use writer::Writer;
 
@@ -51,9 +53,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// waited behind the dispatcher's).
 const BUSY_RETRY: Duration = Duration::from_micros(500);
 
-/// Read connections: a slow read (a long list) holds one, not every read (key checks, intake).
-const READERS: usize = 4;
-
 /// The embedded SQLite store. Cheap to clone; clones share its connections.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -61,29 +60,6 @@ pub struct SqliteStore {
     writer: Writer,
     path: PathBuf,
     sealer: SecretSealer,
-}
-
-/// The read connections, each used by one read at a time.
-struct Readers {
-    connections: Vec<Mutex<Connection>>,
-    next: AtomicUsize,
-}
-
-impl Readers {
-    /// A free connection, or else the next in turn once it is free.
-    fn take(&self) -> MutexGuard<'_, Connection> {
-        for conn in &self.connections {
-            if let Ok(conn) = conn.try_lock() {
-                return conn;
-            }
-        }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        // Reads change nothing a panic could leave halfway, so a poisoned lock is safe to
-        // keep using.
-        self.connections[turn]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -148,18 +124,13 @@ impl SqliteStore {
             writer.pragma_update(None, "synchronous", "FULL")?;
             migrations::migrate(&mut writer)?;
             seal_plain_secrets(&mut writer, &sealing)?;
-            let readers = (0..READERS)
-                .map(|_| connect(&opened).map(Mutex::new))
-                .collect::<Result<Vec<_>, _>>()?;
+            let readers = Readers::open(&opened)?;
             Ok::<_, StoreError>((readers, writer))
         })
         .await
         .map_err(|e| StoreError::Backend(format!("opening store: {e}")))??;
         Ok(Self {
-            readers: Arc::new(Readers {
-                connections: readers,
-                next: AtomicUsize::new(0),
-            }),
+            readers: Arc::new(readers),
             writer: Writer::start(writer)?,
             path,
             sealer,
@@ -188,15 +159,21 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs blocking SQLite reads off the async runtime.
+    /// Runs a read off the async runtime ([`readers::read`]).
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let readers = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || work(&readers.take()))
-            .await
-            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        readers::read(&self.readers, work).await
+    }
+
+    /// Runs a read of a row or a few by their key, on this thread when it can
+    /// ([`readers::point_read`]).
+    async fn point_read<T: Send + 'static>(
+        &self,
+        work: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        readers::point_read(&self.readers, work).await
     }
 
     /// Runs `work` in a write transaction, shared with other writes queued at the same time;
@@ -554,7 +531,7 @@ impl Store for SqliteStore {
 
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
         let sealer = self.sealer.clone();
-        self.read(move |conn| live_endpoint(conn, id, &sealer))
+        self.point_read(move |conn| live_endpoint(conn, id, &sealer))
             .await
     }
 
@@ -812,6 +789,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        // Not a point read: off the delivery path, and its table is the one most likely to be
+        // read from disk rather than from memory.
         self.read(move |conn| {
             query_one(
                 conn,
@@ -1025,31 +1004,6 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Issue 19, item 8: one read connection meant a long list held every other read (key
-    /// checks, intake) until it finished.
-    #[tokio::test]
-    async fn a_read_in_progress_leaves_the_other_connections_free() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = SqliteStore::open(&dir.path().join("store.db"), SecretSealer::plaintext())
-            .await
-            .expect("the store opens");
-        {
-            let busy: Vec<MutexGuard<'_, Connection>> =
-                (0..READERS - 1).map(|_| store.readers.take()).collect();
-            let free = store.readers.take();
-            for held in &busy {
-                assert!(
-                    !std::ptr::eq(&**held, &*free),
-                    "a connection in use was handed out"
-                );
-            }
-        }
-        assert!(
-            store.sending_paused().await.is_ok(),
-            "reads go on once connections are free"
-        );
-    }
 
     /// Issue 20: a write waiting for another process's lock polls for it, and gets it once
     /// that process commits, instead of failing or sleeping through SQLite's long back-off.
