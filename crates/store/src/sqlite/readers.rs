@@ -149,6 +149,15 @@ mod tests {
         Ok(conn.query_row("SELECT n FROM t", [], |row| row.get(0))?)
     }
 
+    /// What a point read read, and on which thread.
+    async fn point_read_where(readers: &Arc<Readers>) -> (i64, std::thread::ThreadId) {
+        point_read(readers, |conn| {
+            Ok((read_n(conn)?, std::thread::current().id()))
+        })
+        .await
+        .expect("the read")
+    }
+
     /// Issue 19, item 8: one read connection meant a long list held every other read (key
     /// checks, intake) until it finished.
     #[test]
@@ -177,14 +186,13 @@ mod tests {
     async fn a_point_read_runs_on_the_calling_thread() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (_, readers) = open_readers(&dir);
-        let caller = std::thread::current().id();
-        let (n, thread) = point_read(&readers, |conn| {
-            Ok((read_n(conn)?, std::thread::current().id()))
-        })
-        .await
-        .expect("the read");
+        let (n, thread) = point_read_where(&readers).await;
         assert_eq!(n, 7);
-        assert_eq!(thread, caller, "the read went to another thread");
+        assert_eq!(
+            thread,
+            std::thread::current().id(),
+            "the read went to another thread"
+        );
     }
 
     /// With every quick connection taken, a point read still runs, the patient way.
@@ -197,14 +205,13 @@ mod tests {
             .iter()
             .map(|conn| conn.lock().expect("a quick connection"))
             .collect();
-        let caller = std::thread::current().id();
-        let (n, thread) = point_read(&readers, |conn| {
-            Ok((read_n(conn)?, std::thread::current().id()))
-        })
-        .await
-        .expect("the read");
+        let (n, thread) = point_read_where(&readers).await;
         assert_eq!(n, 7);
-        assert_ne!(thread, caller, "a taken quick connection was used");
+        assert_ne!(
+            thread,
+            std::thread::current().id(),
+            "a taken quick connection was used"
+        );
         drop(taken);
     }
 
