@@ -1,6 +1,7 @@
 //! `hookstream-ingest`: the HTTP API and the way events come in.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -24,6 +25,9 @@ use hookstream_ingest::source::{Decoder, Format};
 use hookstream_ingest::tenant_concurrency::TenantConcurrency;
 use hookstream_ingest::{outbox, retention};
 use hookstream_runtime::publisher::TaskPublisher;
+
+/// How long ingest waits at exit for its last published marks to be written.
+const MARKS_AT_EXIT: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -60,13 +64,15 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("registering the delivery task schema")?;
 
+    let (marks, marks_written) = PublishedMarks::start(Arc::clone(&store));
     let intake = Intake {
         store: Arc::clone(&store),
         publisher: TaskPublisher::new(producer.clone(), topics.deliveries()),
         window: IdempotencyWindow(config.idempotency_window),
         max_fanout_bytes: config.max_fanout_bytes,
-        // Marks not yet written at exit are republished by the next start's outbox sweep.
-        marks: PublishedMarks::start(Arc::clone(&store)).0,
+        // Written before exit (below); any left then are republished by the next start's
+        // outbox sweep.
+        marks,
     };
     let sources = start_sources(&config, &topics, &intake, &producer, &shutdown).await?;
     let tenant_limiter = Arc::new(TenantLimiter::new(config.tenant_rate, config.tenant_burst));
@@ -128,6 +134,16 @@ async fn main() -> anyhow::Result<()> {
     retention.await.context("retention task")?;
     if let Some(sources) = sources {
         sources.await.context("source topics task")?;
+    }
+    // Every request and source is done, so the marks' last group is on its way: written now,
+    // the next start's sweep has nothing to publish again.
+    if tokio::time::timeout(MARKS_AT_EXIT, marks_written)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the last published marks were not written in time; the outbox sweep will republish those events"
+        );
     }
     tracing::info!("ingest stopped");
     telemetry.shutdown();

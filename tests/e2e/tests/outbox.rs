@@ -138,3 +138,85 @@ async fn an_event_kafka_refuses_is_set_aside_and_the_sweep_goes_on() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Ingest marks events published in groups gathered for 20 ms. A graceful stop writes the last
+/// group before exit, so every event accepted before the stop is marked published and the next
+/// start's sweep has nothing to send again. (The rest of the stop takes longer than 20 ms today,
+/// so this held before ingest waited for the group; the wait makes it not depend on that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_accepted_before_a_graceful_stop_are_all_marked_published() {
+    const POSTERS: usize = 8;
+    const MOST_EACH: usize = 2_000;
+    let broker = Broker::start().await;
+    let address = broker.address.clone();
+    let mut pipeline = Pipeline::start_only(Some(broker), &address, &[], &[Service::Ingest]).await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &["order.created"])
+        .await;
+
+    // Posts keep coming until ingest stops taking them; each poster keeps the ids accepted.
+    let (accepting_tx, mut accepting) = tokio::sync::mpsc::channel::<()>(POSTERS);
+    let posters: Vec<_> = (0..POSTERS)
+        .map(|_| {
+            let api = pipeline.api.clone();
+            let accepting_tx = accepting_tx.clone();
+            tokio::spawn(async move {
+                let body =
+                    serde_json::json!({"tenant": "acme", "type": "order.created", "payload": {}});
+                let mut accepted = Vec::new();
+                for _ in 0..MOST_EACH {
+                    let answer = api
+                        .try_raw("POST", "/v1/events", body.to_string().into_bytes())
+                        .await;
+                    match answer {
+                        Some(answer) if answer.status == 202 => {
+                            let id = answer.body["id"].as_str().expect("an event id").to_owned();
+                            accepted.push(id);
+                            if accepted.len() == 20 {
+                                let _ = accepting_tx.try_send(());
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    drop(accepting_tx);
+    // Stopped while every poster is sending.
+    for _ in 0..POSTERS {
+        accepting
+            .recv()
+            .await
+            .expect("every poster has events accepted");
+    }
+    pipeline.stop_service(Service::Ingest).await;
+    let mut accepted = Vec::new();
+    for poster in posters {
+        accepted.extend(poster.await.expect("a poster"));
+    }
+    assert!(
+        accepted.len() < POSTERS * MOST_EACH,
+        "ingest took every post: it did not stop while they were sent"
+    );
+
+    let store = seed::open_store(&pipeline).await;
+    let later = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let left: Vec<String> = store
+        .unpublished_events(later, 100_000)
+        .await
+        .expect("the outbox reads")
+        .into_iter()
+        .map(|(event, _)| event.id.to_string())
+        .filter(|id| accepted.contains(id))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} of {} accepted events left for the sweep to publish again: {left:?}",
+        left.len(),
+        accepted.len()
+    );
+}

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -136,6 +137,8 @@ const TENANT_DEAD_LETTERS_FROM: &str = "dead_letters_by_tenant_from";
 
 /// How often a compare-and-set is tried again after another writer changed the row first.
 const CAS_ROUNDS: usize = 16;
+/// Events one `mark_events_published` call marks at once.
+const MARKS_AT_ONCE: usize = 16;
 
 fn ts(at: OffsetDateTime) -> CqlTimestamp {
     CqlTimestamp(millis(at))
@@ -1255,10 +1258,13 @@ impl Store for ScyllaStore {
     }
 
     async fn mark_events_published(&self, ids: &[EventId]) -> Result<(), StoreError> {
-        for id in ids {
-            self.mark_published(*id).await?;
-        }
-        Ok(())
+        // Three round trips an event, so a group of hundreds (ingest gathers them) goes several
+        // at a time, not one after another.
+        futures::stream::iter(ids.iter().copied())
+            .map(|id| self.mark_published(id))
+            .buffer_unordered(MARKS_AT_ONCE)
+            .try_collect::<()>()
+            .await
     }
 
     async fn set_aside_event(&self, id: EventId, reason: &str) -> Result<(), StoreError> {
