@@ -52,6 +52,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../../schemas/store/sqlite/0012_ordered_queues.sql"),
     ),
+    (
+        13,
+        include_str!("../../../../schemas/store/sqlite/0013_settled_by_update.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -186,6 +186,13 @@ impl SqliteStore {
     }
 }
 
+/// Up to `?2` settled deliveries last changed before `?1`. Only final deliveries go: one still
+/// under way (a long-paused endpoint's, say) keeps its row, or its task would be dropped as
+/// unknown when it comes back. Named, the index is read from its oldest entry; left to the
+/// planner, it read every settled delivery through the status index.
+const EXPIRED_DELIVERIES: &str = "SELECT id FROM deliveries INDEXED BY deliveries_settled_by_update
+     WHERE updated_at < ?1 AND status IN ('delivered', 'dead_lettered') LIMIT ?2";
+
 /// Removes up to [`PURGE_BATCH`] expired rows of each kind.
 fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, StoreError> {
     let idempotency_keys = conn
@@ -195,12 +202,7 @@ fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, Store
         )?
         .execute(params![now, PURGE_BATCH])?;
     let old: Vec<String> = conn
-        // Only final deliveries go: one still under way (a long-paused endpoint's, say) keeps
-        // its row, or its task would be dropped as unknown when it comes back.
-        .prepare_cached(
-            "SELECT id FROM deliveries WHERE updated_at < ?1
-                 AND status IN ('delivered', 'dead_lettered') LIMIT ?2",
-        )?
+        .prepare_cached(EXPIRED_DELIVERIES)?
         .query_map(params![cutoff, PURGE_BATCH], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     let mut attempts = 0;
@@ -1045,6 +1047,29 @@ mod tests {
             .expect("the write task")
             .expect("the write commits once the lock is free");
         assert!(store.sending_paused().await.expect("a read"));
+    }
+
+    /// The purge reads expired deliveries by age from the partial index, not every settled
+    /// delivery through the status index (what the planner picked before it was named).
+    #[tokio::test]
+    async fn the_purge_reads_expired_deliveries_from_the_settled_index() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.db");
+        SqliteStore::open(&path, SecretSealer::plaintext())
+            .await
+            .expect("the store opens");
+        let conn = connect(&path).expect("a connection");
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {EXPIRED_DELIVERIES}"))
+            .expect("the query plans")
+            .query_map(params![0, 1], |row| row.get::<_, String>(3))
+            .expect("the plan reads")
+            .collect::<Result<_, _>>()
+            .expect("the plan's rows");
+        assert_eq!(
+            plan,
+            vec!["SEARCH deliveries USING INDEX deliveries_settled_by_update (updated_at<?)"],
+        );
     }
 
     #[test]
