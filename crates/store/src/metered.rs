@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use prometheus::{
-    HistogramVec, IntCounter, IntCounterVec, register_histogram_vec, register_int_counter,
-    register_int_counter_vec,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram_vec,
+    register_int_counter, register_int_counter_vec, register_int_gauge,
 };
 use time::OffsetDateTime;
 
@@ -76,6 +76,21 @@ static SLOW_POINT_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     }
     counter
 });
+
+static WAL_PAGES_BEHIND: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_store_wal_pages_behind",
+        "Pages of the embedded store's write-ahead log this process's last checkpoint left to \
+         copy into the database file (a reader still on them, or written since); one that keeps \
+         growing means checkpoints do not keep up."
+    )
+    .expect("metric registers once")
+});
+
+/// Sets what the last background checkpoint left in the write-ahead log.
+pub(crate) fn set_wal_pages_behind(pages: u64) {
+    WAL_PAGES_BEHIND.set(i64::try_from(pages).unwrap_or(i64::MAX));
+}
 
 /// Counts a point read that went the slow way; `reason` is `none_free` or `failed`.
 pub(crate) fn count_slow_point_read(reason: &'static str) {

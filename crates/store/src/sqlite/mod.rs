@@ -5,9 +5,11 @@
 //! processes never deadlock upgrading a read lock. `synchronous = FULL`: a write is on disk when it
 //! returns, because callers acknowledge clients and commit Kafka offsets on the strength of it.
 //! Each process reads on a few connections ([`readers`]) and writes on another, through
-//! [`writer`]'s group commit.
+//! [`writer`]'s group commit; a thread of its own moves the log into the database file
+//! ([`checkpoints`]), so commits do not.
 
 mod access;
+mod checkpoints;
 mod migrations;
 mod ordered;
 mod readers;
@@ -38,6 +40,7 @@ use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
     PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
+use checkpoints::Checkpointer;
 use readers::Readers;
 use rows::{RowResult, millis};
 use writer::Writer;
@@ -57,6 +60,8 @@ const BUSY_RETRY: Duration = Duration::from_micros(500);
 #[derive(Clone)]
 pub struct SqliteStore {
     readers: Arc<Readers>,
+    /// Held, not used: the checkpoint thread runs while any clone of the store lives.
+    _checkpoints: Arc<Checkpointer>,
     writer: Writer,
     path: PathBuf,
     sealer: SecretSealer,
@@ -114,7 +119,7 @@ impl SqliteStore {
         let path = path.to_owned();
         let opened = path.clone();
         let sealing = sealer.clone();
-        let (readers, writer) = tokio::task::spawn_blocking(move || {
+        let (readers, writer, checkpointer) = tokio::task::spawn_blocking(move || {
             if let Some(dir) = opened.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
@@ -125,12 +130,23 @@ impl SqliteStore {
             migrations::migrate(&mut writer)?;
             seal_plain_secrets(&mut writer, &sealing)?;
             let readers = Readers::open(&opened)?;
-            Ok::<_, StoreError>((readers, writer))
+            // Checkpoints run on their own thread; a commit checkpoints only as a backstop.
+            writer.pragma_update(None, "wal_autocheckpoint", checkpoints::BACKSTOP_PAGES)?;
+            let checkpointing = connect(&opened)?;
+            // PASSIVE never waits; another process checkpointing fails this one at once.
+            checkpointing.busy_timeout(Duration::ZERO)?;
+            let checkpointer =
+                Checkpointer::start(checkpointing, checkpoints::EVERY, |checked| match checked {
+                    Ok(behind) => crate::metered::set_wal_pages_behind(behind),
+                    Err(err) => tracing::debug!(error = %err, "WAL checkpoint skipped"),
+                })?;
+            Ok::<_, StoreError>((readers, writer, checkpointer))
         })
         .await
         .map_err(|e| StoreError::Backend(format!("opening store: {e}")))??;
         Ok(Self {
             readers: Arc::new(readers),
+            _checkpoints: Arc::new(checkpointer),
             writer: Writer::start(writer)?,
             path,
             sealer,
