@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use prometheus::{
-    HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram_vec,
-    register_int_counter, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, register_histogram_vec,
+    register_int_counter, register_int_counter_vec, register_int_gauge_vec,
 };
 use time::OffsetDateTime;
 
@@ -77,19 +77,24 @@ static SLOW_POINT_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter
 });
 
-static WAL_PAGES_BEHIND: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
-        "hookstream_store_wal_pages_behind",
-        "Pages of the embedded store's write-ahead log this process's last checkpoint left to \
-         copy into the database file (a reader still on them, or written since); one that keeps \
-         growing means checkpoints do not keep up."
+static WAL_PAGES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "hookstream_store_wal_pages",
+        "The embedded store's write-ahead log at this process's last checkpoint, in pages: \
+         size (its length since it last started over) and behind (pages not yet copied into the \
+         database file: a reader still on them, or written since).",
+        &["measure"]
     )
     .expect("metric registers once")
 });
 
-/// Sets what the last background checkpoint left in the write-ahead log.
-pub(crate) fn set_wal_pages_behind(pages: u64) {
-    WAL_PAGES_BEHIND.set(i64::try_from(pages).unwrap_or(i64::MAX));
+/// Sets what the last background checkpoint found in the write-ahead log.
+pub(crate) fn set_wal_pages(size: u64, behind: u64) {
+    for (measure, pages) in [("size", size), ("behind", behind)] {
+        WAL_PAGES
+            .with_label_values(&[measure])
+            .set(i64::try_from(pages).unwrap_or(i64::MAX));
+    }
 }
 
 /// Counts a point read that went the slow way; `reason` is `none_free` or `failed`.

@@ -40,7 +40,7 @@ use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
     PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
-use checkpoints::Checkpointer;
+use checkpoints::{Checked, Checkpointer};
 use readers::Readers;
 use rows::{RowResult, millis};
 use writer::Writer;
@@ -132,14 +132,17 @@ impl SqliteStore {
             let readers = Readers::open(&opened)?;
             // Checkpoints run on their own thread; a commit checkpoints only as a backstop.
             writer.pragma_update(None, "wal_autocheckpoint", checkpoints::BACKSTOP_PAGES)?;
+            writer.pragma_update(
+                None,
+                "journal_size_limit",
+                checkpoints::LOG_FILE_LIMIT_BYTES,
+            )?;
             let checkpointing = connect(&opened)?;
-            // PASSIVE never waits; another process checkpointing fails this one at once.
+            checkpointing.pragma_update(None, "synchronous", "FULL")?;
+            // A checkpoint round never waits for a lock: see `checkpoints`.
             checkpointing.busy_timeout(Duration::ZERO)?;
             let checkpointer =
-                Checkpointer::start(checkpointing, checkpoints::EVERY, |checked| match checked {
-                    Ok(behind) => crate::metered::set_wal_pages_behind(behind),
-                    Err(err) => tracing::debug!(error = %err, "WAL checkpoint skipped"),
-                })?;
+                Checkpointer::start(checkpointing, checkpoints::EVERY, checkpoint_reporter())?;
             Ok::<_, StoreError>((readers, writer, checkpointer))
         })
         .await
@@ -288,6 +291,28 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_handler(Some(retry_while_busy))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Keeps the log's metrics up to date from the checkpoint rounds, and warns when checkpoints
+/// start failing (once, not every round): commits then checkpoint themselves past
+/// [`checkpoints::BACKSTOP_PAGES`].
+fn checkpoint_reporter() -> impl FnMut(Result<Checked, StoreError>) + Send + 'static {
+    let mut failing = false;
+    move |checked| match checked {
+        Ok(Checked::Done {
+            log_pages, left, ..
+        }) => {
+            failing = false;
+            crate::metered::set_wal_pages(log_pages, left);
+        }
+        Ok(Checked::Busy) => {}
+        Err(err) => {
+            if !failing {
+                tracing::warn!(error = %err, "WAL checkpoints fail; commits checkpoint themselves once the log is past 10,000 pages");
+            }
+            failing = true;
+        }
+    }
 }
 
 /// SQLite's busy handler: waits [`BUSY_RETRY`] and tries again, `retries` times so far, for up
