@@ -81,8 +81,8 @@ static WAL_PAGES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "hookstream_store_wal_pages",
         "The embedded store's write-ahead log at this process's last checkpoint, in pages: \
-         size (its length since it last started over) and behind (pages not yet copied into the \
-         database file: a reader still on them, or written since).",
+         size (its length since it last started over) and behind (pages a reader kept from \
+         being copied into the database file).",
         &["measure"]
     )
     .expect("metric registers once")

@@ -7,15 +7,19 @@
 //! checkpoints every [`EVERY`] instead, in PASSIVE mode, which neither waits for nor blocks a
 //! reader or a writer.
 //!
-//! A PASSIVE checkpoint copies the log as it was when it began; under steady writes (several
-//! processes commit meanwhile) it seldom finishes the whole log, and a log starts over from its
-//! head only once it is finished, so it would keep growing. Past [`RESTART_PAGES`] the thread
-//! also tries a RESTART checkpoint: it takes the write lock, without waiting for it, for the few
-//! pages written since, so the next commit starts the log over. The commits keep their own
-//! checkpoint as a backstop, at [`BACKSTOP_PAGES`], should neither work.
+//! The log starts over from its head only when a commit begins with all of it copied and no
+//! reader on it; with the readers of several processes nearly always open that seldom happens,
+//! and the log grows (to 100 MB and more in a minute of the throughput bench). So once it is
+//! past [`RESTART_PAGES`] and a PASSIVE round has copied all of it, the thread tries a RESTART
+//! checkpoint: it takes the write lock without waiting for it, syncs the log and the database
+//! file, and lets the next commit start the log over if no reader is on it then. That holds
+//! every process's writes for two fsyncs, so a RESTART that a reader refused is not tried again
+//! for a while ([`RestartBackoff`]). Commits keep their own checkpoint as a backstop, at
+//! [`BACKSTOP_PAGES`].
 
+use std::path::Path;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -23,8 +27,10 @@ use crate::StoreError;
 
 /// How often the thread checkpoints: the log stays small without a checkpoint per commit.
 pub(super) const EVERY: Duration = Duration::from_millis(100);
-/// The log's size (pages of 4 KiB, 16 MiB) past which the thread starts it over.
+/// The log's size (pages of 4 KiB, 16 MiB) past which the thread tries to start it over.
 pub(super) const RESTART_PAGES: u64 = 4_000;
+/// The longest wait between two RESTART tries that readers refused.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_millis(1_600);
 /// The log's size (pages, about 40 MiB) at which a commit checkpoints itself.
 pub(super) const BACKSTOP_PAGES: u32 = 10_000;
 /// What the log file is cut back to when it starts over after growing past it.
@@ -33,15 +39,34 @@ pub(super) const LOG_FILE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
 /// What a round of checkpointing found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Checked {
-    /// Another connection (another process) was checkpointing: nothing was done or learnt.
+    /// SQLite could not take a lock it needed (another process checkpointing, or a writer
+    /// caught halfway): nothing was learnt.
     Busy,
-    /// The log's size in pages and how many of them are still to be copied (a reader still on
-    /// them, or written meanwhile); `restarted` when the next commit starts the log over.
+    /// The log's size in pages and how many of them a reader kept from being copied.
     Done {
         log_pages: u64,
         left: u64,
-        restarted: bool,
+        restart: Restart,
     },
+}
+
+/// Whether the round tried to start the log over, and how that went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Restart {
+    NotTried,
+    /// The next commit starts the log over (unless a reader came back meanwhile).
+    Done,
+    /// A writer or a reader was in the way.
+    Refused,
+}
+
+/// Connection settings for checkpointing: durable (the database file is synced before the log
+/// is counted as copied) and never waiting for a lock.
+pub(super) fn connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = super::connect(path)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::ZERO)?;
+    Ok(conn)
 }
 
 /// The checkpointing thread; it ends when this is dropped (with the last clone of the store).
@@ -50,7 +75,8 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Checkpoints on `conn` every `every`, telling `checked` what each round found.
+    /// Checkpoints on `conn` (from [`connection`]) every `every`, telling `checked` what each
+    /// round found.
     pub(super) fn start(
         conn: Connection,
         every: Duration,
@@ -60,8 +86,14 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || {
+                let mut backoff = RestartBackoff::new(every);
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    checked(checkpoint_round(&conn, RESTART_PAGES));
+                    let now = Instant::now();
+                    let round = checkpoint_round(&conn, RESTART_PAGES, backoff.allows(now));
+                    if let Ok(Checked::Done { restart, .. }) = &round {
+                        backoff.after(*restart, now);
+                    }
+                    checked(round);
                 }
             })
             .map_err(|e| StoreError::Backend(format!("starting the checkpoint thread: {e}")))?;
@@ -69,24 +101,73 @@ impl Checkpointer {
     }
 }
 
-/// A PASSIVE checkpoint, then a RESTART one when the log has grown past `restart_at` pages.
-/// `conn` must have no busy handler, so that neither ever waits for a lock.
-pub(super) fn checkpoint_round(conn: &Connection, restart_at: u64) -> Result<Checked, StoreError> {
-    let passive = checkpoint(conn, "PASSIVE")?;
-    match passive {
-        Checked::Done { log_pages, .. } if log_pages >= restart_at => {
-            match checkpoint(conn, "RESTART")? {
-                // A writer or a reader was in the way: the next round tries again.
-                Checked::Busy => Ok(passive),
-                Checked::Done { log_pages, .. } => Ok(Checked::Done {
-                    log_pages,
-                    left: 0,
-                    restarted: true,
-                }),
+/// Spaces out RESTART tries that readers keep refusing: each refusal doubles the wait, up to
+/// [`RESTART_BACKOFF_MAX`]; one that works resets it.
+pub(super) struct RestartBackoff {
+    shortest: Duration,
+    wait: Duration,
+    not_before: Option<Instant>,
+}
+
+impl RestartBackoff {
+    pub(super) fn new(shortest: Duration) -> Self {
+        Self {
+            shortest,
+            wait: shortest,
+            not_before: None,
+        }
+    }
+
+    pub(super) fn allows(&self, now: Instant) -> bool {
+        self.not_before.is_none_or(|at| now >= at)
+    }
+
+    pub(super) fn after(&mut self, restart: Restart, now: Instant) {
+        match restart {
+            Restart::NotTried => {}
+            Restart::Done => {
+                self.wait = self.shortest;
+                self.not_before = None;
+            }
+            Restart::Refused => {
+                self.not_before = Some(now + self.wait);
+                self.wait = (self.wait * 2).min(RESTART_BACKOFF_MAX);
             }
         }
-        other => Ok(other),
     }
+}
+
+/// A PASSIVE checkpoint, then a RESTART one when `may_restart`, the log has grown to
+/// `restart_at` pages and the PASSIVE copied all of it (else the RESTART would copy the rest
+/// while holding the write lock). `conn` comes from [`connection`]: neither waits for a lock.
+pub(super) fn checkpoint_round(
+    conn: &Connection,
+    restart_at: u64,
+    may_restart: bool,
+) -> Result<Checked, StoreError> {
+    let passive = checkpoint(conn, "PASSIVE")?;
+    let Checked::Done {
+        log_pages, left: 0, ..
+    } = passive
+    else {
+        return Ok(passive);
+    };
+    if !may_restart || log_pages < restart_at {
+        return Ok(passive);
+    }
+    Ok(match checkpoint(conn, "RESTART")? {
+        // If it could not take the write lock, SQLite did a PASSIVE one instead.
+        Checked::Busy => Checked::Done {
+            log_pages,
+            left: 0,
+            restart: Restart::Refused,
+        },
+        Checked::Done { log_pages, .. } => Checked::Done {
+            log_pages,
+            left: 0,
+            restart: Restart::Done,
+        },
+    })
 }
 
 /// One checkpoint in `mode`. SQLite answers a lock it could not take (another checkpointer; for
@@ -102,7 +183,7 @@ fn checkpoint(conn: &Connection, mode: &str) -> Result<Checked, StoreError> {
     Ok(Checked::Done {
         log_pages: u64::try_from(log).unwrap_or(0),
         left: u64::try_from(log - copied).unwrap_or(0),
-        restarted: false,
+        restart: Restart::NotTried,
     })
 }
 
@@ -111,9 +192,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &tempfile::TempDir) -> Connection {
-        let conn = Connection::open(dir.path().join("store.db")).expect("the database opens");
-        conn.busy_timeout(Duration::ZERO).expect("no busy handler");
-        conn
+        connection(&dir.path().join("store.db")).expect("the database opens")
     }
 
     /// A WAL database whose commits never checkpoint themselves, with `rows` rows written.
@@ -155,11 +234,11 @@ mod tests {
         let _writer = logged_database(&dir, 200);
         let before = database_file_len(&dir);
 
-        let checked = checkpoint_round(&open(&dir), u64::MAX).expect("the checkpoint");
+        let checked = checkpoint_round(&open(&dir), u64::MAX, true).expect("the checkpoint");
 
         assert!(matches!(
             checked,
-            Checked::Done { left: 0, restarted: false, log_pages } if log_pages > 100
+            Checked::Done { left: 0, restart: Restart::NotTried, log_pages } if log_pages > 100
         ));
         assert!(
             database_file_len(&dir) > before + 200 * 2000,
@@ -168,23 +247,37 @@ mod tests {
     }
 
     #[test]
-    fn past_its_size_limit_the_log_starts_over_at_the_next_commit() {
+    fn a_reader_on_the_log_keeps_it_from_starting_over_until_it_ends() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let writer = logged_database(&dir, 200);
         let checkpointing = open(&dir);
+        let reader = open(&dir);
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM t;")
+            .expect("a reader on the log");
 
-        let checked = checkpoint_round(&checkpointing, 100).expect("the checkpoint");
+        let refused = checkpoint_round(&checkpointing, 100, true).expect("the checkpoint");
         assert!(matches!(
-            checked,
+            refused,
             Checked::Done {
                 left: 0,
-                restarted: true,
+                restart: Restart::Refused,
+                ..
+            }
+        ));
+        reader.execute_batch("COMMIT").expect("the reader ends");
+        let restarted = checkpoint_round(&checkpointing, 100, true).expect("the checkpoint");
+        assert!(matches!(
+            restarted,
+            Checked::Done {
+                left: 0,
+                restart: Restart::Done,
                 ..
             }
         ));
         write_rows(&writer, 1);
 
-        let after = checkpoint_round(&checkpointing, u64::MAX).expect("the next checkpoint");
+        let after = checkpoint_round(&checkpointing, u64::MAX, true).expect("the next checkpoint");
         assert!(
             log_pages(after) < 10,
             "the commit wrote at the log's head: {after:?}"
@@ -199,19 +292,53 @@ mod tests {
         other
             .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (-1, NULL);")
             .expect("another connection holds the write lock");
+        let started = Instant::now();
 
-        let checked = checkpoint_round(&open(&dir), 1).expect("the checkpoint");
+        let checked = checkpoint_round(&open(&dir), 1, true).expect("the checkpoint");
 
-        // The PASSIVE part copied what was committed; the RESTART part gave way to the writer.
+        // The PASSIVE part copied what was committed; the RESTART part gave way to the writer,
+        // at once (a connection that waited would wait up to its 10 s busy timeout).
         assert!(matches!(
             checked,
             Checked::Done {
                 left: 0,
-                restarted: false,
+                restart: Restart::Refused,
                 ..
             }
         ));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         other.execute_batch("COMMIT").expect("the writer goes on");
+    }
+
+    #[test]
+    fn a_refused_restart_waits_longer_each_time_and_a_done_one_resets_the_wait() {
+        let step = Duration::from_millis(100);
+        let start = Instant::now();
+        let mut backoff = RestartBackoff::new(step);
+        assert!(backoff.allows(start));
+
+        backoff.after(Restart::Refused, start);
+        assert!(!backoff.allows(start + step / 2));
+        assert!(backoff.allows(start + step));
+        backoff.after(Restart::Refused, start + step);
+        assert!(!backoff.allows(start + step * 2));
+        assert!(backoff.allows(start + step * 3));
+        for _ in 0..10 {
+            backoff.after(Restart::Refused, start);
+        }
+        assert!(
+            backoff.allows(start + RESTART_BACKOFF_MAX),
+            "the wait is capped"
+        );
+
+        backoff.after(Restart::Done, start);
+        assert!(backoff.allows(start));
+        backoff.after(Restart::Refused, start);
+        assert!(backoff.allows(start + step), "the wait starts short again");
     }
 
     #[test]
@@ -236,10 +363,14 @@ mod tests {
         assert!(database_file_len(&dir) > before + 100 * 2000);
         drop(checkpointer);
         // Once dropped the thread ends, and with it the sender of its results.
-        while checked.recv_timeout(Duration::from_secs(10)).is_ok() {}
-        assert_eq!(
-            checked.recv_timeout(Duration::from_millis(1)),
-            Err(RecvTimeoutError::Disconnected)
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ended = loop {
+            match checked.recv_timeout(Duration::from_secs(1)) {
+                Err(RecvTimeoutError::Disconnected) => break true,
+                _ if Instant::now() > deadline => break false,
+                _ => {}
+            }
+        };
+        assert!(ended, "the thread still ran 10 s after it was dropped");
     }
 }

@@ -137,12 +137,11 @@ impl SqliteStore {
                 "journal_size_limit",
                 checkpoints::LOG_FILE_LIMIT_BYTES,
             )?;
-            let checkpointing = connect(&opened)?;
-            checkpointing.pragma_update(None, "synchronous", "FULL")?;
-            // A checkpoint round never waits for a lock: see `checkpoints`.
-            checkpointing.busy_timeout(Duration::ZERO)?;
-            let checkpointer =
-                Checkpointer::start(checkpointing, checkpoints::EVERY, checkpoint_reporter())?;
+            let checkpointer = Checkpointer::start(
+                checkpoints::connection(&opened)?,
+                checkpoints::EVERY,
+                checkpoint_reporter(),
+            )?;
             Ok::<_, StoreError>((readers, writer, checkpointer))
         })
         .await

@@ -215,6 +215,30 @@ mod tests {
         drop(taken);
     }
 
+    /// A read that panics on the calling thread is read again the patient way, and the quick
+    /// connection it ran on serves the next read.
+    #[tokio::test]
+    async fn a_point_read_that_panics_on_the_calling_thread_goes_the_patient_way() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (_, readers) = open_readers(&dir);
+        let here = std::thread::current().id();
+        let (n, thread) = point_read(&readers, move |conn| {
+            let thread = std::thread::current().id();
+            assert_ne!(thread, here, "a read that panics where it runs first");
+            Ok((read_n(conn)?, thread))
+        })
+        .await
+        .expect("the read, from the patient way");
+        assert_eq!(n, 7);
+        assert_ne!(thread, here);
+
+        let (_, thread) = point_read_where(&readers).await;
+        assert_eq!(
+            thread, here,
+            "the quick connection was given up after the panic"
+        );
+    }
+
     /// A database locked by another process fails a quick read at once; the point read waits
     /// for the lock the patient way and then reads, instead of failing or holding the thread.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
