@@ -103,14 +103,14 @@ impl Checkpointer {
 
 /// Spaces out RESTART tries that readers keep refusing: each refusal doubles the wait, up to
 /// [`RESTART_BACKOFF_MAX`]; one that works resets it.
-pub(super) struct RestartBackoff {
+struct RestartBackoff {
     shortest: Duration,
     wait: Duration,
     not_before: Option<Instant>,
 }
 
 impl RestartBackoff {
-    pub(super) fn new(shortest: Duration) -> Self {
+    fn new(shortest: Duration) -> Self {
         Self {
             shortest,
             wait: shortest,
@@ -118,11 +118,11 @@ impl RestartBackoff {
         }
     }
 
-    pub(super) fn allows(&self, now: Instant) -> bool {
+    fn allows(&self, now: Instant) -> bool {
         self.not_before.is_none_or(|at| now >= at)
     }
 
-    pub(super) fn after(&mut self, restart: Restart, now: Instant) {
+    fn after(&mut self, restart: Restart, now: Instant) {
         match restart {
             Restart::NotTried => {}
             Restart::Done => {

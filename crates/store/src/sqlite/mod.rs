@@ -307,7 +307,11 @@ fn checkpoint_reporter() -> impl FnMut(Result<Checked, StoreError>) + Send + 'st
         Ok(Checked::Busy) => {}
         Err(err) => {
             if !failing {
-                tracing::warn!(error = %err, "WAL checkpoints fail; commits checkpoint themselves once the log is past 10,000 pages");
+                tracing::warn!(
+                    error = %err,
+                    backstop_pages = checkpoints::BACKSTOP_PAGES,
+                    "WAL checkpoints fail; commits checkpoint themselves once the log is past the backstop"
+                );
             }
             failing = true;
         }
