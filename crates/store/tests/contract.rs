@@ -12,7 +12,9 @@ use hookstream_model::api_key::ApiKey;
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, Delivery, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
-use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
+use hookstream_model::endpoint::{
+    CircuitState, CircuitView, Endpoint, EndpointChanges, Subscription,
+};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
@@ -307,6 +309,81 @@ async fn ordered_queues_keep_position_order_per_endpoint(backend: Backend) {
         reopened.queue_head(b, -1).await.unwrap(),
         Some(queued(b, 2, 1))
     );
+}
+
+/// Every change to an endpoint made through another handle (another process) shows in the next
+/// read here, though this handle has read the endpoint before (the embedded store keeps what it
+/// read and checks it against a counter every change moves).
+async fn endpoint_reads_show_changes_made_by_another_handle(backend: Backend) {
+    let f = backend.fixture().await;
+    let other = backend.open().await;
+    let ep = endpoint("acme", &["order.created"]);
+    f.store.create_endpoint(&ep).await.unwrap();
+    let read = || async { f.store.get_endpoint(ep.id).await.unwrap() };
+    assert_eq!(read().await.unwrap().secret, ep.secret);
+    assert_eq!(
+        read().await.unwrap().secret,
+        ep.secret,
+        "read twice, unchanged"
+    );
+    let subscribers = || async {
+        let list = f.store.subscriptions(&ep.tenant).await.unwrap();
+        list.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+    };
+    assert_eq!(subscribers().await, vec![ep.id]);
+    assert_eq!(subscribers().await, vec![ep.id], "read twice, unchanged");
+    let second = endpoint("acme", &["order.created"]);
+    other.create_endpoint(&second).await.unwrap();
+    let mut both = vec![ep.id, second.id];
+    both.sort();
+    assert_eq!(
+        subscribers().await,
+        both,
+        "an endpoint created elsewhere subscribes"
+    );
+
+    let now = OffsetDateTime::now_utc();
+    let pause = EndpointChanges {
+        paused: Some(true),
+        ..Default::default()
+    };
+    other.change_endpoint(ep.id, &pause, now).await.unwrap();
+    assert!(read().await.unwrap().paused, "the pause shows");
+
+    let new = SigningSecret::generate().unwrap();
+    other
+        .rotate_secret(ep.id, &new, now + time::Duration::hours(1))
+        .await
+        .unwrap();
+    let rotated = read().await.unwrap();
+    assert_eq!(rotated.secret, new, "the new secret signs");
+    assert_eq!(
+        rotated.previous_secret.map(|retiring| retiring.secret),
+        Some(ep.secret.clone())
+    );
+
+    other
+        .set_circuit(
+            ep.id,
+            &CircuitView {
+                state: CircuitState::Open,
+                open_until: Some(now + time::Duration::minutes(5)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(read().await.unwrap().circuit.state, CircuitState::Open);
+
+    assert!(other.disable_endpoint(ep.id, now).await.unwrap());
+    assert!(read().await.unwrap().disabled, "the disabling shows");
+    assert_eq!(
+        subscribers().await,
+        vec![second.id],
+        "a disabled endpoint gets no new deliveries"
+    );
+
+    assert!(other.delete_endpoint(ep.id).await.unwrap());
+    assert!(read().await.is_none(), "the deletion shows");
 }
 
 /// A change applies to the endpoint as it stands: changes made side by side, or in between (a
@@ -2394,6 +2471,7 @@ contract!(
     ordered_queues_keep_position_order_per_endpoint,
     delivery_settings_are_stored_with_the_endpoint,
     endpoint_changes_made_side_by_side_are_all_kept,
+    endpoint_reads_show_changes_made_by_another_handle,
     endpoint_lists_are_per_tenant_and_paged,
     a_rotated_secret_is_kept_as_previous_until_it_expires,
     only_live_enabled_subscribed_endpoints_receive_an_event_type,

@@ -56,6 +56,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../../../schemas/store/sqlite/0013_settled_by_update.sql"),
     ),
+    (
+        14,
+        include_str!("../../../../schemas/store/sqlite/0014_endpoint_generation.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -6,10 +6,12 @@
 //! returns, because callers acknowledge clients and commit Kafka offsets on the strength of it.
 //! Each process reads on a few connections ([`readers`]) and writes on another, through
 //! [`writer`]'s group commit; a thread of its own moves the log into the database file
-//! ([`checkpoints`]), so commits do not.
+//! ([`checkpoints`]), so commits do not. Endpoints and subscriptions once read are kept and
+//! checked against a counter every change to an endpoint moves ([`endpoint_cache`]).
 
 mod access;
 mod checkpoints;
+mod endpoint_cache;
 mod migrations;
 mod ordered;
 mod readers;
@@ -41,6 +43,7 @@ use crate::{
     PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
 use checkpoints::{Checked, Checkpointer};
+use endpoint_cache::EndpointCache;
 use readers::Readers;
 use rows::{RowResult, millis};
 use writer::Writer;
@@ -62,6 +65,7 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     /// Held, not used: the checkpoint thread runs while any clone of the store lives.
     _checkpoints: Arc<Checkpointer>,
+    endpoints: Arc<EndpointCache>,
     writer: Writer,
     path: PathBuf,
     sealer: SecretSealer,
@@ -149,6 +153,7 @@ impl SqliteStore {
         Ok(Self {
             readers: Arc::new(readers),
             _checkpoints: Arc::new(checkpointer),
+            endpoints: Arc::default(),
             writer: Writer::start(writer)?,
             path,
             sealer,
@@ -577,7 +582,8 @@ impl Store for SqliteStore {
 
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
         let sealer = self.sealer.clone();
-        self.point_read(move |conn| live_endpoint(conn, id, &sealer))
+        let endpoints = self.endpoints.clone();
+        self.point_read(move |conn| endpoints.endpoint(conn, id, &sealer, live_endpoint))
             .await
     }
 
@@ -705,15 +711,26 @@ impl Store for SqliteStore {
         &self,
         tenant: &Tenant,
     ) -> Result<Vec<(EndpointId, Subscription)>, StoreError> {
-        let tenant = tenant.to_string();
+        // Kept ones are checked on this thread; a list to read goes to the blocking pool.
+        let kept = {
+            let (endpoints, tenant) = (self.endpoints.clone(), tenant.clone());
+            self.point_read(move |conn| endpoints.kept_subscriptions(conn, &tenant))
+                .await?
+        };
+        if let Some(kept) = kept {
+            return Ok(kept);
+        }
+        let (endpoints, tenant) = (self.endpoints.clone(), tenant.clone());
         self.read(move |conn| {
-            query_all(
-                conn,
-                "SELECT id, event_types FROM endpoints
-                 WHERE tenant = ?1 AND deleted_at IS NULL AND disabled = 0 ORDER BY id",
-                [tenant],
-                rows::subscriber,
-            )
+            endpoints.subscriptions(conn, &tenant, |conn| {
+                query_all(
+                    conn,
+                    "SELECT id, event_types FROM endpoints
+                     WHERE tenant = ?1 AND deleted_at IS NULL AND disabled = 0 ORDER BY id",
+                    [tenant.as_str()],
+                    rows::subscriber,
+                )
+            })
         })
         .await
     }
