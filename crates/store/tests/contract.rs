@@ -349,6 +349,13 @@ async fn endpoint_reads_show_changes_made_by_another_handle(backend: Backend) {
     };
     other.change_endpoint(ep.id, &pause, now).await.unwrap();
     assert!(read().await.unwrap().paused, "the pause shows");
+    let moved = EndpointUrl::parse("https://moved.example.com/hook", "url").unwrap();
+    let move_it = EndpointChanges {
+        url: Some(moved.clone()),
+        ..Default::default()
+    };
+    other.change_endpoint(ep.id, &move_it, now).await.unwrap();
+    assert_eq!(read().await.unwrap().url, moved, "the new URL shows");
 
     let new = SigningSecret::generate().unwrap();
     other

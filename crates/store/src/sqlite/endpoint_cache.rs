@@ -4,15 +4,17 @@
 //! decoding: the URL, the JSON event types, opening the sealed secrets) was about a tenth of its
 //! CPU (issue 20); ingest reads a tenant's subscriptions for every request, a hop to the blocking
 //! pool each time. Every change to the `endpoints` table moves a counter in the same transaction
-//! (the triggers of migration 0014), whichever process makes it. A read takes the counter first
-//! and hands back what was kept under that same value; otherwise it reads the rows and keeps them
-//! under the value it took. Counter first, rows second: rows newer than their counter are read
-//! again next time, never served older than the counter says.
+//! (the triggers of migration 0014), whichever process makes it: to a random value, so a database
+//! restored from a copy does not bring back a value a process has kept rows under. A read takes
+//! the counter first and hands back what was kept under that same value; otherwise it reads the
+//! rows and keeps them under the value it took. Counter first, rows second: rows newer than their
+//! counter are read again next time, never served older than the counter says. Without the
+//! counter's row (never so after the migration) nothing is kept and every read reads the rows.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use hookstream_model::endpoint::{Endpoint, Subscription};
 use hookstream_model::ids::EndpointId;
@@ -47,9 +49,9 @@ impl Kept {
         // Another value starts over. (A read that took the counter just before a change may
         // start over at the older value: the next read then reads its rows once more.)
         if self.generation != Some(generation) {
-            self.generation = Some(generation);
             self.endpoints.clear();
             self.subscriptions.clear();
+            self.generation = Some(generation);
         }
         self
     }
@@ -69,7 +71,9 @@ impl EndpointCache {
             &SecretSealer,
         ) -> Result<Option<Endpoint>, StoreError>,
     ) -> Result<Option<Endpoint>, StoreError> {
-        let generation = read_generation(conn)?;
+        let Some(generation) = read_generation(conn)? else {
+            return read_row(conn, id, sealer);
+        };
         if let Some(endpoint) = self.kept_at(generation, id) {
             return Ok(Some(endpoint));
         }
@@ -92,7 +96,7 @@ impl EndpointCache {
     fn keep(&self, generation: i64, endpoint: Endpoint) {
         let mut kept = self.lock();
         let kept = kept.at(generation);
-        if kept.endpoints.len() >= MAX_KEPT {
+        if kept.endpoints.len() >= MAX_KEPT && !kept.endpoints.contains_key(&endpoint.id) {
             kept.endpoints.clear();
         }
         kept.endpoints.insert(endpoint.id, endpoint);
@@ -105,7 +109,9 @@ impl EndpointCache {
         conn: &Connection,
         tenant: &Tenant,
     ) -> Result<Option<Subscriptions>, StoreError> {
-        let generation = read_generation(conn)?;
+        let Some(generation) = read_generation(conn)? else {
+            return Ok(None);
+        };
         let kept = self.lock();
         if kept.generation != Some(generation) {
             return Ok(None);
@@ -120,11 +126,13 @@ impl EndpointCache {
         tenant: &Tenant,
         read_list: impl FnOnce(&Connection) -> Result<Subscriptions, StoreError>,
     ) -> Result<Subscriptions, StoreError> {
-        let generation = read_generation(conn)?;
+        let Some(generation) = read_generation(conn)? else {
+            return read_list(conn);
+        };
         let list = read_list(conn)?;
         let mut kept = self.lock();
         let kept = kept.at(generation);
-        if kept.subscriptions.len() >= MAX_KEPT {
+        if kept.subscriptions.len() >= MAX_KEPT && !kept.subscriptions.contains_key(tenant) {
             kept.subscriptions.clear();
         }
         kept.subscriptions.insert(tenant.clone(), list.clone());
@@ -139,10 +147,12 @@ impl EndpointCache {
     }
 }
 
-fn read_generation(conn: &Connection) -> Result<i64, StoreError> {
+/// The counter; `None` if its row is missing, so a lost row costs speed, not every read.
+fn read_generation(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT generation FROM endpoint_generation WHERE id = 1")?
-        .query_row([], |row| row.get(0))?)
+        .query_row([], |row| row.get(0))
+        .optional()?)
 }
 
 #[cfg(test)]
@@ -214,6 +224,115 @@ mod tests {
         );
     }
 
+    /// A change that lands just after the row was read, before it is kept, is not hidden:
+    /// the counter was read before the row, so the next read reads the row again.
+    #[tokio::test]
+    async fn a_change_landing_while_the_row_is_read_shows_in_the_next_read() {
+        let (_dir, path, id) = store_with_endpoint().await;
+        let sealer = SecretSealer::plaintext();
+        let other = connect(&path).expect("another process's connection");
+        let conn = connect(&path).expect("this process's connection");
+        let cache = EndpointCache::default();
+        let changed = std::sync::atomic::AtomicBool::new(false);
+        let first = cache
+            .endpoint(&conn, id, &sealer, |conn, id, sealer| {
+                let row = live_endpoint(conn, id, sealer);
+                if !changed.swap(true, Ordering::Relaxed) {
+                    other
+                        .execute(
+                            "UPDATE endpoints SET paused = 1 WHERE id = ?1",
+                            [id.to_string()],
+                        )
+                        .expect("the pause is written");
+                }
+                row
+            })
+            .expect("the endpoint reads")
+            .expect("the endpoint is live");
+        assert!(!first.paused, "read before the pause");
+        let next = cache
+            .endpoint(&conn, id, &sealer, live_endpoint)
+            .expect("the endpoint reads")
+            .expect("the endpoint is live");
+        assert!(next.paused, "the pause that landed meanwhile shows");
+    }
+
+    /// Without the counter's row nothing is kept, and every read still reads the endpoint.
+    #[tokio::test]
+    async fn without_the_counter_every_read_reads_the_row() {
+        let (_dir, path, id) = store_with_endpoint().await;
+        let sealer = SecretSealer::plaintext();
+        let conn = connect(&path).expect("a connection");
+        conn.execute("DELETE FROM endpoint_generation", [])
+            .expect("the counter's row is removed");
+        let cache = EndpointCache::default();
+        let rows_read = AtomicUsize::new(0);
+        for _ in 0..2 {
+            let endpoint = cache
+                .endpoint(&conn, id, &sealer, |conn, id, sealer| {
+                    rows_read.fetch_add(1, Ordering::Relaxed);
+                    live_endpoint(conn, id, sealer)
+                })
+                .expect("the endpoint reads");
+            assert!(endpoint.is_some());
+        }
+        assert_eq!(rows_read.load(Ordering::Relaxed), 2);
+        let acme = Tenant::parse("acme", "tenant").expect("a tenant");
+        let kept = cache
+            .kept_subscriptions(&conn, &acme)
+            .expect("the check runs");
+        assert!(kept.is_none(), "no list is served without the counter");
+    }
+
+    /// The triggers that move the counter exist on the newest schema: a migration that
+    /// rebuilds `endpoints` drops them, and kept endpoints would then never be read again.
+    #[tokio::test]
+    async fn every_change_to_endpoints_moves_the_counter() {
+        let (_dir, path, _id) = store_with_endpoint().await;
+        let conn = connect(&path).expect("a connection");
+        let mut triggers: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'endpoints'
+                 ORDER BY name",
+            )
+            .expect("the schema reads")
+            .query_map([], |row| row.get(0))
+            .expect("the schema reads")
+            .collect::<Result<_, _>>()
+            .expect("the names read");
+        triggers.sort();
+        assert_eq!(
+            triggers,
+            [
+                "endpoints_deleted",
+                "endpoints_inserted",
+                "endpoints_updated"
+            ]
+        );
+    }
+
+    /// A store with one live endpoint of tenant `acme`, written on a connection of its own.
+    async fn store_with_endpoint() -> (tempfile::TempDir, std::path::PathBuf, EndpointId) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.db");
+        let sealer = SecretSealer::plaintext();
+        SqliteStore::open(&path, sealer.clone())
+            .await
+            .expect("the store opens");
+        let id = EndpointId::generate();
+        let secret = SigningSecret::generate().expect("a secret");
+        let sealed = sealer.seal(id, &secret).expect("the secret seals");
+        connect(&path)
+            .expect("a connection")
+            .execute(
+                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at)
+                 VALUES (?1, 'acme', 'https://hooks.example.com/in', '[\"*\"]', ?2, 0, 0, 0)",
+                rusqlite::params![id.to_string(), sealed],
+            )
+            .expect("the endpoint is written");
+        (dir, path, id)
+    }
+
     /// A tenant's subscriptions are kept until any endpoint changes, on any connection.
     #[tokio::test]
     async fn kept_subscriptions_go_with_a_change_from_any_connection() {
@@ -237,7 +356,8 @@ mod tests {
         let read_list = |conn: &Connection| {
             crate::sqlite::query_all(
                 conn,
-                "SELECT id, event_types FROM endpoints WHERE tenant = 'acme' AND disabled = 0",
+                "SELECT id, event_types FROM endpoints
+                 WHERE tenant = 'acme' AND deleted_at IS NULL AND disabled = 0",
                 [],
                 crate::sqlite::rows::subscriber,
             )
