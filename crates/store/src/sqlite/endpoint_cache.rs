@@ -168,24 +168,9 @@ mod tests {
     /// connection (another process), whichever column it touches.
     #[tokio::test]
     async fn a_kept_endpoint_is_read_again_only_after_a_change_from_any_connection() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("store.db");
+        let (_dir, path, id, secret) = store_with_endpoint().await;
         let sealer = SecretSealer::plaintext();
-        SqliteStore::open(&path, sealer.clone())
-            .await
-            .expect("the store opens");
-        let id = EndpointId::generate();
-        let secret = SigningSecret::generate().expect("a secret");
-        let sealed = sealer.seal(id, &secret).expect("the secret seals");
         let other = connect(&path).expect("another process's connection");
-        other
-            .execute(
-                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at)
-                 VALUES (?1, 'acme', 'https://hooks.example.com/in', '[\"*\"]', ?2, 0, 0, 0)",
-                rusqlite::params![id.to_string(), sealed],
-            )
-            .expect("the endpoint is written");
-
         let conn = connect(&path).expect("this process's connection");
         let cache = EndpointCache::default();
         let rows_read = AtomicUsize::new(0);
@@ -228,7 +213,7 @@ mod tests {
     /// the counter was read before the row, so the next read reads the row again.
     #[tokio::test]
     async fn a_change_landing_while_the_row_is_read_shows_in_the_next_read() {
-        let (_dir, path, id) = store_with_endpoint().await;
+        let (_dir, path, id, _) = store_with_endpoint().await;
         let sealer = SecretSealer::plaintext();
         let other = connect(&path).expect("another process's connection");
         let conn = connect(&path).expect("this process's connection");
@@ -260,7 +245,7 @@ mod tests {
     /// Without the counter's row nothing is kept, and every read still reads the endpoint.
     #[tokio::test]
     async fn without_the_counter_every_read_reads_the_row() {
-        let (_dir, path, id) = store_with_endpoint().await;
+        let (_dir, path, id, _) = store_with_endpoint().await;
         let sealer = SecretSealer::plaintext();
         let conn = connect(&path).expect("a connection");
         conn.execute("DELETE FROM endpoint_generation", [])
@@ -288,7 +273,7 @@ mod tests {
     /// rebuilds `endpoints` drops them, and kept endpoints would then never be read again.
     #[tokio::test]
     async fn every_change_to_endpoints_moves_the_counter() {
-        let (_dir, path, _id) = store_with_endpoint().await;
+        let (_dir, path, ..) = store_with_endpoint().await;
         let conn = connect(&path).expect("a connection");
         let mut triggers: Vec<String> = conn
             .prepare(
@@ -312,7 +297,12 @@ mod tests {
     }
 
     /// A store with one live endpoint of tenant `acme`, written on a connection of its own.
-    async fn store_with_endpoint() -> (tempfile::TempDir, std::path::PathBuf, EndpointId) {
+    async fn store_with_endpoint() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        EndpointId,
+        SigningSecret,
+    ) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("store.db");
         let sealer = SecretSealer::plaintext();
@@ -330,26 +320,14 @@ mod tests {
                 rusqlite::params![id.to_string(), sealed],
             )
             .expect("the endpoint is written");
-        (dir, path, id)
+        (dir, path, id, secret)
     }
 
     /// A tenant's subscriptions are kept until any endpoint changes, on any connection.
     #[tokio::test]
     async fn kept_subscriptions_go_with_a_change_from_any_connection() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("store.db");
-        SqliteStore::open(&path, SecretSealer::plaintext())
-            .await
-            .expect("the store opens");
-        let id = EndpointId::generate();
+        let (_dir, path, id, _) = store_with_endpoint().await;
         let other = connect(&path).expect("another process's connection");
-        other
-            .execute(
-                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at)
-                 VALUES (?1, 'acme', 'https://hooks.example.com/in', '[\"*\"]', 'whsec_x', 0, 0, 0)",
-                [id.to_string()],
-            )
-            .expect("the endpoint is written");
         let conn = connect(&path).expect("this process's connection");
         let cache = EndpointCache::default();
         let acme = Tenant::parse("acme", "tenant").expect("a tenant");
