@@ -20,6 +20,8 @@ pub struct LaneSettings {
     /// `crate::claims_ahead::ClaimsAhead`): only in partition order with no rate limit, where the
     /// jobs go out one after another as fast as the endpoint answers.
     pub claims_ahead: bool,
+    /// Whether the endpoint keeps strict order: its backlog waits in the store, not in memory.
+    pub strict: bool,
 }
 
 impl LaneSettings {
@@ -28,6 +30,7 @@ impl LaneSettings {
         limit: 1,
         batch: None,
         claims_ahead: false,
+        strict: false,
     };
 
     /// One request at a time, one delivery each (claims taken ahead or not).
@@ -44,6 +47,7 @@ impl LaneSettings {
             claims_ahead: shaping.ordering == Ordering::Partition
                 && shaping.rate_limit.is_none()
                 && shaping.batching().is_none(),
+            strict: shaping.ordering == Ordering::Strict,
         }
     }
 }
@@ -66,11 +70,6 @@ impl Concurrency {
     /// The endpoint's settings as last read; `None` until they are.
     pub fn of(&self, endpoint: EndpointId) -> Option<LaneSettings> {
         self.settings().get(&endpoint).copied()
-    }
-
-    /// How the endpoint batches, as last read; `None` also until it is read.
-    pub fn batch(&self, endpoint: EndpointId) -> Option<Batching> {
-        self.of(endpoint).and_then(|settings| settings.batch)
     }
 
     /// Notes the endpoint's settings as just read.
@@ -124,13 +123,18 @@ mod tests {
             ..Shaping::default()
         };
         concurrency.remember(b, &batched);
-        assert_eq!(concurrency.batch(b), Some(batch));
+        assert_eq!(concurrency.of(b).and_then(|s| s.batch), Some(batch));
         let strict = Shaping {
             ordering: Ordering::Strict,
             ..batched
         };
         concurrency.remember(b, &strict);
-        assert_eq!(concurrency.batch(b), None, "strict order sends one by one");
+        assert_eq!(
+            concurrency.of(b).and_then(|s| s.batch),
+            None,
+            "strict order sends one by one"
+        );
+        assert!(concurrency.of(b).is_some_and(|s| s.strict));
         assert!(
             !concurrency.of(b).unwrap().claims_ahead,
             "a strict task is queued, not sent"

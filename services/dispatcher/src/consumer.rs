@@ -24,8 +24,10 @@ use tracing::Instrument;
 use crate::batch::{BatchProgress, batch_span};
 use crate::blocking::blocking;
 use crate::claims_ahead::{self, ClaimsAhead, Queued};
+use crate::concurrency::LaneSettings;
 use crate::decoding::TaskDecoder;
 use crate::health::{self, Heartbeat, Sends};
+use crate::held::{self, HeldPartitions};
 use crate::lanes::{LaneId, Lanes};
 use crate::metrics;
 use crate::ownership::{Ownership, SendGuard};
@@ -189,6 +191,19 @@ impl BatchRoom {
     }
 }
 
+/// Where a consumed task goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// Its endpoint's lane.
+    Lane,
+    /// A hold of its partition, until the lane has room (see [`crate::held`]).
+    Hold,
+    /// A retry tier (or a strict endpoint's queue), until its endpoint's backlog goes down.
+    Park,
+    /// Nowhere: its partition was revoked while it was held.
+    Revoked,
+}
+
 /// One consumed task on its way through a lane.
 struct Job {
     partition: i32,
@@ -204,6 +219,9 @@ struct Job {
     /// if that is unknown or ahead): a batch waits at most `max_wait` from its first job's
     /// writing, so a task read again after a restart does not start its wait over.
     written_at: tokio::time::Instant,
+    /// Whether `written_at` is its record's create time (known, and not ahead of our clock):
+    /// only then can a hold tell how late the partition is.
+    written_at_known: bool,
 }
 
 /// A job whose outcome is durable.
@@ -264,8 +282,13 @@ impl ConsumeLoop {
         let (done_tx, mut done_rx) = unbounded_channel::<Done>();
         let mut tracker = OffsetTracker::new();
         let mut lanes: Lanes<Job> = Lanes::default();
+        let mut held: HeldPartitions<Job> = HeldPartitions::new();
         let mut fetching = Fetching::default();
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        // While a partition is held: its endpoint may stop finishing jobs, and with no other
+        // news the hold would last until the next tick.
+        let mut hold_ticks = tokio::time::interval(held::HOLD_BEHIND);
+        hold_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             self.heartbeat.beat();
@@ -277,6 +300,9 @@ impl ConsumeLoop {
                     let oldest = self.sends.oldest().unwrap_or_default();
                     metrics::OLDEST_SEND.set(oldest.as_secs_f64());
                 }
+                _ = hold_ticks.tick(), if held.len() > 0 => {
+                    self.release_held(&mut lanes, &mut held, &fetching, &done_tx);
+                }
                 Some(partitions) = self.rebalances.assigned.recv() => {
                     for partition in partitions {
                         tokio::spawn(Arc::clone(&self.queues).resume(partition));
@@ -286,23 +312,29 @@ impl ConsumeLoop {
                     for partition in partitions {
                         tracker.forget(partition);
                         self.queues.forget_position(partition);
+                        held.revoked(partition);
                     }
+                    // Their held tasks are their next owner's, and free their bytes.
+                    self.release_held(&mut lanes, &mut held, &fetching, &done_tx);
                     // Forgotten tasks no longer count against the instance's limit. Their bytes
                     // still do until their jobs finish: they are still in memory.
                     fetching.full = self.over_limit(&tracker, &fetching);
-                    self.apply(&mut fetching);
+                    self.apply(&mut fetching, &held);
                 }
                 Some(done) = done_rx.recv() => {
                     fetching.bytes = fetching.bytes.saturating_sub(done.bytes);
                     self.finish(done, &mut tracker, &mut lanes);
+                    if held.len() > 0 {
+                        self.release_held(&mut lanes, &mut held, &fetching, &done_tx);
+                    }
                     fetching.full = self.over_limit(&tracker, &fetching);
-                    self.apply(&mut fetching);
+                    self.apply(&mut fetching, &held);
                 }
                 Ok(()) = self.sending_paused.changed() => {
                     fetching.kill_switch = *self.sending_paused.borrow_and_update();
                     // The pause must not make every lane look stalled.
                     lanes.pause_clocks(fetching.kill_switch);
-                    self.apply(&mut fetching);
+                    self.apply(&mut fetching, &held);
                 }
                 // Always polled, also while fetching is paused: a member that stops polling is
                 // dropped from the group after `max.poll.interval.ms`, and its partitions move.
@@ -329,7 +361,7 @@ impl ConsumeLoop {
                                     // A partition assigned since the pause is fetching.
                                     self.pause_partition(partition);
                                 }
-                                self.apply(&mut fetching);
+                                self.apply(&mut fetching, &held);
                             }
                             match self.decoder.decode(message.payload()) {
                                 Ok(task) => {
@@ -338,29 +370,22 @@ impl ConsumeLoop {
                                     // Until it is done, a strict queue sends nothing it holds
                                     // behind this task (see `StrictQueues::reading`).
                                     self.queues.reading(endpoint, partition, generation, offset);
-                                    // A strict endpoint's task that overflows goes to its queue
-                                    // in the store from here (see `hold_backlog`), not to a tier.
-                                    if self.overflows(&lanes, endpoint) {
-                                        // This endpoint's backlog is full, or it does not keep
-                                        // up: the task waits on a tier rather than in memory,
-                                        // and the others go on.
-                                        let done = Done { lane: None, endpoint: Some(endpoint), partition, offset, generation, bytes, durable: true };
-                                        tokio::spawn(hold_backlog(Arc::clone(&self.worker), Arc::clone(&self.ownership), Arc::clone(&self.queues), task, done, done_tx.clone()));
+                                    let job = Job { partition, offset, generation, bytes, task, trace, written_at: written_at(age), written_at_known: age.is_some() };
+                                    if held.is_held(partition) {
+                                        // Read before the hold paused the partition: it waits
+                                        // behind the held tasks, in order.
+                                        held.queue_behind(partition, job);
                                         continue;
                                     }
-                                    let job = Job { partition, offset, generation, bytes, task, trace, written_at: written_at(age) };
-                                    if let Some((id, queue)) = lanes.push(endpoint, job, bytes) {
-                                        let lane = Arc::new(Lane {
-                                            endpoint,
-                                            id,
-                                            worker: Arc::clone(&self.worker),
-                                            ownership: Arc::clone(&self.ownership),
-                                            sends: Arc::clone(&self.sends),
-                                            queues: Arc::clone(&self.queues),
-                                            done: done_tx.clone(),
-                                            room: self.batch_room(),
-                                        });
-                                        tokio::spawn(lane.run(queue));
+                                    match self.room(&lanes, &job) {
+                                        Room::Hold => {
+                                            if held.hold(partition, endpoint, job) {
+                                                self.pause_partition(partition);
+                                                metrics::PARTITION_HOLDS.inc();
+                                            }
+                                            metrics::PARTITIONS_HELD.set(held.len() as i64);
+                                        }
+                                        room => self.place(room, job, &mut lanes, &done_tx),
                                     }
                                 }
                                 Err(reason) => {
@@ -413,33 +438,168 @@ impl ConsumeLoop {
         }
     }
 
-    /// Whether a new task of `endpoint` would overflow its lane: its backlog is full, or the
-    /// endpoint does not keep up. A batching endpoint's backlog holds two batches (one out, one
-    /// filling; within half the instance, and never less than any endpoint's), and it is behind
-    /// by the full batches ahead of the new task at the pace of its stall: a batch filling is
-    /// no stall.
-    fn overflows(&self, lanes: &Lanes<Job>, endpoint: EndpointId) -> bool {
+    /// Where a new task goes: its endpoint's lane, or, when it would overflow it, a tier or
+    /// (see [`crate::held`]) a hold of its partition. It overflows when the endpoint's backlog
+    /// is full or the endpoint does not keep up. A batching endpoint's backlog holds two
+    /// batches (one out, one filling; within half the instance, and never less than any
+    /// endpoint's), and it is behind by the full batches ahead of the new task at the pace of
+    /// its stall: a batch filling is no stall.
+    fn room(&self, lanes: &Lanes<Job>, job: &Job) -> Room {
+        let endpoint = job.task.endpoint_id;
         let slowest_pace = self.worker.rate_limits.period(endpoint);
-        if lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint {
-            return true;
-        }
-        match self.worker.concurrency.batch(endpoint) {
+        let full_of_bytes = lanes.bytes(endpoint) >= self.max_queued_bytes_per_endpoint;
+        let settings = self.worker.concurrency.of(endpoint);
+        match settings.and_then(|settings| settings.batch) {
             Some(batch) => {
                 let room = self.batch_room();
                 let asked = usize::try_from(batch.max_events).unwrap_or(1).max(1);
-                lanes.pending(endpoint) >= room.tasks(asked)
+                let overflows = full_of_bytes
+                    || lanes.pending(endpoint) >= room.tasks(asked)
                     || lanes.behind_in_batches(
                         endpoint,
                         slowest_pace,
                         room.per_batch(asked),
                         batch.max_wait(),
-                    ) > self.max_lane_wait
+                    ) > self.max_lane_wait;
+                if overflows { Room::Park } else { Room::Lane }
             }
             None => {
-                lanes.pending(endpoint) >= self.max_queued_per_endpoint
-                    || lanes.behind(endpoint, slowest_pace) > self.max_lane_wait
+                let full = full_of_bytes || lanes.pending(endpoint) >= self.max_queued_per_endpoint;
+                if lanes.behind(endpoint, slowest_pace) > self.max_lane_wait {
+                    Room::Park
+                } else if !full {
+                    Room::Lane
+                } else if self.may_hold(lanes, job, settings, slowest_pace) {
+                    Room::Hold
+                } else {
+                    Room::Park
+                }
             }
         }
+    }
+
+    /// Whether `job`, whose lane is full, may wait with its partition held (see [`crate::held`])
+    /// rather than on a tier. A strict endpoint's overflow goes to its queue in the store for
+    /// the cost of a write, and a batching one's (see [`ConsumeLoop::room`]) fills its next
+    /// batch: neither is held.
+    fn may_hold(
+        &self,
+        lanes: &Lanes<Job>,
+        job: &Job,
+        settings: Option<LaneSettings>,
+        slowest_pace: Duration,
+    ) -> bool {
+        // Not read yet (the lane's first job reads them) is no reason to park: order is kept
+        // either way, and a burst fills the lane before that first read.
+        settings.is_none_or(|settings| !settings.strict)
+            && lanes.drains_within(job.task.endpoint_id, slowest_pace, held::HOLD_BEHIND)
+            // How late the partition is can only be told from a create time we can trust.
+            && job.written_at_known
+            // Under the kill switch nothing is fetched or sent: a hold delays no one.
+            && (job.written_at.elapsed() <= held::HOLD_LAG || self.worker.sending_is_paused())
+    }
+
+    /// Whether a held partition may fetch again for `endpoint`'s lane: it is down to half its
+    /// limits, or it no longer drains fast (its next tasks go to a tier).
+    fn lane_has_room_again(&self, lanes: &Lanes<Job>, endpoint: EndpointId) -> bool {
+        let slowest_pace = self.worker.rate_limits.period(endpoint);
+        (lanes.pending(endpoint) <= self.max_queued_per_endpoint / 2
+            && lanes.bytes(endpoint) <= self.max_queued_bytes_per_endpoint / 2)
+            || !lanes.drains_within(endpoint, slowest_pace, held::HOLD_BEHIND)
+    }
+
+    /// Sends `job` to its endpoint's lane (opening one if need be) or, parked, to a tier.
+    fn place(&self, room: Room, job: Job, lanes: &mut Lanes<Job>, done_tx: &UnboundedSender<Done>) {
+        let endpoint = job.task.endpoint_id;
+        if room != Room::Lane {
+            // This endpoint's backlog is full, or it does not keep up: the task waits on a
+            // tier rather than in memory, and the others go on. A strict endpoint's task goes
+            // to its queue in the store from here (see `hold_backlog`), not to a tier.
+            let done = Done {
+                lane: None,
+                endpoint: Some(endpoint),
+                partition: job.partition,
+                offset: job.offset,
+                generation: job.generation,
+                bytes: job.bytes,
+                durable: true,
+            };
+            tokio::spawn(hold_backlog(
+                Arc::clone(&self.worker),
+                Arc::clone(&self.ownership),
+                Arc::clone(&self.queues),
+                job.task,
+                done,
+                done_tx.clone(),
+            ));
+            return;
+        }
+        let bytes = job.bytes;
+        if let Some((id, queue)) = lanes.push(endpoint, job, bytes) {
+            let lane = Arc::new(Lane {
+                endpoint,
+                id,
+                worker: Arc::clone(&self.worker),
+                ownership: Arc::clone(&self.ownership),
+                sends: Arc::clone(&self.sends),
+                queues: Arc::clone(&self.queues),
+                done: done_tx.clone(),
+                room: self.batch_room(),
+            });
+            tokio::spawn(lane.run(queue));
+        }
+    }
+
+    /// Moves the held partitions' tasks on, oldest first, while their lanes have room (or they
+    /// are to wait on a tier after all), and resumes a partition none of whose tasks wait any
+    /// more. A task of a partition revoked meanwhile is its next owner's: it is let go.
+    fn release_held(
+        &self,
+        lanes: &mut Lanes<Job>,
+        held: &mut HeldPartitions<Job>,
+        fetching: &Fetching,
+        done_tx: &UnboundedSender<Done>,
+    ) {
+        for partition in held.partitions() {
+            while let Some(job) = held.front(partition) {
+                let room = if self.ownership.is_current(partition, job.generation) {
+                    self.room(lanes, job)
+                } else {
+                    Room::Revoked
+                };
+                if room == Room::Hold {
+                    break;
+                }
+                let Some(job) = held.pop_front(partition) else {
+                    break;
+                };
+                if room == Room::Revoked {
+                    let done = Done {
+                        lane: None,
+                        endpoint: Some(job.task.endpoint_id),
+                        partition,
+                        offset: job.offset,
+                        generation: job.generation,
+                        bytes: job.bytes,
+                        durable: true,
+                    };
+                    let _ = done_tx.send(done);
+                } else {
+                    self.place(room, job, lanes, done_tx);
+                }
+            }
+            let ready = held
+                .behind(partition)
+                .is_none_or(|endpoint| self.lane_has_room_again(lanes, endpoint));
+            if held.end_if_empty(partition, ready) {
+                if !fetching.paused {
+                    self.resume_partition(partition);
+                }
+            } else if held.repause(partition) {
+                self.pause_partition(partition);
+            }
+        }
+        metrics::PARTITIONS_HELD.set(held.len() as i64);
     }
 
     fn batch_room(&self) -> BatchRoom {
@@ -467,7 +627,7 @@ impl ConsumeLoop {
     /// Pauses or resumes fetching on the whole assignment when the reasons to pause (the kill
     /// switch, a full instance) change. The loop keeps polling either way, so the group keeps
     /// this member; tasks already read go on (or wait in the workers, under the kill switch).
-    fn apply(&self, fetching: &mut Fetching) {
+    fn apply(&self, fetching: &mut Fetching, held: &HeldPartitions<Job>) {
         let pause = fetching.kill_switch || fetching.full;
         if pause == fetching.paused {
             return;
@@ -482,7 +642,14 @@ impl ConsumeLoop {
         let result = if pause {
             self.consumer.pause(&assignment)
         } else {
-            self.consumer.resume(&assignment)
+            // A held partition stays paused until its hold ends.
+            let mut resumed = rdkafka::TopicPartitionList::new();
+            for element in assignment.elements() {
+                if !held.is_held(element.partition()) {
+                    resumed.add_partition(element.topic(), element.partition());
+                }
+            }
+            self.consumer.resume(&resumed)
         };
         match result {
             Ok(()) => {
@@ -506,6 +673,14 @@ impl ConsumeLoop {
         list.add_partition(&self.topic, partition);
         if let Err(err) = self.consumer.pause(&list) {
             tracing::warn!(partition, error = %err, "cannot pause a partition");
+        }
+    }
+
+    fn resume_partition(&self, partition: i32) {
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition(&self.topic, partition);
+        if let Err(err) = self.consumer.resume(&list) {
+            tracing::warn!(partition, error = %err, "cannot resume a partition");
         }
     }
 

@@ -157,6 +157,25 @@ impl<J> Lanes<J> {
             .map_or(Duration::ZERO, |lane| lane.behind(now, slowest_pace))
     }
 
+    /// Whether the endpoint's whole backlog would go out within `limit`: the lane has finished
+    /// a job (or opened) within `limit`, and its backlog at its pace (never faster than
+    /// `slowest_pace`) takes no longer. Until a job has finished the pace is unknown and only
+    /// the first holds. Unlike [`Lanes::behind`], a short gap between finished jobs is not
+    /// taken as the lane's pace: at a high rate such gaps are noise.
+    pub fn drains_within(
+        &self,
+        endpoint: EndpointId,
+        slowest_pace: Duration,
+        limit: Duration,
+    ) -> bool {
+        let now = self.now();
+        self.live(endpoint).is_some_and(|lane| {
+            let pace = lane.per_job.unwrap_or_default().max(slowest_pace);
+            now.saturating_duration_since(lane.last_progress) <= limit
+                && pace.saturating_mul(u32::try_from(lane.pending).unwrap_or(u32::MAX)) <= limit
+        })
+    }
+
     /// Like [`Lanes::behind`] for an endpoint whose jobs go out `per_batch` at a time, a batch
     /// gathering for up to `gather`: the batches ahead of a new job (the one it joins
     /// included), each at the pace of the lane's stall (or `slowest_pace`, a batch being one
@@ -267,6 +286,46 @@ mod tests {
         assert_eq!(new_rx.recv().await, Some(3));
         lanes.finished(a, new, 1);
         assert_eq!(lanes.open(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_drains_within_a_limit_at_its_pace_unless_it_stalls_longer() {
+        let limit = Duration::from_millis(250);
+        let mut lanes = Lanes::default();
+        let busy = EndpointId::generate();
+        assert!(!lanes.drains_within(busy, Duration::ZERO, limit), "no lane");
+        let (id, _rx) = lanes.push(busy, 0, 1).expect("a new lane");
+        for n in 1..500 {
+            assert!(lanes.push(busy, n, 1).is_none());
+        }
+        assert!(
+            lanes.drains_within(busy, Duration::ZERO, limit),
+            "no pace yet, and it just opened"
+        );
+        // A job every 0.2 ms: 499 left drain in about 100 ms, whatever one gap was.
+        for _ in 0..50 {
+            tokio::time::advance(Duration::from_micros(200)).await;
+            lanes.finished(busy, id, 1);
+        }
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert!(lanes.drains_within(busy, Duration::ZERO, limit));
+        assert!(
+            !lanes.drains_within(busy, Duration::from_millis(1), limit),
+            "a rate limit of one job a millisecond drains 450 in 450 ms"
+        );
+        // Nothing finished for longer than the limit: it does not keep up.
+        tokio::time::advance(limit).await;
+        assert!(!lanes.drains_within(busy, Duration::ZERO, limit));
+
+        // One job every 200 ms with a few waiting is too slow.
+        let slow = EndpointId::generate();
+        let (id, _rx) = lanes.push(slow, 0, 1).expect("a new lane");
+        for n in 1..6 {
+            assert!(lanes.push(slow, n, 1).is_none());
+        }
+        tokio::time::advance(Duration::from_millis(200)).await;
+        lanes.finished(slow, id, 1);
+        assert!(!lanes.drains_within(slow, Duration::ZERO, limit));
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,6 +11,7 @@ mod consumer;
 mod decision;
 mod decoding;
 mod health;
+mod held;
 mod kill_switch;
 mod lanes;
 mod metrics;

@@ -230,6 +230,25 @@ pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Partitions whose fetching is held back behind an endpoint whose lane is full but drains fast.
+pub static PARTITIONS_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "hookstream_partitions_held",
+        "Partitions whose fetching waits for a busy endpoint's lane to have room, instead of \
+         sending that endpoint's overflow to a retry tier."
+    )
+    .expect("metric registers once")
+});
+
+/// Holds of a partition behind a busy endpoint's lane, begun.
+pub static PARTITION_HOLDS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_partition_holds_total",
+        "Times a partition's fetching was held back for a busy endpoint's lane to have room."
+    )
+    .expect("metric registers once")
+});
+
 /// How long tasks waited in Kafka: from being written (by ingest, or put back by the retry
 /// tier) to this dispatcher reading them. Uses the record's create time, so clocks of the
 /// writing and reading hosts should agree.
@@ -256,12 +275,14 @@ pub fn register() {
         &IN_FLIGHT,
         &STRICT_QUEUES,
         &STRICT_QUEUES_HELD,
+        &PARTITIONS_HELD,
     ] {
         LazyLock::force(gauge);
     }
     LazyLock::force(&OLDEST_SEND);
     LazyLock::force(&ATTEMPTS_UNRECORDED);
     LazyLock::force(&CLAIMS_LOST);
+    LazyLock::force(&PARTITION_HOLDS);
     for outcome in ["used", "given_back", "not_taken"] {
         CLAIMS_AHEAD.with_label_values(&[outcome]);
     }

@@ -200,6 +200,133 @@ async fn a_deep_backlog_of_an_endpoint_that_keeps_up_waits_in_its_lane_in_order(
     assert!(receiver.duplicates().is_empty());
 }
 
+/// A burst far deeper than an endpoint's backlog limit, to an endpoint that keeps up, does not
+/// go round a retry tier (30 s, and the CPU of writing and reading each task again): its
+/// partition stops fetching until the lane has room, and the burst goes out at the endpoint's
+/// pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_an_endpoint_that_keeps_up_waits_in_kafka_not_on_a_tier() {
+    const BURST: usize = 600;
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+        ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "20"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &["busy.thing"],
+            json!({"ordering": "none", "max_in_flight": 10}),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    let answer = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/events:batch",
+            Some(batch("busy.thing", 0, BURST, 0)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+
+    receiver.wait_for(BURST, SETTLE).await;
+    let metrics = pipeline.dispatcher_metrics().await;
+    let holds = sample(&metrics, "hookstream_partition_holds_total").unwrap_or(0.0);
+    let parked = held_for_backlog(&pipeline).await;
+    println!(
+        "{BURST} delivered in {:?}: {holds} holds, {parked} parked",
+        started.elapsed()
+    );
+    assert!(holds >= 1.0, "the partition was never held");
+    // Without holds all but the lane's twenty would be parked; a stall of the test machine
+    // longer than a hold allows (a quarter second without a delivery) parks a few.
+    assert!(
+        parked <= (BURST / 20) as f64,
+        "{parked} of {BURST} tasks parked on a tier"
+    );
+    assert_each_delivered_once(&receiver, BURST);
+    assert_eq!(
+        sample(&metrics, "hookstream_partitions_held"),
+        Some(0.0),
+        "the hold ended with the burst"
+    );
+}
+
+/// Held partitions move and stop like any others: a second dispatcher joining in the middle of
+/// two bursts takes a partition (perhaps a held one), and the first is then stopped with its
+/// holds; every task is delivered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_partitions_lose_nothing_across_a_rebalance_and_a_stop() {
+    const BURST: usize = 400;
+    let mut pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "2"),
+        ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "20"),
+    ])
+    .await;
+    let mut receivers = Vec::new();
+    for event_type in ["busy.a", "busy.b"] {
+        let receiver = Receiver::start().await;
+        pipeline
+            .api
+            .create_endpoint_with(
+                "acme",
+                &receiver.url,
+                &[event_type],
+                json!({"ordering": "none", "max_in_flight": 10}),
+            )
+            .await;
+        let answer = pipeline
+            .api
+            .call(
+                "POST",
+                "/v1/events:batch",
+                Some(batch(event_type, 0, BURST, 0)),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        receivers.push(receiver);
+    }
+    let delivered = |receivers: &[Receiver]| -> usize {
+        receivers.iter().map(|r| delivered_in_order(r).len()).sum()
+    };
+
+    eventually("the bursts under way", SETTLE, || async {
+        (delivered(&receivers) >= BURST / 4).then_some(())
+    })
+    .await;
+    let holds = sample(
+        &pipeline.dispatcher_metrics().await,
+        "hookstream_partition_holds_total",
+    )
+    .unwrap_or(0.0);
+    assert!(holds >= 1.0, "no partition was held");
+    pipeline
+        .start_service(hookstream_e2e::Service::SecondDispatcher)
+        .await;
+    eventually("half of the bursts delivered", SETTLE, || async {
+        (delivered(&receivers) >= BURST).then_some(())
+    })
+    .await;
+    pipeline
+        .stop_service(hookstream_e2e::Service::Dispatcher)
+        .await;
+
+    for receiver in &receivers {
+        receiver.wait_for(BURST, SETTLE).await;
+    }
+    eventually("every task delivered", SETTLE, || async {
+        (delivered(&receivers) >= 2 * BURST).then_some(())
+    })
+    .await;
+    for receiver in &receivers {
+        assert_each_delivered_once(receiver, BURST);
+    }
+}
+
 /// An endpoint that has stopped answering cannot fill the instance however high the count
 /// limit: once a new task would wait longer than `HOOKSTREAM_MAX_LANE_WAIT`, it waits on a tier
 /// instead, only the stuck send stays in the instance, and everything is delivered once the
