@@ -27,7 +27,7 @@ use crate::claims_ahead::{self, ClaimsAhead, Queued};
 use crate::concurrency::LaneSettings;
 use crate::decoding::TaskDecoder;
 use crate::health::{self, Heartbeat, Sends};
-use crate::held::{self, HeldPartitions};
+use crate::held::{self, Fetch, HeldPartitions};
 use crate::lanes::{LaneId, Lanes};
 use crate::metrics;
 use crate::ownership::{Ownership, SendGuard};
@@ -282,7 +282,7 @@ impl ConsumeLoop {
         let (done_tx, mut done_rx) = unbounded_channel::<Done>();
         let mut tracker = OffsetTracker::new();
         let mut lanes: Lanes<Job> = Lanes::default();
-        let mut held: HeldPartitions<Job> = HeldPartitions::new();
+        let mut held: HeldPartitions<Job> = HeldPartitions::new(self.max_queued_per_endpoint);
         let mut fetching = Fetching::default();
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
         // While a partition is held: its endpoint may stop finishing jobs, and with no other
@@ -312,10 +312,8 @@ impl ConsumeLoop {
                     for partition in partitions {
                         tracker.forget(partition);
                         self.queues.forget_position(partition);
-                        held.revoked(partition);
+                        self.let_go_held(partition, &mut held, &mut lanes, &done_tx);
                     }
-                    // Their held tasks are their next owner's, and free their bytes.
-                    self.release_held(&mut lanes, &mut held, &fetching, &done_tx);
                     // Forgotten tasks no longer count against the instance's limit. Their bytes
                     // still do until their jobs finish: they are still in memory.
                     fetching.full = self.over_limit(&tracker, &fetching);
@@ -371,21 +369,18 @@ impl ConsumeLoop {
                                     // behind this task (see `StrictQueues::reading`).
                                     self.queues.reading(endpoint, partition, generation, offset);
                                     let job = Job { partition, offset, generation, bytes, task, trace, written_at: written_at(age), written_at_known: age.is_some() };
-                                    if held.is_held(partition) {
-                                        // Read before the hold paused the partition: it waits
-                                        // behind the held tasks, in order.
-                                        held.queue_behind(partition, job);
-                                        continue;
-                                    }
-                                    match self.room(&lanes, &job) {
-                                        Room::Hold => {
-                                            if held.hold(partition, endpoint, job) {
-                                                self.pause_partition(partition);
-                                                metrics::PARTITION_HOLDS.inc();
-                                            }
-                                            metrics::PARTITIONS_HELD.set(held.len() as i64);
+                                    // Behind the tasks waiting in a held partition, in order.
+                                    let room = if held.is_held(partition) { Room::Hold } else { self.room(&lanes, &job) };
+                                    if room == Room::Hold {
+                                        if !held.is_held(partition) {
+                                            metrics::PARTITION_HOLDS.inc();
                                         }
-                                        room => self.place(room, job, &mut lanes, &done_tx),
+                                        if held.hold(partition, job) == Fetch::Pause {
+                                            self.pause_partition(partition);
+                                        }
+                                        metrics::PARTITIONS_HELD.set(held.len() as i64);
+                                    } else {
+                                        self.place(room, job, &mut lanes, &done_tx);
                                     }
                                 }
                                 Err(reason) => {
@@ -499,15 +494,6 @@ impl ConsumeLoop {
             && (job.written_at.elapsed() <= held::HOLD_LAG || self.worker.sending_is_paused())
     }
 
-    /// Whether a held partition may fetch again for `endpoint`'s lane: it is down to half its
-    /// limits, or it no longer drains fast (its next tasks go to a tier).
-    fn lane_has_room_again(&self, lanes: &Lanes<Job>, endpoint: EndpointId) -> bool {
-        let slowest_pace = self.worker.rate_limits.period(endpoint);
-        (lanes.pending(endpoint) <= self.max_queued_per_endpoint / 2
-            && lanes.bytes(endpoint) <= self.max_queued_bytes_per_endpoint / 2)
-            || !lanes.drains_within(endpoint, slowest_pace, held::HOLD_BEHIND)
-    }
-
     /// Sends `job` to its endpoint's lane (opening one if need be) or, parked, to a tier.
     fn place(&self, room: Room, job: Job, lanes: &mut Lanes<Job>, done_tx: &UnboundedSender<Done>) {
         let endpoint = job.task.endpoint_id;
@@ -574,29 +560,34 @@ impl ConsumeLoop {
                     break;
                 };
                 if room == Room::Revoked {
-                    let done = Done {
-                        lane: None,
-                        endpoint: Some(job.task.endpoint_id),
-                        partition,
-                        offset: job.offset,
-                        generation: job.generation,
-                        bytes: job.bytes,
-                        durable: true,
-                    };
-                    let _ = done_tx.send(done);
+                    let_go(job, done_tx);
                 } else {
                     self.place(room, job, lanes, done_tx);
                 }
             }
-            let ready = held
-                .behind(partition)
-                .is_none_or(|endpoint| self.lane_has_room_again(lanes, endpoint));
-            if held.end_if_empty(partition, ready) {
-                if !fetching.paused {
-                    self.resume_partition(partition);
-                }
-            } else if held.repause(partition) {
-                self.pause_partition(partition);
+            // Under the instance's pause, the next resume of the assignment includes it.
+            if held.settle(partition) == Fetch::Resume && !fetching.paused {
+                self.resume_partition(partition);
+            }
+        }
+        metrics::PARTITIONS_HELD.set(held.len() as i64);
+    }
+
+    /// Ends the hold of a revoked `partition`. Its held tasks are its next owner's (they free
+    /// their places here); one read since the partition came back (the revoke is handled before
+    /// any later read, so none should be) goes to its lane, in order.
+    fn let_go_held(
+        &self,
+        partition: i32,
+        held: &mut HeldPartitions<Job>,
+        lanes: &mut Lanes<Job>,
+        done_tx: &UnboundedSender<Done>,
+    ) {
+        for job in held.forget(partition) {
+            if self.ownership.is_current(partition, job.generation) {
+                self.place(Room::Lane, job, lanes, done_tx);
+            } else {
+                let_go(job, done_tx);
             }
         }
         metrics::PARTITIONS_HELD.set(held.len() as i64);
@@ -642,10 +633,10 @@ impl ConsumeLoop {
         let result = if pause {
             self.consumer.pause(&assignment)
         } else {
-            // A held partition stays paused until its hold ends.
+            // A held partition stays paused until enough of its tasks have gone.
             let mut resumed = rdkafka::TopicPartitionList::new();
             for element in assignment.elements() {
-                if !held.is_held(element.partition()) {
+                if !held.is_paused(element.partition()) {
                     resumed.add_partition(element.topic(), element.partition());
                 }
             }
@@ -728,12 +719,35 @@ impl ConsumeLoop {
     }
 }
 
-/// How long ago a record was written, by its create time; none for a record without one. A
-/// writer's clock ahead of ours shows as no age rather than a negative one.
+/// Lets go of a held task of a revoked partition: it is its next owner's, and here it only
+/// frees its place (its offset is not the current assignment's to commit).
+fn let_go(job: Job, done_tx: &UnboundedSender<Done>) {
+    let done = Done {
+        lane: None,
+        endpoint: Some(job.task.endpoint_id),
+        partition: job.partition,
+        offset: job.offset,
+        generation: job.generation,
+        bytes: job.bytes,
+        durable: true,
+    };
+    let _ = done_tx.send(done);
+}
+
+/// How far ahead of ours a writer's clock may be for its create times to count: a little drift
+/// between hosts shows as no wait at all.
+const CLOCK_SLACK_MS: i64 = 1000;
+
+/// How long ago a record was written, by its create time; none for a record without one, or
+/// whose writer's clock is further ahead of ours than [`CLOCK_SLACK_MS`] (its times cannot be
+/// trusted, and a hold must not take them for fresh).
 fn record_age(written: Timestamp) -> Option<Duration> {
     let written = written.to_millis()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     let age_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX) - written;
+    if age_ms < -CLOCK_SLACK_MS {
+        return None;
+    }
     Some(Duration::from_millis(u64::try_from(age_ms).unwrap_or(0)))
 }
 
@@ -1454,6 +1468,22 @@ async fn hold_backlog(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_create_time_far_ahead_of_our_clock_gives_no_age() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |now| i64::try_from(now.as_millis()).unwrap_or(i64::MAX));
+        let age = |ms| record_age(Timestamp::CreateTime(ms));
+        assert!(age(now_ms - 5_000).is_some_and(|age| age >= Duration::from_secs(5)));
+        assert_eq!(
+            age(now_ms + 500),
+            Some(Duration::ZERO),
+            "a little drift is no wait"
+        );
+        assert_eq!(age(now_ms + 60_000), None, "a clock a minute fast");
+        assert_eq!(record_age(Timestamp::NotAvailable), None);
+    }
 
     #[test]
     fn a_batching_lane_holds_two_batches_within_half_the_instance_and_their_bytes() {

@@ -230,12 +230,13 @@ pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Partitions whose fetching is held back behind an endpoint whose lane is full but drains fast.
+/// Partitions held behind an endpoint whose lane is full but drains fast.
 pub static PARTITIONS_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "hookstream_partitions_held",
-        "Partitions whose fetching waits for a busy endpoint's lane to have room, instead of \
-         sending that endpoint's overflow to a retry tier."
+        "Partitions whose tasks wait in memory for a busy endpoint's lane to have room (their \
+         fetching paused once a lane's worth wait), instead of that endpoint's overflow going \
+         to a retry tier."
     )
     .expect("metric registers once")
 });
@@ -244,7 +245,8 @@ pub static PARTITIONS_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static PARTITION_HOLDS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "hookstream_partition_holds_total",
-        "Times a partition's fetching was held back for a busy endpoint's lane to have room."
+        "Times a partition's tasks began to wait in memory for a busy endpoint's lane to have \
+         room."
     )
     .expect("metric registers once")
 });

@@ -256,6 +256,88 @@ async fn a_burst_to_an_endpoint_that_keeps_up_waits_in_kafka_not_on_a_tier() {
     );
 }
 
+/// A hold delays the partition's other endpoints only so long: a busy endpoint's backlog that
+/// takes far longer than 10 s to drain is held until its tasks are read 10 s late, then parked,
+/// so an endpoint in partition order behind it on the same partition gets its events, in order,
+/// without waiting for the whole backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_delays_the_partitions_other_endpoints_only_up_to_its_lag_bound() {
+    // At most 100 a second (two at once, 20 ms each): twenty seconds of backlog or more,
+    // though its lane of ten drains in a tenth of a second, so it is held.
+    const BUSY: usize = 2000;
+    const STEADY: usize = 20;
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+        ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "10"),
+    ])
+    .await;
+    let busy = Receiver::start().await;
+    busy.answer_after(Duration::from_millis(20));
+    pipeline
+        .api
+        .create_endpoint_with(
+            "acme",
+            &busy.url,
+            &["busy.thing"],
+            json!({"ordering": "none", "max_in_flight": 2}),
+        )
+        .await;
+    let steady = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &steady.url, &["steady.thing"])
+        .await;
+    for first in (0..BUSY).step_by(1000) {
+        let answer = pipeline
+            .api
+            .call(
+                "POST",
+                "/v1/events:batch",
+                Some(batch("busy.thing", first, 1000, 0)),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    let sent = std::time::Instant::now();
+    let answer = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/events:batch",
+            Some(batch("steady.thing", 0, STEADY, 0)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+
+    steady.wait_for(STEADY, SETTLE).await;
+    let waited = sent.elapsed();
+    let busy_by_then = delivered_in_order(&busy).len();
+    let metrics = pipeline.dispatcher_metrics().await;
+    let holds = sample(&metrics, "hookstream_partition_holds_total").unwrap_or(0.0);
+    let parked = held_for_backlog(&pipeline).await;
+    println!(
+        "steady endpoint served in {waited:?}, with {busy_by_then} of {BUSY} busy tasks \
+         delivered: {holds} holds, {parked} parked"
+    );
+    assert!(holds >= 1.0, "the partition was never held");
+    // Its lane drains fast all along: only the lag bound parks its tasks.
+    assert!(
+        parked >= 1.0,
+        "the busy endpoint's late tasks were never parked"
+    );
+    assert!(
+        busy_by_then + 100 < BUSY,
+        "the steady endpoint waited for the busy one's whole backlog ({busy_by_then} of {BUSY} \
+         delivered first, in {waited:?})"
+    );
+    let expected: Vec<u64> = (0..STEADY as u64).collect();
+    assert_eq!(delivered_in_order(&steady), expected, "in order");
+    assert!(steady.duplicates().is_empty());
+
+    busy.wait_for(BUSY, SETTLE).await;
+    assert_each_delivered_once(&busy, BUSY);
+}
+
 /// Held partitions move and stop like any others: a second dispatcher joining in the middle of
 /// two bursts takes a partition (perhaps a held one), and the first is then stopped with its
 /// holds; every task is delivered, once.
