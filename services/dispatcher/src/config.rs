@@ -61,9 +61,8 @@ pub struct DispatcherConfig {
     pub max_in_flight_bytes: usize,
 
     /// Most tasks one endpoint may have waiting in this instance; more wait on a retry tier (about
-    /// 30 s) and come back, or, for an endpoint that drains them within a quarter second, wait
-    /// in memory with the rest of its partition (as many again at most, then the partition stops
-    /// fetching). Below HOOKSTREAM_MAX_IN_FLIGHT; unset, a tenth of it. An endpoint's order holds
+    /// 30 s) and come back, or, for an endpoint that drains them within a quarter second, in
+    /// Kafka while its partition stops fetching. Below HOOKSTREAM_MAX_IN_FLIGHT; unset, a tenth of it. An endpoint's order holds
     /// up to this backlog. Its bytes are held to a tenth of HOOKSTREAM_MAX_IN_FLIGHT_BYTES the
     /// same way.
     #[arg(long, env = "HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT")]

@@ -27,7 +27,7 @@ use crate::claims_ahead::{self, ClaimsAhead, Queued};
 use crate::concurrency::LaneSettings;
 use crate::decoding::TaskDecoder;
 use crate::health::{self, Heartbeat, Sends};
-use crate::held::{self, Fetch, HeldPartitions};
+use crate::held::{self, HeldPartitions};
 use crate::lanes::{LaneId, Lanes};
 use crate::metrics;
 use crate::ownership::{Ownership, SendGuard};
@@ -282,7 +282,7 @@ impl ConsumeLoop {
         let (done_tx, mut done_rx) = unbounded_channel::<Done>();
         let mut tracker = OffsetTracker::new();
         let mut lanes: Lanes<Job> = Lanes::default();
-        let mut held: HeldPartitions<Job> = HeldPartitions::new(self.max_queued_per_endpoint);
+        let mut held: HeldPartitions<Job> = HeldPartitions::new();
         let mut fetching = Fetching::default();
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
         // While a partition is held: its endpoint may stop finishing jobs, and with no other
@@ -369,18 +369,21 @@ impl ConsumeLoop {
                                     // behind this task (see `StrictQueues::reading`).
                                     self.queues.reading(endpoint, partition, generation, offset);
                                     let job = Job { partition, offset, generation, bytes, task, trace, written_at: written_at(age), written_at_known: age.is_some() };
-                                    // Behind the tasks waiting in a held partition, in order.
-                                    let room = if held.is_held(partition) { Room::Hold } else { self.room(&lanes, &job) };
-                                    if room == Room::Hold {
-                                        if !held.is_held(partition) {
-                                            metrics::PARTITION_HOLDS.inc();
+                                    if held.is_held(partition) {
+                                        // Read before the hold's pause took effect: it waits
+                                        // behind the held tasks, in order.
+                                        held.queue_behind(partition, job);
+                                        continue;
+                                    }
+                                    match self.room(&lanes, &job) {
+                                        Room::Hold => {
+                                            if held.hold(partition, endpoint, job) {
+                                                self.pause_partition(partition);
+                                                metrics::PARTITION_HOLDS.inc();
+                                            }
+                                            metrics::PARTITIONS_HELD.set(held.len() as i64);
                                         }
-                                        if held.hold(partition, job) == Fetch::Pause {
-                                            self.pause_partition(partition);
-                                        }
-                                        metrics::PARTITIONS_HELD.set(held.len() as i64);
-                                    } else {
-                                        self.place(room, job, &mut lanes, &done_tx);
+                                        room => self.place(room, job, &mut lanes, &done_tx),
                                     }
                                 }
                                 Err(reason) => {
@@ -494,6 +497,15 @@ impl ConsumeLoop {
             && (job.written_at.elapsed() <= held::HOLD_LAG || self.worker.sending_is_paused())
     }
 
+    /// Whether a held partition may fetch again for `endpoint`'s lane: it is down to half its
+    /// limits, or it no longer drains fast (its next tasks go to a tier).
+    fn lane_has_room_again(&self, lanes: &Lanes<Job>, endpoint: EndpointId) -> bool {
+        let slowest_pace = self.worker.rate_limits.period(endpoint);
+        (lanes.pending(endpoint) <= self.max_queued_per_endpoint / 2
+            && lanes.bytes(endpoint) <= self.max_queued_bytes_per_endpoint / 2)
+            || !lanes.drains_within(endpoint, slowest_pace, held::HOLD_BEHIND)
+    }
+
     /// Sends `job` to its endpoint's lane (opening one if need be) or, parked, to a tier.
     fn place(&self, room: Room, job: Job, lanes: &mut Lanes<Job>, done_tx: &UnboundedSender<Done>) {
         let endpoint = job.task.endpoint_id;
@@ -565,8 +577,11 @@ impl ConsumeLoop {
                     self.place(room, job, lanes, done_tx);
                 }
             }
+            let ready = held
+                .behind(partition)
+                .is_none_or(|endpoint| self.lane_has_room_again(lanes, endpoint));
             // Under the instance's pause, the next resume of the assignment includes it.
-            if held.settle(partition) == Fetch::Resume && !fetching.paused {
+            if held.end_if_empty(partition, ready) && !fetching.paused {
                 self.resume_partition(partition);
             }
         }
@@ -574,8 +589,8 @@ impl ConsumeLoop {
     }
 
     /// Ends the hold of a revoked `partition`. Its held tasks are its next owner's (they free
-    /// their places here); one read since the partition came back (the revoke is handled before
-    /// any later read, so none should be) goes to its lane, in order.
+    /// their places here). The loop handles a revoke before any later read, so none of them
+    /// should be of the partition's current assignment; one that is goes to its lane, in order.
     fn let_go_held(
         &self,
         partition: i32,
@@ -633,10 +648,10 @@ impl ConsumeLoop {
         let result = if pause {
             self.consumer.pause(&assignment)
         } else {
-            // A held partition stays paused until enough of its tasks have gone.
+            // A held partition stays paused until its hold ends.
             let mut resumed = rdkafka::TopicPartitionList::new();
             for element in assignment.elements() {
-                if !held.is_paused(element.partition()) {
+                if !held.is_held(element.partition()) {
                     resumed.add_partition(element.topic(), element.partition());
                 }
             }

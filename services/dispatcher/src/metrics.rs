@@ -234,9 +234,8 @@ pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static PARTITIONS_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "hookstream_partitions_held",
-        "Partitions whose tasks wait in memory for a busy endpoint's lane to have room (their \
-         fetching paused once a lane's worth wait), instead of that endpoint's overflow going \
-         to a retry tier."
+        "Partitions whose fetching is paused, their tasks read waiting in memory, until a busy \
+         endpoint's lane has room, instead of that endpoint's overflow going to a retry tier."
     )
     .expect("metric registers once")
 });
@@ -245,7 +244,7 @@ pub static PARTITIONS_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static PARTITION_HOLDS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "hookstream_partition_holds_total",
-        "Times a partition's tasks began to wait in memory for a busy endpoint's lane to have \
+        "Times a partition was held (its fetching paused) for a busy endpoint's lane to have \
          room."
     )
     .expect("metric registers once")
