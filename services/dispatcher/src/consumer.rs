@@ -200,8 +200,6 @@ enum Room {
     Hold,
     /// A retry tier (or a strict endpoint's queue), until its endpoint's backlog goes down.
     Park,
-    /// Nowhere: its partition was revoked while it was held.
-    Revoked,
 }
 
 /// One consumed task on its way through a lane.
@@ -383,7 +381,8 @@ impl ConsumeLoop {
                                             }
                                             metrics::PARTITIONS_HELD.set(held.len() as i64);
                                         }
-                                        room => self.place(room, job, &mut lanes, &done_tx),
+                                        Room::Park => self.park(job, &done_tx),
+                                        Room::Lane => self.to_lane(job, &mut lanes, &done_tx),
                                     }
                                 }
                                 Err(reason) => {
@@ -506,32 +505,24 @@ impl ConsumeLoop {
             || !lanes.drains_within(endpoint, slowest_pace, held::HOLD_BEHIND)
     }
 
-    /// Sends `job` to its endpoint's lane (opening one if need be) or, parked, to a tier.
-    fn place(&self, room: Room, job: Job, lanes: &mut Lanes<Job>, done_tx: &UnboundedSender<Done>) {
+    /// Parks `job`: its endpoint's backlog is full, or it does not keep up, so the task waits on
+    /// a tier rather than in memory, and the others go on. A strict endpoint's task goes to its
+    /// queue in the store from here (see `hold_backlog`), not to a tier.
+    fn park(&self, job: Job, done_tx: &UnboundedSender<Done>) {
+        let done = done_outside_lanes(&job);
+        tokio::spawn(hold_backlog(
+            Arc::clone(&self.worker),
+            Arc::clone(&self.ownership),
+            Arc::clone(&self.queues),
+            job.task,
+            done,
+            done_tx.clone(),
+        ));
+    }
+
+    /// Sends `job` to its endpoint's lane, opening one if need be.
+    fn to_lane(&self, job: Job, lanes: &mut Lanes<Job>, done_tx: &UnboundedSender<Done>) {
         let endpoint = job.task.endpoint_id;
-        if room != Room::Lane {
-            // This endpoint's backlog is full, or it does not keep up: the task waits on a
-            // tier rather than in memory, and the others go on. A strict endpoint's task goes
-            // to its queue in the store from here (see `hold_backlog`), not to a tier.
-            let done = Done {
-                lane: None,
-                endpoint: Some(endpoint),
-                partition: job.partition,
-                offset: job.offset,
-                generation: job.generation,
-                bytes: job.bytes,
-                durable: true,
-            };
-            tokio::spawn(hold_backlog(
-                Arc::clone(&self.worker),
-                Arc::clone(&self.ownership),
-                Arc::clone(&self.queues),
-                job.task,
-                done,
-                done_tx.clone(),
-            ));
-            return;
-        }
         let bytes = job.bytes;
         if let Some((id, queue)) = lanes.push(endpoint, job, bytes) {
             let lane = Arc::new(Lane {
@@ -560,21 +551,21 @@ impl ConsumeLoop {
     ) {
         for partition in held.partitions() {
             while let Some(job) = held.front(partition) {
-                let room = if self.ownership.is_current(partition, job.generation) {
-                    self.room(lanes, job)
-                } else {
-                    Room::Revoked
-                };
-                if room == Room::Hold {
+                // None: its partition was revoked meanwhile, and it is its next owner's.
+                let room = self
+                    .ownership
+                    .is_current(partition, job.generation)
+                    .then(|| self.room(lanes, job));
+                if room == Some(Room::Hold) {
                     break;
                 }
                 let Some(job) = held.pop_front(partition) else {
                     break;
                 };
-                if room == Room::Revoked {
-                    let_go(job, done_tx);
-                } else {
-                    self.place(room, job, lanes, done_tx);
+                match room {
+                    None => let_go(job, done_tx),
+                    Some(Room::Lane) => self.to_lane(job, lanes, done_tx),
+                    Some(Room::Park | Room::Hold) => self.park(job, done_tx),
                 }
             }
             let ready = held
@@ -600,7 +591,7 @@ impl ConsumeLoop {
     ) {
         for job in held.forget(partition) {
             if self.ownership.is_current(partition, job.generation) {
-                self.place(Room::Lane, job, lanes, done_tx);
+                self.to_lane(job, lanes, done_tx);
             } else {
                 let_go(job, done_tx);
             }
@@ -674,18 +665,21 @@ impl ConsumeLoop {
         }
     }
 
-    fn pause_partition(&self, partition: i32) {
+    /// The list naming one partition of the topic, for a pause or a resume.
+    fn one_partition(&self, partition: i32) -> rdkafka::TopicPartitionList {
         let mut list = rdkafka::TopicPartitionList::new();
         list.add_partition(&self.topic, partition);
-        if let Err(err) = self.consumer.pause(&list) {
+        list
+    }
+
+    fn pause_partition(&self, partition: i32) {
+        if let Err(err) = self.consumer.pause(&self.one_partition(partition)) {
             tracing::warn!(partition, error = %err, "cannot pause a partition");
         }
     }
 
     fn resume_partition(&self, partition: i32) {
-        let mut list = rdkafka::TopicPartitionList::new();
-        list.add_partition(&self.topic, partition);
-        if let Err(err) = self.consumer.resume(&list) {
+        if let Err(err) = self.consumer.resume(&self.one_partition(partition)) {
             tracing::warn!(partition, error = %err, "cannot resume a partition");
         }
     }
@@ -737,7 +731,13 @@ impl ConsumeLoop {
 /// Lets go of a held task of a revoked partition: it is its next owner's, and here it only
 /// frees its place (its offset is not the current assignment's to commit).
 fn let_go(job: Job, done_tx: &UnboundedSender<Done>) {
-    let done = Done {
+    let _ = done_tx.send(done_outside_lanes(&job));
+}
+
+/// The news of `job` finished without going through a lane (parked, or let go), its outcome
+/// durable.
+fn done_outside_lanes(job: &Job) -> Done {
+    Done {
         lane: None,
         endpoint: Some(job.task.endpoint_id),
         partition: job.partition,
@@ -745,8 +745,7 @@ fn let_go(job: Job, done_tx: &UnboundedSender<Done>) {
         generation: job.generation,
         bytes: job.bytes,
         durable: true,
-    };
-    let _ = done_tx.send(done);
+    }
 }
 
 /// How far ahead of ours a writer's clock may be for its create times to count: a little drift

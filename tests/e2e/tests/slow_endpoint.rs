@@ -130,6 +130,35 @@ fn batch(event_type: &str, first: usize, count: usize, padding: usize) -> serde_
     json!({ "events": events })
 }
 
+/// Posts events `first..first + count` of `event_type` in one batch (see [`batch`]).
+async fn send_batch(pipeline: &Pipeline, event_type: &str, first: usize, count: usize) {
+    let answer = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/events:batch",
+            Some(batch(event_type, first, count, 0)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+/// A receiver behind a new endpoint of the pipeline's tenant, for `event_type`, taking up to
+/// `max_in_flight` requests at once in no order.
+async fn unordered_endpoint(pipeline: &Pipeline, event_type: &str, max_in_flight: u32) -> Receiver {
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &[event_type],
+            json!({"ordering": "none", "max_in_flight": max_in_flight}),
+        )
+        .await;
+    receiver
+}
+
 /// The `n` of each webhook answered 2xx, in the order they arrived.
 fn delivered_in_order(receiver: &Receiver) -> Vec<u64> {
     receiver
@@ -212,26 +241,9 @@ async fn a_burst_to_an_endpoint_that_keeps_up_waits_in_kafka_not_on_a_tier() {
         ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "20"),
     ])
     .await;
-    let receiver = Receiver::start().await;
-    pipeline
-        .api
-        .create_endpoint_with(
-            "acme",
-            &receiver.url,
-            &["busy.thing"],
-            json!({"ordering": "none", "max_in_flight": 10}),
-        )
-        .await;
+    let receiver = unordered_endpoint(&pipeline, "busy.thing", 10).await;
     let started = std::time::Instant::now();
-    let answer = pipeline
-        .api
-        .call(
-            "POST",
-            "/v1/events:batch",
-            Some(batch("busy.thing", 0, BURST, 0)),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    send_batch(&pipeline, "busy.thing", 0, BURST).await;
 
     receiver.wait_for(BURST, SETTLE).await;
     let metrics = pipeline.dispatcher_metrics().await;
@@ -274,43 +286,18 @@ async fn a_hold_delays_the_partitions_other_endpoints_only_up_to_its_lag_bound()
         ("HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT", "10"),
     ])
     .await;
-    let busy = Receiver::start().await;
+    let busy = unordered_endpoint(&pipeline, "busy.thing", 2).await;
     busy.answer_after(Duration::from_millis(5));
-    pipeline
-        .api
-        .create_endpoint_with(
-            "acme",
-            &busy.url,
-            &["busy.thing"],
-            json!({"ordering": "none", "max_in_flight": 2}),
-        )
-        .await;
     let steady = Receiver::start().await;
     pipeline
         .api
         .create_endpoint("acme", &steady.url, &["steady.thing"])
         .await;
     for first in (0..BUSY).step_by(1000) {
-        let answer = pipeline
-            .api
-            .call(
-                "POST",
-                "/v1/events:batch",
-                Some(batch("busy.thing", first, 1000, 0)),
-            )
-            .await;
-        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        send_batch(&pipeline, "busy.thing", first, 1000).await;
     }
     let sent = std::time::Instant::now();
-    let answer = pipeline
-        .api
-        .call(
-            "POST",
-            "/v1/events:batch",
-            Some(batch("steady.thing", 0, STEADY, 0)),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    send_batch(&pipeline, "steady.thing", 0, STEADY).await;
 
     steady.wait_for(STEADY, SETTLE).await;
     let waited = sent.elapsed();
@@ -354,27 +341,10 @@ async fn held_partitions_lose_nothing_across_a_rebalance_and_a_stop() {
     .await;
     let mut receivers = Vec::new();
     for event_type in ["busy.a", "busy.b"] {
-        let receiver = Receiver::start().await;
+        let receiver = unordered_endpoint(&pipeline, event_type, 2).await;
         // About 100 a second: the bursts last seconds, held all along.
         receiver.answer_after(Duration::from_millis(20));
-        pipeline
-            .api
-            .create_endpoint_with(
-                "acme",
-                &receiver.url,
-                &[event_type],
-                json!({"ordering": "none", "max_in_flight": 2}),
-            )
-            .await;
-        let answer = pipeline
-            .api
-            .call(
-                "POST",
-                "/v1/events:batch",
-                Some(batch(event_type, 0, BURST, 0)),
-            )
-            .await;
-        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        send_batch(&pipeline, event_type, 0, BURST).await;
         receivers.push(receiver);
     }
     let delivered = |receivers: &[Receiver]| -> usize {
