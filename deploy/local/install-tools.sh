@@ -5,14 +5,17 @@
 #   Apache Cassandra (deploy/cassandra/pom.xml, pinned): the CQL node the tests run the ScyllaDB
 #   store on, fetched the same way by deploy/cassandra/cassandra.sh.
 #   standardwebhooks (PyPI), pinned: a signature verifier nobody here wrote, for the tests.
+#   cryptography (PyPI), pinned: the ed25519 (`v1a`) verifier the README shows runs on it.
 #   schemathesis (PyPI), pinned with its hypothesis: property-based tests of the API, driven by
 #   its OpenAPI document.
 #   promtool (Debian's prometheus package): checks the metrics and the alert rules.
+#   Node.js (Debian's nodejs package), when missing: runs the README's JavaScript verifier.
 #   helm-python-sdk (PyPI, the Helm v4 engine) and kubernetes-validate (PyPI, the Kubernetes
 #   schemas), pinned: render, lint and validate the Helm chart.
 set -euo pipefail
 
 STANDARDWEBHOOKS_VERSION=1.1.0
+CRYPTOGRAPHY_VERSION=48.0.0
 SCHEMATHESIS_VERSION=4.32.5
 HYPOTHESIS_VERSION=6.170.15
 HELM_SDK_VERSION=0.2.2
@@ -27,6 +30,11 @@ if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('standa
     python3 -m pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
 fi
 
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('cryptography') != '$CRYPTOGRAPHY_VERSION')" 2>/dev/null; then
+    echo "Installing cryptography $CRYPTOGRAPHY_VERSION (Python, for the ed25519 tests)..." >&2
+    python3 -m pip install --quiet --disable-pip-version-check "cryptography==$CRYPTOGRAPHY_VERSION"
+fi
+
 if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION' or m.version('hypothesis') != '$HYPOTHESIS_VERSION')" 2>/dev/null; then
     echo "Installing schemathesis $SCHEMATHESIS_VERSION (Python, for the API tests)..." >&2
     python3 -m pip install --quiet --disable-pip-version-check \
@@ -39,10 +47,21 @@ if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('helm-p
         "helm-python-sdk==$HELM_SDK_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
+# Installs a Debian package (through sudo when not root), refreshing the package lists only if
+# the first try fails.
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get install -y --no-install-recommends "$1" >/dev/null \
+        || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends "$1" >/dev/null; }
+}
+
+if ! command -v node >/dev/null; then
+    echo "Installing Node.js (Debian's nodejs package, for the JavaScript ed25519 verifier's test)..." >&2
+    apt_install nodejs
+fi
+
 if ! command -v promtool >/dev/null; then
     echo "Installing promtool (Debian's prometheus package, for the metrics and alert tests)..." >&2
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get install -y --no-install-recommends prometheus >/dev/null \
-        || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends prometheus >/dev/null; }
+    apt_install prometheus
 fi

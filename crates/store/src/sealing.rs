@@ -143,6 +143,8 @@ impl SecretSealer {
 
 #[cfg(test)]
 mod tests {
+    use hookstream_signing::SigningScheme;
+
     use super::*;
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -151,6 +153,16 @@ mod tests {
     fn a_sealed_secret_opens_only_with_its_key_and_its_endpoint() {
         let sealer = SecretSealer::from_base64_key(KEY).unwrap();
         let endpoint = EndpointId::generate();
+        let ed25519 = SigningSecret::generate_for(SigningScheme::Ed25519).unwrap();
+        let stored = sealer.seal(endpoint, &ed25519).unwrap();
+        assert!(
+            !stored.contains(&ed25519.expose()[5..]),
+            "an ed25519 secret key is sealed too"
+        );
+        assert_eq!(
+            sealer.open(&endpoint.to_string(), &stored).unwrap(),
+            ed25519
+        );
         let secret = SigningSecret::generate().unwrap();
         let stored = sealer.seal(endpoint, &secret).unwrap();
         assert!(stored.starts_with(SEALED));

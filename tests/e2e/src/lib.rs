@@ -20,7 +20,9 @@ pub use broker::{Broker, KafkaCluster};
 pub use dns::DnsServer;
 pub use held::HeldRequest;
 pub use otlp::{ExportedSpan, OtlpReceiver};
-pub use receiver::{Chaos, Receiver, Scripted, Webhook, verify_with_reference_library};
+pub use receiver::{
+    Chaos, Receiver, Scripted, Webhook, verify_v1a_with_cryptography, verify_with_reference_library,
+};
 pub use services::{Pipeline, Service, TOKEN, binary};
 
 use std::time::Duration;

@@ -58,19 +58,31 @@ impl Webhook {
 /// `make tools`), so the signatures are checked by code Hookstream did not write.
 /// Each item is a webhook and the secret of its endpoint.
 pub fn verify_with_reference_library(webhooks: &[(&Webhook, &str)]) {
+    run_verifier("verify_standard_webhooks.py", webhooks);
+}
+
+/// Verifies the `v1a` (ed25519) signatures of webhooks with the README's Python verifier, on
+/// the `cryptography` package (installed by `make tools`): code Hookstream did not write checks
+/// them. Each item is a webhook and the `whpk_` public key of its endpoint.
+pub fn verify_v1a_with_cryptography(webhooks: &[(&Webhook, &str)]) {
+    run_verifier("verify_v1a_webhooks.py", webhooks);
+}
+
+/// Runs a Python verifier of this crate on a JSON list of `{"secret", "headers", "body"}`.
+fn run_verifier(script: &str, webhooks: &[(&Webhook, &str)]) {
     use std::io::Write;
     let items: Vec<serde_json::Value> = webhooks
         .iter()
         .map(|(w, secret)| serde_json::json!({"secret": secret, "headers": w.headers, "body": w.body}))
         .collect();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/verify_standard_webhooks.py");
+    let script = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = std::process::Command::new("python3")
-        .arg(script)
+        .arg(&script)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("running python3 (make tools installs standardwebhooks)");
+        .expect("running python3 (make tools installs the verifiers' packages)");
     child
         .stdin
         .take()
@@ -80,7 +92,7 @@ pub fn verify_with_reference_library(webhooks: &[(&Webhook, &str)]) {
     let output = child.wait_with_output().expect("the verifier's result");
     assert!(
         output.status.success(),
-        "the reference library refused signatures:\n{}{}",
+        "{script} refused signatures:\n{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );

@@ -21,7 +21,7 @@ use hookstream_model::shaping::{
     max_in_flight_from_json,
 };
 use hookstream_runtime::resolver::ResolveError;
-use hookstream_signing::SigningSecret;
+use hookstream_signing::{SigningScheme, SigningSecret};
 use hookstream_store::PageRequest;
 
 use super::AppState;
@@ -35,7 +35,8 @@ pub(super) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
-/// The endpoint as the API shows it. The secret is shown once, when the endpoint is created.
+/// The endpoint as the API shows it. An HMAC secret is shown once, when the endpoint is created
+/// or its secret rotated; an ed25519 endpoint's public key is shown always, its secret key never.
 fn render(endpoint: &Endpoint) -> Value {
     json!({
         "id": endpoint.id,
@@ -54,10 +55,17 @@ fn render(endpoint: &Endpoint) -> Value {
             "state": endpoint.circuit.state.as_str(),
             "open_until": endpoint.circuit.open_until.map(rfc3339),
         },
+        "signing": endpoint.secret.scheme().as_str(),
+        "public_key": endpoint.secret.public_key().map(|key| key.expose().to_owned()),
         "previous_secret_expires_at": endpoint
             .previous_secret
             .as_ref()
             .map(|p| rfc3339(p.expires_at)),
+        "previous_public_key": endpoint
+            .previous_secret
+            .as_ref()
+            .and_then(|p| p.secret.public_key())
+            .map(|key| key.expose().to_owned()),
         "created_at": rfc3339(endpoint.created_at),
         "updated_at": rfc3339(endpoint.updated_at),
     })
@@ -120,6 +128,41 @@ fn parse_ordering(value: Value) -> Result<Ordering, Problem> {
     }
 }
 
+/// `signing`: `hmac-sha256` or `ed25519`; absent or null is `default`.
+fn parse_signing(
+    fields: &mut JsonObject,
+    default: SigningScheme,
+) -> Result<SigningScheme, Problem> {
+    match fields.optional_str("signing")? {
+        None => Ok(default),
+        Some(text) => SigningScheme::parse(&text).ok_or_else(|| {
+            Problem::invalid(
+                "signing",
+                format!("`signing` must be `hmac-sha256` or `ed25519`, not `{text}`"),
+            )
+        }),
+    }
+}
+
+/// A new secret of `scheme`.
+fn new_secret(scheme: SigningScheme) -> Result<SigningSecret, Problem> {
+    SigningSecret::generate_for(scheme)
+        .map_err(|e| Problem::unavailable(format!("cannot generate a signing secret: {e}")))
+}
+
+/// A secret the receiver holds too (HMAC), as text; an ed25519 secret key never leaves the
+/// store: whoever holds it could forge webhooks, and the receiver needs only the public key.
+fn shared_secret(secret: &SigningSecret) -> Option<&str> {
+    (secret.scheme() == SigningScheme::HmacSha256).then(|| secret.expose())
+}
+
+/// An HMAC secret goes out in the answer that made it (and to the admin who asks for it).
+fn show_new_secret(body: &mut Value, endpoint: &Endpoint) {
+    if let Some(secret) = shared_secret(&endpoint.secret) {
+        body["secret"] = json!(secret);
+    }
+}
+
 /// `batch`: `{"max_events": N, "max_wait": "30s"}`, or null for none.
 fn parse_batch(state: &AppState, value: Option<Value>) -> Result<Option<Batching>, Problem> {
     match value {
@@ -161,10 +204,10 @@ fn parse_id(text: &str) -> Result<EndpointId, Problem> {
     post,
     path = "/v1/endpoints",
     tag = "endpoints",
-    summary = "Create an endpoint; its secret is in this answer only",
+    summary = "Create an endpoint; its HMAC secret is in this answer only",
     request_body(content = schemas::EndpointCreate, content_type = "application/json"),
     responses(
-        (status = 201, description = "created, with its signing secret", body = schemas::Endpoint),
+        (status = 201, description = "created, with its HMAC secret (an ed25519 one has its public key instead)", body = schemas::Endpoint),
         schemas::Problems,
     ),
 )]
@@ -195,6 +238,7 @@ pub async fn create(
         .transpose()?
         .unwrap_or_default();
     let batch = parse_batch(&state, fields.optional("batch"))?;
+    let signing = parse_signing(&mut fields, SigningScheme::default())?;
     fields.finish()?;
     let shaping = Shaping {
         rate_limit,
@@ -219,8 +263,7 @@ pub async fn create(
         .with_field("tenant"));
     }
 
-    let secret = SigningSecret::generate()
-        .map_err(|e| Problem::unavailable(format!("cannot generate a signing secret: {e}")))?;
+    let secret = new_secret(signing)?;
     let now = OffsetDateTime::now_utc();
     let endpoint = Endpoint {
         id: EndpointId::generate(),
@@ -238,9 +281,9 @@ pub async fn create(
         updated_at: now,
     };
     state.intake.store.create_endpoint(&endpoint).await?;
-    tracing::info!(endpoint_id = %endpoint.id, tenant = %endpoint.tenant, "endpoint created");
+    tracing::info!(endpoint_id = %endpoint.id, tenant = %endpoint.tenant, signing = endpoint.secret.scheme().as_str(), "endpoint created");
     let mut body = render(&endpoint);
-    body["secret"] = json!(endpoint.secret.expose());
+    show_new_secret(&mut body, &endpoint);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -460,9 +503,9 @@ pub async fn delete(
     }
 }
 
-/// `POST /v1/endpoints/{id}/secret/rotate` `{"overlap": "24h"}`?: a new secret signs from now
-/// on; the old one also signs until the overlap ends (`0s`: at once no more). The new secret is
-/// shown in this answer only.
+/// `POST /v1/endpoints/{id}/secret/rotate` `{"overlap": "24h", "signing": "ed25519"}`?: a new
+/// secret signs from now on; the old one also signs until the overlap ends (`0s`: at once no
+/// more). A new HMAC secret is shown in this answer only; `signing` switches the scheme.
 #[utoipa::path(
     post,
     path = "/v1/endpoints/{id}/secret/rotate",
@@ -483,7 +526,7 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let id = live_endpoint(&state, &caller, &id).await?.id;
+    let current = live_endpoint(&state, &caller, &id).await?;
     let mut fields = JsonObject::parse_optional(body, state.max_body_bytes)?;
     let overlap = fields
         .optional_str("overlap")?
@@ -494,29 +537,30 @@ pub async fn rotate_secret(
         })
         .transpose()?
         .unwrap_or(state.secret_overlap);
+    // The scheme stays as it was unless asked; a rotation is how an endpoint changes it.
+    let signing = parse_signing(&mut fields, current.secret.scheme())?;
     fields.finish()?;
-    let secret = SigningSecret::generate()
-        .map_err(|e| Problem::unavailable(format!("cannot generate a signing secret: {e}")))?;
+    let secret = new_secret(signing)?;
     let expires_at = OffsetDateTime::now_utc() + overlap;
     let endpoint = state
         .intake
         .store
-        .rotate_secret(id, &secret, expires_at)
+        .rotate_secret(current.id, &secret, expires_at)
         .await?
         .ok_or_else(|| Problem::not_found("endpoint"))?;
-    tracing::info!(endpoint_id = %endpoint.id, previous_expires_at = %rfc3339(expires_at), "endpoint secret rotated");
+    tracing::info!(endpoint_id = %endpoint.id, signing = signing.as_str(), previous_expires_at = %rfc3339(expires_at), "endpoint secret rotated");
     let mut body = render(&endpoint);
-    body["secret"] = json!(endpoint.secret.expose());
+    show_new_secret(&mut body, &endpoint);
     Ok(Json(body))
 }
 
-/// `GET /v1/endpoints/{id}/secret`: the signing secret, for an operator who lost it (the admin
-/// token only). Logged, without the secret.
+/// `GET /v1/endpoints/{id}/secret`: the HMAC signing secret, for an operator who lost it (the
+/// admin token only), or an ed25519 endpoint's public key. Logged, without the secret.
 #[utoipa::path(
     get,
     path = "/v1/endpoints/{id}/secret",
     tag = "endpoints",
-    summary = "The signing secret (admin token only)",
+    summary = "The HMAC signing secret, or the ed25519 public key (admin token only)",
     params(
         ("id" = String, Path, description = "the endpoint id", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
     ),
@@ -533,10 +577,15 @@ pub async fn reveal_secret(
     caller.require_admin()?;
     let endpoint = live_endpoint(&state, &caller, &id).await?;
     tracing::warn!(endpoint_id = %endpoint.id, "endpoint secret revealed through the API");
+    let previous = endpoint.previous_secret.as_ref();
     Ok(Json(json!({
-        "secret": endpoint.secret.expose(),
-        "previous_secret": endpoint.previous_secret.as_ref().map(|p| p.secret.expose()),
-        "previous_secret_expires_at": endpoint.previous_secret.as_ref().map(|p| rfc3339(p.expires_at)),
+        "secret": shared_secret(&endpoint.secret),
+        "previous_secret": previous.and_then(|p| shared_secret(&p.secret)),
+        "previous_secret_expires_at": previous.map(|p| rfc3339(p.expires_at)),
+        "public_key": endpoint.secret.public_key().map(|key| key.expose().to_owned()),
+        "previous_public_key": previous
+            .and_then(|p| p.secret.public_key())
+            .map(|key| key.expose().to_owned()),
     })))
 }
 

@@ -82,6 +82,11 @@ pub struct EndpointCreate {
     on_dead_letter: Option<String>,
     /// Batched webhooks (none when absent or `null`); not with `"ordering": "strict"`.
     batch: Option<BatchSetting>,
+    /// `hmac-sha256` (the default, also for `null`): `v1` signatures with a `whsec_` secret
+    /// shown in this answer. `ed25519`: `v1a` signatures, verified with the `public_key`
+    /// (`whpk_`); the secret key stays sealed in the store.
+    #[schema(value_type = Option<String>, pattern = "^(hmac-sha256|ed25519)$")]
+    signing: Option<String>,
 }
 
 /// Deliveries sent together: one POST whose body is a JSON array of the usual webhook bodies,
@@ -162,10 +167,16 @@ pub struct Endpoint {
     batch: Option<BatchSetting>,
     paused: bool,
     circuit: Circuit,
+    /// `hmac-sha256` or `ed25519`.
+    signing: String,
+    /// The `whpk_` key that verifies `v1a` signatures; `null` under `hmac-sha256`.
+    public_key: Option<String>,
     previous_secret_expires_at: Option<String>,
+    /// The retiring key's `whpk_`, when the secret it replaced was an ed25519 one.
+    previous_public_key: Option<String>,
     created_at: String,
     updated_at: String,
-    /// Only when the endpoint is created and when its secret is rotated.
+    /// An HMAC secret, only when the endpoint is created and when its secret is rotated.
     secret: Option<String>,
 }
 
@@ -181,13 +192,21 @@ pub struct EndpointPage {
 pub struct SecretRotation {
     /// How long the old secret also signs, such as `24h` or `0s`.
     overlap: Option<String>,
+    /// The new secret's scheme, `hmac-sha256` or `ed25519`; the endpoint's current one when
+    /// absent or `null`.
+    #[schema(value_type = Option<String>, pattern = "^(hmac-sha256|ed25519)$")]
+    signing: Option<String>,
 }
 
 #[derive(ToSchema)]
 pub struct Secret {
-    secret: String,
+    /// The `whsec_` secret; `null` under ed25519, whose secret key never leaves the store.
+    secret: Option<String>,
     previous_secret: Option<String>,
     previous_secret_expires_at: Option<String>,
+    /// The `whpk_` key of an ed25519 endpoint.
+    public_key: Option<String>,
+    previous_public_key: Option<String>,
 }
 
 #[derive(ToSchema)]
