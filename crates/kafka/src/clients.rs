@@ -66,6 +66,18 @@ pub fn consumer<C: ConsumerContext + 'static>(
     group_id: &str,
     context: C,
 ) -> Result<StreamConsumer<C>, KafkaError> {
+    consumer_with_fetch_wait(settings, group_id, context, Duration::from_millis(100))
+}
+
+/// [`consumer`] whose fetch with nothing to return waits at most `fetch_wait`: a partition
+/// resumed meanwhile (a retry tier head coming due, a held partition let go) joins the next
+/// fetch, so this bounds how late it is read; shorter costs the broker more idle fetches.
+pub fn consumer_with_fetch_wait<C: ConsumerContext + 'static>(
+    settings: &KafkaSettings,
+    group_id: &str,
+    context: C,
+    fetch_wait: Duration,
+) -> Result<StreamConsumer<C>, KafkaError> {
     let mut config = base_config(settings);
     config
         .set("group.id", group_id)
@@ -77,9 +89,7 @@ pub fn consumer<C: ConsumerContext + 'static>(
         // Incremental rebalancing: a member joining or leaving moves only the partitions that
         // change owner; the others keep being consumed, and nothing is re-read from them.
         .set("partition.assignment.strategy", "cooperative-sticky")
-        // A fetch with nothing to return waits at most 100 ms: a partition resumed meanwhile
-        // (a retry tier head coming due) joins the next fetch, so this bounds how late it is read.
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string());
     StreamConsumer::from_config_and_context(&with_overrides(config, settings), context)
         .map_err(|e| KafkaError::Client(format!("creating consumer: {e}")))
 }

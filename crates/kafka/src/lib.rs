@@ -11,7 +11,7 @@ mod settings;
 mod shutdown;
 mod topics;
 
-pub use clients::{KafkaError, broker_reachable, consumer, producer};
+pub use clients::{KafkaError, broker_reachable, consumer, consumer_with_fetch_wait, producer};
 pub use lag::{LagReader, PartitionLag};
 pub use offsets::{OffsetTracker, store_position};
 pub use schemas::{SchemaRegistry, register_schemas, schema_key};

@@ -26,6 +26,7 @@ use crate::blocking::blocking;
 use crate::claims_ahead::{self, ClaimsAhead, Queued};
 use crate::concurrency::LaneSettings;
 use crate::decoding::TaskDecoder;
+use crate::fetch_wakeup::FetchWakeup;
 use crate::health::{self, Heartbeat, Sends};
 use crate::held::{self, HeldPartitions};
 use crate::lanes::{LaneId, Lanes};
@@ -267,6 +268,8 @@ pub struct ConsumeLoop {
     pub sends: Arc<Sends>,
     /// Shared with the rebalance listener: whether fetching is paused.
     pub fetch_paused: Arc<AtomicBool>,
+    /// Gets resumed partitions fetched at once (see [`crate::fetch_wakeup`]).
+    pub fetch_wakeup: FetchWakeup,
     pub drain_timeout: Duration,
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
@@ -410,6 +413,7 @@ impl ConsumeLoop {
         // even with tasks left unstarted for the next owner.
         drop(done_tx);
         self.drain(&mut done_rx, &mut tracker, &mut lanes).await;
+        self.fetch_wakeup.stop().await;
     }
 
     fn finish(&self, done: Done, tracker: &mut OffsetTracker, lanes: &mut Lanes<Job>) {
@@ -646,7 +650,10 @@ impl ConsumeLoop {
                     resumed.add_partition(element.topic(), element.partition());
                 }
             }
-            self.consumer.resume(&resumed)
+            self.consumer.resume(&resumed).inspect(|()| {
+                self.fetch_wakeup
+                    .resumed(resumed.elements().iter().map(|e| e.partition()));
+            })
         };
         match result {
             Ok(()) => {
@@ -679,8 +686,9 @@ impl ConsumeLoop {
     }
 
     fn resume_partition(&self, partition: i32) {
-        if let Err(err) = self.consumer.resume(&self.one_partition(partition)) {
-            tracing::warn!(partition, error = %err, "cannot resume a partition");
+        match self.consumer.resume(&self.one_partition(partition)) {
+            Ok(()) => self.fetch_wakeup.resumed([partition]),
+            Err(err) => tracing::warn!(partition, error = %err, "cannot resume a partition"),
         }
     }
 

@@ -10,6 +10,7 @@ mod config;
 mod consumer;
 mod decision;
 mod decoding;
+mod fetch_wakeup;
 mod health;
 mod held;
 mod kill_switch;
@@ -103,8 +104,13 @@ async fn main() -> anyhow::Result<()> {
         Arc::clone(&fetch_paused),
     );
     let consumer = Arc::new(
-        hookstream_kafka::consumer(&config.kafka, &config.group_id, listener)
-            .context("creating the Kafka consumer")?,
+        hookstream_kafka::consumer_with_fetch_wait(
+            &config.kafka,
+            &config.group_id,
+            listener,
+            fetch_wakeup::FETCH_WAIT,
+        )
+        .context("creating the Kafka consumer")?,
     );
     consumer
         .subscribe(&[&topics.deliveries()])
@@ -226,6 +232,8 @@ async fn main() -> anyhow::Result<()> {
         heartbeat,
         sends,
         fetch_paused,
+        fetch_wakeup: fetch_wakeup::FetchWakeup::start(Arc::clone(&consumer), &topics.deliveries())
+            .context("starting the fetch wakeup thread")?,
         drain_timeout: config.drain_timeout,
         sending_paused,
         shutdown: shutdown.clone(),

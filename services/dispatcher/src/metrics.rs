@@ -240,6 +240,21 @@ pub static PARTITIONS_HELD: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Requests sent to wake the fetcher of resumed partitions (see `crate::fetch_wakeup`), by
+/// outcome: `sent` or `failed` (not answered; the partition is fetched within a second anyway).
+pub static FETCH_WAKEUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let counter = register_int_counter_vec!(
+        "hookstream_fetch_wakeups_total",
+        "Requests sent to wake the fetcher of resumed partitions, by outcome.",
+        &["outcome"]
+    )
+    .expect("metric registers once");
+    for outcome in ["sent", "failed"] {
+        counter.with_label_values(&[outcome]);
+    }
+    counter
+});
+
 /// Holds of a partition behind a busy endpoint's lane, begun.
 pub static PARTITION_HOLDS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -283,6 +298,7 @@ pub fn register() {
     LazyLock::force(&OLDEST_SEND);
     LazyLock::force(&ATTEMPTS_UNRECORDED);
     LazyLock::force(&CLAIMS_LOST);
+    LazyLock::force(&FETCH_WAKEUPS);
     LazyLock::force(&PARTITION_HOLDS);
     for outcome in ["used", "given_back", "not_taken"] {
         CLAIMS_AHEAD.with_label_values(&[outcome]);
