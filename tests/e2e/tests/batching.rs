@@ -18,8 +18,13 @@ const SETTLE: Duration = Duration::from_secs(120);
 /// The retry schedule of these tests: short, and its longest delay bounds `max_wait`.
 const SCHEDULE: &str = "300ms,600ms,3s";
 
+/// One partition: the other endpoints' tasks sit among the batched ones'.
 async fn pipeline() -> Pipeline {
-    Pipeline::start(&[("HOOKSTREAM_RETRY_SCHEDULE", SCHEDULE)]).await
+    Pipeline::start(&[
+        ("HOOKSTREAM_RETRY_SCHEDULE", SCHEDULE),
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+    ])
+    .await
 }
 
 /// Creates an endpoint of `acme` for `event_type` with `settings`; returns its id and secret.

@@ -45,7 +45,8 @@ fn ids(receiver: &Receiver) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unordered_endpoint_takes_up_to_max_in_flight_at_once_and_holds_up_no_other() {
     const EVENTS: usize = 20;
-    let pipeline = Pipeline::start(&[]).await;
+    // One partition: the other endpoint's tasks sit among the stuck one's.
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_DELIVERIES_PARTITIONS", "1")]).await;
     let unordered = Receiver::start().await;
     let ordered = Receiver::start().await;
     let id = endpoint(

@@ -42,7 +42,12 @@ async fn a_limited_endpoint_gets_its_rate_over_a_minute_and_the_others_are_not_h
     const EVENTS: usize = 301;
     // A backlog longer than the lane wait would be parked on a tier and come back in its own
     // time; this test measures the limit alone.
-    let pipeline = Pipeline::start(&[("HOOKSTREAM_MAX_LANE_WAIT", "120s")]).await;
+    // One partition: the other endpoint's tasks sit among the limited one's.
+    let pipeline = Pipeline::start(&[
+        ("HOOKSTREAM_MAX_LANE_WAIT", "120s"),
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+    ])
+    .await;
     let limited = Receiver::start().await;
     let other = Receiver::start().await;
     let limited_id = endpoint(

@@ -98,6 +98,8 @@ async fn strict_order_holds_under_random_failures_a_rebalance_and_a_kill_9() {
     const EVENTS: usize = 60;
     const STRICT: usize = 3;
     let mut pipeline = Pipeline::start(&[
+        // One partition: the other endpoint's tasks sit among the strict ones'.
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
         // Hostile answers time out after 1 s; a killed dispatcher's claim runs out after 10 s.
         ("HOOKSTREAM_REQUEST_TIMEOUT", "1s"),
         ("HOOKSTREAM_CLAIM_LEASE", "10s"),
@@ -186,10 +188,14 @@ async fn new_dead_letter(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_holds_the_queue_until_its_replay_goes_first_or_the_endpoint_says_continue() {
-    let mut pipeline = Pipeline::start(&[(
-        "HOOKSTREAM_KAFKA_PROPERTIES",
-        "session.timeout.ms=6000,heartbeat.interval.ms=500",
-    )])
+    let mut pipeline = Pipeline::start(&[
+        // One partition: the other endpoint's tasks sit behind the held queue's.
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+        (
+            "HOOKSTREAM_KAFKA_PROPERTIES",
+            "session.timeout.ms=6000,heartbeat.interval.ms=500",
+        ),
+    ])
     .await;
     pipeline.start_service(Service::Replay).await;
     let receiver = Receiver::start().await;
