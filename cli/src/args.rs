@@ -119,6 +119,9 @@ pub enum Command {
     },
     /// A delivery and every attempt made to send it.
     Delivery { delivery_id: String },
+    /// How an endpoint's deliveries have been going: success rate and latency over the last
+    /// 5 minutes and hour, its run of failures, its last success and failure.
+    Health { endpoint_id: String },
 }
 
 #[derive(Debug, Args, Default)]

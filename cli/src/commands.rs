@@ -202,7 +202,58 @@ pub async fn run(client: &Client, command: Command, json_output: bool) -> Result
             );
             Ok(Output::new(delivery, text))
         }
+        Command::Health { endpoint_id } => {
+            let health = client
+                .get(&format!("/v1/endpoints/{endpoint_id}/health"))
+                .await?;
+            let text = health_text(&endpoint_id, &health);
+            Ok(Output::new(health, text))
+        }
     }
+}
+
+/// An endpoint's health as lines: one per window, then its run of failures and last outcomes.
+fn health_text(endpoint_id: &str, health: &Value) -> String {
+    let mut text = format!("endpoint {endpoint_id}");
+    for window in health["windows"].as_array().into_iter().flatten() {
+        let rate = window["success_rate"]
+            .as_f64()
+            .map_or("-".to_owned(), |rate| format!("{:.1}%", rate * 100.0));
+        let latency = &window["latency_ms"];
+        let ms = |p: &str| {
+            latency[p]
+                .as_u64()
+                .map_or("-".to_owned(), |ms| format!("≤{ms}ms"))
+        };
+        text.push_str(&format!(
+            "\n  last {:<3} {} of {} succeeded ({rate}), latency p50 {} p90 {} p99 {}",
+            window["window"].as_str().unwrap_or("?"),
+            window["succeeded"],
+            window["attempts"],
+            ms("p50"),
+            ms("p90"),
+            ms("p99"),
+        ));
+    }
+    text.push_str(&format!(
+        "\n  failures in a row: {}",
+        health["failure_streak"]
+    ));
+    if let Some(since) = health["failing_since"].as_str() {
+        text.push_str(&format!(" (since {since})"));
+    }
+    text.push_str(&format!(
+        "\n  last success: {}",
+        health["last_success_at"].as_str().unwrap_or("never")
+    ));
+    if let Some(failure) = health["last_failure"].as_object() {
+        text.push_str(&format!(
+            "\n  last failure: {} {}",
+            failure.get("at").and_then(Value::as_str).unwrap_or("?"),
+            failure.get("class").and_then(Value::as_str).unwrap_or("?"),
+        ));
+    }
+    text
 }
 
 /// A progress bar only for a person at a terminal.

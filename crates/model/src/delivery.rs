@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{DeliveryId, EndpointId, EventId};
@@ -106,7 +106,7 @@ impl Delivery {
 }
 
 /// What one attempt came to, so that every failure is explained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AttemptClass {
     #[serde(rename = "HTTP_2XX_DELIVERED")]

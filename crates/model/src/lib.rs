@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod destination;
 pub mod endpoint;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod names;
 pub mod replay;

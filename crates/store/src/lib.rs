@@ -7,6 +7,7 @@
 mod access;
 pub mod claim;
 mod error;
+mod health;
 mod location;
 mod metered;
 mod ordered;
@@ -21,6 +22,7 @@ mod store;
 pub use access::AccessStore;
 pub use claim::{AttemptClaim, ClaimOutcome, RecordOutcome};
 pub use error::StoreError;
+pub use health::HealthStore;
 pub use location::{StoreLocation, open};
 pub use metered::MeteredStore;
 pub use ordered::{OrderedStore, QueuedTask};

@@ -20,6 +20,7 @@ use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow};
+use hookstream_model::health::EndpointHealth;
 use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::Tenant;
 use hookstream_model::replay::{
@@ -28,9 +29,9 @@ use hookstream_model::replay::{
 use hookstream_signing::SigningSecret;
 
 use crate::{
-    AccessStore, AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt,
-    NewBatchItem, NewEvent, OrderedStore, Page, PageRequest, Purged, QueuedTask, RecordOutcome,
-    ReplayStep, ReplayStore, Store, StoreError,
+    AccessStore, AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, HealthStore,
+    NewAttempt, NewBatchItem, NewEvent, OrderedStore, Page, PageRequest, Purged, QueuedTask,
+    RecordOutcome, ReplayStep, ReplayStore, Store, StoreError,
 };
 
 static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -121,6 +122,7 @@ impl MeteredStore {
             REPLAY_OPERATIONS,
             ACCESS_OPERATIONS,
             ORDERED_OPERATIONS,
+            HEALTH_OPERATIONS,
         ]
         .concat()
         {
@@ -207,6 +209,11 @@ metered_impl!(AccessStore, ACCESS_OPERATIONS {
     fn get_api_key(id: ApiKeyId) -> Option<ApiKey>;
     fn list_api_keys(tenant: &Tenant) -> Vec<ApiKey>;
     fn revoke_api_key(tenant: &Tenant, id: ApiKeyId, at: OffsetDateTime) -> Option<ApiKey>;
+});
+
+metered_impl!(HealthStore, HEALTH_OPERATIONS {
+    fn put_endpoint_health(healths: &[(EndpointId, EndpointHealth)]) -> ();
+    fn endpoint_health(ids: &[EndpointId]) -> Vec<(EndpointId, EndpointHealth)>;
 });
 
 metered_impl!(OrderedStore, ORDERED_OPERATIONS {

@@ -78,7 +78,13 @@ pub struct DeliveryFilter {
 /// offsets on the strength of it.
 #[async_trait]
 pub trait Store:
-    crate::ReplayStore + crate::AccessStore + crate::OrderedStore + Send + Sync + 'static
+    crate::ReplayStore
+    + crate::AccessStore
+    + crate::OrderedStore
+    + crate::HealthStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Succeeds when the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -16,6 +16,7 @@ use hookstream_model::endpoint::{
     CircuitState, CircuitView, Endpoint, EndpointChanges, Subscription,
 };
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
+use hookstream_model::health::EndpointHealth;
 use hookstream_model::ids::{ApiKeyId, BatchId, DeliveryId, EndpointId, EventId};
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
 use hookstream_model::replay::{
@@ -241,6 +242,37 @@ async fn delivery_settings_are_stored_with_the_endpoint(backend: Backend) {
     assert!(f.store.update_endpoint(&ep).await.unwrap());
     let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
     assert_eq!(read.shaping.rate_limit, None);
+}
+
+/// An endpoint's health is replaced by each write and read back as written, by any handle;
+/// endpoints with none are left out.
+async fn endpoint_health_is_replaced_and_read_back(backend: Backend) {
+    let f = backend.fixture().await;
+    let other = backend.open().await;
+    let (a, b, none) = (
+        EndpointId::generate(),
+        EndpointId::generate(),
+        EndpointId::generate(),
+    );
+    assert!(f.store.endpoint_health(&[a]).await.unwrap().is_empty());
+    let at = OffsetDateTime::now_utc();
+    let mut health = EndpointHealth::default();
+    health.record(at, Some(12), AttemptClass::Timeout);
+    f.store
+        .put_endpoint_health(&[(a, health.clone())])
+        .await
+        .unwrap();
+    health.record(at, Some(8), AttemptClass::Http2xxDelivered);
+    let mut failing = EndpointHealth::default();
+    failing.record(at, None, AttemptClass::DestinationBlocked);
+    f.store
+        .put_endpoint_health(&[(a, health.clone()), (b, failing.clone())])
+        .await
+        .unwrap();
+
+    let mut read = other.endpoint_health(&[none, a, b]).await.unwrap();
+    read.sort_by_key(|(id, _)| *id == b);
+    assert_eq!(read, vec![(a, health), (b, failing)]);
 }
 
 fn queued(endpoint: EndpointId, partition: i32, position: i64) -> QueuedTask {
@@ -2476,6 +2508,7 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     ordered_queues_keep_position_order_per_endpoint,
+    endpoint_health_is_replaced_and_read_back,
     delivery_settings_are_stored_with_the_endpoint,
     endpoint_changes_made_side_by_side_are_all_kept,
     endpoint_reads_show_changes_made_by_another_handle,

@@ -212,6 +212,7 @@ impl Worker {
         let result = self.sender.send_batch(endpoint, &sending).await;
         // One outcome, and so one jitter, for the whole batch: its deliveries retry together.
         let outcome = outcome_of(sending[0].delivery_id, result);
+        self.count_in_health(endpoint.id, &outcome);
         // The request is out: whatever the breaker's record comes to, each delivery's outcome
         // is settled (set aside, they would be sent again).
         if let Err(err) = self

@@ -10,6 +10,7 @@ mod config;
 mod consumer;
 mod decision;
 mod decoding;
+mod endpoint_health;
 mod fetch_wakeup;
 mod health;
 mod held;
@@ -46,6 +47,7 @@ use crate::breaker::Breakers;
 use crate::classify::FailurePolicy;
 use crate::config::DispatcherConfig;
 use crate::consumer::{ConsumeLoop, RebalanceListener};
+use crate::endpoint_health::HealthKeeper;
 use crate::health::{Heartbeat, Sends};
 use crate::ownership::Ownership;
 use crate::routing::Routing;
@@ -141,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         .context("the DNS resolver for endpoint URLs")?;
     let sends = Arc::new(Sends::default());
     let heartbeat = Arc::new(Heartbeat::default());
+    let endpoint_health = Arc::new(HealthKeeper::new(Arc::clone(&store)));
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         sender: Sender::new(
@@ -166,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
             config.breaker_failures,
             config.breaker_open_for,
         )),
+        health: Arc::clone(&endpoint_health),
         claim_lease,
         sending_paused: sending_paused.clone(),
         shutdown: shutdown.clone(),
@@ -210,6 +214,10 @@ async fn main() -> anyhow::Result<()> {
     .context("creating the consumer lag reader")?;
     tracing::info!(ops_addr = %config.ops_addr, topic = %topics.deliveries(), "dispatcher running");
 
+    // Stopped after the consume loop's drain, so the attempts it finishes are written too.
+    let health_stop = shutdown::CancellationToken::new();
+    let health_writer = tokio::spawn(Arc::clone(&endpoint_health).run(health_stop.clone()));
+
     let queues = StrictQueues::new(
         Arc::clone(&worker),
         Arc::clone(&ownership),
@@ -241,6 +249,10 @@ async fn main() -> anyhow::Result<()> {
     .run()
     .await;
 
+    health_stop.cancel();
+    if let Err(err) = health_writer.await {
+        tracing::warn!(error = %err, "the endpoint health writer failed");
+    }
     shutdown.cancel();
     if !commit_and_close(consumer).await {
         // Exits without dropping anything: the buffered log lines are written first.

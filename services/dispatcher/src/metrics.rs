@@ -3,9 +3,10 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    CounterVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    register_counter_vec, register_histogram, register_histogram_vec, register_int_counter,
-    register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    CounterVec, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, register_counter_vec, register_gauge_vec, register_histogram,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec,
 };
 
 /// Attempts made, by class (`HTTP_2XX_DELIVERED`, `TIMEOUT`, ...) and endpoint (capped: see
@@ -49,6 +50,27 @@ pub static RETRIES_WRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "hookstream_retry_tasks_written_total",
         "Failed deliveries written to a retry tier topic, by tier (`in_place`: the head of a strict endpoint's queue, retried where it stands).",
         &["tier"]
+    )
+    .expect("metric registers once")
+});
+
+/// Each endpoint's share of successful attempts over a window (`5m`, `1h`; see
+/// `hookstream_model::health`), for endpoints with series of their own; none without attempts.
+pub static ENDPOINT_SUCCESS_RATIO: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "hookstream_endpoint_success_ratio",
+        "Share of an endpoint's attempts that succeeded over the window, by endpoint and window.",
+        &["endpoint", "window"]
+    )
+    .expect("metric registers once")
+});
+
+/// Each endpoint's attempts failed in a row since its last success.
+pub static ENDPOINT_FAILURE_STREAK: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "hookstream_endpoint_failure_streak",
+        "Attempts failed in a row since the endpoint's last success, by endpoint.",
+        &["endpoint"]
     )
     .expect("metric registers once")
 });

@@ -34,6 +34,7 @@ use crate::breaker::{Admission, Breakers, Circuit};
 use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
 use crate::concurrency::{Concurrency, LaneSettings};
 use crate::decision::{self, AttemptFacts, Next};
+use crate::endpoint_health::HealthKeeper;
 use crate::metrics;
 use crate::rate_limits::RateLimits;
 use crate::routing::Routing;
@@ -97,6 +98,8 @@ pub struct Worker {
     pub concurrency: Concurrency,
     /// The circuit breakers of the endpoints this dispatcher serves.
     pub breakers: std::sync::Mutex<Breakers>,
+    /// The health of the endpoints this dispatcher serves.
+    pub health: Arc<HealthKeeper>,
     /// How long a claim keeps other copies of a task from sending; longer than a request and
     /// its settling can take.
     pub claim_lease: Duration,
@@ -463,9 +466,18 @@ impl Worker {
         refusal: Option<(AttemptClass, String)>,
     ) -> Result<Outcome, Interrupted> {
         Ok(match (endpoint, refusal) {
-            (_, Some((class, reason))) => refused(task, class, reason),
+            (_, Some((class, reason))) => {
+                let outcome = refused(task, class, reason);
+                // A blocked address is the endpoint's failure, though no request went out.
+                if let (Some(endpoint), AttemptClass::DestinationBlocked) = (endpoint, class) {
+                    self.health
+                        .record(endpoint.id, outcome.attempt.started_at, None, class);
+                }
+                outcome
+            }
             (Some(endpoint), None) => {
                 let outcome = self.send(endpoint, task).await;
+                self.count_in_health(endpoint.id, &outcome);
                 let failed = outcome.counts_as_failure(self.failures);
                 self.record_circuit(endpoint.id, failed).await?;
                 outcome
@@ -511,6 +523,16 @@ impl Worker {
             self.persist_circuit(endpoint.id, transition.to).await?;
         }
         Ok(admission)
+    }
+
+    /// Counts a request to the endpoint in its health (one per batch: one request).
+    pub(crate) fn count_in_health(&self, endpoint: EndpointId, outcome: &Outcome) {
+        self.health.record(
+            endpoint,
+            outcome.attempt.started_at,
+            Some(outcome.attempt.latency_ms),
+            outcome.attempt.class,
+        );
     }
 
     /// Tells the endpoint's breaker how a sent task went, recording any change of state.

@@ -276,4 +276,27 @@ async fn operators_find_dry_run_and_replay_dead_letters_from_the_command_line() 
     assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
     let help = hookstream(&base, &["--help"]).await;
     assert!(help.stdout.contains("Exit codes"), "{}", help.stdout);
+
+    // The endpoint's health: its 400s, as JSON and as text.
+    eventually("the endpoint's failures in its health", SETTLE, || async {
+        let run = hookstream(&base, &["--json", "health", &endpoint_id]).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let health = run.json();
+        (health["last_failure"]["class"] == "HTTP_4XX_PERMANENT").then_some(())
+    })
+    .await;
+    let text = hookstream(&base, &["health", &endpoint_id]).await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    for expected in [
+        "last 5m",
+        "last 1h",
+        "failures in a row:",
+        "HTTP_4XX_PERMANENT",
+    ] {
+        assert!(
+            text.stdout.contains(expected),
+            "{expected}: {}",
+            text.stdout
+        );
+    }
 }

@@ -22,6 +22,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/endpoints/{id}"),
     ("patch", "/v1/endpoints/{id}"),
     ("delete", "/v1/endpoints/{id}"),
+    ("get", "/v1/endpoints/{id}/health"),
     ("post", "/v1/endpoints/{id}/pause"),
     ("post", "/v1/endpoints/{id}/resume"),
     ("post", "/v1/endpoints/{id}/recover"),

@@ -84,6 +84,7 @@ fn routes_by_id(o: &Owned) -> Vec<(&'static str, String, Option<Value>, u16)> {
     let (ep, dlv, bat) = (&o.endpoint, &o.delivery, &o.batch);
     vec![
         ("GET", format!("/v1/endpoints/{ep}"), None, 200),
+        ("GET", format!("/v1/endpoints/{ep}/health"), None, 200),
         (
             "PATCH",
             format!("/v1/endpoints/{ep}"),

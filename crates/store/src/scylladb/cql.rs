@@ -43,6 +43,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         9,
         include_str!("../../../../schemas/store/cql/0009_ordered_queues.cql"),
     ),
+    (
+        10,
+        include_str!("../../../../schemas/store/cql/0010_endpoint_health.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -248,6 +252,10 @@ pub(super) fn select_attempts() -> String {
 }
 
 pub(super) const SELECT_CONTROL: &str = "SELECT value FROM control WHERE name = ?";
+pub(super) const UPSERT_ENDPOINT_HEALTH: &str =
+    "INSERT INTO endpoint_health (endpoint_id, health, updated_at) VALUES (?, ?, ?)";
+pub(super) const SELECT_ENDPOINT_HEALTH: &str =
+    "SELECT health FROM endpoint_health WHERE endpoint_id = ?";
 pub(super) const UPSERT_CONTROL: &str =
     "INSERT INTO control (name, value, updated_at) VALUES (?, ?, ?)";
 

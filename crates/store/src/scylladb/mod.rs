@@ -12,6 +12,7 @@
 
 mod access;
 mod cql;
+mod health;
 mod intake;
 mod ordered;
 mod replay;
@@ -218,6 +219,8 @@ prepared_statements! {
     insert_attempt = cql::insert_attempt(),
     select_attempts = cql::select_attempts(),
     select_control = cql::SELECT_CONTROL,
+    upsert_endpoint_health = cql::UPSERT_ENDPOINT_HEALTH,
+    select_endpoint_health = cql::SELECT_ENDPOINT_HEALTH,
     upsert_control = cql::UPSERT_CONTROL,
     insert_dead_letter = cql::INSERT_DEAD_LETTER,
     insert_dead_letter_of_day = cql::INSERT_DEAD_LETTER_OF_DAY,

@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../../../schemas/store/sqlite/0014_endpoint_generation.sql"),
     ),
+    (
+        15,
+        include_str!("../../../../schemas/store/sqlite/0015_endpoint_health.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

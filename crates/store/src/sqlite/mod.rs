@@ -12,6 +12,7 @@
 mod access;
 mod checkpoints;
 mod endpoint_cache;
+mod health;
 mod migrations;
 mod ordered;
 mod readers;

@@ -14,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
+use hookstream_model::health::EndpointHealth;
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
 use hookstream_model::shaping::{
@@ -27,6 +28,7 @@ use hookstream_store::PageRequest;
 use super::AppState;
 use super::auth::Caller;
 use super::body::JsonObject;
+use super::endpoint_health;
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
 use super::schemas;
@@ -372,7 +374,21 @@ pub async fn list(
         .store
         .list_endpoints(&tenant, &page_request(&query)?)
         .await?;
-    Ok(Json(page_json(page, render)))
+    // The endpoints matter more than their figures: a failing read shows empty health.
+    let healths = endpoint_health::of(&state, &page.items)
+        .await
+        .unwrap_or_else(|problem| {
+            tracing::warn!(?problem, "endpoint health not read for a list; shown empty");
+            HashMap::new()
+        });
+    let now = OffsetDateTime::now_utc();
+    let never_sent = EndpointHealth::default();
+    Ok(Json(page_json(page, |endpoint| {
+        let mut shown = render(endpoint);
+        let health = healths.get(&endpoint.id).unwrap_or(&never_sent);
+        shown["health"] = endpoint_health::render(health, now);
+        shown
+    })))
 }
 
 #[utoipa::path(

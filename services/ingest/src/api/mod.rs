@@ -8,6 +8,7 @@ mod body;
 mod control;
 mod dead_letters;
 mod deliveries;
+mod endpoint_health;
 mod endpoints;
 mod events;
 mod openapi;
@@ -105,6 +106,7 @@ fn documented_routes(max_batch_body: usize) -> OpenApiRouter<AppState> {
             endpoints::update,
             endpoints::delete
         ))
+        .routes(routes!(endpoint_health::get))
         .routes(routes!(endpoints::pause))
         .routes(routes!(endpoints::resume))
         .routes(routes!(batches::recover))

@@ -178,6 +178,49 @@ pub struct Endpoint {
     updated_at: String,
     /// An HMAC secret, only when the endpoint is created and when its secret is rotated.
     secret: Option<String>,
+    /// Only in lists (`GET /v1/endpoints`): as `GET /v1/endpoints/{id}/health` shows it.
+    health: Option<EndpointHealth>,
+}
+
+/// `GET /v1/endpoints/{id}/health`.
+#[derive(ToSchema)]
+pub struct EndpointHealth {
+    /// `5m` (the minute under way and the four before it), then `1h` (the same, sixty).
+    windows: Vec<HealthWindow>,
+    /// Attempts failed in a row since the last success.
+    failure_streak: u64,
+    /// When the current run of failures began; `null` while the last attempt succeeded.
+    failing_since: Option<String>,
+    last_success_at: Option<String>,
+    last_failure: Option<LastFailure>,
+}
+
+#[derive(ToSchema)]
+pub struct HealthWindow {
+    /// `5m` or `1h`.
+    window: String,
+    /// Requests made to the endpoint (a batched webhook is one).
+    attempts: u64,
+    succeeded: u64,
+    /// `succeeded / attempts`; `null` without attempts.
+    success_rate: Option<f64>,
+    latency_ms: LatencyPercentiles,
+}
+
+/// Each the upper bound of the latency bucket the percentile falls in (5, 10, 25, 50, 100,
+/// 250, 500, 1000, 2500, 5000, 10000 ms); `null` without attempts or past 10 s.
+#[derive(ToSchema)]
+pub struct LatencyPercentiles {
+    p50: Option<u64>,
+    p90: Option<u64>,
+    p99: Option<u64>,
+}
+
+#[derive(ToSchema)]
+pub struct LastFailure {
+    at: String,
+    /// The attempt class, such as `TIMEOUT` or `HTTP_5XX_RETRYABLE`.
+    class: String,
 }
 
 #[derive(ToSchema)]
