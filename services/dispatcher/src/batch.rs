@@ -10,14 +10,16 @@
 //! endpoint, a refused destination, strict ordering, batching switched off) sends the tasks
 //! one by one instead, through the path that handles each of those cases.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::join_all;
 use time::OffsetDateTime;
 
 use hookstream_model::endpoint::Endpoint;
-use hookstream_model::ids::EndpointId;
+use hookstream_model::ids::{DeliveryId, EndpointId};
 use hookstream_model::retry::Tier;
+use hookstream_model::shaping::Ordering;
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::telemetry;
 use hookstream_store::{AttemptClaim, ClaimOutcome};
@@ -47,6 +49,11 @@ pub enum BatchProgress {
     /// that the first could run out while the request is out, or the breaker's state could not
     /// be recorded. The batch is to be tried again, smaller (at last one by one).
     Again,
+    /// Nothing was sent and the claims are given back: another copy holds the claim on one of
+    /// the tasks of an endpoint in partition order (a dispatcher killed with it out). The
+    /// batch is to be tried again after [`crate::worker::CLAIM_RECHECK`], whole: sent without
+    /// that task, the task would go out after later ones.
+    ClaimedElsewhere,
 }
 
 impl Worker {
@@ -132,6 +139,19 @@ impl Worker {
         if stopping || self.shutdown.is_cancelled() {
             self.release_all(&claimed).await;
             return Err(Interrupted::Shutdown);
+        }
+        // A copy of a task claimed in this very batch is busy on that claim, and is held as
+        // before (it finds the delivery final once back); one claimed elsewhere waits, in order.
+        // (A delivery has one claim whatever the attempt: two copies in one batch may carry
+        // different attempt counts, a retry's task being written before its attempt is.)
+        let claimed_here: HashSet<DeliveryId> =
+            claimed.iter().map(|(n, _)| tasks[*n].delivery_id).collect();
+        let elsewhere = busy
+            .iter()
+            .any(|n| !claimed_here.contains(&tasks[*n].delivery_id));
+        if elsewhere && endpoint.shaping.ordering == Ordering::Partition {
+            self.release_all(&claimed).await;
+            return Ok(BatchProgress::ClaimedElsewhere);
         }
         let Some(mut results) = self
             .send_claimed(tasks, &endpoint, claimed, results)

@@ -10,8 +10,8 @@
 //! counts as a send on its job's partition, so a revoke waits for it (as for a request out)
 //! while the lane gives back those of revoked partitions; the partition's next owner then finds
 //! them free instead of holding their deliveries behind later ones. One left behind by a crash
-//! runs out with its lease, as an in-flight send's claim does, which is why only a few are
-//! taken at a time.
+//! runs out with its lease, as an in-flight send's claim does (the next owner's lane waits for
+//! it, in partition order), which is why only a few are taken at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -29,12 +29,12 @@ use crate::decoding::TaskDecoder;
 use crate::fetch_wakeup::FetchWakeup;
 use crate::health::{self, Heartbeat, Sends};
 use crate::held::{self, HeldPartitions};
-use crate::lanes::{LaneId, Lanes};
+use crate::lanes::{LaneId, Lanes, StoppedClock, Stopwatch};
 use crate::metrics;
 use crate::ownership::{Ownership, SendGuard};
 use crate::routing::QuarantinedTask;
 use crate::strict::StrictQueues;
-use crate::worker::{Interrupted, Progress, Route, Worker, attempt_span};
+use crate::worker::{CLAIM_RECHECK, Interrupted, Progress, Route, Worker, attempt_span};
 
 /// Follows rebalances: tells the consume loop which partitions were taken away (so it stops
 /// tracking them), keeps [`Ownership`] up to date, hands a revoked partition over only once its
@@ -532,6 +532,7 @@ impl ConsumeLoop {
             let lane = Arc::new(Lane {
                 endpoint,
                 id,
+                stopwatch: lanes.stopwatch(endpoint).unwrap_or_default(),
                 worker: Arc::clone(&self.worker),
                 ownership: Arc::clone(&self.ownership),
                 sends: Arc::clone(&self.sends),
@@ -794,6 +795,8 @@ fn observe_queue_time(age: Option<Duration>) {
 struct Lane {
     endpoint: EndpointId,
     id: LaneId,
+    /// Stopped while a job waits for a claim held elsewhere (see [`Stopwatch`]).
+    stopwatch: Arc<Stopwatch>,
     worker: Arc<Worker>,
     ownership: Arc<Ownership>,
     sends: Arc<Sends>,
@@ -902,7 +905,7 @@ impl Lane {
                     ahead.release_all(&self.worker).await;
                 }
                 let started = std::time::Instant::now();
-                let step = self.work(job, claim).await;
+                let step = self.work(job, claim, Some(&mut ahead)).await;
                 pace = started.elapsed();
                 step
             } else {
@@ -934,7 +937,7 @@ impl Lane {
             done: Some(self.done_of(&job)),
             to: self.done.clone(),
         };
-        let step = self.work(job, None).await;
+        let step = self.work(job, None, None).await;
         // It reported itself (or, stopping, is left unfinished on purpose).
         report.done = None;
         step
@@ -971,9 +974,19 @@ impl Lane {
         ahead.take(&job.task)
     }
 
-    /// Delivers one job and reports it, durable or not. `claim`: one taken ahead for it.
-    async fn work(&self, job: Job, mut claim: Option<AttemptClaim>) -> Step {
+    /// Delivers one job and reports it, durable or not. `claim`: one taken ahead for it;
+    /// `ahead`: the lane's other claims taken ahead, given back should the job wait for a
+    /// claim held elsewhere (they would only age meanwhile, and hold up a revoke).
+    async fn work(
+        &self,
+        job: Job,
+        mut claim: Option<AttemptClaim>,
+        mut ahead: Option<&mut ClaimsAhead>,
+    ) -> Step {
         let finished = self.done_of(&job);
+        // While the job waits for a claim held elsewhere, through the rechecks and any rate
+        // limit waits between them, the lane's clock stands still.
+        let mut claim_wait: Option<StoppedClock> = None;
         // Again after a wait for the endpoint's rate limit, as if the job were new.
         loop {
             if self.worker.sending_is_paused()
@@ -1007,6 +1020,9 @@ impl Lane {
                 .deliver(task, Route::Topic, claim.take())
                 .instrument(span.clone())
                 .await;
+            if !waits(&progress) {
+                claim_wait = None;
+            }
             return match progress {
                 Ok(Progress::Queue) => {
                     let queued = self
@@ -1037,6 +1053,24 @@ impl Lane {
                         biased;
                         _ = self.worker.shutdown.cancelled() => return Step::Stop,
                         _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+                Ok(Progress::ClaimedElsewhere) => {
+                    drop(send);
+                    drop(sending);
+                    if let Some(ahead) = ahead.as_deref_mut() {
+                        ahead.release_all(&self.worker).await;
+                    }
+                    // The jobs behind this one wait in order rather than being parked for a
+                    // stall that is not the endpoint's.
+                    if claim_wait.is_none() {
+                        metrics::CLAIM_WAITS.inc();
+                        claim_wait = Some(self.stopwatch.stop_until_dropped());
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.worker.shutdown.cancelled() => return Step::Stop,
+                        _ = tokio::time::sleep(CLAIM_RECHECK) => continue,
                     }
                 }
                 concluded => self.conclude(&job, concluded, sending, send, span).await,
@@ -1091,9 +1125,12 @@ impl Lane {
                 Step::Next
             }
             // Handled by the caller; were one to come here, its task is read again.
-            Ok(Progress::Queue | Progress::RateLimited(_) | Progress::Wait(_)) => {
-                self.report(finished, false)
-            }
+            Ok(
+                Progress::Queue
+                | Progress::RateLimited(_)
+                | Progress::Wait(_)
+                | Progress::ClaimedElsewhere,
+            ) => self.report(finished, false),
         }
     }
 
@@ -1176,6 +1213,8 @@ impl Lane {
         mut jobs: Vec<Job>,
         later: &mut std::collections::VecDeque<Vec<Job>>,
     ) -> Step {
+        // See `Lane::work`.
+        let mut claim_wait: Option<StoppedClock> = None;
         loop {
             if self.worker.wait_while_sending_paused().await.is_err() {
                 return Step::Stop;
@@ -1208,6 +1247,12 @@ impl Lane {
                 .deliver_batch(&tasks)
                 .instrument(span.clone())
                 .await;
+            if !matches!(
+                progress,
+                Ok(BatchProgress::ClaimedElsewhere | BatchProgress::RateLimited(_))
+            ) {
+                claim_wait = None;
+            }
             let results: Vec<Result<Progress, Interrupted>> = match progress {
                 Err(Interrupted::Shutdown) => return Step::Stop,
                 // The endpoint's state could not be recorded (its breaker): each task is set
@@ -1234,7 +1279,7 @@ impl Lane {
                     if jobs.len() == 1
                         && let Some(job) = jobs.pop()
                     {
-                        return self.work(job, None).await;
+                        return self.work(job, None, None).await;
                     }
                     let rest = jobs.split_off(jobs.len() / 2);
                     later.push_front(rest);
@@ -1253,13 +1298,27 @@ impl Lane {
                         _ = tokio::time::sleep(wait) => continue,
                     }
                 }
+                Ok(BatchProgress::ClaimedElsewhere) => {
+                    drop(sends);
+                    jobs = given_back(sending);
+                    // As for one job (see `Lane::work`).
+                    if claim_wait.is_none() {
+                        metrics::CLAIM_WAITS.inc();
+                        claim_wait = Some(self.stopwatch.stop_until_dropped());
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.worker.shutdown.cancelled() => return Step::Stop,
+                        _ = tokio::time::sleep(CLAIM_RECHECK) => continue,
+                    }
+                }
                 Ok(BatchProgress::OneByOne) => {
                     drop(sends);
                     // Each job takes its own send guard; these are given back first.
                     let jobs = given_back(sending);
                     let mut jobs = jobs.into_iter();
                     while let Some(job) = jobs.next() {
-                        match self.work(job, None).await {
+                        match self.work(job, None, None).await {
                             Step::Next => {}
                             Step::Stop => return Step::Stop,
                             Step::GiveUp => {
@@ -1331,6 +1390,15 @@ impl Lane {
             durable: true,
         }
     }
+}
+
+/// Whether a job's delivery came back to wait and be tried again (a claim held elsewhere, a
+/// rate limit, a short claim), rather than with an outcome.
+fn waits(progress: &Result<Progress, Interrupted>) -> bool {
+    matches!(
+        progress,
+        Ok(Progress::ClaimedElsewhere | Progress::RateLimited(_) | Progress::Wait(_))
+    )
 }
 
 /// The jobs of a batch not sent, their send guards given back.

@@ -4,6 +4,7 @@
 //! endpoint is, so the consumer can park the tasks of one that does not keep up.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::SendError;
@@ -19,8 +20,87 @@ pub type LaneId = u64;
 /// How much of each new interval between finished jobs goes into the lane's average.
 const SMOOTHING: f64 = 0.2;
 
+/// A lane's own clock, stopped by its worker while the job it works on waits for a claim held
+/// elsewhere (a dispatcher killed with the claim out: the claim runs out with its lease). That
+/// wait says nothing of the endpoint's pace; counted as a stall, it would park the jobs queued
+/// behind the waiting one, and they would go out after later ones.
+#[derive(Debug, Default)]
+pub struct Stopwatch {
+    state: Mutex<Stopped>,
+}
+
+#[derive(Debug, Default)]
+struct Stopped {
+    /// Since when it is stopped, if it is.
+    since: Option<Instant>,
+    /// How long it was stopped since the lane last moved, not counting a stop still going on.
+    total: Duration,
+}
+
+impl Stopwatch {
+    fn state(&self) -> std::sync::MutexGuard<'_, Stopped> {
+        // Two plain fields: a panic elsewhere cannot leave them half changed.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the lane's clock (it stays stopped until [`Stopwatch::start`]).
+    pub fn stop(&self) {
+        let mut state = self.state();
+        if state.since.is_none() {
+            state.since = Some(Instant::now());
+        }
+    }
+
+    /// Lets the lane's clock run again.
+    pub fn start(&self) {
+        let mut state = self.state();
+        if let Some(since) = state.since.take() {
+            state.total += since.elapsed();
+        }
+    }
+
+    /// How long the clock stood still since the lane last moved, up to `now`.
+    fn stopped(&self, now: Instant) -> Duration {
+        let state = self.state();
+        state.total
+            + state
+                .since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+
+    /// Stops the lane's clock until the returned guard is dropped.
+    pub fn stop_until_dropped(self: &Arc<Self>) -> StoppedClock {
+        self.stop();
+        StoppedClock(Arc::clone(self))
+    }
+
+    /// Whether the clock stands still now.
+    fn is_stopped(&self) -> bool {
+        self.state().since.is_some()
+    }
+
+    /// The lane moved at `now`: what stood still before is forgotten.
+    fn moved(&self, now: Instant) {
+        let mut state = self.state();
+        state.total = Duration::ZERO;
+        if state.since.is_some() {
+            state.since = Some(now);
+        }
+    }
+}
+
+/// A lane's clock stopped for as long as this lives.
+pub struct StoppedClock(Arc<Stopwatch>);
+
+impl Drop for StoppedClock {
+    fn drop(&mut self) {
+        self.0.start();
+    }
+}
+
 struct Lane<J> {
     id: LaneId,
+    stopwatch: Arc<Stopwatch>,
     queue: UnboundedSender<J>,
     /// Unfinished jobs (waiting or being worked on), and their bytes.
     pending: usize,
@@ -32,12 +112,18 @@ struct Lane<J> {
 }
 
 impl<J> Lane<J> {
+    /// How long since the lane last moved, not counting while its clock stood still.
+    fn stalled(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_progress)
+            .saturating_sub(self.stopwatch.stopped(now))
+    }
+
     /// How long a job queued at `now` would wait before its turn: the jobs ahead of it at the
     /// lane's pace. Until a job has finished the pace is unknown, and the time the lane has been
     /// going stands in for it; either way, a lane stalled for longer than its pace is taken at
     /// the pace of the stall, and never faster than `slowest_pace` (the endpoint's rate limit).
     fn behind(&self, now: Instant, slowest_pace: Duration) -> Duration {
-        let stalled = now.saturating_duration_since(self.last_progress);
+        let stalled = self.stalled(now);
         let pace = self.per_job.map_or(stalled, |per_job| per_job.max(stalled));
         pace.max(slowest_pace)
             .saturating_mul(u32::try_from(self.pending).unwrap_or(u32::MAX))
@@ -93,6 +179,7 @@ impl<J> Lanes<J> {
         let _ = queue.send(job);
         let lane = Lane {
             id,
+            stopwatch: Arc::default(),
             queue,
             pending: 1,
             bytes,
@@ -115,18 +202,26 @@ impl<J> Lanes<J> {
         }
         // A job that finishes while sending is paused says nothing of the endpoint's pace.
         if self.paused_since.is_none() {
-            let interval = now.saturating_duration_since(lane.last_progress);
+            let interval = lane.stalled(now);
             lane.per_job = Some(match lane.per_job {
                 None => interval,
                 Some(average) => average.mul_f64(1.0 - SMOOTHING) + interval.mul_f64(SMOOTHING),
             });
         }
         lane.last_progress = now;
+        lane.stopwatch.moved(now);
         lane.pending = lane.pending.saturating_sub(1);
         lane.bytes = lane.bytes.saturating_sub(bytes);
         if lane.pending == 0 {
             self.lanes.remove(&endpoint);
         }
+    }
+
+    /// The stopwatch of the endpoint's lane (for its worker, once the lane is opened).
+    pub fn stopwatch(&self, endpoint: EndpointId) -> Option<Arc<Stopwatch>> {
+        self.lanes
+            .get(&endpoint)
+            .map(|lane| Arc::clone(&lane.stopwatch))
     }
 
     /// The endpoint's open lane, unless its worker has stopped (it is replaced at the next push).
@@ -161,7 +256,9 @@ impl<J> Lanes<J> {
     /// a job (or opened) within `limit`, and its backlog at its pace (never faster than
     /// `slowest_pace`) takes no longer. Until a job has finished the pace is unknown and only
     /// the first holds. Unlike [`Lanes::behind`], a short gap between finished jobs is not
-    /// taken as the lane's pace: at a high rate such gaps are noise.
+    /// taken as the lane's pace: at a high rate such gaps are noise. A lane waiting for a claim
+    /// held elsewhere (its clock stopped) does not drain at all: a partition held behind it
+    /// would hold up the partition's other endpoints for the whole wait.
     pub fn drains_within(
         &self,
         endpoint: EndpointId,
@@ -171,7 +268,8 @@ impl<J> Lanes<J> {
         let now = self.now();
         self.live(endpoint).is_some_and(|lane| {
             let pace = lane.per_job.unwrap_or_default().max(slowest_pace);
-            now.saturating_duration_since(lane.last_progress) <= limit
+            !lane.stopwatch.is_stopped()
+                && now.saturating_duration_since(lane.last_progress) <= limit
                 && pace.saturating_mul(u32::try_from(lane.pending).unwrap_or(u32::MAX)) <= limit
         })
     }
@@ -191,7 +289,7 @@ impl<J> Lanes<J> {
         let now = self.now();
         self.live(endpoint).map_or(Duration::ZERO, |lane| {
             let batches = (lane.pending + 1).div_ceil(per_batch.max(1));
-            let stalled = now.saturating_duration_since(lane.last_progress);
+            let stalled = lane.stalled(now);
             let first = stalled.saturating_sub(gather).max(slowest_pace);
             let rest = stalled
                 .max(slowest_pace)
@@ -382,6 +480,55 @@ mod tests {
         assert!(
             behind.abs_diff(Duration::from_millis(10 * 199)) < Duration::from_millis(5),
             "199 left at 10 ms each, not {behind:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_a_claim_held_elsewhere_is_neither_a_stall_nor_the_pace() {
+        let mut lanes = Lanes::default();
+        let ordered = EndpointId::generate();
+        let (id, _rx) = lanes.push(ordered, 0, 1).expect("a new lane");
+        for n in 1..100 {
+            assert!(lanes.push(ordered, n, 1).is_none());
+        }
+        let stopwatch = lanes.stopwatch(ordered).expect("the lane's stopwatch");
+        // The first job waits 50 s for a killed dispatcher's claim, then takes 10 ms.
+        tokio::time::advance(Duration::from_millis(5)).await;
+        stopwatch.stop();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert_eq!(
+            lanes.behind(ordered, Duration::ZERO),
+            Duration::from_millis(5 * 100),
+            "the wait is no stall: 100 at the 5 ms gone so far"
+        );
+        assert!(
+            !lanes.drains_within(ordered, Duration::ZERO, Duration::from_secs(100)),
+            "waiting, it drains nothing: no partition is held behind it"
+        );
+        stopwatch.start();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        lanes.finished(ordered, id, 1);
+        assert_eq!(
+            lanes.behind(ordered, Duration::ZERO),
+            Duration::from_millis(10 * 99),
+            "nor the pace: 99 left at 10 ms"
+        );
+        // A job that finishes within a stop ran for no time (8 ms = 0.8 * 10 + 0.2 * 0), and
+        // the stop goes on counting from there.
+        stopwatch.stop();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        lanes.finished(ordered, id, 1);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            lanes.behind(ordered, Duration::ZERO),
+            Duration::from_millis(8 * 98)
+        );
+        stopwatch.start();
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert_eq!(
+            lanes.behind(ordered, Duration::ZERO),
+            Duration::from_millis(20 * 98),
+            "a stall once it runs again"
         );
     }
 

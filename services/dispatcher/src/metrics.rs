@@ -124,6 +124,15 @@ pub static CLAIMS_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Jobs that waited in their lane for a claim held elsewhere (see `Progress::ClaimedElsewhere`).
+pub static CLAIM_WAITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_claim_waits_total",
+        "Deliveries in partition order (or batches) that waited in their lane for an attempt claim held elsewhere, once per wait.",
+    )
+    .expect("metric registers once")
+});
+
 /// Claims a lane took ahead for its queued jobs, by what became of them: `used` (sent on),
 /// `given_back` (the job went another way, or too little of the lease was left), `not_taken`
 /// (the store answered busy, final, stale, or failed; the job claims for itself).

@@ -604,6 +604,11 @@ impl StrictQueues {
             Ok(Progress::RateLimited(wait) | Progress::Wait(wait)) => {
                 Turn::Wait { wait, woken: false }
             }
+            // Not given for a queue head (it waits with `Wait`); were it, the head waits too.
+            Ok(Progress::ClaimedElsewhere) => Turn::Wait {
+                wait: crate::worker::CLAIM_RECHECK,
+                woken: false,
+            },
             Err(Interrupted::Shutdown) => Turn::Stop,
             Err(Interrupted::Unprocessable(reason)) => self.set_aside(driver, head, reason).await,
         };

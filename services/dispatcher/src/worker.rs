@@ -8,7 +8,8 @@
 //!
 //! Nothing is sent without a claim on the attempt (see `hookstream_store::claim`): of several
 //! copies of a task (a rebalance re-read, an outbox republish, a retry forwarded twice) one sends
-//! and the others wait on the hold tier, and once a final outcome is recorded none sends again.
+//! and the others wait (in their lane or queue when the endpoint keeps order, else on the hold
+//! tier), and once a final outcome is recorded none sends again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,8 +45,9 @@ use crate::sender::{SendOutcome, SendResult, Sender};
 const BACKLOG_HOLD: Duration = Duration::from_secs(30);
 /// How often a strict endpoint's queue head looks again while its endpoint is paused.
 const PAUSED_RECHECK: Duration = Duration::from_secs(2);
-/// How often a strict endpoint's queue head looks again while another copy holds its claim.
-const CLAIM_RECHECK: Duration = Duration::from_secs(1);
+/// How often a task of an ordered endpoint (a strict queue's head, or one in partition order)
+/// looks again while another copy holds its claim.
+pub const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 /// The part of its lease a claim must have left for a request to go out on it: the lease is
 /// at least twice the request timeout, so this leaves the whole timeout for the send and half
 /// of it for routing and recording the outcome before another copy may claim the attempt.
@@ -63,9 +65,10 @@ pub(crate) fn leaves_room_to_send(
 /// Where a task being delivered came from, which decides where it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// Read from the deliveries topic. A task that may not go out yet waits on a tier and a
-    /// failed one is retried through a tier; a strict endpoint's task is queued instead (see
-    /// [`Progress::Queue`]).
+    /// Read from the deliveries topic. A task that may not go out yet waits on a tier (in its
+    /// lane, in partition order, while another copy holds its claim: see
+    /// [`Progress::ClaimedElsewhere`]) and a failed one is retried through a tier; a strict
+    /// endpoint's task is queued instead (see [`Progress::Queue`]).
     Topic,
     /// The head of a strict endpoint's queue (see `crate::strict`): it waits in place and is
     /// retried in place, since a tier would let the deliveries behind it overtake it.
@@ -161,6 +164,12 @@ pub enum Progress {
     /// open, another copy holds its claim), or any task's claim ran short before its send. It
     /// is to be delivered again after this long.
     Wait(Duration),
+    /// Nothing was done: another copy holds the claim on a task in partition order (a
+    /// dispatcher killed with it out, until the claim's lease runs out; or a claim of this
+    /// dispatcher's that it failed to give back). It is to be delivered again after
+    /// [`CLAIM_RECHECK`], the tasks behind it waiting: on a tier, they would go first. The wait
+    /// is not the endpoint's pace (see `crate::lanes::Stopwatch`).
+    ClaimedElsewhere,
 }
 
 /// A delivered task whose attempt is not recorded yet.
@@ -322,9 +331,19 @@ impl Worker {
                 ClaimOutcome::Stale(_) => return Ok(skipped(task, "stale")),
                 ClaimOutcome::Missing => return Err(unknown_delivery()),
                 // Another copy is sending this attempt. It may die before recording it, so this
-                // copy is not dropped: it comes back to look again once that copy is done.
+                // copy is not dropped: it comes back to look again once that copy is done. An
+                // ordered endpoint's copy waits in place (a dispatcher killed with claims out
+                // leaves them until their lease runs out): on a tier, the deliveries behind it
+                // would go first.
                 ClaimOutcome::Busy { .. } if route == Route::QueueHead => {
                     return Ok(Progress::Wait(CLAIM_RECHECK));
+                }
+                ClaimOutcome::Busy { .. }
+                    if endpoint
+                        .as_ref()
+                        .is_some_and(|e| e.shaping.ordering == Ordering::Partition) =>
+                {
+                    return Ok(Progress::ClaimedElsewhere);
                 }
                 ClaimOutcome::Busy { .. } => {
                     self.hold(task, Tier::HOLD, "claimed_elsewhere").await?;

@@ -15,8 +15,9 @@
 //! It prints a table of what it did and found, and fails on any violation. `CHAOS_MINUTES` sets
 //! how long faults are injected (default 2); `CHAOS_SEED` the random choices.
 //! Per-endpoint order is not checked: the endpoints keep the default `partition` ordering, which
-//! orders first attempts only (retries reorder by design); `strict_order.rs` checks strict order
-//! under random failures, a rebalance and a kill -9.
+//! orders first attempts only (retries reorder by design). Under random failures, a rebalance
+//! and a kill -9, `ordering.rs` checks that order of first attempts and `strict_order.rs`
+//! strict order.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -120,15 +120,19 @@ async fn claims_ahead_of_a_killed_dispatcher_run_out_and_their_deliveries_go_onc
 
     let id = endpoint["id"].as_str().unwrap();
     pipeline.api.delivered_to(id, QUEUED + 1, SETTLE).await;
-    // The restarted dispatcher found the killed one's claims still held, and waited them out.
+    // The restarted dispatcher found the killed one's claims still held, and waited them out
+    // in the lane, in order (on the hold tier, the jobs behind would have gone first).
     let metrics = pipeline.dispatcher_metrics().await;
     assert!(
+        sample(&metrics, "hookstream_claim_waits_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
         sample(
             &metrics,
             "hookstream_tasks_held_total{reason=\"claimed_elsewhere\"}"
-        )
-        .unwrap_or(0.0)
-            >= 1.0,
+        ),
+        None,
         "{metrics}"
     );
     let duplicates = receiver.duplicates();
@@ -140,6 +144,13 @@ async fn claims_ahead_of_a_killed_dispatcher_run_out_and_their_deliveries_go_onc
     delivered.sort_unstable();
     let expected: Vec<u64> = (0..=QUEUED as u64).collect();
     assert_eq!(delivered, expected, "each delivered once");
+    // First attempts in partition order (a retry comes when due, after later ones).
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<u64> = numbers(&receiver)
+        .into_iter()
+        .filter(|n| seen.insert(*n))
+        .collect();
+    assert_eq!(firsts, expected, "first attempts in order");
 }
 
 /// Numbers of the webhooks a receiver answered 2xx, in the order they arrived.
@@ -249,6 +260,11 @@ async fn a_revoke_waits_for_the_claims_taken_ahead_and_the_next_owner_sends_in_o
             "hookstream_tasks_held_total{reason=\"claimed_elsewhere\"}"
         )
         .unwrap_or(0.0),
+        0.0,
+        "{second}"
+    );
+    assert_eq!(
+        sample(&second, "hookstream_claim_waits_total").unwrap_or(0.0),
         0.0,
         "{second}"
     );

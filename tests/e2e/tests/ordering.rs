@@ -1,14 +1,16 @@
 //! Ordering modes (issue 21, item 1): an endpoint in `none` mode takes up to `max_in_flight`
 //! requests at once and holds up no other endpoint; a request still out holds its partition's
 //! committed offset, so a crash sends it again and nothing delivered after it; changing the mode
-//! with deliveries in flight loses none. Set, shown, changed and refused through the API.
+//! with deliveries in flight loses none. In `partition` order, first attempts keep the events'
+//! order under random failures, a rebalance and a `kill -9`. Set, shown, changed and refused
+//! through the API.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use hookstream_e2e::{Pipeline, Receiver, Service, eventually, sum};
+use hookstream_e2e::{Chaos, Pipeline, Receiver, Service, eventually, sample, sum};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -148,6 +150,121 @@ async fn a_request_still_out_holds_the_committed_offset_so_a_crash_resends_it_an
         "reason=\"already_final\"",
     );
     assert!(skipped.is_some_and(|n| n >= 1.0), "skipped: {skipped:?}");
+}
+
+/// Checks `partition` order as the receiver saw it: each event's first request came after the
+/// first request of every event before it (later requests, retries and resends after a crash,
+/// may come at any time); every event from 0 to `last` arrived.
+fn assert_first_attempts_in_order(arrivals: &[hookstream_e2e::Webhook], last: u64) {
+    let mut seen = HashSet::new();
+    let mut firsts = Vec::new();
+    for webhook in arrivals {
+        let n = webhook.json()["data"]["n"]
+            .as_u64()
+            .expect("a numbered event");
+        if seen.insert(n) {
+            firsts.push(n);
+        }
+    }
+    let expected: Vec<u64> = (0..=last).collect();
+    assert_eq!(firsts, expected, "first attempts out of order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_order_holds_for_first_attempts_under_random_failures_a_rebalance_and_a_kill_9() {
+    const FIRST: usize = 60;
+    const EVENTS: usize = 100;
+    const ENDPOINTS: usize = 2;
+    let mut pipeline = Pipeline::start(&[
+        // One partition: both endpoints' tasks share it.
+        ("HOOKSTREAM_DELIVERIES_PARTITIONS", "1"),
+        // Hostile answers time out after 1 s. A killed dispatcher's claims run out after 30 s:
+        // the lane waits for them about as long as its default wait limit, which a stall that
+        // long would pass (and park the tasks behind them, out of order).
+        ("HOOKSTREAM_REQUEST_TIMEOUT", "1s"),
+        ("HOOKSTREAM_CLAIM_LEASE", "30s"),
+        // An endpoint that fails often opens its breaker: closed again after 2 s, not 5 min.
+        ("HOOKSTREAM_BREAKER_OPEN_FOR", "2s"),
+        // A killed member is noticed after 6 s instead of 45 s.
+        (
+            "HOOKSTREAM_KAFKA_PROPERTIES",
+            "session.timeout.ms=6000,heartbeat.interval.ms=500",
+        ),
+    ])
+    .await;
+    let mut receivers = Vec::new();
+    for index in 0..ENDPOINTS {
+        let receiver = Receiver::start().await;
+        receiver.chaos(Chaos {
+            state: 0x0DE2_0000 + index as u64 * 104_729,
+            sender_timeout: Duration::from_secs(1),
+            gone_per_mille: 0,
+        });
+        let id = endpoint(&pipeline, &receiver.url, json!({})).await;
+        receivers.push((receiver, id));
+    }
+    send(&pipeline, FIRST).await;
+
+    // The partition moves to a second dispatcher or stays, then the first dies mid-flight and
+    // comes back: its tasks not yet committed are read again.
+    let watched = &receivers[0].0;
+    watched.wait_for(15, SETTLE).await;
+    pipeline.start_service(Service::SecondDispatcher).await;
+    watched.wait_for(30, SETTLE).await;
+    // The partition's owner dies with claims out: the in-flight request's, and those its lane
+    // took ahead.
+    let owner = eventually("one owner of the partition", SETTLE, || async {
+        let first = assigned(&pipeline, Service::Dispatcher).await;
+        let second = assigned(&pipeline, Service::SecondDispatcher).await;
+        match (first, second) {
+            (Some(1.0), Some(0.0) | None) => Some(Service::Dispatcher),
+            (Some(0.0) | None, Some(1.0)) => Some(Service::SecondDispatcher),
+            _ => None,
+        }
+    })
+    .await;
+    pipeline.kill_service(owner).await;
+    // More events keep coming, two a second, while the partition's next owner waits for the
+    // killed one's claims: they join the lane behind the waiting delivery.
+    let api = pipeline.api.clone();
+    let later = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_millis(500));
+        for n in FIRST..EVENTS {
+            pace.tick().await;
+            api.send_numbered("acme", "order.created", n..n + 1).await;
+        }
+    });
+    watched.wait_for(40, SETTLE).await;
+    pipeline.start_service(owner).await;
+    later.await.expect("the later events were sent");
+
+    for (receiver, id) in &receivers {
+        eventually("every delivery to settle", SETTLE, || async {
+            let finished = pipeline
+                .api
+                .all_deliveries(&format!("endpoint_id={id}"))
+                .await
+                .iter()
+                .filter(|d| d["status"] == "delivered" || d["status"] == "dead_lettered")
+                .count();
+            (finished == EVENTS).then_some(())
+        })
+        .await;
+        assert_first_attempts_in_order(&receiver.received(), EVENTS as u64 - 1);
+    }
+    // The next owner found the killed one's claims held, and waited for them in the lane.
+    let mut waits = 0.0;
+    for service in [Service::Dispatcher, Service::SecondDispatcher] {
+        let metrics = pipeline.metrics_of(service).await;
+        waits += sample(&metrics, "hookstream_claim_waits_total").unwrap_or(0.0);
+    }
+    assert!(waits >= 1.0, "no delivery waited for a claim");
+}
+
+/// How many partitions a running dispatcher has.
+async fn assigned(pipeline: &Pipeline, service: Service) -> Option<f64> {
+    let metrics = pipeline.metrics_of(service).await;
+    sample(&metrics, "hookstream_assigned_partitions")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

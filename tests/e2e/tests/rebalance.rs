@@ -181,7 +181,7 @@ async fn a_revoked_partition_is_handed_over_once_its_sends_are_recorded() {
     );
     assert_eq!(receiver.received().len(), ENDPOINTS, "each sent once");
     // Had a partition been released with its sends out, the new owner's copy of such a task
-    // would have found its attempt claimed and been held.
+    // would have found its attempt claimed, and been held or (in partition order) waited.
     let second = pipeline.metrics_of(Service::SecondDispatcher).await;
     assert_eq!(
         sample(
@@ -189,6 +189,10 @@ async fn a_revoked_partition_is_handed_over_once_its_sends_are_recorded() {
             "hookstream_tasks_held_total{reason=\"claimed_elsewhere\"}"
         )
         .unwrap_or(0.0),
+        0.0
+    );
+    assert_eq!(
+        sample(&second, "hookstream_claim_waits_total").unwrap_or(0.0),
         0.0
     );
     let first = pipeline.dispatcher_metrics().await;

@@ -359,6 +359,91 @@ async fn a_strict_burst_past_the_lane_limits_is_queued_in_order_not_parked() {
     );
 }
 
+/// Sends `order.created` events numbered `numbers` to `acme`, each carrying `pad_bytes` of
+/// padding, in requests of at most 8 MB.
+async fn send_padded(api: &Api, numbers: std::ops::Range<usize>, pad_bytes: usize) {
+    let pad = "x".repeat(pad_bytes);
+    let per_request = (8 * 1024 * 1024 / pad_bytes).max(1);
+    let numbers: Vec<usize> = numbers.collect();
+    for chunk in numbers.chunks(per_request) {
+        let events: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|n| json!({"tenant": "acme", "type": "order.created", "payload": {"n": n, "pad": pad}}))
+            .collect();
+        let answer = api
+            .call("POST", "/v1/events:batch", Some(json!({"events": events})))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let results = answer.body["results"].as_array().expect("results");
+        assert!(
+            results.iter().all(|r| r["status"] == 202),
+            "{}",
+            answer.body
+        );
+    }
+}
+
+/// The resident memory of a process, in bytes, from `/proc/<pid>/status`.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status");
+    kib * 1024
+}
+
+/// Waits until the dispatcher has queued `count` strict tasks in the store.
+async fn queued_reaches(pipeline: &Pipeline, count: usize) {
+    eventually(&format!("{count} tasks queued"), SETTLE, || async {
+        let metrics = pipeline.dispatcher_metrics().await;
+        sum(&metrics, "hookstream_strict_tasks_queued_total", "")
+            .is_some_and(|n| n >= count as f64)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_strict_backlog_waits_in_the_store_and_the_dispatchers_memory_does_not_grow_with_it()
+ {
+    // Two backlogs of 48 MB each behind a head that is not answered. The first brings the
+    // dispatcher's buffers (Kafka's prefetch, the allocator's arenas) to their working size;
+    // the second must then cost it next to nothing: the tasks are in the store.
+    const PAD: usize = 192 * 1024;
+    const EACH: usize = 256;
+    const BACKLOG_BYTES: u64 = (PAD * EACH) as u64;
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let id = strict_endpoint(&pipeline.api, &receiver.url).await;
+    receiver.hold();
+
+    send_padded(&pipeline.api, 0..EACH, PAD).await;
+    queued_reaches(&pipeline, EACH).await;
+    let pid = pipeline
+        .pid(Service::Dispatcher)
+        .expect("the dispatcher runs");
+    let after_first = resident_bytes(pid);
+
+    send_padded(&pipeline.api, EACH..2 * EACH, PAD).await;
+    queued_reaches(&pipeline, 2 * EACH).await;
+    let after_second = resident_bytes(pid);
+    let grown = after_second.saturating_sub(after_first);
+    assert!(
+        grown < BACKLOG_BYTES / 4,
+        "the dispatcher grew by {grown} bytes ({after_first} -> {after_second}) for a backlog of {BACKLOG_BYTES}"
+    );
+    // Still one request out: the backlog waited behind its head.
+    let sent: HashSet<u64> = receiver.received().iter().map(number).collect();
+    assert_eq!(sent, HashSet::from([0]), "only the head was sent");
+
+    // Nothing of it was lost: once the receiver answers, all of it goes out in order.
+    receiver.release();
+    pipeline.api.delivered_to(&id, 2 * EACH, SETTLE).await;
+    assert_strict_order(&receiver.received(), &HashSet::new(), 2 * EACH as u64 - 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_dispatcher_records_the_strict_head_it_has_out_and_sends_nothing_new() {
     let mut pipeline = Pipeline::start(&[]).await;
