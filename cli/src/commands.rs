@@ -214,7 +214,19 @@ pub async fn run(client: &Client, command: Command, json_output: bool) -> Result
 
 /// An endpoint's health as lines: one per window, then its run of failures and last outcomes.
 fn health_text(endpoint_id: &str, health: &Value) -> String {
-    let mut text = format!("endpoint {endpoint_id}");
+    let mut text = format!(
+        "endpoint {endpoint_id}: {}",
+        health["status"].as_str().unwrap_or("?")
+    );
+    for (label, key) in [("warning", "warning"), ("disabled", "disabled_by_rules")] {
+        if let Some(notice) = health[key].as_object() {
+            text.push_str(&format!(
+                "\n  {label} since {}: {}",
+                notice.get("at").and_then(Value::as_str).unwrap_or("?"),
+                notice.get("reason").and_then(Value::as_str).unwrap_or("?"),
+            ));
+        }
+    }
     for window in health["windows"].as_array().into_iter().flatten() {
         let rate = window["success_rate"]
             .as_f64()

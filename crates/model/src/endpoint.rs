@@ -7,6 +7,7 @@ use hookstream_signing::SigningSecret;
 
 use crate::ValidationError;
 use crate::destination::EndpointUrl;
+use crate::health_rules::HealthRules;
 use crate::ids::EndpointId;
 use crate::names::{EventType, Tenant};
 use crate::shaping::{Batching, OnDeadLetter, Ordering, RateLimit, Shaping};
@@ -141,8 +142,9 @@ pub struct Endpoint {
     /// The secret it replaced, which also signs until it expires, so receivers can switch over
     /// without refusing a webhook.
     pub previous_secret: Option<RetiringSecret>,
-    /// A disabled endpoint receives nothing; its deliveries are dead-lettered with that reason.
-    /// An endpoint that answers `410 Gone` is disabled; the API enables it again.
+    /// A disabled endpoint receives nothing; its deliveries wait, unsent, in its queue in the
+    /// store until it is enabled again. An endpoint that answers `410 Gone`, or whose health
+    /// rules say so, is disabled; the API enables it again.
     pub disabled: bool,
     /// Lowers the retry policy's attempt limit for this endpoint.
     pub max_attempts: Option<u32>,
@@ -175,6 +177,8 @@ pub struct EndpointChanges {
     pub on_dead_letter: Option<OnDeadLetter>,
     /// `Some(None)`: no batching.
     pub batch: Option<Option<Batching>>,
+    /// `Some(None)`: the installation's rules.
+    pub health_rules: Option<Option<HealthRules>>,
 }
 
 impl EndpointChanges {
@@ -185,6 +189,7 @@ impl EndpointChanges {
             || self.max_in_flight.is_some()
             || self.on_dead_letter.is_some()
             || self.batch.is_some()
+            || self.health_rules.is_some()
     }
 
     /// `shaping` with these changes.
@@ -203,6 +208,9 @@ impl EndpointChanges {
         }
         if let Some(batch) = self.batch {
             shaping.batch = batch;
+        }
+        if let Some(health_rules) = self.health_rules {
+            shaping.health_rules = health_rules;
         }
         shaping
     }

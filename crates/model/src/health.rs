@@ -34,6 +34,20 @@ pub struct EndpointHealth {
     pub last_success_at: Option<OffsetDateTime>,
     #[serde(default)]
     pub last_failure: Option<LastFailure>,
+    /// The warning of its health rules in force (see [`crate::health_rules`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<Notice>,
+    /// Set when its health rules disabled the endpoint (not when an operator or a `410` did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_by_rules: Option<Notice>,
+}
+
+/// A change its health rules made: when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub reason: String,
 }
 
 /// The attempts of one minute.
@@ -208,6 +222,33 @@ impl EndpointHealth {
         if self.last_failure.is_none() {
             self.last_failure = earlier.last_failure;
         }
+        if self.warning.is_none() {
+            self.warning = earlier.warning;
+        }
+        if self.disabled_by_rules.is_none() {
+            self.disabled_by_rules = earlier.disabled_by_rules;
+        }
+    }
+
+    /// Starts the run of failures over from `since` (what was counted since the last write),
+    /// for an endpoint enabled again after its rules disabled it: the failures before do not
+    /// count against it. The windows keep their counts.
+    pub fn start_over(&mut self, since: &EndpointHealth) {
+        self.failure_streak = since.failure_streak;
+        self.failing_since = since.failing_since;
+        self.disabled_by_rules = None;
+        self.warning = None;
+    }
+
+    /// Attempts and successes over the last `minutes` (the minute under way included).
+    pub fn attempts_over(&self, now: OffsetDateTime, minutes: u32) -> (u64, u64) {
+        let first = minute_of(now) - i64::from(minutes) + 1;
+        self.minutes
+            .iter()
+            .filter(|counts| counts.minute >= first)
+            .fold((0, 0), |(attempts, succeeded), counts| {
+                (attempts + counts.attempts, succeeded + counts.succeeded)
+            })
     }
 
     /// Whether anything was ever recorded.

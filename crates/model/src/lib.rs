@@ -12,6 +12,7 @@ pub mod destination;
 pub mod endpoint;
 pub mod event;
 pub mod health;
+pub mod health_rules;
 pub mod ids;
 pub mod names;
 pub mod replay;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ValidationError;
+use crate::health_rules::HealthRules;
 use crate::retry::parse_delay;
 
 /// An endpoint's delivery settings, stored as one JSON document so settings added later need
@@ -28,6 +29,9 @@ pub struct Shaping {
     /// Whether, and how, the endpoint takes its deliveries in batches (one request each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<Batching>,
+    /// Its own health rules, over the installation's; `None`: the installation's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_rules: Option<HealthRules>,
 }
 
 impl Shaping {
@@ -55,6 +59,8 @@ impl Shaping {
             max_in_flight: self.max_in_flight.map(|n| n.clamp(1, MAX_IN_FLIGHT_LIMIT)),
             on_dead_letter: self.on_dead_letter,
             batch: self.batch.map(Batching::within_bounds),
+            // Only watched, never a bound on sending: kept as stored.
+            health_rules: self.health_rules,
         }
     }
 
@@ -518,6 +524,11 @@ mod tests {
             batch: Some(Batching {
                 max_events: 50,
                 max_wait_ms: 2_000,
+            }),
+            health_rules: Some(crate::health_rules::HealthRules {
+                warn_streak: Some(20),
+                disable_after: Some(crate::health_rules::Limit::Never),
+                ..Default::default()
             }),
         };
         assert_eq!(

@@ -128,8 +128,10 @@ pub trait Store:
     ) -> Result<Option<Endpoint>, StoreError>;
     /// Deletes a live endpoint; false if there is none. Its deliveries stay readable.
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError>;
-    /// The tenant's live, enabled endpoints and what each subscribes to, in id order: read once
-    /// for a whole batch of events, whatever their types. No secret is read: one endpoint whose
+    /// The tenant's live endpoints and what each subscribes to, in id order: read once for a
+    /// whole batch of events, whatever their types. A disabled endpoint is among them: its new
+    /// deliveries are kept (the dispatcher queues them, unsent, until it is enabled again), not
+    /// lost. No secret is read: one endpoint whose
     /// secret does not open must not stop the tenant's intake (its deliveries are refused by the
     /// dispatcher, one by one).
     async fn subscriptions(

@@ -417,8 +417,8 @@ async fn endpoint_reads_show_changes_made_by_another_handle(backend: Backend) {
     assert!(read().await.unwrap().disabled, "the disabling shows");
     assert_eq!(
         subscribers().await,
-        vec![second.id],
-        "a disabled endpoint gets no new deliveries"
+        both,
+        "a disabled endpoint still gets its new deliveries (kept until it is enabled)"
     );
 
     assert!(other.delete_endpoint(ep.id).await.unwrap());
@@ -676,7 +676,7 @@ async fn endpoint_lists_are_per_tenant_and_paged(backend: Backend) {
     assert_eq!(seen, ids);
 }
 
-async fn only_live_enabled_subscribed_endpoints_receive_an_event_type(backend: Backend) {
+async fn only_live_subscribed_endpoints_disabled_ones_too_receive_an_event_type(backend: Backend) {
     let f = backend.fixture().await;
     let orders = endpoint("acme", &["order.created"]);
     let everything = endpoint("acme", &["*"]);
@@ -699,19 +699,17 @@ async fn only_live_enabled_subscribed_endpoints_receive_an_event_type(backend: B
 
     let subscriptions = f.store.subscriptions(&tenant("acme")).await.unwrap();
     let ids: Vec<_> = subscriptions.iter().map(|(id, _)| *id).collect();
-    let mut want = vec![orders.id, everything.id, invoices.id];
+    // A disabled endpoint's deliveries are kept (queued, unsent, by the dispatcher), not lost.
+    let mut want = vec![orders.id, everything.id, invoices.id, disabled.id];
     want.sort();
-    assert_eq!(
-        ids, want,
-        "the live, enabled endpoints of the tenant, in id order"
-    );
+    assert_eq!(ids, want, "the live endpoints of the tenant, in id order");
     let mut got: Vec<_> = subscriptions
         .iter()
         .filter(|(_, subscription)| subscription.matches(&event_type("order.created")))
         .map(|(id, _)| *id)
         .collect();
     got.sort();
-    let mut want = vec![orders.id, everything.id];
+    let mut want = vec![orders.id, everything.id, disabled.id];
     want.sort();
     assert_eq!(got, want);
 }
@@ -2514,7 +2512,7 @@ contract!(
     endpoint_reads_show_changes_made_by_another_handle,
     endpoint_lists_are_per_tenant_and_paged,
     a_rotated_secret_is_kept_as_previous_until_it_expires,
-    only_live_enabled_subscribed_endpoints_receive_an_event_type,
+    only_live_subscribed_endpoints_disabled_ones_too_receive_an_event_type,
     an_idempotent_repeat_returns_the_original_and_creates_nothing,
     unpublished_events_are_listed_until_marked_published,
     a_batch_judges_each_key_against_the_events_before_it,

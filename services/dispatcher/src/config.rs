@@ -4,6 +4,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use hookstream_kafka::KafkaSettings;
+use hookstream_model::ValidationError;
+use hookstream_model::health_rules::Rules;
 use hookstream_runtime::config::{
     DestinationSettings, MetricsSettings, RetrySettings, StoreSettings,
 };
@@ -74,7 +76,8 @@ pub struct DispatcherConfig {
     /// wait longer, it waits on a retry tier instead (about 30 s), so an endpoint that does not
     /// keep up cannot fill the instance, while one that keeps up keeps its backlog in its lane
     /// and in order, up to HOOKSTREAM_MAX_QUEUED_PER_ENDPOINT. Parking costs a task about 30 s,
-    /// so the default waits as long. The kill switch's pause does not count.
+    /// so the default waits as long. The kill switch's pause does not count, nor a wait for a
+    /// claim held elsewhere (a killed dispatcher's, until its lease runs out).
     #[arg(long, env = "HOOKSTREAM_MAX_LANE_WAIT", default_value = "30s", value_parser = hookstream_kafka::parse_duration)]
     pub max_lane_wait: Duration,
 
@@ -119,6 +122,9 @@ pub struct DispatcherConfig {
     pub requeue_quarantine_and_exit: bool,
 
     #[command(flatten)]
+    pub health_rules: HealthRuleSettings,
+
+    #[command(flatten)]
     pub retry: RetrySettings,
 
     #[command(flatten)]
@@ -139,6 +145,84 @@ pub struct DispatcherConfig {
 pub struct LaneLimits {
     pub tasks: usize,
     pub bytes: usize,
+}
+
+/// The installation's endpoint health rules (see `hookstream_model::health_rules`); an
+/// endpoint's own `health_rules` override them one by one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthRuleSettings {
+    /// Warn when an endpoint's success rate over the window is under this fraction…
+    #[arg(
+        long,
+        env = "HOOKSTREAM_HEALTH_WARN_SUCCESS_RATE",
+        default_value_t = 0.9
+    )]
+    pub health_warn_success_rate: f64,
+    /// …with at least this many attempts in the window.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_HEALTH_WARN_MIN_ATTEMPTS",
+        default_value_t = 20
+    )]
+    pub health_warn_min_attempts: u64,
+    /// The window of that success rate, in whole minutes (1m to 60m).
+    #[arg(long, env = "HOOKSTREAM_HEALTH_WARN_WINDOW", default_value = "5m", value_parser = parse_rule_duration)]
+    pub health_warn_window: Duration,
+    /// Warn when more than this many attempts in a row failed.
+    #[arg(long, env = "HOOKSTREAM_HEALTH_WARN_STREAK", default_value_t = 10)]
+    pub health_warn_streak: u64,
+    /// Disable an endpoint that has failed without a success for this long (`never`: not by
+    /// time).
+    #[arg(long, env = "HOOKSTREAM_HEALTH_DISABLE_AFTER", default_value = "5d")]
+    pub health_disable_after: String,
+    /// Disable an endpoint after this many attempts in a row failed (`never`, the default: not
+    /// by count).
+    #[arg(
+        long,
+        env = "HOOKSTREAM_HEALTH_DISABLE_STREAK",
+        default_value = "never"
+    )]
+    pub health_disable_streak: String,
+}
+
+fn parse_rule_duration(text: &str) -> Result<Duration, String> {
+    hookstream_model::health_rules::parse_duration(text)
+}
+
+impl HealthRuleSettings {
+    /// The rules, checked: a contradiction or a value out of range names its setting.
+    pub fn rules(&self) -> Result<Rules, String> {
+        let named =
+            |err: ValidationError| format!("HOOKSTREAM_HEALTH_{} {}", err.field, err.reason);
+        let window = self.health_warn_window.as_secs();
+        let rules = Rules {
+            warn_success_rate: self.health_warn_success_rate,
+            warn_min_attempts: self.health_warn_min_attempts,
+            // Not whole minutes, or too long: `check` names it.
+            warn_window_minutes: if window.is_multiple_of(60) {
+                u32::try_from(window / 60).unwrap_or(0)
+            } else {
+                0
+            },
+            warn_streak: self.health_warn_streak,
+            disable_after: match self.health_disable_after.trim() {
+                "never" => None,
+                text => Some(parse_rule_duration(text).map_err(|reason| {
+                    format!("HOOKSTREAM_HEALTH_DISABLE_AFTER {reason}")
+                })?),
+            },
+            disable_streak: match self.health_disable_streak.trim() {
+                "never" => None,
+                text => Some(text.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!(
+                        "HOOKSTREAM_HEALTH_DISABLE_STREAK `{text}` must be a whole number, at least 1, or never"
+                    )
+                })?),
+            },
+        };
+        rules.check().map_err(named)?;
+        Ok(rules)
+    }
 }
 
 impl DispatcherConfig {
@@ -193,6 +277,56 @@ mod tests {
         let mut all = vec!["hookstream-dispatcher"];
         all.extend_from_slice(args);
         DispatcherConfig::try_parse_from(all).expect("valid arguments")
+    }
+
+    #[test]
+    fn the_installations_health_rules_default_to_the_design_and_a_contradiction_names_its_setting()
+    {
+        assert_eq!(
+            parse(&[]).health_rules.rules(),
+            Ok(hookstream_model::health_rules::Rules::default())
+        );
+        let rules = parse(&[
+            "--health-disable-after",
+            "never",
+            "--health-disable-streak",
+            "50",
+        ])
+        .health_rules
+        .rules()
+        .expect("valid rules");
+        assert_eq!(
+            (rules.disable_after, rules.disable_streak),
+            (None, Some(50))
+        );
+        for (args, setting) in [
+            (
+                ["--health-disable-streak", "10"],
+                "HOOKSTREAM_HEALTH_DISABLE_STREAK",
+            ),
+            (
+                ["--health-warn-window", "0s"],
+                "HOOKSTREAM_HEALTH_WARN_WINDOW",
+            ),
+            (
+                ["--health-warn-window", "90s"],
+                "HOOKSTREAM_HEALTH_WARN_WINDOW",
+            ),
+            (
+                ["--health-disable-after", "10s"],
+                "HOOKSTREAM_HEALTH_DISABLE_AFTER",
+            ),
+            (
+                ["--health-warn-success-rate", "1.5"],
+                "HOOKSTREAM_HEALTH_WARN_SUCCESS_RATE",
+            ),
+        ] {
+            let refused = parse(&args).health_rules.rules();
+            assert!(
+                refused.as_ref().is_err_and(|e| e.starts_with(setting)),
+                "{args:?}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,16 +7,26 @@
 //! the run of failures and the windows carry over when the endpoint's partition moves to
 //! another dispatcher and back, or the dispatcher restarts. Two owners for a moment (during a
 //! rebalance) can each read before the other writes, and a few seconds of counts are lost: the
-//! figures are for watching; no delivery decision rests on them.
+//! figures are for watching. The one decision taken on them, disabling an endpoint, is judged
+//! again on a fresh read of the stored health just before it is made.
+//!
+//! Each write also judges the health by the endpoint's rules (see
+//! [`hookstream_model::health_rules`]): a warning begins or ends, or the endpoint is disabled.
+//! The change is recorded in the store (the endpoint disabled first, then the health that says
+//! why) before anything else hears of it. An endpoint the rules disabled and an operator enabled
+//! again starts its run of failures over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
+
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::AttemptClass;
-use hookstream_model::health::{EndpointHealth, WINDOWS};
+use hookstream_model::health::{EndpointHealth, Notice, WINDOWS};
+use hookstream_model::health_rules::{Rules, Verdict};
 use hookstream_model::ids::EndpointId;
 use hookstream_runtime::labels;
 use hookstream_runtime::shutdown::CancellationToken;
@@ -39,6 +49,8 @@ const SHOWN_QUIET_FAILING: Duration = Duration::from_secs(3600);
 /// The health of the endpoints this dispatcher has sent to lately.
 pub struct HealthKeeper {
     store: Arc<dyn Store>,
+    /// The installation's rules; an endpoint's own override them.
+    rules: Rules,
     /// Counted since the last write, per endpoint.
     counted: Mutex<HashMap<EndpointId, EndpointHealth>>,
     /// The health last written, for the metrics; only the writer uses it.
@@ -51,9 +63,10 @@ struct Shown {
 }
 
 impl HealthKeeper {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, rules: Rules) -> Self {
         Self {
             store,
+            rules,
             counted: Mutex::default(),
             shown: Mutex::default(),
         }
@@ -149,7 +162,7 @@ impl HealthKeeper {
             .into_iter()
             .collect();
         let now = OffsetDateTime::now_utc();
-        let merged: Vec<(EndpointId, EndpointHealth)> = counted
+        let mut merged: Vec<(EndpointId, EndpointHealth)> = counted
             .iter()
             .map(|(id, since)| {
                 let mut health = since.clone();
@@ -160,8 +173,127 @@ impl HealthKeeper {
                 (*id, health)
             })
             .collect();
+        // Each judgement reads its endpoint: side by side, so many endpoints do not make the
+        // write late.
+        join_all(merged.iter_mut().filter_map(|(id, health)| {
+            let since = counted.get(id)?;
+            Some(self.judge(*id, since, health, now))
+        }))
+        .await;
         self.store.put_endpoint_health(&merged).await?;
         Ok(merged)
+    }
+
+    /// Applies the endpoint's rules to its `health` (gone on from what the store had; `since`:
+    /// what was counted since the last write). A store error leaves the judgement to the next
+    /// write.
+    async fn judge(
+        &self,
+        id: EndpointId,
+        since: &EndpointHealth,
+        health: &mut EndpointHealth,
+        now: OffsetDateTime,
+    ) {
+        let endpoint = match self.store.get_endpoint(id).await {
+            Ok(Some(endpoint)) => endpoint,
+            // Deleted: nothing to judge.
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(endpoint_id = %id, error = %err, "endpoint not read; its health is judged with the next write");
+                return;
+            }
+        };
+        if health.disabled_by_rules.is_some() {
+            if endpoint.disabled {
+                return;
+            }
+            // Enabled again: what failed before does not count against it.
+            health.start_over(since);
+            tracing::info!(endpoint_id = %id, "endpoint enabled again after the health rules disabled it; its run of failures starts over");
+        }
+        // Disabled by an operator or a `410`: its deliveries are refused, nothing to judge.
+        if endpoint.disabled {
+            return;
+        }
+        let rules = endpoint
+            .shaping
+            .health_rules
+            .unwrap_or_default()
+            .over(&self.rules);
+        match rules.judge(health, now, endpoint.updated_at) {
+            Verdict::Disable(reason) => {
+                if !self
+                    .still_to_disable(id, since, &rules, now, endpoint.updated_at)
+                    .await
+                {
+                    return;
+                }
+                match self.store.disable_endpoint(id, now).await {
+                    Ok(true) => {
+                        tracing::warn!(endpoint_id = %id, tenant = %endpoint.tenant, %reason, "endpoint disabled by its health rules; its new deliveries are kept, unsent, until it is enabled again");
+                        metrics::HEALTH_CHANGES
+                            .with_label_values(&["disabled"])
+                            .inc();
+                        // Warned of in the same breath, if not before.
+                        if health.warning.is_none() {
+                            metrics::HEALTH_CHANGES
+                                .with_label_values(&["warning"])
+                                .inc();
+                            health.warning = Some(Notice {
+                                at: now,
+                                reason: reason.clone(),
+                            });
+                        }
+                        health.disabled_by_rules = Some(Notice { at: now, reason });
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::warn!(endpoint_id = %id, error = %err, "endpoint not disabled; judged again with the next write");
+                    }
+                }
+            }
+            Verdict::Warn(reason) => {
+                if health.warning.is_none() {
+                    tracing::warn!(endpoint_id = %id, tenant = %endpoint.tenant, %reason, "endpoint health warning");
+                    metrics::HEALTH_CHANGES
+                        .with_label_values(&["warning"])
+                        .inc();
+                    health.warning = Some(Notice { at: now, reason });
+                }
+            }
+            Verdict::Healthy => {
+                if health.warning.take().is_some() {
+                    tracing::info!(endpoint_id = %id, tenant = %endpoint.tenant, "endpoint recovered: its health no longer calls for a warning");
+                    metrics::HEALTH_CHANGES
+                        .with_label_values(&["recovered"])
+                        .inc();
+                }
+            }
+        }
+    }
+
+    /// Whether the rules still disable the endpoint on the health stored now, gone on from
+    /// `since`: another dispatcher (in a rebalance) may have written a success meanwhile.
+    async fn still_to_disable(
+        &self,
+        id: EndpointId,
+        since: &EndpointHealth,
+        rules: &Rules,
+        now: OffsetDateTime,
+        changed_at: OffsetDateTime,
+    ) -> bool {
+        let stored = match self.store.endpoint_health(&[id]).await {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::warn!(endpoint_id = %id, error = %err, "endpoint health not read again; judged with the next write");
+                return false;
+            }
+        };
+        let mut fresh = since.clone();
+        if let Some((_, earlier)) = stored.into_iter().find(|(stored_id, _)| *stored_id == id) {
+            fresh.continue_from(earlier);
+        }
+        matches!(rules.judge(&fresh, now, changed_at), Verdict::Disable(_))
     }
 
     /// Sets the gauges of every endpoint shown, ending those quiet here too long.

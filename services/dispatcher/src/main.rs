@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let topics = Topics::new(&config.kafka);
     let retry = config.retry.policy().context("the retry schedule")?;
     let claim_lease = config.claim_lease().map_err(anyhow::Error::msg)?;
+    let health_rules = config.health_rules.rules().map_err(anyhow::Error::msg)?;
     let lane_limits = config.lane_limits().map_err(anyhow::Error::msg)?;
     let tiers: Vec<(String, std::time::Duration)> = retry
         .topic_tiers()
@@ -143,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
         .context("the DNS resolver for endpoint URLs")?;
     let sends = Arc::new(Sends::default());
     let heartbeat = Arc::new(Heartbeat::default());
-    let endpoint_health = Arc::new(HealthKeeper::new(Arc::clone(&store)));
+    let endpoint_health = Arc::new(HealthKeeper::new(Arc::clone(&store), health_rules));
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         sender: Sender::new(

@@ -124,6 +124,16 @@ pub static CLAIMS_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Health rule changes: a warning begun or ended, an endpoint disabled.
+pub static HEALTH_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_endpoint_health_changes_total",
+        "Endpoints whose health rules began a warning, ended one (recovered) or disabled them, by change.",
+        &["change"]
+    )
+    .expect("metric registers once")
+});
+
 /// Jobs that waited in their lane for a claim held elsewhere (see `Progress::ClaimedElsewhere`).
 pub static CLAIM_WAITS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -335,6 +345,7 @@ pub fn register() {
         CLAIMS_AHEAD.with_label_values(&[outcome]);
     }
     LazyLock::force(&STRICT_QUEUED);
+    LazyLock::force(&QUEUE_RELEASED);
     // Shown at 0 before the first batch, so dashboards find the series.
     BATCHES_SENT.with_label_values(&["HTTP_2XX_DELIVERED"]);
     for histogram in [&DELIVERY_LATENCY, &TASK_QUEUE_SECONDS, &BATCH_SIZE] {
@@ -351,20 +362,30 @@ pub fn register() {
     }
 }
 
-/// Tasks of strict endpoints put in their endpoint's queue in the store.
+/// Tasks put in their endpoint's queue in the store: a strict endpoint's, or a disabled one's.
 pub static STRICT_QUEUED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "hookstream_strict_tasks_queued_total",
-        "Delivery tasks of strict-order endpoints put in their endpoint's queue in the store."
+        "Delivery tasks put in their endpoint's queue in the store: strict-order endpoints', and disabled endpoints' (kept until enabled)."
     )
     .expect("metric registers once")
 });
 
-/// Strict endpoints' queues this dispatcher is working.
+/// Queued tasks sent back to the deliveries topic: their endpoint is neither strict nor
+/// disabled any more.
+pub static QUEUE_RELEASED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_queue_released_total",
+        "Queued delivery tasks sent back to the deliveries topic once their endpoint was neither strict nor disabled (enabled again, or out of strict order)."
+    )
+    .expect("metric registers once")
+});
+
+/// Endpoints' queues this dispatcher is working.
 pub static STRICT_QUEUES: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "hookstream_strict_queues",
-        "Strict-order endpoints whose queue this dispatcher is working."
+        "Endpoints whose queue in the store this dispatcher is working (strict-order ones, disabled ones)."
     )
     .expect("metric registers once")
 });

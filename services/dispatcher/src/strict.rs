@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use hookstream_model::delivery::{Delivery, DeliveryStatus};
 use hookstream_model::ids::EndpointId;
+use hookstream_model::retry::Tier;
 use hookstream_model::shaping::{OnDeadLetter, Ordering};
 use hookstream_model::task::DeliveryTask;
 use hookstream_store::{DeliveryFilter, PageRequest, QueuedTask};
@@ -553,6 +554,13 @@ impl StrictQueues {
                 woken: false,
             };
         }
+        // The store's count, not the queued copy's: the head is retried in place, and its
+        // queued task still says how many attempts were made before it was queued.
+        task.attempts_made = delivery.attempts;
+        task.due_at = None;
+        if let Some(turn) = self.released(endpoint, driver, head, &task).await {
+            return turn;
+        }
         // A task before this head may still be on its way to the queue: not read yet in this
         // assignment (the previous owner queued out of order), or read and not done.
         if !self.read_past(driver.partition, driver.generation, head.position) {
@@ -567,10 +575,6 @@ impl StrictQueues {
                 woken: true,
             };
         }
-        // The store's count, not the queued copy's: the head is retried in place, and its
-        // queued task still says how many attempts were made before it was queued.
-        task.attempts_made = delivery.attempts;
-        task.due_at = None;
         if self.worker.wait_while_sending_paused().await.is_err() {
             return Turn::Stop;
         }
@@ -615,6 +619,44 @@ impl StrictQueues {
         drop(send);
         drop(sending);
         turn
+    }
+
+    /// Sends the head back to the deliveries topic (through the hold tier) when its endpoint is
+    /// neither strict nor disabled any more: a queue that kept a disabled endpoint's deliveries,
+    /// or one left behind by a change from strict order. On the topic it goes out as any of the
+    /// endpoint's deliveries (in its lane, retried through the tiers, batched if the endpoint
+    /// batches) instead of one at a time, retried in place, holding up those behind it. A
+    /// crash between the two leaves a copy on the topic and the head in the queue: one of them
+    /// claims the attempt, the other finds it claimed or final. `None`: it stays in the queue.
+    async fn released(
+        &self,
+        endpoint: EndpointId,
+        driver: &Driver,
+        head: &QueuedTask,
+        task: &DeliveryTask,
+    ) -> Option<Turn> {
+        let store = &self.worker.store;
+        let read = match self.worker.durably(|| store.get_endpoint(endpoint)).await {
+            Ok(Some(read)) => read,
+            // Deleted: the head goes on to be dead-lettered with that reason.
+            Ok(None) | Err(Interrupted::Unprocessable(_)) => return None,
+            Err(Interrupted::Shutdown) => return Some(Turn::Stop),
+        };
+        if read.disabled || read.shaping.ordering == Ordering::Strict {
+            return None;
+        }
+        Some(
+            match self.worker.hold(task, Tier::HOLD, "queue_released").await {
+                Ok(()) => {
+                    metrics::QUEUE_RELEASED.inc();
+                    self.remove(endpoint, driver, head.position).await
+                }
+                Err(Interrupted::Shutdown) => Turn::Stop,
+                Err(Interrupted::Unprocessable(reason)) => {
+                    self.set_aside(driver, head, reason).await
+                }
+            },
+        )
     }
 
     /// The queue is held at the dead-lettered head `task`, until the dead letter is replayed:

@@ -45,6 +45,8 @@ use crate::sender::{SendOutcome, SendResult, Sender};
 const BACKLOG_HOLD: Duration = Duration::from_secs(30);
 /// How often a strict endpoint's queue head looks again while its endpoint is paused.
 const PAUSED_RECHECK: Duration = Duration::from_secs(2);
+/// How often the head of a disabled endpoint's queue looks again for it to be enabled.
+const DISABLED_RECHECK: Duration = Duration::from_secs(10);
 /// How often a task of an ordered endpoint (a strict queue's head, or one in partition order)
 /// looks again while another copy holds its claim.
 pub const CLAIM_RECHECK: Duration = Duration::from_secs(1);
@@ -158,7 +160,8 @@ pub enum Progress {
     /// Nothing was done: the endpoint's rate limit allows its next delivery after this long.
     /// The task is to be delivered again then (nothing was claimed, no attempt is spent).
     RateLimited(Duration),
-    /// Nothing was done: the endpoint keeps strict order, so the task joins its queue.
+    /// Nothing was done: the endpoint keeps strict order, or is disabled, so the task joins its
+    /// queue in the store (a disabled endpoint's waits there, unsent, until it is enabled).
     Queue,
     /// Nothing was done: a queue head may not go out yet (its endpoint is paused, its breaker
     /// open, another copy holds its claim), or any task's claim ran short before its send. It
@@ -264,14 +267,23 @@ impl Worker {
         if let Some(endpoint) = &endpoint {
             self.concurrency.remember(endpoint.id, &endpoint.shaping);
             // Queued before anything else, a pause included: a task held on a tier would come
-            // back behind the ones queued meanwhile.
-            if route == Route::Topic && endpoint.shaping.ordering == Ordering::Strict {
+            // back behind the ones queued meanwhile. A disabled endpoint's deliveries are
+            // kept in its queue too, unsent, and go out once it is enabled again.
+            if route == Route::Topic
+                && (endpoint.shaping.ordering == Ordering::Strict || endpoint.disabled)
+            {
                 // A copy of a delivery settled already (held on a tier before, or from before
                 // the endpoint turned strict) would only take a place in the queue.
                 if let Some(skip) = self.settled_copy(task).await? {
                     return Ok(skip);
                 }
                 return Ok(Progress::Queue);
+            }
+            if route == Route::QueueHead && endpoint.disabled {
+                if let Some(skip) = self.settled_copy(task).await? {
+                    return Ok(skip);
+                }
+                return Ok(Progress::Wait(DISABLED_RECHECK));
             }
         }
         if endpoint.as_ref().is_some_and(|e| e.paused && !e.disabled) {

@@ -322,6 +322,18 @@ impl Pipeline {
         self.metrics_of(Service::Dispatcher).await
     }
 
+    /// Waits until the dispatcher has put at least `count` tasks in endpoints' queues in the
+    /// store (strict endpoints', and disabled ones' kept until enabled) since it started.
+    pub async fn wait_for_queued(&self, count: usize, timeout: Duration) {
+        crate::eventually(&format!("{count} tasks queued"), timeout, || async {
+            let metrics = self.dispatcher_metrics().await;
+            crate::sample(&metrics, "hookstream_strict_tasks_queued_total")
+                .is_some_and(|n| n >= count as f64)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Waits until nothing is left to send: the dispatcher group's lag on the deliveries topic,
     /// the retry tier's lag and the tasks it holds read zero, twice in a row. The lag series must
     /// exist (a restarted service reports them only after its first read). Needs

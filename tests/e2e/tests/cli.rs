@@ -288,6 +288,7 @@ async fn operators_find_dry_run_and_replay_dead_letters_from_the_command_line() 
     let text = hookstream(&base, &["health", &endpoint_id]).await;
     assert_eq!(text.code, 0, "{}", text.stderr);
     for expected in [
+        &format!("endpoint {endpoint_id}: "),
         "last 5m",
         "last 1h",
         "failures in a row:",

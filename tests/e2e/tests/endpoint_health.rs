@@ -147,3 +147,212 @@ async fn health_shows_successes_failures_and_a_run_of_failures_that_survives_a_r
     assert_eq!(recovered["last_failure"]["class"], "HTTP_5XX_RETRYABLE");
     assert_eq!(recovered["windows"][1]["success_rate"], 0.2);
 }
+
+/// The health once the dispatcher has judged `attempts` of the hour, with its `status`.
+async fn health_judged(pipeline: &Pipeline, endpoint: &str, attempts: u64, status: &str) -> Value {
+    eventually(
+        &format!("{endpoint}'s health at {attempts} attempts, {status}"),
+        SETTLE,
+        || async {
+            let health = health(pipeline, endpoint).await;
+            (health["windows"][1]["attempts"] == attempts && health["status"] == status)
+                .then_some(health)
+        },
+    )
+    .await
+}
+
+/// The status and problem field of a request with these health rules.
+async fn refused_rules(pipeline: &Pipeline, method: &str, path: &str, body: Value) -> String {
+    let answer = pipeline.api.call(method, path, Some(body)).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    answer.body["errors"][0]["field"]
+        .as_str()
+        .or_else(|| answer.body["field"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_rules_warn_then_disable_an_endpoint_whose_deliveries_wait_and_go_out_once_it_is_enabled()
+ {
+    // Five failures in a row would open the endpoint's circuit breaker for five minutes.
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_BREAKER_FAILURES", "100")]).await;
+    let receiver = Receiver::start().await;
+    receiver.respond_with(503, "down");
+    // One attempt each: every event is one failure.
+    let rules = json!({"warn_streak": 2, "disable_streak": 4});
+    let id = pipeline
+        .api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &["rule.thing"],
+            json!({"max_attempts": 1, "health_rules": rules}),
+        )
+        .await;
+    let read = pipeline
+        .api
+        .call("GET", &format!("/v1/endpoints/{id}"), None)
+        .await;
+    assert_eq!(read.body["health_rules"], rules);
+    assert_eq!(health(&pipeline, &id).await["status"], "healthy");
+
+    // Three failures in a row pass the warning's two.
+    for n in 0..3 {
+        send(&pipeline, "rule.thing", n).await;
+    }
+    let warned = health_judged(&pipeline, &id, 3, "warning").await;
+    assert!(
+        warned["warning"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("3 attempts in a row failed")),
+        "{warned}"
+    );
+    assert!(warned["warning"]["at"].is_string(), "{warned}");
+    assert_eq!(warned["disabled_by_rules"], Value::Null);
+
+    // The fourth reaches the disabling streak.
+    send(&pipeline, "rule.thing", 3).await;
+    let disabled = health_judged(&pipeline, &id, 4, "disabled").await;
+    assert!(
+        disabled["disabled_by_rules"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("4 attempts in a row failed")),
+        "{disabled}"
+    );
+    let read = pipeline
+        .api
+        .call("GET", &format!("/v1/endpoints/{id}"), None)
+        .await;
+    assert_eq!(read.body["disabled"], true);
+
+    // Disabled, a new event's delivery is kept, unsent.
+    let event = pipeline
+        .api
+        .send_event("acme", "rule.thing", json!({"n": 4}), None)
+        .await;
+    assert_eq!(event.body["deliveries"], 1, "{}", event.body);
+    let event_id = event.body["id"].as_str().expect("an event id").to_owned();
+    pipeline.wait_for_queued(1, SETTLE).await;
+    assert_eq!(receiver.received().len(), 4, "nothing sent once disabled");
+
+    // Enabled again while still failing: the kept delivery goes out (and fails), and the run
+    // of failures starts over, so this failure does not disable it again.
+    let enabled = pipeline
+        .api
+        .call(
+            "PATCH",
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.body);
+    receiver.wait_for(5, SETTLE).await;
+    let started_over = health_judged(&pipeline, &id, 5, "healthy").await;
+    assert_eq!(started_over["failure_streak"], 1, "{started_over}");
+    assert_eq!(started_over["warning"], Value::Null);
+    assert_eq!(started_over["disabled_by_rules"], Value::Null);
+    let kept = pipeline.api.settled_deliveries(&event_id, SETTLE).await;
+    assert_eq!(kept[0]["status"], "dead_lettered", "one attempt, failed");
+
+    // Fixed: the next event is delivered and the run of failures ends.
+    receiver.respond_with(200, "ok");
+    send(&pipeline, "rule.thing", 5).await;
+    receiver.wait_for(6, SETTLE).await;
+    let healthy = health_judged(&pipeline, &id, 6, "healthy").await;
+    assert_eq!(healthy["failure_streak"], 0);
+    let read = pipeline
+        .api
+        .call("GET", &format!("/v1/endpoints/{id}"), None)
+        .await;
+    assert_eq!(read.body["disabled"], false);
+
+    let metrics = pipeline.dispatcher_metrics().await;
+    for change in ["warning", "disabled"] {
+        let series = format!("hookstream_endpoint_health_changes_total{{change=\"{change}\"}}");
+        assert_eq!(sample(&metrics, &series), Some(1.0), "{series}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_ends_when_the_endpoint_recovers_and_contradictory_rules_are_refused() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    receiver.respond_with(500, "down");
+    let id = pipeline
+        .api
+        .create_endpoint_with(
+            "acme",
+            &receiver.url,
+            &["rule.thing"],
+            json!({"max_attempts": 1, "health_rules": {"warn_streak": 1, "disable_after": "never"}}),
+        )
+        .await;
+    for n in 0..2 {
+        send(&pipeline, "rule.thing", n).await;
+    }
+    health_judged(&pipeline, &id, 2, "warning").await;
+    receiver.respond_with(200, "ok");
+    send(&pipeline, "rule.thing", 2).await;
+    let recovered = health_judged(&pipeline, &id, 3, "healthy").await;
+    assert_eq!(recovered["warning"], Value::Null);
+    let metrics = pipeline.dispatcher_metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "hookstream_endpoint_health_changes_total{change=\"recovered\"}"
+        ),
+        Some(1.0)
+    );
+
+    // Rules that contradict each other, or are out of range, name their field; nothing changes.
+    let path = format!("/v1/endpoints/{id}");
+    for (rules, field) in [
+        (
+            json!({"warn_streak": 5, "disable_streak": 5}),
+            "health_rules.disable_streak",
+        ),
+        (json!({"disable_streak": 3}), "health_rules.disable_streak"),
+        (json!({"warn_window": "0m"}), "health_rules.warn_window"),
+        (json!({"warn_window": "2h"}), "health_rules.warn_window"),
+        (json!({"disable_after": "0s"}), "health_rules.disable_after"),
+        (
+            json!({"warn_success_rate": 0}),
+            "health_rules.warn_success_rate",
+        ),
+        (
+            json!({"warn_success_rate": 1.5}),
+            "health_rules.warn_success_rate",
+        ),
+        (
+            json!({"warn_min_attempts": 0}),
+            "health_rules.warn_min_attempts",
+        ),
+        (json!({"warn_after": "1m"}), "health_rules.warn_after"),
+        (json!("strict"), "health_rules"),
+    ] {
+        let field_named =
+            refused_rules(&pipeline, "PATCH", &path, json!({"health_rules": rules})).await;
+        assert_eq!(field_named, field, "{rules}");
+    }
+    let created = refused_rules(
+        &pipeline,
+        "POST",
+        "/v1/endpoints",
+        json!({"tenant": "acme", "url": receiver.url, "health_rules": {"warn_streak": 0}}),
+    )
+    .await;
+    assert_eq!(created, "health_rules.warn_streak");
+    let read = pipeline.api.call("GET", &path, None).await;
+    assert_eq!(
+        read.body["health_rules"],
+        json!({"warn_streak": 1, "disable_after": "never"})
+    );
+    // `null` goes back to the installation's rules.
+    let reset = pipeline
+        .api
+        .call("PATCH", &path, Some(json!({"health_rules": null})))
+        .await;
+    assert_eq!(reset.body["health_rules"], Value::Null);
+}

@@ -355,11 +355,12 @@ async fn endpoints_can_be_read_listed_updated_and_deleted() {
     assert_eq!(patched.body["event_types"], json!(["*"]));
     assert_eq!(patched.body["disabled"], true);
 
-    // A disabled endpoint is not subscribed.
+    // A disabled endpoint is still subscribed: its delivery is kept, unsent, until it is
+    // enabled again, not lost.
     let event = api
         .send_event("acme", "order.created", json!({}), None)
         .await;
-    assert_eq!(event.body["deliveries"], 0);
+    assert_eq!(event.body["deliveries"], 1);
 
     let list = api.call("GET", "/v1/endpoints?tenant=acme", None).await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);

@@ -332,7 +332,8 @@ async fn an_absurd_retry_after_is_capped_and_holds_back_no_other_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gone_dead_letters_and_disables_the_endpoint_until_it_is_enabled_again() {
+async fn gone_dead_letters_and_disables_the_endpoint_whose_new_deliveries_wait_until_it_is_enabled()
+{
     let pipeline = Pipeline::start(&[]).await;
     let receiver = Receiver::start().await;
     receiver.script(vec![Scripted::status(410)]);
@@ -355,12 +356,27 @@ async fn gone_dead_letters_and_disables_the_endpoint_until_it_is_enabled_again()
         .await;
     assert_eq!(read.body["disabled"], true);
 
-    // Disabled, it is not subscribed any more; enabled again, it receives.
-    let skipped = pipeline
-        .api
-        .send_event("acme", "order.created", json!({}), None)
-        .await;
-    assert_eq!(skipped.body["deliveries"], 0);
+    // Disabled, its new deliveries are kept, unsent, in its queue in the store.
+    const KEPT: usize = 3;
+    let mut kept_events = Vec::new();
+    for n in 0..KEPT {
+        let event = pipeline
+            .api
+            .send_event("acme", "order.created", json!({"kept": n}), None)
+            .await;
+        assert_eq!(event.body["deliveries"], 1, "{}", event.body);
+        kept_events.push(event.body["id"].as_str().unwrap().to_owned());
+    }
+    pipeline.wait_for_queued(KEPT, SETTLE).await;
+    for event_id in &kept_events {
+        let kept = pipeline.api.deliveries_of(event_id).await;
+        assert_ne!(kept[0]["status"], "delivered");
+        assert_ne!(kept[0]["status"], "dead_lettered");
+    }
+    assert_eq!(receiver.received().len(), 1, "nothing sent while disabled");
+
+    // Enabled again, what was kept goes back to the deliveries topic and out, and so does
+    // what comes next.
     let enabled = pipeline
         .api
         .call(
@@ -370,8 +386,18 @@ async fn gone_dead_letters_and_disables_the_endpoint_until_it_is_enabled_again()
         )
         .await;
     assert_eq!(enabled.status, 200);
+    for event_id in &kept_events {
+        let kept = pipeline.api.settled_deliveries(event_id, SETTLE).await;
+        assert_eq!(kept[0]["status"], "delivered", "{kept:?}");
+    }
+    let metrics = pipeline.dispatcher_metrics().await;
+    assert_eq!(
+        sample(&metrics, "hookstream_queue_released_total"),
+        Some(KEPT as f64)
+    );
     let delivery = deliver_one(&pipeline).await;
     assert_eq!(delivery["status"], "delivered");
+    assert_eq!(receiver.received().len(), KEPT + 2, "each once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,4 +523,79 @@ async fn an_open_circuit_holds_an_endpoint_without_spending_attempts_until_a_pro
         Some(1.0),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_deliveries_survive_a_restart_and_go_out_when_enabled_or_are_dead_lettered_when_deleted()
+ {
+    let mut pipeline = Pipeline::start(&[]).await;
+    let enabled_later = Receiver::start().await;
+    let deleted_later = Receiver::start().await;
+    let mut ids = Vec::new();
+    for receiver in [&enabled_later, &deleted_later] {
+        let id = pipeline
+            .api
+            .create_endpoint_with("acme", &receiver.url, &["kept.thing"], json!({}))
+            .await;
+        let disabled = pipeline
+            .api
+            .call(
+                "PATCH",
+                &format!("/v1/endpoints/{id}"),
+                Some(json!({"disabled": true})),
+            )
+            .await;
+        assert_eq!(disabled.status, 200, "{}", disabled.body);
+        ids.push(id);
+    }
+    let mut events = Vec::new();
+    for n in 0..2 {
+        let event = pipeline
+            .api
+            .send_event("acme", "kept.thing", json!({"n": n}), None)
+            .await;
+        events.push(event.body["id"].as_str().unwrap().to_owned());
+    }
+    pipeline.wait_for_queued(4, SETTLE).await;
+
+    // A new dispatcher finds the queues in the store and keeps adding to them.
+    pipeline.stop_service(Service::Dispatcher).await;
+    pipeline.start_service(Service::Dispatcher).await;
+    let event = pipeline
+        .api
+        .send_event("acme", "kept.thing", json!({"n": 2}), None)
+        .await;
+    events.push(event.body["id"].as_str().unwrap().to_owned());
+    pipeline.wait_for_queued(2, SETTLE).await;
+    assert!(enabled_later.received().is_empty() && deleted_later.received().is_empty());
+
+    // One is deleted: its kept deliveries are dead-lettered. The other is enabled: its go out.
+    let deleted = pipeline
+        .api
+        .call("DELETE", &format!("/v1/endpoints/{}", ids[1]), None)
+        .await;
+    assert_eq!(deleted.status, 204);
+    let enabled = pipeline
+        .api
+        .call(
+            "PATCH",
+            &format!("/v1/endpoints/{}", ids[0]),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.body);
+    for event_id in &events {
+        let settled = pipeline.api.settled_deliveries(event_id, SETTLE).await;
+        assert_eq!(settled.len(), 2);
+        for delivery in settled {
+            let expected = if delivery["endpoint_id"] == ids[0].as_str() {
+                "delivered"
+            } else {
+                "dead_lettered"
+            };
+            assert_eq!(delivery["status"], expected, "{delivery}");
+        }
+    }
+    assert_eq!(enabled_later.received().len(), 3);
+    assert!(deleted_later.received().is_empty());
 }

@@ -1232,14 +1232,15 @@ impl Store for ScyllaStore {
                 .await?;
             for id in &ids {
                 let result = self.run(&self.statements.select_subscriber, (id,)).await?;
-                let Some((types, disabled, deleted_at)) = first_row::<SubscriberRow>(result)?
+                // A disabled endpoint is subscribed too: its deliveries are kept until it is enabled.
+                let Some((types, _disabled, deleted_at)) = first_row::<SubscriberRow>(result)?
                 else {
                     continue;
                 };
                 let types = types.unwrap_or_default();
                 let subscription = Subscription::parse(&types, "event_types")
                     .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
-                if deleted_at.is_none() && disabled != Some(true) {
+                if deleted_at.is_none() {
                     let id = EndpointId::parse(id, "id")
                         .map_err(|e| StoreError::corrupt("endpoint id", e))?;
                     out.push((id, subscription));

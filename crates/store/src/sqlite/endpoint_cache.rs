@@ -22,7 +22,7 @@ use hookstream_model::names::Tenant;
 
 use crate::{SecretSealer, StoreError};
 
-/// A tenant's live, enabled endpoints and what each subscribes to.
+/// A tenant's live endpoints (disabled ones too) and what each subscribes to.
 pub(super) type Subscriptions = Vec<(EndpointId, Subscription)>;
 
 /// Endpoints, and tenants' subscription lists, kept at most; past it that map starts over (a

@@ -727,7 +727,7 @@ impl Store for SqliteStore {
                 query_all(
                     conn,
                     "SELECT id, event_types FROM endpoints
-                     WHERE tenant = ?1 AND deleted_at IS NULL AND disabled = 0 ORDER BY id",
+                     WHERE tenant = ?1 AND deleted_at IS NULL ORDER BY id",
                     [tenant.as_str()],
                     rows::subscriber,
                 )

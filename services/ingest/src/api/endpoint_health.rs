@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use hookstream_model::endpoint::Endpoint;
-use hookstream_model::health::EndpointHealth;
+use hookstream_model::health::{EndpointHealth, Notice};
 use hookstream_model::ids::EndpointId;
 
 use super::AppState;
@@ -44,7 +44,7 @@ pub async fn get(
     let endpoint = live_endpoint(&state, &caller, &id).await?;
     let mut healths = of(&state, std::slice::from_ref(&endpoint)).await?;
     let health = healths.remove(&endpoint.id).unwrap_or_default();
-    Ok(Json(render(&health, OffsetDateTime::now_utc())))
+    Ok(Json(render(&endpoint, &health, OffsetDateTime::now_utc())))
 }
 
 /// The stored health of `endpoints` (those never sent to are absent).
@@ -62,8 +62,18 @@ pub(super) async fn of(
         .collect())
 }
 
-/// The health as the API shows it, its windows as of `now`.
-pub(super) fn render(health: &EndpointHealth, now: OffsetDateTime) -> Value {
+/// The health as the API shows it, its windows as of `now`. `status` is `disabled` for a
+/// disabled endpoint (by its rules, an operator or a `410`), `warning` while a warning of its
+/// rules is in force, else `healthy`.
+pub(super) fn render(endpoint: &Endpoint, health: &EndpointHealth, now: OffsetDateTime) -> Value {
+    let status = if endpoint.disabled {
+        "disabled"
+    } else if health.warning.is_some() {
+        "warning"
+    } else {
+        "healthy"
+    };
+    let notice = |notice: &Notice| json!({"at": rfc3339(notice.at), "reason": notice.reason});
     let windows: Vec<Value> = health
         .windows(now)
         .into_iter()
@@ -79,6 +89,14 @@ pub(super) fn render(health: &EndpointHealth, now: OffsetDateTime) -> Value {
         })
         .collect();
     json!({
+        "status": status,
+        "warning": health.warning.as_ref().map(notice),
+        // Shown only while the endpoint is still disabled: enabled again, it no longer is.
+        "disabled_by_rules": health
+            .disabled_by_rules
+            .as_ref()
+            .filter(|_| endpoint.disabled)
+            .map(notice),
         "windows": windows,
         "failure_streak": health.failure_streak,
         "failing_since": health.failing_since.map(rfc3339),

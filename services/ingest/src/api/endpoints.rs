@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
 use hookstream_model::health::EndpointHealth;
+use hookstream_model::health_rules::HealthRules;
 use hookstream_model::ids::EndpointId;
 use hookstream_model::names::Tenant;
 use hookstream_model::shaping::{
@@ -52,6 +53,7 @@ fn render(endpoint: &Endpoint) -> Value {
         "max_in_flight": endpoint.shaping.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
         "on_dead_letter": endpoint.shaping.on_dead_letter.as_str(),
         "batch": endpoint.shaping.batch.as_ref().map(Batching::to_api_json),
+        "health_rules": endpoint.shaping.health_rules.as_ref().map(HealthRules::to_api_json),
         "paused": endpoint.paused,
         "circuit": {
             "state": endpoint.circuit.state.as_str(),
@@ -177,6 +179,17 @@ fn parse_batch(state: &AppState, value: Option<Value>) -> Result<Option<Batching
     }
 }
 
+/// `health_rules`: the endpoint's own rules (each optional), or null for the installation's.
+fn parse_health_rules(value: Option<Value>) -> Result<Option<HealthRules>, Problem> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => {
+            let rules = HealthRules::from_json(&value, "health_rules")?;
+            Ok((!rules.is_empty()).then_some(rules))
+        }
+    }
+}
+
 /// Batches and strict ordering exclude each other: under strict ordering each delivery waits
 /// for the one before it, so there is never more than one to send.
 fn check_batch_with_ordering(shaping: &Shaping) -> Result<(), Problem> {
@@ -240,6 +253,7 @@ pub async fn create(
         .transpose()?
         .unwrap_or_default();
     let batch = parse_batch(&state, fields.optional("batch"))?;
+    let health_rules = parse_health_rules(fields.optional("health_rules"))?;
     let signing = parse_signing(&mut fields, SigningScheme::default())?;
     fields.finish()?;
     let shaping = Shaping {
@@ -248,6 +262,7 @@ pub async fn create(
         max_in_flight,
         on_dead_letter,
         batch,
+        health_rules,
     };
     check_batch_with_ordering(&shaping)?;
     // Each endpoint takes a copy of every event its tenant sends: bounded per tenant. (Two
@@ -386,7 +401,7 @@ pub async fn list(
     Ok(Json(page_json(page, |endpoint| {
         let mut shown = render(endpoint);
         let health = healths.get(&endpoint.id).unwrap_or(&never_sent);
-        shown["health"] = endpoint_health::render(health, now);
+        shown["health"] = endpoint_health::render(endpoint, health, now);
         shown
     })))
 }
@@ -450,6 +465,11 @@ pub async fn update(
         .optional("batch")
         .map(|v| parse_batch(&state, Some(v)))
         .transpose()?;
+    // Absent: unchanged; null: the installation's rules.
+    let health_rules = fields
+        .optional("health_rules")
+        .map(|v| parse_health_rules(Some(v)))
+        .transpose()?;
     fields.finish()?;
 
     // Only the fields given change: a pause, or a `410` disabling the endpoint, made while
@@ -465,6 +485,7 @@ pub async fn update(
         max_in_flight,
         on_dead_letter,
         batch,
+        health_rules,
     };
     let endpoint = change(&state, &caller, id, &changes).await?;
     Ok(Json(render(&endpoint)))

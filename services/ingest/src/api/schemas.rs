@@ -82,6 +82,8 @@ pub struct EndpointCreate {
     on_dead_letter: Option<String>,
     /// Batched webhooks (none when absent or `null`); not with `"ordering": "strict"`.
     batch: Option<BatchSetting>,
+    /// The endpoint's own health rules (the installation's when absent or `null`).
+    health_rules: Option<HealthRules>,
     /// `hmac-sha256` (the default, also for `null`): `v1` signatures with a `whsec_` secret
     /// shown in this answer. `ed25519`: `v1a` signatures, verified with the `public_key`
     /// (`whpk_`); the secret key stays sealed in the store.
@@ -99,6 +101,31 @@ pub struct BatchSetting {
     /// A delay such as `500ms`, `30s` or `2m`: at least 10 ms, at most the longest retry delay.
     #[schema(pattern = "^[0-9]+(ms|s|m|h)$")]
     max_wait: String,
+}
+
+/// An endpoint's own health rules: each one given replaces the installation's
+/// (`HOOKSTREAM_HEALTH_*`); see the README's "Endpoint health". A warning begins when the
+/// success rate over `warn_window` is under `warn_success_rate` with at least
+/// `warn_min_attempts` attempts, or more than `warn_streak` attempts in a row failed; the
+/// endpoint is disabled once it has failed without a success for `disable_after`, or
+/// `disable_streak` attempts in a row failed.
+#[derive(ToSchema)]
+pub struct HealthRules {
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    warn_success_rate: Option<f64>,
+    #[schema(minimum = 1)]
+    warn_min_attempts: Option<u64>,
+    /// Whole minutes from `1m` to `60m`.
+    #[schema(pattern = "^[0-9]+m$")]
+    warn_window: Option<String>,
+    #[schema(minimum = 1)]
+    warn_streak: Option<u64>,
+    /// From `1m` to `365d` (`30m`, `12h`, `5d`), or `never`.
+    #[schema(pattern = "^([0-9]+(s|m|h|d)|never)$")]
+    disable_after: Option<String>,
+    /// More than `warn_streak` (or, when not given, 10).
+    #[schema(minimum = 2)]
+    disable_streak: Option<u64>,
 }
 
 /// At most `per_second` deliveries a second to the endpoint, `burst` at once after a quiet
@@ -139,6 +166,8 @@ pub struct EndpointPatch {
     /// `null`: no batching. Changed with deliveries in flight, it holds from the endpoint's
     /// next batch (or delivery) on; none is lost.
     batch: Option<BatchSetting>,
+    /// `null`: the installation's rules. Replaces the endpoint's rules as a whole.
+    health_rules: Option<HealthRules>,
 }
 
 #[derive(ToSchema)]
@@ -165,6 +194,8 @@ pub struct Endpoint {
     on_dead_letter: String,
     /// `null` when the endpoint takes one delivery per request.
     batch: Option<BatchSetting>,
+    /// The rules the endpoint sets itself; `null` when it follows the installation's.
+    health_rules: Option<HealthRules>,
     paused: bool,
     circuit: Circuit,
     /// `hmac-sha256` or `ed25519`.
@@ -185,6 +216,14 @@ pub struct Endpoint {
 /// `GET /v1/endpoints/{id}/health`.
 #[derive(ToSchema)]
 pub struct EndpointHealth {
+    /// `disabled` (by its rules, an operator or a `410`), `warning` (a warning of its rules
+    /// is in force) or `healthy`.
+    #[schema(pattern = "^(healthy|warning|disabled)$")]
+    status: String,
+    /// The warning in force: since when, and why.
+    warning: Option<HealthNotice>,
+    /// While the endpoint is disabled by its health rules: when, and why.
+    disabled_by_rules: Option<HealthNotice>,
     /// `5m` (the minute under way and the four before it), then `1h` (the same, sixty).
     windows: Vec<HealthWindow>,
     /// Attempts failed in a row since the last success.
@@ -193,6 +232,12 @@ pub struct EndpointHealth {
     failing_since: Option<String>,
     last_success_at: Option<String>,
     last_failure: Option<LastFailure>,
+}
+
+#[derive(ToSchema)]
+pub struct HealthNotice {
+    at: String,
+    reason: String,
 }
 
 #[derive(ToSchema)]
