@@ -135,21 +135,45 @@ async fn strict_order_holds_under_random_failures_a_rebalance_and_a_kill_9() {
         .await;
     api.send_numbered("acme", "order.created", 0..EVENTS).await;
 
-    // The partitions split between two dispatchers, then one of them dies mid-flight and a
-    // new one joins: each move hands queues over, mid-retry for some.
+    // A second dispatcher joins; the partition's owner then stops (a graceful handover to the
+    // live one, mid-retry for some queues) and comes back; then the owner dies mid-flight
+    // (kill -9) and comes back: each move hands the queues over.
     let watched = &strict[0].0;
     watched.wait_for(15, SETTLE).await;
     pipeline.start_service(Service::SecondDispatcher).await;
-    watched.wait_for(30, SETTLE).await;
-    pipeline.kill_service(Service::Dispatcher).await;
-    watched.wait_for(40, SETTLE).await;
-    pipeline.start_service(Service::Dispatcher).await;
+    let owner = owner_of_the_partition(&pipeline).await;
+    pipeline.stop_service(owner).await;
+    watched.wait_for(25, SETTLE).await;
+    pipeline.start_service(owner).await;
+    watched.wait_for(35, SETTLE).await;
+    let owner = owner_of_the_partition(&pipeline).await;
+    pipeline.kill_service(owner).await;
+    watched.wait_for(45, SETTLE).await;
+    pipeline.start_service(owner).await;
 
     other.wait_for(EVENTS, SETTLE).await;
     for (receiver, id) in &strict {
         let dead = settled(&pipeline, id, EVENTS).await;
         assert_strict_order(&receiver.received(), &dead, EVENTS as u64 - 1);
     }
+}
+
+/// The dispatcher that owns the deliveries topic's one partition, once exactly one does.
+async fn owner_of_the_partition(pipeline: &Pipeline) -> Service {
+    eventually("one owner of the partition", SETTLE, || async {
+        let mut owners = Vec::new();
+        for service in [Service::Dispatcher, Service::SecondDispatcher] {
+            if !pipeline.is_running(service) {
+                continue;
+            }
+            let metrics = pipeline.metrics_of(service).await;
+            if sample(&metrics, "hookstream_assigned_partitions") == Some(1.0) {
+                owners.push(service);
+            }
+        }
+        (owners.len() == 1).then(|| owners[0])
+    })
+    .await
 }
 
 /// Replays one dead letter through the API, once the replay service has indexed it.
@@ -285,7 +309,8 @@ async fn a_dead_letter_holds_the_queue_until_its_replay_goes_first_or_the_endpoi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changing_to_and_from_strict_with_deliveries_in_flight_loses_nothing() {
+async fn changing_from_strict_to_partition_to_none_and_back_with_deliveries_in_flight_loses_nothing()
+ {
     const EVENTS: usize = 150;
     const MORE: usize = 50;
     let pipeline = Pipeline::start(&[]).await;
@@ -302,6 +327,11 @@ async fn changing_to_and_from_strict_with_deliveries_in_flight_loses_nothing() {
         .await;
     assert_eq!(partition.status, 200, "{}", partition.body);
     receiver.wait_for(60, SETTLE).await;
+    let unordered = api
+        .call("PATCH", &path, Some(json!({"ordering": "none"})))
+        .await;
+    assert_eq!(unordered.status, 200, "{}", unordered.body);
+    receiver.wait_for(90, SETTLE).await;
     let back = api
         .call("PATCH", &path, Some(json!({"ordering": "strict"})))
         .await;
