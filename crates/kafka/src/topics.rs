@@ -58,13 +58,24 @@ impl Topics {
         }
     }
 
+    /// Operational events (CloudEvents, JSON), keyed by tenant: written by the dispatcher and
+    /// replay, read by ingest, which sends each to the tenant's operator endpoints.
+    pub fn ops_events(&self) -> String {
+        format!("{}ops-events", self.prefix)
+    }
+
+    /// The operational events topic as it is created: kept as long as dead letters.
+    pub fn ops_events_spec(&self, settings: &KafkaSettings) -> TopicSpec {
+        TopicSpec::new(self.ops_events(), settings, settings.dlq_retention)
+    }
+
     /// Source records that could not become events, with the reason in a header.
     pub fn ingest_rejected(&self) -> String {
         format!("{}ingest.rejected", self.prefix)
     }
 
     /// Every topic the delivery path uses: deliveries, each retry tier (its name and delay), the
-    /// DLQ, the quarantine and the schemas. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
+    /// DLQ, the quarantine, the schemas and the operational events. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
     /// tasks keep one partition wherever they wait.
     pub fn delivery_path_specs(
         &self,
@@ -76,6 +87,7 @@ impl Topics {
             TopicSpec::new(self.dlq(), settings, settings.dlq_retention),
             TopicSpec::new(self.quarantine(), settings, settings.dlq_retention),
             self.schemas_spec(settings),
+            self.ops_events_spec(settings),
         ];
         specs.extend(tiers.iter().map(|(name, delay)| {
             TopicSpec::new(
@@ -249,6 +261,7 @@ mod tests {
                 "hookstream.dlq",
                 "hookstream.quarantine",
                 "hookstream.schemas",
+                "hookstream.ops-events",
                 "hookstream.retry.5s",
                 "hookstream.retry.24h"
             ]
@@ -272,20 +285,20 @@ mod tests {
             config_of(&specs[0], "retention.ms"),
             (7 * day_ms).to_string()
         );
-        for kept_long in [&specs[1], &specs[2]] {
+        for kept_long in [&specs[1], &specs[2], &specs[3]] {
             assert_eq!(
                 config_of(kept_long, "retention.ms"),
                 (30 * day_ms).to_string(),
-                "dead letters and quarantined tasks are kept as long"
+                "dead letters, quarantined tasks and operational events are kept as long"
             );
         }
         // A tier keeps a task for its delay plus the margin.
         assert_eq!(
-            config_of(&specs[3], "retention.ms"),
+            config_of(&specs[4], "retention.ms"),
             (7 * day_ms + 5_000).to_string()
         );
         assert_eq!(
-            config_of(&specs[4], "retention.ms"),
+            config_of(&specs[5], "retention.ms"),
             (8 * day_ms).to_string()
         );
     }

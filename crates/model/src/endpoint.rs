@@ -10,6 +10,7 @@ use crate::destination::EndpointUrl;
 use crate::health_rules::HealthRules;
 use crate::ids::EndpointId;
 use crate::names::{EventType, Tenant};
+use crate::ops_event::{self, OpsKind};
 use crate::shaping::{Batching, OnDeadLetter, Ordering, RateLimit, Shaping};
 
 /// Which event types an endpoint receives.
@@ -57,10 +58,49 @@ impl Subscription {
         Ok(Self::Types(parsed))
     }
 
+    /// Parses a subscription a client asks for: as [`Self::parse`], and a type in the reserved
+    /// namespace must be an operational event. (What the store has is read with
+    /// [`Self::parse`], so an endpoint saved before a name was reserved stays readable.)
+    pub fn parse_requested(types: &[String], field: &str) -> Result<Self, ValidationError> {
+        let subscription = Self::parse(types, field)?;
+        if let Self::Types(parsed) = &subscription {
+            for event_type in parsed.iter().filter(|t| ops_event::is_operational(t)) {
+                if OpsKind::of(event_type.as_str()).is_none() {
+                    let index = types
+                        .iter()
+                        .position(|t| t == event_type.as_str())
+                        .unwrap_or_default();
+                    let known: Vec<&str> = OpsKind::ALL.iter().map(|k| k.event_type()).collect();
+                    return Err(ValidationError::new(
+                        format!("{field}[{index}]"),
+                        format!(
+                            "`{event_type}` is in the reserved `{}` namespace but is not an operational event; they are {}",
+                            ops_event::NAMESPACE,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(subscription)
+    }
+
+    /// Whether it takes events of `event_type`. `*` takes every type of the tenant's own, not
+    /// Hookstream's operational events: those go only to endpoints that name them.
     pub fn matches(&self, event_type: &EventType) -> bool {
         match self {
-            Self::All => true,
+            Self::All => !ops_event::is_operational(event_type),
             Self::Types(types) => types.contains(event_type),
+        }
+    }
+
+    /// Whether it names an operational event type: the endpoint is one of its tenant's
+    /// operator endpoints, whose own failures raise no operational events (they would go
+    /// round to it again).
+    pub fn is_operational(&self) -> bool {
+        match self {
+            Self::All => false,
+            Self::Types(types) => types.iter().any(ops_event::is_operational),
         }
     }
 
@@ -272,6 +312,29 @@ mod tests {
         assert_eq!(err.field, "event_types[1]");
         let err = Subscription::parse(&types(&["order.created", "*"]), "event_types").unwrap_err();
         assert_eq!(err.field, "event_types[1]");
+    }
+
+    #[test]
+    fn operational_types_go_only_to_endpoints_that_name_them() {
+        let disabled = EventType::parse("hookstream.endpoint.disabled", "t").unwrap();
+        let star = Subscription::parse(&[], "event_types").unwrap();
+        assert!(!star.matches(&disabled), "`*` is the tenant's own types");
+        assert!(!star.is_operational());
+        let operator = Subscription::parse(
+            &types(&["hookstream.endpoint.disabled", "order.created"]),
+            "event_types",
+        )
+        .unwrap();
+        assert!(operator.matches(&disabled));
+        assert!(operator.is_operational());
+        let unknown = types(&["order.created", "hookstream.endpoint.deleted"]);
+        assert!(
+            Subscription::parse(&unknown, "event_types").is_ok(),
+            "what the store has stays readable"
+        );
+        let err = Subscription::parse_requested(&unknown, "event_types").unwrap_err();
+        assert_eq!(err.field, "event_types[1]");
+        assert!(err.reason.contains("hookstream.batch.finished"), "{err}");
     }
 
     #[test]

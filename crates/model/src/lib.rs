@@ -15,6 +15,7 @@ pub mod health;
 pub mod health_rules;
 pub mod ids;
 pub mod names;
+pub mod ops_event;
 pub mod replay;
 pub mod retry;
 pub mod shaping;

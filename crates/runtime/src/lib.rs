@@ -16,6 +16,7 @@ pub mod http_server;
 pub mod labels;
 pub mod lag;
 pub mod logging;
+pub mod operational_events;
 pub mod ops;
 pub mod publisher;
 pub mod resolver;

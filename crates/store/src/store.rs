@@ -111,8 +111,10 @@ pub trait Store:
         changes: &EndpointChanges,
         at: OffsetDateTime,
     ) -> Result<Option<Endpoint>, StoreError>;
-    /// Disables a live endpoint (a `410 Gone` answer), changing nothing else about it, so an
-    /// edit made meanwhile through the API stays; false if there is none.
+    /// Disables a live endpoint (a `410 Gone` answer, its health rules), changing nothing else
+    /// about it, so an edit made meanwhile through the API stays; true only when this call
+    /// disabled it (false if there is none, or it was disabled already), so that one disabling
+    /// is told once however many find it at the same time.
     async fn disable_endpoint(
         &self,
         id: EndpointId,

@@ -570,6 +570,13 @@ async fn disabling_an_endpoint_keeps_an_edit_made_meanwhile(backend: Backend) {
             .await
             .unwrap()
     );
+    assert!(
+        !f.store
+            .disable_endpoint(ep.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        "disabled already: not disabled by this call"
+    );
     let read = f.store.get_endpoint(ep.id).await.unwrap().unwrap();
     assert!(read.disabled);
     assert!(read.paused, "the pause made meanwhile stays");

@@ -13,8 +13,9 @@
 //! Each write also judges the health by the endpoint's rules (see
 //! [`hookstream_model::health_rules`]): a warning begins or ends, or the endpoint is disabled.
 //! The change is recorded in the store (the endpoint disabled first, then the health that says
-//! why) before anything else hears of it. An endpoint the rules disabled and an operator enabled
-//! again starts its run of failures over.
+//! why) before anything else hears of it; then it is told as an operational event
+//! (`hookstream.endpoint.warning`, `.disabled`, `.recovered`). An endpoint the rules disabled
+//! and an operator enabled again starts its run of failures over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,11 +29,14 @@ use hookstream_model::delivery::AttemptClass;
 use hookstream_model::health::{EndpointHealth, Notice, WINDOWS};
 use hookstream_model::health_rules::{Rules, Verdict};
 use hookstream_model::ids::EndpointId;
+use hookstream_model::ops_event::{OpsEvent, OpsKind};
 use hookstream_runtime::labels;
+use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_store::{Store, StoreError};
 
 use crate::metrics;
+use crate::ops_events::publish_ops_event;
 
 /// How often what was counted is written.
 pub const WRITE_EVERY: Duration = Duration::from_secs(5);
@@ -51,6 +55,8 @@ pub struct HealthKeeper {
     store: Arc<dyn Store>,
     /// The installation's rules; an endpoint's own override them.
     rules: Rules,
+    /// Where changes are told.
+    ops_events: OpsEventPublisher,
     /// Counted since the last write, per endpoint.
     counted: Mutex<HashMap<EndpointId, EndpointHealth>>,
     /// The health last written, for the metrics; only the writer uses it.
@@ -63,10 +69,11 @@ struct Shown {
 }
 
 impl HealthKeeper {
-    pub fn new(store: Arc<dyn Store>, rules: Rules) -> Self {
+    pub fn new(store: Arc<dyn Store>, rules: Rules, ops_events: OpsEventPublisher) -> Self {
         Self {
             store,
             rules,
+            ops_events,
             counted: Mutex::default(),
             shown: Mutex::default(),
         }
@@ -75,6 +82,23 @@ impl HealthKeeper {
     fn counted(&self) -> MutexGuard<'_, HashMap<EndpointId, EndpointHealth>> {
         // Plain counts: a panic elsewhere cannot leave them half changed.
         self.counted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes operational events side by side.
+    async fn publish_all(&self, events: &[OpsEvent]) {
+        join_all(
+            events
+                .iter()
+                .map(|event| publish_ops_event(&self.ops_events, event)),
+        )
+        .await;
+    }
+
+    /// Tells an endpoint's change decided elsewhere (a `410 Gone`), in the background so the
+    /// delivery that found it is not held up (the caller leaves out operator endpoints).
+    pub fn tell(&self, event: OpsEvent) {
+        let publisher = self.ops_events.clone();
+        tokio::spawn(async move { publish_ops_event(&publisher, &event).await });
     }
 
     /// Counts one attempt at the endpoint (see [`EndpointHealth::record`]).
@@ -175,37 +199,55 @@ impl HealthKeeper {
             .collect();
         // Each judgement reads its endpoint: side by side, so many endpoints do not make the
         // write late.
-        join_all(merged.iter_mut().filter_map(|(id, health)| {
+        let changes: Vec<OpsEvent> = join_all(merged.iter_mut().filter_map(|(id, health)| {
             let since = counted.get(id)?;
             Some(self.judge(*id, since, health, now))
         }))
-        .await;
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
         self.store.put_endpoint_health(&merged).await?;
+        // Told only once recorded: a change not written is judged again with the next write.
+        self.publish_all(&changes).await;
         Ok(merged)
     }
 
     /// Applies the endpoint's rules to its `health` (gone on from what the store had; `since`:
-    /// what was counted since the last write). A store error leaves the judgement to the next
-    /// write.
+    /// what was counted since the last write), and returns the operational events of what
+    /// changed (none for an operator endpoint: they would go round to it). A store error leaves
+    /// the judgement to the next write.
     async fn judge(
         &self,
         id: EndpointId,
         since: &EndpointHealth,
         health: &mut EndpointHealth,
         now: OffsetDateTime,
-    ) {
+    ) -> Vec<OpsEvent> {
         let endpoint = match self.store.get_endpoint(id).await {
             Ok(Some(endpoint)) => endpoint,
             // Deleted: nothing to judge.
-            Ok(None) => return,
+            Ok(None) => return Vec::new(),
             Err(err) => {
                 tracing::warn!(endpoint_id = %id, error = %err, "endpoint not read; its health is judged with the next write");
-                return;
+                return Vec::new();
+            }
+        };
+        let mut changes = Vec::new();
+        let mut tell = |kind: OpsKind, reason: &str| {
+            if !endpoint.subscription.is_operational() {
+                changes.push(OpsEvent::endpoint_changed(
+                    kind,
+                    id,
+                    &endpoint.tenant,
+                    reason,
+                    now,
+                ));
             }
         };
         if health.disabled_by_rules.is_some() {
             if endpoint.disabled {
-                return;
+                return changes;
             }
             // Enabled again: what failed before does not count against it.
             health.start_over(since);
@@ -213,7 +255,7 @@ impl HealthKeeper {
         }
         // Disabled by an operator or a `410`: its deliveries are refused, nothing to judge.
         if endpoint.disabled {
-            return;
+            return changes;
         }
         let rules = endpoint
             .shaping
@@ -226,7 +268,7 @@ impl HealthKeeper {
                     .still_to_disable(id, since, &rules, now, endpoint.updated_at)
                     .await
                 {
-                    return;
+                    return changes;
                 }
                 match self.store.disable_endpoint(id, now).await {
                     Ok(true) => {
@@ -239,14 +281,24 @@ impl HealthKeeper {
                             metrics::HEALTH_CHANGES
                                 .with_label_values(&["warning"])
                                 .inc();
+                            tell(OpsKind::EndpointWarning, &reason);
                             health.warning = Some(Notice {
                                 at: now,
                                 reason: reason.clone(),
                             });
                         }
+                        tell(OpsKind::EndpointDisabled, &reason);
                         health.disabled_by_rules = Some(Notice { at: now, reason });
+                        // Told at once: the disabling is recorded, and should the health
+                        // write fail, the next judgement finds the endpoint disabled and
+                        // tells nothing.
+                        self.publish_all(&changes).await;
+                        return Vec::new();
                     }
-                    Ok(false) => {}
+                    // Disabled meanwhile by someone else (another dispatcher's rules in a
+                    // rebalance, a `410`): keep what the store says of it, so this write does
+                    // not wipe the reason the other one recorded.
+                    Ok(false) => self.adopt_stored_notices(id, health).await,
                     Err(err) => {
                         tracing::warn!(endpoint_id = %id, error = %err, "endpoint not disabled; judged again with the next write");
                     }
@@ -258,6 +310,7 @@ impl HealthKeeper {
                     metrics::HEALTH_CHANGES
                         .with_label_values(&["warning"])
                         .inc();
+                    tell(OpsKind::EndpointWarning, &reason);
                     health.warning = Some(Notice { at: now, reason });
                 }
             }
@@ -267,7 +320,31 @@ impl HealthKeeper {
                     metrics::HEALTH_CHANGES
                         .with_label_values(&["recovered"])
                         .inc();
+                    tell(
+                        OpsKind::EndpointRecovered,
+                        "its health no longer calls for a warning",
+                    );
                 }
+            }
+        }
+        changes
+    }
+
+    /// Takes the warning and the disabling reason the store has for the endpoint into
+    /// `health`, where `health` has none.
+    async fn adopt_stored_notices(&self, id: EndpointId, health: &mut EndpointHealth) {
+        match self.store.endpoint_health(&[id]).await {
+            Ok(stored) => {
+                if let Some((_, stored)) =
+                    stored.into_iter().find(|(stored_id, _)| *stored_id == id)
+                {
+                    health.disabled_by_rules =
+                        health.disabled_by_rules.take().or(stored.disabled_by_rules);
+                    health.warning = health.warning.take().or(stored.warning);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(endpoint_id = %id, error = %err, "endpoint health not read again; a reason recorded meanwhile may be overwritten");
             }
         }
     }

@@ -17,6 +17,7 @@ mod held;
 mod kill_switch;
 mod lanes;
 mod metrics;
+mod ops_events;
 mod ownership;
 mod rate_limits;
 mod requeue;
@@ -40,6 +41,7 @@ use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::task::DeliveryTask;
 
 use crate::decoding::TaskDecoder;
+use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::ops::{LivenessCheck, OpsServer, ReadinessCheck};
 use hookstream_runtime::{lag, logging, shutdown};
 
@@ -144,7 +146,11 @@ async fn main() -> anyhow::Result<()> {
         .context("the DNS resolver for endpoint URLs")?;
     let sends = Arc::new(Sends::default());
     let heartbeat = Arc::new(Heartbeat::default());
-    let endpoint_health = Arc::new(HealthKeeper::new(Arc::clone(&store), health_rules));
+    let endpoint_health = Arc::new(HealthKeeper::new(
+        Arc::clone(&store),
+        health_rules,
+        OpsEventPublisher::new(producer.clone(), topics.ops_events()),
+    ));
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         sender: Sender::new(

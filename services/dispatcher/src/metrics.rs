@@ -134,6 +134,16 @@ pub static HEALTH_CHANGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Operational events written to the ops-events topic, by type and outcome.
+pub static OPS_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_ops_events_total",
+        "Operational events (endpoint warnings, disablings, recoveries) written to the ops-events topic, by type and outcome (published, failed).",
+        &["type", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
 /// Jobs that waited in their lane for a claim held elsewhere (see `Progress::ClaimedElsewhere`).
 pub static CLAIM_WAITS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(

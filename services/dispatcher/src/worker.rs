@@ -22,6 +22,7 @@ use hookstream_model::delivery::{AttemptClass, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
 use hookstream_model::ids::{DeliveryId, EndpointId};
+use hookstream_model::ops_event::{OpsEvent, OpsKind};
 use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::shaping::{Ordering, Shaping};
 use hookstream_model::task::DeliveryTask;
@@ -845,9 +846,20 @@ impl Worker {
         // Only the flag: writing back the whole endpoint as read before the attempt would undo
         // an edit made through the API while the request was out.
         let now = OffsetDateTime::now_utc();
-        self.durably(|| self.store.disable_endpoint(endpoint.id, now))
+        let changed = self
+            .durably(|| self.store.disable_endpoint(endpoint.id, now))
             .await?;
         tracing::warn!(endpoint_id = %endpoint.id, "endpoint answered 410 Gone; disabled");
+        // An operator endpoint's own changes are not told: they would go round to it.
+        if changed && !endpoint.subscription.is_operational() {
+            self.health.tell(OpsEvent::endpoint_changed(
+                OpsKind::EndpointDisabled,
+                endpoint.id,
+                &endpoint.tenant,
+                "the endpoint answered 410 Gone",
+                now,
+            ));
+        }
         Ok(())
     }
 

@@ -45,6 +45,8 @@ pub enum EventSource {
     Http,
     /// A source topic.
     Kafka,
+    /// Hookstream's own operational events (the ops-events topic).
+    Operational,
 }
 
 impl EventSource {
@@ -52,6 +54,7 @@ impl EventSource {
         match self {
             Self::Http => "http",
             Self::Kafka => "kafka",
+            Self::Operational => "operational",
         }
     }
 }
@@ -273,6 +276,18 @@ impl Intake {
         deliveries: &[Delivery],
     ) -> Result<(), PublishError> {
         self.publish_all(&[(event, deliveries)]).await
+    }
+}
+
+impl Intake {
+    /// Whether any endpoint of `tenant` takes events of `event_type`.
+    pub async fn subscribed(
+        &self,
+        tenant: &Tenant,
+        event_type: &EventType,
+    ) -> Result<bool, StoreError> {
+        let subscriptions = self.store.subscriptions(tenant).await?;
+        Ok(!subscribed_to(&subscriptions, event_type).is_empty())
     }
 }
 

@@ -21,9 +21,10 @@ use hookstream_ingest::rate_limit::TenantLimiter;
 use hookstream_ingest::source::avro::SchemaRegistry;
 use hookstream_ingest::source::avro_bounds::Bounds;
 use hookstream_ingest::source::consumer::SourceLoop;
-use hookstream_ingest::source::{Decoder, Format};
+use hookstream_ingest::source::{Decoder, Format, SourceTopic};
 use hookstream_ingest::tenant_concurrency::TenantConcurrency;
 use hookstream_ingest::{outbox, retention};
+use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::publisher::TaskPublisher;
 
 /// How long ingest waits at exit for its last published marks to be written.
@@ -97,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             .copied()
             .max()
             .unwrap_or_default(),
+        ops_events: OpsEventPublisher::new(producer.clone(), topics.ops_events()),
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),
@@ -132,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
         .context("serving the ops endpoints")?;
     outbox.await.context("outbox sweep task")?;
     retention.await.context("retention task")?;
-    if let Some(sources) = sources {
+    for sources in sources {
         sources.await.context("source topics task")?;
     }
     // Every request and source is done, so the marks' last group is on its way: written now,
@@ -150,20 +152,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts reading the configured source topics, if any.
+/// Starts reading the configured source topics, and, in a loop and consumer group of its own
+/// (so a burst of them does not hold up the tenants' own topics), the operational events topic.
 async fn start_sources(
     config: &IngestConfig,
     topics: &Topics,
     intake: &Intake,
     producer: &rdkafka::producer::FutureProducer,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let sources = config
         .source_topics()
         .map_err(anyhow::Error::msg)
         .context("HOOKSTREAM_SOURCE_TOPICS")?;
-    if sources.is_empty() {
-        return Ok(None);
+    if sources.iter().any(|s| s.name == topics.ops_events()) {
+        anyhow::bail!(
+            "HOOKSTREAM_SOURCE_TOPICS names {}, which is Hookstream's own operational events topic (always read)",
+            topics.ops_events()
+        );
     }
     let registry = match &config.schema_registry_url {
         Some(url) => Some(
@@ -179,41 +185,58 @@ async fn start_sources(
     // topic creation is on (as in `make run`).
     let spec =
         |name: String| TopicSpec::new(name, &config.kafka, config.kafka.deliveries_retention);
-    let mut specs = vec![spec(topics.ingest_rejected())];
+    let mut specs = vec![
+        spec(topics.ingest_rejected()),
+        topics.ops_events_spec(&config.kafka),
+    ];
     specs.extend(sources.iter().map(|s| spec(s.name.clone())));
     ensure_topics(&config.kafka, &specs)
         .await
         .context("creating the source and rejected topics")?;
-    let consumer = hookstream_kafka::consumer(
-        &config.kafka,
-        &config.source_group,
-        rdkafka::consumer::DefaultConsumerContext,
-    )
-    .context("creating the source consumer")?;
-    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-    rdkafka::consumer::Consumer::subscribe(&consumer, &names)
-        .context("subscribing to the source topics")?;
-    tracing::info!(topics = ?names, group = %config.source_group, "reading source topics");
-    hookstream_runtime::lag::spawn(
-        &config.kafka,
-        &config.source_group,
-        sources.iter().map(|s| s.name.clone()).collect(),
-        config.metrics.lag_interval,
-        shutdown.clone(),
-    )
-    .context("creating the consumer lag reader")?;
-    let source_loop = SourceLoop {
-        consumer: Arc::new(consumer),
-        formats: sources.iter().map(|s| (s.name.clone(), s.format)).collect(),
-        decoder: Decoder {
-            tenant_attribute: config.source_tenant_attribute.clone(),
-            registry,
-            max_value_bytes: config.max_body_bytes,
-        },
-        intake: intake.clone(),
-        producer: producer.clone(),
-        rejected_topic: topics.ingest_rejected(),
-        shutdown: shutdown.clone(),
+    let decoder = Decoder {
+        tenant_attribute: config.source_tenant_attribute.clone(),
+        registry,
+        max_value_bytes: config.max_body_bytes,
     };
-    Ok(Some(tokio::spawn(source_loop.run())))
+    let ops = SourceTopic {
+        name: topics.ops_events(),
+        format: Format::Operational,
+    };
+    let mut loops = vec![(format!("{}.ops-events", config.source_group), vec![ops])];
+    if !sources.is_empty() {
+        loops.push((config.source_group.clone(), sources));
+    }
+    let mut handles = Vec::new();
+    for (group, sources) in loops {
+        let consumer = hookstream_kafka::consumer(
+            &config.kafka,
+            &group,
+            rdkafka::consumer::DefaultConsumerContext,
+        )
+        .context("creating a source consumer")?;
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        rdkafka::consumer::Consumer::subscribe(&consumer, &names)
+            .context("subscribing to the source topics")?;
+        tracing::info!(topics = ?names, %group, "reading source topics");
+        hookstream_runtime::lag::spawn(
+            &config.kafka,
+            &group,
+            sources.iter().map(|s| s.name.clone()).collect(),
+            config.metrics.lag_interval,
+            shutdown.clone(),
+        )
+        .context("creating the consumer lag reader")?;
+        let source_loop = SourceLoop {
+            consumer: Arc::new(consumer),
+            formats: sources.iter().map(|s| (s.name.clone(), s.format)).collect(),
+            decoder: decoder.clone(),
+            intake: intake.clone(),
+            producer: producer.clone(),
+            rejected_topic: topics.ingest_rejected(),
+            operational_max_age: config.idempotency_window,
+            shutdown: shutdown.clone(),
+        };
+        handles.push(tokio::spawn(source_loop.run()));
+    }
+    Ok(handles)
 }

@@ -7,6 +7,16 @@ use prometheus::{
     register_int_counter_vec,
 };
 
+/// Operational events ingest writes (a batch cancelled through the API), by type and outcome.
+pub static OPS_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_ops_events_total",
+        "Operational events written to the ops-events topic (a replay batch cancelled through the API), by type and outcome (published, failed).",
+        &["type", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
 /// Events taken in, by result: `new`, `repeat` (idempotent repost), `conflict`.
 pub static EVENTS_ACCEPTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(

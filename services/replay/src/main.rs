@@ -3,6 +3,7 @@
 mod config;
 mod indexer;
 mod metrics;
+mod ops_events;
 mod runner;
 
 use std::sync::Arc;
@@ -13,12 +14,14 @@ use rdkafka::consumer::{Consumer, DefaultConsumerContext};
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics, register_schemas};
 use hookstream_model::task::DeliveryTask;
+use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::publisher::TaskPublisher;
 use hookstream_runtime::{lag, logging, shutdown};
 
 use crate::config::ReplayConfig;
 use crate::indexer::Indexer;
+use crate::ops_events::Teller;
 use crate::runner::Runner;
 
 #[tokio::main]
@@ -78,9 +81,14 @@ async fn main() -> anyhow::Result<()> {
     .context("creating the consumer lag reader")?;
     tracing::info!(ops_addr = %config.ops_addr, dlq = %topics.dlq(), rate_per_endpoint = config.rate_per_endpoint, "replay running");
 
+    let teller = Teller::new(OpsEventPublisher::new(
+        producer.clone(),
+        topics.ops_events(),
+    ));
     let runner = Runner::new(
         Arc::clone(&store),
-        TaskPublisher::new(producer, topics.deliveries()),
+        TaskPublisher::new(producer.clone(), topics.deliveries()),
+        teller.clone(),
         config.rate_per_endpoint,
         shutdown.clone(),
     );
@@ -88,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
     Indexer {
         consumer: Arc::clone(&consumer),
         store,
+        ops_events: teller,
         shutdown: shutdown.clone(),
     }
     .run()

@@ -32,6 +32,17 @@ pub static ITEMS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Operational events of dead letters and finished batches, by type and outcome (published;
+/// not_told: an operator endpoint's own dead letter).
+pub static OPS_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_ops_events_total",
+        "Operational events (dead letters, finished batches) written to the ops-events topic, by type and outcome (published; not_told: an operator endpoint's own dead letter).",
+        &["type", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
 /// Registers the metrics that have no labels (so they are scraped at 0 before anything
 /// happens) and the label values known in advance.
 pub fn register() {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use hookstream_model::ids::{BatchId, DeliveryId, EndpointId};
+use hookstream_model::ops_event::{OpsEvent, OpsKind};
 use hookstream_model::replay::{BatchItem, BatchStatus, ItemOutcome};
 use hookstream_runtime::publisher::TaskPublisher;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
@@ -19,6 +20,7 @@ use hookstream_runtime::telemetry;
 use hookstream_store::{ReplayStep, Store};
 
 use crate::metrics;
+use crate::ops_events::{Teller, Told};
 
 /// How often the store is asked for batches created meanwhile.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -29,6 +31,7 @@ const CHUNK: u32 = 100;
 pub struct Runner {
     pub store: Arc<dyn Store>,
     pub publisher: TaskPublisher,
+    pub ops_events: Teller,
     pub limiter: Arc<DefaultKeyedRateLimiter<EndpointId>>,
     pub shutdown: CancellationToken,
     active: Arc<Mutex<HashSet<BatchId>>>,
@@ -44,12 +47,14 @@ impl Runner {
     pub fn new(
         store: Arc<dyn Store>,
         publisher: TaskPublisher,
+        ops_events: Teller,
         rate_per_endpoint: NonZeroU32,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             store,
             publisher,
+            ops_events,
             limiter: Arc::new(RateLimiter::dashmap(Quota::per_second(rate_per_endpoint))),
             shutdown,
             active: Arc::default(),
@@ -116,6 +121,14 @@ impl Runner {
                     Err(Stop::Shutdown) => return,
                     Err(Stop::Batch(status)) => {
                         tracing::info!(batch_id = %id, %status, "replay batch stopped");
+                        let stopped =
+                            retry_until_ok(&self.shutdown, "reading a stopped batch", || {
+                                self.store.get_batch(id)
+                            })
+                            .await;
+                        if let Some(Some(batch)) = stopped {
+                            self.tell_finished(&batch).await;
+                        }
                         return;
                     }
                 }
@@ -127,7 +140,22 @@ impl Runner {
         .await;
         if let Some(Some(batch)) = finished {
             tracing::info!(batch_id = %id, status = %batch.status, created = batch.counts.created, skipped = batch.counts.skipped_total(), "replay batch finished");
+            self.tell_finished(&batch).await;
         }
+    }
+
+    /// Publishes a finished batch's operational event (its id is the batch's, so a batch told
+    /// twice, by two replay instances or after a restart, is taken once).
+    async fn tell_finished(&self, batch: &hookstream_model::replay::Batch) {
+        let event = OpsEvent::batch_finished(batch);
+        let outcome = match self.ops_events.tell(&event, &self.shutdown).await {
+            Told::Published => "published",
+            Told::Failed => "failed",
+            Told::Shutdown => return,
+        };
+        metrics::OPS_EVENTS
+            .with_label_values(&[OpsKind::BatchFinished.event_type(), outcome])
+            .inc();
     }
 
     /// Decides an item (waiting for its endpoint's rate) and puts its new delivery on Kafka.

@@ -148,8 +148,7 @@ pub(super) const CHANGE_ENDPOINT_SHAPING: &str = "UPDATE endpoints SET url = ?, 
 pub(super) const SELECT_SHAPING: &str =
     "SELECT tenant, shaping, deleted_at FROM endpoints WHERE id = ?";
 /// Disables a live endpoint and touches nothing else: an edit made meanwhile stays.
-pub(super) const DISABLE_ENDPOINT: &str =
-    "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null";
+pub(super) const DISABLE_ENDPOINT: &str = "UPDATE endpoints SET disabled = true, updated_at = ? WHERE id = ? IF deleted_at = null AND disabled = false";
 pub(super) const SELECT_ENDPOINT_TENANT: &str = "SELECT tenant FROM endpoints WHERE id = ?";
 pub(super) const SELECT_SUBSCRIBER: &str =
     "SELECT event_types, disabled, deleted_at FROM endpoints WHERE id = ?";

@@ -623,7 +623,7 @@ impl Store for SqliteStore {
             let changed = conn
                 .prepare_cached(
                     "UPDATE endpoints SET disabled = 1, updated_at = ?2
-                     WHERE id = ?1 AND deleted_at IS NULL",
+                     WHERE id = ?1 AND deleted_at IS NULL AND disabled = 0",
                 )?
                 .execute(params![id.to_string(), millis(at)])?;
             Ok(changed == 1)

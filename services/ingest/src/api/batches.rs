@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use hookstream_model::delivery::DeliveryStatus;
 use hookstream_model::ids::{BatchId, DeliveryId, EndpointId};
 use hookstream_model::names::{EventType, Tenant};
+use hookstream_model::ops_event::OpsEvent;
 use hookstream_model::replay::{
     Batch, BatchItem, BatchSelection, BatchStatus, DeadLetterFilter, ItemOutcome,
 };
@@ -27,6 +28,7 @@ use super::endpoints::{live_endpoint, rfc3339};
 use super::paging::{page_json, page_request};
 use super::problem::Problem;
 use super::schemas;
+use crate::metrics;
 use crate::replay_plan::{self, PlanError, ReplayRequest};
 
 fn render_filter(f: &DeadLetterFilter) -> Value {
@@ -385,6 +387,30 @@ pub async fn cancel(
         .await?
         .ok_or_else(|| Problem::not_found("batch"))?;
     tracing::info!(batch_id = %batch.id, status = %batch.status, "replay batch cancel asked");
+    // Told here too: no runner may have the batch (cancelled within a second of its creation,
+    // or while the replay service is down). Told twice, it has the same id and is taken once.
+    if batch.status == BatchStatus::Cancelled && !batch.dry_run {
+        let event = OpsEvent::batch_finished(&batch);
+        let published = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            state.ops_events.publish(&event),
+        )
+        .await;
+        let outcome = match published {
+            Ok(Ok(())) => "published",
+            Ok(Err(err)) => {
+                tracing::error!(batch_id = %batch.id, error = %err, "a cancelled batch's operational event not published");
+                "failed"
+            }
+            Err(_) => {
+                tracing::error!(batch_id = %batch.id, "a cancelled batch's operational event not acknowledged in time");
+                "failed"
+            }
+        };
+        metrics::OPS_EVENTS
+            .with_label_values(&[event.kind.event_type(), outcome])
+            .inc();
+    }
     Ok(Json(render(&batch)))
 }
 

@@ -235,7 +235,7 @@ pub async fn create(
     let tenant = Tenant::parse(&fields.required_str("tenant")?, "tenant")?;
     caller.may_act_for(&tenant, "tenant")?;
     let url = parse_url(&state, &fields.required_str("url")?).await?;
-    let subscription = Subscription::parse(
+    let subscription = Subscription::parse_requested(
         &fields.optional_str_list("event_types")?.unwrap_or_default(),
         "event_types",
     )?;
@@ -434,7 +434,7 @@ pub async fn update(
     };
     let subscription = fields
         .optional_str_list("event_types")?
-        .map(|types| Subscription::parse(&types, "event_types"))
+        .map(|types| Subscription::parse_requested(&types, "event_types"))
         .transpose()?;
     let disabled = fields.optional_bool("disabled")?;
     // Absent: unchanged; null: back to the retry policy's limit.

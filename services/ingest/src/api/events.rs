@@ -9,8 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use hookstream_model::ValidationError;
 use hookstream_model::event::check_payload_depth;
-use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
+use hookstream_model::names::{IdempotencyKey, Tenant};
+use hookstream_model::ops_event;
 
 use super::AppState;
 use super::auth::Caller;
@@ -23,12 +25,12 @@ use crate::intake::{Accepted, EventRequest, EventSource, IntakeError};
 /// Reads and validates the body of `POST /v1/events`.
 fn parse_request(mut fields: JsonObject) -> Result<EventRequest, Problem> {
     let tenant = Tenant::parse(&fields.required_str("tenant")?, "tenant")?;
-    let event_type = EventType::parse(&fields.required_str("type")?, "type")?;
+    let event_type = ops_event::tenant_event_type(&fields.required_str("type")?, "type")?;
     let payload = fields.required("payload")?;
     check_payload_depth(&payload, "payload")?;
     let idempotency_key = fields
         .optional_str("idempotency_key")?
-        .map(|key| IdempotencyKey::parse(&key, "idempotency_key"))
+        .map(|key| tenant_idempotency_key(&key))
         .transpose()?;
     fields.finish()?;
     Ok(EventRequest {
@@ -38,6 +40,21 @@ fn parse_request(mut fields: JsonObject) -> Result<EventRequest, Problem> {
         idempotency_key,
         source: EventSource::Http,
     })
+}
+
+/// A client's idempotency key: not one of the keys operational events take, so that no tenant
+/// can take one before its event comes.
+fn tenant_idempotency_key(key: &str) -> Result<IdempotencyKey, ValidationError> {
+    if key.starts_with(ops_event::IDEMPOTENCY_PREFIX) {
+        return Err(ValidationError::new(
+            "idempotency_key",
+            format!(
+                "keys starting `{}` are reserved for Hookstream's operational events",
+                ops_event::IDEMPOTENCY_PREFIX
+            ),
+        ));
+    }
+    IdempotencyKey::parse(key, "idempotency_key")
 }
 
 /// The most events one `POST /v1/events:batch` may carry.
@@ -290,6 +307,22 @@ mod tests {
         assert_eq!(request.event_type.as_str(), "order.created");
         assert_eq!(request.payload, json!({"id": 1}));
         assert_eq!(request.idempotency_key.unwrap().as_str(), "k-1");
+    }
+
+    #[test]
+    fn tenants_cannot_send_operational_events() {
+        // Single and batch requests both come through here.
+        let problem = parse(r#"{"tenant":"acme","type":"hookstream.batch.finished","payload":{}}"#)
+            .unwrap_err()
+            .document();
+        assert_eq!(problem["status"], 400);
+        assert!(problem.to_string().contains("reserved"), "{problem}");
+        let problem = parse(
+            r#"{"tenant":"acme","type":"order.created","payload":{},"idempotency_key":"hookstream-ops-1"}"#,
+        )
+        .unwrap_err()
+        .document();
+        assert!(problem.to_string().contains("idempotency_key"), "{problem}");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct AppState {
     pub max_endpoints_per_tenant: usize,
     /// The longest retry delay, which bounds an endpoint's `batch.max_wait`.
     pub longest_retry_wait: std::time::Duration,
+    /// Tells a batch cancelled here as finished (its runner, if one has it, tells it too).
+    pub ops_events: hookstream_runtime::operational_events::OpsEventPublisher,
 }
 
 /// The `/v1` API, behind bearer-token authentication: the admin token, or a tenant API key

@@ -58,7 +58,8 @@ pub struct EndpointCreate {
     /// `https` (or what the allow-list opens) to a public destination.
     #[schema(format = "uri", max_length = 2048)]
     url: String,
-    /// Empty or `["*"]`: every type.
+    /// Empty or `["*"]`: every type of the tenant's own. `hookstream.*` types (operational
+    /// events) make it an operator endpoint.
     #[schema(max_items = 256)]
     event_types: Option<Vec<String>>,
     #[schema(minimum = 1)]

@@ -34,13 +34,18 @@ impl CloudEvent {
     /// The idempotency key of the event: `ce-` and the SHA-256 of its source and id
     /// (length-prefixed, so no two pairs share a key), which always fits the key's rules.
     pub fn idempotency_key(&self) -> String {
+        self.idempotency_key_in("ce-")
+    }
+
+    /// The same digest under another prefix (operational events have their own).
+    pub fn idempotency_key_in(&self, prefix: &str) -> String {
         let mut hash = Sha256::new();
         hash.update((self.source.len() as u64).to_be_bytes());
         hash.update(self.source.as_bytes());
         hash.update(self.id.as_bytes());
         let digest = hash.finalize();
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("ce-{hex}")
+        format!("{prefix}{hex}")
     }
 }
 

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::record::{Rejection, SourceRecord};
 use super::{DecodeError, Decoder, Format};
-use crate::intake::{Accepted, Intake, IntakeError};
+use crate::intake::{Accepted, EventSource, Intake, IntakeError};
 use crate::metrics;
 
 /// The header of a rejected record that says why.
@@ -28,6 +28,11 @@ pub const REASON_HEADER: &str = "hookstream-rejected-reason";
 enum Outcome {
     Accepted(Accepted),
     Rejected(Rejection),
+    /// An operational event left on the topic, for its readers only: `topic_only` (of no
+    /// tenant), `no_operator` (its tenant has no endpoint for its type), `expired` (older than
+    /// the idempotency window, which could no longer tell it from one already sent: read again
+    /// after a consumer group was reset).
+    Skipped(&'static str),
 }
 
 /// Everything the source loop needs.
@@ -38,6 +43,8 @@ pub struct SourceLoop {
     pub intake: Intake,
     pub producer: FutureProducer,
     pub rejected_topic: String,
+    /// Operational events older than this are not sent (see [`Outcome::Skipped`]).
+    pub operational_max_age: Duration,
     pub shutdown: CancellationToken,
 }
 
@@ -49,6 +56,11 @@ impl SourceLoop {
         for topic in self.formats.keys() {
             for outcome in ["accepted", "repeat", "rejected"] {
                 metrics::SOURCE_RECORDS.with_label_values(&[topic.as_str(), outcome]);
+            }
+            if self.formats.get(topic) == Some(&Format::Operational) {
+                for outcome in ["topic_only", "no_operator", "expired"] {
+                    metrics::SOURCE_RECORDS.with_label_values(&[topic.as_str(), outcome]);
+                }
             }
         }
         loop {
@@ -77,6 +89,13 @@ impl SourceLoop {
         let Some(&format) = self.formats.get(topic) else {
             return true;
         };
+        if format == Format::Operational && self.too_old(message) {
+            metrics::SOURCE_RECORDS
+                .with_label_values(&[topic, "expired"])
+                .inc();
+            self.store_offset(topic, message.partition(), message.offset() + 1);
+            return true;
+        }
         let record = source_record(message);
         // A record that carries a trace context continues its producer's trace.
         let span = tracing::info_span!(
@@ -104,6 +123,11 @@ impl SourceLoop {
                     .with_label_values(&[topic, outcome])
                     .inc();
             }
+            Outcome::Skipped(why) => {
+                metrics::SOURCE_RECORDS
+                    .with_label_values(&[topic, why])
+                    .inc();
+            }
             Outcome::Rejected(reason) => {
                 tracing::warn!(topic, partition = message.partition(), offset = message.offset(), %reason, "source record rejected");
                 let sent = retry_until_ok(&self.shutdown, "writing a rejected record", || {
@@ -129,9 +153,28 @@ impl SourceLoop {
             Ok(request) => request,
             Err(DecodeError::Rejected(reason)) => return Ok(Outcome::Rejected(reason)),
             Err(DecodeError::Unavailable(reason)) => return Err(reason),
+            Err(DecodeError::NoTenant) => return Ok(Outcome::Skipped("topic_only")),
         };
+        let operational = request.source == EventSource::Operational;
+        if operational
+            && !self
+                .intake
+                .subscribed(&request.tenant, &request.event_type)
+                .await
+                .map_err(|e| e.to_string())?
+        {
+            return Ok(Outcome::Skipped("no_operator"));
+        }
         match self.intake.accept(request).await {
             Ok(accepted) => Ok(Outcome::Accepted(accepted)),
+            // The same operational event told again with other details (a delivery
+            // dead-lettered twice after a crash): the first was taken.
+            Err(IntakeError::KeyConflict { original }) if operational => {
+                Ok(Outcome::Accepted(Accepted::Repeat {
+                    id: original,
+                    deliveries: 0,
+                }))
+            }
             Err(IntakeError::KeyConflict { original }) => {
                 Ok(Outcome::Rejected(Rejection::new(format!(
                     "ce_source and ce_id were used for a different event ({original}) within the idempotency window"
@@ -192,6 +235,18 @@ impl SourceLoop {
             .await
             .map(|_| ())
             .map_err(|(err, _)| err.to_string())
+    }
+
+    /// Whether the record was written longer ago than [`Self::operational_max_age`].
+    fn too_old(&self, message: &BorrowedMessage<'_>) -> bool {
+        let Some(written_ms) = message.timestamp().to_millis() else {
+            return false;
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let max_age_ms = self.operational_max_age.as_millis();
+        u128::try_from(written_ms).is_ok_and(|written| now_ms.saturating_sub(written) > max_age_ms)
     }
 
     fn store_offset(&self, topic: &str, partition: i32, next: i64) {

@@ -10,6 +10,7 @@ pub mod record;
 use serde_json::Value;
 
 use hookstream_model::names::{EventType, IdempotencyKey, Tenant};
+use hookstream_model::ops_event;
 
 use crate::intake::{EventRequest, EventSource};
 use avro::{AvroError, SchemaRegistry};
@@ -23,6 +24,9 @@ pub enum Format {
     CloudEvents,
     /// CloudEvents attributes in `ce_*` headers, the value in Confluent-framed Avro.
     Avro,
+    /// Hookstream's own operational events (structured CloudEvents, the `tenant` attribute),
+    /// the only records whose types may be in the reserved namespace; always read.
+    Operational,
 }
 
 /// A topic to consume and its format, from `name:format`.
@@ -70,6 +74,10 @@ pub enum DecodeError {
     /// Something outside the record failed (the schema registry); try the record again.
     #[error("{0}")]
     Unavailable(String),
+    /// An operational event of no tenant (an admin's batch over every tenant): it is for
+    /// the topic's readers only, there are no tenant operators to send it to.
+    #[error("an operational event of no tenant")]
+    NoTenant,
 }
 
 impl From<AvroError> for DecodeError {
@@ -79,6 +87,20 @@ impl From<AvroError> for DecodeError {
             AvroError::Unavailable(reason) => Self::Unavailable(reason),
         }
     }
+}
+
+/// The attribute that carries an operational event's tenant (Hookstream writes it).
+const OPERATIONAL_TENANT_ATTRIBUTE: &str = "tenant";
+
+/// Whether a structured CloudEvent names a tenant; one that does not parse is left to the
+/// decoder, which says why.
+fn has_tenant(record: &SourceRecord) -> bool {
+    let Some(Ok(Value::Object(event))) =
+        record.value.as_deref().map(serde_json::from_slice::<Value>)
+    else {
+        return true;
+    };
+    event.contains_key(OPERATIONAL_TENANT_ATTRIBUTE)
 }
 
 /// Turns source records into event requests.
@@ -103,11 +125,17 @@ impl Decoder {
             ))
             .into());
         }
-        let binary = match format {
-            Format::CloudEvents => BinaryData::ByContentType,
-            Format::Avro => BinaryData::Bytes,
+        let (binary, tenant_attribute) = match format {
+            Format::CloudEvents => (BinaryData::ByContentType, self.tenant_attribute.as_str()),
+            Format::Avro => (BinaryData::Bytes, self.tenant_attribute.as_str()),
+            Format::Operational => {
+                if !has_tenant(record) {
+                    return Err(DecodeError::NoTenant);
+                }
+                (BinaryData::ByContentType, OPERATIONAL_TENANT_ATTRIBUTE)
+            }
         };
-        let event = cloudevents::decode(record, &self.tenant_attribute, binary)?;
+        let event = cloudevents::decode(record, tenant_attribute, binary)?;
         let payload = match (&event.data, format) {
             (Data::Json(value), _) => value.clone(),
             (Data::Empty, _) => Value::Null,
@@ -117,7 +145,7 @@ impl Decoder {
                 })?;
                 registry.decode(bytes).await?
             }
-            (Data::Bytes(_), Format::CloudEvents) => {
+            (Data::Bytes(_), Format::CloudEvents | Format::Operational) => {
                 return Err(Rejection::new(
                     "the data is not JSON (content-type); Avro data needs a topic configured as avro",
                 )
@@ -126,15 +154,31 @@ impl Decoder {
         };
         let reject = |e: hookstream_model::ValidationError| Rejection::new(e.to_string());
         hookstream_model::event::check_payload_depth(&payload, "data").map_err(reject)?;
+        let (event_type, source, key) = if format == Format::Operational {
+            // Any type of the namespace, also one a newer build writes (during an upgrade):
+            // only endpoints that name it take it.
+            let event_type = EventType::parse(&event.event_type, "type").map_err(reject)?;
+            if !ops_event::is_operational(&event_type) {
+                return Err(Rejection::new(format!(
+                    "`{event_type}` is not an operational event type"
+                ))
+                .into());
+            }
+            let key = event.idempotency_key_in(ops_event::IDEMPOTENCY_PREFIX);
+            (event_type, EventSource::Operational, key)
+        } else {
+            (
+                ops_event::tenant_event_type(&event.event_type, "type").map_err(reject)?,
+                EventSource::Kafka,
+                event.idempotency_key(),
+            )
+        };
         Ok(EventRequest {
             tenant: Tenant::parse(&event.tenant, "tenant").map_err(reject)?,
-            event_type: EventType::parse(&event.event_type, "type").map_err(reject)?,
+            event_type,
             payload,
-            idempotency_key: Some(
-                IdempotencyKey::parse(&event.idempotency_key(), "idempotency_key")
-                    .map_err(reject)?,
-            ),
-            source: EventSource::Kafka,
+            idempotency_key: Some(IdempotencyKey::parse(&key, "idempotency_key").map_err(reject)?),
+            source,
         })
     }
 }
@@ -159,6 +203,64 @@ mod tests {
         assert!(SourceTopic::parse("billing").is_err());
         assert!(SourceTopic::parse("billing:protobuf").is_err());
         assert!(SourceTopic::parse("bad topic:avro").is_err());
+    }
+
+    #[tokio::test]
+    async fn only_the_ops_events_topic_carries_operational_types() {
+        let decoder = Decoder {
+            tenant_attribute: "customer".into(),
+            registry: None,
+            max_value_bytes: 4096,
+        };
+        let structured = |event: serde_json::Value| SourceRecord {
+            headers: vec![(
+                "content-type".into(),
+                b"application/cloudevents+json".to_vec(),
+            )],
+            value: Some(event.to_string().into_bytes()),
+        };
+        let mut event = serde_json::json!({
+            "specversion": "1.0", "id": "x", "source": "/hookstream",
+            "type": "hookstream.endpoint.disabled", "tenant": "acme", "customer": "acme",
+            "data": {"endpoint_id": "ep_1"},
+        });
+        // Read with the fixed `tenant` attribute, whatever the installation's is.
+        let request = decoder
+            .decode(&structured(event.clone()), Format::Operational)
+            .await
+            .unwrap();
+        assert_eq!(request.source, EventSource::Operational);
+        assert_eq!(request.event_type.as_str(), "hookstream.endpoint.disabled");
+        assert!(matches!(
+            decoder.decode(&structured(event.clone()), Format::CloudEvents).await,
+            Err(DecodeError::Rejected(reason)) if reason.0.contains("reserved")
+        ));
+        // Its key is out of the tenants' reach (their keys are `ce-…` from a topic).
+        let key = request.idempotency_key.expect("a key");
+        assert!(key.as_str().starts_with("hookstream-ops-"), "{key}");
+        // A type a newer build writes is taken; one outside the namespace is not.
+        event["type"] = "hookstream.endpoint.deleted".into();
+        assert!(
+            decoder
+                .decode(&structured(event.clone()), Format::Operational)
+                .await
+                .is_ok()
+        );
+        event["type"] = "order.created".into();
+        assert!(matches!(
+            decoder
+                .decode(&structured(event.clone()), Format::Operational)
+                .await,
+            Err(DecodeError::Rejected(_))
+        ));
+        event["type"] = "hookstream.batch.finished".into();
+        event.as_object_mut().unwrap().remove("tenant");
+        assert!(matches!(
+            decoder
+                .decode(&structured(event), Format::Operational)
+                .await,
+            Err(DecodeError::NoTenant)
+        ));
     }
 
     #[tokio::test]

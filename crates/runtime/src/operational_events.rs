@@ -1,0 +1,51 @@
+//! Writes operational events (see [`hookstream_model::ops_event`]) to the ops-events topic.
+
+use std::time::Duration;
+
+use rdkafka::message::Header;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use hookstream_model::ops_event::{CONTENT_TYPE, OpsEvent};
+
+/// Kafka did not take an operational event.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("kafka did not acknowledge operational event {id}: {reason}")]
+pub struct OpsPublishError {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Publishes operational events, keyed by tenant.
+#[derive(Clone)]
+pub struct OpsEventPublisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl OpsEventPublisher {
+    pub fn new(producer: FutureProducer, topic: String) -> Self {
+        Self { producer, topic }
+    }
+
+    /// Returns once Kafka acknowledged the event (acks=all). The record carries the current
+    /// span's trace context, so the operator's webhook continues the trace that caused it.
+    pub async fn publish(&self, event: &OpsEvent) -> Result<(), OpsPublishError> {
+        let value = event.to_cloudevent().to_string();
+        let headers = crate::telemetry::headers_of(&tracing::Span::current()).insert(Header {
+            key: "content-type",
+            value: Some(CONTENT_TYPE),
+        });
+        let record = FutureRecord::to(&self.topic)
+            .key(event.key())
+            .payload(&value)
+            .headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| OpsPublishError {
+                id: event.id.clone(),
+                reason: err.to_string(),
+            })
+    }
+}
