@@ -65,13 +65,14 @@ async fn the_topic_job_command_creates_the_topics_and_exits_without_a_store() {
     })
     .await
     .expect("metadata task");
-    // The schedule's two tiers, the 1 s hold tier of paused endpoints, the quarantine and the
-    // schemas.
+    // The schedule's two tiers, the 1 s hold tier of paused endpoints, the quarantine, the
+    // schemas and the operational events.
     assert_eq!(
         topics,
         [
             "job.deliveries",
             "job.dlq",
+            "job.ops-events",
             "job.quarantine",
             "job.retry.1m",
             "job.retry.1s",
