@@ -8,8 +8,12 @@
 //! log pipe must not stall delivery. Should that thread fall behind by [`BUFFERED_LINES`], further
 //! lines are dropped, not waited for, and counted in `hookstream_log_lines_dropped_total`.
 //! Per-event lines are at DEBUG; INFO carries state changes and summaries.
+//!
+//! The filter can be changed while the service runs: `PUT /log-level` on its ops port (see
+//! [`crate::ops`]) with a filter as `HOOKSTREAM_LOG` takes it, `GET /log-level` shows it.
 
 use std::io::IsTerminal;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -18,7 +22,7 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder};
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{Layer, fmt};
+use tracing_subscriber::{Layer, Registry, fmt, reload};
 
 use crate::telemetry::{self, Telemetry};
 
@@ -32,9 +36,18 @@ pub fn init(service: &'static str) -> Telemetry {
     let filter = std::env::var("HOOKSTREAM_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|err| {
-        eprintln!("{service}: invalid log filter `{filter}` ({err}); using `info`");
-        EnvFilter::new("info")
+    let (filter, directives) = match EnvFilter::try_new(&filter) {
+        Ok(parsed) => (parsed, filter),
+        Err(err) => {
+            eprintln!("{service}: invalid log filter `{filter}` ({err}); using `info`");
+            (EnvFilter::new("info"), "info".to_owned())
+        }
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    // Only `init` sets it, once: a second call finds it set and keeps the first.
+    let _ = LOG_FILTER.set(LogFilter {
+        handle,
+        directives: Mutex::new(directives),
     });
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
@@ -77,6 +90,63 @@ pub fn init(service: &'static str) -> Telemetry {
         tracing::info!("exporting traces over OTLP");
     }
     telemetry::telemetry(provider, guard)
+}
+
+/// The log filter in force, and the handle that changes it.
+struct LogFilter {
+    handle: reload::Handle<EnvFilter, Registry>,
+    directives: Mutex<String>,
+}
+
+static LOG_FILTER: OnceLock<LogFilter> = OnceLock::new();
+
+/// Why the filter was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogFilterError {
+    #[error("`{directives}` is not a log filter: {reason}")]
+    Invalid { directives: String, reason: String },
+    #[error("logging is not set up in this process")]
+    NotInstalled,
+    #[error("the log filter could not be changed: {0}")]
+    Reload(String),
+}
+
+/// The log filter in force, as it was given (`None` before [`init`]).
+pub fn current_filter() -> Option<String> {
+    LOG_FILTER.get().map(|filter| {
+        filter
+            .directives
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    })
+}
+
+/// Replaces the log filter (`debug`, `info,hookstream_dispatcher=debug`, ...) at once, for
+/// every line logged from now on.
+pub fn set_filter(directives: &str) -> Result<(), LogFilterError> {
+    let directives = directives.trim();
+    if directives.is_empty() {
+        return Err(LogFilterError::Invalid {
+            directives: String::new(),
+            reason: "an empty filter; name a level (`info`) or directives".into(),
+        });
+    }
+    let parsed = EnvFilter::try_new(directives).map_err(|err| LogFilterError::Invalid {
+        directives: directives.to_owned(),
+        reason: err.to_string(),
+    })?;
+    let filter = LOG_FILTER.get().ok_or(LogFilterError::NotInstalled)?;
+    let mut current = filter
+        .directives
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    filter
+        .handle
+        .reload(parsed)
+        .map_err(|err| LogFilterError::Reload(err.to_string()))?;
+    *current = directives.to_owned();
+    Ok(())
 }
 
 /// Shows the writer thread's count of dropped lines as `hookstream_log_lines_dropped_total`.

@@ -1,4 +1,6 @@
-//! Operational endpoints every service serves: liveness, readiness and Prometheus metrics.
+//! Operational endpoints every service serves: liveness, readiness, Prometheus metrics and the
+//! log filter (`GET`/`PUT /log-level`, see [`crate::logging`]). They are for the cluster, not
+//! the public: keep the ops port off any public network.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,8 @@ use futures::future::BoxFuture;
 use rdkafka::producer::FutureProducer;
 
 use hookstream_store::Store;
+
+use crate::logging;
 use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
 
@@ -77,6 +81,7 @@ pub fn router_with_liveness(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/log-level", get(log_level).put(set_log_level))
         .with_state(Arc::new(Checks {
             readiness,
             liveness,
@@ -126,6 +131,38 @@ async fn readyz(State(checks): State<Arc<Checks>>) -> Response {
     };
     let body = json!({"status": if ready { "ready" } else { "not ready" }, "checks": report});
     (status, Json(body)).into_response()
+}
+
+/// The log filter in force.
+async fn log_level() -> Response {
+    match logging::current_filter() {
+        Some(filter) => Json(json!({"filter": filter})).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "logging is not set up"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Replaces the log filter with the body's text (`debug`, `info,hookstream_dispatcher=debug`).
+async fn set_log_level(body: String) -> Response {
+    match logging::set_filter(&body) {
+        Ok(()) => {
+            tracing::info!(filter = %body.trim(), "log filter changed");
+            Json(json!({"filter": body.trim()})).into_response()
+        }
+        Err(err @ logging::LogFilterError::Invalid { .. }) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": err.to_string()})),
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": err.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics() -> Response {

@@ -389,6 +389,11 @@ impl Pipeline {
         .expect("metrics text")
     }
 
+    /// The base URL of a service's ops endpoints (`/metrics`, `/log-level`, ...).
+    pub fn ops_url(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.port_of(service))
+    }
+
     /// The port a service serves its ops endpoints on.
     fn port_of(&self, service: Service) -> u16 {
         match service {

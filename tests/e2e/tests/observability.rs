@@ -1,6 +1,7 @@
 //! What operators see: every service's `/metrics` passes `promtool check metrics` and exports
 //! what the Grafana dashboards and the alert rules query, queue depth is read from the broker for
-//! every consumer group, and one delivery retried twice is one connected OpenTelemetry trace.
+//! every consumer group, one delivery retried twice is one connected OpenTelemetry trace, and a
+//! service's log filter changes while it runs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -435,4 +436,99 @@ fn alert_rules_and_the_scrape_config_pass_promtool_and_its_unit_tests() {
     promtool(&["check", "config", "prometheus.yml"]);
     // Each alert fires when it should and stays quiet when it should not.
     promtool(&["test", "rules", "alerts.test.yml"]);
+}
+
+/// `GET`/`PUT /log-level` on a service's ops port.
+async fn log_level(pipeline: &Pipeline, service: Service, new: Option<&str>) -> (u16, Value) {
+    let url = format!("{}/log-level", pipeline.ops_url(service));
+    let client = reqwest::Client::new();
+    let request = match new {
+        Some(filter) => client.put(&url).body(filter.to_owned()),
+        None => client.get(&url),
+    };
+    let answer = request.send().await.expect("the ops port answers");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.expect("a JSON answer"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_filter_changes_while_the_service_runs() {
+    let pipeline = Pipeline::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let id = pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &["order.created"])
+        .await["id"]
+        .as_str()
+        .expect("an endpoint id")
+        .to_owned();
+    // A paused endpoint's tasks are held, each with a DEBUG line.
+    let paused = pipeline
+        .api
+        .call("POST", &format!("/v1/endpoints/{id}/pause"), None)
+        .await;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    let held = |n: f64| {
+        let pipeline = &pipeline;
+        async move {
+            let metrics = pipeline.dispatcher_metrics().await;
+            (hookstream_e2e::sum(&metrics, "hookstream_tasks_held_total", "endpoint_paused")? >= n)
+                .then_some(())
+        }
+    };
+    let held_lines = || {
+        pipeline
+            .log_of(Service::Dispatcher)
+            .lines()
+            .filter(|line| line.contains("task held"))
+            .count()
+    };
+
+    assert_eq!(
+        log_level(&pipeline, Service::Dispatcher, None).await,
+        (200, json!({"filter": "info"}))
+    );
+    send_event(&pipeline).await;
+    eventually("a task held at INFO", SETTLE, || held(1.0)).await;
+    assert_eq!(held_lines(), 0, "DEBUG lines are not written at INFO");
+
+    // DEBUG from now on, without a restart.
+    assert_eq!(
+        log_level(&pipeline, Service::Dispatcher, Some("debug")).await,
+        (200, json!({"filter": "debug"}))
+    );
+    let holds_before = {
+        let metrics = pipeline.dispatcher_metrics().await;
+        hookstream_e2e::sum(&metrics, "hookstream_tasks_held_total", "endpoint_paused")
+            .unwrap_or_default()
+    };
+    send_event(&pipeline).await;
+    eventually("a task held at DEBUG", SETTLE, || held(holds_before + 1.0)).await;
+    eventually("its DEBUG line", SETTLE, || async {
+        (held_lines() >= 1).then_some(())
+    })
+    .await;
+
+    // A filter that does not parse changes nothing.
+    for bad in ["hookstream=loud", "  "] {
+        let (status, body) = log_level(&pipeline, Service::Dispatcher, Some(bad)).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    assert_eq!(
+        log_level(&pipeline, Service::Dispatcher, None).await,
+        (200, json!({"filter": "debug"}))
+    );
+    // Every service has it.
+    for service in [Service::Ingest, Service::RetryTier] {
+        assert_eq!(log_level(&pipeline, service, None).await.0, 200);
+    }
+}
+
+async fn send_event(pipeline: &Pipeline) {
+    let event = pipeline
+        .api
+        .send_event("acme", "order.created", json!({"order": 1}), None)
+        .await;
+    assert_eq!(event.status, 202, "{:?}", event.body);
 }
