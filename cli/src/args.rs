@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "hookstream", version)]
 pub struct Cli {
-    /// The Hookstream API (ingest).
+    /// The Hookstream management API (ingest's API address, or its `HOOKSTREAM_MANAGEMENT_ADDR`
+    /// where the two listen apart).
     #[arg(
         long,
         env = "HOOKSTREAM_URL",

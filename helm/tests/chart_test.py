@@ -28,6 +28,7 @@ PRODUCTION = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text(
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 COMPONENTS = {"ingest": 8080, "dispatcher": 9091, "retry-tier": 9093, "replay": 9094}
 INGEST_OPS_PORT = 9096
+INGEST_MANAGEMENT_PORT = 8081
 
 failures = []
 
@@ -89,6 +90,10 @@ def check_deployments(name, objects):
     check(api_ports == {"http"}, f"{name}: the ingest API Service exposes {api_ports}")
     ops = by_name["hs-hookstream-ingest-ops"]["spec"]
     check(ops["type"] == "ClusterIP" and [p["name"] for p in ops["ports"]] == ["ops"], f"{name}: ingest ops Service {ops}")
+    # The management API, apart from intake, inside the cluster only.
+    management = by_name["hs-hookstream-ingest-management"]["spec"]
+    check(management["type"] == "ClusterIP" and [p["name"] for p in management["ports"]] == ["management"],
+          f"{name}: ingest management Service {management}")
     for component, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -96,7 +101,11 @@ def check_deployments(name, objects):
         check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", f"{name}: {component} liveness probe")
         check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{name}: {component} readiness probe")
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        expected = {"http": COMPONENTS[component], "ops": INGEST_OPS_PORT} if component == "ingest" else {"ops": COMPONENTS[component]}
+        expected = (
+            {"http": COMPONENTS[component], "ops": INGEST_OPS_PORT, "management": INGEST_MANAGEMENT_PORT}
+            if component == "ingest"
+            else {"ops": COMPONENTS[component]}
+        )
         check(ports == expected, f"{name}: {component} ports {ports}")
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             check(container[probe]["httpGet"]["port"] == "ops", f"{name}: {component} {probe} is not on the ops port")
@@ -167,8 +176,10 @@ def check_production(objects):
     check(len(by_kind(objects, "NetworkPolicy")) == 4, "production: four network policies")
     policies = {p["metadata"]["name"]: p["spec"]["ingress"] for p in by_kind(objects, "NetworkPolicy")}
     ingest = {rule["ports"][0]["port"]: rule["from"] for rule in policies["hs-hookstream-ingest"]}
-    check(set(ingest) == {"http", "ops"}, f"production: ingest ingress rules {ingest}")
+    check(set(ingest) == {"http", "ops", "management"}, f"production: ingest ingress rules {ingest}")
     check(ingest["http"] != ingest["ops"], "production: the API and the ops port are reached from different places")
+    check(ingest["management"] not in (ingest["http"], ingest["ops"]),
+          "production: the management API is reached from a place of its own")
     check([rule["ports"][0]["port"] for rule in policies["hs-hookstream-dispatcher"]] == ["ops"],
           "production: the dispatcher takes traffic on its ops port only")
     for deployment in by_kind(objects, "Deployment"):

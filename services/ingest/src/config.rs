@@ -23,6 +23,13 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Where the management API (endpoints, secrets, API keys, deliveries, dead letters,
+    /// batches, the kill switch) listens, apart from event intake: set, `HOOKSTREAM_HTTP_ADDR`
+    /// serves only `POST /v1/events` and its batch form, so it can be public while this stays
+    /// internal. Unset: the one listener serves both.
+    #[arg(long, env = "HOOKSTREAM_MANAGEMENT_ADDR")]
+    pub management_addr: Option<SocketAddr>,
+
     /// Where `/healthz`, `/readyz` and `/metrics` are served: apart from the API, so a public
     /// API does not show metrics to the world, and probes answer while the API is busy.
     #[arg(

@@ -13,7 +13,7 @@ use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::{http_server, logging, shutdown};
 
-use hookstream_ingest::api::{self, ApiToken, AppState};
+use hookstream_ingest::api::{self, ApiToken, AppState, Plane};
 use hookstream_ingest::config::IngestConfig;
 use hookstream_ingest::intake::Intake;
 use hookstream_ingest::published_marks::PublishedMarks;
@@ -104,11 +104,36 @@ async fn main() -> anyhow::Result<()> {
         ReadinessCheck::broker(producer),
         ReadinessCheck::store(Arc::clone(&store)),
     ];
+    let token = ApiToken(config.api_token.trim().into());
+    // With a management address, the API listener serves intake alone (it may be public) and
+    // the management API gets a listener of its own (kept internal).
+    let plane = if config.management_addr.is_some() {
+        Plane::Intake
+    } else {
+        Plane::All
+    };
     let app = config.http.apply(api::router(
-        state,
-        ApiToken(config.api_token.trim().into()),
+        state.clone(),
+        token.clone(),
         &config.http,
+        plane,
     ));
+    let management = match config.management_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the management API to {addr}"))?;
+            tracing::info!(%addr, "management API listening");
+            let app = config
+                .http
+                .apply(api::router(state, token, &config.http, Plane::Management));
+            let (limits, shutdown) = (config.http.clone(), shutdown.clone());
+            Some(tokio::spawn(async move {
+                http_server::serve(listener, app, &limits, shutdown).await
+            }))
+        }
+        None => None,
+    };
     let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())
         .await
         .with_context(|| format!("binding the ops endpoints to {}", config.ops_addr))?;
@@ -128,6 +153,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving the API")?;
     shutdown.cancel();
+    if let Some(management) = management {
+        management
+            .await
+            .context("management API task")?
+            .context("serving the management API")?;
+    }
     ops_server
         .stopped()
         .await

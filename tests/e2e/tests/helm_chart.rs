@@ -18,8 +18,8 @@ fn the_chart_renders_lints_and_validates_for_default_and_production_values() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "chart test failed:\n{printed}");
-    assert!(printed.contains("default: 16 objects"), "{printed}");
-    assert!(printed.contains("production: 24 objects"), "{printed}");
+    assert!(printed.contains("default: 17 objects"), "{printed}");
+    assert!(printed.contains("production: 25 objects"), "{printed}");
 }
 
 /// The chart's topic Job runs `hookstream-dispatcher --create-topics-and-exit true`: it creates

@@ -2,14 +2,17 @@
 //! connections that never finish their headers are closed after the header timeout, a body
 //! that trickles ends in `408`, and past the concurrency limit requests are answered `503`
 //! with `Retry-After` at once. And it serves the API alone: health and metrics (every
-//! tenant's name and volume) are on the ops port.
+//! tenant's name and volume) are on the ops port. With a management address (issue 24, item 2)
+//! it takes events only, and the management API is served on that address alone.
 
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use hookstream_e2e::{Pipeline, Receiver, Service, eventually};
+use serde_json::json;
+
+use hookstream_e2e::{Api, Pipeline, Receiver, Service, TOKEN, eventually, free_port};
 
 /// Connections that start a request and never finish its headers.
 const SLOW_CLIENTS: usize = 300;
@@ -204,5 +207,81 @@ async fn health_and_metrics_are_served_on_the_ops_port_only() {
             .await
             .contains("hookstream_http_requests_shed_total"),
         "ingest's metrics are on its ops port"
+    );
+}
+
+/// The paths a port's OpenAPI document names.
+async fn documented_paths(api: &Api) -> Vec<String> {
+    let document: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", api.base))
+        .await
+        .expect("the document")
+        .json()
+        .await
+        .expect("JSON");
+    let mut paths: Vec<String> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_management_address_the_api_port_takes_events_only() {
+    let management_addr = format!("127.0.0.1:{}", free_port());
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_MANAGEMENT_ADDR", &management_addr)]).await;
+    let intake = &pipeline.api;
+    let management = Api::new(format!("http://{management_addr}"), TOKEN);
+    let receiver = Receiver::start().await;
+
+    // Endpoints are made on the management port; the public one has no such route.
+    let endpoint = json!({"tenant": "acme", "url": receiver.url, "event_types": ["order.created"]});
+    let refused = intake.call("POST", "/v1/endpoints", Some(endpoint)).await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    for path in ["/v1/control", "/v1/dead-letters?tenant=acme", "/v1/batches"] {
+        let answer = intake.call("GET", path, None).await;
+        assert_eq!(
+            answer.status, 404,
+            "{path} on the public port: {}",
+            answer.body
+        );
+    }
+    management
+        .create_endpoint("acme", &receiver.url, &["order.created"])
+        .await;
+
+    // Events go in on the public port, one by one or in a batch, and not on the management one.
+    let sent = intake
+        .send_event("acme", "order.created", json!({"n": 0}), None)
+        .await;
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    intake.send_numbered("acme", "order.created", 1..3).await;
+    let refused = management
+        .send_event("acme", "order.created", json!({"n": 9}), None)
+        .await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    receiver.wait_for(3, Duration::from_secs(60)).await;
+    let event_id = sent.body["id"].as_str().expect("an event id");
+    let deliveries = management
+        .settled_deliveries(event_id, Duration::from_secs(60))
+        .await;
+    assert_eq!(deliveries[0]["status"], "delivered");
+
+    // Each port needs the token, and its document describes what it serves.
+    let anonymous = intake
+        .raw("POST", "/v1/events", Some(b"{}".to_vec()), None)
+        .await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(
+        documented_paths(intake).await,
+        ["/v1/events", "/v1/events:batch"]
+    );
+    let managed = documented_paths(&management).await;
+    assert!(managed.iter().any(|p| p == "/v1/endpoints"), "{managed:?}");
+    assert!(
+        !managed.iter().any(|p| p.starts_with("/v1/events")),
+        "{managed:?}"
     );
 }

@@ -56,17 +56,30 @@ pub struct AppState {
     pub ops_events: hookstream_runtime::operational_events::OpsEventPublisher,
 }
 
-/// The `/v1` API, behind bearer-token authentication: the admin token, or a tenant API key
-/// that sees only its own tenant. `GET /v1/openapi.json` (no token needed) describes it; the
-/// document is built from the same handlers the router serves, so the two cannot drift apart.
-pub fn router(state: AppState, token: ApiToken, http: &HttpLimits) -> Router {
+/// Which part of the API a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// All of it, on one listener (no `HOOKSTREAM_MANAGEMENT_ADDR`).
+    All,
+    /// Event intake only (`POST /v1/events` and its batch form): the part that may be public.
+    Intake,
+    /// Every other route: endpoints, secrets, API keys, deliveries, dead letters, batches,
+    /// the kill switch.
+    Management,
+}
+
+/// The `/v1` API (the `plane` of it), behind bearer-token authentication: the admin token, or a
+/// tenant API key that sees only its own tenant. `GET /v1/openapi.json` (no token needed)
+/// describes what this listener serves; the document is built from the same handlers the
+/// router serves, so the two cannot drift apart.
+pub fn router(state: AppState, token: ApiToken, http: &HttpLimits, plane: Plane) -> Router {
     let access = auth::Access {
         admin: token,
         store: state.intake.store.clone(),
     };
     let max_body = state.max_body_bytes;
     let max_batch_body = state.max_batch_body_bytes;
-    let (api, document) = documented_routes(max_batch_body).split_for_parts();
+    let (api, document) = documented_routes(max_batch_body, plane).split_for_parts();
     // Innermost first: a place among the requests handled at once, then the body received
     // whole (after authentication: nothing is buffered for anonymous clients).
     let api = http.shed_load(api.fallback(|| async { Problem::not_found("route") }));
@@ -97,11 +110,30 @@ pub fn router(state: AppState, token: ApiToken, http: &HttpLimits) -> Router {
 /// The one route that takes a body larger than `HOOKSTREAM_MAX_BODY_BYTES`.
 const BATCH_PATH: &str = "/v1/events:batch";
 
-/// Every `/v1` route, each with its OpenAPI operation.
-fn documented_routes(max_batch_body: usize) -> OpenApiRouter<AppState> {
+/// The `/v1` routes of `plane`, each with its OpenAPI operation.
+fn documented_routes(max_batch_body: usize, plane: Plane) -> OpenApiRouter<AppState> {
+    let mut routes = OpenApiRouter::with_openapi(openapi::base());
+    if plane != Plane::Management {
+        routes = routes.merge(intake_routes(max_batch_body));
+    }
+    if plane != Plane::Intake {
+        routes = routes.merge(management_routes());
+    }
+    routes
+}
+
+/// Event intake.
+fn intake_routes(max_batch_body: usize) -> OpenApiRouter<AppState> {
     let (schemas, paths, batch) = routes!(events::create_batch);
     let batch = batch.layer(axum::extract::DefaultBodyLimit::max(max_batch_body));
-    OpenApiRouter::with_openapi(openapi::base())
+    OpenApiRouter::new()
+        .routes(routes!(events::create))
+        .routes((schemas, paths, batch))
+}
+
+/// Everything but intake.
+fn management_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(endpoints::create, endpoints::list))
         .routes(routes!(
             endpoints::get,
@@ -119,8 +151,6 @@ fn documented_routes(max_batch_body: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(control::get))
         .routes(routes!(control::pause))
         .routes(routes!(control::resume))
-        .routes(routes!(events::create))
-        .routes((schemas, paths, batch))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::attempts))
