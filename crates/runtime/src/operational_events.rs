@@ -15,6 +15,11 @@ pub struct OpsPublishError {
     pub reason: String,
 }
 
+/// The longest one publish may take: callers (the health writer, the dead-letter indexer, an
+/// API request) wait for it. One given up on may still reach the topic; told twice, an event
+/// has the same id and is taken once.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Publishes operational events, keyed by tenant.
 #[derive(Clone)]
 pub struct OpsEventPublisher {
@@ -27,8 +32,9 @@ impl OpsEventPublisher {
         Self { producer, topic }
     }
 
-    /// Returns once Kafka acknowledged the event (acks=all). The record carries the current
-    /// span's trace context, so the operator's webhook continues the trace that caused it.
+    /// Returns once Kafka acknowledged the event (acks=all), or fails after
+    /// [`PUBLISH_TIMEOUT`]. The record carries the current span's trace context, so the
+    /// operator's webhook continues the trace that caused it.
     pub async fn publish(&self, event: &OpsEvent) -> Result<(), OpsPublishError> {
         let value = event.to_cloudevent().to_string();
         let headers = crate::telemetry::headers_of(&tracing::Span::current()).insert(Header {
@@ -39,13 +45,18 @@ impl OpsEventPublisher {
             .key(event.key())
             .payload(&value)
             .headers(headers);
-        self.producer
-            .send(record, Duration::from_secs(5))
+        let failed = |reason: String| OpsPublishError {
+            id: event.id.clone(),
+            reason,
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.producer.send(record, PUBLISH_TIMEOUT))
             .await
-            .map(|_| ())
-            .map_err(|(err, _)| OpsPublishError {
-                id: event.id.clone(),
-                reason: err.to_string(),
-            })
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((err, _))) => Err(failed(err.to_string())),
+            Err(_) => Err(failed(format!(
+                "not acknowledged within {PUBLISH_TIMEOUT:?}"
+            ))),
+        }
     }
 }

@@ -82,6 +82,10 @@ pub enum IntakeError {
         total: usize,
         limit: usize,
     },
+    /// An operational event that no endpoint of its tenant takes: not stored, as nobody would
+    /// be sent it.
+    #[error("no endpoint of the tenant takes this operational event")]
+    NoOperator,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -143,6 +147,10 @@ impl Intake {
                     subscribers.entry(route).or_insert(found)
                 }
             };
+            if request.source == EventSource::Operational && endpoints.is_empty() {
+                refused.push(Some(IntakeError::NoOperator));
+                continue;
+            }
             let payload = json_len(&request.payload);
             let total = payload.saturating_mul(endpoints.len());
             if fanout_bytes.saturating_add(total) > self.max_fanout_bytes {
@@ -276,18 +284,6 @@ impl Intake {
         deliveries: &[Delivery],
     ) -> Result<(), PublishError> {
         self.publish_all(&[(event, deliveries)]).await
-    }
-}
-
-impl Intake {
-    /// Whether any endpoint of `tenant` takes events of `event_type`.
-    pub async fn subscribed(
-        &self,
-        tenant: &Tenant,
-        event_type: &EventType,
-    ) -> Result<bool, StoreError> {
-        let subscriptions = self.store.subscriptions(tenant).await?;
-        Ok(!subscribed_to(&subscriptions, event_type).is_empty())
     }
 }
 

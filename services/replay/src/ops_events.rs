@@ -15,10 +15,6 @@ pub enum Told {
     Shutdown,
 }
 
-/// The longest one try may take (a try given up on may still reach the topic: told twice, an
-/// event has the same id).
-const TRY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Tries per event while the topic takes events.
 const TRIES: u32 = 3;
 
@@ -47,12 +43,9 @@ impl Teller {
         for try_number in 1..=tries {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return Told::Shutdown,
-                result = tokio::time::timeout(TRY_TIMEOUT, self.publisher.publish(event)) => result,
+                result = self.publisher.publish(event) => result,
             };
-            match result
-                .map_err(|_| format!("not acknowledged within {TRY_TIMEOUT:?}"))
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
+            match result {
                 Ok(()) => {
                     *self.last_failure() = None;
                     return Told::Published;

@@ -14,7 +14,7 @@ use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
 
 use hookstream_e2e::{
-    Pipeline, Receiver, Service, Webhook, eventually, sample, verify_with_reference_library,
+    Pipeline, Receiver, Service, Webhook, eventually, sample, sum, verify_with_reference_library,
 };
 
 const SETTLE: Duration = Duration::from_secs(90);
@@ -162,6 +162,12 @@ async fn each_operational_event_reaches_the_topic_and_the_tenants_operator_endpo
     globex_failing.respond_with(400, "no");
     api.create_endpoint("globex", &globex_failing.url, &["bill.thing"])
         .await;
+    // A tenant without operator endpoints: its dead letter is told on the topic, and ingest
+    // skips it (nothing to send it to).
+    let initech_failing = Receiver::start().await;
+    initech_failing.respond_with(400, "no");
+    api.create_endpoint("initech", &initech_failing.url, &["bill.thing"])
+        .await;
 
     for n in 0..4 {
         send(&pipeline, "acme", "rule.thing", n).await;
@@ -171,6 +177,7 @@ async fn each_operational_event_reaches_the_topic_and_the_tenants_operator_endpo
     }
     api.send_numbered("acme", "gone.thing", 0..3).await;
     send(&pipeline, "globex", "bill.thing", 0).await;
+    send(&pipeline, "initech", "bill.thing", 0).await;
 
     // Four of the failing endpoint's and two of the wobbly one's dead letters, and the gone
     // one's (those sent before it was disabled; the rest are kept).
@@ -199,6 +206,20 @@ async fn each_operational_event_reaches_the_topic_and_the_tenants_operator_endpo
     assert_eq!(first["data"]["last_status_code"], 503);
     assert!(first["data"]["delivery_id"].is_string(), "{first}");
     assert!(first["data"]["event_id"].is_string(), "{first}");
+    eventually(
+        "initech's dead letter skipped by ingest",
+        SETTLE,
+        || async {
+            let metrics = pipeline.metrics_of(Service::Ingest).await;
+            (sum(
+                &metrics,
+                "hookstream_source_records_total",
+                "outcome=\"no_operator\"",
+            )? >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
 
     let warnings = wait_for_type(&acme_ops, "hookstream.endpoint.warning", 2).await;
     let warned: Vec<&Value> = warnings.iter().map(|w| &w["data"]["endpoint_id"]).collect();
@@ -332,7 +353,9 @@ async fn each_operational_event_reaches_the_topic_and_the_tenants_operator_endpo
             "{event}"
         );
         assert!(
-            event["tenant"] == "acme" || event["tenant"] == "globex",
+            ["acme", "globex", "initech"]
+                .iter()
+                .any(|tenant| event["tenant"] == *tenant),
             "{event}"
         );
         *types

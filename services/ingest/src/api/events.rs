@@ -268,6 +268,13 @@ fn intake_problem(err: IntakeError) -> Problem {
             format!("{err}; send a smaller payload, or fewer events per request"),
         )
         .with_field("payload"),
+        // Only the ops-events topic brings operational events; the API refuses their types.
+        err @ IntakeError::NoOperator => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-operator-endpoint",
+            "No operator endpoint",
+            err.to_string(),
+        ),
         IntakeError::Store(err) => err.into(),
         IntakeError::Publish(err) => {
             tracing::warn!(error = %err, "publishing delivery tasks failed");

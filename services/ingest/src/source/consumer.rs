@@ -156,17 +156,9 @@ impl SourceLoop {
             Err(DecodeError::NoTenant) => return Ok(Outcome::Skipped("topic_only")),
         };
         let operational = request.source == EventSource::Operational;
-        if operational
-            && !self
-                .intake
-                .subscribed(&request.tenant, &request.event_type)
-                .await
-                .map_err(|e| e.to_string())?
-        {
-            return Ok(Outcome::Skipped("no_operator"));
-        }
         match self.intake.accept(request).await {
             Ok(accepted) => Ok(Outcome::Accepted(accepted)),
+            Err(IntakeError::NoOperator) => Ok(Outcome::Skipped("no_operator")),
             // The same operational event told again with other details (a delivery
             // dead-lettered twice after a crash): the first was taken.
             Err(IntakeError::KeyConflict { original }) if operational => {
