@@ -254,6 +254,8 @@ def check_refusals():
         ({"secrets": {"apiToken": "short"}}, "apiToken"),
         ({"retry": {"schedule": "5 seconds"}}, "schedule"),
         ({"kafka": {"retention": {"dlq": "30 days"}}}, "dlq"),
+        ({"secrets": {"keyRing": True, "secretKeys": "no id"}}, "secretKeys"),
+        ({"secrets": {"keyRing": "yes"}}, "keyRing"),
     ]
     for override, key in bad:
         try:
@@ -280,6 +282,37 @@ def check_refusals():
         check("secrets.apiToken" in str(err), f"the missing token is not explained: {err}")
 
 
+def check_key_ring():
+    # Rotating the sealing key: every service gets the ring from the Secret's secret-keys, and
+    # none gets the single key.
+    ring = "2026-12=ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,2026-06=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    values = deep_merge(DEFAULT, {"secrets": {"secretKey": "", "keyRing": True, "secretKeys": ring}})
+    lint("key ring", values)
+    objects = render(values)
+    validate("key ring", objects)
+    secret = by_kind(objects, "Secret")[0]["stringData"]
+    check(secret.get("secret-keys") == ring and "secret-key" not in secret, f"key ring: Secret {sorted(secret)}")
+    # (The topics Job opens no store.)
+    for container in [d["spec"]["template"]["spec"]["containers"][0] for d in by_kind(objects, "Deployment")]:
+        env = env_of(container)
+        ref = env.get("HOOKSTREAM_SECRET_KEYS", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        check(ref.get("key") == "secret-keys", f"key ring: {container['name']} has no HOOKSTREAM_SECRET_KEYS")
+        check("HOOKSTREAM_SECRET_KEY" not in env, f"key ring: {container['name']} also has HOOKSTREAM_SECRET_KEY")
+    # Each step of a rotation changes the chart's Secret, which rolls every pod.
+    promoted = ",".join(reversed(ring.split(",")))
+    stepped = render(deep_merge(values, {"secrets": {"secretKeys": promoted}}))
+    checksums = lambda objects: {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+                                 for d in by_kind(objects, "Deployment")}
+    before, after = checksums(objects), checksums(stepped)
+    check(before.keys() == after.keys() and all(before[n] != after[n] for n in before),
+          "key ring: a step of the rotation does not roll every pod")
+    try:
+        helm.Chart.load(str(CHART)).render(deep_merge(DEFAULT, {"secrets": {"keyRing": True}}), name="hs", namespace="webhooks")
+        failures.append("rendered a key ring without its keys")
+    except helm.HelmRenderError as err:
+        check("secrets.secretKeys" in str(err), f"the missing ring is not explained: {err}")
+
+
 def deep_merge(base, override):
     out = dict(base)
     for key, value in override.items():
@@ -297,6 +330,7 @@ def main():
     check_copies()
     check_runbooks()
     check_refusals()
+    check_key_ring()
     check_image()
     if failures:
         print("\n".join(failures), file=sys.stderr)

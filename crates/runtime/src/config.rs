@@ -1,6 +1,6 @@
 //! Configuration pieces shared by several services, flattened into each service's own config.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use ipnet::IpNet;
 
@@ -40,6 +40,17 @@ pub struct StoreSettings {
     )]
     pub secret_key: Option<SecretKey>,
 
+    /// A ring of sealing keys, `id=key,id=key,…` (each key as for `HOOKSTREAM_SECRET_KEY`,
+    /// ids of letters, digits, `.`, `_` or `-`), instead of the single key: the first key
+    /// seals, every key opens, and secrets sealed under the others are re-sealed in the
+    /// background. This is how the key is rotated (see the README).
+    #[arg(
+        long = "secret-keys",
+        env = "HOOKSTREAM_SECRET_KEYS",
+        hide_env_values = true
+    )]
+    pub secret_keys: Option<SecretKey>,
+
     /// Seal, at start-up, the secrets stored in plain text before the key was set (with the
     /// key, plain text is otherwise refused). Set it for one start after first setting the key
     /// on every service; never leave it on, as it would seal a planted secret.
@@ -51,6 +62,17 @@ pub struct StoreSettings {
     )]
     pub seal_plain_secrets: bool,
 }
+
+/// The key this service seals signing secrets with (`key="unnamed"` for the single key), so a
+/// rotation can check every service took its step.
+static SEALING_KEY: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "hookstream_sealing_key_info",
+        "1, labelled with the id of the key this service seals signing secrets with (unnamed: HOOKSTREAM_SECRET_KEY; no series without a key).",
+        &["key"]
+    )
+    .expect("metric registers once")
+});
 
 /// A key from configuration; `Debug` never shows it, so it cannot reach a log.
 #[derive(Clone)]
@@ -71,21 +93,47 @@ impl std::str::FromStr for SecretKey {
 
 impl StoreSettings {
     pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
-        let sealer = match &self.secret_key {
-            Some(key) if !key.0.trim().is_empty() => {
-                let sealer = SecretSealer::from_base64_key(&key.0)?;
-                if self.seal_plain_secrets {
-                    sealer.sealing_plain_secrets_on_open()
-                } else {
-                    sealer
-                }
+        let given = |key: &Option<SecretKey>| {
+            key.as_ref()
+                .map(|key| key.0.trim().to_owned())
+                .filter(|key| !key.is_empty())
+        };
+        let sealer = match (given(&self.secret_key), given(&self.secret_keys)) {
+            (Some(_), Some(_)) => {
+                return Err(StoreError::InvalidLocation {
+                    location: "HOOKSTREAM_SECRET_KEY and HOOKSTREAM_SECRET_KEYS".into(),
+                    reason: "set one of them: the single key, or the key ring (which may hold \
+                             the single key under an id)"
+                        .into(),
+                });
             }
-            _ => {
+            (Some(key), None) => SecretSealer::from_base64_key(&key)?,
+            (None, Some(ring)) => {
+                let ring = SecretSealer::from_key_ring(&ring)?;
+                tracing::info!(
+                    key = ring.sealing_key_id().unwrap_or_default(),
+                    "signing secrets are sealed under this key of HOOKSTREAM_SECRET_KEYS"
+                );
+                ring
+            }
+            (None, None) => {
                 tracing::warn!(
                     "no HOOKSTREAM_SECRET_KEY: signing secrets are stored in plain text"
                 );
                 SecretSealer::plaintext()
             }
+        };
+        if sealer.seals() {
+            let key = sealer
+                .sealing_key_id()
+                .unwrap_or(hookstream_store::UNNAMED_KEY);
+            SEALING_KEY.reset();
+            SEALING_KEY.with_label_values(&[key]).set(1);
+        }
+        let sealer = if self.seal_plain_secrets {
+            sealer.sealing_plain_secrets_on_open()
+        } else {
+            sealer
         };
         hookstream_store::open(
             &StoreLocation::parse(&self.location)?,

@@ -28,5 +28,5 @@ pub use metered::MeteredStore;
 pub use ordered::{OrderedStore, QueuedTask};
 pub use page::{Page, PageRequest};
 pub use replay::{NewBatchItem, ReplayStep, ReplayStore};
-pub use sealing::SecretSealer;
+pub use sealing::{SealState, SealingCensus, SecretSealer, UNNAMED as UNNAMED_KEY};
 pub use store::{CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Purged, Store};

@@ -31,7 +31,7 @@ use hookstream_signing::SigningSecret;
 use crate::{
     AccessStore, AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, HealthStore,
     NewAttempt, NewBatchItem, NewEvent, OrderedStore, Page, PageRequest, Purged, QueuedTask,
-    RecordOutcome, ReplayStep, ReplayStore, Store, StoreError,
+    RecordOutcome, ReplayStep, ReplayStore, SealingCensus, Store, StoreError,
 };
 
 static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -187,6 +187,7 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn record_attempt(claim: &AttemptClaim, attempt: &NewAttempt, status: DeliveryStatus) -> RecordOutcome;
     fn list_attempts(id: DeliveryId) -> Vec<Attempt>;
     fn purge_expired(now: OffsetDateTime, retention: std::time::Duration) -> Purged;
+    fn reseal_secrets() -> SealingCensus;
 });
 
 metered_impl!(ReplayStore, REPLAY_OPERATIONS {

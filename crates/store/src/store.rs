@@ -222,4 +222,9 @@ pub trait Store:
         now: OffsetDateTime,
         retention: std::time::Duration,
     ) -> Result<Purged, StoreError>;
+
+    /// Re-seals under the sealing key every signing secret (current and previous, deleted
+    /// endpoints' too) sealed under an older key of the ring, each only if it is still what
+    /// was read (a rotation meanwhile wins), and counts what it found.
+    async fn reseal_secrets(&self) -> Result<crate::SealingCensus, StoreError>;
 }

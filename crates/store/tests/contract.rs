@@ -2510,6 +2510,107 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
     assert!(rotated.previous_secret.is_none());
 }
 
+/// Issue 24, item 4: the sealing key rotates. Secrets sealed under the single key (the form
+/// without a key id) or an older key of the ring are re-sealed under the ring's first key,
+/// current and previous secrets of live endpoints (a deleted one's is never read again); after
+/// that the old key can go.
+async fn secrets_under_an_older_key_are_resealed_so_the_old_key_can_go(backend: Backend) {
+    let new_key = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let ring = |text: &str| SecretSealer::from_key_ring(text).unwrap();
+    let days = Duration::from_secs(30 * 86_400);
+    let single = backend.open().await;
+    let (kept, rotated, deleted) = (
+        endpoint("acme", &[]),
+        endpoint("acme", &[]),
+        endpoint("globex", &[]),
+    );
+    for ep in [&kept, &rotated, &deleted] {
+        single.create_endpoint(ep).await.unwrap();
+    }
+    let until = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let rotated = single
+        .rotate_secret(rotated.id, &SigningSecret::generate().unwrap(), until)
+        .await
+        .unwrap()
+        .unwrap();
+    single.delete_endpoint(deleted.id).await.unwrap();
+    // A secret planted in plain text is counted, not sealed: it stays refused.
+    let planted = endpoint("acme", &[]);
+    backend
+        .open_without_key()
+        .await
+        .create_endpoint(&planted)
+        .await
+        .unwrap();
+    let census = single.reseal_secrets().await.unwrap();
+    assert_eq!(
+        (census.resealed, census.current, census.plain),
+        (0, 3, 1),
+        "one key: nothing to re-seal; {census:?}"
+    );
+    let by_key = |pairs: &[(&str, u64)]| -> std::collections::BTreeMap<String, u64> {
+        pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+    };
+    assert_eq!(census.by_key, by_key(&[("unnamed", 3)]));
+
+    // The new key first, the old one after it: everything opens, and one pass re-seals.
+    let rotating = backend
+        .open_with(
+            days,
+            ring(&format!("2026-12={new_key},2026-06={SECRET_KEY}")),
+        )
+        .await;
+    assert_eq!(
+        rotating
+            .get_endpoint(kept.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        kept.secret
+    );
+    let census = rotating.reseal_secrets().await.unwrap();
+    assert_eq!(
+        (
+            census.resealed,
+            census.current,
+            census.older_key,
+            census.plain
+        ),
+        (3, 3, 0, 1),
+        "{census:?}"
+    );
+    assert_eq!(census.by_key, by_key(&[("2026-12", 3)]));
+    let again = rotating.reseal_secrets().await.unwrap();
+    assert_eq!((again.resealed, again.current), (0, 3), "{again:?}");
+
+    // The old key removed: every secret still opens, the previous one too.
+    let new_only = backend
+        .open_with(days, ring(&format!("2026-12={new_key}")))
+        .await;
+    assert_eq!(
+        new_only
+            .get_endpoint(kept.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .secret,
+        kept.secret
+    );
+    let read = new_only.get_endpoint(rotated.id).await.unwrap().unwrap();
+    assert_eq!(read.secret, rotated.secret);
+    assert_eq!(read.previous_secret, rotated.previous_secret);
+    let census = new_only.reseal_secrets().await.unwrap();
+    assert_eq!((census.current, census.unopenable), (3, 0), "{census:?}");
+    let refused = new_only.get_endpoint(planted.id).await.unwrap_err();
+    assert!(refused.to_string().contains("plain text"), "{refused}");
+    // A service left on the old key alone opens none of them, and says so.
+    assert!(single.get_endpoint(kept.id).await.is_err());
+    let stale = backend.open().await.reseal_secrets().await.unwrap();
+    assert_eq!((stale.current, stale.unopenable), (0, 3), "{stale:?}");
+    assert!(stale.by_key.is_empty(), "{stale:?}");
+}
+
 contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     ordered_queues_keep_position_order_per_endpoint,
@@ -2543,4 +2644,5 @@ contract!(
     api_keys_are_kept_per_tenant_and_revoked_once,
     an_event_set_aside_leaves_the_outbox_for_good,
     a_planted_plain_secret_is_refused_and_stops_only_its_endpoint,
+    secrets_under_an_older_key_are_resealed_so_the_old_key_can_go,
 );

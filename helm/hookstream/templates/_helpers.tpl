@@ -108,11 +108,19 @@ replay: {values: replay, binary: hookstream-replay, addrEnv: HOOKSTREAM_REPLAY_O
 
 {{/* Environment every container shares: secrets first, so later values can refer to them. */}}
 {{- define "hookstream.env" -}}
+{{- if .Values.secrets.keyRing }}
+- name: HOOKSTREAM_SECRET_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "hookstream.secretName" . }}
+      key: secret-keys
+{{- else }}
 - name: HOOKSTREAM_SECRET_KEY
   valueFrom:
     secretKeyRef:
       name: {{ include "hookstream.secretName" . }}
       key: secret-key
+{{- end }}
 {{- if .Values.kafka.sasl.enabled }}
 - name: HOOKSTREAM_KAFKA_SASL_PASSWORD
   valueFrom:

@@ -96,6 +96,12 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_OUTBOX_GRACE", default_value = "60s", value_parser = hookstream_kafka::parse_duration)]
     pub outbox_grace: Duration,
 
+    /// How often the signing secrets sealed under an older key of `HOOKSTREAM_SECRET_KEYS`
+    /// are re-sealed under its first key (also at start); `hookstream_sealed_secrets` counts
+    /// what each pass found.
+    #[arg(long, env = "HOOKSTREAM_RESEAL_EVERY", default_value = "10m", value_parser = hookstream_kafka::parse_duration)]
+    pub reseal_every: Duration,
+
     /// Kafka topics whose records become events, comma-separated `TOPIC:FORMAT` with FORMAT
     /// `cloudevents` (binary or structured mode, JSON data) or `avro` (CloudEvents headers,
     /// Confluent-framed Avro value), e.g. `domain-events:cloudevents,billing:avro`.

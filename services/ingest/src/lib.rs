@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod published_marks;
 pub mod rate_limit;
 pub mod replay_plan;
+pub mod resealing;
 pub mod retention;
 pub mod source;
 pub mod tenant_concurrency;

@@ -23,7 +23,7 @@ use hookstream_ingest::source::avro_bounds::Bounds;
 use hookstream_ingest::source::consumer::SourceLoop;
 use hookstream_ingest::source::{Decoder, Format, SourceTopic};
 use hookstream_ingest::tenant_concurrency::TenantConcurrency;
-use hookstream_ingest::{outbox, retention};
+use hookstream_ingest::{outbox, resealing, retention};
 use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::publisher::TaskPublisher;
 
@@ -149,6 +149,11 @@ async fn main() -> anyhow::Result<()> {
         config.store.retention,
         shutdown.clone(),
     ));
+    let resealing = tokio::spawn(resealing::run(
+        Arc::clone(&store),
+        config.reseal_every,
+        shutdown.clone(),
+    ));
     http_server::serve(listener, app, &config.http, shutdown.clone())
         .await
         .context("serving the API")?;
@@ -165,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
         .context("serving the ops endpoints")?;
     outbox.await.context("outbox sweep task")?;
     retention.await.context("retention task")?;
+    resealing.await.context("re-sealing task")?;
     for sources in sources {
         sources.await.context("source topics task")?;
     }

@@ -3,9 +3,48 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    HistogramVec, IntCounter, IntCounterVec, register_histogram_vec, register_int_counter,
-    register_int_counter_vec,
+    HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, register_histogram_vec,
+    register_int_counter, register_int_counter_vec, register_int_gauge_vec,
 };
+
+/// Stored signing secrets by how they are sealed, as the last re-sealing pass found them.
+pub static SEALED_SECRETS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "hookstream_sealed_secrets",
+        "Live endpoints' stored signing secrets (current and previous) by how the last re-sealing pass found them: current (under the sealing key), older_key (under another key of HOOKSTREAM_SECRET_KEYS: remove that key only at 0), plain (plain text with a key set: refused), unopenable (under no configured key: refused).",
+        &["state"]
+    )
+    .expect("metric registers once")
+});
+
+/// Live endpoints' signing secrets by the key that opens them, as the last pass found them.
+pub static SEALED_SECRETS_BY_KEY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "hookstream_sealed_secrets_by_key",
+        "Stored signing secrets by the id of the key that opens them (unnamed: HOOKSTREAM_SECRET_KEY), as the last re-sealing pass found them. A key with no series on any ingest can be removed.",
+        &["key"]
+    )
+    .expect("metric registers once")
+});
+
+/// Re-sealing passes, by outcome (`done`, `failed`).
+pub static RESEAL_PASSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookstream_reseal_passes_total",
+        "Re-sealing passes over the stored signing secrets, by outcome (done, failed).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Signing secrets re-sealed under the sealing key.
+pub static SECRETS_RESEALED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "hookstream_secrets_resealed_total",
+        "Signing secrets re-sealed under the first key of HOOKSTREAM_SECRET_KEYS."
+    )
+    .expect("metric registers once")
+});
 
 /// Operational events ingest writes (a batch cancelled through the API), by type and outcome.
 pub static OPS_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -71,6 +110,10 @@ pub static SOURCE_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// happens) and the label values known in advance.
 pub fn register() {
     LazyLock::force(&OUTBOX_REPUBLISHED);
+    LazyLock::force(&SECRETS_RESEALED);
+    for outcome in ["done", "failed"] {
+        RESEAL_PASSES.with_label_values(&[outcome]);
+    }
     for result in ["new", "repeat", "conflict"] {
         EVENTS_ACCEPTED.with_label_values(&[result]);
     }

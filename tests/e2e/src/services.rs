@@ -281,6 +281,33 @@ impl Pipeline {
     /// Runs a service binary with the pipeline's settings and `args` until it exits; returns
     /// what it printed on stdout. For the one-shot modes (`--requeue-quarantine-and-exit`).
     pub async fn run_to_exit(&self, name: &str, args: &[&str]) -> String {
+        let output = self.run(name, args).await;
+        assert!(
+            output.status.success(),
+            "{name} {args:?} exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts a service binary with the pipeline's settings, expecting it to refuse to start;
+    /// returns what it printed (stdout and stderr).
+    pub async fn run_to_exit_failing(&self, name: &str) -> String {
+        let output = self.run(name, &[]).await;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !output.status.success(),
+            "{name} started although it should not have: {printed}"
+        );
+        printed
+    }
+
+    async fn run(&self, name: &str, args: &[&str]) -> std::process::Output {
         let mut command = tokio::process::Command::new(binary(name));
         command
             .env_clear()
@@ -290,17 +317,19 @@ impl Pipeline {
         if let Ok(path) = std::env::var("PATH") {
             command.env("PATH", path);
         }
-        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        tokio::time::timeout(Duration::from_secs(120), command.output())
             .await
             .unwrap_or_else(|_| panic!("{name} {args:?} did not exit within 120 s"))
-            .unwrap_or_else(|e| panic!("running {name}: {e}"));
-        assert!(
-            output.status.success(),
-            "{name} {args:?} exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+            .unwrap_or_else(|e| panic!("running {name}: {e}"))
+    }
+
+    /// Sets (or, with `None`, removes) an environment variable of the services started from
+    /// now on; those running keep theirs until restarted.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
     }
 
     /// The embedded store's database file.

@@ -134,7 +134,7 @@ fn deployed_queries() -> Vec<(String, String)> {
         .skip(1)
         .map(|rest| rest.split("for:").next().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(exprs.len(), 11, "one expression per alert");
+    assert_eq!(exprs.len(), 12, "one expression per alert");
     queries.extend(exprs.into_iter().map(|q| ("alerts.yml".to_owned(), q)));
     queries
 }

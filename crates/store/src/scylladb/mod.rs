@@ -1542,6 +1542,10 @@ impl Store for ScyllaStore {
             .collect()
     }
 
+    async fn reseal_secrets(&self) -> Result<crate::SealingCensus, StoreError> {
+        self.reseal_all_secrets().await
+    }
+
     async fn purge_expired(
         &self,
         _now: OffsetDateTime,

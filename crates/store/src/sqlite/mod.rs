@@ -18,6 +18,7 @@ mod ordered;
 mod readers;
 mod replay;
 mod rows;
+mod secrets;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -78,45 +79,6 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Seals the secrets stored in plain text, when the operator asked for it; see
-/// [`crate::sealing`]. A row that does not seal (not a secret at all) is left, and refused when
-/// read: it stops only its own endpoint, not the start.
-fn seal_plain_secrets(conn: &mut Connection, sealer: &SecretSealer) -> Result<(), StoreError> {
-    if !sealer.seals_plain_on_open() {
-        return Ok(());
-    }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let stored: Vec<(String, String, Option<String>)> = tx
-        .prepare("SELECT id, secret, previous_secret FROM endpoints")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut sealed = 0;
-    for (id, secret, previous) in stored {
-        for (column, stored) in [("secret", Some(secret)), ("previous_secret", previous)] {
-            let Some(stored) = stored else { continue };
-            match sealer.seal_stored(&id, &stored) {
-                Ok(Some(new)) => {
-                    tx.execute(
-                        &format!("UPDATE endpoints SET {column} = ?2 WHERE id = ?1"),
-                        params![id, new],
-                    )?;
-                    sealed += 1;
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::error!(endpoint = %id, column, error = %err, "a stored secret does not seal; left as it is");
-                }
-            }
-        }
-    }
-    tx.commit()?;
-    tracing::info!(
-        secrets = sealed,
-        "sealed the signing secrets stored in plain text (HOOKSTREAM_SEAL_PLAIN_SECRETS: turn it off again)"
-    );
-    Ok(())
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`; `sealer` seals the
     /// signing secrets it stores.
@@ -133,7 +95,7 @@ impl SqliteStore {
             writer.pragma_update(None, "journal_mode", "WAL")?;
             writer.pragma_update(None, "synchronous", "FULL")?;
             migrations::migrate(&mut writer)?;
-            seal_plain_secrets(&mut writer, &sealing)?;
+            secrets::seal_plain_secrets(&mut writer, &sealing)?;
             let readers = Readers::open(&opened)?;
             // Checkpoints run on their own thread; a commit checkpoints only as a backstop.
             writer.pragma_update(None, "wal_autocheckpoint", checkpoints::BACKSTOP_PAGES)?;
@@ -1027,6 +989,10 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn reseal_secrets(&self) -> Result<crate::SealingCensus, StoreError> {
+        self.reseal_all_secrets().await
     }
 
     async fn purge_expired(
