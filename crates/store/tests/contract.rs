@@ -2510,6 +2510,10 @@ async fn a_planted_plain_secret_is_refused_and_stops_only_its_endpoint(backend: 
     assert!(rotated.previous_secret.is_none());
 }
 
+async fn secret_of(store: &Arc<dyn Store>, id: EndpointId) -> SigningSecret {
+    store.get_endpoint(id).await.unwrap().unwrap().secret
+}
+
 /// Issue 24, item 4: the sealing key rotates. Secrets sealed under the single key (the form
 /// without a key id) or an older key of the ring are re-sealed under the ring's first key,
 /// current and previous secrets of live endpoints (a deleted one's is never read again); after
@@ -2560,15 +2564,7 @@ async fn secrets_under_an_older_key_are_resealed_so_the_old_key_can_go(backend: 
             ring(&format!("2026-12={new_key},2026-06={SECRET_KEY}")),
         )
         .await;
-    assert_eq!(
-        rotating
-            .get_endpoint(kept.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .secret,
-        kept.secret
-    );
+    assert_eq!(secret_of(&rotating, kept.id).await, kept.secret);
     let census = rotating.reseal_secrets().await.unwrap();
     assert_eq!(
         (
@@ -2588,15 +2584,7 @@ async fn secrets_under_an_older_key_are_resealed_so_the_old_key_can_go(backend: 
     let new_only = backend
         .open_with(days, ring(&format!("2026-12={new_key}")))
         .await;
-    assert_eq!(
-        new_only
-            .get_endpoint(kept.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .secret,
-        kept.secret
-    );
+    assert_eq!(secret_of(&new_only, kept.id).await, kept.secret);
     let read = new_only.get_endpoint(rotated.id).await.unwrap().unwrap();
     assert_eq!(read.secret, rotated.secret);
     assert_eq!(read.previous_secret, rotated.previous_secret);
