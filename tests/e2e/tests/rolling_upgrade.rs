@@ -6,6 +6,11 @@
 //!
 //! The running binaries are this build; the test plays the newer ingest: it stores the event as
 //! ingest does, registers a newer schema and writes the task with it.
+//!
+//! And every service restarted one at a time, as a rolling upgrade restarts them, under steady
+//! load (issue 24, item 5): every event ingest acknowledged is delivered to every endpoint, none
+//! twice after a 2xx. (Schema compatibility between versions, both ways, is checked for every
+//! schema file by `crates/model/tests/schema_compatibility.rs`.)
 
 use std::time::Duration;
 
@@ -16,7 +21,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use hookstream_e2e::{Pipeline, Receiver, eventually, sample, seed};
+use hookstream_e2e::{Pipeline, Receiver, Service, eventually, sample, seed};
 use hookstream_model::codec::SchemaVersions;
 use hookstream_model::delivery::DeliveryStatus;
 use hookstream_model::event::IdempotencyWindow;
@@ -201,4 +206,113 @@ async fn tasks_of_a_newer_ingest_are_delivered_by_an_older_dispatcher() {
     let sent = receiver.wait_for(2, SETTLE).await;
     assert_eq!(sent.len(), 2, "each delivered once");
     assert_eq!(undecodable(&pipeline).await, 1.0, "not quarantined again");
+}
+
+/// Restarted in this order, each once, as a rolling upgrade of a deployment with two
+/// dispatchers does.
+const ROLLING_ORDER: [Service; 5] = [
+    Service::Ingest,
+    Service::Dispatcher,
+    Service::SecondDispatcher,
+    Service::RetryTier,
+    Service::Replay,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_service_under_load_loses_nothing() {
+    const ENDPOINTS: usize = 3;
+    // Twelve attempts, so that no delivery runs out of them by chance (every fifth request
+    // fails, whichever delivery it is).
+    let mut pipeline = Pipeline::start(&[(
+        "HOOKSTREAM_RETRY_SCHEDULE",
+        "300ms,400ms,500ms,600ms,700ms,800ms,900ms,1s,1s,1s,1s",
+    )])
+    .await;
+    pipeline.start_service(Service::SecondDispatcher).await;
+    pipeline.start_service(Service::Replay).await;
+    let receiver = Receiver::start().await;
+    // Every fifth request fails, so tasks are on the retry tier's topics through it all.
+    receiver.fail_every(5);
+    for _ in 0..ENDPOINTS {
+        pipeline
+            .api
+            .create_endpoint("acme", &receiver.url, &[])
+            .await;
+    }
+
+    // A client sends an event every 50 ms, the whole time; one ingest does not take (it is
+    // restarting) is sent again with its idempotency key, as a client does, until it is.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let api = pipeline.api.clone();
+    let sender = tokio::spawn(async move {
+        let mut acknowledged: Vec<String> = Vec::new();
+        let mut refused = 0;
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
+        // At most a minute and a half of events, whatever happens.
+        for n in 0..1_800 {
+            if *stopped.borrow() {
+                break;
+            }
+            let body = serde_json::json!({
+                "tenant": "acme",
+                "type": "order.created",
+                "payload": {"n": n},
+                "idempotency_key": format!("roll-{n}"),
+            });
+            loop {
+                pace.tick().await;
+                match api
+                    .try_raw("POST", "/v1/events", body.to_string().into_bytes())
+                    .await
+                {
+                    Some(answer) if matches!(answer.status, 200 | 202) => {
+                        let id = answer.body["id"].as_str().unwrap_or_default().to_owned();
+                        acknowledged.push(id);
+                        break;
+                    }
+                    _ => refused += 1,
+                }
+            }
+        }
+        (acknowledged, refused)
+    });
+
+    for service in ROLLING_ORDER {
+        let before = receiver.received().len();
+        receiver.wait_for(before + 30, SETTLE).await;
+        pipeline.stop_service(service).await;
+        pipeline.start_service(service).await;
+    }
+    let before = receiver.received().len();
+    receiver.wait_for(before + 30, SETTLE).await;
+    stop.send(true).expect("the sender is running");
+    let (acknowledged, refused) = sender.await.expect("the sender");
+    assert!(
+        refused > 0,
+        "ingest's restart refused some requests (the client sent them again)"
+    );
+    assert!(acknowledged.len() >= 100, "{} events", acknowledged.len());
+
+    let mut expected = std::collections::HashSet::new();
+    for event in &acknowledged {
+        let deliveries = pipeline.api.settled_deliveries(event, SETTLE).await;
+        assert_eq!(deliveries.len(), ENDPOINTS, "one delivery per endpoint");
+        for delivery in deliveries {
+            assert_eq!(delivery["status"], "delivered", "{delivery}");
+            expected.insert(delivery["id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let received: std::collections::HashSet<String> = receiver
+        .received()
+        .iter()
+        .filter(|w| (200..300).contains(&w.answered))
+        .map(|w| w.header("webhook-id").to_owned())
+        .collect();
+    let missing: Vec<&String> = expected.difference(&received).collect();
+    assert!(missing.is_empty(), "never arrived: {missing:?}");
+    let duplicates = receiver.duplicates();
+    assert!(
+        duplicates.is_empty(),
+        "sent again after a 2xx: {duplicates:?}"
+    );
 }
