@@ -1,16 +1,12 @@
-//! The HTTP API: one module per resource, thin handlers over the domain and the store.
+//! The HTTP API: thin handlers over the domain and the store, one module per resource, in two
+//! planes that can listen apart: [`intake`] (events in: the part that may be public) and
+//! [`management`] (everything else). What both use sits here: authentication, bodies,
+//! problems, paging, the OpenAPI document and its schemas.
 
-mod api_keys;
 mod auth;
-mod batch_body;
-mod batches;
 mod body;
-mod control;
-mod dead_letters;
-mod deliveries;
-mod endpoint_health;
-mod endpoints;
-mod events;
+mod intake;
+mod management;
 mod openapi;
 mod paging;
 mod problem;
@@ -25,7 +21,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use hookstream_runtime::http_server::HttpLimits;
 use hookstream_runtime::resolver::DestinationResolver;
@@ -33,7 +28,7 @@ use hookstream_runtime::resolver::DestinationResolver;
 use crate::intake::Intake;
 use crate::metrics;
 pub use auth::{ADMIN_KEY_ID, ApiToken, Caller};
-pub use events::parse_event_body;
+pub use intake::parse_event_body;
 use problem::Problem;
 
 /// What every handler can reach.
@@ -114,53 +109,12 @@ const BATCH_PATH: &str = "/v1/events:batch";
 fn documented_routes(max_batch_body: usize, plane: Plane) -> OpenApiRouter<AppState> {
     let mut routes = OpenApiRouter::with_openapi(openapi::base());
     if plane != Plane::Management {
-        routes = routes.merge(intake_routes(max_batch_body));
+        routes = routes.merge(intake::routes(max_batch_body));
     }
     if plane != Plane::Intake {
-        routes = routes.merge(management_routes());
+        routes = routes.merge(management::routes());
     }
     routes
-}
-
-/// Event intake.
-fn intake_routes(max_batch_body: usize) -> OpenApiRouter<AppState> {
-    let (schemas, paths, batch) = routes!(events::create_batch);
-    let batch = batch.layer(axum::extract::DefaultBodyLimit::max(max_batch_body));
-    OpenApiRouter::new()
-        .routes(routes!(events::create))
-        .routes((schemas, paths, batch))
-}
-
-/// Everything but intake.
-fn management_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(endpoints::create, endpoints::list))
-        .routes(routes!(
-            endpoints::get,
-            endpoints::update,
-            endpoints::delete
-        ))
-        .routes(routes!(endpoint_health::get))
-        .routes(routes!(endpoints::pause))
-        .routes(routes!(endpoints::resume))
-        .routes(routes!(batches::recover))
-        .routes(routes!(endpoints::reveal_secret))
-        .routes(routes!(endpoints::rotate_secret))
-        .routes(routes!(api_keys::create, api_keys::list))
-        .routes(routes!(api_keys::revoke))
-        .routes(routes!(control::get))
-        .routes(routes!(control::pause))
-        .routes(routes!(control::resume))
-        .routes(routes!(deliveries::list))
-        .routes(routes!(deliveries::get))
-        .routes(routes!(deliveries::attempts))
-        .routes(routes!(batches::resend))
-        .routes(routes!(dead_letters::list))
-        .routes(routes!(dead_letters::get))
-        .routes(routes!(batches::create, batches::list))
-        .routes(routes!(batches::get))
-        .routes(routes!(batches::items))
-        .routes(routes!(batches::cancel))
 }
 
 /// Records each request's latency by route template (never the raw path: ids would explode the

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::problem::Problem;
+use crate::api::problem::Problem;
 
 /// The events of a batch body, each still its JSON text; at most `max` of them.
 pub fn batch_events(body: &[u8], max: usize) -> Result<Vec<&RawValue>, Problem> {

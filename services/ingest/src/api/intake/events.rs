@@ -14,12 +14,12 @@ use hookstream_model::event::check_payload_depth;
 use hookstream_model::names::{IdempotencyKey, Tenant};
 use hookstream_model::ops_event;
 
-use super::AppState;
-use super::auth::Caller;
 use super::batch_body::batch_events;
-use super::body::JsonObject;
-use super::problem::Problem;
-use super::schemas;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::body::JsonObject;
+use crate::api::problem::Problem;
+use crate::api::schemas;
 use crate::intake::{Accepted, EventRequest, EventSource, IntakeError};
 
 /// Reads and validates the body of `POST /v1/events`.

@@ -20,14 +20,14 @@ use hookstream_model::replay::{
 };
 use hookstream_store::NewBatchItem;
 
-use super::AppState;
-use super::auth::Caller;
-use super::body::JsonObject;
 use super::dead_letters::{parse_class, parse_time};
 use super::endpoints::{live_endpoint, rfc3339};
-use super::paging::{page_json, page_request};
-use super::problem::Problem;
-use super::schemas;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::body::JsonObject;
+use crate::api::paging::{page_json, page_request};
+use crate::api::problem::Problem;
+use crate::api::schemas;
 use crate::metrics;
 use crate::replay_plan::{self, PlanError, ReplayRequest};
 

@@ -6,10 +6,10 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::auth::Caller;
-use super::problem::Problem;
-use super::schemas;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::problem::Problem;
+use crate::api::schemas;
 
 fn render(paused: bool) -> Json<Value> {
     Json(json!({"sending_paused": paused}))

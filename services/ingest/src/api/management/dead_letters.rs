@@ -14,13 +14,13 @@ use hookstream_model::names::EventType;
 use hookstream_model::replay::{DeadLetterFilter, IndexedDeadLetter};
 use hookstream_store::Store;
 
-use super::AppState;
-use super::auth::Caller;
 use super::deliveries::render_attempt;
 use super::endpoints::rfc3339;
-use super::paging::page_request;
-use super::problem::Problem;
-use super::schemas;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::paging::page_request;
+use crate::api::problem::Problem;
+use crate::api::schemas;
 
 /// A time given as RFC 3339 (`2026-11-23T10:00:00Z`).
 pub(super) fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime, Problem> {

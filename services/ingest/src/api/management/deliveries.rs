@@ -10,12 +10,12 @@ use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_store::DeliveryFilter;
 
-use super::AppState;
-use super::auth::Caller;
 use super::endpoints::rfc3339;
-use super::paging::{page_json, page_request};
-use super::problem::Problem;
-use super::schemas;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::paging::{page_json, page_request};
+use crate::api::problem::Problem;
+use crate::api::schemas;
 
 fn render(delivery: &Delivery) -> Value {
     json!({

@@ -13,11 +13,11 @@ use hookstream_model::endpoint::Endpoint;
 use hookstream_model::health::{EndpointHealth, Notice};
 use hookstream_model::ids::EndpointId;
 
-use super::AppState;
-use super::auth::Caller;
 use super::endpoints::{live_endpoint, rfc3339};
-use super::problem::Problem;
-use super::schemas;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::problem::Problem;
+use crate::api::schemas;
 
 #[utoipa::path(
     get,

@@ -26,13 +26,13 @@ use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::{SigningScheme, SigningSecret};
 use hookstream_store::PageRequest;
 
-use super::AppState;
-use super::auth::Caller;
-use super::body::JsonObject;
 use super::endpoint_health;
-use super::paging::{page_json, page_request};
-use super::problem::Problem;
-use super::schemas;
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::body::JsonObject;
+use crate::api::paging::{page_json, page_request};
+use crate::api::problem::Problem;
+use crate::api::schemas;
 
 pub(super) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
