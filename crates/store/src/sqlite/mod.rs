@@ -11,10 +11,12 @@
 
 mod access;
 mod checkpoints;
+mod connection;
 mod endpoint_cache;
 mod health;
 mod migrations;
 mod ordered;
+mod purge;
 mod readers;
 mod replay;
 mod rows;
@@ -44,22 +46,13 @@ use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
     PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
 };
-use checkpoints::{Checked, Checkpointer};
+use checkpoints::Checkpointer;
+use connection::{checkpoint_reporter, connect};
 use endpoint_cache::EndpointCache;
+use purge::{PURGE_BATCH, purge_batch};
 use readers::Readers;
 use rows::{RowResult, millis};
 use writer::Writer;
-
-/// Rows removed per purge transaction: keeps each one, and the writes waiting behind it, short.
-const PURGE_BATCH: u32 = 1000;
-
-/// How long a write waits for another process's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a write waiting for that lock tries again. SQLite's own busy timeout backs off to
-/// 100 ms between tries, so a waiting process sleeps through the short gaps between another
-/// process's commits and can lose the lock to it for long stretches (issue 20: ingest's writes
-/// waited behind the dispatcher's).
-const BUSY_RETRY: Duration = Duration::from_micros(500);
 
 /// The embedded SQLite store. Cheap to clone; clones share its connections.
 #[derive(Clone)]
@@ -172,70 +165,6 @@ impl SqliteStore {
     }
 }
 
-/// Up to `?2` settled deliveries last changed before `?1`. Only final deliveries go: one still
-/// under way (a long-paused endpoint's, say) keeps its row, or its task would be dropped as
-/// unknown when it comes back. Named, the index is read from its oldest entry; left to the
-/// planner, it read every settled delivery through the status index.
-const EXPIRED_DELIVERIES: &str = "SELECT id FROM deliveries INDEXED BY deliveries_settled_by_update
-     WHERE updated_at < ?1 AND status IN ('delivered', 'dead_lettered') LIMIT ?2";
-
-/// Removes up to [`PURGE_BATCH`] expired rows of each kind.
-fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, StoreError> {
-    let idempotency_keys = conn
-        .prepare_cached(
-            "DELETE FROM idempotency_keys WHERE (tenant, key) IN
-                 (SELECT tenant, key FROM idempotency_keys WHERE expires_at < ?1 LIMIT ?2)",
-        )?
-        .execute(params![now, PURGE_BATCH])?;
-    let old: Vec<String> = conn
-        .prepare_cached(EXPIRED_DELIVERIES)?
-        .query_map(params![cutoff, PURGE_BATCH], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut attempts = 0;
-    for id in &old {
-        attempts += conn
-            .prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?
-            .execute([id])?;
-        conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
-            .execute([id])?;
-    }
-    // An event goes once its deliveries have.
-    let events = conn
-        .prepare_cached(
-            "DELETE FROM events WHERE id IN
-                 (SELECT e.id FROM events e WHERE e.created_at < ?1
-                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
-                  LIMIT ?2)",
-        )?
-        .execute(params![cutoff, PURGE_BATCH])?;
-    let dead_letters = conn
-        .prepare_cached(
-            "DELETE FROM dead_letters WHERE delivery_id IN
-                 (SELECT delivery_id FROM dead_letters WHERE dead_lettered_at < ?1 LIMIT ?2)",
-        )?
-        .execute(params![cutoff, PURGE_BATCH])?;
-    let batches: Vec<String> = conn
-        .prepare_cached(
-            "SELECT id FROM batches WHERE status != 'running' AND updated_at < ?1 LIMIT ?2",
-        )?
-        .query_map(params![cutoff, PURGE_BATCH], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    for id in &batches {
-        conn.prepare_cached("DELETE FROM batch_items WHERE batch_id = ?1")?
-            .execute([id])?;
-        conn.prepare_cached("DELETE FROM batches WHERE id = ?1")?
-            .execute([id])?;
-    }
-    Ok(Purged {
-        idempotency_keys: idempotency_keys as u64,
-        deliveries: old.len() as u64,
-        attempts: attempts as u64,
-        events: events as u64,
-        dead_letters: dead_letters as u64,
-        batches: batches.len() as u64,
-    })
-}
-
 /// A delivery and its claim columns, read inside a write transaction.
 fn delivery_with_claim(
     conn: &Connection,
@@ -250,51 +179,6 @@ fn delivery_with_claim(
         [id.to_string()],
         rows::delivery_with_claim,
     )
-}
-
-/// Opens a connection to the database file with the settings every connection needs.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_handler(Some(retry_while_busy))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(conn)
-}
-
-/// Keeps the log's metrics up to date from the checkpoint rounds, and warns when checkpoints
-/// start failing (once, not every round): commits then checkpoint themselves past
-/// [`checkpoints::BACKSTOP_PAGES`].
-fn checkpoint_reporter() -> impl FnMut(Result<Checked, StoreError>) + Send + 'static {
-    let mut failing = false;
-    move |checked| match checked {
-        Ok(Checked::Done {
-            log_pages, left, ..
-        }) => {
-            failing = false;
-            crate::metered::set_wal_pages(log_pages, left);
-        }
-        Ok(Checked::Busy) => {}
-        Err(err) => {
-            if !failing {
-                tracing::warn!(
-                    error = %err,
-                    backstop_pages = checkpoints::BACKSTOP_PAGES,
-                    "WAL checkpoints fail; commits checkpoint themselves once the log is past the backstop"
-                );
-            }
-            failing = true;
-        }
-    }
-}
-
-/// SQLite's busy handler: waits [`BUSY_RETRY`] and tries again, `retries` times so far, for up
-/// to [`BUSY_TIMEOUT`] in all (at least: a sleep can run long).
-fn retry_while_busy(retries: i32) -> bool {
-    let most = BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros();
-    if u128::try_from(retries).unwrap_or(0) >= most {
-        return false;
-    }
-    std::thread::sleep(BUSY_RETRY);
-    true
 }
 
 /// Writes what an endpoint's owner can change (and its pause); false if it is not live.
@@ -1075,39 +959,5 @@ mod tests {
             .expect("the write task")
             .expect("the write commits once the lock is free");
         assert!(store.sending_paused().await.expect("a read"));
-    }
-
-    /// The purge reads expired deliveries by age from the partial index, not every settled
-    /// delivery through the status index (what the planner picked before it was named).
-    #[tokio::test]
-    async fn the_purge_reads_expired_deliveries_from_the_settled_index() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("store.db");
-        SqliteStore::open(&path, SecretSealer::plaintext())
-            .await
-            .expect("the store opens");
-        let conn = connect(&path).expect("a connection");
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {EXPIRED_DELIVERIES}"))
-            .expect("the query plans")
-            .query_map(params![0, 1], |row| row.get::<_, String>(3))
-            .expect("the plan reads")
-            .collect::<Result<_, _>>()
-            .expect("the plan's rows");
-        assert_eq!(
-            plan,
-            vec!["SEARCH deliveries USING INDEX deliveries_settled_by_update (updated_at<?)"],
-        );
-    }
-
-    #[test]
-    fn the_busy_handler_gives_up_after_the_timeout() {
-        let most = (BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros()) as i32;
-        assert!(retry_while_busy(0), "the first wait retries");
-        assert!(
-            retry_while_busy(most - 1),
-            "the last wait within the timeout retries"
-        );
-        assert!(!retry_while_busy(most), "past the timeout the write fails");
     }
 }

@@ -1,0 +1,79 @@
+//! Connections to the database file: their settings, the busy handler, and the report of the
+//! checkpoint rounds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::checkpoints::{self, Checked};
+use crate::StoreError;
+
+/// How long a write waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a write waiting for that lock tries again. SQLite's own busy timeout backs off to
+/// 100 ms between tries, so a waiting process sleeps through the short gaps between another
+/// process's commits and can lose the lock to it for long stretches (issue 20: ingest's writes
+/// waited behind the dispatcher's).
+const BUSY_RETRY: Duration = Duration::from_micros(500);
+
+/// Opens a connection to the database file with the settings every connection needs.
+pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_handler(Some(retry_while_busy))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Keeps the log's metrics up to date from the checkpoint rounds, and warns when checkpoints
+/// start failing (once, not every round): commits then checkpoint themselves past
+/// [`checkpoints::BACKSTOP_PAGES`].
+pub(super) fn checkpoint_reporter() -> impl FnMut(Result<Checked, StoreError>) + Send + 'static {
+    let mut failing = false;
+    move |checked| match checked {
+        Ok(Checked::Done {
+            log_pages, left, ..
+        }) => {
+            failing = false;
+            crate::metered::set_wal_pages(log_pages, left);
+        }
+        Ok(Checked::Busy) => {}
+        Err(err) => {
+            if !failing {
+                tracing::warn!(
+                    error = %err,
+                    backstop_pages = checkpoints::BACKSTOP_PAGES,
+                    "WAL checkpoints fail; commits checkpoint themselves once the log is past the backstop"
+                );
+            }
+            failing = true;
+        }
+    }
+}
+
+/// SQLite's busy handler: waits [`BUSY_RETRY`] and tries again, `retries` times so far, for up
+/// to [`BUSY_TIMEOUT`] in all (at least: a sleep can run long).
+pub(super) fn retry_while_busy(retries: i32) -> bool {
+    let most = BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros();
+    if u128::try_from(retries).unwrap_or(0) >= most {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_handler_gives_up_after_the_timeout() {
+        let most = (BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros()) as i32;
+        assert!(retry_while_busy(0), "the first wait retries");
+        assert!(
+            retry_while_busy(most - 1),
+            "the last wait within the timeout retries"
+        );
+        assert!(!retry_while_busy(most), "past the timeout the write fails");
+    }
+}
