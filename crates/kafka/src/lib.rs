@@ -15,6 +15,6 @@ pub use clients::{KafkaError, broker_reachable, consumer, consumer_with_fetch_wa
 pub use lag::{LagReader, PartitionLag};
 pub use offsets::{OffsetTracker, store_position};
 pub use schemas::{SchemaRegistry, register_schemas, schema_key};
-pub use settings::{KafkaSettings, parse_duration};
+pub use settings::{KafkaSettings, parse_duration, parse_positive_duration};
 pub use shutdown::commit_and_close;
 pub use topics::{TopicSpec, Topics, ensure_topics};

@@ -155,6 +155,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
+/// Like [`parse_duration`], but refuses zero: for intervals and timeouts, where zero would make
+/// a timer panic or every request fail at once.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "`{}` is zero; this setting needs a duration above zero",
+            text.trim()
+        ));
+    }
+    Ok(duration)
+}
+
 /// The longest duration a setting takes: ten years.
 const MAX_SETTING_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
 
@@ -208,5 +221,19 @@ mod tests {
         );
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 weeks").is_err());
+    }
+
+    #[test]
+    fn intervals_refuse_zero() {
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        for zero in ["0", "0s", "0ms", " 0m ", "0.0h"] {
+            let refused = parse_positive_duration(zero).unwrap_err();
+            assert!(refused.contains("zero"), "{zero}: {refused}");
+        }
+        assert_eq!(
+            parse_positive_duration("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert!(parse_positive_duration("ten").is_err());
     }
 }

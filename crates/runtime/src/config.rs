@@ -249,7 +249,7 @@ pub struct MetricsSettings {
         long,
         env = "HOOKSTREAM_LAG_INTERVAL",
         default_value = "15s",
-        value_parser = hookstream_kafka::parse_duration
+        value_parser = hookstream_kafka::parse_positive_duration
     )]
     pub lag_interval: std::time::Duration,
 }

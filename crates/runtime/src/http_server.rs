@@ -61,14 +61,14 @@ static BODIES_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpLimits {
     /// A connection that has not sent a request's headers within this time is closed.
-    #[arg(long = "http-header-timeout", env = "HOOKSTREAM_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = hookstream_kafka::parse_duration)]
+    #[arg(long = "http-header-timeout", env = "HOOKSTREAM_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = hookstream_kafka::parse_positive_duration)]
     pub header_timeout: Duration,
     /// A request body not received whole within this time ends the request (`408`).
-    #[arg(long = "http-body-timeout", env = "HOOKSTREAM_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = hookstream_kafka::parse_duration)]
+    #[arg(long = "http-body-timeout", env = "HOOKSTREAM_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = hookstream_kafka::parse_positive_duration)]
     pub body_timeout: Duration,
     /// A request not answered within this time is answered `408`; longer than the Kafka
     /// produce timeout, so an acknowledgement being waited for is not cut short.
-    #[arg(long = "http-request-timeout", env = "HOOKSTREAM_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = hookstream_kafka::parse_duration)]
+    #[arg(long = "http-request-timeout", env = "HOOKSTREAM_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = hookstream_kafka::parse_positive_duration)]
     pub request_timeout: Duration,
     /// Most open connections; more wait to be accepted.
     #[arg(

@@ -37,14 +37,14 @@ pub struct DispatcherConfig {
     pub group_id: String,
 
     /// Longest time one webhook request may take, connection and response included.
-    #[arg(long, env = "HOOKSTREAM_REQUEST_TIMEOUT", default_value = "10s", value_parser = hookstream_kafka::parse_duration)]
+    #[arg(long, env = "HOOKSTREAM_REQUEST_TIMEOUT", default_value = "10s", value_parser = hookstream_kafka::parse_positive_duration)]
     pub request_timeout: Duration,
 
     /// How long the copy of a task that sends an attempt keeps other copies from sending it. A
     /// dispatcher that dies mid-attempt delays that delivery by up to this long; one whose
     /// attempt outlasts it may be joined by a second send. At least twice the request timeout;
     /// unset, the larger of 60 s and twice the request timeout.
-    #[arg(long, env = "HOOKSTREAM_CLAIM_LEASE", value_parser = hookstream_kafka::parse_duration)]
+    #[arg(long, env = "HOOKSTREAM_CLAIM_LEASE", value_parser = hookstream_kafka::parse_positive_duration)]
     pub claim_lease: Option<Duration>,
 
     /// Most tasks in flight at once in this instance (sending or queued behind their endpoint).
@@ -325,6 +325,23 @@ mod tests {
             assert!(
                 refused.as_ref().is_err_and(|e| e.starts_with(setting)),
                 "{args:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_zero_timeout_or_interval_stops_the_start_naming_its_setting() {
+        for (flag, name) in [
+            ("--request-timeout", "request-timeout"),
+            ("--claim-lease", "claim-lease"),
+            ("--lag-interval", "lag-interval"),
+        ] {
+            let refused = DispatcherConfig::try_parse_from(["hookstream-dispatcher", flag, "0s"])
+                .expect_err("zero refused")
+                .to_string();
+            assert!(
+                refused.contains(name) && refused.contains("zero"),
+                "{flag}: {refused}"
             );
         }
     }

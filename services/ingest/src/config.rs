@@ -99,7 +99,7 @@ pub struct IngestConfig {
     /// How often the signing secrets sealed under an older key of `HOOKSTREAM_SECRET_KEYS`
     /// are re-sealed under its first key (also at start); `hookstream_sealed_secrets` counts
     /// what each pass found.
-    #[arg(long, env = "HOOKSTREAM_RESEAL_EVERY", default_value = "10m", value_parser = hookstream_kafka::parse_duration)]
+    #[arg(long, env = "HOOKSTREAM_RESEAL_EVERY", default_value = "10m", value_parser = hookstream_kafka::parse_positive_duration)]
     pub reseal_every: Duration,
 
     /// Kafka topics whose records become events, comma-separated `TOPIC:FORMAT` with FORMAT
@@ -159,5 +159,37 @@ impl IngestConfig {
             .filter(|entry| !entry.trim().is_empty())
             .map(SourceTopic::parse)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn a_zero_interval_or_timeout_stops_the_start_naming_its_setting() {
+        for (flag, name) in [
+            ("--reseal-every", "reseal-every"),
+            ("--http-request-timeout", "http-request-timeout"),
+        ] {
+            let refused = IngestConfig::try_parse_from(["hookstream-ingest", flag, "0s"])
+                .expect_err("zero refused")
+                .to_string();
+            assert!(
+                refused.contains(name) && refused.contains("zero"),
+                "{flag}: {refused}"
+            );
+        }
+        let accepted = IngestConfig::try_parse_from([
+            "hookstream-ingest",
+            "--api-token",
+            "t",
+            "--reseal-every",
+            "1s",
+        ])
+        .expect("a positive interval is taken");
+        assert_eq!(accepted.reseal_every, Duration::from_secs(1));
     }
 }
