@@ -183,7 +183,7 @@ impl RetryPolicy {
     }
 }
 
-/// Parses a schedule such as `5s,30s,2m,1h` (units `ms`, `s`, `m`, `h`).
+/// Parses a schedule such as `5s,30s,2m,1h` (each delay in humantime's syntax).
 pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
     text.split(',')
         .map(str::trim)
@@ -192,34 +192,24 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
         .collect()
 }
 
-/// Parses one delay such as `500ms`, `30s`, `2m` or `1h`, up to 30 days.
+/// Parses one delay such as `500ms`, `30s`, `2m`, `1h` or `2d` (humantime's syntax, the one
+/// every Hookstream duration is written in), in whole milliseconds, up to 30 days.
 pub fn parse_delay(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` needs a unit (ms, s, m or h)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a delay such as 500ms, 5s, 2m or 1h"))?;
-    let delay = match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => {
-            return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
-            ));
-        }
-    };
+    let delay = humantime::parse_duration(text.trim())
+        .map_err(|err| format!("`{text}` is not a delay such as 500ms, 5s, 2m or 1h: {err}"))?;
+    if delay.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "`{text}`: a delay is a whole number of milliseconds"
+        ));
+    }
     // A tier is a topic whose retention is its delay plus a margin, and a task waits on it that
     // long: beyond a month the schedule is a typo.
-    match delay {
-        Some(delay) if delay <= MAX_DELAY => Ok(delay),
-        _ => Err(format!(
+    if delay > MAX_DELAY {
+        return Err(format!(
             "`{text}` is longer than a retry delay may be (30 days)"
-        )),
+        ));
     }
+    Ok(delay)
 }
 
 /// The longest wait before a retry.
@@ -387,7 +377,11 @@ mod tests {
             ]
         );
         assert!(parse_schedule("5").is_err());
-        assert!(parse_schedule("5d").is_err());
+        assert_eq!(
+            parse_schedule("5d").unwrap(),
+            vec![Duration::from_secs(5 * 86_400)]
+        );
+        assert!(parse_schedule("1500us").is_err(), "not whole milliseconds");
         assert!(parse_schedule("fast").is_err());
         assert!(
             parse_schedule("99999999999999999h").is_err(),
