@@ -273,6 +273,16 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_shared_config_file_knows_every_setting() {
+        use clap::CommandFactory;
+        hookstream_config::check_registry(
+            hookstream_config::Service::Dispatcher,
+            &DispatcherConfig::command(),
+        )
+        .expect("hookstream-config lists this service's settings");
+    }
+
     fn parse(args: &[&str]) -> DispatcherConfig {
         let mut all = vec!["hookstream-dispatcher"];
         all.extend_from_slice(args);

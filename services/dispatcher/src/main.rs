@@ -32,7 +32,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -59,7 +58,7 @@ use crate::worker::Worker;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = DispatcherConfig::parse();
+    let config: DispatcherConfig = hookstream_config::load(hookstream_config::Service::Dispatcher);
     let telemetry = logging::init("dispatcher");
     config.metrics.install();
     metrics::register();

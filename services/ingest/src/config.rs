@@ -169,6 +169,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shared_config_file_knows_every_setting() {
+        use clap::CommandFactory;
+        hookstream_config::check_registry(
+            hookstream_config::Service::Ingest,
+            &IngestConfig::command(),
+        )
+        .expect("hookstream-config lists this service's settings");
+    }
+
+    #[test]
     fn a_zero_interval_or_timeout_stops_the_start_naming_its_setting() {
         for (flag, name) in [
             ("--reseal-every", "reseal-every"),

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 
 use hookstream_kafka::{TopicSpec, Topics, ensure_topics, register_schemas};
 use hookstream_model::event::IdempotencyWindow;
@@ -32,7 +31,7 @@ const MARKS_AT_EXIT: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = IngestConfig::parse();
+    let config: IngestConfig = hookstream_config::load(hookstream_config::Service::Ingest);
     let telemetry = logging::init("ingest");
     config.metrics.install();
     hookstream_ingest::metrics::register();

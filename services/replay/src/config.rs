@@ -46,3 +46,18 @@ pub struct ReplayConfig {
     #[command(flatten)]
     pub kafka: KafkaSettings,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_config_file_knows_every_setting() {
+        use clap::CommandFactory;
+        hookstream_config::check_registry(
+            hookstream_config::Service::Replay,
+            &ReplayConfig::command(),
+        )
+        .expect("hookstream-config lists this service's settings");
+    }
+}

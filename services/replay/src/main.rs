@@ -9,7 +9,6 @@ mod runner;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 use rdkafka::consumer::{Consumer, DefaultConsumerContext};
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics, register_schemas};
@@ -26,7 +25,7 @@ use crate::runner::Runner;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = ReplayConfig::parse();
+    let config: ReplayConfig = hookstream_config::load(hookstream_config::Service::Replay);
     let telemetry = logging::init("replay");
     config.metrics.install();
     metrics::register();

@@ -54,3 +54,18 @@ pub struct RetryTierConfig {
     #[command(flatten)]
     pub metrics: MetricsSettings,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_config_file_knows_every_setting() {
+        use clap::CommandFactory;
+        hookstream_config::check_registry(
+            hookstream_config::Service::RetryTier,
+            &RetryTierConfig::command(),
+        )
+        .expect("hookstream-config lists this service's settings");
+    }
+}

@@ -8,7 +8,6 @@ mod waiting;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 use rdkafka::consumer::Consumer;
 
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
@@ -21,7 +20,7 @@ use crate::waiting::ReadAhead;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = RetryTierConfig::parse();
+    let config: RetryTierConfig = hookstream_config::load(hookstream_config::Service::RetryTier);
     let telemetry = logging::init("retry-tier");
     config.metrics.install();
     metrics::register();
