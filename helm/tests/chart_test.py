@@ -3,11 +3,15 @@ every rendered object against the Kubernetes schemas (kubernetes-validate), for 
 values and for ci/production-values.yaml. Exits non-zero with the findings on any failure.
 
 Run: python3 helm/tests/chart_test.py   (cargo test runs it: tests/e2e/tests/helm_chart.rs)
+With CHART_TEST_CONFIG_DIR set, each rendering's configuration file is written there
+(`default.toml`, `production.toml`), for the services themselves to read.
 """
 
 import json
+import os
 import pathlib
 import sys
+import tomllib
 
 import helm_python as helm
 import kubernetes_validate
@@ -74,6 +78,16 @@ def by_kind(objects, kind):
     return [obj for _, obj in objects if obj.get("kind") == kind]
 
 
+def config_file(objects):
+    """The configuration file the chart renders, parsed, and its text."""
+    data = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "hs-hookstream"][0]["data"]
+    text = data["hookstream.toml"]
+    return tomllib.loads(text), text
+
+
+SECTIONS = {"ingest": "ingest", "dispatcher": "dispatcher", "retry-tier": "retry_tier", "replay": "replay"}
+
+
 def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
@@ -109,8 +123,13 @@ def check_deployments(name, objects):
         check(ports == expected, f"{name}: {component} ports {ports}")
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             check(container[probe]["httpGet"]["port"] == "ops", f"{name}: {component} {probe} is not on the ops port")
-        listen = sorted(e["value"] for e in container["env"] if e["name"].endswith("_ADDR"))
+        config, _ = config_file(objects)
+        section = config[SECTIONS[component]]
+        listen = sorted(v for k, v in section.items() if k.endswith("_addr"))
         check(listen == sorted(f"0.0.0.0:{p}" for p in ports.values()), f"{name}: {component} listens on {listen}")
+        check(section.get("create_topics", config["create_topics"]) == ("true" if component == "ingest" else "false"),
+              f"{name}: only ingest creates topics at start ({component})")
+        check(not any(e["name"].endswith("_ADDR") for e in container["env"]), f"{name}: {component} addresses belong in the file")
         check(pod["terminationGracePeriodSeconds"] > 15, f"{name}: {component} has no time to drain")
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             check(container[probe].get("timeoutSeconds", 1) > 2, f"{name}: {component} {probe} gives up before the 2 s checks behind it")
@@ -118,6 +137,10 @@ def check_deployments(name, objects):
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         check("checksum/config" in annotations, f"{name}: {component} does not roll on a config change")
         env = env_of(container)
+        check(env["HOOKSTREAM_CONFIG"]["value"] == "/etc/hookstream/config/hookstream.toml", f"{name}: {component} is not given the file")
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        check(volumes[mounts["/etc/hookstream/config"]]["configMap"]["name"] == "hs-hookstream", f"{name}: {component} does not mount the file")
         check(("HOOKSTREAM_API_TOKEN" in env) == (component == "ingest"), f"{name}: the API token reaches {component}")
         check("HOOKSTREAM_SECRET_KEY" in env, f"{name}: {component} cannot open signing secrets")
 
@@ -156,14 +179,15 @@ def check_default(objects):
     check(len(by_kind(objects, "PodDisruptionBudget")) == 3, "default: budgets for ingest, dispatcher, retry tier")
     check(not by_kind(objects, "NetworkPolicy"), "default: no network policy unless asked")
     check(not any(by_kind(objects, k) for k in OPERATOR_KINDS), "default: no Prometheus Operator objects")
-    config = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "hs-hookstream"][0]["data"]
-    check(config["HOOKSTREAM_STORE"] == "scylla://scylla-client.scylla.svc:9042/hookstream?replication_factor=3", f"default: store {config['HOOKSTREAM_STORE']}")
+    config, _ = config_file(objects)
+    check(config["store"] == "scylla://scylla-client.scylla.svc:9042/hookstream?replication_factor=3", f"default: store {config['store']}")
     # Topics are created with explicit settings, by the services and by the topics Job alike.
     job_env = env_of(by_kind(objects, "Job")[0]["spec"]["template"]["spec"]["containers"][0])
     for key, value in [("HOOKSTREAM_REPLICATION_FACTOR", "3"), ("HOOKSTREAM_MIN_INSYNC_REPLICAS", "2"),
                        ("HOOKSTREAM_DELIVERIES_RETENTION", "7d"), ("HOOKSTREAM_RETRY_RETENTION_MARGIN", "7d"),
                        ("HOOKSTREAM_DLQ_RETENTION", "30d")]:
-        check(config.get(key) == value, f"default: ConfigMap {key}={config.get(key)}")
+        file_key = key.removeprefix("HOOKSTREAM_").lower()
+        check(config.get(file_key) == value, f"default: the file's {file_key}={config.get(file_key)}")
         check(job_env.get(key, {}).get("value") == value, f"default: topics Job {key}")
 
 
@@ -198,6 +222,12 @@ def check_production(objects):
         check(env["HOOKSTREAM_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "hookstream-prod", f"production: {component} SASL secret")
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         check("/etc/hookstream/kafka-ca" in mounts, f"production: {component} has no Kafka CA")
+    config, _ = config_file(objects)
+    check(config["kafka_produce_timeout"] == "10s", "production: `config` reaches the top of the file")
+    check(config["ingest"]["tenant_rate"] == "500" and config["ingest"]["schema_registry_url"] == "http://schema-registry:8081",
+          f"production: ingest's `config` reaches its section: {config['ingest']}")
+    check(config["dispatcher"]["max_in_flight_bytes"] == "67108864", f"production: a large number is written whole: {config['dispatcher']}")
+    check(config["dispatcher"]["allowed_destinations"] == "10.20.0.0/16", "production: a list is written as its variable would be")
     job = by_kind(objects, "Job")[0]
     check(job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade", "production: the topics Job is a hook")
     job_env = env_of(job["spec"]["template"]["spec"]["containers"][0])
@@ -275,6 +305,18 @@ def check_refusals():
         failures.append("rendered a disruption budget that blocks every drain")
     except helm.HelmRenderError as err:
         check("replay.podDisruptionBudget.minAvailable" in str(err), f"the blocking budget is not explained: {err}")
+    for override, named in [({"config": {"topic_prefix": "x."}}, "config.topic_prefix"),
+                            ({"dispatcher": {"config": {"dispatcher_ops_addr": "0.0.0.0:1"}}}, "dispatcher.config.dispatcher_ops_addr")]:
+        try:
+            chart.render(deep_merge(DEFAULT, override), name="hs", namespace="webhooks")
+            failures.append(f"rendered {override}, which the chart sets from its other values")
+        except helm.HelmRenderError as err:
+            check(named in str(err) and "set it there" in str(err), f"the refusal of {override} is not explained: {err}")
+    try:
+        chart.validate_schema(deep_merge(DEFAULT, {"config": {"Max-In-Flight": 1}}))
+        failures.append("values.schema.json accepted a config key that is not a setting name")
+    except helm.HelmValuesError as err:
+        check("Max-In-Flight" in str(err), f"the bad config key is not named: {err}")
     try:
         chart.render({}, name="hs", namespace="webhooks")
         failures.append("rendered without an API token or an existing Secret")
@@ -326,6 +368,8 @@ def main():
         objects = render(values)
         validate(name, objects)
         extra(objects)
+        if os.environ.get("CHART_TEST_CONFIG_DIR"):
+            pathlib.Path(os.environ["CHART_TEST_CONFIG_DIR"], f"{name}.toml").write_text(config_file(objects)[1])
         print(f"{name}: {len(objects)} objects rendered and validated")
     check_copies()
     check_runbooks()

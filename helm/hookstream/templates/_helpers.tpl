@@ -27,10 +27,10 @@ The four services: values key, binary, and the variable naming the address their
 (ingest: API and ops; the others: ops) listens on.
 */}}
 {{- define "hookstream.components" -}}
-ingest: {values: ingest, binary: hookstream-ingest, addrEnv: HOOKSTREAM_HTTP_ADDR}
-dispatcher: {values: dispatcher, binary: hookstream-dispatcher, addrEnv: HOOKSTREAM_DISPATCHER_OPS_ADDR}
-retry-tier: {values: retryTier, binary: hookstream-retry-tier, addrEnv: HOOKSTREAM_RETRY_TIER_OPS_ADDR}
-replay: {values: replay, binary: hookstream-replay, addrEnv: HOOKSTREAM_REPLAY_OPS_ADDR}
+ingest: {values: ingest, binary: hookstream-ingest}
+dispatcher: {values: dispatcher, binary: hookstream-dispatcher}
+retry-tier: {values: retryTier, binary: hookstream-retry-tier}
+replay: {values: replay, binary: hookstream-replay}
 {{- end -}}
 
 {{- define "hookstream.image" -}}
@@ -130,4 +130,22 @@ replay: {values: replay, binary: hookstream-replay, addrEnv: HOOKSTREAM_REPLAY_O
 {{- end }}
 - name: HOOKSTREAM_KAFKA_PROPERTIES
   value: {{ include "hookstream.kafkaProperties" . | quote }}
+{{- end -}}
+
+{{/* A dict as TOML `key = "value"` lines, sorted; a list becomes `a,b` as a variable would
+     carry it. Every value is a string: each service parses it as it parses its flag. */}}
+{{- define "hookstream.tomlTable" -}}
+{{- range $key, $value := . }}
+{{- if not (regexMatch "^[a-z0-9_]+$" $key) }}
+{{- fail (printf "config key %q is not a setting name (lower case, digits and _)" $key) }}
+{{- end }}
+{{- $text := toString $value }}
+{{- if kindIs "slice" $value }}
+{{- $text = join "," $value }}
+{{- else if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}
+{{- /* Helm reads every YAML number as a float: 67108864 would print as 6.7108864e+07. */}}
+{{- $text = int64 $value | toString }}
+{{- end }}
+{{ $key }} = {{ $text | toJson }}
+{{- end }}
 {{- end -}}

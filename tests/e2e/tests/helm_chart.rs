@@ -8,8 +8,10 @@ use std::process::Command;
 #[test]
 fn the_chart_renders_lints_and_validates_for_default_and_production_values() {
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let rendered = tempfile::tempdir().expect("a folder for the rendered configuration files");
     let output = Command::new("python3")
         .arg(repository.join("helm/tests/chart_test.py"))
+        .env("CHART_TEST_CONFIG_DIR", rendered.path())
         .output()
         .expect("python3 (helm-python-sdk and kubernetes-validate: `make tools` installs them)");
     let printed = format!(
@@ -20,6 +22,52 @@ fn the_chart_renders_lints_and_validates_for_default_and_production_values() {
     assert!(output.status.success(), "chart test failed:\n{printed}");
     assert!(printed.contains("default: 17 objects"), "{printed}");
     assert!(printed.contains("production: 25 objects"), "{printed}");
+
+    // Every service takes the file the chart renders, as its pods are given it (with the
+    // secrets from the environment), and reads its own section.
+    for values in ["default", "production"] {
+        let file = rendered.path().join(format!("{values}.toml"));
+        let file = file.to_str().expect("a UTF-8 path");
+        for service in [
+            "hookstream-ingest",
+            "hookstream-dispatcher",
+            "hookstream-retry-tier",
+            "hookstream-replay",
+        ] {
+            let output = Command::new(hookstream_e2e::binary(service))
+                .args(["--config", file, "--print-config"])
+                .env_clear()
+                .env("HOOKSTREAM_API_TOKEN", "a-long-admin-token-for-tests")
+                .output()
+                .expect("the service binary ran");
+            let shown = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{service} refused the chart's {values} file:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                shown.contains(&format!("# file {file}:")),
+                "{service} took nothing from the {values} file:\n{shown}"
+            );
+            if values == "production" && service == "hookstream-dispatcher" {
+                assert!(
+                    shown
+                        .lines()
+                        .any(|l| l.starts_with("max_in_flight = \"2000\"  # file")),
+                    "{shown}"
+                );
+            }
+            if values == "production" && service == "hookstream-ingest" {
+                assert!(
+                    shown
+                        .lines()
+                        .any(|l| l.starts_with("tenant_rate = \"500\"  # file")),
+                    "{shown}"
+                );
+            }
+        }
+    }
 }
 
 /// The chart's topic Job runs `hookstream-dispatcher --create-topics-and-exit true`: it creates
