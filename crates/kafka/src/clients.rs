@@ -7,7 +7,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use crate::KafkaSettings;
 
 /// Why a Kafka client could not be built or used.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KafkaError {
     #[error("kafka client: {0}")]
     Client(String),

@@ -3,6 +3,7 @@
 //! Nothing here depends on a particular broker: it speaks the Kafka protocol through librdkafka
 //! (Apache Kafka, which the tests run on, and Redpanda or any other broker that serves it).
 
+mod agreement;
 mod clients;
 mod lag;
 mod offsets;
@@ -11,6 +12,7 @@ mod settings;
 mod shutdown;
 mod topics;
 
+pub use agreement::{Disagreement, TierRole, agree_on_tiers, compare_tiers};
 pub use clients::{KafkaError, broker_reachable, consumer, consumer_with_fetch_wait, producer};
 pub use lag::{LagReader, PartitionLag};
 pub use offsets::{OffsetTracker, store_position};

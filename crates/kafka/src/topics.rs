@@ -58,6 +58,21 @@ impl Topics {
         }
     }
 
+    /// What services that must agree record of their settings, one record per key, compacted:
+    /// the retry tiers the dispatchers write to and the retry tier reads (see `agreement`).
+    pub fn settings(&self) -> String {
+        format!("{}settings", self.prefix)
+    }
+
+    /// The settings topic as it is created: one partition, compacted.
+    pub fn settings_spec(&self, settings: &KafkaSettings) -> TopicSpec {
+        TopicSpec {
+            partitions: 1,
+            compacted: true,
+            ..TopicSpec::new(self.settings(), settings, Duration::ZERO)
+        }
+    }
+
     /// Operational events (CloudEvents, JSON), keyed by tenant: written by the dispatcher and
     /// replay, read by ingest, which sends each to the tenant's operator endpoints.
     pub fn ops_events(&self) -> String {
@@ -75,7 +90,7 @@ impl Topics {
     }
 
     /// Every topic the delivery path uses: deliveries, each retry tier (its name and delay), the
-    /// DLQ, the quarantine, the schemas and the operational events. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
+    /// DLQ, the quarantine, the schemas, the operational events and the settings. Retry and DLQ topics get the deliveries topic's partition count, so an endpoint's
     /// tasks keep one partition wherever they wait.
     pub fn delivery_path_specs(
         &self,
@@ -88,6 +103,7 @@ impl Topics {
             TopicSpec::new(self.quarantine(), settings, settings.dlq_retention),
             self.schemas_spec(settings),
             self.ops_events_spec(settings),
+            self.settings_spec(settings),
         ];
         specs.extend(tiers.iter().map(|(name, delay)| {
             TopicSpec::new(
@@ -262,10 +278,14 @@ mod tests {
                 "hookstream.quarantine",
                 "hookstream.schemas",
                 "hookstream.ops-events",
+                "hookstream.settings",
                 "hookstream.retry.5s",
                 "hookstream.retry.24h"
             ]
         );
+        let recorded = specs.remove(5);
+        assert_eq!(recorded.partitions, 1);
+        assert_eq!(config_of(&recorded, "cleanup.policy"), "compact");
         let schemas = specs.remove(3);
         assert_eq!(schemas.partitions, 1);
         assert_eq!(config_of(&schemas, "cleanup.policy"), "compact");

@@ -35,7 +35,10 @@ use anyhow::Context;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use hookstream_kafka::{SchemaRegistry, Topics, commit_and_close, ensure_topics, register_schemas};
+use hookstream_kafka::{
+    SchemaRegistry, TierRole, Topics, agree_on_tiers, commit_and_close, ensure_topics,
+    register_schemas,
+};
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::task::DeliveryTask;
 
@@ -96,6 +99,22 @@ async fn main() -> anyhow::Result<()> {
         telemetry.shutdown();
         return Ok(());
     }
+    // Writes retry tasks and dead letters; readiness asks the broker through it too.
+    let producer =
+        hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+    // Before joining the consumer group: a dispatcher whose retries no retry tier would read
+    // must not take a partition.
+    let tier_names: Vec<String> = tiers.iter().map(|(name, _)| name.clone()).collect();
+    agree_on_tiers(
+        &config.kafka,
+        &producer,
+        TierRole::Dispatcher,
+        &tier_names,
+        &config.group_id,
+        config.kafka.produce_timeout,
+    )
+    .await
+    .context("checking the retry schedule against the retry tier's")?;
     let store = config.store.open().await.context("opening the store")?;
 
     let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
@@ -119,9 +138,6 @@ async fn main() -> anyhow::Result<()> {
     consumer
         .subscribe(&[&topics.deliveries()])
         .context("subscribing to the deliveries topic")?;
-    // Writes retry tasks and dead letters; readiness asks the broker through it too.
-    let producer =
-        hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
     // Registered before anything is written with them, for readers older than this build.
     register_schemas(
         &producer,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rdkafka::consumer::Consumer;
 
-use hookstream_kafka::{Topics, commit_and_close, ensure_topics};
+use hookstream_kafka::{TierRole, Topics, agree_on_tiers, commit_and_close, ensure_topics};
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::{lag, logging, shutdown};
 
@@ -42,6 +42,21 @@ async fn main() -> anyhow::Result<()> {
     .context("creating topics")?;
     let tier_topics: Vec<String> = tier_names.iter().map(|t| topics.retry(t)).collect();
 
+    let producer =
+        hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
+    // Before joining the consumer group: every tier the dispatchers write to must be read, and
+    // a tier dropped from the schedule must hold nothing.
+    agree_on_tiers(
+        &config.kafka,
+        &producer,
+        TierRole::RetryTier,
+        &tier_names,
+        &config.group_id,
+        config.kafka.produce_timeout,
+    )
+    .await
+    .context("checking the retry schedule against the dispatchers'")?;
+
     let (listener, revoked) = AssignmentListener::new();
     let consumer = Arc::new(
         hookstream_kafka::consumer(&config.kafka, &config.group_id, listener)
@@ -51,8 +66,6 @@ async fn main() -> anyhow::Result<()> {
     consumer
         .subscribe(&subscription)
         .context("subscribing to the retry tier topics")?;
-    let producer =
-        hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
 
     let readiness = vec![ReadinessCheck::broker(producer.clone())];
     let ops_server = OpsServer::spawn(config.ops_addr, readiness, shutdown.clone())

@@ -191,3 +191,90 @@ async fn a_bad_file_stops_every_service_naming_file_line_and_key() {
         );
     }
 }
+
+/// The dispatchers and the retry tier must agree on the retry tiers: a retry written to a tier
+/// no retry tier reads would wait out the topic's retention and be deleted. Each checks the
+/// other's record on the settings topic at start, before joining its consumer group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_given_retry_schedules_that_would_lose_retries_refuse_to_start() {
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    // Both running services recorded the pipeline's 300ms,600ms,1s (and the hold tier).
+    let mut pipeline = Pipeline::start(&[]).await;
+
+    pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", Some("300ms,2s"));
+    let refused = pipeline.run_to_exit_failing("hookstream-dispatcher").await;
+    assert!(
+        refused.contains("write retries to tier(s) 2s")
+            && refused.contains("restart the retry tier with the new schedule first"),
+        "{refused}"
+    );
+
+    pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", Some("300ms"));
+    let refused = pipeline.run_to_exit_failing("hookstream-retry-tier").await;
+    assert!(
+        refused.contains("the dispatchers write retries to tier(s) 600ms,")
+            && refused.contains("restart the dispatchers with the new schedule first"),
+        "{refused}"
+    );
+
+    // A tier topic holding a retry that the retry tier's schedule does not have (a delay
+    // removed too early): the retry tier would never put it back.
+    let brokers = pipeline.brokers();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("an admin client");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(
+                "hookstream.retry.7s",
+                1,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the topic created");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("a producer");
+    producer
+        .send(
+            FutureRecord::to("hookstream.retry.7s")
+                .key("ep")
+                .payload("task"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the retry written");
+    pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", Some("300ms,600ms,1s"));
+    let refused = pipeline.run_to_exit_failing("hookstream-retry-tier").await;
+    assert!(
+        refused.contains("hookstream.retry.7s still holds 1 retries"),
+        "{refused}"
+    );
+
+    // The refused services took nothing from the running ones: a webhook still goes through.
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+    let sent = pipeline
+        .api
+        .send_event("acme", "order.created", json!({"n": 1}), None)
+        .await;
+    assert_eq!(sent.status, 202, "{:?}", sent.body);
+    let event_id = sent.body["id"].as_str().expect("an event id");
+    let deliveries = pipeline
+        .api
+        .settled_deliveries(event_id, Duration::from_secs(60))
+        .await;
+    assert_eq!(deliveries[0]["status"], "delivered");
+}

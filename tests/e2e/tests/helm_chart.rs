@@ -114,7 +114,7 @@ async fn the_topic_job_command_creates_the_topics_and_exits_without_a_store() {
     .await
     .expect("metadata task");
     // The schedule's two tiers, the 1 s hold tier of paused endpoints, the quarantine, the
-    // schemas and the operational events.
+    // schemas, the operational events and the settings services agree on.
     assert_eq!(
         topics,
         [
@@ -125,7 +125,8 @@ async fn the_topic_job_command_creates_the_topics_and_exits_without_a_store() {
             "job.retry.1m",
             "job.retry.1s",
             "job.retry.5s",
-            "job.schemas"
+            "job.schemas",
+            "job.settings"
         ]
     );
 }
