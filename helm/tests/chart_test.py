@@ -306,12 +306,21 @@ def check_refusals():
     except helm.HelmRenderError as err:
         check("replay.podDisruptionBudget.minAvailable" in str(err), f"the blocking budget is not explained: {err}")
     for override, named in [({"config": {"topic_prefix": "x."}}, "config.topic_prefix"),
-                            ({"dispatcher": {"config": {"dispatcher_ops_addr": "0.0.0.0:1"}}}, "dispatcher.config.dispatcher_ops_addr")]:
+                            ({"dispatcher": {"config": {"dispatcher_ops_addr": "0.0.0.0:1"}}}, "dispatcher.config.dispatcher_ops_addr"),
+                            ({"config": {"http_addr": "0.0.0.0:1"}}, "config.http_addr"),
+                            ({"dispatcher": {"config": {"retry_schedule": "5s"}}}, "dispatcher.config.retry_schedule")]:
         try:
             chart.render(deep_merge(DEFAULT, override), name="hs", namespace="webhooks")
             failures.append(f"rendered {override}, which the chart sets from its other values")
         except helm.HelmRenderError as err:
             check(named in str(err) and "set it there" in str(err), f"the refusal of {override} is not explained: {err}")
+    for override, named in [({"config": {"kafka_properties": "a=b"}}, "config.kafka_properties"),
+                            ({"ingest": {"config": {"api_token": "x" * 20}}}, "ingest.config.api_token")]:
+        try:
+            chart.render(deep_merge(DEFAULT, override), name="hs", namespace="webhooks")
+            failures.append(f"rendered {override}, which a variable would override")
+        except helm.HelmRenderError as err:
+            check(named in str(err) and "as a variable" in str(err), f"the refusal of {override} is not explained: {err}")
     try:
         chart.validate_schema(deep_merge(DEFAULT, {"config": {"Max-In-Flight": 1}}))
         failures.append("values.schema.json accepted a config key that is not a setting name")

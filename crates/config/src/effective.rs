@@ -89,21 +89,43 @@ fn is_secret_key(key: &str) -> bool {
 
 fn is_secret_property(name: &str) -> bool {
     let name = name.trim().to_ascii_lowercase();
-    ["password", "secret", "jaas", "key"]
+    ["password", "secret", "jaas", "key", "oauthbearer", "token"]
         .iter()
         .any(|word| name.contains(word))
 }
 
-/// A URL's password (`scylla://user:pass@host/ks`) replaced; anything else unchanged.
+/// A URL's password (`scylla://user:pass@host/ks`) and query values named like credentials
+/// (`?token=…`) replaced; anything else unchanged.
 fn without_url_password(value: &str) -> String {
-    match url::Url::parse(value) {
-        Ok(mut url) if url.password().is_some() => {
-            if url.set_password(Some("redacted")).is_ok() {
-                url.to_string()
-            } else {
-                REDACTED.to_owned()
-            }
+    let Ok(mut url) = url::Url::parse(value) else {
+        return value.to_owned();
+    };
+    let mut changed = false;
+    if url.password().is_some() {
+        if url.set_password(Some("redacted")).is_err() {
+            return REDACTED.to_owned();
         }
-        _ => value.to_owned(),
+        changed = true;
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let secret = is_secret_property(&name);
+                changed |= secret;
+                let value = if secret {
+                    "redacted".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    if changed {
+        url.to_string()
+    } else {
+        value.to_owned()
     }
 }

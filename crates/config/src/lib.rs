@@ -161,6 +161,14 @@ fn choose(
     let mut problems = Vec::new();
     for setting in top.into_iter().chain(sections) {
         let problem = |message: String| Problem::at(setting.line, message);
+        if registry::flag_only(&setting.key) {
+            problems.push(problem(format!(
+                "`{}` is a one-off action, given only as a flag or variable (in a file every \
+                 start would repeat it)",
+                setting.key
+            )));
+            continue;
+        }
         match setting.section {
             Some(other) if other != service => {
                 if !other.keys().contains(&setting.key.as_str()) {

@@ -57,11 +57,28 @@ impl Service {
 
 /// A setting's key in the file: its environment variable without `HOOKSTREAM_`, in lower case
 /// (`HOOKSTREAM_KAFKA_BROKERS` is `kafka_brokers`).
+/// One-off actions (run once, then exit or turn off) are not: a file, and so every pod given
+/// it, would repeat them at each start.
 pub fn key_of(arg: &clap::Arg) -> Option<String> {
     let env = arg.get_env()?.to_str()?;
     let name = env.strip_prefix("HOOKSTREAM_")?;
-    (name != "CONFIG").then(|| name.to_ascii_lowercase())
+    (!NOT_IN_FILE.contains(&name)).then(|| name.to_ascii_lowercase())
 }
+
+/// Whether `key` is a setting given only by flag or variable.
+pub(crate) fn flag_only(key: &str) -> bool {
+    NOT_IN_FILE
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(key))
+}
+
+/// Settings given only by flag or variable.
+const NOT_IN_FILE: [&str; 4] = [
+    "CONFIG",
+    "CREATE_TOPICS_AND_EXIT",
+    "REQUEUE_QUARANTINE_AND_EXIT",
+    "SEAL_PLAIN_SECRETS",
+];
 
 /// Checks `service`'s list against the keys its `command` takes, naming what differs.
 pub fn check(service: Service, command: &Command) -> Result<(), String> {
@@ -118,7 +135,6 @@ static INGEST: &[&str] = &[
     "retry_retention_margin",
     "retry_schedule",
     "schema_registry_url",
-    "seal_plain_secrets",
     "secret_key",
     "secret_keys",
     "secret_overlap",
@@ -138,7 +154,6 @@ static DISPATCHER: &[&str] = &[
     "breaker_open_for",
     "claim_lease",
     "create_topics",
-    "create_topics_and_exit",
     "deliveries_partitions",
     "deliveries_retention",
     "dispatcher_group",
@@ -166,13 +181,11 @@ static DISPATCHER: &[&str] = &[
     "min_insync_replicas",
     "replication_factor",
     "request_timeout",
-    "requeue_quarantine_and_exit",
     "response_snippet_bytes",
     "retention",
     "retry_jitter",
     "retry_retention_margin",
     "retry_schedule",
-    "seal_plain_secrets",
     "secret_key",
     "secret_keys",
     "store",
@@ -219,7 +232,6 @@ static REPLAY: &[&str] = &[
     "replication_factor",
     "retention",
     "retry_retention_margin",
-    "seal_plain_secrets",
     "secret_key",
     "secret_keys",
     "store",

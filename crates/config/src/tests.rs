@@ -103,7 +103,8 @@ fn keys_other_services_take_are_left_to_them_at_the_top_only() {
 #[test]
 fn unknown_keys_and_bad_values_name_file_line_and_key_all_at_once() {
     let config = file(
-        "dispatcher_group = \"g\"\nmax_in_fligth = 5\nrequest_timeout = \"soon\"\n[ingest]\nnope = 1\n",
+        "dispatcher_group = \"g\"\nmax_in_fligth = 5\nrequest_timeout = \"soon\"\n[ingest]\nnope = 1\n\
+         seal_plain_secrets = true\n",
     );
     let shown = problems(load(&config, &[]));
     let path = config.path().display().to_string();
@@ -112,7 +113,9 @@ fn unknown_keys_and_bad_values_name_file_line_and_key_all_at_once() {
         format!(
             "{path}:2: unknown setting `max_in_fligth` (did you mean `max_in_flight`?)\n\
              {path}:3: `request_timeout`: `soon` is not a number of seconds\n\
-             {path}:5: unknown setting `nope` of `[ingest]`"
+             {path}:5: unknown setting `nope` of `[ingest]`\n\
+             {path}:6: `seal_plain_secrets` is a one-off action, given only as a flag or \
+             variable (in a file every start would repeat it)"
         )
     );
 }

@@ -1,9 +1,10 @@
-//! The retry tiers the dispatchers and the retry tier agree on. A dispatcher writes a retry to
-//! the topic of its tier; only a retry tier whose schedule has that tier reads it back. Given
-//! different `HOOKSTREAM_RETRY_SCHEDULE`s, retries written to a tier no retry tier reads wait
-//! out the topic's retention and are deleted: lost. So each side records its tiers on the
-//! settings topic (compacted, one record per role) when it starts, and checks the other's
-//! record, and the retry tier checks the topics it would stop reading are empty.
+//! The retry tiers the dispatchers write to must all be read back by the retry tier: a retry
+//! written to a tier topic nobody reads waits out the topic's retention and is deleted, lost.
+//! The retry tier reads every tier topic that exists when it starts, whatever its own schedule
+//! (so a delay removed from the schedule is still drained), and records the set on the
+//! settings topic (compacted, one record per key). A dispatcher checks its schedule's tiers
+//! against that record before it joins its consumer group, and stops if the retry tier does not
+//! read one of them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,78 +16,32 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::clients::{KafkaError, base_config, create};
-use crate::{KafkaSettings, LagReader, Topics};
+use crate::{KafkaSettings, Topics};
 
-/// Which side of the retry tiers a service is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TierRole {
-    /// Writes retries to the tier topics.
-    Dispatcher,
-    /// Reads them back when due.
-    RetryTier,
-}
+/// The key of the retry tier's record: the tiers it reads.
+const READ_TIERS_KEY: &str = "retry-tiers.read";
 
-impl TierRole {
-    fn key(self) -> &'static str {
-        match self {
-            TierRole::Dispatcher => "retry-tiers.dispatcher",
-            TierRole::RetryTier => "retry-tiers.retry-tier",
-        }
-    }
-
-    fn other(self) -> TierRole {
-        match self {
-            TierRole::Dispatcher => TierRole::RetryTier,
-            TierRole::RetryTier => TierRole::Dispatcher,
-        }
-    }
-}
-
-/// Why a service must not start with its retry schedule.
+/// Why a dispatcher must not start with its retry schedule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Disagreement {
     #[error(
         "this dispatcher would write retries to tier(s) {missing} (HOOKSTREAM_RETRY_SCHEDULE), \
-         which the retry tier does not read: it last started with tiers {theirs}. Retries there \
-         would never come back. Give every service the same retry schedule; to add a delay, \
-         restart the retry tier with the new schedule first"
+         which the retry tier does not read: it reads {theirs} (the tier topics there were when \
+         it last started). Retries there would never come back. Restart the retry tier once the \
+         new tiers' topics exist (the topics Job, or this dispatcher's topic creation, makes \
+         them), then this dispatcher"
     )]
     RetryTierLacks { missing: String, theirs: String },
-    #[error(
-        "the dispatchers write retries to tier(s) {missing}, which this retry tier would not \
-         read (its HOOKSTREAM_RETRY_SCHEDULE gives tiers {ours}); they last started with tiers \
-         {theirs}. Give every service the same retry schedule; to remove a delay, restart the \
-         dispatchers with the new schedule first"
-    )]
-    DispatchersWriteTo {
-        missing: String,
-        ours: String,
-        theirs: String,
-    },
-    #[error(
-        "{topic} still holds {waiting} retries this retry tier has not put back, and its \
-         schedule no longer has that tier: they would be lost. Keep the delay until the topic's \
-         lag is 0 (hookstream_consumer_lag), then remove it"
-    )]
-    DroppedTierNotEmpty { topic: String, waiting: i64 },
     #[error(transparent)]
     Kafka(#[from] KafkaError),
 }
 
-/// What `role` must not start with, given the tiers the other side last recorded.
-pub fn compare_tiers(
-    role: TierRole,
-    ours: &[String],
-    recorded: &BTreeMap<String, Vec<String>>,
-) -> Result<(), Disagreement> {
-    let Some(theirs) = recorded.get(role.other().key()) else {
+/// The tiers of `ours` (a dispatcher's) that the retry tier's recorded tiers lack.
+pub fn compare_tiers(ours: &[String], read: Option<&[String]>) -> Result<(), Disagreement> {
+    let Some(read) = read else {
         return Ok(());
     };
-    let (written, read) = match role {
-        TierRole::Dispatcher => (ours, theirs.as_slice()),
-        TierRole::RetryTier => (theirs.as_slice(), ours),
-    };
-    let missing: Vec<&str> = written
+    let missing: Vec<&str> = ours
         .iter()
         .filter(|tier| !read.contains(tier))
         .map(String::as_str)
@@ -94,56 +49,99 @@ pub fn compare_tiers(
     if missing.is_empty() {
         return Ok(());
     }
-    let missing = missing.join(",");
-    Err(match role {
-        TierRole::Dispatcher => Disagreement::RetryTierLacks {
-            missing,
-            theirs: theirs.join(","),
-        },
-        TierRole::RetryTier => Disagreement::DispatchersWriteTo {
-            missing,
-            ours: ours.join(","),
-            theirs: theirs.join(","),
-        },
+    Err(Disagreement::RetryTierLacks {
+        missing: missing.join(","),
+        theirs: read.join(","),
     })
 }
 
-/// Checks `role`'s tiers against the other side's record (and, for the retry tier, that no tier
-/// topic it would stop reading holds retries), then records them. Blocking: call it off the
-/// async runtime's worker threads, or before it serves anything.
-pub async fn agree_on_tiers(
+/// The tiers (`<prefix>retry.<tier>` topics) that exist now, by tier name.
+pub async fn existing_tiers(
+    settings: &KafkaSettings,
+    patience: Duration,
+) -> Result<Vec<String>, KafkaError> {
+    let settings = settings.clone();
+    off_runtime(move || {
+        let lister: BaseConsumer = create(base_config(&settings), &settings, "topic lister")?;
+        let metadata = lister
+            .fetch_metadata(None, patience)
+            .map_err(|e| KafkaError::Unreachable(format!("listing topics: {e}")))?;
+        let prefix = Topics::new(&settings).retry("");
+        let mut tiers: Vec<String> = metadata
+            .topics()
+            .iter()
+            .filter_map(|topic| topic.name().strip_prefix(&prefix).map(str::to_owned))
+            .filter(|tier| !tier.is_empty())
+            .collect();
+        tiers.sort();
+        Ok(tiers)
+    })
+    .await
+}
+
+/// The retry tier's part: records the tiers it reads.
+pub async fn record_read_tiers(
     settings: &KafkaSettings,
     producer: &FutureProducer,
-    role: TierRole,
     tiers: &[String],
-    group: &str,
     patience: Duration,
-) -> Result<(), Disagreement> {
-    let topics = Topics::new(settings);
-    if !topic_exists(settings, &topics.settings(), patience)? {
-        // Topic creation off and the topic not made (an older topics Job): nothing to compare
-        // with, and a record sent now could create it with the broker's defaults.
-        tracing::warn!(
-            topic = %topics.settings(),
-            "the settings topic does not exist: the retry tiers were not checked against the other services'; create the delivery path's topics (HOOKSTREAM_CREATE_TOPICS or the topics Job)"
-        );
+) -> Result<(), KafkaError> {
+    let topic = Topics::new(settings).settings();
+    let (owned, name) = (settings.clone(), topic.clone());
+    if !off_runtime(move || topic_exists(&owned, &name, patience)).await? {
+        warn_missing(&topic);
         return Ok(());
     }
-    let recorded = read_records(settings, &topics.settings(), patience)?;
-    compare_tiers(role, tiers, &recorded)?;
-    if role == TierRole::RetryTier {
-        check_dropped_tiers_empty(settings, &topics, tiers, group, patience)?;
-    }
+    let value = tiers.join(",");
     producer
         .send(
-            FutureRecord::to(&topics.settings())
-                .key(role.key())
-                .payload(&tiers.join(",")),
+            FutureRecord::to(&topic).key(READ_TIERS_KEY).payload(&value),
             patience,
         )
         .await
-        .map_err(|(e, _)| KafkaError::Client(format!("recording the retry tiers: {e}")))?;
+        .map_err(|(e, _)| KafkaError::Client(format!("recording the retry tiers read: {e}")))?;
     Ok(())
+}
+
+/// The dispatcher's part: stops it if it would write to a tier the retry tier does not read.
+pub async fn check_written_tiers(
+    settings: &KafkaSettings,
+    tiers: &[String],
+    patience: Duration,
+) -> Result<(), Disagreement> {
+    let settings = settings.clone();
+    let tiers = tiers.to_vec();
+    let recorded = off_runtime(move || {
+        let topic = Topics::new(&settings).settings();
+        if !topic_exists(&settings, &topic, patience)? {
+            warn_missing(&topic);
+            return Ok(None);
+        }
+        read_records(&settings, &topic, patience).map(Some)
+    })
+    .await?;
+    match recorded {
+        Some(recorded) => compare_tiers(&tiers, recorded.get(READ_TIERS_KEY).map(Vec::as_slice)),
+        None => Ok(()),
+    }
+}
+
+/// Runs blocking client calls on Tokio's blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, KafkaError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| KafkaError::Client(format!("a blocking Kafka call: {e}")))?
+}
+
+fn warn_missing(topic: &str) {
+    // Topic creation off and the topic not made (an older topics Job): nothing to compare
+    // with, and a record sent now could create it with the broker's defaults.
+    tracing::warn!(
+        topic,
+        "the settings topic does not exist: the dispatchers' retry tiers are not checked against the retry tier's; create the delivery path's topics (HOOKSTREAM_CREATE_TOPICS or the topics Job)"
+    );
 }
 
 /// Whether `topic` exists. A topic created a moment ago (by this service's own start) can be
@@ -179,37 +177,6 @@ fn topic_exists(
 
 /// How long a missing settings topic is looked for before it is taken as not created.
 const ABSENCE_PATIENCE: Duration = Duration::from_secs(5);
-
-/// Every `<prefix>retry.<tier>` topic outside `tiers` must hold nothing the group has not read.
-fn check_dropped_tiers_empty(
-    settings: &KafkaSettings,
-    topics: &Topics,
-    tiers: &[String],
-    group: &str,
-    patience: Duration,
-) -> Result<(), Disagreement> {
-    let lister: BaseConsumer = create(base_config(settings), settings, "topic lister")?;
-    let metadata = lister
-        .fetch_metadata(None, patience)
-        .map_err(|e| KafkaError::Unreachable(format!("listing topics: {e}")))?;
-    let ours: Vec<String> = tiers.iter().map(|tier| topics.retry(tier)).collect();
-    let prefix = topics.retry("");
-    let lag = LagReader::new(settings, group)?;
-    for topic in metadata.topics() {
-        let name = topic.name();
-        if !name.starts_with(&prefix) || ours.iter().any(|t| t == name) {
-            continue;
-        }
-        let waiting: i64 = lag.read(name, patience)?.iter().map(|p| p.lag).sum();
-        if waiting > 0 {
-            return Err(Disagreement::DroppedTierNotEmpty {
-                topic: name.to_owned(),
-                waiting,
-            });
-        }
-    }
-    Ok(())
-}
 
 /// The last record of each key on the settings topic (absent: none).
 fn read_records(
@@ -281,62 +248,27 @@ mod tests {
         text.split(',').map(str::to_owned).collect()
     }
 
-    fn recorded(pairs: &[(TierRole, &str)]) -> BTreeMap<String, Vec<String>> {
-        pairs
-            .iter()
-            .map(|(role, text)| (role.key().to_owned(), tiers(text)))
-            .collect()
-    }
-
     #[test]
-    fn with_nothing_recorded_either_side_starts() {
-        for role in [TierRole::Dispatcher, TierRole::RetryTier] {
-            assert_eq!(
-                compare_tiers(role, &tiers("5s,30s"), &BTreeMap::new()),
-                Ok(())
-            );
-        }
+    fn with_nothing_recorded_a_dispatcher_starts() {
+        assert_eq!(compare_tiers(&tiers("5s,30s,1s"), None), Ok(()));
     }
 
     #[test]
     fn a_dispatcher_may_write_only_to_tiers_the_retry_tier_reads() {
-        let read = recorded(&[(TierRole::RetryTier, "5s,30s,2m,30s-hold")]);
+        let read = tiers("1s,2m,30s,5s");
         assert_eq!(
-            compare_tiers(TierRole::Dispatcher, &tiers("5s,2m"), &read),
+            compare_tiers(&tiers("5s,2m,1s"), Some(&read)),
             Ok(()),
-            "fewer tiers: a delay being removed, dispatchers first"
+            "fewer tiers: a delay removed"
         );
-        let refused = compare_tiers(TierRole::Dispatcher, &tiers("5s,1m,2m"), &read).unwrap_err();
+        let refused = compare_tiers(&tiers("5s,1m,2m,1s"), Some(&read)).unwrap_err();
         assert_eq!(
             refused,
             Disagreement::RetryTierLacks {
                 missing: "1m".into(),
-                theirs: "5s,30s,2m,30s-hold".into()
+                theirs: "1s,2m,30s,5s".into()
             }
         );
-        assert!(
-            refused
-                .to_string()
-                .contains("restart the retry tier with the new schedule first")
-        );
-    }
-
-    #[test]
-    fn a_retry_tier_must_read_every_tier_the_dispatchers_write() {
-        let written = recorded(&[(TierRole::Dispatcher, "5s,30s")]);
-        assert_eq!(
-            compare_tiers(TierRole::RetryTier, &tiers("5s,30s,1h"), &written),
-            Ok(()),
-            "more tiers: a delay being added, retry tier first"
-        );
-        let refused = compare_tiers(TierRole::RetryTier, &tiers("5s"), &written).unwrap_err();
-        assert_eq!(
-            refused,
-            Disagreement::DispatchersWriteTo {
-                missing: "30s".into(),
-                ours: "5s".into(),
-                theirs: "5s,30s".into()
-            }
-        );
+        assert!(refused.to_string().contains("Restart the retry tier"));
     }
 }

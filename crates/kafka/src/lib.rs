@@ -12,7 +12,9 @@ mod settings;
 mod shutdown;
 mod topics;
 
-pub use agreement::{Disagreement, TierRole, agree_on_tiers, compare_tiers};
+pub use agreement::{
+    Disagreement, check_written_tiers, compare_tiers, existing_tiers, record_read_tiers,
+};
 pub use clients::{KafkaError, broker_reachable, consumer, consumer_with_fetch_wait, producer};
 pub use lag::{LagReader, PartitionLag};
 pub use offsets::{OffsetTracker, store_position};

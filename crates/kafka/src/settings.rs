@@ -56,7 +56,7 @@ pub struct KafkaSettings {
     pub properties: Properties,
 
     /// How long a produce may take before the request fails (librdkafka `message.timeout.ms`).
-    #[arg(long, env = "HOOKSTREAM_KAFKA_PRODUCE_TIMEOUT", default_value = "30s", value_parser = humantime_duration)]
+    #[arg(long, env = "HOOKSTREAM_KAFKA_PRODUCE_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub produce_timeout: Duration,
 }
 
@@ -112,10 +112,16 @@ pub struct Properties(pub Vec<(String, String)>);
 
 fn parse_properties(text: &str) -> Result<Properties, String> {
     let mut out = Vec::new();
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for (n, pair) in text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        // The entry is not echoed: it may be part of a password that holds a comma.
         let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| format!("`{pair}` is not key=value"))?;
+            .ok_or_else(|| format!("entry {} is not key=value", n + 1))?;
         out.push((key.trim().to_owned(), value.trim().to_owned()));
     }
     Ok(Properties(out))
@@ -141,13 +147,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Like [`parse_duration`], but refuses zero: for intervals and timeouts, where zero would make
-/// a timer panic or every request fail at once.
+/// Like [`parse_duration`], but refuses zero (and anything under a millisecond, the finest
+/// grain timers and Kafka take): for intervals and timeouts, where zero would make a timer
+/// panic, every request fail at once, or librdkafka never time out.
 pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration.is_zero() {
         return Err(format!(
             "`{}` is zero; this setting needs a duration above zero",
+            text.trim()
+        ));
+    }
+    if duration < Duration::from_millis(1) {
+        return Err(format!(
+            "`{}` is under a millisecond; this setting needs at least 1ms",
             text.trim()
         ));
     }
@@ -225,5 +238,10 @@ mod tests {
             Duration::from_millis(250)
         );
         assert!(parse_positive_duration("ten").is_err());
+        assert!(
+            parse_positive_duration("500us")
+                .unwrap_err()
+                .contains("under a millisecond")
+        );
     }
 }

@@ -26,7 +26,7 @@ pub struct StoreSettings {
         long = "retention",
         env = "HOOKSTREAM_RETENTION",
         default_value = "30d",
-        value_parser = |text: &str| parse_days_or_duration(text)
+        value_parser = parse_retention
     )]
     pub retention: std::time::Duration,
 
@@ -144,13 +144,17 @@ impl StoreSettings {
     }
 }
 
-/// `30d` (days), or anything [`hookstream_kafka::parse_duration`] reads (`12h`, `90m`).
-fn parse_days_or_duration(text: &str) -> Result<std::time::Duration, String> {
-    match text.strip_suffix('d').map(str::parse::<u64>) {
-        Some(Ok(days)) if days > 0 => Ok(std::time::Duration::from_secs(days * 86_400)),
-        Some(_) => Err(format!("`{text}` is not a positive number of days")),
-        None => hookstream_kafka::parse_duration(text),
+/// A retention such as `30d` or `72h`: at least an hour, or rows would be gone while their
+/// deliveries are still being tried.
+fn parse_retention(text: &str) -> Result<std::time::Duration, String> {
+    let retention = hookstream_kafka::parse_duration(text)?;
+    if retention < std::time::Duration::from_secs(3600) {
+        return Err(format!(
+            "`{}` is under an hour; a retention needs at least 1h",
+            text.trim()
+        ));
     }
+    Ok(retention)
 }
 
 /// Which destinations endpoints may point at.
@@ -265,19 +269,25 @@ impl MetricsSettings {
 mod tests {
     use std::time::Duration;
 
-    use super::parse_days_or_duration;
+    use super::parse_retention;
 
     #[test]
-    fn retention_reads_days_or_shorter_durations() {
+    fn retention_reads_any_duration_of_an_hour_or_more() {
+        assert_eq!(parse_retention("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_retention("12h"), Ok(Duration::from_secs(12 * 3600)));
         assert_eq!(
-            parse_days_or_duration("30d"),
-            Ok(Duration::from_secs(30 * 86_400))
+            parse_retention("1w 2d"),
+            Ok(Duration::from_secs(9 * 86_400))
         );
-        assert_eq!(
-            parse_days_or_duration("12h"),
-            Ok(Duration::from_secs(12 * 3600))
-        );
-        assert!(parse_days_or_duration("0d").is_err());
-        assert!(parse_days_or_duration("xd").is_err());
+        for short in ["0d", "0s", "500ms", "59m"] {
+            assert!(
+                parse_retention(short)
+                    .unwrap_err()
+                    .contains("under an hour"),
+                "{short}"
+            );
+        }
+        assert!(parse_retention("xd").is_err());
+        assert!(parse_retention("99999999999d").is_err(), "past ten years");
     }
 }

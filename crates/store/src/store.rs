@@ -184,6 +184,15 @@ pub trait Store:
     async fn sending_paused(&self) -> Result<bool, StoreError>;
     async fn set_sending_paused(&self, paused: bool) -> Result<(), StoreError>;
 
+    /// Records `value` as the installation's setting `name` (one every service must share, such
+    /// as the topic prefix) unless one is recorded already, and returns the one recorded: the
+    /// first ever given, whoever gave it.
+    async fn record_installation_setting(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<String, StoreError>;
+
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
     async fn list_deliveries(
         &self,

@@ -28,8 +28,9 @@ use hookstream_signing::SigningSecret;
 use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
-    AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewBatchItem,
-    NewEvent, PageRequest, QueuedTask, RecordOutcome, ReplayStep, ReplayStore, SecretSealer, Store,
+    AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, InstallationMismatch,
+    NewAttempt, NewBatchItem, NewEvent, PageRequest, QueuedTask, RecordOutcome, ReplayStep,
+    ReplayStore, SecretSealer, Store, agree_on_topic_prefix,
 };
 
 /// The key every contract test seals secrets with, so the suite runs on sealed secrets.
@@ -196,6 +197,38 @@ fn attempt(delivery: DeliveryId, class: AttemptClass, status: Option<u16>) -> Ne
         next_attempt_at: None,
         tier: None,
     }
+}
+
+/// The topic prefix every service must share: the first service to open the store records
+/// its own; another process with the same is accepted, one with another refused, and the kill
+/// switch beside it in the store is untouched.
+async fn the_first_topic_prefix_recorded_is_the_installations(backend: Backend) {
+    let first = backend.open().await;
+    let second = backend.open().await;
+    agree_on_topic_prefix(first.as_ref(), "hookstream.")
+        .await
+        .expect("the first prefix is recorded");
+    agree_on_topic_prefix(second.as_ref(), "hookstream.")
+        .await
+        .expect("the same prefix from another process");
+    match agree_on_topic_prefix(second.as_ref(), "other.").await {
+        Err(InstallationMismatch::TopicPrefix { recorded, given }) => {
+            assert_eq!(
+                (recorded.as_str(), given.as_str()),
+                ("hookstream.", "other.")
+            )
+        }
+        other => panic!("another prefix must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        first
+            .record_installation_setting("topic_prefix", "later.")
+            .await
+            .unwrap(),
+        "hookstream.",
+        "the first record stays"
+    );
+    assert!(!first.sending_paused().await.unwrap());
 }
 
 async fn endpoints_are_created_read_updated_listed_and_deleted(backend: Backend) {
@@ -2600,6 +2633,7 @@ async fn secrets_under_an_older_key_are_resealed_so_the_old_key_can_go(backend: 
 }
 
 contract!(
+    the_first_topic_prefix_recorded_is_the_installations,
     endpoints_are_created_read_updated_listed_and_deleted,
     ordered_queues_keep_position_order_per_endpoint,
     endpoint_health_is_replaced_and_read_back,

@@ -36,8 +36,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use hookstream_kafka::{
-    SchemaRegistry, TierRole, Topics, agree_on_tiers, commit_and_close, ensure_topics,
-    register_schemas,
+    SchemaRegistry, Topics, check_written_tiers, commit_and_close, ensure_topics, register_schemas,
 };
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::task::DeliveryTask;
@@ -105,17 +104,11 @@ async fn main() -> anyhow::Result<()> {
     // Before joining the consumer group: a dispatcher whose retries no retry tier would read
     // must not take a partition.
     let tier_names: Vec<String> = tiers.iter().map(|(name, _)| name.clone()).collect();
-    agree_on_tiers(
-        &config.kafka,
-        &producer,
-        TierRole::Dispatcher,
-        &tier_names,
-        &config.group_id,
-        config.kafka.produce_timeout,
-    )
-    .await
-    .context("checking the retry schedule against the retry tier's")?;
+    check_written_tiers(&config.kafka, &tier_names, config.kafka.produce_timeout)
+        .await
+        .context("checking the retry schedule against the retry tier's")?;
     let store = config.store.open().await.context("opening the store")?;
+    hookstream_store::agree_on_topic_prefix(store.as_ref(), &config.kafka.topic_prefix).await?;
 
     let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
     let ownership = Arc::new(Ownership::default());

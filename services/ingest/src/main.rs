@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let store = config.store.open().await.context("opening the store")?;
+    hookstream_store::agree_on_topic_prefix(store.as_ref(), &config.kafka.topic_prefix).await?;
     let topics = Topics::new(&config.kafka);
     ensure_topics(
         &config.kafka,

@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let store = config.store.open().await.context("opening the store")?;
+    hookstream_store::agree_on_topic_prefix(store.as_ref(), &config.kafka.topic_prefix).await?;
     // Fails at once on a store that cannot hold dead letters, rather than on the first one.
     store
         .running_batches()

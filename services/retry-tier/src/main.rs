@@ -10,7 +10,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use rdkafka::consumer::Consumer;
 
-use hookstream_kafka::{TierRole, Topics, agree_on_tiers, commit_and_close, ensure_topics};
+use hookstream_kafka::{
+    Topics, commit_and_close, ensure_topics, existing_tiers, record_read_tiers,
+};
+use hookstream_model::retry::parse_delay;
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::{lag, logging, shutdown};
 
@@ -27,12 +30,11 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let retry = config.retry.policy().context("the retry schedule")?;
-    let tiers: Vec<(String, std::time::Duration)> = retry
+    let mut tiers: Vec<(String, std::time::Duration)> = retry
         .topic_tiers()
         .iter()
         .map(|t| (t.name(), t.0))
         .collect();
-    let tier_names: Vec<String> = tiers.iter().map(|(name, _)| name.clone()).collect();
     let topics = Topics::new(&config.kafka);
     ensure_topics(
         &config.kafka,
@@ -40,22 +42,39 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("creating topics")?;
+    // Every tier topic there is, not only the schedule's: a delay removed from the schedule is
+    // still drained, and a tier a newer dispatcher writes to (its topic made by the topics Job
+    // or that dispatcher) is read whatever this instance's schedule says.
+    let existing = existing_tiers(&config.kafka, config.kafka.produce_timeout)
+        .await
+        .context("listing the retry tier topics")?;
+    for name in existing {
+        if tiers.iter().any(|(known, _)| *known == name) {
+            continue;
+        }
+        match parse_delay(&name) {
+            Ok(delay) => tiers.push((name, delay)),
+            Err(reason) => tracing::warn!(
+                topic = %topics.retry(&name),
+                %reason,
+                "not a retry tier's topic: left unread"
+            ),
+        }
+    }
+    let tier_names: Vec<String> = tiers.iter().map(|(name, _)| name.clone()).collect();
     let tier_topics: Vec<String> = tier_names.iter().map(|t| topics.retry(t)).collect();
 
     let producer =
         hookstream_kafka::producer(&config.kafka).context("creating the Kafka producer")?;
-    // Before joining the consumer group: every tier the dispatchers write to must be read, and
-    // a tier dropped from the schedule must hold nothing.
-    agree_on_tiers(
+    // What the dispatchers check their schedules against before they start.
+    record_read_tiers(
         &config.kafka,
         &producer,
-        TierRole::RetryTier,
         &tier_names,
-        &config.group_id,
         config.kafka.produce_timeout,
     )
     .await
-    .context("checking the retry schedule against the dispatchers'")?;
+    .context("recording the retry tiers read")?;
 
     let (listener, revoked) = AssignmentListener::new();
     let consumer = Arc::new(

@@ -193,75 +193,36 @@ async fn a_bad_file_stops_every_service_naming_file_line_and_key() {
 }
 
 /// The dispatchers and the retry tier must agree on the retry tiers: a retry written to a tier
-/// no retry tier reads would wait out the topic's retention and be deleted. Each checks the
-/// other's record on the settings topic at start, before joining its consumer group.
+/// no retry tier reads would wait out the topic's retention and be deleted. The retry tier
+/// reads every tier topic there is and records them; a dispatcher whose schedule has a tier it
+/// does not read stops before joining its group. And every service with the store must have
+/// the topic prefix the store records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_given_retry_schedules_that_would_lose_retries_refuse_to_start() {
-    use rdkafka::ClientConfig;
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+async fn services_given_settings_that_would_lose_webhooks_refuse_to_start() {
+    use hookstream_e2e::{Scripted, Service};
 
-    // Both running services recorded the pipeline's 300ms,600ms,1s (and the hold tier).
+    // The retry tier recorded the pipeline's tiers, 300ms, 600ms and 1s.
     let mut pipeline = Pipeline::start(&[]).await;
 
+    // A dispatcher given a delay the retry tier does not read (it creates the tier's topic
+    // on its way, as the topics Job would).
     pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", Some("300ms,2s"));
     let refused = pipeline.run_to_exit_failing("hookstream-dispatcher").await;
     assert!(
         refused.contains("write retries to tier(s) 2s")
-            && refused.contains("restart the retry tier with the new schedule first"),
+            && refused.contains("Restart the retry tier"),
         "{refused}"
     );
 
+    // A delay removed from the retry tier's schedule: restarted with 300ms alone, it still
+    // reads the 600ms and 1s tiers (their topics exist), and the 2s one, so a retry the
+    // running dispatcher writes to the 600ms tier comes back and is delivered.
     pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", Some("300ms"));
-    let refused = pipeline.run_to_exit_failing("hookstream-retry-tier").await;
-    assert!(
-        refused.contains("the dispatchers write retries to tier(s) 600ms,")
-            && refused.contains("restart the dispatchers with the new schedule first"),
-        "{refused}"
-    );
-
-    // A tier topic holding a retry that the retry tier's schedule does not have (a delay
-    // removed too early): the retry tier would never put it back.
-    let brokers = pipeline.brokers();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("an admin client");
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(
-                "hookstream.retry.7s",
-                1,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("the topic created");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("a producer");
-    producer
-        .send(
-            FutureRecord::to("hookstream.retry.7s")
-                .key("ep")
-                .payload("task"),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("the retry written");
-    pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", Some("300ms,600ms,1s"));
-    let refused = pipeline.run_to_exit_failing("hookstream-retry-tier").await;
-    assert!(
-        refused.contains("hookstream.retry.7s still holds 1 retries"),
-        "{refused}"
-    );
-
-    // The refused services took nothing from the running ones: a webhook still goes through.
+    pipeline.stop_service(Service::RetryTier).await;
+    pipeline.start_service(Service::RetryTier).await;
+    pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", None);
     let receiver = Receiver::start().await;
+    receiver.script(vec![Scripted::status(500), Scripted::status(500)]);
     pipeline
         .api
         .create_endpoint("acme", &receiver.url, &[])
@@ -277,4 +238,23 @@ async fn services_given_retry_schedules_that_would_lose_retries_refuse_to_start(
         .settled_deliveries(event_id, Duration::from_secs(60))
         .await;
     assert_eq!(deliveries[0]["status"], "delivered");
+    assert_eq!(
+        deliveries[0]["attempts"], 3,
+        "two retries, the second through the 600ms tier"
+    );
+
+    // Another topic prefix on the same store: tasks would go to topics no dispatcher reads.
+    pipeline.set_env("HOOKSTREAM_TOPIC_PREFIX", Some("other."));
+    for service in [
+        "hookstream-ingest",
+        "hookstream-dispatcher",
+        "hookstream-replay",
+    ] {
+        let refused = pipeline.run_to_exit_failing(service).await;
+        assert!(
+            refused.contains("the installation whose topic prefix is `hookstream.`")
+                && refused.contains("this service was given `other.`"),
+            "{service}: {refused}"
+        );
+    }
 }

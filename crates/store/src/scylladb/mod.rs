@@ -43,6 +43,7 @@ use hookstream_model::shaping::Shaping;
 use hookstream_signing::SigningSecret;
 
 use crate::claim::{ClaimDecision, RecordDecision, decide_claim, decide_record};
+use crate::installation::installation_key;
 use crate::raw::millis;
 use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
@@ -694,6 +695,29 @@ impl Store for ScyllaStore {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn record_installation_setting(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let key = installation_key(name);
+        self.run(
+            &self.statements.insert_control_once,
+            (key.as_str(), value, ts(OffsetDateTime::now_utc())),
+        )
+        .await?;
+        let result = self
+            .run(&self.statements.select_control, (key.as_str(),))
+            .await?;
+        match first_row::<(Option<String>,)>(result)? {
+            Some((Some(recorded),)) => Ok(recorded),
+            _ => Err(StoreError::corrupt(
+                "control",
+                format!("{key} has no value after it was recorded"),
+            )),
+        }
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {

@@ -42,6 +42,7 @@ use hookstream_model::names::Tenant;
 use hookstream_signing::SigningSecret;
 
 use crate::claim::{ClaimDecision, RecordDecision, StoredClaim, decide_claim, decide_record};
+use crate::installation::installation_key;
 use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
     PageRequest, Purged, RecordOutcome, SecretSealer, Store, StoreError,
@@ -694,6 +695,26 @@ impl Store for SqliteStore {
             )?
             .execute(params![if paused { "true" } else { "false" }, now])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_installation_setting(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let (key, value) = (installation_key(name), value.to_owned());
+        let now = millis(OffsetDateTime::now_utc());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO control (name, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![key, value, now])?;
+            Ok(conn
+                .prepare_cached("SELECT value FROM control WHERE name = ?1")?
+                .query_row([&key], |row| row.get(0))?)
         })
         .await
     }
