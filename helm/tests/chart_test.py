@@ -314,6 +314,11 @@ def check_refusals():
             failures.append(f"rendered {override}, which the chart sets from its other values")
         except helm.HelmRenderError as err:
             check(named in str(err) and "set it there" in str(err), f"the refusal of {override} is not explained: {err}")
+    try:
+        chart.render(deep_merge(DEFAULT, {"retryTier": {"extraEnv": {"HOOKSTREAM_RETRY_SCHEDULE": "5s"}}}), name="hs", namespace="webhooks")
+        failures.append("rendered one service's own retry schedule")
+    except helm.HelmRenderError as err:
+        check("retryTier.extraEnv.HOOKSTREAM_RETRY_SCHEDULE" in str(err), f"the own-schedule refusal is not explained: {err}")
     for override, named in [({"config": {"kafka_properties": "a=b"}}, "config.kafka_properties"),
                             ({"ingest": {"config": {"api_token": "x" * 20}}}, "ingest.config.api_token")]:
         try:

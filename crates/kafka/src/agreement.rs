@@ -120,10 +120,13 @@ pub async fn check_written_tiers(
         read_records(&settings, &topic, patience).map(Some)
     })
     .await?;
-    match recorded {
-        Some(recorded) => compare_tiers(&tiers, recorded.get(READ_TIERS_KEY).map(Vec::as_slice)),
-        None => Ok(()),
+    let read = recorded.as_ref().and_then(|r| r.get(READ_TIERS_KEY));
+    if recorded.is_some() && read.is_none() {
+        tracing::warn!(
+            "no retry tier has recorded the tiers it reads under this topic prefix yet: this dispatcher's retry schedule was not checked (is the retry tier running with the same HOOKSTREAM_TOPIC_PREFIX?)"
+        );
     }
+    compare_tiers(&tiers, read.map(Vec::as_slice))
 }
 
 /// Runs blocking client calls on Tokio's blocking pool.
@@ -154,10 +157,18 @@ fn topic_exists(
 ) -> Result<bool, KafkaError> {
     let client: BaseConsumer = create(base_config(settings), settings, "topic lister")?;
     let deadline = Instant::now() + ABSENCE_PATIENCE;
+    let gave_up = Instant::now() + patience.max(ABSENCE_PATIENCE);
     loop {
-        let metadata = client
-            .fetch_metadata(Some(topic), patience)
-            .map_err(|e| KafkaError::Unreachable(format!("metadata of {topic}: {e}")))?;
+        let metadata = match client.fetch_metadata(Some(topic), patience) {
+            Ok(metadata) => metadata,
+            Err(e) if Instant::now() >= gave_up => {
+                return Err(KafkaError::Unreachable(format!("metadata of {topic}: {e}")));
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
         // Without a leader yet it exists all the same.
         let found = metadata.topics().iter().any(|t| {
             t.name() == topic
@@ -230,7 +241,11 @@ fn read_records(
                     records.insert(String::from_utf8_lossy(key).into_owned(), tiers);
                 }
             }
-            Some(Err(e)) => return Err(failed(e)),
+            // A broker down or moving (a restart, a rebalance of leaders) shows here and
+            // passes; the deadline bounds it.
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, topic, "reading the settings topic, will retry");
+            }
             // Compaction leaves gaps but keeps the log's last record (the newest of its key),
             // so reading on until offset `high - 1` is seen ends. The consumer's position is
             // not asked: it can run ahead of what poll has handed over.

@@ -7,10 +7,13 @@ mod agreement;
 mod clients;
 mod lag;
 mod offsets;
+pub mod ops_events;
 mod schemas;
 mod settings;
 mod shutdown;
+pub mod task_publisher;
 mod topics;
+pub mod trace_headers;
 
 pub use agreement::{
     Disagreement, check_written_tiers, compare_tiers, existing_tiers, record_read_tiers,

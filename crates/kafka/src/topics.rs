@@ -59,7 +59,8 @@ impl Topics {
     }
 
     /// What services that must agree record of their settings, one record per key, compacted:
-    /// the retry tiers the dispatchers write to and the retry tier reads (see `agreement`).
+    /// the retry tiers the retry tier reads, which the dispatchers check theirs against (see
+    /// `agreement`).
     pub fn settings(&self) -> String {
         format!("{}settings", self.prefix)
     }

@@ -9,16 +9,13 @@
 //! - [`labels`]: bounded `endpoint` and `tenant` label values for the metrics.
 //! - [`lag`]: queue depth (consumer lag) read from the broker into the metrics.
 //! - [`resolver`]: endpoint host names resolved and checked against the destination policy.
-//! - [`publisher`]: delivery tasks onto the deliveries topic, acknowledged by Kafka.
 
 pub mod config;
 pub mod http_server;
 pub mod labels;
 pub mod lag;
 pub mod logging;
-pub mod operational_events;
 pub mod ops;
-pub mod publisher;
 pub mod resolver;
 pub mod shutdown;
 pub mod telemetry;

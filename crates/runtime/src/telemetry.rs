@@ -7,20 +7,15 @@
 //! `OTEL_TRACES_SAMPLER`) are read by the SDK. Without an endpoint nothing is exported and
 //! records carry no `traceparent` of their own.
 
-use std::collections::HashMap;
-
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// A trace context read from a record, to continue its trace.
-pub type TraceContext = opentelemetry::Context;
+pub use hookstream_kafka::trace_headers::{TraceContext, context_of, headers_of};
 
 /// The target of Hookstream's trace spans; only spans of this target are exported.
 pub const TARGET: &str = "hookstream::trace";
@@ -108,36 +103,6 @@ pub fn telemetry(provider: Option<SdkTracerProvider>, logs: WorkerGuard) -> Tele
         provider,
         _logs: logs,
     }
-}
-
-/// The trace context `span` belongs to, as Kafka record headers (`traceparent`, and
-/// `tracestate` when there is one). Empty when the span is not traced.
-pub fn headers_of(span: &tracing::Span) -> OwnedHeaders {
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
-    let mut headers = OwnedHeaders::new();
-    for (key, value) in &carrier {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
-    }
-    headers
-}
-
-/// The trace context a record carries; empty (a new trace) when it carries none or an
-/// unreadable one.
-pub fn context_of(headers: Option<&BorrowedHeaders>) -> TraceContext {
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    for header in headers.into_iter().flat_map(|h| h.iter()) {
-        if let (true, Some(Ok(value))) = (
-            header.key == "traceparent" || header.key == "tracestate",
-            header.value.map(std::str::from_utf8),
-        ) {
-            carrier.insert(header.key.to_owned(), value.to_owned());
-        }
-    }
-    TraceContextPropagator::new().extract(&carrier)
 }
 
 /// Makes `span` a child of `parent` when `parent` carries a trace.

@@ -24,7 +24,7 @@ pub use access::AccessStore;
 pub use claim::{AttemptClaim, ClaimOutcome, RecordOutcome};
 pub use error::StoreError;
 pub use health::HealthStore;
-pub use installation::{InstallationMismatch, agree_on_topic_prefix};
+pub use installation::{InstallationMismatch, PrefixRole, agree_on_topic_prefix};
 pub use location::{StoreLocation, open};
 pub use metered::MeteredStore;
 pub use ordered::{OrderedStore, QueuedTask};

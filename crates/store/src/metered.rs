@@ -181,6 +181,7 @@ metered_impl!(Store, STORE_OPERATIONS {
     fn sending_paused() -> bool;
     fn set_sending_paused(paused: bool) -> ();
     fn record_installation_setting(name: &str, value: &str) -> String;
+    fn installation_setting(name: &str) -> Option<String>;
     fn get_delivery(id: DeliveryId) -> Option<Delivery>;
     fn list_deliveries(filter: &DeliveryFilter, page: &PageRequest) -> Page<Delivery>;
     fn claim_attempt(id: DeliveryId, attempts_made: u32, lease: std::time::Duration) -> ClaimOutcome;

@@ -193,6 +193,9 @@ pub trait Store:
         value: &str,
     ) -> Result<String, StoreError>;
 
+    /// The installation's setting `name`, if one is recorded.
+    async fn installation_setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
     async fn list_deliveries(
         &self,

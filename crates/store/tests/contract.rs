@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -29,8 +30,8 @@ use hookstream_store::scylladb::{ScyllaLocation, ScyllaStore};
 use hookstream_store::sqlite::SqliteStore;
 use hookstream_store::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, InstallationMismatch,
-    NewAttempt, NewBatchItem, NewEvent, PageRequest, QueuedTask, RecordOutcome, ReplayStep,
-    ReplayStore, SecretSealer, Store, agree_on_topic_prefix,
+    NewAttempt, NewBatchItem, NewEvent, PageRequest, PrefixRole, QueuedTask, RecordOutcome,
+    ReplayStep, ReplayStore, SecretSealer, Store, agree_on_topic_prefix,
 };
 
 /// The key every contract test seals secrets with, so the suite runs on sealed secrets.
@@ -199,36 +200,57 @@ fn attempt(delivery: DeliveryId, class: AttemptClass, status: Option<u16>) -> Ne
     }
 }
 
-/// The topic prefix every service must share: the first service to open the store records
-/// its own; another process with the same is accepted, one with another refused, and the kill
-/// switch beside it in the store is untouched.
+/// The topic prefix every service must share: the first one ingest records stays, whichever
+/// of several racing processes gives it; a process that only checks records nothing, accepts
+/// the same prefix and refuses another; the kill switch beside it in the store is untouched.
 async fn the_first_topic_prefix_recorded_is_the_installations(backend: Backend) {
-    let first = backend.open().await;
-    let second = backend.open().await;
-    agree_on_topic_prefix(first.as_ref(), "hookstream.")
-        .await
-        .expect("the first prefix is recorded");
-    agree_on_topic_prefix(second.as_ref(), "hookstream.")
-        .await
-        .expect("the same prefix from another process");
-    match agree_on_topic_prefix(second.as_ref(), "other.").await {
+    let checker = backend.open().await;
+    assert!(
+        !agree_on_topic_prefix(checker.as_ref(), "other.", PrefixRole::Checks)
+            .await
+            .expect("nothing recorded to check against"),
+        "a checking service records nothing"
+    );
+    let handles: Vec<Arc<dyn Store>> = join_all((0..4).map(|_| backend.open())).await;
+    // Side by side, as pods started together do.
+    let recorded: Vec<String> = join_all(handles.iter().enumerate().map(|(n, store)| {
+        let store = Arc::clone(store);
+        async move {
+            store
+                .record_installation_setting("topic_prefix", &format!("racer{n}."))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert!(
+        recorded.iter().all(|r| *r == recorded[0]) && recorded[0].starts_with("racer"),
+        "racing first records agree on one: {recorded:?}"
+    );
+    let installation = recorded[0].clone();
+    assert!(
+        agree_on_topic_prefix(checker.as_ref(), &installation, PrefixRole::Checks)
+            .await
+            .expect("the same prefix")
+    );
+    assert!(
+        agree_on_topic_prefix(handles[0].as_ref(), &installation, PrefixRole::Records)
+            .await
+            .expect("ingest again with the same prefix")
+    );
+    match agree_on_topic_prefix(checker.as_ref(), "other.", PrefixRole::Checks).await {
         Err(InstallationMismatch::TopicPrefix { recorded, given }) => {
-            assert_eq!(
-                (recorded.as_str(), given.as_str()),
-                ("hookstream.", "other.")
-            )
+            assert_eq!((recorded, given.as_str()), (installation.clone(), "other."))
         }
         other => panic!("another prefix must be refused, got {other:?}"),
     }
-    assert_eq!(
-        first
-            .record_installation_setting("topic_prefix", "later.")
-            .await
-            .unwrap(),
-        "hookstream.",
-        "the first record stays"
-    );
-    assert!(!first.sending_paused().await.unwrap());
+    match agree_on_topic_prefix(handles[1].as_ref(), "later.", PrefixRole::Records).await {
+        Err(InstallationMismatch::TopicPrefix { recorded, .. }) => {
+            assert_eq!(recorded, installation, "the first record stays")
+        }
+        other => panic!("a later ingest with another prefix must be refused, got {other:?}"),
+    }
+    assert!(!checker.sending_paused().await.unwrap());
 }
 
 async fn endpoints_are_created_read_updated_listed_and_deleted(backend: Backend) {

@@ -25,13 +25,13 @@ use futures::future::join_all;
 
 use time::OffsetDateTime;
 
+use hookstream_kafka::ops_events::OpsEventPublisher;
 use hookstream_model::delivery::AttemptClass;
 use hookstream_model::health::{EndpointHealth, Notice, WINDOWS};
 use hookstream_model::health_rules::{Rules, Verdict};
 use hookstream_model::ids::EndpointId;
 use hookstream_model::ops_event::{OpsEvent, OpsKind};
 use hookstream_runtime::labels;
-use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_store::{Store, StoreError};
 

@@ -42,7 +42,7 @@ use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::task::DeliveryTask;
 
 use crate::decoding::TaskDecoder;
-use hookstream_runtime::operational_events::OpsEventPublisher;
+use hookstream_kafka::ops_events::OpsEventPublisher;
 use hookstream_runtime::ops::{LivenessCheck, OpsServer, ReadinessCheck};
 use hookstream_runtime::{lag, logging, shutdown};
 
@@ -76,17 +76,22 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|t| (t.name(), t.0))
         .collect();
-    ensure_topics(
-        &config.kafka,
-        &topics.delivery_path_specs(&config.kafka, &tiers),
-    )
-    .await
-    .context("creating topics")?;
+    let specs = topics.delivery_path_specs(&config.kafka, &tiers);
     if config.create_topics_and_exit {
+        // The topics Job: runs before the store may be reachable, and needs nothing of it.
+        ensure_topics(&config.kafka, &specs)
+            .await
+            .context("creating topics")?;
         tracing::info!(tiers = ?tiers, "topics are in place");
         telemetry.shutdown();
         return Ok(());
     }
+    // Before anything is created or moved under this prefix: it must be the installation's.
+    let store = config.store.open().await.context("opening the store")?;
+    check_topic_prefix(store.as_ref(), &config.kafka.topic_prefix).await?;
+    ensure_topics(&config.kafka, &specs)
+        .await
+        .context("creating topics")?;
     if config.requeue_quarantine_and_exit {
         let requeued = requeue::requeue_quarantine(&config.kafka, &topics, &config.group_id)
             .await
@@ -107,8 +112,6 @@ async fn main() -> anyhow::Result<()> {
     check_written_tiers(&config.kafka, &tier_names, config.kafka.produce_timeout)
         .await
         .context("checking the retry schedule against the retry tier's")?;
-    let store = config.store.open().await.context("opening the store")?;
-    hookstream_store::agree_on_topic_prefix(store.as_ref(), &config.kafka.topic_prefix).await?;
 
     let sending_paused = kill_switch::watch(Arc::clone(&store), shutdown.clone());
     let ownership = Arc::new(Ownership::default());
@@ -305,4 +308,24 @@ fn read_start(
         };
         Some(start)
     })
+}
+
+/// Stops the dispatcher if its topic prefix is not the one ingest recorded in the store.
+async fn check_topic_prefix(
+    store: &dyn hookstream_store::Store,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let checked = hookstream_store::agree_on_topic_prefix(
+        store,
+        prefix,
+        hookstream_store::PrefixRole::Checks,
+    )
+    .await?;
+    if !checked {
+        tracing::warn!(
+            prefix,
+            "no topic prefix recorded in the store yet (ingest records it when it starts): this dispatcher's was not checked"
+        );
+    }
+    Ok(())
 }

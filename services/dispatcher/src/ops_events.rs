@@ -1,7 +1,7 @@
 //! Telling operational events (see [`hookstream_model::ops_event`]) from the dispatcher.
 
+use hookstream_kafka::ops_events::OpsEventPublisher;
 use hookstream_model::ops_event::OpsEvent;
-use hookstream_runtime::operational_events::OpsEventPublisher;
 
 use crate::metrics;
 

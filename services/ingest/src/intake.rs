@@ -24,7 +24,7 @@ use hookstream_store::{CreateEventOutcome, NewEvent, Store, StoreError};
 use crate::fanout;
 use crate::metrics;
 use crate::published_marks::PublishedMarks;
-use hookstream_runtime::publisher::{PublishError, TaskPublisher};
+use hookstream_kafka::task_publisher::{PublishError, TaskPublisher};
 use hookstream_runtime::{labels, telemetry};
 
 /// A validated request to accept an event.

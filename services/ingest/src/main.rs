@@ -23,8 +23,8 @@ use hookstream_ingest::source::consumer::SourceLoop;
 use hookstream_ingest::source::{Decoder, Format, SourceTopic};
 use hookstream_ingest::tenant_concurrency::TenantConcurrency;
 use hookstream_ingest::{outbox, resealing, retention};
-use hookstream_runtime::operational_events::OpsEventPublisher;
-use hookstream_runtime::publisher::TaskPublisher;
+use hookstream_kafka::ops_events::OpsEventPublisher;
+use hookstream_kafka::task_publisher::TaskPublisher;
 
 /// How long ingest waits at exit for its last published marks to be written.
 const MARKS_AT_EXIT: Duration = Duration::from_secs(5);
@@ -42,7 +42,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let store = config.store.open().await.context("opening the store")?;
-    hookstream_store::agree_on_topic_prefix(store.as_ref(), &config.kafka.topic_prefix).await?;
+    hookstream_store::agree_on_topic_prefix(
+        store.as_ref(),
+        &config.kafka.topic_prefix,
+        hookstream_store::PrefixRole::Records,
+    )
+    .await?;
     let topics = Topics::new(&config.kafka);
     ensure_topics(
         &config.kafka,

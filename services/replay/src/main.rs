@@ -11,11 +11,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use rdkafka::consumer::{Consumer, DefaultConsumerContext};
 
+use hookstream_kafka::ops_events::OpsEventPublisher;
+use hookstream_kafka::task_publisher::TaskPublisher;
 use hookstream_kafka::{Topics, commit_and_close, ensure_topics, register_schemas};
 use hookstream_model::task::DeliveryTask;
-use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
-use hookstream_runtime::publisher::TaskPublisher;
 use hookstream_runtime::{lag, logging, shutdown};
 
 use crate::config::ReplayConfig;
@@ -32,7 +32,18 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let store = config.store.open().await.context("opening the store")?;
-    hookstream_store::agree_on_topic_prefix(store.as_ref(), &config.kafka.topic_prefix).await?;
+    let checked = hookstream_store::agree_on_topic_prefix(
+        store.as_ref(),
+        &config.kafka.topic_prefix,
+        hookstream_store::PrefixRole::Checks,
+    )
+    .await?;
+    if !checked {
+        tracing::warn!(
+            prefix = %config.kafka.topic_prefix,
+            "no topic prefix recorded in the store yet (ingest records it when it starts): replay's was not checked"
+        );
+    }
     // Fails at once on a store that cannot hold dead letters, rather than on the first one.
     store
         .running_batches()

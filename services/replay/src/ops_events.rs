@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hookstream_kafka::ops_events::OpsEventPublisher;
 use hookstream_model::ops_event::OpsEvent;
-use hookstream_runtime::operational_events::OpsEventPublisher;
 use hookstream_runtime::shutdown::CancellationToken;
 
 /// How telling an operational event ended.

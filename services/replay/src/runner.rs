@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use hookstream_kafka::task_publisher::TaskPublisher;
 use hookstream_model::ids::{BatchId, DeliveryId, EndpointId};
 use hookstream_model::ops_event::{OpsEvent, OpsKind};
 use hookstream_model::replay::{BatchItem, BatchStatus, ItemOutcome};
-use hookstream_runtime::publisher::TaskPublisher;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 use hookstream_runtime::telemetry;
 use hookstream_store::{ReplayStep, Store};

@@ -11,8 +11,9 @@ use hookstream_runtime::config::{MetricsSettings, RetrySettings};
 /// partition is waited for. Tasks are read a little ahead of their due time; a partition whose
 /// next task is due later is paused until it comes close, never polled in a sleep. An offset is committed only after its task is back on the deliveries topic.
 ///
-/// Give it the same retry schedule as the dispatcher. Every setting can be given as a flag or as
-/// the environment variable shown.
+/// It reads its schedule's tier topics and every other tier topic there is when it starts, and
+/// records them for the dispatchers to check theirs against. Every setting can be given as a
+/// flag or as the environment variable shown.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "hookstream-retry-tier", version)]
 pub struct RetryTierConfig {

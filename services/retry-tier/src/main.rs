@@ -3,6 +3,7 @@
 mod config;
 mod metrics;
 mod tier_loop;
+mod tiers;
 mod waiting;
 
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use rdkafka::consumer::Consumer;
 use hookstream_kafka::{
     Topics, commit_and_close, ensure_topics, existing_tiers, record_read_tiers,
 };
-use hookstream_model::retry::parse_delay;
 use hookstream_runtime::ops::{OpsServer, ReadinessCheck};
 use hookstream_runtime::{lag, logging, shutdown};
 
@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
 
     let retry = config.retry.policy().context("the retry schedule")?;
-    let mut tiers: Vec<(String, std::time::Duration)> = retry
+    let tiers: Vec<(String, std::time::Duration)> = retry
         .topic_tiers()
         .iter()
         .map(|t| (t.name(), t.0))
@@ -42,24 +42,16 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("creating topics")?;
-    // Every tier topic there is, not only the schedule's: a delay removed from the schedule is
-    // still drained, and a tier a newer dispatcher writes to (its topic made by the topics Job
-    // or that dispatcher) is read whatever this instance's schedule says.
     let existing = existing_tiers(&config.kafka, config.kafka.produce_timeout)
         .await
         .context("listing the retry tier topics")?;
-    for name in existing {
-        if tiers.iter().any(|(known, _)| *known == name) {
-            continue;
-        }
-        match parse_delay(&name) {
-            Ok(delay) => tiers.push((name, delay)),
-            Err(reason) => tracing::warn!(
-                topic = %topics.retry(&name),
-                %reason,
-                "not a retry tier's topic: left unread"
-            ),
-        }
+    let (tiers, unread) = tiers::tiers_to_read(tiers, existing);
+    for (name, reason) in unread {
+        tracing::warn!(
+            topic = %topics.retry(&name),
+            %reason,
+            "not a retry tier's topic: left unread"
+        );
     }
     let tier_names: Vec<String> = tiers.iter().map(|(name, _)| name.clone()).collect();
     let tier_topics: Vec<String> = tier_names.iter().map(|t| topics.retry(t)).collect();

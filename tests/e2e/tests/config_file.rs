@@ -214,9 +214,10 @@ async fn services_given_settings_that_would_lose_webhooks_refuse_to_start() {
         "{refused}"
     );
 
-    // A delay removed from the retry tier's schedule: restarted with 300ms alone, it still
-    // reads the 600ms and 1s tiers (their topics exist), and the 2s one, so a retry the
-    // running dispatcher writes to the 600ms tier comes back and is delivered.
+    // A delay removed from the retry tier's schedule: restarted with 300ms alone (and the 1s
+    // hold tier, always read), it still reads the 600ms tier (its topic exists), and the 2s
+    // one, so a retry the running dispatcher writes to the 600ms tier comes back and is
+    // delivered.
     pipeline.set_env("HOOKSTREAM_RETRY_SCHEDULE", Some("300ms"));
     pipeline.stop_service(Service::RetryTier).await;
     pipeline.start_service(Service::RetryTier).await;

@@ -702,22 +702,34 @@ impl Store for ScyllaStore {
         name: &str,
         value: &str,
     ) -> Result<String, StoreError> {
+        // Read first: every start after the first finds it, without a Paxos round that pods
+        // started together would contend on.
+        if let Some(recorded) = self.installation_setting(name).await? {
+            return Ok(recorded);
+        }
         let key = installation_key(name);
         self.run(
             &self.statements.insert_control_once,
             (key.as_str(), value, ts(OffsetDateTime::now_utc())),
         )
         .await?;
+        self.installation_setting(name).await?.ok_or_else(|| {
+            StoreError::corrupt(
+                "control",
+                format!("{key} has no value after it was recorded"),
+            )
+        })
+    }
+
+    async fn installation_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let key = installation_key(name);
         let result = self
             .run(&self.statements.select_control, (key.as_str(),))
             .await?;
-        match first_row::<(Option<String>,)>(result)? {
-            Some((Some(recorded),)) => Ok(recorded),
-            _ => Err(StoreError::corrupt(
-                "control",
-                format!("{key} has no value after it was recorded"),
-            )),
-        }
+        Ok(match first_row::<(Option<String>,)>(result)? {
+            Some((Some(recorded),)) => Some(recorded),
+            _ => None,
+        })
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {

@@ -719,6 +719,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn installation_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let key = installation_key(name);
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM control WHERE name = ?1")?
+                .query_row([&key], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     async fn get_delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
         // Not a point read: off the delivery path, and its table is the one most likely to be
         // read from disk rather than from memory.

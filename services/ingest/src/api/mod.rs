@@ -48,7 +48,7 @@ pub struct AppState {
     /// The longest retry delay, which bounds an endpoint's `batch.max_wait`.
     pub longest_retry_wait: std::time::Duration,
     /// Tells a batch cancelled here as finished (its runner, if one has it, tells it too).
-    pub ops_events: hookstream_runtime::operational_events::OpsEventPublisher,
+    pub ops_events: hookstream_kafka::ops_events::OpsEventPublisher,
 }
 
 /// Which part of the API a listener serves.

@@ -37,7 +37,7 @@ impl OpsEventPublisher {
     /// operator's webhook continues the trace that caused it.
     pub async fn publish(&self, event: &OpsEvent) -> Result<(), OpsPublishError> {
         let value = event.to_cloudevent().to_string();
-        let headers = crate::telemetry::headers_of(&tracing::Span::current()).insert(Header {
+        let headers = crate::trace_headers::headers_of(&tracing::Span::current()).insert(Header {
             key: "content-type",
             value: Some(CONTENT_TYPE),
         });

@@ -66,7 +66,7 @@ impl TaskPublisher {
             })?;
             encoded.push((task.key(), bytes, task.delivery_id));
         }
-        let headers = crate::telemetry::headers_of(&tracing::Span::current());
+        let headers = crate::trace_headers::headers_of(&tracing::Span::current());
         let sends = encoded.iter().map(|(key, bytes, delivery)| {
             let headers = headers.clone();
             async move {
