@@ -63,9 +63,17 @@ pub async fn existing_tiers(
     let settings = settings.clone();
     off_runtime(move || {
         let lister: BaseConsumer = create(base_config(&settings), &settings, "topic lister")?;
-        let metadata = lister
-            .fetch_metadata(None, patience)
-            .map_err(|e| KafkaError::Unreachable(format!("listing topics: {e}")))?;
+        // A broker away (restarting) fails a request now and then: asked again until patience.
+        let gave_up = Instant::now() + patience;
+        let metadata = loop {
+            match lister.fetch_metadata(None, patience) {
+                Ok(metadata) => break metadata,
+                Err(e) if Instant::now() >= gave_up => {
+                    return Err(KafkaError::Unreachable(format!("listing topics: {e}")));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
         let prefix = Topics::new(&settings).retry("");
         let mut tiers: Vec<String> = metadata
             .topics()
