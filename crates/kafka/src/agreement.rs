@@ -66,7 +66,7 @@ pub async fn existing_tiers(
         // A broker away (restarting) fails a request now and then: asked again until patience.
         let gave_up = Instant::now() + patience;
         let metadata = loop {
-            match lister.fetch_metadata(None, patience) {
+            match lister.fetch_metadata(None, patience.min(ATTEMPT)) {
                 Ok(metadata) => break metadata,
                 Err(e) if Instant::now() >= gave_up => {
                     return Err(KafkaError::Unreachable(format!("listing topics: {e}")));
@@ -96,6 +96,8 @@ pub async fn record_read_tiers(
 ) -> Result<(), KafkaError> {
     let topic = Topics::new(settings).settings();
     let (owned, name) = (settings.clone(), topic.clone());
+    // Unlike the dispatchers' check, this fails the start when Kafka cannot be reached: the
+    // record must be written, or dispatchers given a new tier would wait for the next start.
     if !off_runtime(move || topic_exists(&owned, &name, patience)).await? {
         warn_missing(&topic);
         return Ok(());
@@ -127,7 +129,16 @@ pub async fn check_written_tiers(
         }
         read_records(&settings, &topic, patience).map(Some)
     })
-    .await?;
+    .await;
+    // Kafka unreachable for the while: the dispatcher starts unchecked rather than not at all
+    // (its consumer waits for the brokers anyway); only a disagreement read stops it.
+    let recorded = match recorded {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the settings topic: this dispatcher's retry schedule was not checked");
+            None
+        }
+    };
     let read = recorded.as_ref().and_then(|r| r.get(READ_TIERS_KEY));
     if recorded.is_some() && read.is_none() {
         tracing::warn!(
@@ -167,7 +178,7 @@ fn topic_exists(
     let deadline = Instant::now() + ABSENCE_PATIENCE;
     let gave_up = Instant::now() + patience.max(ABSENCE_PATIENCE);
     loop {
-        let metadata = match client.fetch_metadata(Some(topic), patience) {
+        let metadata = match client.fetch_metadata(Some(topic), patience.min(ATTEMPT)) {
             Ok(metadata) => metadata,
             Err(e) if Instant::now() >= gave_up => {
                 return Err(KafkaError::Unreachable(format!("metadata of {topic}: {e}")));
@@ -194,6 +205,10 @@ fn topic_exists(
     }
 }
 
+/// The longest one request may take before it is asked again: a request sent to a broker that
+/// just went away waits its whole timeout, while the partition's new leader could answer.
+const ATTEMPT: Duration = Duration::from_secs(2);
+
 /// How long a missing settings topic is looked for before it is taken as not created.
 const ABSENCE_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -214,7 +229,7 @@ fn read_records(
     let deadline = Instant::now() + patience;
     // Right after the topic is created its partition may have no leader for a moment.
     let (low, high) = loop {
-        match consumer.fetch_watermarks(topic, 0, patience) {
+        match consumer.fetch_watermarks(topic, 0, patience.min(ATTEMPT)) {
             Ok(marks) => break marks,
             Err(e) if Instant::now() >= deadline => return Err(failed(e)),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
