@@ -63,17 +63,10 @@ pub async fn existing_tiers(
     let settings = settings.clone();
     off_runtime(move || {
         let lister: BaseConsumer = create(base_config(&settings), &settings, "topic lister")?;
-        // A broker away (restarting) fails a request now and then: asked again until patience.
-        let gave_up = Instant::now() + patience;
-        let metadata = loop {
-            match lister.fetch_metadata(None, patience.min(ATTEMPT)) {
-                Ok(metadata) => break metadata,
-                Err(e) if Instant::now() >= gave_up => {
-                    return Err(KafkaError::Unreachable(format!("listing topics: {e}")));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        };
+        let metadata = asked_until(Instant::now() + patience, || {
+            lister.fetch_metadata(None, patience.min(ATTEMPT))
+        })
+        .map_err(|e| KafkaError::Unreachable(format!("listing topics: {e}")))?;
         let prefix = Topics::new(&settings).retry("");
         let mut tiers: Vec<String> = metadata
             .topics()
@@ -178,16 +171,10 @@ fn topic_exists(
     let deadline = Instant::now() + ABSENCE_PATIENCE;
     let gave_up = Instant::now() + patience.max(ABSENCE_PATIENCE);
     loop {
-        let metadata = match client.fetch_metadata(Some(topic), patience.min(ATTEMPT)) {
-            Ok(metadata) => metadata,
-            Err(e) if Instant::now() >= gave_up => {
-                return Err(KafkaError::Unreachable(format!("metadata of {topic}: {e}")));
-            }
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-        };
+        let metadata = asked_until(gave_up, || {
+            client.fetch_metadata(Some(topic), patience.min(ATTEMPT))
+        })
+        .map_err(|e| KafkaError::Unreachable(format!("metadata of {topic}: {e}")))?;
         // Without a leader yet it exists all the same.
         let found = metadata.topics().iter().any(|t| {
             t.name() == topic
@@ -201,13 +188,30 @@ fn topic_exists(
         if Instant::now() >= deadline {
             return Ok(false);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(PAUSE);
+    }
+}
+
+/// `request` until it answers or `deadline` passes (then its last error): a broker away
+/// (restarting, or a partition between leaders) fails a request now and then.
+fn asked_until<T>(
+    deadline: Instant,
+    mut request: impl FnMut() -> Result<T, rdkafka::error::KafkaError>,
+) -> Result<T, rdkafka::error::KafkaError> {
+    loop {
+        match request() {
+            Err(_) if Instant::now() < deadline => std::thread::sleep(PAUSE),
+            answer => return answer,
+        }
     }
 }
 
 /// The longest one request may take before it is asked again: a request sent to a broker that
 /// just went away waits its whole timeout, while the partition's new leader could answer.
 const ATTEMPT: Duration = Duration::from_secs(2);
+
+/// The pause before a request is asked again.
+const PAUSE: Duration = Duration::from_millis(200);
 
 /// How long a missing settings topic is looked for before it is taken as not created.
 const ABSENCE_PATIENCE: Duration = Duration::from_secs(5);
@@ -228,13 +232,10 @@ fn read_records(
         |e: rdkafka::error::KafkaError| KafkaError::Client(format!("reading {topic}: {e}"));
     let deadline = Instant::now() + patience;
     // Right after the topic is created its partition may have no leader for a moment.
-    let (low, high) = loop {
-        match consumer.fetch_watermarks(topic, 0, patience.min(ATTEMPT)) {
-            Ok(marks) => break marks,
-            Err(e) if Instant::now() >= deadline => return Err(failed(e)),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    };
+    let (low, high) = asked_until(deadline, || {
+        consumer.fetch_watermarks(topic, 0, patience.min(ATTEMPT))
+    })
+    .map_err(failed)?;
     let mut records = BTreeMap::new();
     if high <= low {
         return Ok(records);
