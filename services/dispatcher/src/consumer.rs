@@ -34,6 +34,7 @@ use crate::metrics;
 use crate::ownership::{Ownership, SendGuard};
 use crate::routing::QuarantinedTask;
 use crate::strict::StrictQueues;
+use crate::unrecorded::Unrecorded;
 use crate::worker::{CLAIM_RECHECK, Interrupted, Progress, Route, Worker, attempt_span};
 
 /// Follows rebalances: tells the consume loop which partitions were taken away (so it stops
@@ -539,6 +540,7 @@ impl ConsumeLoop {
                 queues: Arc::clone(&self.queues),
                 done: done_tx.clone(),
                 room: self.batch_room(),
+                unrecorded: lanes.unrecorded(endpoint).unwrap_or_default(),
             });
             tokio::spawn(lane.run(queue));
         }
@@ -790,8 +792,10 @@ fn observe_queue_time(age: Option<Duration>) {
 
 /// One endpoint's lane: delivers its jobs in order until it closes, one at a time, or up to the
 /// endpoint's `max_in_flight` at once when their order does not matter. A delivered job's attempt
-/// is recorded beside the lane, so the next job is sent while that write commits; the job counts
-/// as done (its offset may be committed) only once it has.
+/// is recorded beside the lane, so the next job is sent while that write commits; a lane waits
+/// before a job while more than its limit of successes (one batch, when it batches) are still
+/// being recorded (see [`Unrecorded`]). The job counts as done (its offset may be committed)
+/// only once its record is written.
 struct Lane {
     endpoint: EndpointId,
     id: LaneId,
@@ -804,6 +808,8 @@ struct Lane {
     done: UnboundedSender<Done>,
     /// How large a batch may grow, when the endpoint takes batches.
     room: BatchRoom,
+    /// Its successes still being recorded, which bound how far ahead of them it sends.
+    unrecorded: Arc<Unrecorded>,
 }
 
 /// What became of a job a lane took.
@@ -856,6 +862,14 @@ impl Lane {
                     self.report(self.done_of(&job), false);
                     break step;
                 }
+                // No further ahead of the store than the one batch before it.
+                if !self
+                    .records_caught_up(self.batch_most(batch), &mut ahead)
+                    .await
+                {
+                    self.report(self.done_of(&job), false);
+                    break Step::Stop;
+                }
                 let Some(jobs) = self.gather(job, &mut taken, &mut queue, batch).await else {
                     break Step::Stop;
                 };
@@ -885,6 +899,13 @@ impl Lane {
                 self.report(self.done_of(&job), false);
                 break step;
             }
+            // No further ahead of the store than one success per request it may have out: a
+            // crash then sends again at most those and the requests out, twice the limit.
+            let started = std::time::Instant::now();
+            if !self.records_caught_up(limit, &mut ahead).await {
+                self.report(self.done_of(&job), false);
+                break Step::Stop;
+            }
             step = if out.is_empty() && limit == 1 {
                 // Under the kill switch nothing is held: the claims would only wait out the
                 // pause (and a revoke meanwhile would wait for them). Nor on the way out.
@@ -904,8 +925,8 @@ impl Lane {
                     // It began while claiming; `work` gives back this job's claim.
                     ahead.release_all(&self.worker).await;
                 }
-                let started = std::time::Instant::now();
                 let step = self.work(job, claim, Some(&mut ahead)).await;
+                // The wait for the store counts: claims taken ahead age through it too.
                 pace = started.elapsed();
                 step
             } else {
@@ -928,6 +949,22 @@ impl Lane {
         }
         // The jobs still out finish on their own and report themselves.
         out.detach_all();
+    }
+
+    /// Waits until at most `most` of the lane's successes are still being recorded; false if
+    /// the process stops meanwhile. Claims taken ahead for partitions revoked meanwhile are
+    /// given back while it waits: a slow store must not hold up a handover too.
+    async fn records_caught_up(&self, most: usize, ahead: &mut ClaimsAhead) -> bool {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.unrecorded.at_most(most) => return true,
+                _ = self.worker.shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(CLAIM_RECHECK) => {
+                    ahead.release_revoked(&self.worker, &self.ownership).await;
+                }
+            }
+        }
     }
 
     /// Works on `job` beside the lane. Should it die (a panic) it still reports, unfinished:
@@ -1113,9 +1150,11 @@ impl Lane {
                     done: Some(finished),
                     to: self.done.clone(),
                 };
+                let recording = self.unrecorded.begin();
                 tokio::spawn(
                     async move {
                         let recorded = worker.record_delivered(*settlement).await;
+                        drop(recording);
                         drop(send);
                         drop(sending);
                         report.send(recorded.is_ok());
@@ -1134,6 +1173,12 @@ impl Lane {
         }
     }
 
+    /// The most jobs one of the lane's batches takes.
+    fn batch_most(&self, batch: Batching) -> usize {
+        let asked = usize::try_from(batch.max_events).unwrap_or(1).max(1);
+        self.room.per_batch(asked)
+    }
+
     /// Takes the jobs of one batch: `first`, then the ones queued behind it, up to
     /// `max_events` (and the lane's room), waiting for more until `first` has waited
     /// `max_wait` since its record was written. `None` when the process stops meanwhile (the
@@ -1145,8 +1190,7 @@ impl Lane {
         queue: &mut UnboundedReceiver<Job>,
         batch: Batching,
     ) -> Option<Vec<Job>> {
-        let asked = usize::try_from(batch.max_events).unwrap_or(1).max(1);
-        let most = self.room.per_batch(asked);
+        let most = self.batch_most(batch);
         let most_bytes = self.room.bytes();
         // A wait too long for the clock is no deadline at all.
         let deadline = first

@@ -13,6 +13,8 @@ use tokio::time::Instant;
 
 use hookstream_model::ids::EndpointId;
 
+use crate::unrecorded::Unrecorded;
+
 /// Which opening of an endpoint's lane a job went through. A lane whose worker stopped is
 /// replaced; the old lane's late news must not count against its replacement.
 pub type LaneId = u64;
@@ -101,6 +103,8 @@ impl Drop for StoppedClock {
 struct Lane<J> {
     id: LaneId,
     stopwatch: Arc<Stopwatch>,
+    /// Its successes still being recorded: handed on to a lane that replaces it.
+    unrecorded: Arc<Unrecorded>,
     queue: UnboundedSender<J>,
     /// Unfinished jobs (waiting or being worked on), and their bytes.
     pending: usize,
@@ -160,17 +164,19 @@ impl<J> Lanes<J> {
         job: J,
         bytes: usize,
     ) -> Option<(LaneId, UnboundedReceiver<J>)> {
-        let job = match self.lanes.get_mut(&endpoint) {
+        let (job, unrecorded) = match self.lanes.get_mut(&endpoint) {
             Some(lane) => match lane.queue.send(job) {
                 Ok(()) => {
                     lane.pending += 1;
                     lane.bytes += bytes;
                     return None;
                 }
-                // The lane's worker is gone; replace the lane.
-                Err(SendError(job)) => job,
+                // The lane's worker is gone; replace the lane. The successes of its jobs still
+                // being recorded count against the new one too.
+                Err(SendError(job)) => (job, Arc::clone(&lane.unrecorded)),
             },
-            None => job,
+            // A lane closes only once all its jobs are finished, their records written.
+            None => (job, Arc::default()),
         };
         let id = self.next_id;
         self.next_id += 1;
@@ -180,6 +186,7 @@ impl<J> Lanes<J> {
         let lane = Lane {
             id,
             stopwatch: Arc::default(),
+            unrecorded,
             queue,
             pending: 1,
             bytes,
@@ -215,6 +222,14 @@ impl<J> Lanes<J> {
         if lane.pending == 0 {
             self.lanes.remove(&endpoint);
         }
+    }
+
+    /// The count of the successes of the endpoint's lane still being recorded (for its worker,
+    /// once the lane is opened).
+    pub fn unrecorded(&self, endpoint: EndpointId) -> Option<Arc<Unrecorded>> {
+        self.lanes
+            .get(&endpoint)
+            .map(|lane| Arc::clone(&lane.unrecorded))
     }
 
     /// The stopwatch of the endpoint's lane (for its worker, once the lane is opened).

@@ -24,6 +24,7 @@ mod requeue;
 mod routing;
 mod sender;
 mod strict;
+mod unrecorded;
 mod webhook;
 mod worker;
 
