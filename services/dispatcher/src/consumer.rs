@@ -34,7 +34,7 @@ use crate::metrics;
 use crate::ownership::{Ownership, SendGuard};
 use crate::routing::QuarantinedTask;
 use crate::strict::StrictQueues;
-use crate::unrecorded::Unrecorded;
+use crate::unrecorded::{self, Unrecorded};
 use crate::worker::{CLAIM_RECHECK, Interrupted, Progress, Route, Worker, attempt_span};
 
 /// Follows rebalances: tells the consume loop which partitions were taken away (so it stops
@@ -792,10 +792,10 @@ fn observe_queue_time(age: Option<Duration>) {
 
 /// One endpoint's lane: delivers its jobs in order until it closes, one at a time, or up to the
 /// endpoint's `max_in_flight` at once when their order does not matter. A delivered job's attempt
-/// is recorded beside the lane, so the next job is sent while that write commits; a lane waits
-/// before a job while more than its limit of successes (one batch, when it batches) are still
-/// being recorded (see [`Unrecorded`]). The job counts as done (its offset may be committed)
-/// only once its record is written.
+/// is recorded beside the lane, so the next jobs are sent while that write commits; a lane waits
+/// before a job while more than [`unrecorded::PER_REQUEST`] successes per request it may have
+/// out (one batch, when it batches) are still being recorded (see [`Unrecorded`]). The job
+/// counts as done (its offset may be committed) only once its record is written.
 struct Lane {
     endpoint: EndpointId,
     id: LaneId,
@@ -899,10 +899,13 @@ impl Lane {
                 self.report(self.done_of(&job), false);
                 break step;
             }
-            // No further ahead of the store than one success per request it may have out: a
-            // crash then sends again at most those and the requests out, twice the limit.
+            // No further ahead of the store than a few successes per request it may have out:
+            // a crash then sends again at most those and the requests out.
             let started = std::time::Instant::now();
-            if !self.records_caught_up(limit, &mut ahead).await {
+            if !self
+                .records_caught_up(unrecorded::PER_REQUEST * limit, &mut ahead)
+                .await
+            {
                 self.report(self.done_of(&job), false);
                 break Step::Stop;
             }
@@ -955,6 +958,9 @@ impl Lane {
     /// the process stops meanwhile. Claims taken ahead for partitions revoked meanwhile are
     /// given back while it waits: a slow store must not hold up a handover too.
     async fn records_caught_up(&self, most: usize, ahead: &mut ClaimsAhead) -> bool {
+        if self.unrecorded.count() <= most {
+            return true;
+        }
         loop {
             tokio::select! {
                 biased;

@@ -8,6 +8,15 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::claims_ahead;
+
+/// How many successes a lane may have unrecorded for each request it may have out: as many
+/// as it claims at once, so a crash sends again at most what one group of claims covered (and
+/// the requests out). Measured (100 endpoints, batched ingest, SQLite): one per request cost
+/// 30 % of the throughput (4,852 → 3,529 delivered a second; two: 3,332), eight none (4,718
+/// beside 5,071 unbounded); a record waits for the store's group commit, several sends long.
+pub const PER_REQUEST: usize = claims_ahead::MOST;
+
 /// A count of a lane's successes still being recorded.
 #[derive(Debug)]
 pub struct Unrecorded {
@@ -40,8 +49,7 @@ impl Unrecorded {
     }
 
     /// How many successes are still being recorded.
-    #[cfg(test)]
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         *self.count.borrow()
     }
 }

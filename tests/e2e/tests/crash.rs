@@ -168,13 +168,15 @@ async fn crash_and_recover(victim: Service) {
         "deliveries completed before the kill were sent again: {after_completion:?}"
     );
     // Only a dispatcher's death can send a webhook twice: what it had sent and not recorded
-    // goes out again once its claims run out, at most the request in flight and the success
-    // before it on each endpoint's lane. A killed ingest or retry tier only makes copies of
+    // goes out again once its claims run out, at most the request in flight and the successes
+    // before it whose records were still being written on each endpoint's lane (a lane runs at
+    // most eight ahead of its records, the dispatcher's `unrecorded::PER_REQUEST`; CI once saw
+    // three on one lane). A killed ingest or retry tier only makes copies of
     // tasks, and the claims keep every copy of a delivered task from going out. Counted by
     // delivery, not by request: a resend the flapping endpoint fails is retried, and each of
     // those requests comes after the first 2xx too.
     let allowed = if victim == Service::Dispatcher {
-        2 * 2
+        2 * (1 + 8)
     } else {
         0
     };
