@@ -8,7 +8,6 @@
 //! - [`config`]: configuration pieces more than one service takes.
 //! - [`labels`]: bounded `endpoint` and `tenant` label values for the metrics.
 //! - [`lag`]: queue depth (consumer lag) read from the broker into the metrics.
-//! - [`resolver`]: endpoint host names resolved and checked against the destination policy.
 
 pub mod config;
 pub mod http_server;
@@ -16,6 +15,5 @@ pub mod labels;
 pub mod lag;
 pub mod logging;
 pub mod ops;
-pub mod resolver;
 pub mod shutdown;
 pub mod telemetry;

@@ -3,12 +3,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use hookstream_egress::DestinationSettings;
 use hookstream_kafka::KafkaSettings;
 use hookstream_model::ValidationError;
 use hookstream_model::health_rules::Rules;
-use hookstream_runtime::config::{
-    DestinationSettings, MetricsSettings, RetrySettings, StoreSettings,
-};
+use hookstream_runtime::config::{MetricsSettings, RetrySettings, StoreSettings};
 
 /// Consumes delivery tasks from Kafka, signs each webhook (Standard Webhooks), POSTs it to its
 /// endpoint and records the attempt. Retryable failures go to the retry tier of their next delay;

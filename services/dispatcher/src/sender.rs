@@ -1,14 +1,13 @@
 //! Sends one signed webhook over HTTP and reports what happened, without judging it.
 
 use std::error::Error as _;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
+use hookstream_egress::{DestinationBlocked, DestinationResolver, webhook_client};
 use hookstream_model::endpoint::Endpoint;
 use hookstream_model::task::DeliveryTask;
-use hookstream_runtime::resolver::{DestinationBlocked, DestinationResolver, ResolveError};
 
 use crate::classify::TransportFailure;
 use crate::webhook;
@@ -44,45 +43,13 @@ pub struct Sender {
     snippet_bytes: usize,
 }
 
-/// Hands reqwest only addresses the destination policy allows, so the address a webhook
-/// connects to is always one that was checked at that moment.
-struct PolicyResolve(DestinationResolver);
-
-impl reqwest::dns::Resolve for PolicyResolve {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = self.0.clone();
-        Box::pin(async move {
-            let addresses = resolver.resolve(name.as_str()).await.map_err(|err| {
-                let boxed: Box<dyn std::error::Error + Send + Sync> = match err {
-                    ResolveError::Blocked(blocked) => Box::new(blocked),
-                    other => Box::new(other),
-                };
-                boxed
-            })?;
-            let addrs: reqwest::dns::Addrs =
-                Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0)));
-            Ok(addrs)
-        })
-    }
-}
-
 impl Sender {
     pub fn new(
         timeout: Duration,
         snippet_bytes: usize,
         resolver: DestinationResolver,
     ) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(PolicyResolve(resolver))
-            // A proxy would resolve and connect on our behalf, past the destination policy.
-            .no_proxy()
-            // A redirect could point anywhere (including inside our network); never follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(webhook::USER_AGENT)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+        let client = webhook_client(timeout, webhook::USER_AGENT, resolver)?;
         Ok(Self {
             client,
             snippet_bytes,

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
+use hookstream_egress::{DestinationResolver, ResolveError};
 use hookstream_model::dead_letter::DeadLetter;
 use hookstream_model::delivery::{AttemptClass, DeliveryStatus};
 use hookstream_model::destination::EndpointUrl;
@@ -27,7 +28,6 @@ use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
 use hookstream_model::shaping::{Ordering, Shaping};
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::labels;
-use hookstream_runtime::resolver::{DestinationResolver, ResolveError};
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry;
 use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, Store, StoreError};

@@ -3,10 +3,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use hookstream_egress::DestinationSettings;
 use hookstream_kafka::KafkaSettings;
-use hookstream_runtime::config::{
-    DestinationSettings, MetricsSettings, RetrySettings, StoreSettings,
-};
+use hookstream_runtime::config::{MetricsSettings, RetrySettings, StoreSettings};
 use hookstream_runtime::http_server::HttpLimits;
 
 use crate::source::SourceTopic;

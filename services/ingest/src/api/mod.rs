@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 
+use hookstream_egress::DestinationResolver;
 use hookstream_runtime::http_server::HttpLimits;
-use hookstream_runtime::resolver::DestinationResolver;
 
 use crate::intake::Intake;
 use crate::metrics;

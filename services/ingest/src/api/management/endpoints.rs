@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use hookstream_egress::ResolveError;
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{Endpoint, EndpointChanges, Subscription};
 use hookstream_model::health::EndpointHealth;
@@ -22,7 +23,6 @@ use hookstream_model::shaping::{
     Batching, DEFAULT_MAX_IN_FLIGHT, OnDeadLetter, Ordering, RateLimit, Shaping,
     max_in_flight_from_json,
 };
-use hookstream_runtime::resolver::ResolveError;
 use hookstream_signing::{SigningScheme, SigningSecret};
 use hookstream_store::PageRequest;
 
