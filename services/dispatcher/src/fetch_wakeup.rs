@@ -19,8 +19,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::{Sender, channel};
 
-use crate::consumer::RebalanceListener;
 use crate::metrics;
+use crate::rebalance::RebalanceListener;
 
 /// How long the deliveries consumer's fetch waits for data that is not there yet: with a
 /// fetch always out while anything is fetched, it bounds how late a resumed partition is read.

@@ -188,7 +188,7 @@ impl Worker {
     /// as [`Progress::Delivered`] for the caller to record. Returns [`Interrupted`] on shutdown.
     ///
     /// `ahead` is a claim on the task's attempt taken ahead by its lane (see
-    /// `crate::consumer`); it is used instead of a claim of its own while enough of its lease
+    /// `crate::lane`); it is used instead of a claim of its own while enough of its lease
     /// is left, and given back if the task goes another way.
     pub async fn deliver(
         &self,
