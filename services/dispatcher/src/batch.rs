@@ -26,10 +26,9 @@ use hookstream_store::{AttemptClaim, ClaimOutcome};
 
 use crate::breaker::Admission;
 use crate::metrics;
-use crate::worker::{
-    Interrupted, Progress, Route, Settlement, Worker, leaves_room_to_send, note_rate_limit_wait,
-    outcome_of, skipped, unknown_delivery,
-};
+use crate::outcome::outcome_of;
+use crate::progress::{Interrupted, Progress, Route, Settlement, skipped, unknown_delivery};
+use crate::worker::{Worker, leaves_room_to_send, note_rate_limit_wait};
 
 /// What became of a batch.
 pub enum BatchProgress {

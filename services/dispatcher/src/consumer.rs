@@ -25,10 +25,11 @@ use crate::lane::{BatchRoom, Lane, quarantine_task};
 use crate::lanes::Lanes;
 use crate::metrics;
 use crate::ownership::Ownership;
+use crate::progress::Interrupted;
 use crate::rebalance::{RebalanceListener, Rebalances};
 use crate::routing::QuarantinedTask;
 use crate::strict::StrictQueues;
-use crate::worker::{Interrupted, Worker};
+use crate::worker::Worker;
 
 /// Why fetching is paused, and whether it is.
 #[derive(Debug, Default)]

@@ -24,10 +24,11 @@ use crate::job::{Done, Job, Report};
 use crate::lanes::{LaneId, StoppedClock, Stopwatch};
 use crate::metrics;
 use crate::ownership::{Ownership, SendGuard};
+use crate::progress::{Interrupted, Progress, Route};
 use crate::routing::QuarantinedTask;
 use crate::strict::StrictQueues;
 use crate::unrecorded::{self, Unrecorded};
-use crate::worker::{CLAIM_RECHECK, Interrupted, Progress, Route, Worker, attempt_span};
+use crate::worker::{CLAIM_RECHECK, Worker, attempt_span};
 
 /// One endpoint's lane: delivers its jobs in order until it closes, one at a time, or up to the
 /// endpoint's `max_in_flight` at once when their order does not matter. A delivered job's attempt

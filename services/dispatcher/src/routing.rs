@@ -14,7 +14,7 @@ use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::shutdown::{CancellationToken, retry_until_ok};
 use hookstream_runtime::telemetry;
 
-use crate::worker::Interrupted;
+use crate::progress::Interrupted;
 
 /// Writes tasks to retry topics and dead letters to the DLQ.
 pub struct Routing {

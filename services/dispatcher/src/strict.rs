@@ -23,8 +23,9 @@ use hookstream_store::{DeliveryFilter, PageRequest, QueuedTask};
 use crate::health::Sends;
 use crate::metrics;
 use crate::ownership::Ownership;
+use crate::progress::{Interrupted, Progress, Route};
 use crate::routing::QuarantinedTask;
-use crate::worker::{Interrupted, Progress, Route, Worker, attempt_span};
+use crate::worker::{Worker, attempt_span};
 
 /// How often a queue held at a dead letter looks again for its replay or a change of setting (a
 /// task queued for the endpoint, such as the replay's, wakes it at once).

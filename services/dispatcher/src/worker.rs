@@ -13,37 +13,36 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use hookstream_egress::{DestinationResolver, ResolveError};
-use hookstream_model::dead_letter::DeadLetter;
-use hookstream_model::delivery::{AttemptClass, DeliveryStatus};
+use hookstream_model::delivery::AttemptClass;
 use hookstream_model::destination::EndpointUrl;
 use hookstream_model::endpoint::{CircuitState, CircuitView, Endpoint};
-use hookstream_model::ids::{DeliveryId, EndpointId};
-use hookstream_model::ops_event::{OpsEvent, OpsKind};
-use hookstream_model::retry::{RetryPolicy, Tier, parse_retry_after};
+use hookstream_model::ids::EndpointId;
+use hookstream_model::retry::{RetryPolicy, Tier};
 use hookstream_model::shaping::{Ordering, Shaping};
 use hookstream_model::task::DeliveryTask;
 use hookstream_runtime::labels;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_runtime::telemetry;
-use hookstream_store::{AttemptClaim, ClaimOutcome, NewAttempt, RecordOutcome, Store, StoreError};
+use hookstream_store::{AttemptClaim, ClaimOutcome, Store, StoreError};
+
+mod settling;
 
 use crate::breaker::{Admission, Breakers, Circuit};
-use crate::classify::{Disposition, FailurePolicy, classify_failure, classify_status, disposition};
+use crate::classify::FailurePolicy;
 use crate::concurrency::{Concurrency, LaneSettings};
-use crate::decision::{self, AttemptFacts, Next};
 use crate::endpoint_health::HealthKeeper;
 use crate::metrics;
+use crate::outcome::{Outcome, outcome_of, random_unit, refused};
+use crate::progress::{Interrupted, Progress, Route, Settlement, skipped, unknown_delivery};
 use crate::rate_limits::RateLimits;
 use crate::routing::Routing;
-use crate::sender::{SendOutcome, SendResult, Sender};
+use crate::sender::Sender;
 
-/// How long a task waits on a tier when its endpoint's backlog is full (rounded up to a tier).
-const BACKLOG_HOLD: Duration = Duration::from_secs(30);
 /// How often a strict endpoint's queue head looks again while its endpoint is paused.
 const PAUSED_RECHECK: Duration = Duration::from_secs(2);
 /// How often the head of a disabled endpoint's queue looks again for it to be enabled.
@@ -63,31 +62,6 @@ pub(crate) fn leaves_room_to_send(
     now: OffsetDateTime,
 ) -> bool {
     until - now >= lease.mul_f64(SEND_LEASE_LEFT)
-}
-
-/// Where a task being delivered came from, which decides where it waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// Read from the deliveries topic. A task that may not go out yet waits on a tier (in its
-    /// lane, in partition order, while another copy holds its claim: see
-    /// [`Progress::ClaimedElsewhere`]) and a failed one is retried through a tier; a strict
-    /// endpoint's task is queued instead (see [`Progress::Queue`]).
-    Topic,
-    /// The head of a strict endpoint's queue (see `crate::strict`): it waits in place and is
-    /// retried in place, since a tier would let the deliveries behind it overtake it.
-    QueueHead,
-}
-
-/// Why a task was not finished.
-#[derive(Debug)]
-pub enum Interrupted {
-    /// The process is stopping: the task's offset stays uncommitted and the task is consumed
-    /// again after the restart.
-    Shutdown,
-    /// The task cannot be processed as it stands (the store has no such delivery, or refuses
-    /// for good: damaged data). Trying again would wedge its lane and hold its partition's
-    /// offset, so it goes to the quarantine with the reason instead.
-    Unprocessable(String),
 }
 
 /// Everything needed to deliver a task.
@@ -112,75 +86,6 @@ pub struct Worker {
     /// `true` while the kill switch has all sending paused.
     pub sending_paused: tokio::sync::watch::Receiver<bool>,
     pub shutdown: CancellationToken,
-}
-
-/// One attempt's result, before the store numbers it.
-pub(crate) struct Outcome {
-    attempt: NewAttempt,
-    retry_after: Option<Duration>,
-    /// The random draw that spreads its retry (see `RetryPolicy::plan`). The deliveries of one
-    /// batch share it, so the ones on the same attempt come back together.
-    jitter: f64,
-}
-
-impl Outcome {
-    /// The same outcome for another delivery sent in the same request (a batch).
-    pub(crate) fn for_delivery(&self, delivery_id: DeliveryId) -> Self {
-        Self {
-            attempt: NewAttempt {
-                delivery_id,
-                ..self.attempt.clone()
-            },
-            retry_after: self.retry_after,
-            jitter: self.jitter,
-        }
-    }
-
-    pub(crate) fn class(&self) -> AttemptClass {
-        self.attempt.class
-    }
-
-    /// Whether the endpoint took it.
-    pub(crate) fn is_success(&self) -> bool {
-        self.attempt.class.is_success()
-    }
-
-    /// Whether the endpoint's breaker counts it against the endpoint.
-    pub(crate) fn counts_as_failure(&self, failures: FailurePolicy) -> bool {
-        disposition(self.attempt.class, failures) == Disposition::Retry
-    }
-}
-
-/// How far [`Worker::deliver`] took a task.
-pub enum Progress {
-    /// Its outcome is durable: the offset may be committed.
-    Finished,
-    /// It was delivered; the attempt is still to be recorded with [`Worker::record_delivered`].
-    /// The endpoint's next task need not wait for that write.
-    Delivered(Box<Settlement>),
-    /// Nothing was done: the endpoint's rate limit allows its next delivery after this long.
-    /// The task is to be delivered again then (nothing was claimed, no attempt is spent).
-    RateLimited(Duration),
-    /// Nothing was done: the endpoint keeps strict order, or is disabled, so the task joins its
-    /// queue in the store (a disabled endpoint's waits there, unsent, until it is enabled).
-    Queue,
-    /// Nothing was done: a queue head may not go out yet (its endpoint is paused, its breaker
-    /// open, another copy holds its claim), or any task's claim ran short before its send. It
-    /// is to be delivered again after this long.
-    Wait(Duration),
-    /// Nothing was done: another copy holds the claim on a task in partition order (a
-    /// dispatcher killed with it out, until the claim's lease runs out; or a claim of this
-    /// dispatcher's that it failed to give back). It is to be delivered again after
-    /// [`CLAIM_RECHECK`], the tasks behind it waiting: on a tier, they would go first. The wait
-    /// is not the endpoint's pace (see `crate::lanes::Stopwatch`).
-    ClaimedElsewhere,
-}
-
-/// A delivered task whose attempt is not recorded yet.
-pub struct Settlement {
-    pub(crate) task: DeliveryTask,
-    pub(crate) claim: AttemptClaim,
-    pub(crate) outcome: Outcome,
 }
 
 impl Worker {
@@ -645,224 +550,6 @@ impl Worker {
         }
     }
 
-    /// Holds a task of an endpoint whose backlog in this dispatcher is full. The wait is long
-    /// enough that the backlog goes down meanwhile rather than the task coming straight back.
-    pub async fn hold_backlog(&self, task: &DeliveryTask) -> Result<(), Interrupted> {
-        let tier = self.retry.tier_for_wait(BACKLOG_HOLD);
-        self.hold(task, tier, "endpoint_backlog").await
-    }
-
-    /// A task that may not go out yet (paused endpoint, open breaker) waits on a tier with its
-    /// attempt count unchanged and comes back to look again. Holding it in memory instead would
-    /// let one such endpoint fill the dispatcher and stall the others.
-    pub(crate) async fn hold(
-        &self,
-        task: &DeliveryTask,
-        tier: Tier,
-        reason: &str,
-    ) -> Result<(), Interrupted> {
-        let mut held = task.clone();
-        held.due_at = Some(OffsetDateTime::now_utc() + tier.0);
-        self.routing.to_retry_tier(&held, &tier.name()).await?;
-        metrics::TASKS_HELD.with_label_values(&[reason]).inc();
-        tracing::debug!(
-            delivery_id = %task.delivery_id,
-            endpoint_id = %task.endpoint_id,
-            reason,
-            tier = %tier,
-            trace_id = %telemetry::trace_id(&tracing::Span::current()),
-            "task held"
-        );
-        Ok(())
-    }
-
-    /// Routes and records an attempt's outcome. A queue head's retry is only recorded, with
-    /// its due time: the head stays in its queue and is tried again then.
-    pub(crate) async fn settle(
-        &self,
-        task: &DeliveryTask,
-        claim: &AttemptClaim,
-        endpoint: Option<&Endpoint>,
-        outcome: Outcome,
-        route: Route,
-    ) -> Result<(), Interrupted> {
-        let Outcome {
-            mut attempt,
-            retry_after,
-            jitter,
-        } = outcome;
-        let number = claim.number;
-        let facts = AttemptFacts {
-            class: attempt.class,
-            number,
-            endpoint_max_attempts: endpoint.and_then(|e| e.max_attempts),
-            retry_after,
-            now: OffsetDateTime::now_utc(),
-            random: jitter,
-        };
-        let next = decision::decide(&facts, self.failures, &self.retry);
-        match &next {
-            Next::Delivered => {}
-            Next::Retry { due_at, .. } if route == Route::QueueHead => {
-                metrics::RETRIES_WRITTEN
-                    .with_label_values(&["in_place"])
-                    .inc();
-                attempt.next_attempt_at = Some(*due_at);
-            }
-            Next::Retry { tier, due_at } => {
-                let mut waiting = task.clone();
-                waiting.attempts_made = number;
-                waiting.due_at = Some(*due_at);
-                let tier = tier.name();
-                self.routing.to_retry_tier(&waiting, &tier).await?;
-                metrics::RETRIES_WRITTEN.with_label_values(&[&tier]).inc();
-                attempt.next_attempt_at = Some(*due_at);
-                attempt.tier = Some(tier);
-            }
-            Next::DeadLetter {
-                reason,
-                disable_endpoint,
-            } => {
-                self.dead_letter(task, number, &attempt, reason.clone())
-                    .await?;
-                if *disable_endpoint {
-                    self.disable(endpoint).await?;
-                }
-            }
-        }
-        let status = next.status();
-
-        let recorded = match self
-            .durably(|| self.store.record_attempt(claim, &attempt, status))
-            .await
-        {
-            Ok(recorded) => recorded,
-            // A queue head's retry is routed nowhere but this record, and its dead letter is
-            // told by it: without it the head would be sent (and dead-lettered) again and
-            // again. It is set aside (quarantined) instead.
-            Err(Interrupted::Unprocessable(reason))
-                if route == Route::QueueHead && !matches!(next, Next::Delivered) =>
-            {
-                return Err(Interrupted::Unprocessable(reason));
-            }
-            // The outcome is routed already (the next task written, or the webhook delivered):
-            // quarantining this task too would make a second live copy. It is finished; only
-            // the attempt log misses the attempt.
-            Err(Interrupted::Unprocessable(reason)) => {
-                tracing::error!(
-                    delivery_id = %task.delivery_id,
-                    attempt = number,
-                    class = attempt.class.as_str(),
-                    %reason,
-                    "attempt not recorded: the store refuses it; its outcome is routed"
-                );
-                metrics::ATTEMPTS_UNRECORDED.inc();
-                return Ok(());
-            }
-            Err(shutdown) => return Err(shutdown),
-        };
-        if recorded == RecordOutcome::ClaimLost {
-            // Only when this attempt outlasted its lease and another copy claimed it: that
-            // copy's outcome is the one recorded.
-            metrics::CLAIMS_LOST.inc();
-            tracing::warn!(
-                delivery_id = %task.delivery_id,
-                attempt = number,
-                class = attempt.class.as_str(),
-                "attempt outlasted its claim; another copy's outcome is recorded instead"
-            );
-            return Ok(());
-        }
-        let endpoint_id = task.endpoint_id.to_string();
-        let endpoint_label = labels::endpoints().label(&endpoint_id);
-        metrics::ATTEMPTS
-            .with_label_values(&[attempt.class.as_str(), endpoint_label])
-            .inc();
-        metrics::ATTEMPT_DURATION
-            .with_label_values(&[endpoint_label])
-            .observe(attempt.latency_ms as f64 / 1000.0);
-        if status == DeliveryStatus::Delivered {
-            let waited = OffsetDateTime::now_utc() - task.event_created_at;
-            metrics::DELIVERY_LATENCY.observe(waited.as_seconds_f64().max(0.0));
-        }
-        // One line per attempt is per-event detail (DEBUG; the attempt log has it all), except
-        // the one that gives a delivery up, which an operator acts on.
-        macro_rules! attempt_recorded {
-            ($level:expr) => {
-                tracing::event!(
-                    $level,
-                    delivery_id = %task.delivery_id,
-                    endpoint_id = %task.endpoint_id,
-                    event_id = %task.event_id,
-                    attempt = number,
-                    class = attempt.class.as_str(),
-                    status_code = attempt.status_code,
-                    latency_ms = attempt.latency_ms,
-                    next = %status,
-                    tier = attempt.tier.as_deref().unwrap_or(""),
-                    trace_id = %telemetry::trace_id(&tracing::Span::current()),
-                    "attempt recorded"
-                )
-            };
-        }
-        if status == DeliveryStatus::DeadLettered {
-            attempt_recorded!(tracing::Level::INFO);
-        } else {
-            attempt_recorded!(tracing::Level::DEBUG);
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(
-        &self,
-        task: &DeliveryTask,
-        number: u32,
-        attempt: &NewAttempt,
-        reason: String,
-    ) -> Result<(), Interrupted> {
-        let mut last = task.clone();
-        last.attempts_made = number;
-        last.due_at = None;
-        let letter = DeadLetter {
-            task: last,
-            reason,
-            last_class: attempt.class,
-            last_status_code: attempt.status_code,
-            last_error: attempt.error.clone(),
-            last_response_snippet: attempt.response_snippet.clone(),
-            dead_lettered_at: OffsetDateTime::now_utc(),
-        };
-        self.routing.to_dlq(&letter).await?;
-        metrics::DEAD_LETTERED.inc();
-        Ok(())
-    }
-
-    /// `410 Gone`: the endpoint says it is gone for good; send it nothing more until someone
-    /// enables it again through the API.
-    async fn disable(&self, endpoint: Option<&Endpoint>) -> Result<(), Interrupted> {
-        let Some(endpoint) = endpoint else {
-            return Ok(());
-        };
-        // Only the flag: writing back the whole endpoint as read before the attempt would undo
-        // an edit made through the API while the request was out.
-        let now = OffsetDateTime::now_utc();
-        let changed = self
-            .durably(|| self.store.disable_endpoint(endpoint.id, now))
-            .await?;
-        tracing::warn!(endpoint_id = %endpoint.id, "endpoint answered 410 Gone; disabled");
-        // An operator endpoint's own changes are not told: they would go round to it.
-        if changed && !endpoint.subscription.is_operational() {
-            self.health.tell(OpsEvent::endpoint_changed(
-                OpsKind::EndpointDisabled,
-                endpoint.id,
-                &endpoint.tenant,
-                "the endpoint answered 410 Gone",
-                now,
-            ));
-        }
-        Ok(())
-    }
-
     /// Checks the URL again at every attempt: the policy may have tightened and the name may
     /// point elsewhere since the last one (a kept-alive connection would not notice). A name
     /// that does not resolve is left to the send, which classifies it as a DNS error.
@@ -927,19 +614,6 @@ pub fn attempt_span(task: &DeliveryTask) -> tracing::Span {
     )
 }
 
-/// A task consumed without an attempt: nothing to send, its outcome is already durable.
-pub(crate) fn skipped(task: &DeliveryTask, reason: &'static str) -> Progress {
-    tracing::debug!(delivery_id = %task.delivery_id, reason, "task needs no attempt; skipped");
-    metrics::TASKS_SKIPPED.with_label_values(&[reason]).inc();
-    Progress::Finished
-}
-
-/// A task whose delivery the store does not know: ingest stores a delivery before its task is
-/// written, so the row was lost (or purged). Quarantined, not dropped.
-pub(crate) fn unknown_delivery() -> Interrupted {
-    Interrupted::Unprocessable("the store has no such delivery".into())
-}
-
 /// Counts a wait for the endpoint's rate limit.
 pub(crate) fn note_rate_limit_wait(endpoint: EndpointId, wait: Duration) {
     let endpoint_id = endpoint.to_string();
@@ -948,70 +622,6 @@ pub(crate) fn note_rate_limit_wait(endpoint: EndpointId, wait: Duration) {
     metrics::RATE_LIMIT_WAIT_SECONDS
         .with_label_values(&[label])
         .inc_by(wait.as_secs_f64());
-}
-
-/// What one request came to, as the attempt of `delivery_id`.
-pub(crate) fn outcome_of(delivery_id: DeliveryId, result: SendResult) -> Outcome {
-    let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
-    let (status_code, class, response_snippet, error, retry_after) = match result.outcome {
-        SendOutcome::Answered {
-            status,
-            snippet,
-            retry_after,
-        } => {
-            let class = classify_status(status);
-            let error = (!class.is_success()).then(|| format!("endpoint answered HTTP {status}"));
-            let retry_after = retry_after.and_then(|v| parse_retry_after(&v, SystemTime::now()));
-            (Some(status), class, snippet, error, retry_after)
-        }
-        SendOutcome::Failed { failure, message } => (
-            None,
-            classify_failure(failure),
-            String::new(),
-            Some(message),
-            None,
-        ),
-    };
-    Outcome {
-        attempt: NewAttempt {
-            delivery_id,
-            started_at: result.started_at,
-            latency_ms,
-            status_code,
-            class,
-            response_snippet,
-            error,
-            next_attempt_at: None,
-            tier: None,
-        },
-        retry_after,
-        jitter: random_unit(),
-    }
-}
-
-/// An attempt that sent nothing, explained.
-fn refused(task: &DeliveryTask, class: AttemptClass, reason: String) -> Outcome {
-    Outcome {
-        attempt: NewAttempt {
-            delivery_id: task.delivery_id,
-            started_at: OffsetDateTime::now_utc(),
-            latency_ms: 0,
-            status_code: None,
-            class,
-            response_snippet: String::new(),
-            error: Some(reason),
-            next_attempt_at: None,
-            tier: None,
-        },
-        retry_after: None,
-        jitter: random_unit(),
-    }
-}
-
-/// A random number in `[0, 1)` for the retry jitter; 0.5 (no jitter) if the system has no
-/// randomness to give.
-pub(crate) fn random_unit() -> f64 {
-    getrandom::u64().map_or(0.5, |n| (n >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 #[cfg(test)]

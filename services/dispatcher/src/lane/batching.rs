@@ -19,7 +19,8 @@ use crate::job::Job;
 use crate::lanes::StoppedClock;
 use crate::metrics;
 use crate::ownership::SendGuard;
-use crate::worker::{CLAIM_RECHECK, Interrupted, Progress};
+use crate::progress::{Interrupted, Progress};
+use crate::worker::CLAIM_RECHECK;
 
 /// How long a batch the store was too slow to claim waits before it is tried again, halved.
 const AGAIN_PAUSE: Duration = Duration::from_millis(500);
