@@ -11,6 +11,7 @@ mod openapi;
 mod paging;
 mod problem;
 mod schemas;
+mod times;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -13,12 +13,12 @@ use hookstream_model::api_key::ApiKey;
 use hookstream_model::ids::ApiKeyId;
 use hookstream_model::names::Tenant;
 
-use super::endpoints::rfc3339;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::body::JsonObject;
 use crate::api::problem::Problem;
 use crate::api::schemas;
+use crate::api::times::rfc3339;
 use crate::api_key_token;
 
 /// The longest description a key may carry.

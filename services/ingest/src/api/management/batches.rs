@@ -21,13 +21,14 @@ use hookstream_model::replay::{
 use hookstream_store::NewBatchItem;
 
 use super::dead_letters::{parse_class, parse_time};
-use super::endpoints::{live_endpoint, rfc3339};
+use super::endpoint_lookup::live_endpoint;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::body::JsonObject;
 use crate::api::paging::{page_json, page_request};
 use crate::api::problem::Problem;
 use crate::api::schemas;
+use crate::api::times::rfc3339;
 use crate::metrics;
 use crate::replay_plan::{self, PlanError, ReplayRequest};
 

@@ -15,12 +15,12 @@ use hookstream_model::replay::{DeadLetterFilter, IndexedDeadLetter};
 use hookstream_store::Store;
 
 use super::deliveries::render_attempt;
-use super::endpoints::rfc3339;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::paging::page_request;
 use crate::api::problem::Problem;
 use crate::api::schemas;
+use crate::api::times::rfc3339;
 
 /// A time given as RFC 3339 (`2026-11-23T10:00:00Z`).
 pub(super) fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime, Problem> {

@@ -10,12 +10,12 @@ use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_store::DeliveryFilter;
 
-use super::endpoints::rfc3339;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::paging::{page_json, page_request};
 use crate::api::problem::Problem;
 use crate::api::schemas;
+use crate::api::times::rfc3339;
 
 fn render(delivery: &Delivery) -> Value {
     json!({

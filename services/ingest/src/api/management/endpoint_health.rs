@@ -13,11 +13,12 @@ use hookstream_model::endpoint::Endpoint;
 use hookstream_model::health::{EndpointHealth, Notice};
 use hookstream_model::ids::EndpointId;
 
-use super::endpoints::{live_endpoint, rfc3339};
+use super::endpoint_lookup::live_endpoint;
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::problem::Problem;
 use crate::api::schemas;
+use crate::api::times::rfc3339;
 
 #[utoipa::path(
     get,

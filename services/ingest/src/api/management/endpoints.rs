@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use hookstream_egress::ResolveError;
 use hookstream_model::destination::EndpointUrl;
@@ -27,16 +26,14 @@ use hookstream_signing::{SigningScheme, SigningSecret};
 use hookstream_store::PageRequest;
 
 use super::endpoint_health;
+use super::endpoint_lookup::{live_endpoint, parse_id};
 use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::body::JsonObject;
 use crate::api::paging::{page_json, page_request};
 use crate::api::problem::Problem;
 use crate::api::schemas;
-
-pub(super) fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
-}
+use crate::api::times::rfc3339;
 
 /// The endpoint as the API shows it. An HMAC secret is shown once, when the endpoint is created
 /// or its secret rotated; an ed25519 endpoint's public key is shown always, its secret key never.
@@ -210,11 +207,6 @@ fn parse_max_in_flight(value: Option<Value>) -> Result<Option<u32>, Problem> {
     }
 }
 
-fn parse_id(text: &str) -> Result<EndpointId, Problem> {
-    // An id of the wrong shape cannot exist: answer as for any unknown endpoint.
-    EndpointId::parse(text, "id").map_err(|_| Problem::not_found("endpoint"))
-}
-
 #[utoipa::path(
     post,
     path = "/v1/endpoints",
@@ -323,21 +315,6 @@ async fn live_endpoints_of(
             _ => return Ok(count),
         }
     }
-}
-
-/// The live endpoint an `{id}` path names, or 404 (also for another tenant's).
-pub(super) async fn live_endpoint(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-) -> Result<Endpoint, Problem> {
-    state
-        .intake
-        .store
-        .get_endpoint(parse_id(id)?)
-        .await?
-        .filter(|endpoint| caller.sees(&endpoint.tenant))
-        .ok_or_else(|| Problem::not_found("endpoint"))
 }
 
 #[utoipa::path(

@@ -10,6 +10,7 @@ mod control;
 mod dead_letters;
 mod deliveries;
 mod endpoint_health;
+mod endpoint_lookup;
 mod endpoints;
 
 use utoipa_axum::router::OpenApiRouter;
