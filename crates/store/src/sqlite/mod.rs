@@ -8,15 +8,23 @@
 //! [`writer`]'s group commit; a thread of its own moves the log into the database file
 //! ([`checkpoints`]), so commits do not. Endpoints and subscriptions once read are kept and
 //! checked against a counter every change to an endpoint moves ([`endpoint_cache`]).
+//!
+//! This module runs the [`Store`] methods on those connections; the SQL of each kind of row is
+//! in a module of its own ([`events`], [`deliveries`], [`endpoints`], [`replay`], [`ordered`],
+//! [`purge`]), as functions over an open connection.
 
 mod access;
 mod checkpoints;
 mod connection;
+mod deliveries;
 mod endpoint_cache;
+mod endpoints;
+mod events;
 mod health;
 mod migrations;
 mod ordered;
 mod purge;
+mod queries;
 mod readers;
 mod replay;
 mod rows;
@@ -34,14 +42,11 @@ use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscription};
-use hookstream_model::event::{
-    Event, IdempotencyVerdict, IdempotencyWindow, PriorRequest, PublishState,
-};
+use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::Tenant;
 use hookstream_signing::SigningSecret;
 
-use crate::claim::{ClaimDecision, RecordDecision, StoredClaim, decide_claim, decide_record};
 use crate::installation::installation_key;
 use crate::{
     AttemptClaim, ClaimOutcome, CreateEventOutcome, DeliveryFilter, NewAttempt, NewEvent, Page,
@@ -50,9 +55,12 @@ use crate::{
 use checkpoints::Checkpointer;
 use connection::{checkpoint_reporter, connect};
 use endpoint_cache::EndpointCache;
+use endpoints::{live_endpoint, write_endpoint_settings};
+use events::create_event_in;
 use purge::{PURGE_BATCH, purge_batch};
+use queries::{clamp_limit, into_page, query_all, query_one};
 use readers::Readers;
-use rows::{RowResult, millis};
+use rows::millis;
 use writer::Writer;
 
 /// The embedded SQLite store. Cheap to clone; clones share its connections.
@@ -166,235 +174,6 @@ impl SqliteStore {
     }
 }
 
-/// A delivery and its claim columns, read inside a write transaction.
-fn delivery_with_claim(
-    conn: &Connection,
-    id: DeliveryId,
-) -> Result<Option<(Delivery, StoredClaim)>, StoreError> {
-    query_one(
-        conn,
-        &format!(
-            "SELECT {}, claim_token, claim_until FROM deliveries WHERE id = ?1",
-            rows::DELIVERY_COLUMNS
-        ),
-        [id.to_string()],
-        rows::delivery_with_claim,
-    )
-}
-
-/// Writes what an endpoint's owner can change (and its pause); false if it is not live.
-fn write_endpoint_settings(conn: &Connection, e: &Endpoint) -> Result<bool, StoreError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE endpoints SET url = ?2, event_types = ?3, disabled = ?4, updated_at = ?5,
-                    max_attempts = ?6, paused = ?7, shaping = ?8
-             WHERE id = ?1 AND deleted_at IS NULL",
-        )?
-        .execute(params![
-            e.id.to_string(),
-            e.url.as_str(),
-            serde_json::to_string(&e.subscription.to_list())
-                .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
-            e.disabled,
-            millis(e.updated_at),
-            e.max_attempts,
-            e.paused,
-            e.shaping.to_json(),
-        ])?;
-    Ok(changed == 1)
-}
-
-/// A live (not deleted) endpoint, its secrets opened.
-fn live_endpoint(
-    conn: &Connection,
-    id: EndpointId,
-    sealer: &SecretSealer,
-) -> Result<Option<Endpoint>, StoreError> {
-    query_one(
-        conn,
-        &format!(
-            "SELECT {} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
-            rows::ENDPOINT_COLUMNS
-        ),
-        [id.to_string()],
-        |row| rows::endpoint(row, sealer),
-    )
-}
-
-/// Runs a query and reads every row with `read`.
-fn query_all<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    read: impl Fn(&rusqlite::Row<'_>) -> RowResult<T>,
-) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, |row| read(row))?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(row??);
-    }
-    Ok(out)
-}
-
-fn query_one<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    read: impl Fn(&rusqlite::Row<'_>) -> RowResult<T>,
-) -> Result<Option<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    stmt.query_row(params, |row| read(row))
-        .optional()?
-        .transpose()
-}
-
-/// The event an idempotency key points at, with its publish state and the key's expiry.
-fn load_prior_request(
-    conn: &Connection,
-    tenant: &Tenant,
-    key: &str,
-) -> Result<Option<(Event, String, OffsetDateTime)>, StoreError> {
-    let Some((event_id, expires_at)) = conn
-        .prepare_cached(
-            "SELECT event_id, expires_at FROM idempotency_keys WHERE tenant = ?1 AND key = ?2",
-        )?
-        .query_row(params![tenant.as_str(), key], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-        })
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let event = query_one(
-        conn,
-        &format!("SELECT {} FROM events WHERE id = ?1", rows::EVENT_COLUMNS),
-        [&event_id],
-        rows::event,
-    )?
-    .ok_or_else(|| {
-        StoreError::corrupt("idempotency key", format!("event {event_id} is missing"))
-    })?;
-    Ok(Some((event.0, event.1, rows::from_millis(expires_at)?)))
-}
-
-fn deliveries_of_event(conn: &Connection, id: EventId) -> Result<Vec<Delivery>, StoreError> {
-    query_all(
-        conn,
-        &format!(
-            "SELECT {} FROM deliveries WHERE event_id = ?1 ORDER BY id",
-            rows::DELIVERY_COLUMNS
-        ),
-        [id.to_string()],
-        rows::delivery,
-    )
-}
-
-/// Cuts a list fetched with `limit + 1` rows into a page and the next cursor.
-fn into_page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Page<T> {
-    let limit = limit as usize;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(cursor_of)
-    } else {
-        None
-    };
-    Page { items, next }
-}
-
-fn clamp_limit(page: &PageRequest) -> u32 {
-    page.limit.clamp(1, PageRequest::MAX_LIMIT)
-}
-
-/// Inserts one delivery in the open transaction.
-fn insert_delivery(conn: &Connection, d: &Delivery) -> Result<(), StoreError> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        rows::DELIVERY_COLUMNS
-    ))?
-    .execute(params![
-        d.id.to_string(),
-        d.event_id.to_string(),
-        d.endpoint_id.to_string(),
-        d.tenant.as_str(),
-        d.event_type.as_str(),
-        d.status.as_str(),
-        d.attempts,
-        millis(d.created_at),
-        millis(d.updated_at),
-        d.next_attempt_at.map(millis),
-        d.next_tier,
-    ])?;
-    Ok(())
-}
-
-/// Stores one event and its deliveries in the open transaction, applying the idempotency window
-/// to its key.
-fn create_event_in(
-    conn: &Connection,
-    new: &NewEvent,
-    window: IdempotencyWindow,
-) -> Result<CreateEventOutcome, StoreError> {
-    let event = &new.event;
-    if let Some(key) = &event.idempotency_key {
-        let prior = load_prior_request(conn, &event.tenant, key.as_str())?;
-        let verdict = window.judge(
-            prior.as_ref().map(|(prior, _, expires_at)| PriorRequest {
-                event: prior,
-                expires_at: *expires_at,
-            }),
-            &event.event_type,
-            &event.payload,
-            event.created_at,
-        );
-        match (verdict, prior) {
-            (IdempotencyVerdict::Repeat(_), Some((prior, state, _))) => {
-                let deliveries = deliveries_of_event(conn, prior.id)?;
-                let state = PublishState::parse(&state)
-                    .ok_or_else(|| StoreError::corrupt("event publish_state", &state))?;
-                return Ok(CreateEventOutcome::Repeat {
-                    event: prior,
-                    state,
-                    deliveries,
-                });
-            }
-            (IdempotencyVerdict::Conflict(original), _) => {
-                return Ok(CreateEventOutcome::Conflict { original });
-            }
-            _ => {}
-        }
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO idempotency_keys (tenant, key, event_id, expires_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            event.tenant.as_str(),
-            key.as_str(),
-            event.id.to_string(),
-            millis(window.expiry(event.created_at)),
-        ])?;
-    }
-    conn.prepare_cached(
-            "INSERT INTO events (id, tenant, event_type, payload, idempotency_key, created_at, publish_state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            event.id.to_string(),
-            event.tenant.as_str(),
-            event.event_type.as_str(),
-            event.payload.to_string(),
-            event.idempotency_key.as_ref().map(|k| k.as_str()),
-            millis(event.created_at),
-            PublishState::Publishing.as_str(),
-        ])?;
-    {
-        for d in &new.deliveries {
-            insert_delivery(conn, d)?;
-        }
-    }
-    Ok(CreateEventOutcome::Created)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -405,27 +184,8 @@ impl Store for SqliteStore {
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         let e = endpoint.clone();
         let sealed = self.sealer.seal(e.id, &e.secret)?;
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO endpoints (id, tenant, url, event_types, secret, disabled, created_at, updated_at, max_attempts, shaping)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                e.id.to_string(),
-                e.tenant.as_str(),
-                e.url.as_str(),
-                serde_json::to_string(&e.subscription.to_list())
-                    .map_err(|err| StoreError::corrupt("endpoint event_types", err))?,
-                sealed,
-                e.disabled,
-                millis(e.created_at),
-                millis(e.updated_at),
-                e.max_attempts,
-                e.shaping.to_json(),
-            ])?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| endpoints::insert(conn, &e, &sealed))
+            .await
     }
 
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
@@ -444,21 +204,8 @@ impl Store for SqliteStore {
         let after = page.after.clone().unwrap_or_default();
         let limit = clamp_limit(page);
         let sealer = self.sealer.clone();
-        self.read(move |conn| {
-            let items = query_all(
-                conn,
-                &format!(
-                    "SELECT {} FROM endpoints
-                     WHERE tenant = ?1 AND deleted_at IS NULL AND id > ?2
-                     ORDER BY id LIMIT ?3",
-                    rows::ENDPOINT_COLUMNS
-                ),
-                params![tenant, after, limit + 1],
-                |row| rows::endpoint(row, &sealer),
-            )?;
-            Ok(into_page(items, limit, |e| e.id.to_string()))
-        })
-        .await
+        self.read(move |conn| endpoints::page_of(conn, &tenant, &after, limit, &sealer))
+            .await
     }
 
     async fn disable_endpoint(
@@ -514,31 +261,8 @@ impl Store for SqliteStore {
         let now = millis(OffsetDateTime::now_utc());
         let expires = millis(previous_expires_at);
         let sealer = self.sealer.clone();
-        self.write(move |conn| {
-            let current: Option<String> = conn
-                .prepare_cached(
-                    "SELECT secret FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
-                )?
-                .query_row([id.to_string()], |row| row.get(0))
-                .optional()?;
-            let Some(current) = current else {
-                return Ok(None);
-            };
-            // A secret that does not open (planted in plain text, sealed under another key)
-            // does not keep signing: rotating is how an operator gets rid of it.
-            let retiring = sealer
-                .open(&id.to_string(), &current)
-                .is_ok()
-                .then_some(current);
-            conn.prepare_cached(
-                "UPDATE endpoints SET previous_secret = ?5, previous_secret_expires_at = ?3,
-                        secret = ?2, updated_at = ?4
-                 WHERE id = ?1 AND deleted_at IS NULL",
-            )?
-            .execute(params![id.to_string(), new, expires, now, retiring])?;
-            live_endpoint(conn, id, &sealer)
-        })
-        .await
+        self.write(move |conn| endpoints::rotate(conn, id, &new, expires, now, &sealer))
+            .await
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
@@ -601,18 +325,8 @@ impl Store for SqliteStore {
 
     async fn mark_events_published(&self, ids: &[EventId]) -> Result<(), StoreError> {
         let ids = ids.to_vec();
-        self.write(move |conn| {
-            for id in &ids {
-                let changed = conn
-                    .prepare_cached("UPDATE events SET publish_state = ?2 WHERE id = ?1")?
-                    .execute(params![id.to_string(), PublishState::Published.as_str()])?;
-                if changed == 0 {
-                    return Err(StoreError::NotFound(id.to_string()));
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| events::mark_published(conn, &ids))
+            .await
     }
 
     async fn set_aside_event(&self, id: EventId, reason: &str) -> Result<(), StoreError> {
@@ -626,31 +340,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(Event, Vec<Delivery>)>, StoreError> {
         let before = millis(before);
         let (waiting, undecodable) = self
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {} FROM events
-                     WHERE publish_state = 'publishing' AND created_at < ?1
-                     ORDER BY created_at LIMIT ?2",
-                    rows::EVENT_COLUMNS
-                ))?;
-                let mut waiting = Vec::new();
-                let mut undecodable = Vec::new();
-                let mut found = stmt.query(params![before, limit])?;
-                while let Some(row) = found.next()? {
-                    let decoded = rows::event(row)?.and_then(|(event, _)| {
-                        let deliveries = deliveries_of_event(conn, event.id)?;
-                        Ok((event, deliveries))
-                    });
-                    match decoded {
-                        Ok(entry) => waiting.push(entry),
-                        Err(err @ StoreError::Corrupt { .. }) => {
-                            undecodable.push((row.get::<_, String>(0)?, err.to_string()))
-                        }
-                        Err(err) => return Err(err),
-                    }
-                }
-                Ok((waiting, undecodable))
-            })
+            .read(move |conn| events::unpublished(conn, before, limit))
             .await?;
         // An event that does not decode can never be published: set aside, so the sweep goes
         // on with the others.
@@ -784,59 +474,14 @@ impl Store for SqliteStore {
         attempts_made: u32,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
-        self.write(move |conn| {
-            let Some((delivery, stored)) = delivery_with_claim(conn, id)? else {
-                return Ok(ClaimOutcome::Missing);
-            };
-            let now = OffsetDateTime::now_utc();
-            Ok(
-                match decide_claim(&delivery, &stored, attempts_made, now, lease) {
-                    ClaimDecision::Final => ClaimOutcome::Final(delivery),
-                    ClaimDecision::Stale => ClaimOutcome::Stale(delivery),
-                    ClaimDecision::Busy(until) => ClaimOutcome::Busy { until },
-                    ClaimDecision::Claim { number } => {
-                        let claim = AttemptClaim::new(id, number, now + lease);
-                        conn.prepare_cached(
-                            "UPDATE deliveries SET status = 'delivering', updated_at = ?2,
-                                claim_token = ?3, claim_until = ?4
-                         WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            id.to_string(),
-                            millis(now),
-                            claim.token,
-                            millis(claim.until)
-                        ])?;
-                        ClaimOutcome::Claimed {
-                            delivery: Delivery {
-                                status: DeliveryStatus::Delivering,
-                                updated_at: now,
-                                ..delivery
-                            },
-                            claim,
-                        }
-                    }
-                },
-            )
-        })
-        .await
+        self.write(move |conn| deliveries::claim(conn, id, attempts_made, lease))
+            .await
     }
 
     async fn release_claim(&self, claim: &AttemptClaim) -> Result<(), StoreError> {
         let claim = claim.clone();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "UPDATE deliveries SET claim_until = NULL
-                 WHERE id = ?1 AND claim_token = ?2 AND attempts = ?3",
-            )?
-            .execute(params![
-                claim.delivery_id.to_string(),
-                claim.token,
-                claim.number.saturating_sub(1)
-            ])?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| deliveries::release(conn, &claim))
+            .await
     }
 
     async fn record_attempt(
@@ -846,50 +491,8 @@ impl Store for SqliteStore {
         status: DeliveryStatus,
     ) -> Result<RecordOutcome, StoreError> {
         let (claim, a) = (claim.clone(), attempt.clone());
-        self.write(move |conn| {
-            let id = claim.delivery_id;
-            let Some((delivery, stored)) = delivery_with_claim(conn, id)? else {
-                return Err(StoreError::NotFound(id.to_string()));
-            };
-            match decide_record(delivery.status, delivery.attempts, &stored, &claim, status) {
-                RecordDecision::ClaimLost => return Ok(RecordOutcome::ClaimLost),
-                // One transaction wrote both rows, so the log row is there too.
-                RecordDecision::AlreadyCounted => return Ok(RecordOutcome::Recorded),
-                RecordDecision::Record => {}
-            }
-            let now = millis(OffsetDateTime::now_utc());
-            conn.prepare_cached(
-                "UPDATE deliveries SET attempts = ?2, status = ?3, updated_at = ?4,
-                        next_attempt_at = ?5, next_tier = ?6, claim_until = NULL
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                id.to_string(),
-                claim.number,
-                status.as_str(),
-                now,
-                a.next_attempt_at.map(millis),
-                a.tier,
-            ])?;
-            conn.prepare_cached(&format!(
-                "INSERT INTO attempts ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                rows::ATTEMPT_COLUMNS
-            ))?
-            .execute(params![
-                id.to_string(),
-                claim.number,
-                millis(a.started_at),
-                i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
-                a.status_code,
-                a.class.as_str(),
-                a.response_snippet,
-                a.error,
-                a.next_attempt_at.map(millis),
-                a.tier,
-            ])?;
-            Ok(RecordOutcome::Recorded)
-        })
-        .await
+        self.write(move |conn| deliveries::record(conn, &claim, &a, status))
+            .await
     }
 
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError> {

@@ -160,7 +160,7 @@ fn replay_in(
             let replay = letter
                 .letter
                 .replay_delivery(new_delivery, OffsetDateTime::now_utc());
-            super::insert_delivery(conn, &replay)?;
+            super::events::insert_delivery(conn, &replay)?;
             conn.prepare_cached(
                 "UPDATE dead_letters SET replays = replays + 1 WHERE delivery_id = ?1",
             )?
