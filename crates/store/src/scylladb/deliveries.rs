@@ -11,11 +11,12 @@ use hookstream_model::names::Tenant;
 use super::cql::{day_of, day_of_millis};
 use super::intake::StoredEvent;
 use super::{
-    DeliveryRow, DeliveryWithClaimRow, EventRow, ScyllaStore, first_row, raw_delivery, rows, ts,
+    DeliveryRow, DeliveryWithClaimRow, EventRow, ScyllaStore, first_row, into_page, raw_delivery,
+    rows, ts,
 };
 use crate::claim::StoredClaim;
 use crate::raw::{RawEvent, from_millis};
-use crate::{DeliveryFilter, NewAttempt, StoreError};
+use crate::{DeliveryFilter, NewAttempt, Page, PageRequest, StoreError};
 
 impl ScyllaStore {
     pub(super) async fn delivery_by_text(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
@@ -276,5 +277,71 @@ impl ScyllaStore {
         DeliveryId::parse(after, "after").ok().map_or(oldest, |id| {
             day_of_millis(id.created_at_millis()).max(oldest)
         })
+    }
+}
+
+impl ScyllaStore {
+    /// A page of deliveries by the filter's most selective index.
+    pub(super) async fn deliveries_page(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
+        let after = page.after.clone().unwrap_or_default();
+        let keep = |d: &Delivery| {
+            filter.tenant.as_ref().is_none_or(|t| d.tenant == *t)
+                && filter.event_id.is_none_or(|id| d.event_id == id)
+                && filter.endpoint_id.is_none_or(|id| d.endpoint_id == id)
+                && filter.status.is_none_or(|s| d.status == s)
+        };
+        // Another tenant's endpoint or event lists nothing, without reading its deliveries
+        // (the time a read of its days takes would tell its volume).
+        if let Some(tenant) = &filter.tenant
+            && !self.belongs_to(tenant, filter).await?
+        {
+            return Ok(into_page(Vec::new(), limit));
+        }
+        let found = if let Some(event_id) = filter.event_id {
+            let ids = self
+                .ids(
+                    &self.statements.select_delivery_ids_of_event,
+                    (event_id.to_string(), &after, i32::MAX),
+                )
+                .await?;
+            let mut found: Vec<Delivery> = self
+                .deliveries_by_ids(&ids)
+                .await?
+                .into_iter()
+                .filter(keep)
+                .collect();
+            found.truncate(limit as usize + 1);
+            found
+        } else if let Some(endpoint_id) = filter.endpoint_id {
+            self.scan_days(
+                &self.statements.select_delivery_ids_of_endpoint,
+                &endpoint_id.to_string(),
+                &after,
+                self.first_day(&after),
+                limit,
+                keep,
+            )
+            .await?
+        } else if let Some(tenant) = &filter.tenant {
+            self.scan_days(
+                &self.statements.select_delivery_ids_of_tenant,
+                tenant.as_str(),
+                &after,
+                self.first_day(&after),
+                limit,
+                keep,
+            )
+            .await?
+        } else {
+            return Err(StoreError::Backend(
+                "scylla: listing deliveries needs a tenant, event or endpoint filter".into(),
+            ));
+        };
+        Ok(into_page(found, limit))
     }
 }

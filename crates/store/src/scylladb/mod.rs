@@ -31,7 +31,7 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::frame::types::{Consistency, SerialConsistency};
 use scylla::response::query_result::QueryResult;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::{CqlTimestamp, MaybeUnset};
+use scylla::value::CqlTimestamp;
 use time::OffsetDateTime;
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -39,10 +39,8 @@ use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscri
 use hookstream_model::event::{Event, IdempotencyWindow};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
 use hookstream_model::names::Tenant;
-use hookstream_model::shaping::Shaping;
 use hookstream_signing::SigningSecret;
 
-use crate::claim::{ClaimDecision, RecordDecision, decide_claim, decide_record};
 use crate::installation::installation_key;
 use crate::raw::millis;
 use crate::{
@@ -63,13 +61,15 @@ macro_rules! ctx {
 }
 
 // After `ctx!`, which they use.
+mod claims;
 mod decode;
 mod deliveries;
+mod endpoints;
 mod migrations;
 
 use decode::{
-    AttemptRow, DeliveryRow, DeliveryWithClaimRow, EndpointRow, EventRow, SubscriberRow, applied,
-    first_row, into_page, raw_attempt, raw_delivery, raw_endpoint, rows,
+    AttemptRow, DeliveryRow, DeliveryWithClaimRow, EndpointRow, EventRow, applied, first_row,
+    into_page, raw_attempt, raw_delivery, raw_endpoint, rows,
 };
 pub use location::ScyllaLocation;
 use migrations::migrate;
@@ -368,32 +368,7 @@ impl Store for ScyllaStore {
     }
 
     async fn create_endpoint(&self, e: &Endpoint) -> Result<(), StoreError> {
-        let id = e.id.to_string();
-        self.run(
-            &self.statements.insert_endpoint,
-            (
-                &id,
-                e.tenant.as_str(),
-                e.url.as_str(),
-                e.subscription.to_list(),
-                self.sealer.seal(e.id, &e.secret)?,
-                e.disabled,
-                ts(e.created_at),
-                ts(e.updated_at),
-                e.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
-                e.paused,
-                e.circuit.state.as_str(),
-                e.circuit.open_until.map(ts),
-                e.shaping.to_json(),
-            ),
-        )
-        .await?;
-        self.run(
-            &self.statements.insert_endpoint_of_tenant,
-            (e.tenant.as_str(), &id),
-        )
-        .await?;
-        Ok(())
+        self.insert_endpoint(e).await
     }
 
     async fn get_endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
@@ -411,38 +386,7 @@ impl Store for ScyllaStore {
         tenant: &Tenant,
         page: &PageRequest,
     ) -> Result<Page<Endpoint>, StoreError> {
-        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
-        let wanted = limit as usize + 1;
-        let mut cursor = page.after.clone().unwrap_or_default();
-        let mut items = Vec::new();
-        // Deleted endpoints stay in the tenant's index; read on until the page is full.
-        loop {
-            let ids = self
-                .ids(
-                    &self.statements.select_endpoint_ids_of_tenant,
-                    (tenant.as_str(), &cursor, wanted as i32),
-                )
-                .await?;
-            let exhausted = ids.len() < wanted;
-            for id in &ids {
-                let id = EndpointId::parse(id, "id")
-                    .map_err(|e| StoreError::corrupt("endpoint id", e))?;
-                if let Some(endpoint) = self.get_endpoint(id).await? {
-                    items.push(endpoint);
-                }
-            }
-            match ids.last() {
-                Some(last) if !exhausted && items.len() < wanted => cursor = last.clone(),
-                _ => break,
-            }
-        }
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|e| e.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        self.endpoints_page(tenant, page).await
     }
 
     async fn disable_endpoint(
@@ -457,22 +401,7 @@ impl Store for ScyllaStore {
     }
 
     async fn update_endpoint(&self, e: &Endpoint) -> Result<bool, StoreError> {
-        applied(
-            self.run(
-                &self.statements.update_endpoint,
-                (
-                    e.url.as_str(),
-                    e.subscription.to_list(),
-                    e.disabled,
-                    ts(e.updated_at),
-                    e.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
-                    e.paused,
-                    e.shaping.to_json(),
-                    e.id.to_string(),
-                ),
-            )
-            .await?,
-        )
+        self.write_endpoint(e).await
     }
 
     async fn change_endpoint(
@@ -481,58 +410,7 @@ impl Store for ScyllaStore {
         changes: &EndpointChanges,
         at: OffsetDateTime,
     ) -> Result<Option<Endpoint>, StoreError> {
-        // Only the given columns are written, each its own cell, so a change made side by side
-        // (a pause, a `410` disabling it) is kept without a read-compare-retry. The settings
-        // document is the exception: written whole, under a compare-and-set on what it was.
-        for _ in 0..5 {
-            let result = self
-                .run(&self.statements.select_shaping, (id.to_string(),))
-                .await?;
-            let Some((Some(tenant), stored, None)) =
-                first_row::<(Option<String>, Option<String>, Option<CqlTimestamp>)>(result)?
-            else {
-                return Ok(None);
-            };
-            let shaping = if changes.changes_shaping() {
-                let current = Shaping::from_json(stored.as_deref())
-                    .map_err(|e| StoreError::corrupt("endpoint shaping", e))?
-                    .within_bounds();
-                Some(changes.apply_to_shaping(current).to_json())
-            } else {
-                None
-            };
-            let columns = (
-                MaybeUnset::from_option(changes.url.as_ref().map(|u| u.as_str())),
-                MaybeUnset::from_option(changes.subscription.as_ref().map(Subscription::to_list)),
-                MaybeUnset::from_option(changes.disabled),
-                ts(at),
-                MaybeUnset::from_option(
-                    changes
-                        .max_attempts
-                        .map(|n| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
-                ),
-                MaybeUnset::from_option(changes.paused),
-                MaybeUnset::from_option(shaping.clone()),
-                id.to_string(),
-                tenant.as_str(),
-            );
-            let result = match shaping {
-                None => self.run(&self.statements.change_endpoint, columns).await?,
-                Some(_) => {
-                    let (a, b, c, d, e, f, g, h, i) = columns;
-                    let condition = (a, b, c, d, e, f, g, h, i, stored.as_deref());
-                    self.run(&self.statements.change_endpoint_shaping, condition)
-                        .await?
-                }
-            };
-            if applied(result)? {
-                return self.get_endpoint(id).await;
-            }
-            // Deleted meanwhile, or its settings changed since they were read: read again.
-        }
-        Err(StoreError::Backend(
-            "scylla: the endpoint's settings kept changing; try again".into(),
-        ))
+        self.apply_endpoint_changes(id, changes, at).await
     }
 
     async fn rotate_secret(
@@ -541,49 +419,8 @@ impl Store for ScyllaStore {
         new: &SigningSecret,
         previous_expires_at: OffsetDateTime,
     ) -> Result<Option<Endpoint>, StoreError> {
-        // Compare-and-set on the secret read: of two rotations racing, one wins and the other
-        // reads again, so the secret that retires is always the one that was current.
-        // The compare is on the stored (sealed) text, which is what the row holds.
-        let sealed = self.sealer.seal(id, new)?;
-        for _ in 0..5 {
-            let result = self
-                .run(&self.statements.select_secret, (id.to_string(),))
-                .await?;
-            let Some((Some(current), deleted_at)) =
-                first_row::<(Option<String>, Option<CqlTimestamp>)>(result)?
-            else {
-                return Ok(None);
-            };
-            if deleted_at.is_some() {
-                return Ok(None);
-            }
-            // A secret that does not open (planted in plain text, sealed under another key)
-            // does not keep signing: rotating is how an operator gets rid of it.
-            let retiring = self
-                .sealer
-                .open(&id.to_string(), &current)
-                .is_ok()
-                .then_some(current.as_str());
-            let result = self
-                .run(
-                    &self.statements.rotate_secret,
-                    (
-                        &sealed,
-                        retiring,
-                        ts(previous_expires_at),
-                        ts(OffsetDateTime::now_utc()),
-                        id.to_string(),
-                        &current,
-                    ),
-                )
-                .await?;
-            if applied(result)? {
-                return self.get_endpoint(id).await;
-            }
-        }
-        Err(StoreError::Backend(
-            "scylla: the endpoint's secret kept changing; try again".into(),
-        ))
+        self.rotate_endpoint_secret(id, new, previous_expires_at)
+            .await
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
@@ -598,37 +435,7 @@ impl Store for ScyllaStore {
         &self,
         tenant: &Tenant,
     ) -> Result<Vec<(EndpointId, Subscription)>, StoreError> {
-        let page = PageRequest::MAX_LIMIT as i32;
-        let mut out = Vec::new();
-        let mut cursor = String::new();
-        loop {
-            let ids = self
-                .ids(
-                    &self.statements.select_endpoint_ids_of_tenant,
-                    (tenant.as_str(), &cursor, page),
-                )
-                .await?;
-            for id in &ids {
-                let result = self.run(&self.statements.select_subscriber, (id,)).await?;
-                // A disabled endpoint is subscribed too: its deliveries are kept until it is enabled.
-                let Some((types, _disabled, deleted_at)) = first_row::<SubscriberRow>(result)?
-                else {
-                    continue;
-                };
-                let types = types.unwrap_or_default();
-                let subscription = Subscription::parse(&types, "event_types")
-                    .map_err(|e| StoreError::corrupt("endpoint event_types", e))?;
-                if deleted_at.is_none() {
-                    let id = EndpointId::parse(id, "id")
-                        .map_err(|e| StoreError::corrupt("endpoint id", e))?;
-                    out.push((id, subscription));
-                }
-            }
-            match ids.last() {
-                Some(last) if ids.len() == page as usize => cursor = last.clone(),
-                _ => return Ok(out),
-            }
-        }
+        self.subscriptions_of(tenant).await
     }
 
     async fn create_events(
@@ -741,62 +548,7 @@ impl Store for ScyllaStore {
         filter: &DeliveryFilter,
         page: &PageRequest,
     ) -> Result<Page<Delivery>, StoreError> {
-        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
-        let after = page.after.clone().unwrap_or_default();
-        let keep = |d: &Delivery| {
-            filter.tenant.as_ref().is_none_or(|t| d.tenant == *t)
-                && filter.event_id.is_none_or(|id| d.event_id == id)
-                && filter.endpoint_id.is_none_or(|id| d.endpoint_id == id)
-                && filter.status.is_none_or(|s| d.status == s)
-        };
-        // Another tenant's endpoint or event lists nothing, without reading its deliveries
-        // (the time a read of its days takes would tell its volume).
-        if let Some(tenant) = &filter.tenant
-            && !self.belongs_to(tenant, filter).await?
-        {
-            return Ok(into_page(Vec::new(), limit));
-        }
-        let found = if let Some(event_id) = filter.event_id {
-            let ids = self
-                .ids(
-                    &self.statements.select_delivery_ids_of_event,
-                    (event_id.to_string(), &after, i32::MAX),
-                )
-                .await?;
-            let mut found: Vec<Delivery> = self
-                .deliveries_by_ids(&ids)
-                .await?
-                .into_iter()
-                .filter(keep)
-                .collect();
-            found.truncate(limit as usize + 1);
-            found
-        } else if let Some(endpoint_id) = filter.endpoint_id {
-            self.scan_days(
-                &self.statements.select_delivery_ids_of_endpoint,
-                &endpoint_id.to_string(),
-                &after,
-                self.first_day(&after),
-                limit,
-                keep,
-            )
-            .await?
-        } else if let Some(tenant) = &filter.tenant {
-            self.scan_days(
-                &self.statements.select_delivery_ids_of_tenant,
-                tenant.as_str(),
-                &after,
-                self.first_day(&after),
-                limit,
-                keep,
-            )
-            .await?
-        } else {
-            return Err(StoreError::Backend(
-                "scylla: listing deliveries needs a tenant, event or endpoint filter".into(),
-            ));
-        };
-        Ok(into_page(found, limit))
+        self.deliveries_page(filter, page).await
     }
 
     async fn claim_attempt(
@@ -805,63 +557,11 @@ impl Store for ScyllaStore {
         attempts_made: u32,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
-        let text = id.to_string();
-        // A lost compare-and-set means another copy changed the row since it was read: read it
-        // again and decide again.
-        for _ in 0..CAS_ROUNDS {
-            let Some((delivery, stored)) = self.delivery_with_claim(&text).await? else {
-                return Ok(ClaimOutcome::Missing);
-            };
-            let now = OffsetDateTime::now_utc();
-            let number = match decide_claim(&delivery, &stored, attempts_made, now, lease) {
-                ClaimDecision::Final => return Ok(ClaimOutcome::Final(delivery)),
-                ClaimDecision::Stale => return Ok(ClaimOutcome::Stale(delivery)),
-                ClaimDecision::Busy(until) => return Ok(ClaimOutcome::Busy { until }),
-                ClaimDecision::Claim { number } => number,
-            };
-            let claim = AttemptClaim::new(id, number, now + lease);
-            let taken = applied(
-                self.run(
-                    &self.statements.claim_attempt,
-                    (
-                        self.delivery_ttl(DeliveryStatus::Delivering),
-                        ts(now),
-                        claim.token.as_str(),
-                        ts(claim.until),
-                        &text,
-                        delivery.status.as_str(),
-                        i32::try_from(delivery.attempts).unwrap_or(i32::MAX),
-                        stored.token.as_deref(),
-                    ),
-                )
-                .await?,
-            )?;
-            if taken {
-                let delivery = Delivery {
-                    status: DeliveryStatus::Delivering,
-                    updated_at: now,
-                    ..delivery
-                };
-                return Ok(ClaimOutcome::Claimed { delivery, claim });
-            }
-        }
-        Err(StoreError::Backend(format!(
-            "scylla: delivery {text} changed under {CAS_ROUNDS} claims in a row"
-        )))
+        self.claim(id, attempts_made, lease).await
     }
 
     async fn release_claim(&self, claim: &AttemptClaim) -> Result<(), StoreError> {
-        // Not applied: the claim was lost or its attempt recorded; either way nothing to do.
-        self.run(
-            &self.statements.release_claim,
-            (
-                claim.delivery_id.to_string(),
-                claim.token.as_str(),
-                i32::try_from(claim.number.saturating_sub(1)).unwrap_or(i32::MAX),
-            ),
-        )
-        .await?;
-        Ok(())
+        self.release(claim).await
     }
 
     async fn record_attempt(
@@ -870,79 +570,7 @@ impl Store for ScyllaStore {
         a: &NewAttempt,
         status: DeliveryStatus,
     ) -> Result<RecordOutcome, StoreError> {
-        let text = claim.delivery_id.to_string();
-        let ttl = self.ttl();
-        let number = i32::try_from(claim.number).unwrap_or(i32::MAX);
-        // The log row goes first and the count second, so an attempt that was counted always
-        // has its row, whatever fails or crashes in between. The number is this claim's alone
-        // (while its lease holds), so writing the row again on a retried call is harmless.
-        let mut row_written = false;
-        for _ in 0..CAS_ROUNDS {
-            let (delivery, stored) = self
-                .delivery_with_claim(&text)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(text.clone()))?;
-            let decision =
-                decide_record(delivery.status, delivery.attempts, &stored, claim, status);
-            if decision == RecordDecision::ClaimLost {
-                return Ok(RecordOutcome::ClaimLost);
-            }
-            if !row_written {
-                self.insert_attempt_row(&text, number, a, ttl).await?;
-                row_written = true;
-            }
-            if decision == RecordDecision::AlreadyCounted {
-                return Ok(RecordOutcome::Recorded);
-            }
-            let now = ts(OffsetDateTime::now_utc());
-            let next_at = a.next_attempt_at.map(ts);
-            let result = if status.is_final() {
-                self.run(
-                    &self.statements.finish_attempt,
-                    (
-                        ttl,
-                        delivery.event_id.to_string(),
-                        delivery.endpoint_id.to_string(),
-                        delivery.tenant.as_str(),
-                        delivery.event_type.as_str(),
-                        ts(delivery.created_at),
-                        number,
-                        status.as_str(),
-                        now,
-                        next_at,
-                        a.tier.as_deref(),
-                        claim.token.as_str(),
-                        &text,
-                        claim.token.as_str(),
-                        number - 1,
-                    ),
-                )
-                .await?
-            } else {
-                self.run(
-                    &self.statements.count_attempt,
-                    (
-                        self.delivery_ttl(status),
-                        number,
-                        status.as_str(),
-                        now,
-                        next_at,
-                        a.tier.as_deref(),
-                        &text,
-                        claim.token.as_str(),
-                        number - 1,
-                    ),
-                )
-                .await?
-            };
-            let counted = applied(result)?;
-            if counted {
-                return Ok(RecordOutcome::Recorded);
-            }
-        }
-        Err(StoreError::Backend(format!(
-            "scylla: delivery {text} changed under {CAS_ROUNDS} records in a row"
-        )))
+        self.record(claim, a, status).await
     }
 
     async fn list_attempts(&self, id: DeliveryId) -> Result<Vec<Attempt>, StoreError> {
