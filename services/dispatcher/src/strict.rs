@@ -13,12 +13,10 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use hookstream_model::delivery::{Delivery, DeliveryStatus};
+use hookstream_model::delivery::DeliveryStatus;
 use hookstream_model::ids::EndpointId;
-use hookstream_model::retry::Tier;
-use hookstream_model::shaping::{OnDeadLetter, Ordering};
 use hookstream_model::task::DeliveryTask;
-use hookstream_store::{DeliveryFilter, PageRequest, QueuedTask};
+use hookstream_store::QueuedTask;
 
 use crate::health::Sends;
 use crate::metrics;
@@ -26,6 +24,11 @@ use crate::ownership::Ownership;
 use crate::progress::{Interrupted, Progress, Route};
 use crate::routing::QuarantinedTask;
 use crate::worker::{Worker, attempt_span};
+
+mod dead_letters;
+mod reads;
+
+use reads::Reads;
 
 /// How often a queue held at a dead letter looks again for its replay or a change of setting (a
 /// task queued for the endpoint, such as the replay's, wakes it at once).
@@ -39,16 +42,6 @@ const READ_RECHECK: Duration = Duration::from_millis(100);
 /// Where a partition's reading starts for this dispatcher: its committed offset. `None` when
 /// it cannot be read now (asked again shortly).
 pub type ReadStart = Box<dyn Fn(i32) -> Option<i64> + Send + Sync>;
-
-/// How far this dispatcher has read an owned partition in its current assignment.
-#[derive(Debug, Clone, Copy)]
-struct Reads {
-    generation: u64,
-    /// Where reading started (the committed offset): every task below it was queued already.
-    start: Option<i64>,
-    /// The highest offset read since.
-    highest: Option<i64>,
-}
 
 /// The strict endpoints' queues of this dispatcher's partitions, and their drivers.
 pub struct StrictQueues {
@@ -131,114 +124,6 @@ impl StrictQueues {
             read_start,
             positions: Mutex::default(),
         })
-    }
-
-    fn reads(&self) -> MutexGuard<'_, HashMap<i32, Reads>> {
-        self.reads
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Changes the partition's reading in assignment `generation` (a new assignment starts
-    /// afresh).
-    fn with_reads(&self, partition: i32, generation: u64, change: impl FnOnce(&mut Reads)) {
-        let fresh = Reads {
-            generation,
-            start: None,
-            highest: None,
-        };
-        let mut reads = self.reads();
-        let reads = reads.entry(partition).or_insert(fresh);
-        if reads.generation < generation {
-            *reads = fresh;
-        }
-        if reads.generation == generation {
-            change(reads);
-        }
-    }
-
-    /// Whether this assignment of the partition has read past `position`, or started reading
-    /// after it: then every task of the partition before it was read (and is pending or done).
-    fn read_past(&self, partition: i32, generation: u64, position: i64) -> bool {
-        self.reads().get(&partition).is_some_and(|r| {
-            r.generation == generation
-                && (r.start.is_some_and(|start| position < start)
-                    || r.highest.is_some_and(|highest| highest >= position))
-        })
-    }
-
-    fn pending(&self) -> MutexGuard<'_, HashMap<EndpointId, BTreeMap<i64, usize>>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A task of the endpoint was read at `offset`: heads placed after it wait until it is done.
-    /// Tasks of one endpoint may be queued out of order (a task overflowing the lane is queued
-    /// beside the lane, jobs ran side by side before the endpoint turned strict), and a head
-    /// sent before an earlier task reached the queue would break the order.
-    pub fn reading(&self, endpoint: EndpointId, partition: i32, generation: u64, offset: i64) {
-        self.with_reads(partition, generation, |reads| {
-            reads.highest = Some(reads.highest.map_or(offset, |h| h.max(offset)));
-        });
-        *self
-            .pending()
-            .entry(endpoint)
-            .or_default()
-            .entry(offset)
-            .or_default() += 1;
-    }
-
-    /// The task read at `offset` is done; the endpoint's driver, if any, looks again.
-    pub fn settled(&self, endpoint: EndpointId, offset: i64) {
-        {
-            let mut pending = self.pending();
-            if let Some(offsets) = pending.get_mut(&endpoint) {
-                // Only the first pending task's end can let a waiting head go.
-                let was_first = offsets.keys().next() == Some(&offset);
-                if let Some(count) = offsets.get_mut(&offset) {
-                    *count -= 1;
-                    if *count == 0 {
-                        offsets.remove(&offset);
-                    }
-                }
-                if offsets.is_empty() {
-                    pending.remove(&endpoint);
-                }
-                if !was_first {
-                    return;
-                }
-            }
-        }
-        if let Some(driver) = self.drivers().get(&endpoint) {
-            driver.dirty.store(true, AtomicOrdering::SeqCst);
-            driver.wake.notify_one();
-        }
-    }
-
-    /// Whether a task of the endpoint read before `position` is not done yet.
-    fn earlier_pending(&self, endpoint: EndpointId, position: i64) -> bool {
-        self.pending()
-            .get(&endpoint)
-            .and_then(|offsets| offsets.keys().next())
-            .is_some_and(|first| *first < position)
-    }
-
-    fn positions(&self) -> MutexGuard<'_, HashMap<i32, i64>> {
-        self.positions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The consume loop stored `position` of `partition` for commit.
-    pub fn stored_position(&self, partition: i32, position: i64) {
-        self.positions().insert(partition, position);
-    }
-
-    /// The partition was revoked: its next assignment stores positions of its own.
-    pub fn forget_position(&self, partition: i32) {
-        self.positions().remove(&partition);
-        self.reads().remove(&partition);
     }
 
     fn drivers(&self) -> MutexGuard<'_, HashMap<EndpointId, Arc<Driver>>> {
@@ -620,151 +505,6 @@ impl StrictQueues {
         drop(send);
         drop(sending);
         turn
-    }
-
-    /// Sends the head back to the deliveries topic (through the hold tier) when its endpoint is
-    /// neither strict nor disabled any more: a queue that kept a disabled endpoint's deliveries,
-    /// or one left behind by a change from strict order. On the topic it goes out as any of the
-    /// endpoint's deliveries (in its lane, retried through the tiers, batched if the endpoint
-    /// batches) instead of one at a time, retried in place, holding up those behind it. A
-    /// crash between the two leaves a copy on the topic and the head in the queue: one of them
-    /// claims the attempt, the other finds it claimed or final. `None`: it stays in the queue.
-    async fn released(
-        &self,
-        endpoint: EndpointId,
-        driver: &Driver,
-        head: &QueuedTask,
-        task: &DeliveryTask,
-    ) -> Option<Turn> {
-        let store = &self.worker.store;
-        let read = match self.worker.durably(|| store.get_endpoint(endpoint)).await {
-            Ok(Some(read)) => read,
-            // Deleted: the head goes on to be dead-lettered with that reason.
-            Ok(None) | Err(Interrupted::Unprocessable(_)) => return None,
-            Err(Interrupted::Shutdown) => return Some(Turn::Stop),
-        };
-        if read.disabled || read.shaping.ordering == Ordering::Strict {
-            return None;
-        }
-        Some(
-            match self.worker.hold(task, Tier::HOLD, "queue_released").await {
-                Ok(()) => {
-                    metrics::QUEUE_RELEASED.inc();
-                    self.remove(endpoint, driver, head.position).await
-                }
-                Err(Interrupted::Shutdown) => Turn::Stop,
-                Err(Interrupted::Unprocessable(reason)) => {
-                    self.set_aside(driver, head, reason).await
-                }
-            },
-        )
-    }
-
-    /// The queue is held at the dead-lettered head `task`, until the dead letter is replayed:
-    /// a replay (a newer delivery of the same event to the endpoint) still to be sent takes the
-    /// head's place, so it goes out before the deliveries behind it; one delivered already (it
-    /// was sent from elsewhere in the queue) releases the hold. Decided here from the store,
-    /// not from where the replay's task was queued, so it holds across restarts.
-    async fn held_at(
-        &self,
-        driver: &Driver,
-        head: &QueuedTask,
-        task: &DeliveryTask,
-        dead: &Delivery,
-    ) -> Turn {
-        let store = &self.worker.store;
-        let filter = DeliveryFilter {
-            event_id: Some(task.event_id),
-            endpoint_id: Some(task.endpoint_id),
-            ..DeliveryFilter::default()
-        };
-        let page = PageRequest::first(PageRequest::MAX_LIMIT);
-        let replays = match self
-            .worker
-            .durably(|| store.list_deliveries(&filter, &page))
-            .await
-        {
-            Ok(deliveries) => deliveries.items,
-            Err(Interrupted::Shutdown) => return Turn::Stop,
-            Err(Interrupted::Unprocessable(reason)) => {
-                tracing::error!(endpoint_id = %task.endpoint_id, %reason, "cannot look for a held dead letter's replay");
-                Vec::new()
-            }
-        };
-        // Only deliveries made after it: an older one (a replay of an earlier dead letter of
-        // the same event) says nothing about this one.
-        let replays = replays
-            .iter()
-            .filter(|d| d.id != dead.id && d.created_at > dead.created_at);
-        let mut pending = None;
-        for replay in replays {
-            match replay.status {
-                DeliveryStatus::Delivered => {
-                    driver.release();
-                    return self.remove(task.endpoint_id, driver, head.position).await;
-                }
-                DeliveryStatus::DeadLettered => {}
-                _ => pending = pending.or(Some(replay.id)),
-            }
-        }
-        let Some(replay) = pending else {
-            driver.hold();
-            return Turn::Wait {
-                wait: HELD_RECHECK,
-                woken: true,
-            };
-        };
-        let promoted = DeliveryTask {
-            delivery_id: replay,
-            attempts_made: 0,
-            due_at: None,
-            ..task.clone()
-        };
-        let encoded = match promoted.encode() {
-            Ok(encoded) => encoded,
-            Err(err) => {
-                return self
-                    .set_aside(driver, head, format!("the replay does not encode: {err}"))
-                    .await;
-            }
-        };
-        let entry = QueuedTask {
-            task: encoded,
-            ..head.clone()
-        };
-        // Held as a send: a driver of an earlier assignment writes nothing once the partition
-        // has moved on.
-        let Some(_sending) = self
-            .ownership
-            .begin_send(driver.partition, driver.generation)
-        else {
-            return Turn::Stop;
-        };
-        match self.worker.durably(|| store.enqueue_task(&entry)).await {
-            Ok(()) => {
-                tracing::info!(endpoint_id = %task.endpoint_id, dead = %task.delivery_id, %replay, "a held dead letter's replay goes first");
-                driver.release();
-                Turn::Again
-            }
-            Err(Interrupted::Shutdown) => Turn::Stop,
-            Err(Interrupted::Unprocessable(reason)) => self.set_aside(driver, head, reason).await,
-        }
-    }
-
-    /// Whether the endpoint's queue stops at a dead letter: it is strict and says `hold`. A
-    /// deleted endpoint's queue goes on (each of its deliveries is dead-lettered in turn).
-    /// `None` on shutdown.
-    async fn holds_at_dead_letter(&self, endpoint: EndpointId) -> Option<bool> {
-        let store = &self.worker.store;
-        match self.worker.durably(|| store.get_endpoint(endpoint)).await {
-            Ok(read) => Some(read.is_some_and(|e| {
-                e.shaping.ordering == Ordering::Strict
-                    && e.shaping.on_dead_letter == OnDeadLetter::Hold
-            })),
-            Err(Interrupted::Shutdown) => None,
-            // An endpoint that cannot be read keeps its queue where it is.
-            Err(Interrupted::Unprocessable(_)) => Some(true),
-        }
     }
 
     async fn remove(&self, endpoint: EndpointId, driver: &Driver, position: i64) -> Turn {
