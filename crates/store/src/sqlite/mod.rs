@@ -9,9 +9,9 @@
 //! ([`checkpoints`]), so commits do not. Endpoints and subscriptions once read are kept and
 //! checked against a counter every change to an endpoint moves ([`endpoint_cache`]).
 //!
-//! This module runs the [`Store`] methods on those connections; the SQL of each kind of row is
-//! in a module of its own ([`events`], [`deliveries`], [`endpoints`], [`replay`], [`ordered`],
-//! [`purge`]), as functions over an open connection.
+//! This module runs the [`Store`] methods on those connections; their SQL is in a module per
+//! kind of row ([`events`], [`deliveries`], [`endpoints`], [`purge`]), as functions over an open
+//! connection. [`replay`] and [`ordered`] implement the replay and strict-queue traits.
 
 mod access;
 mod checkpoints;

@@ -9,6 +9,7 @@ mod batches;
 mod control;
 mod dead_letters;
 mod deliveries;
+mod endpoint_fields;
 mod endpoint_health;
 mod endpoint_lookup;
 mod endpoints;
