@@ -16,6 +16,7 @@ mod health;
 mod intake;
 mod location;
 mod ordered;
+mod outbox;
 mod replay;
 mod secrets;
 
