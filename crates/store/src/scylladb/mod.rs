@@ -12,6 +12,7 @@
 
 mod access;
 mod cql;
+mod dead_letters;
 mod health;
 mod intake;
 mod location;
