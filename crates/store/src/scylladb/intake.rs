@@ -1,4 +1,4 @@
-//! Creating a request's events all or none, and the outbox that ingest sweeps.
+//! Creating a request's events all or none; the outbox those events wait in is [`super::outbox`].
 //!
 //! ScyllaDB has no transaction across partitions, so a request's events are first *staged*:
 //! each gets its outbox row (first, so the sweep can always find what was written), its event
@@ -13,8 +13,8 @@
 //! Exactly one verdict applies, so a request that answers an error stored nothing, and a key is
 //! never held by an event that will not be published.
 //!
-//! The outbox is bucketed by hour; the sweep starts from the oldest hour that may still hold a
-//! row (kept in `control`), so it does not read through days of deleted rows.
+//! The outbox is bucketed by hour; the sweep ([`super::outbox`]) starts from the oldest hour that
+//! may still hold a row (kept in `control`), so it does not read through days of deleted rows.
 
 use std::time::Duration;
 

@@ -234,7 +234,7 @@ pub struct ScyllaStore {
     statements: Arc<Prepared>,
     retention: Duration,
     sealer: SecretSealer,
-    /// When the outbox table of older versions was last found empty (see [`intake`]).
+    /// When the outbox table of older versions was last found empty (see [`outbox`]).
     legacy_outbox_checked: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
     /// The first day whose dead letters are also kept per tenant, once known (see
     /// `tenant_dead_letters_from`).
