@@ -41,7 +41,8 @@ impl ScyllaStore {
             .transpose()
     }
 
-    /// Indexes a dead letter once: by its id, in its day's partition and in its tenant's.
+    /// Indexes a dead letter: its row by id once (a letter read again keeps its replay count),
+    /// and its rows in its day's partition and its tenant's (rewritten alike when read again).
     pub(super) async fn index_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
         let bytes = letter
             .encode()
