@@ -39,7 +39,11 @@ if [ -z "${HOOKSTREAM_TEST_SCYLLA:-}" ]; then
     export HOOKSTREAM_TEST_SCYLLA="127.0.0.1:$cql_port"
 fi
 
-# The binaries the end-to-end tests run, then formatting and lints, while the node starts.
+# The binaries the end-to-end tests run, then formatting and lints, while the node starts. The
+# previous release's first (the rolling-upgrade test starts from them), since its build passes
+# through target/debug, which this checkout's build then takes back.
+CARGO="$CARGO" deploy/local/previous-release.sh ||
+    echo "warning: the previous release was not built; the rolling-upgrade test will fail" >&2
 $CARGO build --workspace --bins
 $CARGO fmt --all --check
 $CARGO clippy --workspace --all-targets -- -D warnings

@@ -176,8 +176,9 @@ async fn main() -> anyhow::Result<()> {
     outbox.await.context("outbox sweep task")?;
     retention.await.context("retention task")?;
     resealing.await.context("re-sealing task")?;
+    let mut left_kafka = true;
     for sources in sources {
-        sources.await.context("source topics task")?;
+        left_kafka &= sources.await.context("source topics task")?;
     }
     // Every request and source is done, so the marks' last group is on its way: written now,
     // the next start's sweep has nothing to publish again.
@@ -191,6 +192,11 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("ingest stopped");
     telemetry.shutdown();
+    if !left_kafka {
+        // A source consumer's commit or close still runs on a blocking thread, which the
+        // runtime's shutdown would wait for: exit without it.
+        std::process::exit(0);
+    }
     Ok(())
 }
 
@@ -202,7 +208,7 @@ async fn start_sources(
     intake: &Intake,
     producer: &rdkafka::producer::FutureProducer,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<bool>>> {
     let sources = config
         .source_topics()
         .map_err(anyhow::Error::msg)

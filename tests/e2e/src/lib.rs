@@ -23,7 +23,7 @@ pub use otlp::{ExportedSpan, OtlpReceiver};
 pub use receiver::{
     Chaos, Receiver, Scripted, Webhook, verify_v1a_with_cryptography, verify_with_reference_library,
 };
-pub use services::{Pipeline, Service, TOKEN, binary};
+pub use services::{Pipeline, Service, TOKEN, binary, previous_release};
 
 use std::time::Duration;
 

@@ -63,6 +63,28 @@ impl ChildProcess {
         );
     }
 
+    /// Stops the process as Kubernetes stops a pod: SIGTERM, then SIGKILL if it has not exited
+    /// within `grace`. True if it exited by itself (successfully: a failed exit panics).
+    pub async fn stop_within(mut self, grace: std::time::Duration) -> bool {
+        self.terminate();
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(exit) => {
+                let exit = exit.expect("waiting for the child");
+                assert!(
+                    exit.success(),
+                    "{} exited with {exit}; log: {}",
+                    self.name,
+                    self.tail()
+                );
+                true
+            }
+            Err(_) => {
+                self.child.kill().await.expect("killing the child");
+                false
+            }
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("killing the child");

@@ -15,17 +15,7 @@ pub const TOKEN: &str = "e2e-test-token-0123456789abcdef";
 pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var("HOOKSTREAM_BIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            // Tests run as target/<profile>/deps/<test>, benchmarks as target/<profile>/<bench>;
-            // the service binaries are in target/<profile>.
-            let exe = std::env::current_exe().expect("the running program's own path");
-            let dir = exe.parent().expect("the program's folder");
-            if dir.file_name().is_some_and(|name| name == "deps") {
-                dir.parent().unwrap_or(dir).to_owned()
-            } else {
-                dir.to_owned()
-            }
-        });
+        .unwrap_or_else(|_| target_profile_dir());
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -33,6 +23,37 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The target folder of the profile this program was built in (target/debug).
+fn target_profile_dir() -> PathBuf {
+    // Tests run as target/<profile>/deps/<test>, benchmarks as target/<profile>/<bench>; the
+    // service binaries are in target/<profile>.
+    let exe = std::env::current_exe().expect("the running program's own path");
+    let dir = exe.parent().expect("the program's folder");
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().unwrap_or(dir).to_owned()
+    } else {
+        dir.to_owned()
+    }
+}
+
+/// The previous release's service binaries (target/previous-release/bin, which
+/// `deploy/local/previous-release.sh` builds) and the commit they were built from.
+pub fn previous_release() -> (PathBuf, String) {
+    let profile = target_profile_dir();
+    let dir = profile
+        .parent()
+        .unwrap_or(&profile)
+        .join("previous-release/bin");
+    let commit = std::fs::read_to_string(dir.join("release")).unwrap_or_else(|_| {
+        panic!(
+            "the previous release's binaries are not in {}: run deploy/local/previous-release.sh \
+             (`make test` does)",
+            dir.display()
+        )
+    });
+    (dir, commit.trim().to_owned())
 }
 
 /// Which service a process is.
@@ -64,6 +85,10 @@ pub struct Pipeline {
     dispatcher: Option<ChildProcess>,
     retry_tier: Option<ChildProcess>,
     replay: Option<ChildProcess>,
+    /// Where an older release's binaries are, for a rolling upgrade: a service not yet in
+    /// `upgraded` starts from there.
+    older_release: Option<PathBuf>,
+    upgraded: Vec<Service>,
 }
 
 impl Pipeline {
@@ -87,6 +112,21 @@ impl Pipeline {
         .await
     }
 
+    /// Like [`Pipeline::start`], on an older release's binaries (in `binaries`): a rolling
+    /// upgrade then moves each service to this build with [`Pipeline::upgrade_service`].
+    pub async fn start_release(binaries: PathBuf, extra: &[(&str, &str)]) -> Self {
+        let broker = Broker::start().await;
+        let address = broker.address.clone();
+        Self::start_with(
+            Some(broker),
+            &address,
+            extra,
+            &[Service::Ingest, Service::Dispatcher, Service::RetryTier],
+            Some(binaries),
+        )
+        .await
+    }
+
     /// Starts only `services` (for benchmarks that exercise one service alone).
     pub async fn start_only(
         broker: Option<Broker>,
@@ -94,7 +134,26 @@ impl Pipeline {
         extra: &[(&str, &str)],
         services: &[Service],
     ) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary folder for the store");
+        Self::start_with(broker, brokers, extra, services, None).await
+    }
+
+    async fn start_with(
+        broker: Option<Broker>,
+        brokers: &str,
+        extra: &[(&str, &str)],
+        services: &[Service],
+        older_release: Option<PathBuf>,
+    ) -> Self {
+        // HOOKSTREAM_E2E_KEEP=1 keeps each pipeline's folder (its services' logs, one per
+        // start, and the embedded store) after the test, to read what happened.
+        let keep = std::env::var_os("HOOKSTREAM_E2E_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("a temporary folder for the store");
+        if keep {
+            eprintln!("pipeline folder kept: {}", dir.path().display());
+        }
         let ingest_port = free_port();
         let ingest_ops_port = free_port();
         let ops_port = free_port();
@@ -162,6 +221,8 @@ impl Pipeline {
             dispatcher: None,
             retry_tier: None,
             replay: None,
+            older_release,
+            upgraded: Vec::new(),
         };
         for service in services {
             pipeline.start_service(*service).await;
@@ -178,7 +239,11 @@ impl Pipeline {
             Service::RetryTier => ("hookstream-retry-tier", self.retry_ops_port),
             Service::Replay => ("hookstream-replay", self.replay_ops_port),
         };
-        let mut command = Command::new(binary(name));
+        let program = match &self.older_release {
+            Some(older) if !self.upgraded.contains(&service) => older.join(name),
+            _ => binary(name),
+        };
+        let mut command = Command::new(program);
         command
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -191,7 +256,14 @@ impl Pipeline {
                 format!("127.0.0.1:{port}"),
             );
         }
-        let log = self.dir.path().join(format!("{name}.{port}.log"));
+        // One log per start: a service started again keeps its earlier run's log beside.
+        let log = (0..)
+            .map(|run| match run {
+                0 => self.dir.path().join(format!("{name}.{port}.log")),
+                _ => self.dir.path().join(format!("{name}.{port}.{run}.log")),
+            })
+            .find(|path| !path.exists())
+            .expect("a free log file name");
         let mut process = ChildProcess::spawn(name, command, log);
         let ready = format!("http://127.0.0.1:{port}/readyz");
         let client = reqwest::Client::new();
@@ -235,6 +307,23 @@ impl Pipeline {
         self.take(service).stop().await;
     }
 
+    /// Stops a service as Kubernetes stops a pod: SIGTERM, then SIGKILL after the chart's
+    /// `terminationGracePeriodSeconds` (30 s). True if it exited by itself in that time.
+    pub async fn stop_as_kubernetes_does(&mut self, service: Service) -> bool {
+        self.take(service)
+            .stop_within(Duration::from_secs(30))
+            .await
+    }
+
+    /// Stops a service of the older release as Kubernetes does and starts this build's in its
+    /// place, as a rolling upgrade does. True if the older one exited by itself in time.
+    pub async fn upgrade_service(&mut self, service: Service) -> bool {
+        let exited = self.stop_as_kubernetes_does(service).await;
+        self.upgraded.push(service);
+        self.start_service(service).await;
+        exited
+    }
+
     /// Asks a service to stop (SIGTERM) and returns at once; [`Pipeline::stop_service`] then
     /// waits for it to exit.
     pub fn request_stop(&self, service: Service) {
@@ -271,6 +360,11 @@ impl Pipeline {
     /// Everything a running service logged so far.
     pub fn log_of(&self, service: Service) -> String {
         self.running(service).map(|p| p.log()).unwrap_or_default()
+    }
+
+    /// Where a running service's log is written (it stays after the service stops).
+    pub fn log_path(&self, service: Service) -> Option<PathBuf> {
+        self.running(service).map(|p| p.log.clone())
     }
 
     /// The process id of a running service (for benchmarks that read its memory).

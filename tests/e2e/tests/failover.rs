@@ -2,7 +2,9 @@
 //! - a dispatcher killed (SIGKILL) under load: the survivor in its consumer group takes over
 //!   its partitions and finishes every delivery, with a bounded number of duplicates;
 //! - a broker killed (SIGKILL) under load: no event that ingest acknowledged is lost, and the
-//!   pipeline keeps delivering on the two brokers left.
+//!   pipeline keeps delivering on the two brokers left;
+//! - a broker that stops answering (paused: its connections stay open, nothing comes back):
+//!   the consuming services still stop in bounded time when asked to.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,7 +14,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use hookstream_e2e::{KafkaCluster, Pipeline, Receiver, Service, eventually, sample};
+use hookstream_e2e::{
+    Broker, KafkaCluster, Pipeline, Receiver, Scripted, Service, eventually, sample,
+};
 
 const ENDPOINTS: usize = 8;
 const EVENTS: usize = 25;
@@ -227,4 +231,61 @@ async fn a_broker_killed_under_load_loses_no_acknowledged_event() {
     .await;
     let after = send_events(&pipeline, 0, 5).await;
     assert_all_delivered(&pipeline, &receiver, &[acknowledged, after].concat()).await;
+}
+
+/// Sends `signal` (STOP, CONT) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_stop_in_bounded_time_while_the_broker_does_not_answer() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    // Offsets are committed only at the stop, so each service has some to commit then.
+    let mut pipeline = Pipeline::start(&[(
+        "HOOKSTREAM_KAFKA_PROPERTIES",
+        "auto.commit.interval.ms=600000",
+    )])
+    .await;
+    let receiver = Receiver::start().await;
+    pipeline
+        .api
+        .create_endpoint("acme", &receiver.url, &[])
+        .await;
+    // The first attempt fails, so the retry tier forwards the task back: the dispatcher and
+    // the retry tier have each finished a record.
+    receiver.script(vec![Scripted::status(503)]);
+    let sent = pipeline
+        .api
+        .send_event("acme", "order.created", json!({"n": 1}), None)
+        .await;
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    let id = sent.body["id"].as_str().expect("an event id").to_owned();
+    let settled = pipeline.api.settled_deliveries(&id, SETTLE).await;
+    assert_eq!(settled[0]["status"], "delivered", "{}", settled[0]);
+
+    // The broker stops answering: the final commit waits on a request that never returns
+    // (until librdkafka's own 60 s socket timeout). Each service must give up on it and exit,
+    // not hang on the commit left behind (`stop_service` allows 30 s).
+    let broker = pipeline
+        .broker
+        .as_ref()
+        .and_then(Broker::pid)
+        .expect("the broker's pid");
+    signal(broker, "STOP");
+    for service in [Service::Dispatcher, Service::RetryTier] {
+        let log = pipeline.log_path(service).expect("a running service");
+        pipeline.stop_service(service).await;
+        let log = std::fs::read_to_string(&log).expect("the service's log");
+        assert!(
+            log.contains("final offset commit and leaving the consumer group timed out"),
+            "{service:?} gave up on its final commit: {log}"
+        );
+    }
+    pipeline.stop_service(Service::Ingest).await;
+    signal(broker, "CONT");
 }

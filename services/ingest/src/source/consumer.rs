@@ -49,8 +49,10 @@ pub struct SourceLoop {
 }
 
 impl SourceLoop {
-    /// Runs until shutdown, then commits what was finished.
-    pub async fn run(self) {
+    /// Runs until shutdown, then commits what was finished and leaves the group. False if
+    /// leaving did not finish in time (see [`hookstream_kafka::commit_and_close`]): the process
+    /// should then exit without waiting on librdkafka.
+    pub async fn run(self) -> bool {
         // Each topic's outcomes exist from the start at 0, so rates (and the rejection alert)
         // work before the first record.
         for topic in self.formats.keys() {
@@ -79,7 +81,7 @@ impl SourceLoop {
                 break;
             }
         }
-        hookstream_kafka::commit_and_close(self.consumer).await;
+        hookstream_kafka::commit_and_close(self.consumer).await
     }
 
     /// Turns one record into an event or a rejection and stores its offset. False on shutdown
