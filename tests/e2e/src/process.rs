@@ -44,45 +44,43 @@ impl ChildProcess {
 
     /// Asks the process to stop (SIGTERM) and waits for it to exit.
     pub async fn stop(mut self) {
-        self.terminate();
-        let exit = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+        if !self
+            .terminate_and_wait(std::time::Duration::from_secs(30))
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "{} did not stop within 30 s; log: {}",
-                    self.name,
-                    self.tail()
-                )
-            })
-            .expect("waiting for the child");
+        {
+            panic!(
+                "{} did not stop within 30 s; log: {}",
+                self.name,
+                self.tail()
+            );
+        }
+    }
+
+    /// Stops the process as Kubernetes stops a pod: SIGTERM, then SIGKILL if it has not exited
+    /// within `grace`. True if it exited by itself (successfully: a failed exit panics).
+    pub async fn stop_within(mut self, grace: std::time::Duration) -> bool {
+        let exited = self.terminate_and_wait(grace).await;
+        if !exited {
+            self.child.kill().await.expect("killing the child");
+        }
+        exited
+    }
+
+    /// SIGTERM, then waits up to `grace`: false if the process is still running then; a
+    /// failed exit panics.
+    async fn terminate_and_wait(&mut self, grace: std::time::Duration) -> bool {
+        self.terminate();
+        let Ok(exit) = tokio::time::timeout(grace, self.child.wait()).await else {
+            return false;
+        };
+        let exit = exit.expect("waiting for the child");
         assert!(
             exit.success(),
             "{} exited with {exit}; log: {}",
             self.name,
             self.tail()
         );
-    }
-
-    /// Stops the process as Kubernetes stops a pod: SIGTERM, then SIGKILL if it has not exited
-    /// within `grace`. True if it exited by itself (successfully: a failed exit panics).
-    pub async fn stop_within(mut self, grace: std::time::Duration) -> bool {
-        self.terminate();
-        match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(exit) => {
-                let exit = exit.expect("waiting for the child");
-                assert!(
-                    exit.success(),
-                    "{} exited with {exit}; log: {}",
-                    self.name,
-                    self.tail()
-                );
-                true
-            }
-            Err(_) => {
-                self.child.kill().await.expect("killing the child");
-                false
-            }
-        }
+        true
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
