@@ -44,6 +44,10 @@ pub struct Options {
     /// Seconds of each ceiling measurement (one before the pipeline starts, one after each run).
     #[arg(long, default_value_t = 5)]
     ceiling_seconds: u64,
+    /// Batch requests the closed-loop throughput runs keep in flight at once (single posts:
+    /// 64).
+    #[arg(long, default_value_t = 4)]
+    batch_requests_in_flight: usize,
     /// Tasks waiting in the retry-timing part.
     #[arg(long, default_value_t = 1_000_000)]
     retry_tasks: usize,
@@ -342,7 +346,7 @@ impl Bench<'_> {
         let load = self.load(phase, endpoints, &timeline);
         let stop = Instant::now() + warmup + measured;
         let (workers, per_request) = match batch {
-            Some(size) => (4, size),
+            Some(size) => (options.batch_requests_in_flight, size),
             None => (64, 1),
         };
         let generator = {

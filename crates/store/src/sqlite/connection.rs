@@ -17,8 +17,42 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// waited behind the dispatcher's).
 const BUSY_RETRY: Duration = Duration::from_micros(500);
 
+/// How much of a savepoint's journal SQLite keeps in memory before moving it to a temporary
+/// file. A savepoint (each write of a group commit runs in one) copies every page it changes
+/// there first; at SQLite's default of 64 KiB a batch of events went to a file, and ingest wrote
+/// as many pages to those files as to the log (issue 20). Past this bound (a purge of large
+/// replay batches, say) the journal still goes to a file, so memory stays bounded.
+const SAVEPOINT_JOURNAL_IN_MEMORY_BYTES: i32 = 16 << 20;
+
+/// Raises [`SAVEPOINT_JOURNAL_IN_MEMORY_BYTES`] for the process. SQLite takes this setting only
+/// before its first connection, so every connection of ours is opened after it (see
+/// [`connect`]); should SQLite have been used before, journals past 64 KiB go to temporary
+/// files as before (slower, nothing else changes).
+pub(super) fn keep_savepoint_journals_in_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` with `SQLITE_CONFIG_STMTJRNL_SPILL` takes one `int`, and must
+        // not run while another thread uses SQLite: every connection of this crate is opened
+        // through `connect`, which waits for this `Once`. Once SQLite is initialised the call
+        // only answers SQLITE_MISUSE.
+        let code = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
+                SAVEPOINT_JOURNAL_IN_MEMORY_BYTES,
+            )
+        };
+        if code != rusqlite::ffi::SQLITE_OK {
+            tracing::info!(
+                code,
+                "SQLite was set up before the store opened: savepoint journals past 64 KiB go to temporary files"
+            );
+        }
+    });
+}
+
 /// Opens a connection to the database file with the settings every connection needs.
 pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
+    keep_savepoint_journals_in_memory();
     let conn = Connection::open(path)?;
     conn.busy_handler(Some(retry_while_busy))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -374,6 +374,8 @@ mod tests {
     fn the_set_is_bounded() {
         let cache = EndpointCache::default();
         let sealer = SecretSealer::plaintext();
+        // Opened as the store's connections are: after SQLite's process-wide settings.
+        super::super::connection::keep_savepoint_journals_in_memory();
         let conn = Connection::open_in_memory().expect("a database");
         conn.execute_batch(
             "CREATE TABLE endpoint_generation (id INTEGER PRIMARY KEY, generation INTEGER);
