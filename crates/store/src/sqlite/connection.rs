@@ -33,8 +33,10 @@ pub(super) fn keep_savepoint_journals_in_memory() {
     ONCE.call_once(|| {
         // SAFETY: `sqlite3_config` with `SQLITE_CONFIG_STMTJRNL_SPILL` takes one `int`, and must
         // not run while another thread uses SQLite: every connection of this crate is opened
-        // through `connect`, which waits for this `Once`. Once SQLite is initialised the call
-        // only answers SQLITE_MISUSE.
+        // through `connect`, which waits for this `Once`, and the services open no other. (A
+        // test program that also opens connections of its own could overlap this call; all it
+        // does is check SQLite's initialised flag and store one `int` that SQLite reads only
+        // when it opens a journal.) Once SQLite is initialised the call answers SQLITE_MISUSE.
         let code = unsafe {
             rusqlite::ffi::sqlite3_config(
                 rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
