@@ -76,9 +76,9 @@ trait PendingWrite: Send {
     /// Runs the write in a savepoint of the open transaction and keeps its result. An error
     /// here means the savepoint itself failed and the transaction can no longer be trusted.
     fn apply(&mut self, conn: &Connection) -> Result<(), StoreError>;
-    /// Runs the write as the open transaction's only one, without a savepoint, and keeps its
-    /// result. Answers whether it succeeded: if not, the caller rolls the transaction back.
-    fn apply_alone(&mut self, conn: &Connection) -> bool;
+    /// Runs the write in the open transaction as it stands (alone in it, no savepoint needed)
+    /// and keeps its result. Answers whether it succeeded: if not, the caller rolls back.
+    fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller: its own result if the transaction committed, else why it did not.
     fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
 }
@@ -95,27 +95,26 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     fn apply(&mut self, conn: &Connection) -> Result<(), StoreError> {
-        let Some(work) = self.work.take() else {
-            return Ok(());
-        };
         conn.execute_batch("SAVEPOINT write")?;
-        let result = run_caught(work, conn);
-        if let Err(err) = &result {
+        if !self.run(conn) {
             if conn.is_autocommit() {
                 // SQLite ended the whole transaction (a full disk, an I/O error): the group
                 // fails, with this write's error rather than a missing savepoint's.
-                let why = format!("a write ended the transaction: {err}");
-                self.result = Some(result);
-                return Err(StoreError::Backend(why));
+                let why = match &self.result {
+                    Some(Err(err)) => err.to_string(),
+                    _ => String::new(),
+                };
+                return Err(StoreError::Backend(format!(
+                    "a write ended the transaction: {why}"
+                )));
             }
             conn.execute_batch("ROLLBACK TO write")?;
         }
         conn.execute_batch("RELEASE write")?;
-        self.result = Some(result);
         Ok(())
     }
 
-    fn apply_alone(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection) -> bool {
         let Some(work) = self.work.take() else {
             return true;
         };
@@ -181,7 +180,7 @@ fn apply_and_commit(
     // IMMEDIATE takes the write lock up front, so another process's writer cannot deadlock us.
     conn.execute_batch("BEGIN IMMEDIATE")?;
     if let [alone] = group {
-        if alone.apply_alone(conn) {
+        if alone.run(conn) {
             conn.execute_batch("COMMIT")?;
         } else if !conn.is_autocommit() {
             // Its failure leaves nothing to commit; it answers with its own error, as in a
