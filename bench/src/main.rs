@@ -9,6 +9,7 @@ mod receiver;
 mod report;
 mod retry_timing;
 mod stats;
+mod store_lock;
 
 use clap::{Parser, Subcommand};
 

@@ -20,6 +20,7 @@ use crate::receiver::{Phase, Receiver, Shared, Timeline};
 use crate::report;
 use crate::retry_timing;
 use crate::stats::{Buckets, Percentiles, write_json};
+use crate::store_lock::LockReading;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
@@ -356,9 +357,11 @@ impl Bench<'_> {
         tokio::time::sleep(warmup).await;
         let (accepted_0, delivered_0) = (load.accepted(), shared.delivered.load(Ordering::SeqCst));
         let cpu_0 = self.processes.cpu();
+        let lock_0 = LockReading::take(self.pipeline).await;
         tokio::time::sleep(measured).await;
         let (accepted_1, delivered_1) = (load.accepted(), shared.delivered.load(Ordering::SeqCst));
         let cpu_1 = self.processes.cpu();
+        let lock_1 = LockReading::take(self.pipeline).await;
         generator.await.context("the load generator")?;
         let drained = wait_for_delivered(shared, load.accepted(), Duration::from_secs(60)).await;
 
@@ -396,6 +399,7 @@ impl Bench<'_> {
             "untracked_deliveries": shared.untracked.load(Ordering::SeqCst),
             "drained_after_run": drained,
             "cpu_seconds_per_1000_deliveries": cpu_1.per_thousand_since(&cpu_0, delivered),
+            "store_write_lock": lock_1.since(&lock_0, seconds),
             "summary": summary,
         }))
     }

@@ -113,6 +113,14 @@ pub fn print_table(f: &Value) {
                 cpu_row(&run["cpu_seconds_per_1000_deliveries"]),
             );
         }
+        println!("  store write lock held (the one every process shares):");
+        for run in runs {
+            println!(
+                "  {:<30} {}",
+                run["label"].as_str().unwrap_or("?"),
+                crate::store_lock::row(&run["store_write_lock"])
+            );
+        }
     }
     let mut open_runs: Vec<(&str, &Value)> = f["latency"]
         .as_array()

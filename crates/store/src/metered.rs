@@ -89,6 +89,87 @@ static WAL_PAGES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Buckets for the embedded store's writer: from a commit with no wait to seconds waited for a
+/// busy neighbour's lock.
+const WRITER_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+static WRITE_LOCK: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let histogram = register_histogram_vec!(
+        "hookstream_store_write_lock_seconds",
+        "The embedded store's write transactions: how long each waited for the database's one \
+         write lock, which every process of the machine shares (phase=waiting; a wait that \
+         timed out included), and how long it then held it, its writes, commit and fsync \
+         (phase=holding). The rate of the holding sum is the share of time this process holds \
+         the lock, when no other process can write.",
+        &["phase"],
+        WRITER_BUCKETS.to_vec()
+    )
+    .expect("metric registers once");
+    for phase in ["waiting", "holding"] {
+        histogram.with_label_values(&[phase]);
+    }
+    histogram
+});
+
+static WRITE_GROUP: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "hookstream_store_write_group_size",
+        "Writes the embedded store took into one transaction that committed (group commit; a \
+         write that failed was rolled back alone).",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+    )
+    .expect("metric registers once")
+});
+
+static BACKSTOP_CHECKPOINTS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "hookstream_store_backstop_checkpoint_seconds",
+        "Checkpoints the embedded store's writer ran after a commit because the write-ahead log \
+         was past its backstop, by outcome: done, busy (another process was checkpointing), \
+         failed. This process's writes wait behind each.",
+        &["outcome"],
+        WRITER_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+/// Registers the embedded store writer's metrics, so that a failure shows when the store opens.
+pub(crate) fn register_writer_metrics() {
+    LazyLock::force(&WRITE_LOCK);
+    LazyLock::force(&WRITE_GROUP);
+    LazyLock::force(&BACKSTOP_CHECKPOINTS);
+}
+
+/// Records one write transaction of the embedded store: its wait for the write lock, how long
+/// it held it (none if it never got it) and, if it committed, how many writes it carried.
+pub(crate) fn observe_write_transaction(
+    waiting: std::time::Duration,
+    holding: Option<std::time::Duration>,
+    committed_writes: Option<usize>,
+) {
+    WRITE_LOCK
+        .with_label_values(&["waiting"])
+        .observe(waiting.as_secs_f64());
+    if let Some(holding) = holding {
+        WRITE_LOCK
+            .with_label_values(&["holding"])
+            .observe(holding.as_secs_f64());
+    }
+    if let Some(writes) = committed_writes {
+        WRITE_GROUP.observe(writes as f64);
+    }
+}
+
+/// Records a checkpoint the embedded store's writer ran because the log was past its backstop.
+pub(crate) fn observe_backstop_checkpoint(outcome: &'static str, took: std::time::Duration) {
+    BACKSTOP_CHECKPOINTS
+        .with_label_values(&[outcome])
+        .observe(took.as_secs_f64());
+}
+
 /// Sets what the last background checkpoint found in the write-ahead log.
 pub(crate) fn set_wal_pages(size: u64, behind: u64) {
     for (measure, pages) in [("size", size), ("behind", behind)] {

@@ -14,8 +14,8 @@
 //! checkpoint: it takes the write lock without waiting for it, syncs the log and the database
 //! file, and lets the next commit start the log over if no reader is on it then. That holds
 //! every process's writes for two fsyncs, so a RESTART that a reader refused is not tried again
-//! for a while ([`RestartBackoff`]). Commits keep their own checkpoint as a backstop, at
-//! [`BACKSTOP_PAGES`].
+//! for a while ([`RestartBackoff`]). The writer keeps a checkpoint of its own after a commit as a
+//! backstop, at [`BACKSTOP_PAGES`] (see `super::writer`).
 
 use std::path::Path;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
@@ -31,7 +31,7 @@ pub(super) const EVERY: Duration = Duration::from_millis(100);
 pub(super) const RESTART_PAGES: u64 = 4_000;
 /// The longest wait between two RESTART tries that readers refused.
 const RESTART_BACKOFF_MAX: Duration = Duration::from_millis(1_600);
-/// The log's size (pages, about 40 MiB) at which a commit checkpoints itself.
+/// The log's size (pages, about 40 MiB) past which the writer checkpoints after a commit.
 pub(super) const BACKSTOP_PAGES: u32 = 10_000;
 /// What the log file is cut back to when it starts over after growing past it.
 pub(super) const LOG_FILE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;

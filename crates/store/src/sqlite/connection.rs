@@ -62,7 +62,7 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// Keeps the log's metrics up to date from the checkpoint rounds, and warns when checkpoints
-/// start failing (once, not every round): commits then checkpoint themselves past
+/// start failing (once, not every round): the writer then checkpoints after its commits past
 /// [`checkpoints::BACKSTOP_PAGES`].
 pub(super) fn checkpoint_reporter() -> impl FnMut(Result<Checked, StoreError>) + Send + 'static {
     let mut failing = false;
@@ -79,7 +79,7 @@ pub(super) fn checkpoint_reporter() -> impl FnMut(Result<Checked, StoreError>) +
                 tracing::warn!(
                     error = %err,
                     backstop_pages = checkpoints::BACKSTOP_PAGES,
-                    "WAL checkpoints fail; commits checkpoint themselves once the log is past the backstop"
+                    "WAL checkpoints fail; the writer checkpoints after its commits once the log is past the backstop"
                 );
             }
             failing = true;

@@ -99,8 +99,8 @@ impl SqliteStore {
             migrations::migrate(&mut writer)?;
             secrets::seal_plain_secrets(&mut writer, &sealing)?;
             let readers = Readers::open(&opened)?;
-            // Checkpoints run on their own thread; a commit checkpoints only as a backstop.
-            writer.pragma_update(None, "wal_autocheckpoint", checkpoints::BACKSTOP_PAGES)?;
+            // Checkpoints run on their own thread; the writer checkpoints only as a backstop
+            // (see `Writer::start`).
             writer.pragma_update(
                 None,
                 "journal_size_limit",
@@ -119,7 +119,7 @@ impl SqliteStore {
             readers: Arc::new(readers),
             _checkpoints: Arc::new(checkpointer),
             endpoints: Arc::default(),
-            writer: Writer::start(writer)?,
+            writer: Writer::start(writer, checkpoints::BACKSTOP_PAGES)?,
             path,
             sealer,
         })

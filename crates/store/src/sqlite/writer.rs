@@ -8,11 +8,20 @@
 //! copies every page it changes to a journal first, and a group of one is the common case of a
 //! process writing little at a time. Nobody hears back before the commit that holds their write
 //! is on disk.
+//!
+//! Should the log be past a backstop after a commit (the checkpoint thread cannot keep up, or
+//! fails, or readers keep it from starting over, which leaves it long though all copied), the
+//! writer copies it back itself, as SQLite's own `wal_autocheckpoint` would inside the commit,
+//! but only once that commit's writers have their answers, and timed apart from the lock.
 
+use std::cell::Cell;
+use std::os::raw::c_int;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Instant;
 
 use rusqlite::Connection;
+use rusqlite::hooks::Wal;
 use tokio::sync::oneshot;
 
 use crate::StoreError;
@@ -28,12 +37,32 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(super) fn start(conn: Connection) -> Result<Self, StoreError> {
+    /// Starts the writer thread on `conn`, which checkpoints after a commit that leaves the log
+    /// at `backstop_pages` or more (0: never).
+    pub(super) fn start(conn: Connection, backstop_pages: u32) -> Result<Self, StoreError> {
+        Self::start_checkpointing_with(conn, backstop_pages, checkpoint_as_backstop)
+    }
+
+    fn start_checkpointing_with(
+        conn: Connection,
+        backstop_pages: u32,
+        checkpoint: fn(&Connection),
+    ) -> Result<Self, StoreError> {
+        // The hook takes the place of SQLite's `wal_autocheckpoint` (1,000 pages by default),
+        // which would checkpoint inside the commit, before its writers are answered. Setting
+        // that pragma on this connection later would silently take the hook's place again.
+        conn.wal_hook(Some(note_log_pages));
+        // Registered now: a metric that failed to register must fail the open, not a commit.
+        crate::metered::register_writer_metrics();
+        let backstop = match c_int::try_from(backstop_pages) {
+            Ok(0) => c_int::MAX,
+            Ok(pages) => pages,
+            Err(_) => c_int::MAX,
+        };
         let (queue, writes) = channel();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || commit_until_closed(&conn, &writes))
+            .spawn(move || commit_until_closed(&conn, &writes, backstop, checkpoint))
             .map_err(|e| StoreError::Backend(format!("starting the store writer: {e}")))?;
         Ok(Self { queue })
     }
@@ -147,7 +176,26 @@ where
         .unwrap_or_else(|_| Err(StoreError::Backend("a store write panicked".into())))
 }
 
-fn commit_until_closed(conn: &Connection, writes: &Receiver<Box<dyn PendingWrite>>) {
+thread_local! {
+    /// The log's length in pages after the last commit on this thread, as SQLite's WAL hook
+    /// reported it (0 when nothing was committed since it was read).
+    static LOG_PAGES: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// SQLite's WAL hook: runs on the committing thread, after the commit, its lock let go. It must
+/// answer `Ok`: an error here would make SQLite report the commit, durable already, as failed,
+/// and its writers would send again what is stored.
+fn note_log_pages(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
+    LOG_PAGES.set(pages);
+    Ok(())
+}
+
+fn commit_until_closed(
+    conn: &Connection,
+    writes: &Receiver<Box<dyn PendingWrite>>,
+    backstop: c_int,
+    checkpoint: fn(&Connection),
+) {
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -157,28 +205,67 @@ fn commit_until_closed(conn: &Connection, writes: &Receiver<Box<dyn PendingWrite
             }
         }
         commit_group(conn, group);
+        let pages = LOG_PAGES.replace(0);
+        if pages > 0 && pages >= backstop {
+            checkpoint(conn);
+        }
+    }
+}
+
+/// Copies the log back into the database file, as a commit past `wal_autocheckpoint` would.
+/// PASSIVE: it waits for no lock and blocks no other process, but this process's writes queue
+/// behind it (the copy and its fsyncs). A failure is left to the next commit, and to the
+/// checkpoint thread, which reports failing checkpoints.
+fn checkpoint_as_backstop(conn: &Connection) {
+    let started = Instant::now();
+    let checkpointed = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    let outcome = match &checkpointed {
+        Ok(0) => "done",
+        // Another process's checkpoint holds SQLite's checkpoint lock.
+        Ok(_) => "busy",
+        Err(_) => "failed",
+    };
+    crate::metered::observe_backstop_checkpoint(outcome, started.elapsed());
+    if let Err(err) = checkpointed {
+        tracing::debug!(error = %err, "the store writer's backstop checkpoint failed");
     }
 }
 
 /// Applies a group of writes in one transaction and answers each of them.
 fn commit_group(conn: &Connection, mut group: Vec<Box<dyn PendingWrite>>) {
-    let committed = apply_and_commit(conn, &mut group);
+    let asked = Instant::now();
+    let mut locked = None;
+    let committed = apply_and_commit(conn, &mut group, &mut locked);
     if committed.is_err() && !conn.is_autocommit() {
         // Leave the connection clean for the next group. Should this fail too, the next
         // group's BEGIN fails and reports it.
         let _ = conn.execute_batch("ROLLBACK");
     }
+    let released = Instant::now();
+    let writes = group.len();
     for write in group {
         write.finish(committed.as_ref().map(|_| ()));
     }
+    // Who holds the lock how long is the limit of the embedded store's throughput. Recorded
+    // once every writer has its answer: nothing may stand between a commit and its answers.
+    crate::metered::observe_write_transaction(
+        locked.unwrap_or(released).duration_since(asked),
+        locked.map(|at| released.duration_since(at)),
+        committed.is_ok().then_some(writes),
+    );
 }
 
+/// Sets `locked` to when the write lock was taken, if it was.
 fn apply_and_commit(
     conn: &Connection,
     group: &mut [Box<dyn PendingWrite>],
+    locked: &mut Option<Instant>,
 ) -> Result<(), StoreError> {
     // IMMEDIATE takes the write lock up front, so another process's writer cannot deadlock us.
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    *locked = Some(Instant::now());
     if let [alone] = group {
         if alone.run(conn) {
             conn.execute_batch("COMMIT")?;
@@ -202,13 +289,135 @@ mod tests {
 
     use super::*;
 
+    /// A writer that never checkpoints, on a new database with table `t`, and a reader.
     fn writer(dir: &tempfile::TempDir) -> (Writer, Connection) {
+        writer_with_backstop(dir, u32::MAX)
+    }
+
+    fn writer_with_backstop(dir: &tempfile::TempDir, backstop: u32) -> (Writer, Connection) {
         let path = dir.path().join("store.db");
         let conn = super::super::connect(&path).expect("the database opens");
-        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY)")
-            .expect("a table");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)",
+        )
+        .expect("a table");
         let reader = super::super::connect(&path).expect("a reader");
-        (Writer::start(conn).expect("the writer starts"), reader)
+        (
+            Writer::start(conn, backstop).expect("the writer starts"),
+            reader,
+        )
+    }
+
+    fn database_file_len(dir: &tempfile::TempDir) -> u64 {
+        std::fs::metadata(dir.path().join("store.db"))
+            .expect("the database file")
+            .len()
+    }
+
+    /// Inserts 200 rows of 2,000 bytes: about 100 pages of log.
+    fn two_hundred_rows(conn: &Connection) -> Result<(), StoreError> {
+        rows_of_2000_bytes(conn, 1000..1200)
+    }
+
+    /// Inserts 2,400 rows of 2,000 bytes: about 1,200 pages of log, past SQLite's default
+    /// `wal_autocheckpoint` of 1,000.
+    fn past_sqlites_own_autocheckpoint(conn: &Connection) -> Result<(), StoreError> {
+        rows_of_2000_bytes(conn, 1000..3400)
+    }
+
+    fn rows_of_2000_bytes(conn: &Connection, ns: std::ops::Range<i64>) -> Result<(), StoreError> {
+        for n in ns {
+            conn.execute("INSERT INTO t (n, pad) VALUES (?1, zeroblob(2000))", [n])?;
+        }
+        Ok(())
+    }
+
+    fn backstop_checkpoints() -> u64 {
+        prometheus::gather()
+            .iter()
+            .filter(|f| f.name() == "hookstream_store_backstop_checkpoint_seconds")
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_histogram().get_sample_count())
+            .sum()
+    }
+
+    /// Holds the one test's backstop checkpoint until the test opens the gate.
+    static CHECKPOINT_GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+        (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+    fn checkpoint_once_the_gate_opens(conn: &Connection) {
+        let (open, opened) = &CHECKPOINT_GATE;
+        let mut is_open = open.lock().expect("the gate");
+        while !*is_open {
+            is_open = opened.wait(is_open).expect("the gate");
+        }
+        checkpoint_as_backstop(conn);
+    }
+
+    #[test]
+    fn the_writers_have_their_answers_before_the_backstop_checkpoint_runs() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.db");
+        let conn = super::super::connect(&path).expect("the database opens");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)",
+        )
+        .expect("a table");
+        let writer = Writer::start_checkpointing_with(conn, 50, checkpoint_once_the_gate_opens)
+            .expect("the writer starts");
+        let mut first = writer
+            .queue_write(two_hundred_rows)
+            .expect("the writer takes it");
+        // The checkpoint waits for the gate, so the answer must come without it.
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        let answered = loop {
+            match first.try_recv() {
+                Ok(answered) => break answered,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no answer while the checkpoint waits"
+                    );
+                    std::thread::yield_now();
+                }
+                Err(closed) => panic!("the writer stopped: {closed}"),
+            }
+        };
+        answered.expect("the rows are written");
+        let (open, opened) = &CHECKPOINT_GATE;
+        *open.lock().expect("the gate") = true;
+        opened.notify_all();
+        answer(&writer, insert(1, Ends::Well)).expect("the next write, after the checkpoint");
+    }
+
+    #[test]
+    fn past_its_backstop_the_writer_copies_the_log_back_after_the_commit() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (writer, _reader) = writer_with_backstop(&dir, 50);
+        let before = (database_file_len(&dir), backstop_checkpoints());
+        answer(&writer, two_hundred_rows).expect("the rows are written");
+        // The writer takes one write at a time: once this one is answered, whatever it did
+        // after the first (its checkpoint) is done.
+        answer(&writer, insert(1, Ends::Well)).expect("the next write");
+        assert!(
+            database_file_len(&dir) > before.0 + 200 * 2000,
+            "the rows are in the database file"
+        );
+        assert!(
+            backstop_checkpoints() > before.1,
+            "the checkpoint is counted"
+        );
+    }
+
+    #[test]
+    fn under_its_backstop_the_writer_leaves_the_log_to_the_checkpoint_thread() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (writer, _reader) = writer(&dir);
+        let before = database_file_len(&dir);
+        // Past SQLite's own 1,000 pages: its `wal_autocheckpoint` would have copied this.
+        answer(&writer, past_sqlites_own_autocheckpoint).expect("the rows are written");
+        answer(&writer, insert(1, Ends::Well)).expect("the next write");
+        assert_eq!(database_file_len(&dir), before, "the log was not copied");
     }
 
     fn rows(reader: &Connection) -> Vec<i64> {
@@ -330,6 +539,48 @@ mod tests {
         }
         assert_eq!(answer(&writer, insert(6, Ends::Well)).ok(), Some(6));
         assert_eq!(rows(&reader), vec![0, 6]);
+    }
+
+    /// (transactions holding the lock, writes in them) so far, from the process's metrics.
+    fn lock_and_group_counts() -> (u64, f64) {
+        let families = prometheus::gather();
+        let family = |name: &str| families.iter().find(|f| f.name() == name).cloned();
+        let holding = family("hookstream_store_write_lock_seconds").map_or(0, |f| {
+            f.get_metric()
+                .iter()
+                .filter(|m| m.get_label().iter().any(|l| l.value() == "holding"))
+                .map(|m| m.get_histogram().get_sample_count())
+                .sum()
+        });
+        let writes = family("hookstream_store_write_group_size").map_or(0.0, |f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_histogram().get_sample_sum())
+                .sum()
+        });
+        (holding, writes)
+    }
+
+    #[test]
+    fn each_transaction_is_counted_with_its_writes_and_its_time_on_the_lock() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (writer, _reader) = writer(&dir);
+        let (holding_before, writes_before) = lock_and_group_counts();
+        let answers = queue_as_one_group(&writer, [insert(1, Ends::Well), insert(2, Ends::Well)]);
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        // A transaction is recorded after its answers; the writer takes one group at a time, so
+        // once the next write is answered, the group before it is recorded.
+        answer(&writer, insert(3, Ends::Well)).expect("the next write");
+        let (holding_after, writes_after) = lock_and_group_counts();
+        // The held write's transaction and the group's; other tests of this binary may add theirs.
+        assert!(
+            holding_after >= holding_before + 2,
+            "{holding_before} → {holding_after}"
+        );
+        assert!(
+            writes_after >= writes_before + 3.0,
+            "{writes_before} → {writes_after}"
+        );
     }
 
     /// Queues `works` behind a write that holds the writer thread until they are all queued,
