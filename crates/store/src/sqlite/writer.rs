@@ -223,7 +223,7 @@ fn checkpoint_as_backstop(conn: &Connection) {
     });
     let outcome = match &checkpointed {
         Ok(0) => "done",
-        // Another process's checkpoint holds SQLite's checkpoint lock.
+        // Another checkpoint (this process's thread or another process) holds the lock for it.
         Ok(_) => "busy",
         Err(_) => "failed",
     };
