@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use hookstream_e2e::{Pipeline, Service};
+use hookstream_e2e::{Pipeline, Service, sample};
 
 /// The services that write to the store during a throughput run.
 const WRITERS: [(Service, &str); 2] = [
@@ -63,11 +63,7 @@ impl LockReading {
 
 impl Sums {
     fn read(metrics: &str) -> Self {
-        let value = |series: &str| {
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
-        };
+        let value = |series: &str| sample(metrics, series);
         Self {
             held_seconds: value("hookstream_store_write_lock_seconds_sum{phase=\"holding\"}"),
             transactions: value("hookstream_store_write_lock_seconds_count{phase=\"holding\"}"),

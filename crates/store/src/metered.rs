@@ -128,8 +128,8 @@ static BACKSTOP_CHECKPOINTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "hookstream_store_backstop_checkpoint_seconds",
         "Checkpoints the embedded store's writer ran after a commit because the write-ahead log \
-         was past its backstop, by outcome: done, busy (another process was checkpointing), \
-         failed. This process's writes wait behind each.",
+         was past its backstop, by outcome: done, busy (another checkpoint was running, this \
+         process's thread or another process's), failed. This process's writes wait behind each.",
         &["outcome"],
         WRITER_BUCKETS.to_vec()
     )

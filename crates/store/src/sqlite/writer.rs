@@ -54,11 +54,10 @@ impl Writer {
         conn.wal_hook(Some(note_log_pages));
         // Registered now: a metric that failed to register must fail the open, not a commit.
         crate::metered::register_writer_metrics();
-        let backstop = match c_int::try_from(backstop_pages) {
-            Ok(0) => c_int::MAX,
-            Ok(pages) => pages,
-            Err(_) => c_int::MAX,
-        };
+        let backstop = c_int::try_from(backstop_pages)
+            .ok()
+            .filter(|&pages| pages > 0)
+            .unwrap_or(c_int::MAX);
         let (queue, writes) = channel();
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -295,6 +294,14 @@ mod tests {
     }
 
     fn writer_with_backstop(dir: &tempfile::TempDir, backstop: u32) -> (Writer, Connection) {
+        writer_checkpointing_with(dir, backstop, checkpoint_as_backstop)
+    }
+
+    fn writer_checkpointing_with(
+        dir: &tempfile::TempDir,
+        backstop: u32,
+        checkpoint: fn(&Connection),
+    ) -> (Writer, Connection) {
         let path = dir.path().join("store.db");
         let conn = super::super::connect(&path).expect("the database opens");
         conn.execute_batch(
@@ -303,7 +310,8 @@ mod tests {
         .expect("a table");
         let reader = super::super::connect(&path).expect("a reader");
         (
-            Writer::start(conn, backstop).expect("the writer starts"),
+            Writer::start_checkpointing_with(conn, backstop, checkpoint)
+                .expect("the writer starts"),
             reader,
         )
     }
@@ -332,13 +340,22 @@ mod tests {
         Ok(())
     }
 
-    fn backstop_checkpoints() -> u64 {
+    /// The sample count and sum of histogram `name` so far in this process, over its series
+    /// with a label of value `label` (any, when `None`).
+    fn histogram_totals(name: &str, label: Option<&str>) -> (u64, f64) {
         prometheus::gather()
             .iter()
-            .filter(|f| f.name() == "hookstream_store_backstop_checkpoint_seconds")
+            .filter(|f| f.name() == name)
             .flat_map(|f| f.get_metric())
-            .map(|m| m.get_histogram().get_sample_count())
-            .sum()
+            .filter(|m| label.is_none_or(|v| m.get_label().iter().any(|l| l.value() == v)))
+            .map(|m| m.get_histogram())
+            .fold((0, 0.0), |(count, sum), h| {
+                (count + h.get_sample_count(), sum + h.get_sample_sum())
+            })
+    }
+
+    fn backstop_checkpoints() -> u64 {
+        histogram_totals("hookstream_store_backstop_checkpoint_seconds", None).0
     }
 
     /// Holds the one test's backstop checkpoint until the test opens the gate.
@@ -357,14 +374,7 @@ mod tests {
     #[test]
     fn the_writers_have_their_answers_before_the_backstop_checkpoint_runs() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("store.db");
-        let conn = super::super::connect(&path).expect("the database opens");
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)",
-        )
-        .expect("a table");
-        let writer = Writer::start_checkpointing_with(conn, 50, checkpoint_once_the_gate_opens)
-            .expect("the writer starts");
+        let (writer, _reader) = writer_checkpointing_with(&dir, 50, checkpoint_once_the_gate_opens);
         let mut first = writer
             .queue_write(two_hundred_rows)
             .expect("the writer takes it");
@@ -543,22 +553,10 @@ mod tests {
 
     /// (transactions holding the lock, writes in them) so far, from the process's metrics.
     fn lock_and_group_counts() -> (u64, f64) {
-        let families = prometheus::gather();
-        let family = |name: &str| families.iter().find(|f| f.name() == name).cloned();
-        let holding = family("hookstream_store_write_lock_seconds").map_or(0, |f| {
-            f.get_metric()
-                .iter()
-                .filter(|m| m.get_label().iter().any(|l| l.value() == "holding"))
-                .map(|m| m.get_histogram().get_sample_count())
-                .sum()
-        });
-        let writes = family("hookstream_store_write_group_size").map_or(0.0, |f| {
-            f.get_metric()
-                .iter()
-                .map(|m| m.get_histogram().get_sample_sum())
-                .sum()
-        });
-        (holding, writes)
+        (
+            histogram_totals("hookstream_store_write_lock_seconds", Some("holding")).0,
+            histogram_totals("hookstream_store_write_group_size", None).1,
+        )
     }
 
     #[test]
