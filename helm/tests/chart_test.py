@@ -131,6 +131,9 @@ def check_deployments(name, objects):
               f"{name}: only ingest creates topics at start ({component})")
         check(not any(e["name"].endswith("_ADDR") for e in container["env"]), f"{name}: {component} addresses belong in the file")
         check(pod["terminationGracePeriodSeconds"] > 15, f"{name}: {component} has no time to drain")
+        if component == "dispatcher":
+            # Its drain (15 s) and then its consumer's commit and leave (up to 15 s more).
+            check(pod["terminationGracePeriodSeconds"] > 30, f"{name}: the dispatcher's stop is cut short")
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             check(container[probe].get("timeoutSeconds", 1) > 2, f"{name}: {component} {probe} gives up before the 2 s checks behind it")
         restricted(name, component, pod, container)
