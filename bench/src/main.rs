@@ -8,6 +8,7 @@ mod pipeline;
 mod receiver;
 mod report;
 mod retry_timing;
+mod scheduling;
 mod stats;
 mod store_lock;
 

@@ -19,6 +19,7 @@ use crate::load::{Load, PAD, event_type, tenant};
 use crate::receiver::{Phase, Receiver, Shared, Timeline};
 use crate::report;
 use crate::retry_timing;
+use crate::scheduling::SchedReading;
 use crate::stats::{Buckets, Percentiles, write_json};
 use crate::store_lock::LockReading;
 
@@ -358,10 +359,12 @@ impl Bench<'_> {
         let (accepted_0, delivered_0) = (load.accepted(), shared.delivered.load(Ordering::SeqCst));
         let cpu_0 = self.processes.cpu();
         let lock_0 = LockReading::take(self.pipeline).await;
+        let sched_0 = SchedReading::take(self.processes);
         tokio::time::sleep(measured).await;
         let (accepted_1, delivered_1) = (load.accepted(), shared.delivered.load(Ordering::SeqCst));
         let cpu_1 = self.processes.cpu();
         let lock_1 = LockReading::take(self.pipeline).await;
+        let sched_1 = SchedReading::take(self.processes);
         generator.await.context("the load generator")?;
         let drained = wait_for_delivered(shared, load.accepted(), Duration::from_secs(60)).await;
 
@@ -400,6 +403,7 @@ impl Bench<'_> {
             "drained_after_run": drained,
             "cpu_seconds_per_1000_deliveries": cpu_1.per_thousand_since(&cpu_0, delivered),
             "store_write_lock": lock_1.since(&lock_0, seconds),
+            "scheduling": sched_1.since(&sched_0, seconds),
             "summary": summary,
         }))
     }

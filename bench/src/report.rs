@@ -121,6 +121,16 @@ pub fn print_table(f: &Value) {
                 crate::store_lock::row(&run["store_write_lock"])
             );
         }
+        println!(
+            "  CPU (a lock held while its thread waits for a CPU says the machine is the limit):"
+        );
+        for run in runs {
+            println!(
+                "  {:<30} {}",
+                run["label"].as_str().unwrap_or("?"),
+                crate::scheduling::row(&run["scheduling"])
+            );
+        }
     }
     let mut open_runs: Vec<(&str, &Value)> = f["latency"]
         .as_array()
