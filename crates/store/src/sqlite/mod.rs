@@ -57,7 +57,7 @@ use connection::{checkpoint_reporter, connect};
 use endpoint_cache::EndpointCache;
 use endpoints::{live_endpoint, write_endpoint_settings};
 use events::create_event_in;
-use purge::{PURGE_BATCH, purge_batch};
+use purge::purge_batch;
 use queries::{clamp_limit, into_page, query_all, query_one};
 use readers::Readers;
 use rows::millis;
@@ -524,26 +524,17 @@ impl Store for SqliteStore {
         let mut purged = Purged::default();
         // In batches, each its own transaction, until a batch comes back short.
         loop {
-            let batch = self
+            let round = self
                 .write(move |conn| purge_batch(conn, now_ms, cutoff))
                 .await?;
+            let batch = &round.purged;
             purged.idempotency_keys += batch.idempotency_keys;
             purged.deliveries += batch.deliveries;
             purged.attempts += batch.attempts;
             purged.events += batch.events;
             purged.dead_letters += batch.dead_letters;
             purged.batches += batch.batches;
-            let full = u64::from(PURGE_BATCH);
-            if [
-                batch.idempotency_keys,
-                batch.deliveries,
-                batch.events,
-                batch.dead_letters,
-                batch.batches,
-            ]
-            .iter()
-            .all(|&n| n < full)
-            {
+            if round.was_last() {
                 return Ok(purged);
             }
         }

@@ -15,8 +15,36 @@ pub(super) const EXPIRED_DELIVERIES: &str =
     "SELECT id FROM deliveries INDEXED BY deliveries_settled_by_update
      WHERE updated_at < ?1 AND status IN ('delivered', 'dead_lettered') LIMIT ?2";
 
+/// What one purge transaction removed.
+pub(super) struct PurgeRound {
+    pub purged: Purged,
+    /// Items of finished replay batches (counted apart: [`Purged`] counts the batches).
+    pub batch_items: u64,
+}
+
+impl PurgeRound {
+    /// Whether every kind came back short of [`PURGE_BATCH`]: nothing expired is left.
+    pub fn was_last(&self) -> bool {
+        let p = &self.purged;
+        [
+            p.idempotency_keys,
+            p.deliveries,
+            p.events,
+            p.dead_letters,
+            p.batches,
+            self.batch_items,
+        ]
+        .iter()
+        .all(|&n| n < u64::from(PURGE_BATCH))
+    }
+}
+
 /// Removes up to [`PURGE_BATCH`] expired rows of each kind.
-pub(super) fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Purged, StoreError> {
+pub(super) fn purge_batch(
+    conn: &Connection,
+    now: i64,
+    cutoff: i64,
+) -> Result<PurgeRound, StoreError> {
     let idempotency_keys = conn
         .prepare_cached(
             "DELETE FROM idempotency_keys WHERE (tenant, key) IN
@@ -50,25 +78,35 @@ pub(super) fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Pu
                  (SELECT delivery_id FROM dead_letters WHERE dead_lettered_at < ?1 LIMIT ?2)",
         )?
         .execute(params![cutoff, PURGE_BATCH])?;
-    let batches: Vec<String> = conn
+    // A finished batch's items go a bounded number at a time (a batch can hold many
+    // thousands), and the batch with its last one.
+    let batch_items = conn
         .prepare_cached(
-            "SELECT id FROM batches WHERE status != 'running' AND updated_at < ?1 LIMIT ?2",
+            "DELETE FROM batch_items WHERE (batch_id, position) IN
+                 (SELECT i.batch_id, i.position FROM batches b
+                      JOIN batch_items i ON i.batch_id = b.id
+                  WHERE b.status != 'running' AND b.updated_at < ?1 LIMIT ?2)",
         )?
-        .query_map(params![cutoff, PURGE_BATCH], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    for id in &batches {
-        conn.prepare_cached("DELETE FROM batch_items WHERE batch_id = ?1")?
-            .execute([id])?;
-        conn.prepare_cached("DELETE FROM batches WHERE id = ?1")?
-            .execute([id])?;
-    }
-    Ok(Purged {
+        .execute(params![cutoff, PURGE_BATCH])?;
+    let batches = conn
+        .prepare_cached(
+            "DELETE FROM batches WHERE id IN
+                 (SELECT b.id FROM batches b WHERE b.status != 'running' AND b.updated_at < ?1
+                      AND NOT EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = b.id)
+                  LIMIT ?2)",
+        )?
+        .execute(params![cutoff, PURGE_BATCH])?;
+    let purged = Purged {
         idempotency_keys: idempotency_keys as u64,
         deliveries: old.len() as u64,
         attempts: attempts as u64,
         events: events as u64,
         dead_letters: dead_letters as u64,
-        batches: batches.len() as u64,
+        batches: batches as u64,
+    };
+    Ok(PurgeRound {
+        purged,
+        batch_items: batch_items as u64,
     })
 }
 
@@ -76,7 +114,7 @@ pub(super) fn purge_batch(conn: &Connection, now: i64, cutoff: i64) -> Result<Pu
 mod tests {
     use super::super::{SqliteStore, connect};
     use super::*;
-    use crate::SecretSealer;
+    use crate::{SecretSealer, Store};
 
     /// The purge reads expired deliveries by age from the partial index, not every settled
     /// delivery through the status index (what the planner picked before it was named).
@@ -99,5 +137,67 @@ mod tests {
             plan,
             vec!["SEARCH deliveries USING INDEX deliveries_settled_by_update (updated_at<?)"],
         );
+    }
+
+    /// A finished batch an hour old with `items` items, written as the replay service leaves it.
+    fn finished_batch(conn: &Connection, id: &str, items: u32, updated_at: i64) {
+        conn.execute(
+            "INSERT INTO batches (id, created_by, selection, dry_run, allow_repeat, status,
+                                  created_at, updated_at, finished_at)
+             VALUES (?1, 'admin', '{}', 0, 0, 'completed', ?2, ?2, ?2)",
+            params![id, updated_at],
+        )
+        .expect("a batch");
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO batch_items (batch_id, position, dead_delivery_id, endpoint_id, outcome)
+                 VALUES (?1, ?2, 'dlv_x', 'ep_x', 'created')",
+            )
+            .expect("the insert prepares");
+        for position in 0..items {
+            insert.execute(params![id, position]).expect("an item");
+        }
+    }
+
+    fn count(conn: &Connection, sql: &str) -> u32 {
+        conn.query_row(sql, [], |row| row.get(0)).expect("a count")
+    }
+
+    /// A replay batch can hold many thousands of items: one purge transaction removes at most
+    /// [`PURGE_BATCH`] of them, so it never holds the write lock (and every delivery waiting
+    /// for it) for as long as the largest batches take; the batch row goes with its last item.
+    #[tokio::test]
+    async fn a_large_finished_batch_is_purged_a_bounded_number_of_items_at_a_time() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(&path, SecretSealer::plaintext())
+            .await
+            .expect("the store opens");
+        let conn = connect(&path).expect("a connection");
+        let (hour_ago, now) = (1_000, 1_000 + 3_600_000);
+        finished_batch(&conn, "bat_big", 2 * PURGE_BATCH + 500, hour_ago);
+        finished_batch(&conn, "bat_small", 3, hour_ago);
+
+        let first = purge_batch(&conn, now, now - 60_000).expect("a purge round");
+        assert!(!first.was_last(), "a full round of items is not the last");
+        let first = first.purged;
+        let items_left = count(&conn, "SELECT count(*) FROM batch_items");
+        assert_eq!(items_left, 2 * PURGE_BATCH + 500 + 3 - PURGE_BATCH);
+        assert!(first.batches <= 1, "a batch goes only with its last item");
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM batches WHERE id = 'bat_big'"),
+            1,
+            "the large batch stays until its items are gone"
+        );
+
+        let later = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
+            .expect("a time");
+        let rest = store
+            .purge_expired(later, std::time::Duration::from_secs(60))
+            .await
+            .expect("the purge runs to the end");
+        assert_eq!(count(&conn, "SELECT count(*) FROM batch_items"), 0);
+        assert_eq!(count(&conn, "SELECT count(*) FROM batches"), 0);
+        assert_eq!(first.batches + rest.batches, 2);
     }
 }
