@@ -522,7 +522,8 @@ impl Store for SqliteStore {
         let now_ms = millis(now);
         let cutoff = millis(now - retention);
         let mut purged = Purged::default();
-        // In batches, each its own transaction, until a batch comes back short.
+        // In rounds, each its own transaction, until every kind (a replay batch's items too)
+        // comes back short.
         loop {
             let round = self
                 .write(move |conn| purge_batch(conn, now_ms, cutoff))

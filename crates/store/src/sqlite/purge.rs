@@ -15,6 +15,19 @@ pub(super) const EXPIRED_DELIVERIES: &str =
     "SELECT id FROM deliveries INDEXED BY deliveries_settled_by_update
      WHERE updated_at < ?1 AND status IN ('delivered', 'dead_lettered') LIMIT ?2";
 
+/// Up to `?2` items of replay batches finished before `?1`, oldest batches first (through
+/// `batches_by_update`, then each batch's items by its key).
+pub(super) const EXPIRED_BATCH_ITEMS: &str = "DELETE FROM batch_items WHERE (batch_id, position) IN
+         (SELECT i.batch_id, i.position FROM batches b JOIN batch_items i ON i.batch_id = b.id
+          WHERE b.status != 'running' AND b.updated_at < ?1 LIMIT ?2)";
+
+/// Up to `?2` replay batches finished before `?1` whose items are all gone. (Each round walks
+/// the expired batches whose items are not, one key lookup each.)
+pub(super) const EMPTIED_BATCHES: &str = "DELETE FROM batches WHERE id IN
+         (SELECT b.id FROM batches b WHERE b.status != 'running' AND b.updated_at < ?1
+              AND NOT EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = b.id)
+          LIMIT ?2)";
+
 /// What one purge transaction removed.
 pub(super) struct PurgeRound {
     pub purged: Purged,
@@ -81,20 +94,10 @@ pub(super) fn purge_batch(
     // A finished batch's items go a bounded number at a time (a batch can hold many
     // thousands), and the batch with its last one.
     let batch_items = conn
-        .prepare_cached(
-            "DELETE FROM batch_items WHERE (batch_id, position) IN
-                 (SELECT i.batch_id, i.position FROM batches b
-                      JOIN batch_items i ON i.batch_id = b.id
-                  WHERE b.status != 'running' AND b.updated_at < ?1 LIMIT ?2)",
-        )?
+        .prepare_cached(EXPIRED_BATCH_ITEMS)?
         .execute(params![cutoff, PURGE_BATCH])?;
     let batches = conn
-        .prepare_cached(
-            "DELETE FROM batches WHERE id IN
-                 (SELECT b.id FROM batches b WHERE b.status != 'running' AND b.updated_at < ?1
-                      AND NOT EXISTS (SELECT 1 FROM batch_items i WHERE i.batch_id = b.id)
-                  LIMIT ?2)",
-        )?
+        .prepare_cached(EMPTIED_BATCHES)?
         .execute(params![cutoff, PURGE_BATCH])?;
     let purged = Purged {
         idempotency_keys: idempotency_keys as u64,
@@ -139,24 +142,30 @@ mod tests {
         );
     }
 
-    /// A finished batch an hour old with `items` items, written as the replay service leaves it.
-    fn finished_batch(conn: &Connection, id: &str, items: u32, updated_at: i64) {
+    /// A replay batch in `status`, last changed at `updated_at`, with `items` items replayed
+    /// (as the replay service leaves a created item: its new delivery published).
+    fn batch(conn: &Connection, id: &str, status: &str, items: u32, updated_at: i64) {
+        conn.execute_batch("BEGIN").expect("a transaction");
         conn.execute(
             "INSERT INTO batches (id, created_by, selection, dry_run, allow_repeat, status,
                                   created_at, updated_at, finished_at)
-             VALUES (?1, 'admin', '{}', 0, 0, 'completed', ?2, ?2, ?2)",
-            params![id, updated_at],
+             VALUES (?1, 'admin', '{}', 0, 0, ?2, ?3, ?3, ?3)",
+            params![id, status, updated_at],
         )
         .expect("a batch");
         let mut insert = conn
             .prepare(
-                "INSERT INTO batch_items (batch_id, position, dead_delivery_id, endpoint_id, outcome)
-                 VALUES (?1, ?2, 'dlv_x', 'ep_x', 'created')",
+                "INSERT INTO batch_items (batch_id, position, dead_delivery_id, endpoint_id,
+                                          outcome, delivery_id, published)
+                 VALUES (?1, ?2, 'dlv_dead', 'ep_x', 'created', ?3, 1)",
             )
             .expect("the insert prepares");
         for position in 0..items {
-            insert.execute(params![id, position]).expect("an item");
+            insert
+                .execute(params![id, position, format!("dlv_{id}_{position}")])
+                .expect("an item");
         }
+        conn.execute_batch("COMMIT").expect("the batch commits");
     }
 
     fn count(conn: &Connection, sql: &str) -> u32 {
@@ -166,6 +175,7 @@ mod tests {
     /// A replay batch can hold many thousands of items: one purge transaction removes at most
     /// [`PURGE_BATCH`] of them, so it never holds the write lock (and every delivery waiting
     /// for it) for as long as the largest batches take; the batch row goes with its last item.
+    /// A running batch's items and a batch finished within the retention are kept.
     #[tokio::test]
     async fn a_large_finished_batch_is_purged_a_bounded_number_of_items_at_a_time() {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -175,14 +185,28 @@ mod tests {
             .expect("the store opens");
         let conn = connect(&path).expect("a connection");
         let (hour_ago, now) = (1_000, 1_000 + 3_600_000);
-        finished_batch(&conn, "bat_big", 2 * PURGE_BATCH + 500, hour_ago);
-        finished_batch(&conn, "bat_small", 3, hour_ago);
+        batch(
+            &conn,
+            "bat_big",
+            "completed",
+            2 * PURGE_BATCH + 500,
+            hour_ago,
+        );
+        batch(&conn, "bat_small", "cancelled", 3, hour_ago);
+        batch(&conn, "bat_running", "running", 5, hour_ago);
+        batch(&conn, "bat_recent", "completed", 7, now);
+        let kept = |conn: &Connection| {
+            count(
+                conn,
+                "SELECT count(*) FROM batch_items WHERE batch_id IN ('bat_running', 'bat_recent')",
+            )
+        };
 
         let first = purge_batch(&conn, now, now - 60_000).expect("a purge round");
         assert!(!first.was_last(), "a full round of items is not the last");
         let first = first.purged;
         let items_left = count(&conn, "SELECT count(*) FROM batch_items");
-        assert_eq!(items_left, 2 * PURGE_BATCH + 500 + 3 - PURGE_BATCH);
+        assert_eq!(items_left, 2 * PURGE_BATCH + 500 + 3 + 5 + 7 - PURGE_BATCH);
         assert!(first.batches <= 1, "a batch goes only with its last item");
         assert_eq!(
             count(&conn, "SELECT count(*) FROM batches WHERE id = 'bat_big'"),
@@ -196,8 +220,45 @@ mod tests {
             .purge_expired(later, std::time::Duration::from_secs(60))
             .await
             .expect("the purge runs to the end");
-        assert_eq!(count(&conn, "SELECT count(*) FROM batch_items"), 0);
-        assert_eq!(count(&conn, "SELECT count(*) FROM batches"), 0);
+        assert_eq!(
+            kept(&conn),
+            5 + 7,
+            "only expired finished batches lose items"
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM batch_items"), 5 + 7);
+        let left: Vec<String> = conn
+            .prepare("SELECT id FROM batches ORDER BY id")
+            .expect("the query prepares")
+            .query_map([], |row| row.get(0))
+            .expect("the batches read")
+            .collect::<Result<_, _>>()
+            .expect("the ids");
+        assert_eq!(left, ["bat_recent", "bat_running"]);
         assert_eq!(first.batches + rest.batches, 2);
+    }
+
+    /// Both batch statements find their rows through indexes: a scan of the items under the
+    /// write lock would hold every delivery up for as long as it took.
+    #[tokio::test]
+    async fn the_batch_purge_searches_by_index() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.db");
+        SqliteStore::open(&path, SecretSealer::plaintext())
+            .await
+            .expect("the store opens");
+        let conn = connect(&path).expect("a connection");
+        for statement in [EXPIRED_BATCH_ITEMS, EMPTIED_BATCHES] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .expect("the statement plans")
+                .query_map(params![0, 1], |row| row.get::<_, String>(3))
+                .expect("the plan reads")
+                .collect::<Result<_, _>>()
+                .expect("the plan's rows");
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN")),
+                "{statement}: {plan:?}"
+            );
+        }
     }
 }
