@@ -119,25 +119,34 @@ mod tests {
     use super::*;
     use crate::{SecretSealer, Store};
 
+    /// A migrated store in a temporary directory, and a connection of the test's own to it.
+    async fn migrated_database() -> (tempfile::TempDir, SqliteStore, Connection) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(&path, SecretSealer::plaintext())
+            .await
+            .expect("the store opens");
+        let conn = connect(&path).expect("a connection");
+        (dir, store, conn)
+    }
+
+    /// The steps of SQLite's plan for `statement` (its parameters bound to 0 and 1).
+    fn plan_of(conn: &Connection, statement: &str) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .expect("the statement plans")
+            .query_map(params![0, 1], |row| row.get::<_, String>(3))
+            .expect("the plan reads")
+            .collect::<Result<_, _>>()
+            .expect("the plan's rows")
+    }
+
     /// The purge reads expired deliveries by age from the partial index, not every settled
     /// delivery through the status index (what the planner picked before it was named).
     #[tokio::test]
     async fn the_purge_reads_expired_deliveries_from_the_settled_index() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("store.db");
-        SqliteStore::open(&path, SecretSealer::plaintext())
-            .await
-            .expect("the store opens");
-        let conn = connect(&path).expect("a connection");
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {EXPIRED_DELIVERIES}"))
-            .expect("the query plans")
-            .query_map(params![0, 1], |row| row.get::<_, String>(3))
-            .expect("the plan reads")
-            .collect::<Result<_, _>>()
-            .expect("the plan's rows");
+        let (_dir, _store, conn) = migrated_database().await;
         assert_eq!(
-            plan,
+            plan_of(&conn, EXPIRED_DELIVERIES),
             vec!["SEARCH deliveries USING INDEX deliveries_settled_by_update (updated_at<?)"],
         );
     }
@@ -178,12 +187,7 @@ mod tests {
     /// A running batch's items and a batch finished within the retention are kept.
     #[tokio::test]
     async fn a_large_finished_batch_is_purged_a_bounded_number_of_items_at_a_time() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("store.db");
-        let store = SqliteStore::open(&path, SecretSealer::plaintext())
-            .await
-            .expect("the store opens");
-        let conn = connect(&path).expect("a connection");
+        let (_dir, store, conn) = migrated_database().await;
         let (hour_ago, now) = (1_000, 1_000 + 3_600_000);
         batch(
             &conn,
@@ -241,20 +245,9 @@ mod tests {
     /// write lock would hold every delivery up for as long as it took.
     #[tokio::test]
     async fn the_batch_purge_searches_by_index() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("store.db");
-        SqliteStore::open(&path, SecretSealer::plaintext())
-            .await
-            .expect("the store opens");
-        let conn = connect(&path).expect("a connection");
+        let (_dir, _store, conn) = migrated_database().await;
         for statement in [EXPIRED_BATCH_ITEMS, EMPTIED_BATCHES] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
-                .expect("the statement plans")
-                .query_map(params![0, 1], |row| row.get::<_, String>(3))
-                .expect("the plan reads")
-                .collect::<Result<_, _>>()
-                .expect("the plan's rows");
+            let plan = plan_of(&conn, statement);
             assert!(
                 plan.iter().all(|step| !step.starts_with("SCAN")),
                 "{statement}: {plan:?}"
