@@ -113,24 +113,23 @@ pub fn print_table(f: &Value) {
                 cpu_row(&run["cpu_seconds_per_1000_deliveries"]),
             );
         }
-        println!("  store write lock held (the one every process shares):");
-        for run in runs {
-            println!(
-                "  {:<30} {}",
-                run["label"].as_str().unwrap_or("?"),
-                crate::store_lock::row(&run["store_write_lock"])
-            );
-        }
-        println!(
-            "  CPU (a lock held while its thread waits for a CPU says the machine is the limit):"
+        let per_run = |title: &str, row: fn(&Value) -> String, key: &str| {
+            println!("  {title}:");
+            for run in runs {
+                let label = run["label"].as_str().unwrap_or("?");
+                println!("  {label:<30} {}", row(&run[key]));
+            }
+        };
+        per_run(
+            "store write lock held (the one every process shares)",
+            crate::store_lock::row,
+            "store_write_lock",
         );
-        for run in runs {
-            println!(
-                "  {:<30} {}",
-                run["label"].as_str().unwrap_or("?"),
-                crate::scheduling::row(&run["scheduling"])
-            );
-        }
+        per_run(
+            "CPU (a lock held while its thread waits for a CPU says the machine is the limit)",
+            crate::scheduling::row,
+            "scheduling",
+        );
     }
     let mut open_runs: Vec<(&str, &Value)> = f["latency"]
         .as_array()
