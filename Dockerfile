@@ -1,4 +1,12 @@
 # One image with every Hookstream binary; the service is chosen by the command.
+# The web console: built from the npm packages console/package-lock.json pins.
+FROM node:20-bookworm-slim AS console
+WORKDIR /console
+COPY console/package.json console/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY console/ ./
+RUN npm run build
+
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
@@ -15,5 +23,8 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 hookstream
 COPY --from=build /out/ /usr/local/bin/
+COPY --from=console /console/dist/ /usr/share/hookstream/console/
+# Ingest serves the console at /console from here (unset the variable to serve none).
+ENV HOOKSTREAM_CONSOLE_DIR=/usr/share/hookstream/console
 # Numeric, so Kubernetes' runAsNonRoot can check it is not root without a passwd lookup.
 USER 10001:10001

@@ -1,10 +1,10 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: run test test-scylla chaos build tools lint fmt bench bench-retry fuzz
+.PHONY: run test test-scylla chaos build console tools lint fmt bench bench-retry fuzz
 
 CARGO ?= cargo
 
 ## run: build everything and start the whole pipeline on the embedded defaults (Ctrl-C stops)
-run: tools build
+run: tools build console
 	@deploy/local/run.sh
 
 ## test: every test: formatting, lints, unit, contract and end-to-end tests, on real Apache Kafka brokers and a real CQL node (Apache Cassandra)
@@ -44,6 +44,10 @@ fuzz:
 ## build: the service binaries (debug profile, shared with the tests)
 build:
 	$(CARGO) build --workspace --bins
+
+## console: build the web console into console/dist (npm packages pinned by console/package-lock.json); ingest serves it at /console
+console:
+	@deploy/local/build-console.sh
 
 ## tools: fetch Apache Kafka and Apache Cassandra (Maven Central, pinned) and the test tools, once
 tools:

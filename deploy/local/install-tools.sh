@@ -9,7 +9,9 @@
 #   schemathesis (PyPI), pinned with its hypothesis: property-based tests of the API, driven by
 #   its OpenAPI document.
 #   promtool (Debian's prometheus package): checks the metrics and the alert rules.
-#   Node.js (Debian's nodejs package), when missing: runs the README's JavaScript verifier.
+#   Node.js and npm (Debian's nodejs and npm packages), when missing: run the README's
+#   JavaScript verifier, and build and test the web console.
+#   Chromium (Debian's chromium package), when missing: the browser the console's tests drive.
 #   helm-python-sdk (PyPI, the Helm v4 engine) and kubernetes-validate (PyPI, the Kubernetes
 #   schemas), pinned: render, lint and validate the Helm chart.
 set -euo pipefail
@@ -59,6 +61,16 @@ apt_install() {
 if ! command -v node >/dev/null; then
     echo "Installing Node.js (Debian's nodejs package, for the JavaScript ed25519 verifier's test)..." >&2
     apt_install nodejs
+fi
+
+if ! command -v npm >/dev/null; then
+    echo "Installing npm (Debian's npm package, to build the web console)..." >&2
+    apt_install npm
+fi
+
+if [ ! -x "${HOOKSTREAM_CHROMIUM:-/usr/bin/chromium}" ]; then
+    echo "Installing Chromium (Debian's chromium package, for the console's browser tests)..." >&2
+    apt_install chromium
 fi
 
 if ! command -v promtool >/dev/null; then

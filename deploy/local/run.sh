@@ -23,6 +23,14 @@ export HOOKSTREAM_INGEST_OPS_ADDR="${HOOKSTREAM_INGEST_OPS_ADDR:-127.0.0.1:9096}
 export HOOKSTREAM_DISPATCHER_OPS_ADDR="${HOOKSTREAM_DISPATCHER_OPS_ADDR:-127.0.0.1:9091}"
 export HOOKSTREAM_RETRY_TIER_OPS_ADDR="${HOOKSTREAM_RETRY_TIER_OPS_ADDR:-127.0.0.1:9093}"
 export HOOKSTREAM_REPLAY_OPS_ADDR="${HOOKSTREAM_REPLAY_OPS_ADDR:-127.0.0.1:9094}"
+# The web console (`make run` builds it first), at http://$HOOKSTREAM_HTTP_ADDR/console.
+if [ -z "${HOOKSTREAM_CONSOLE_DIR:-}" ]; then
+    if [ -f "$root/console/dist/index.html" ]; then
+        export HOOKSTREAM_CONSOLE_DIR="$root/console/dist"
+    else
+        echo "warning: the console is not built (make console); starting without it" >&2
+    fi
+fi
 # Let a newcomer send webhooks to a receiver on this machine.
 export HOOKSTREAM_ALLOW_HTTP_ENDPOINTS="${HOOKSTREAM_ALLOW_HTTP_ENDPOINTS:-true}"
 export HOOKSTREAM_ALLOWED_DESTINATIONS="${HOOKSTREAM_ALLOWED_DESTINATIONS:-127.0.0.0/8,::1/128}"
@@ -116,6 +124,7 @@ cat <<MSG
 Hookstream is starting.
   API          http://$HOOKSTREAM_HTTP_ADDR   (token $token_note)
   API token    $HOOKSTREAM_API_TOKEN
+  Console      http://$HOOKSTREAM_HTTP_ADDR/console   (sign in with the API token)
   Ingest       http://$HOOKSTREAM_INGEST_OPS_ADDR/metrics
   Dispatcher   http://$HOOKSTREAM_DISPATCHER_OPS_ADDR/metrics
   Retry tier   http://$HOOKSTREAM_RETRY_TIER_OPS_ADDR/metrics

@@ -45,6 +45,8 @@ fi
 CARGO="$CARGO" deploy/local/previous-release.sh ||
     echo "warning: the previous release was not built; the rolling-upgrade test will fail" >&2
 $CARGO build --workspace --bins
+# The web console the browser test drives (tests/e2e/tests/console.rs).
+deploy/local/build-console.sh
 $CARGO fmt --all --check
 $CARGO clippy --workspace --all-targets -- -D warnings
 

@@ -167,7 +167,8 @@ def check_image():
     check(user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0",
           f"image: the final USER is not a numeric non-root user: {user}")
     ignored = (REPO / ".dockerignore").read_text().split()
-    for path in ("target/", ".hookstream/"):
+    check("HOOKSTREAM_CONSOLE_DIR=" in dockerfile, "image: ingest is not told where the console's files are")
+    for path in ("target/", ".hookstream/", "console/node_modules/"):
         check(path in ignored, f"image: {path} is not kept out of the build context")
 
 

@@ -29,6 +29,17 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_MANAGEMENT_ADDR")]
     pub management_addr: Option<SocketAddr>,
 
+    /// The web console's built files (`console/dist`, from `make console`), served at
+    /// `/console` by the listener of the management API. Unset: no console is served.
+    #[arg(long, env = "HOOKSTREAM_CONSOLE_DIR")]
+    pub console_dir: Option<std::path::PathBuf>,
+
+    /// The origins that may show the console in a frame (e.g. `https://app.example.com`,
+    /// space-separated), for a platform embedding the tenant portal in its own pages. Unset:
+    /// only the console's own origin.
+    #[arg(long, env = "HOOKSTREAM_CONSOLE_FRAME_ANCESTORS", value_parser = crate::console::parse_frame_ancestors)]
+    pub console_frame_ancestors: Option<crate::console::FrameAncestors>,
+
     /// Where `/healthz`, `/readyz` and `/metrics` are served: apart from the API, so a public
     /// API does not show metrics to the world, and probes answer while the API is busy.
     #[arg(

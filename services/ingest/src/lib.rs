@@ -4,10 +4,12 @@
 pub mod api;
 pub mod api_key_token;
 pub mod config;
+pub mod console;
 pub mod fanout;
 pub mod intake;
 pub mod metrics;
 pub mod outbox;
+pub mod portal_link;
 pub mod published_marks;
 pub mod rate_limit;
 pub mod replay_plan;

@@ -14,7 +14,9 @@ use hookstream_runtime::{http_server, logging, shutdown};
 
 use hookstream_ingest::api::{self, ApiToken, AppState, Plane};
 use hookstream_ingest::config::IngestConfig;
+use hookstream_ingest::console;
 use hookstream_ingest::intake::Intake;
+use hookstream_ingest::portal_link::PortalLinks;
 use hookstream_ingest::published_marks::PublishedMarks;
 use hookstream_ingest::rate_limit::TenantLimiter;
 use hookstream_ingest::source::avro::SchemaRegistry;
@@ -104,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
             .max()
             .unwrap_or_default(),
         ops_events: OpsEventPublisher::new(producer.clone(), topics.ops_events()),
+        portal_links: PortalLinks::new(config.api_token.trim()),
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),
@@ -117,21 +120,27 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Plane::All
     };
-    let app = config.http.apply(api::router(
-        state.clone(),
-        token.clone(),
-        &config.http,
-        plane,
-    ));
+    if let Some(dir) = &config.console_dir {
+        console::check(dir)?;
+    }
+    // The console goes with the management API, whose origin its pages call.
+    let console_dir = config.console_dir.as_deref();
+    let frame_ancestors = config.console_frame_ancestors.clone().unwrap_or_default();
+    let mut app = api::router(state.clone(), token.clone(), &config.http, plane);
+    if plane == Plane::All {
+        app = app.merge(console::routes(console_dir, &frame_ancestors));
+    }
+    let app = config.http.apply(app);
     let management = match config.management_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the management API to {addr}"))?;
             tracing::info!(%addr, "management API listening");
-            let app = config
-                .http
-                .apply(api::router(state, token, &config.http, Plane::Management));
+            let app = config.http.apply(
+                api::router(state, token, &config.http, Plane::Management)
+                    .merge(console::routes(console_dir, &frame_ancestors)),
+            );
             let (limits, shutdown) = (config.http.clone(), shutdown.clone());
             Some(tokio::spawn(async move {
                 http_server::serve(listener, app, &limits, shutdown).await

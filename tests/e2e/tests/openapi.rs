@@ -31,6 +31,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenants/{tenant}/api-keys"),
     ("get", "/v1/tenants/{tenant}/api-keys"),
     ("delete", "/v1/tenants/{tenant}/api-keys/{id}"),
+    ("post", "/v1/tenants/{tenant}/portal-links"),
+    ("get", "/v1/whoami"),
     ("get", "/v1/control"),
     ("post", "/v1/control/pause"),
     ("post", "/v1/control/resume"),

@@ -16,17 +16,23 @@ use hookstream_store::Store;
 
 use super::problem::Problem;
 use crate::api_key_token;
+use crate::portal_link::{LinkError, PortalLinks};
 
 /// The admin token, from config.
 #[derive(Clone)]
 pub struct ApiToken(pub Arc<str>);
 
-/// What authentication needs: the admin token and the store of tenant keys.
+/// What authentication needs: the admin token, the store of tenant keys, and the key portal
+/// links are signed with.
 #[derive(Clone)]
 pub struct Access {
     pub admin: ApiToken,
     pub store: Arc<dyn Store>,
+    pub portal: PortalLinks,
 }
+
+/// The `created_by` of what a portal link's holder creates.
+pub const PORTAL_KEY_ID: &str = "portal";
 
 /// The `created_by` of what the admin token creates.
 pub const ADMIN_KEY_ID: &str = "admin";
@@ -40,6 +46,12 @@ pub enum Caller {
         key_id: ApiKeyId,
         tenant: Tenant,
     },
+    /// A portal link: what a tenant key may do in the management API, until the link expires;
+    /// it sends no events (a platform's customer receives webhooks, it does not publish them).
+    Portal {
+        tenant: Tenant,
+        expires_at: time::OffsetDateTime,
+    },
 }
 
 impl Caller {
@@ -48,6 +60,7 @@ impl Caller {
         match self {
             Self::Admin => ADMIN_KEY_ID.to_owned(),
             Self::Tenant { key_id, .. } => key_id.to_string(),
+            Self::Portal { .. } => PORTAL_KEY_ID.to_owned(),
         }
     }
 
@@ -55,7 +68,7 @@ impl Caller {
     pub fn tenant(&self) -> Option<&Tenant> {
         match self {
             Self::Admin => None,
-            Self::Tenant { tenant, .. } => Some(tenant),
+            Self::Tenant { tenant, .. } | Self::Portal { tenant, .. } => Some(tenant),
         }
     }
 
@@ -63,9 +76,19 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), Problem> {
         match self {
             Self::Admin => Ok(()),
-            Self::Tenant { .. } => Err(Problem::forbidden(
-                "this route needs the admin token; a tenant API key cannot use it",
+            Self::Tenant { .. } | Self::Portal { .. } => Err(Problem::forbidden(
+                "this route needs the admin token; a tenant API key or portal link cannot use it",
             )),
+        }
+    }
+
+    /// Refuses portal links: for sending events, which only the admin and tenant keys do.
+    pub fn require_key(&self) -> Result<(), Problem> {
+        match self {
+            Self::Portal { .. } => Err(Problem::forbidden(
+                "a portal link cannot send events; use the admin token or a tenant API key",
+            )),
+            Self::Admin | Self::Tenant { .. } => Ok(()),
         }
     }
 
@@ -124,6 +147,21 @@ fn bearer(request: &Request) -> Option<&str> {
 async fn identify(access: &Access, presented: &str) -> Result<Option<Caller>, Problem> {
     if bool::from(presented.as_bytes().ct_eq(access.admin.0.as_bytes())) {
         return Ok(Some(Caller::Admin));
+    }
+    if PortalLinks::looks_like_link(presented) {
+        return match access
+            .portal
+            .check(presented, time::OffsetDateTime::now_utc())
+        {
+            Ok(claims) => Ok(Some(Caller::Portal {
+                tenant: claims.tenant,
+                expires_at: claims.expires_at,
+            })),
+            Err(err @ (LinkError::Invalid | LinkError::Expired(_))) => {
+                Err(Problem::unauthorized_because(err.to_string()))
+            }
+            Err(LinkError::Random(_)) => Ok(None),
+        };
     }
     let Some(id) = api_key_token::key_id_of(presented) else {
         return Ok(None);

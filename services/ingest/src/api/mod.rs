@@ -50,6 +50,8 @@ pub struct AppState {
     pub longest_retry_wait: std::time::Duration,
     /// Tells a batch cancelled here as finished (its runner, if one has it, tells it too).
     pub ops_events: hookstream_kafka::ops_events::OpsEventPublisher,
+    /// Signs the portal links the admin issues, and checks them on every request.
+    pub portal_links: crate::portal_link::PortalLinks,
 }
 
 /// Which part of the API a listener serves.
@@ -72,6 +74,7 @@ pub fn router(state: AppState, token: ApiToken, http: &HttpLimits, plane: Plane)
     let access = auth::Access {
         admin: token,
         store: state.intake.store.clone(),
+        portal: state.portal_links.clone(),
     };
     let max_body = state.max_body_bytes;
     let max_batch_body = state.max_batch_body_bytes;
@@ -101,6 +104,18 @@ pub fn router(state: AppState, token: ApiToken, http: &HttpLimits, plane: Plane)
         .merge(api)
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
+}
+
+/// What `/console` answers when this process serves no console.
+pub fn console_not_installed() -> Response {
+    Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "console-not-installed",
+        "Console not installed",
+        "this API serves no console: set HOOKSTREAM_CONSOLE_DIR to its built files \
+         (console/dist, built by `make console`)",
+    )
+    .into_response()
 }
 
 /// The one route that takes a body larger than `HOOKSTREAM_MAX_BODY_BYTES`.

@@ -92,6 +92,16 @@ impl Problem {
         )
     }
 
+    /// A token that was recognised but is no longer (or never was) good, with why.
+    pub fn unauthorized_because(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
+    }
+
     /// The caller is who it says, but this is not for its key: admin routes for a tenant key,
     /// or another tenant named in a body or query.
     pub fn forbidden(detail: impl Into<String>) -> Self {

@@ -298,6 +298,36 @@ pub struct Secret {
     previous_public_key: Option<String>,
 }
 
+/// Who a token is: `role` is `admin`, `tenant` (a tenant API key) or `portal` (a portal
+/// link, with its `expires_at`); `tenant` is set for the last two.
+#[derive(ToSchema)]
+pub struct WhoAmI {
+    #[schema(pattern = "^(admin|tenant|portal)$")]
+    role: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    tenant: Option<String>,
+    key_id: String,
+    expires_at: Option<String>,
+}
+
+/// `POST /v1/tenants/{tenant}/portal-links`.
+#[derive(ToSchema)]
+pub struct PortalLinkCreate {
+    /// Seconds the link lasts: 60 to 86400 (default 3600).
+    #[schema(minimum = 60, maximum = 86400)]
+    expires_in: Option<i64>,
+}
+
+/// A portal link: `path` opens the console with it (after the console's origin).
+#[derive(ToSchema)]
+pub struct PortalLink {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    tenant: String,
+    path: String,
+    token: String,
+    expires_at: String,
+}
+
 #[derive(ToSchema)]
 pub struct Control {
     sending_paused: bool,

@@ -105,6 +105,7 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    caller.require_key()?;
     let request = parse_request(JsonObject::parse(body, state.max_body_bytes)?)?;
     caller.may_act_for(&request.tenant, "tenant")?;
     let _in_progress = state
@@ -140,6 +141,7 @@ pub async fn create_batch(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    caller.require_key()?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::too_large(state.max_batch_body_bytes)

@@ -13,6 +13,8 @@ mod endpoint_fields;
 mod endpoint_health;
 mod endpoint_lookup;
 mod endpoints;
+mod portal_links;
+mod whoami;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,6 +38,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::rotate_secret))
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(whoami::get))
+        .routes(routes!(portal_links::create))
         .routes(routes!(control::get))
         .routes(routes!(control::pause))
         .routes(routes!(control::resume))

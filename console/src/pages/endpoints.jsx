@@ -1,0 +1,208 @@
+// Endpoints: their health at a glance, and creating, editing, pausing, rotating and deleting.
+import { useState } from 'preact/hooks';
+import { api } from '../api.js';
+import { Chip, ErrorBox, Id, Pager, Time, useAction, useLoad, usePaged } from '../components.jsx';
+
+function percent(rate) {
+  return rate === null || rate === undefined ? '—' : `${(rate * 100).toFixed(1)} %`;
+}
+
+/** Chips for what stops or slows sending to an endpoint. */
+export function EndpointState({ endpoint }) {
+  const health = endpoint.health;
+  const breaker = endpoint.circuit?.state;
+  return (
+    <span class="chips">
+      {endpoint.disabled ? <Chip kind="bad">disabled</Chip> : null}
+      {endpoint.paused ? <Chip kind="warn">paused</Chip> : null}
+      {breaker && breaker !== 'closed' ? <Chip kind="bad">breaker {breaker}</Chip> : null}
+      {health?.status === 'warning' ? <Chip kind="warn">warning</Chip> : null}
+      {!endpoint.disabled && !endpoint.paused && (!breaker || breaker === 'closed') && health?.status !== 'warning'
+        ? <Chip kind="good">healthy</Chip> : null}
+    </span>
+  );
+}
+
+/** The secret of a new or rotated endpoint: shown this once, never again. */
+function SecretOnce({ secret, onDone }) {
+  if (!secret) return null;
+  return (
+    <div class="secret" role="status">
+      <p><strong>Signing secret, shown once.</strong> Give it to the receiver now: the console cannot show it again.</p>
+      <Id value={secret} />
+      <button type="button" onClick={onDone}>I have kept it</button>
+    </div>
+  );
+}
+
+function parseTypes(text) {
+  return text.split(',').map((t) => t.trim()).filter(Boolean);
+}
+
+function CreateEndpoint({ tenant, onCreated }) {
+  const [url, setUrl] = useState('');
+  const [types, setTypes] = useState('');
+  const action = useAction();
+  const submit = async (event) => {
+    event.preventDefault();
+    const created = await action.run(() => api('POST', '/v1/endpoints', {
+      tenant, url: url.trim(), event_types: parseTypes(types),
+    }));
+    if (created) {
+      setUrl('');
+      setTypes('');
+      onCreated(created);
+    }
+  };
+  return (
+    <form class="inline-form" onSubmit={submit} aria-label="New endpoint">
+      <h2>New endpoint</h2>
+      <label>URL <input type="url" required value={url} placeholder="https://example.com/webhooks"
+        onInput={(e) => setUrl(e.currentTarget.value)} /></label>
+      <label>Event types <input value={types} placeholder="order.created, order.paid (empty: all)"
+        onInput={(e) => setTypes(e.currentTarget.value)} /></label>
+      <button type="submit" disabled={action.running}>Create endpoint</button>
+      <ErrorBox error={action.error} />
+    </form>
+  );
+}
+
+/** Pause/resume, rotate the secret and delete: one endpoint's actions. */
+function EndpointActions({ endpoint, onChanged, onSecret }) {
+  const action = useAction();
+  const act = (method, path, body) => action.run(async () => {
+    const answer = await api(method, path, body);
+    onChanged(answer);
+    return answer;
+  });
+  const base = `/v1/endpoints/${endpoint.id}`;
+  const rotate = async () => {
+    if (!window.confirm(`Rotate the signing secret of ${endpoint.url}? The old one keeps signing for the overlap period.`)) return;
+    const answer = await act('POST', `${base}/secret/rotate`);
+    if (answer?.secret) onSecret(answer.secret);
+  };
+  const remove = () => {
+    if (window.confirm(`Delete the endpoint ${endpoint.url}? Nothing more is sent to it.`)) act('DELETE', base);
+  };
+  return (
+    <span class="actions">
+      {endpoint.paused
+        ? <button type="button" onClick={() => act('POST', `${base}/resume`)}>Resume</button>
+        : <button type="button" onClick={() => act('POST', `${base}/pause`)}>Pause</button>}
+      <button type="button" onClick={rotate}>Rotate secret</button>
+      <button type="button" class="danger" onClick={remove}>Delete</button>
+      <ErrorBox error={action.error} />
+    </span>
+  );
+}
+
+export function Endpoints({ tenant, isAdmin }) {
+  const paged = usePaged(tenant ? '/v1/endpoints' : null, isAdmin ? { tenant } : {});
+  const [secret, setSecret] = useState(null);
+  if (!tenant) {
+    return <section><h1>Endpoints</h1><p>Name a tenant at the top to see its endpoints.</p></section>;
+  }
+  return (
+    <section>
+      <h1>Endpoints of {tenant}</h1>
+      <SecretOnce secret={secret} onDone={() => setSecret(null)} />
+      <CreateEndpoint tenant={tenant} onCreated={(created) => { setSecret(created.secret ?? null); paged.reload(); }} />
+      <ErrorBox error={paged.error} />
+      <table>
+        <caption class="visually-hidden">Endpoints</caption>
+        <thead>
+          <tr><th>Endpoint</th><th>URL</th><th>Event types</th><th>State</th><th>Success (5 min)</th><th>Failure streak</th><th>Actions</th></tr>
+        </thead>
+        <tbody>
+          {paged.items.map((endpoint) => (
+            <tr key={endpoint.id}>
+              <td><Id value={endpoint.id} href={`#/endpoints/${endpoint.id}`} /></td>
+              <td class="url">{endpoint.url}</td>
+              <td>{endpoint.event_types?.length ? endpoint.event_types.join(', ') : <span class="muted">all</span>}</td>
+              <td><EndpointState endpoint={endpoint} /></td>
+              <td>{percent(endpoint.health?.windows?.[0]?.success_rate)}</td>
+              <td>{endpoint.health?.failure_streak ?? 0}</td>
+              <td><EndpointActions endpoint={endpoint} onChanged={() => paged.reload()} onSecret={setSecret} /></td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {!paged.loading && paged.items.length === 0 ? <p class="muted">No endpoints yet.</p> : null}
+      <Pager paged={paged} label="Endpoints" />
+    </section>
+  );
+}
+
+function EditEndpoint({ endpoint, onSaved }) {
+  const [url, setUrl] = useState(endpoint.url);
+  const [types, setTypes] = useState((endpoint.event_types ?? []).join(', '));
+  const [maxAttempts, setMaxAttempts] = useState(endpoint.max_attempts ?? '');
+  const [disabled, setDisabled] = useState(endpoint.disabled);
+  const action = useAction();
+  const submit = async (event) => {
+    event.preventDefault();
+    const changes = { url: url.trim(), event_types: parseTypes(types), disabled };
+    changes.max_attempts = maxAttempts === '' ? null : Number(maxAttempts);
+    const saved = await action.run(() => api('PATCH', `/v1/endpoints/${endpoint.id}`, changes));
+    if (saved) onSaved(saved);
+  };
+  return (
+    <form class="stacked" onSubmit={submit} aria-label="Edit endpoint">
+      <h2>Settings</h2>
+      <label>URL <input type="url" required value={url} onInput={(e) => setUrl(e.currentTarget.value)} /></label>
+      <label>Event types <input value={types} placeholder="empty: all"
+        onInput={(e) => setTypes(e.currentTarget.value)} /></label>
+      <label>Most attempts <input type="number" min="1" value={maxAttempts} placeholder="the retry policy's"
+        onInput={(e) => setMaxAttempts(e.currentTarget.value)} /></label>
+      <label class="check"><input type="checkbox" checked={disabled}
+        onChange={(e) => setDisabled(e.currentTarget.checked)} /> Disabled</label>
+      <button type="submit" disabled={action.running}>Save</button>
+      <ErrorBox error={action.error} />
+    </form>
+  );
+}
+
+export function EndpointDetail({ id }) {
+  const endpoint = useLoad(`/v1/endpoints/${id}`);
+  const health = useLoad(`/v1/endpoints/${id}/health`);
+  const [secret, setSecret] = useState(null);
+  if (endpoint.error) return <section><h1>Endpoint</h1><ErrorBox error={endpoint.error} /></section>;
+  if (!endpoint.data) return <p class="muted">Loading…</p>;
+  const shown = { ...endpoint.data, health: health.data };
+  return (
+    <section>
+      <h1>Endpoint <Id value={id} /></h1>
+      <p class="url">{shown.url} <EndpointState endpoint={shown} /></p>
+      <SecretOnce secret={secret} onDone={() => setSecret(null)} />
+      <EndpointActions endpoint={shown}
+        onChanged={() => { endpoint.reload(); health.reload(); }}
+        onSecret={setSecret} />
+      <p><a href={`#/deliveries?${new URLSearchParams({ endpoint_id: id })}`}>Its deliveries</a>
+        {' · '}<a href={`#/dead-letters?${new URLSearchParams({ endpoint_id: id })}`}>Its dead letters</a></p>
+      <h2>Health</h2>
+      <ErrorBox error={health.error} />
+      {health.data ? (
+        <table>
+          <thead><tr><th>Window</th><th>Attempts</th><th>Success</th><th>p50</th><th>p99</th></tr></thead>
+          <tbody>
+            {health.data.windows.map((w) => (
+              <tr key={w.window}><td>{w.window}</td><td>{w.attempts}</td><td>{percent(w.success_rate)}</td>
+                <td>{w.latency_ms?.p50 ?? '—'} ms</td><td>{w.latency_ms?.p99 ?? '—'} ms</td></tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      {health.data ? (
+        <dl class="facts">
+          <dt>Failure streak</dt><dd>{health.data.failure_streak}</dd>
+          <dt>Last success</dt><dd><Time value={health.data.last_success_at} /></dd>
+          <dt>Last failure</dt><dd>{health.data.last_failure
+            ? <><Time value={health.data.last_failure.at} /> ({health.data.last_failure.class})</> : '—'}</dd>
+          <dt>Breaker</dt><dd>{shown.circuit?.state}{shown.circuit?.open_until ? <> until <Time value={shown.circuit.open_until} /></> : null}</dd>
+          <dt>Created</dt><dd><Time value={shown.created_at} /></dd>
+        </dl>
+      ) : null}
+      <EditEndpoint key={shown.updated_at} endpoint={shown} onSaved={() => endpoint.reload()} />
+    </section>
+  );
+}

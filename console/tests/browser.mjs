@@ -1,0 +1,256 @@
+// The console in a real browser (Debian's Chromium, driven by Playwright) against a live
+// pipeline: HOOKSTREAM_API_URL (the ingest API serving /console) and HOOKSTREAM_API_TOKEN (its
+// admin token). The test's own receiver listens on 127.0.0.1. It signs in, creates an endpoint,
+// sends an event, follows its delivery, forces a failure, finds the dead letter, dry-runs and
+// replays it, sees it delivered, then checks that a tenant key sees only its tenant (by URL
+// too), that a revoked key goes back to sign-in, and that a portal link opens its tenant's
+// pages alone. Screenshots of each page go to
+// HOOKSTREAM_CONSOLE_SCREENSHOTS (default: ../target/console-screenshots).
+// Run by tests/e2e/tests/console.rs (`make test`); exits non-zero on the first failed check.
+import { createServer } from 'node:http';
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const base = process.env.HOOKSTREAM_API_URL;
+const adminToken = process.env.HOOKSTREAM_API_TOKEN;
+assert.ok(base && adminToken, 'set HOOKSTREAM_API_URL and HOOKSTREAM_API_TOKEN');
+const browserPath = process.env.HOOKSTREAM_CHROMIUM ?? '/usr/bin/chromium';
+const shots = resolve(process.env.HOOKSTREAM_CONSOLE_SCREENSHOTS ?? '../target/console-screenshots');
+// Every wait is bounded: the pipeline settles a delivery in well under this.
+const SETTLE_MS = 60_000;
+
+/** Polls `check` until it returns a truthy value; fails with `what` after `timeout` ms. */
+async function eventually(what, check, timeout = SETTLE_MS) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The API, called directly (what a producer or an admin script does beside the console). */
+async function call(method, path, body, token = adminToken) {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** A webhook receiver answering what the test says; keeps every webhook it got. */
+function startReceiver() {
+  const received = [];
+  const receiver = { answer: 200, received };
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => { body += chunk; });
+    request.on('end', () => {
+      received.push({ id: request.headers['webhook-id'], body: JSON.parse(body), answered: receiver.answer });
+      response.writeHead(receiver.answer, { 'Content-Type': 'text/plain' });
+      response.end(receiver.answer === 200 ? 'ok' : 'no such order');
+    });
+  });
+  return new Promise((ready) => server.listen(0, '127.0.0.1', () => {
+    receiver.url = `http://127.0.0.1:${server.address().port}/hooks`;
+    receiver.close = () => server.close();
+    ready(receiver);
+  }));
+}
+
+async function sendEvent(tenant, payload) {
+  const sent = await call('POST', '/v1/events', { tenant, type: 'order.created', payload });
+  assert.equal(sent.status, 202, JSON.stringify(sent.body));
+  return sent.body.id;
+}
+
+async function deliveryOf(eventId, status) {
+  const list = await call('GET', `/v1/deliveries?event_id=${eventId}`);
+  return list.body.data.find((d) => d.status === status);
+}
+
+await mkdir(shots, { recursive: true });
+const receiver = await startReceiver();
+const browser = await chromium.launch({
+  executablePath: browserPath,
+  headless: true,
+  // As root, without a sandbox; and no calls home (this machine's network is closed).
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const pageErrors = [];
+const dialogs = [];
+try {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, timezoneId: 'Europe/Berlin' });
+  const page = await context.newPage();
+  page.setDefaultTimeout(SETTLE_MS);
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  page.on('dialog', (dialog) => { dialogs.push(dialog.message()); dialog.accept(); });
+  const nav = (name) => page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name, exact: true });
+  const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  // Clicks `button` (a locator) until `done` shows: a page shows what it loaded, and reloads
+  // on a click, while the pipeline settles behind it.
+  const refreshUntil = async (what, button, done) => eventually(what, async () => {
+    await button.click();
+    return (await done.count()) > 0;
+  });
+
+  // Sign in: a wrong token is refused with a message; the admin token, typed and sent with Enter.
+  await page.goto(`${base}/console/`);
+  const tokenField = page.getByLabel('Admin token or tenant API key');
+  await tokenField.fill('not-a-token');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('This token or key is not accepted.').waitFor();
+  await tokenField.fill(adminToken);
+  await tokenField.press('Enter');
+  await page.getByRole('navigation', { name: 'Pages' }).waitFor();
+  assert.equal(await page.locator('.role').textContent(), 'admin');
+  await page.getByRole('textbox', { name: 'Tenant' }).fill('acme');
+  await page.getByRole('textbox', { name: 'Tenant' }).press('Enter');
+
+  // Create an endpoint: its secret is shown once.
+  await nav('Endpoints').click();
+  await page.getByRole('heading', { name: 'Endpoints of acme' }).waitFor();
+  await page.getByLabel('URL').fill(receiver.url);
+  await page.getByLabel('Event types').fill('order.created');
+  await page.getByRole('button', { name: 'Create endpoint' }).click();
+  await page.getByText('Signing secret, shown once.').waitFor();
+  const secret = await page.locator('.secret code').textContent();
+  assert.match(secret, /^whsec_/);
+  const row = page.locator('tr', { hasText: receiver.url });
+  await row.waitFor();
+  const endpointId = (await row.locator('code').first().textContent()).trim();
+  assert.match(endpointId, /^ep_/);
+  await shot('endpoints');
+  await page.getByRole('button', { name: 'I have kept it' }).click();
+  assert.equal(await page.locator('.secret').count(), 0, 'the secret is not shown again');
+
+  // A problem from the API is shown as the API words it (a destination this install refuses).
+  await page.getByLabel('URL').fill('http://10.20.30.40/hooks');
+  await page.getByRole('button', { name: 'Create endpoint' }).click();
+  await page.locator('form[aria-label="New endpoint"] .error').waitFor();
+
+  // Send an event; see its delivery and its attempt.
+  const firstEvent = await sendEvent('acme', { order: 1 });
+  await eventually('the first webhook', () => receiver.received.length === 1);
+  await page.goto(`${base}/console/#/deliveries?event_id=${firstEvent}`);
+  await refreshUntil('the delivery to show delivered', page.getByRole('button', { name: 'Search' }),
+    page.locator('tbody .chip', { hasText: 'delivered' }));
+  await page.locator('tbody tr a code').first().click();
+  await page.getByText('Attempt 1').waitFor();
+  await page.getByText('HTTP 200').waitFor();
+  const time = page.locator('.timeline time').first();
+  assert.match(await time.getAttribute('title'), /Z \(UTC\)$/, 'a time shows its UTC value on hover');
+  await shot('delivery');
+
+  // Force a failure: the receiver refuses for good, so the delivery is dead-lettered.
+  receiver.answer = 400;
+  const secondEvent = await sendEvent('acme', { order: 2 });
+  const dead = await eventually('the second delivery dead-lettered', () => deliveryOf(secondEvent, 'dead_lettered'));
+
+  // Find the dead letter, dry-run its replay, replay it and watch the batch finish.
+  await page.goto(`${base}/console/#/dead-letters?endpoint_id=${endpointId}`);
+  await refreshUntil('the dead letter to be listed', page.getByRole('button', { name: 'Search' }),
+    page.locator('tbody tr', { hasText: dead.id }));
+  await page.getByRole('checkbox', { name: `Select ${dead.id}` }).check();
+  await page.getByRole('button', { name: 'Dry run: 1 selected' }).click();
+  await page.locator('.plan-count', { hasText: '1' }).waitFor();
+  await shot('dead-letters');
+  receiver.answer = 200;
+  await page.getByRole('button', { name: 'Replay 1' }).click();
+  assert.match(dialogs.at(-1), /^Replay 1 dead letter\?/, 'the replay asks first, with the count');
+  await page.locator('.batch-status', { hasText: 'completed' }).waitFor();
+  assert.equal(await page.locator('.batch-created').textContent(), '1');
+  await shot('batch');
+  await eventually('the replayed webhook', () =>
+    receiver.received.some((w) => w.answered === 200 && w.body.data?.order === 2));
+  await page.goto(`${base}/console/#/deliveries?event_id=${secondEvent}`);
+  await refreshUntil('the replay delivered', page.getByRole('button', { name: 'Search' }),
+    page.locator('tbody .chip', { hasText: 'delivered' }));
+
+  // The overview, and the kill switch (admin only, confirmed both ways).
+  await nav('Overview').click();
+  const killSwitch = page.getByRole('region', { name: 'Kill switch' });
+  await killSwitch.getByText('sending', { exact: true }).waitFor();
+  await page.getByRole('button', { name: 'Pause all sending' }).click();
+  await killSwitch.getByText('paused by the kill switch').waitFor();
+  assert.equal((await call('GET', '/v1/control')).body.sending_paused, true);
+  await page.getByRole('button', { name: 'Resume all sending' }).click();
+  await killSwitch.getByText('sending', { exact: true }).waitFor();
+  assert.equal((await call('GET', '/v1/control')).body.sending_paused, false);
+  await shot('overview');
+
+  // A tenant key sees only its tenant, on the pages and by URL.
+  const globex = await call('POST', '/v1/endpoints', { tenant: 'globex', url: `${receiver.url}/globex`, event_types: [] });
+  assert.equal(globex.status, 201, JSON.stringify(globex.body));
+  const key = await call('POST', '/v1/tenants/acme/api-keys', { name: 'console test' });
+  assert.equal(key.status, 201, JSON.stringify(key.body));
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await tokenField.fill(key.body.key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('tenant key').waitFor();
+  await nav('Endpoints').click();
+  await page.locator('tr', { hasText: endpointId }).waitFor();
+  assert.equal(await page.locator('tr', { hasText: '/globex' }).count(), 0, 'no other tenant\'s endpoint listed');
+  await page.goto(`${base}/console/#/endpoints/${globex.body.id}`);
+  await page.getByText('endpoint not found').waitFor();
+  await page.goto(`${base}/console/#/dead-letters`);
+  await page.locator('tbody tr', { hasText: dead.id }).waitFor();
+
+  // A revoked key: the next page it loads sends the user back to sign in, with why.
+  const revoked = await call('DELETE', `/v1/tenants/acme/api-keys/${key.body.id}`);
+  assert.ok(revoked.status < 300, JSON.stringify(revoked.body));
+  await nav('Deliveries').click();
+  await page.getByText('The API no longer accepts this key').waitFor();
+  await tokenField.waitFor();
+
+  // A portal link the admin issues opens the tenant's pages alone, and sends no events.
+  const link = await call('POST', '/v1/tenants/acme/portal-links', { expires_in: 600 });
+  assert.equal(link.status, 201, JSON.stringify(link.body));
+  const portalContext = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+  const portal = await portalContext.newPage();
+  portal.setDefaultTimeout(SETTLE_MS);
+  portal.on('pageerror', (err) => pageErrors.push(err.message));
+  await portal.goto(`${base}${link.body.path}`);
+  await portal.getByText('portal until').waitFor();
+  assert.ok(!portal.url().includes('hsp_'), 'the link leaves the address once taken');
+  const portalNav = portal.getByRole('navigation', { name: 'Pages' });
+  assert.equal(await portalNav.getByRole('link', { name: 'Overview' }).count(), 0);
+  await portal.locator('tr', { hasText: endpointId }).waitFor();
+  assert.equal(await portal.locator('tr', { hasText: '/globex' }).count(), 0, 'no other tenant\'s endpoint in the portal');
+  await portal.screenshot({ path: `${shots}/portal.png`, fullPage: true });
+  await portalNav.getByRole('link', { name: 'Dead letters', exact: true }).click();
+  await portal.locator('tbody tr', { hasText: dead.id }).waitFor();
+  await portal.getByRole('button', { name: 'Dry run: all matching the filter' }).click();
+  await portal.locator('.plan-count').waitFor();
+  await portal.goto(`${base}/console/#/endpoints/${globex.body.id}`);
+  await portal.getByText('endpoint not found').waitFor();
+  const portalSend = await call('POST', '/v1/events', { tenant: 'acme', type: 'order.created', payload: {} }, link.body.token);
+  assert.equal(portalSend.status, 403, 'a portal link sends no events');
+  await portalContext.close();
+
+  // An altered link lets nobody in, and says so.
+  const altered = await browser.newContext();
+  const stranger = await altered.newPage();
+  const token = link.body.token;
+  await stranger.goto(`${base}/console/#portal=${token.slice(0, -2)}${token.endsWith('AA') ? 'BB' : 'AA'}`);
+  await stranger.getByText('this portal link is not valid').waitFor();
+  await stranger.getByLabel('Admin token or tenant API key').waitFor();
+  await altered.close();
+
+  assert.deepEqual(pageErrors, [], 'no script errors on any page');
+  console.log(`console browser test passed; screenshots in ${shots}`);
+} finally {
+  await browser.close();
+  receiver.close();
+}

@@ -1,0 +1,93 @@
+//! `/v1/tenants/{tenant}/portal-links`: a short-lived signed link into the console's tenant
+//! pages, for a platform to give its customer (see [`crate::portal_link`]). Admin token only.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use hookstream_model::names::Tenant;
+
+use crate::api::AppState;
+use crate::api::auth::Caller;
+use crate::api::body::JsonObject;
+use crate::api::problem::Problem;
+use crate::api::schemas;
+use crate::api::times::rfc3339;
+use crate::console;
+
+/// How long a link lasts unless asked otherwise: one visit's worth.
+const DEFAULT_SECONDS: i64 = 3600;
+/// The bounds of `expires_in`: a link cannot be revoked alone, so it must not live long.
+const MIN_SECONDS: i64 = 60;
+const MAX_SECONDS: i64 = 24 * 3600;
+
+fn parse_expires_in(value: Option<serde_json::Value>) -> Result<Duration, Problem> {
+    let seconds = match value {
+        None => DEFAULT_SECONDS,
+        Some(value) => value
+            .as_i64()
+            .filter(|s| (MIN_SECONDS..=MAX_SECONDS).contains(s))
+            .ok_or_else(|| {
+                Problem::invalid(
+                    "expires_in",
+                    format!(
+                        "`expires_in` must be whole seconds from {MIN_SECONDS} to {MAX_SECONDS}"
+                    ),
+                )
+            })?,
+    };
+    Ok(Duration::seconds(seconds))
+}
+
+/// `POST /v1/tenants/{tenant}/portal-links` `{"expires_in": 3600}`?: `201` with the link.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/portal-links",
+    tag = "access",
+    summary = "Issue a portal link into the console for one tenant (admin token only)",
+    description = "The link opens the console's tenant pages (endpoints, deliveries, dead \
+                   letters and their replay) for this tenant until it expires; it cannot send \
+                   events. Nothing is stored: a link cannot be revoked alone (changing the \
+                   admin token ends every link), so keep `expires_in` short.",
+    params(
+        ("tenant" = String, Path, description = "the tenant", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+    ),
+    request_body(content = Option<schemas::PortalLinkCreate>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "the link", body = schemas::PortalLink),
+        schemas::Problems,
+    ),
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(tenant): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    caller.require_admin()?;
+    let tenant = Tenant::parse(&tenant, "tenant")?;
+    let mut fields = JsonObject::parse_optional(body, state.max_body_bytes)?;
+    let lifetime = parse_expires_in(fields.optional("expires_in"))?;
+    fields.finish()?;
+    let expires_at = (OffsetDateTime::now_utc() + lifetime)
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc() + lifetime);
+    let token = state
+        .portal_links
+        .issue(&tenant, expires_at)
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    tracing::info!(%tenant, expires_at = %rfc3339(expires_at), "portal link issued");
+    let body = json!({
+        "tenant": tenant,
+        // In the fragment, so the link never reaches a server's logs or a Referer header.
+        "path": format!("{}/#portal={token}", console::PATH),
+        "token": token,
+        "expires_at": rfc3339(expires_at),
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
