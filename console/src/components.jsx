@@ -7,6 +7,13 @@ const LOCAL_TIME = new Intl.DateTimeFormat(undefined, {
   hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
 });
 
+/** `datetime-local` input text (the viewer's zone) as RFC 3339 in UTC, as the API takes it. */
+export function toRfc3339(local) {
+  if (!local) return undefined;
+  const date = new Date(local);
+  return Number.isNaN(date.getTime()) ? local : date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 /** A time in the viewer's zone; its UTC value on hover. */
 export function Time({ value }) {
   if (!value) return <span class="muted">—</span>;

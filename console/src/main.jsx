@@ -152,12 +152,15 @@ function App() {
       setMessage(text || null);
     });
     takePortalLink();
-    if (hasToken()) {
-      api('GET', '/v1/whoami')
-        .then(setWho)
-        .catch(() => {})
-        .finally(() => setChecking(false));
+    if (!hasToken()) {
+      // An address that looked like a portal link but was not one: nothing to check.
+      setChecking(false);
+      return;
     }
+    api('GET', '/v1/whoami')
+      .then(setWho)
+      .catch(() => {})
+      .finally(() => setChecking(false));
   }, []);
   if (checking) return <p class="muted">Signing in…</p>;
   if (!who) {

@@ -111,15 +111,24 @@ try {
   await tokenField.fill('not-a-token');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText('This token or key is not accepted.').waitFor();
-  await tokenField.fill(adminToken);
-  await tokenField.press('Enter');
+  // The keyboard alone, on a fresh page: Tab reaches the field first, Enter signs in.
+  await page.reload();
+  await tokenField.waitFor();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'token', 'Tab reaches the key first');
+  await page.keyboard.type(adminToken);
+  await page.keyboard.press('Enter');
   await page.getByRole('navigation', { name: 'Pages' }).waitFor();
   assert.equal(await page.locator('.role').textContent(), 'admin');
   await page.getByRole('textbox', { name: 'Tenant' }).fill('acme');
   await page.getByRole('textbox', { name: 'Tenant' }).press('Enter');
 
-  // Create an endpoint: its secret is shown once.
-  await nav('Endpoints').click();
+  // Create an endpoint: its secret is shown once. The page is reached with Tab and Enter.
+  await eventually('Tab to reach the Endpoints link', async () => {
+    await page.keyboard.press('Tab');
+    return page.evaluate(() => document.activeElement?.textContent === 'Endpoints');
+  }, 5_000);
+  await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Endpoints of acme' }).waitFor();
   await page.getByLabel('URL').fill(receiver.url);
   await page.getByLabel('Event types').fill('order.created');
@@ -178,6 +187,16 @@ try {
   await refreshUntil('the replay delivered', page.getByRole('button', { name: 'Search' }),
     page.locator('tbody .chip', { hasText: 'delivered' }));
 
+  // Search deliveries by type and time: the endpoint's three (the first, the dead one, its
+  // replay) are order.created; none was created in 2099.
+  await page.goto(`${base}/console/#/deliveries?endpoint_id=${endpointId}&event_type=order.created`);
+  await page.locator('tbody tr').nth(2).waitFor();
+  assert.equal(await page.locator('tbody tr').count(), 3);
+  await page.getByLabel('Since').fill('2099-01-01T00:00');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByText('No deliveries match.').waitFor();
+  assert.match(page.url(), /since=2099-01-01T00%3A00/, 'a search is kept in the address');
+
   // The overview, and the kill switch (admin only, confirmed both ways).
   await nav('Overview').click();
   const killSwitch = page.getByRole('region', { name: 'Kill switch' });
@@ -188,7 +207,36 @@ try {
   await page.getByRole('button', { name: 'Resume all sending' }).click();
   await killSwitch.getByText('sending', { exact: true }).waitFor();
   assert.equal((await call('GET', '/v1/control')).body.sending_paused, false);
+  // The dispatcher writes endpoint health every few seconds: the page, reloaded until it shows.
+  await eventually('the last minutes\' attempts counted', async () => {
+    await page.reload();
+    const text = await page.locator('.attempts-5m').textContent();
+    return text !== '0 (0.00/s)';
+  });
+  const queues = page.getByRole('region', { name: 'Queues' });
+  await queues.locator('tr', { hasText: 'hookstream.deliveries' }).waitFor();
+  await refreshUntil('the dead-letter topic to hold the dead letter', queues.getByRole('button', { name: 'Refresh' }),
+    queues.locator('tr', { hasText: 'hookstream.dlq' }).locator('td.held', { hasText: /^1$/ }));
   await shot('overview');
+
+  // A long list pages: 30 endpoints of another tenant, 25 a page.
+  for (let n = 0; n < 30; n += 1) {
+    const made = await call('POST', '/v1/endpoints', { tenant: 'paging', url: `${receiver.url}/p${n}`, event_types: [] });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+  }
+  await page.getByRole('textbox', { name: 'Tenant' }).fill('paging');
+  await page.getByRole('textbox', { name: 'Tenant' }).press('Enter');
+  await nav('Endpoints').click();
+  await page.getByRole('heading', { name: 'Endpoints of paging' }).waitFor();
+  await page.locator('tbody tr').nth(24).waitFor();
+  assert.equal(await page.locator('tbody tr').count(), 25);
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await page.getByText('Page 2').waitFor();
+  await eventually('the second page', async () => (await page.locator('tbody tr').count()) === 5);
+  assert.ok(await page.getByRole('button', { name: 'Next →' }).isDisabled(), 'no third page');
+  await page.getByRole('button', { name: '← Previous' }).click();
+  await page.getByText('Page 1').waitFor();
+  await eventually('the first page again', async () => (await page.locator('tbody tr').count()) === 25);
 
   // A tenant key sees only its tenant, on the pages and by URL.
   const globex = await call('POST', '/v1/endpoints', { tenant: 'globex', url: `${receiver.url}/globex`, event_types: [] });

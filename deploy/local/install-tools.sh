@@ -63,6 +63,13 @@ if ! command -v node >/dev/null; then
     apt_install nodejs
 fi
 
+# The console's browser test runs Playwright, which needs Node.js 20 or newer (Debian 12's own
+# nodejs is 18: take Node.js 20 from nodejs.org or NodeSource). Building the console needs 18.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+    echo "warning: Node.js $(node --version) builds the console, but its browser test needs Node.js 20 or newer" >&2
+fi
+
 if ! command -v npm >/dev/null; then
     echo "Installing npm (Debian's npm package, to build the web console)..." >&2
     apt_install npm

@@ -1,7 +1,7 @@
 // Dead letters: find them, plan a replay with a dry run, start it and watch it (or cancel it).
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { Chip, ErrorBox, Id, Pager, Time, useAction, useLoad, usePaged } from '../components.jsx';
+import { Chip, ErrorBox, Id, Pager, Time, toRfc3339, useAction, useLoad, usePaged } from '../components.jsx';
 import { FilterForm } from './deliveries.jsx';
 
 const CLASSES = [
@@ -9,13 +9,6 @@ const CLASSES = [
   'REDIRECT', 'TIMEOUT', 'NETWORK_ERROR', 'TLS_ERROR', 'DNS_ERROR', 'DESTINATION_BLOCKED',
   'ENDPOINT_UNAVAILABLE',
 ];
-
-/** `datetime-local` input text (the viewer's zone) as RFC 3339 in UTC. */
-function toRfc3339(local) {
-  if (!local) return undefined;
-  const date = new Date(local);
-  return Number.isNaN(date.getTime()) ? local : date.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
 
 /** The API's filter from the page's query (times typed in the viewer's zone). */
 function apiFilter(query, tenant) {

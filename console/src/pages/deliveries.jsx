@@ -1,7 +1,7 @@
 // Deliveries: search them, and follow one through its attempts.
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { Chip, ErrorBox, Id, Pager, Time, useAction, useLoad, usePaged } from '../components.jsx';
+import { Chip, ErrorBox, Id, Pager, Time, toRfc3339, useAction, useLoad, usePaged } from '../components.jsx';
 
 const STATUSES = ['pending', 'delivering', 'delivered', 'retrying', 'dead_lettered'];
 const STATUS_KIND = { delivered: 'good', dead_lettered: 'bad', retrying: 'warn' };
@@ -42,7 +42,9 @@ export function FilterForm({ page, fields, query, label }) {
 export function Deliveries({ route, isAdmin, tenant }) {
   const query = route.query;
   const scope = isAdmin && tenant ? { tenant } : {};
-  const paged = usePaged('/v1/deliveries', { ...scope, ...query });
+  const paged = usePaged('/v1/deliveries', {
+    ...scope, ...query, since: toRfc3339(query.since), until: toRfc3339(query.until),
+  });
   return (
     <section>
       <h1>Deliveries</h1>
@@ -50,6 +52,9 @@ export function Deliveries({ route, isAdmin, tenant }) {
         { name: 'event_id', title: 'Event', placeholder: 'evt_…' },
         { name: 'endpoint_id', title: 'Endpoint', placeholder: 'ep_…' },
         { name: 'status', title: 'Status', options: STATUSES },
+        { name: 'event_type', title: 'Event type' },
+        { name: 'since', title: 'Since', type: 'datetime-local' },
+        { name: 'until', title: 'Until', type: 'datetime-local' },
       ]} />
       <ErrorBox error={paged.error} />
       <table>

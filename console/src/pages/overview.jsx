@@ -1,7 +1,7 @@
-// Overview: what needs attention first: the kill switch, endpoints that are not sending, and
-// dead letters waiting.
+// Overview: what needs attention first: the kill switch, endpoints that are not sending, the
+// last minutes' traffic, dead letters waiting and (admin) how deep each queue is.
 import { api, withQuery } from '../api.js';
-import { Chip, ErrorBox, useAction, useLoad } from '../components.jsx';
+import { Chip, ErrorBox, Time, useAction, useLoad } from '../components.jsx';
 
 /** The kill switch (admin only): stops or restarts all sending, after a confirmation. */
 function KillSwitch() {
@@ -32,12 +32,49 @@ function KillSwitch() {
   );
 }
 
+/** The delivery path's queues (admin only): what each topic holds and how far behind its readers are. */
+function Queues() {
+  const queues = useLoad('/v1/queues');
+  return (
+    <div class="card wide" role="region" aria-label="Queues">
+      <h2>Queues</h2>
+      <ErrorBox error={queues.error} />
+      {queues.data ? (
+        <table>
+          <thead><tr><th>Topic</th><th>Read by</th><th>Behind (lag)</th><th>Held</th></tr></thead>
+          <tbody>
+            {queues.data.data.map((q) => (
+              <tr key={q.topic}>
+                <td><code>{q.topic}</code></td>
+                <td>{q.group}</td>
+                <td>{q.error ? <span class="error">{q.error}</span> : q.lag}</td>
+                <td class="held">{q.records ?? '—'}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      <p class="muted">Read from the broker <Time value={queues.data?.read_at} />.{' '}
+        <button type="button" onClick={queues.reload}>Refresh</button></p>
+    </div>
+  );
+}
+
+/** The last 5 minutes of the tenant's deliveries, summed over its endpoints' health windows. */
+function traffic(endpoints) {
+  const windows = endpoints.map((e) => e.health?.windows?.find((w) => w.window === '5m')).filter(Boolean);
+  const attempts = windows.reduce((n, w) => n + w.attempts, 0);
+  const succeeded = windows.reduce((n, w) => n + w.succeeded, 0);
+  return { attempts, perSecond: attempts / 300, successRate: attempts ? succeeded / attempts : null };
+}
+
 /** How the tenant's endpoints stand (the first 100). */
 function EndpointSummary({ tenant, isAdmin }) {
   const list = useLoad(tenant ? withQuery('/v1/endpoints', { tenant: isAdmin ? tenant : undefined, limit: 100 }) : null);
   if (!tenant) return <div class="card"><h2>Endpoints</h2><p>Name a tenant at the top to see its endpoints.</p></div>;
   const endpoints = list.data?.data ?? [];
   const count = (test) => endpoints.filter(test).length;
+  const recent = traffic(endpoints);
   return (
     <div class="card" role="region" aria-label="Endpoints summary">
       <h2>Endpoints of {tenant}</h2>
@@ -48,6 +85,8 @@ function EndpointSummary({ tenant, isAdmin }) {
         <dt>Paused</dt><dd>{count((e) => e.paused)}</dd>
         <dt>Disabled</dt><dd>{count((e) => e.disabled)}</dd>
         <dt>Failing now</dt><dd>{count((e) => (e.health?.failure_streak ?? 0) > 0)}</dd>
+        <dt>Attempts, 5 min</dt><dd class="attempts-5m">{recent.attempts} ({recent.perSecond.toFixed(2)}/s)</dd>
+        <dt>Success, 5 min</dt><dd>{recent.successRate === null ? '—' : `${(recent.successRate * 100).toFixed(1)} %`}</dd>
       </dl>
       <a href="#/endpoints">All endpoints →</a>
     </div>
@@ -77,6 +116,7 @@ export function Overview({ isAdmin, tenant }) {
         <EndpointSummary tenant={tenant} isAdmin={isAdmin} />
         <DeadLetterSummary tenant={tenant} isAdmin={isAdmin} />
       </div>
+      {isAdmin ? <Queues /> : null}
     </section>
   );
 }

@@ -5,7 +5,7 @@ use hookstream_model::delivery::{Attempt, AttemptClass, Delivery, DeliveryStatus
 use hookstream_model::endpoint::{CircuitView, Endpoint, EndpointChanges, Subscription};
 use hookstream_model::event::{Event, IdempotencyWindow, PublishState};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
-use hookstream_model::names::Tenant;
+use hookstream_model::names::{EventType, Tenant};
 use hookstream_signing::SigningSecret;
 
 use crate::claim::{AttemptClaim, ClaimOutcome, RecordOutcome};
@@ -70,6 +70,28 @@ pub struct DeliveryFilter {
     pub event_id: Option<EventId>,
     pub endpoint_id: Option<EndpointId>,
     pub status: Option<DeliveryStatus>,
+    pub event_type: Option<EventType>,
+    /// Created at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Created before this time.
+    pub until: Option<OffsetDateTime>,
+}
+
+impl DeliveryFilter {
+    /// Whether `delivery` matches every field set (for stores that narrow by an index first
+    /// and check the rest on the rows read).
+    pub fn matches(&self, delivery: &Delivery) -> bool {
+        self.tenant.as_ref().is_none_or(|t| delivery.tenant == *t)
+            && self.event_id.is_none_or(|id| delivery.event_id == id)
+            && self.endpoint_id.is_none_or(|id| delivery.endpoint_id == id)
+            && self.status.is_none_or(|s| delivery.status == s)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| delivery.event_type == *t)
+            && self.since.is_none_or(|t| delivery.created_at >= t)
+            && self.until.is_none_or(|t| delivery.created_at < t)
+    }
 }
 
 /// The contract every store backend keeps.

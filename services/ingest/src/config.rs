@@ -40,6 +40,31 @@ pub struct IngestConfig {
     #[arg(long, env = "HOOKSTREAM_CONSOLE_FRAME_ANCESTORS", value_parser = crate::console::parse_frame_ancestors)]
     pub console_frame_ancestors: Option<crate::console::FrameAncestors>,
 
+    /// The dispatchers' consumer group (as `HOOKSTREAM_DISPATCHER_GROUP` is set for them):
+    /// the console's overview shows how far it is behind on the deliveries topic.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_DISPATCHER_GROUP",
+        default_value = "hookstream-dispatcher"
+    )]
+    pub dispatcher_group: String,
+
+    /// The retry tier's consumer group (as set for it), for the overview's retry topics.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_RETRY_TIER_GROUP",
+        default_value = "hookstream-retry-tier"
+    )]
+    pub retry_tier_group: String,
+
+    /// The replay service's consumer group (as set for it), for the overview's dead letters.
+    #[arg(
+        long,
+        env = "HOOKSTREAM_REPLAY_GROUP",
+        default_value = "hookstream-replay"
+    )]
+    pub replay_group: String,
+
     /// Where `/healthz`, `/readyz` and `/metrics` are served: apart from the API, so a public
     /// API does not show metrics to the world, and probes answer while the API is busy.
     #[arg(

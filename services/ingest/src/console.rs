@@ -55,7 +55,13 @@ pub fn parse_frame_ancestors(text: &str) -> Result<FrameAncestors, String> {
         let host_and_port = rest
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".-:*[]".contains(c));
-        if rest.is_empty() || !host_and_port {
+        // A wildcard names subdomains of one site (`*.example.com`), never every site.
+        let host = rest.split(':').next().unwrap_or_default();
+        let wildcard_ok = match host.strip_prefix("*.") {
+            Some(site) => !site.contains('*') && site.contains('.'),
+            None => !host.contains('*'),
+        };
+        if rest.is_empty() || !host_and_port || !wildcard_ok {
             return Err(format!(
                 "`{origin}` is not an origin such as https://app.example.com (scheme, host and \
                  optional port; no path)"
@@ -131,6 +137,7 @@ mod tests {
 
     #[test]
     fn frame_ancestors_are_origins_only() {
+        parse_frame_ancestors("https://*.example.com").expect("one site's subdomains");
         let ancestors = parse_frame_ancestors("https://app.example.com http://localhost:3000")
             .expect("two origins");
         let policy = content_security_policy(&ancestors);
@@ -147,6 +154,9 @@ mod tests {
             "https://a.example.com; script-src *",
             "javascript:alert(1)",
             "https://",
+            "https://*",
+            "https://*:443",
+            "https://*.com",
         ] {
             assert!(parse_frame_ancestors(refused).is_err(), "{refused}");
         }

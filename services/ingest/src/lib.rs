@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod portal_link;
 pub mod published_marks;
+pub mod queues;
 pub mod rate_limit;
 pub mod replay_plan;
 pub mod resealing;

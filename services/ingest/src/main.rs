@@ -18,6 +18,7 @@ use hookstream_ingest::console;
 use hookstream_ingest::intake::Intake;
 use hookstream_ingest::portal_link::PortalLinks;
 use hookstream_ingest::published_marks::PublishedMarks;
+use hookstream_ingest::queues::{Groups, QueueWatch};
 use hookstream_ingest::rate_limit::TenantLimiter;
 use hookstream_ingest::source::avro::SchemaRegistry;
 use hookstream_ingest::source::avro_bounds::Bounds;
@@ -107,6 +108,15 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_default(),
         ops_events: OpsEventPublisher::new(producer.clone(), topics.ops_events()),
         portal_links: PortalLinks::new(config.api_token.trim()),
+        queues: Arc::new(QueueWatch::new(
+            &config.kafka,
+            &config.retry.retry_schedule.0,
+            &Groups {
+                dispatcher: config.dispatcher_group.clone(),
+                retry_tier: config.retry_tier_group.clone(),
+                replay: config.replay_group.clone(),
+            },
+        )),
     };
     let readiness = vec![
         ReadinessCheck::broker(producer),

@@ -30,12 +30,17 @@ pub struct PortalLinks {
     key: [u8; 32],
 }
 
-/// What a valid link lets in: one tenant, until a time.
+/// What a valid link lets in: one tenant, until a time. `link_id` (from its nonce) tells
+/// links apart in what they create and in the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortalClaims {
     pub tenant: Tenant,
     pub expires_at: OffsetDateTime,
+    pub link_id: String,
 }
+
+/// What starts a link's id.
+const LINK_ID_PREFIX: &str = "pl_";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LinkError {
@@ -69,20 +74,24 @@ impl PortalLinks {
         HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length")
     }
 
-    /// A link for `tenant`, valid until `expires_at`.
-    pub fn issue(&self, tenant: &Tenant, expires_at: OffsetDateTime) -> Result<String, LinkError> {
+    /// A link for `tenant`, valid until `expires_at`, and its id.
+    pub fn issue(
+        &self,
+        tenant: &Tenant,
+        expires_at: OffsetDateTime,
+    ) -> Result<(String, String), LinkError> {
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(|e| LinkError::Random(e.to_string()))?;
-        let claims = format!(
-            "{VERSION}|{tenant}|{}|{}",
-            expires_at.unix_timestamp(),
-            URL_SAFE_NO_PAD.encode(nonce)
-        );
+        let nonce = URL_SAFE_NO_PAD.encode(nonce);
+        let claims = format!("{VERSION}|{tenant}|{}|{nonce}", expires_at.unix_timestamp());
         let encoded = URL_SAFE_NO_PAD.encode(claims.as_bytes());
         let mut mac = self.mac();
         mac.update(encoded.as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        Ok(format!("{PREFIX}{encoded}.{signature}"))
+        Ok((
+            format!("{PREFIX}{encoded}.{signature}"),
+            format!("{LINK_ID_PREFIX}{nonce}"),
+        ))
     }
 
     /// Whether `token` has a link's shape (so it is checked here, not as an API key).
@@ -110,7 +119,7 @@ impl PortalLinks {
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or(LinkError::Invalid)?;
         let mut fields = claims.split('|');
-        let (Some(VERSION), Some(tenant), Some(expiry), Some(_nonce), None) = (
+        let (Some(VERSION), Some(tenant), Some(expiry), Some(nonce), None) = (
             fields.next(),
             fields.next(),
             fields.next(),
@@ -130,7 +139,11 @@ impl PortalLinks {
                 expires_at.format(&Rfc3339).unwrap_or_default(),
             ));
         }
-        Ok(PortalClaims { tenant, expires_at })
+        Ok(PortalClaims {
+            tenant,
+            expires_at,
+            link_id: format!("{LINK_ID_PREFIX}{nonce}"),
+        })
     }
 }
 
@@ -151,13 +164,15 @@ mod tests {
         let expires_at = (now + Duration::minutes(15))
             .replace_nanosecond(0)
             .expect("whole seconds");
-        let link = links.issue(&acme(), expires_at).expect("a link");
+        let (link, link_id) = links.issue(&acme(), expires_at).expect("a link");
         assert!(PortalLinks::looks_like_link(&link));
+        assert!(link_id.starts_with("pl_"), "{link_id}");
         assert_eq!(
             links.check(&link, now),
             Ok(PortalClaims {
                 tenant: acme(),
-                expires_at
+                expires_at,
+                link_id,
             })
         );
         assert!(matches!(
@@ -165,14 +180,14 @@ mod tests {
             Err(LinkError::Expired(_))
         ));
         // Two links for the same tenant and time still differ (the nonce).
-        assert_ne!(link, links.issue(&acme(), expires_at).expect("a link"));
+        assert_ne!(link, links.issue(&acme(), expires_at).expect("a link").0);
     }
 
     #[test]
     fn an_altered_or_foreign_link_is_refused() {
         let links = PortalLinks::new("admin-token");
         let now = OffsetDateTime::now_utc();
-        let link = links
+        let (link, _) = links
             .issue(&acme(), now + Duration::minutes(15))
             .expect("a link");
         // Signed under another admin token.

@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/tenants/{tenant}/api-keys/{id}"),
     ("post", "/v1/tenants/{tenant}/portal-links"),
     ("get", "/v1/whoami"),
+    ("get", "/v1/queues"),
     ("get", "/v1/control"),
     ("post", "/v1/control/pause"),
     ("post", "/v1/control/resume"),

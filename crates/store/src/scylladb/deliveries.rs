@@ -199,22 +199,21 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Walks day buckets from `first_day` to today, collecting deliveries that pass `keep`
+    /// Walks the day buckets of `days` in order, collecting deliveries that pass `keep`
     /// until `limit + 1` are found.
     pub(super) async fn scan_days(
         &self,
         statement: &PreparedStatement,
         partition: &str,
         after: &str,
-        first_day: i32,
+        days: std::ops::RangeInclusive<i32>,
         limit: u32,
         keep: impl Fn(&Delivery) -> bool,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let today = day_of(OffsetDateTime::now_utc());
         let wanted = limit as usize + 1;
         let mut found = Vec::new();
         let mut cursor = after.to_owned();
-        for day in first_day..=today {
+        for day in days {
             loop {
                 let ids = self
                     .ids(statement, (partition, day, &cursor, wanted as i32))
@@ -272,11 +271,24 @@ impl ScyllaStore {
     }
 
     /// The first day a list needs to look at: the cursor's, or the oldest kept.
-    pub(super) fn first_day(&self, after: &str) -> i32 {
+    fn first_day(&self, after: &str) -> i32 {
         let oldest = day_of(OffsetDateTime::now_utc() - self.retention) - 1;
         DeliveryId::parse(after, "after").ok().map_or(oldest, |id| {
             day_of_millis(id.created_at_millis()).max(oldest)
         })
+    }
+
+    /// The day buckets a page can find deliveries in: from the cursor (or the retention's
+    /// start) to today, narrowed by the filter's times (a delivery's bucket is the day of its
+    /// `created_at`).
+    fn days_to_scan(&self, after: &str, filter: &DeliveryFilter) -> std::ops::RangeInclusive<i32> {
+        let today = day_of(OffsetDateTime::now_utc());
+        let first = filter
+            .since
+            .map_or(i32::MIN, day_of)
+            .max(self.first_day(after));
+        let last = filter.until.map_or(today, day_of).min(today);
+        first..=last
     }
 }
 
@@ -289,12 +301,7 @@ impl ScyllaStore {
     ) -> Result<Page<Delivery>, StoreError> {
         let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
         let after = page.after.clone().unwrap_or_default();
-        let keep = |d: &Delivery| {
-            filter.tenant.as_ref().is_none_or(|t| d.tenant == *t)
-                && filter.event_id.is_none_or(|id| d.event_id == id)
-                && filter.endpoint_id.is_none_or(|id| d.endpoint_id == id)
-                && filter.status.is_none_or(|s| d.status == s)
-        };
+        let keep = |d: &Delivery| filter.matches(d);
         // Another tenant's endpoint or event lists nothing, without reading its deliveries
         // (the time a read of its days takes would tell its volume).
         if let Some(tenant) = &filter.tenant
@@ -322,7 +329,7 @@ impl ScyllaStore {
                 &self.statements.select_delivery_ids_of_endpoint,
                 &endpoint_id.to_string(),
                 &after,
-                self.first_day(&after),
+                self.days_to_scan(&after, filter),
                 limit,
                 keep,
             )
@@ -332,7 +339,7 @@ impl ScyllaStore {
                 &self.statements.select_delivery_ids_of_tenant,
                 tenant.as_str(),
                 &after,
-                self.first_day(&after),
+                self.days_to_scan(&after, filter),
                 limit,
                 keep,
             )

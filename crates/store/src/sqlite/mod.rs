@@ -454,6 +454,18 @@ impl Store for SqliteStore {
         push("event_id", filter.event_id.map(|id| id.to_string()));
         push("endpoint_id", filter.endpoint_id.map(|id| id.to_string()));
         push("status", filter.status.map(|s| s.as_str().to_owned()));
+        push(
+            "event_type",
+            filter.event_type.as_ref().map(|t| t.to_string()),
+        );
+        if let Some(since) = filter.since {
+            conditions.push("created_at >= ?".to_owned());
+            values.push(SqlValue::Integer(millis(since)));
+        }
+        if let Some(until) = filter.until {
+            conditions.push("created_at < ?".to_owned());
+            values.push(SqlValue::Integer(millis(until)));
+        }
         let limit = clamp_limit(page);
         values.push(SqlValue::Integer(i64::from(limit) + 1));
         let sql = format!(

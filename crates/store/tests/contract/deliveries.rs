@@ -118,3 +118,93 @@ pub(crate) async fn data_survives_reopening_the_file(backend: Backend) {
     let reopened = backend.open().await;
     assert!(reopened.get_endpoint(ep.id).await.unwrap().is_some());
 }
+
+pub(crate) async fn deliveries_filter_by_event_type_and_time(backend: Backend) {
+    let f = backend.fixture().await;
+    let a = endpoint("acme", &[]);
+    let mut order = new_event("acme", None, &[&a]);
+    let mut refund = new_event("acme", None, &[&a]);
+    refund.event.event_type = event_type("refund.issued");
+    refund.deliveries[0].event_type = event_type("refund.issued");
+    // The refund two hours after the order, to the millisecond both stores keep.
+    let at = now_millis() - time::Duration::hours(3);
+    order.event.created_at = at;
+    order.deliveries[0].created_at = at;
+    refund.event.created_at = at + time::Duration::hours(2);
+    refund.deliveries[0].created_at = at + time::Duration::hours(2);
+    for new in [&order, &refund] {
+        f.store
+            .create_event(new, IdempotencyWindow::default())
+            .await
+            .unwrap();
+    }
+    let ids = |filter: DeliveryFilter| {
+        let store = f.store.clone();
+        async move {
+            store
+                .list_deliveries(&filter, &PageRequest::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|d| d.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let of_acme = || DeliveryFilter {
+        tenant: Some(tenant("acme")),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(DeliveryFilter {
+            event_type: Some(event_type("refund.issued")),
+            ..of_acme()
+        })
+        .await,
+        [refund.deliveries[0].id]
+    );
+    assert_eq!(
+        ids(DeliveryFilter {
+            endpoint_id: Some(a.id),
+            event_type: Some(event_type("order.created")),
+            ..Default::default()
+        })
+        .await,
+        [order.deliveries[0].id]
+    );
+    // `since` takes what was created at or after it, `until` what was created before it.
+    assert_eq!(
+        ids(DeliveryFilter {
+            since: Some(at + time::Duration::hours(2)),
+            ..of_acme()
+        })
+        .await,
+        [refund.deliveries[0].id]
+    );
+    assert_eq!(
+        ids(DeliveryFilter {
+            until: Some(at + time::Duration::hours(2)),
+            ..of_acme()
+        })
+        .await,
+        [order.deliveries[0].id]
+    );
+    assert_eq!(
+        ids(DeliveryFilter {
+            since: Some(at),
+            until: Some(at + time::Duration::hours(3)),
+            ..of_acme()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert!(
+        ids(DeliveryFilter {
+            since: Some(at + time::Duration::hours(2) + time::Duration::milliseconds(1)),
+            ..of_acme()
+        })
+        .await
+        .is_empty()
+    );
+}

@@ -416,6 +416,7 @@ contract!(
     final_states_never_change_and_a_retried_record_counts_once,
     concurrent_writes_all_land_and_a_failing_one_fails_alone,
     deliveries_filter_by_event_endpoint_and_status,
+    deliveries_filter_by_event_type_and_time,
     rows_past_their_retention_are_removed,
     deliveries_under_way_outlive_the_retention,
     data_survives_reopening_the_file,

@@ -16,7 +16,7 @@ use hookstream_store::Store;
 
 use super::problem::Problem;
 use crate::api_key_token;
-use crate::portal_link::{LinkError, PortalLinks};
+use crate::portal_link::PortalLinks;
 
 /// The admin token, from config.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ pub struct Access {
     pub portal: PortalLinks,
 }
 
-/// The `created_by` of what a portal link's holder creates.
+/// What starts the `created_by` of what a portal link's holder creates (`portal:pl_…`).
 pub const PORTAL_KEY_ID: &str = "portal";
 
 /// The `created_by` of what the admin token creates.
@@ -51,6 +51,8 @@ pub enum Caller {
     Portal {
         tenant: Tenant,
         expires_at: time::OffsetDateTime,
+        /// Which link (`pl_…`), so what it does can be told apart from other links'.
+        link_id: String,
     },
 }
 
@@ -60,7 +62,7 @@ impl Caller {
         match self {
             Self::Admin => ADMIN_KEY_ID.to_owned(),
             Self::Tenant { key_id, .. } => key_id.to_string(),
-            Self::Portal { .. } => PORTAL_KEY_ID.to_owned(),
+            Self::Portal { link_id, .. } => format!("{PORTAL_KEY_ID}:{link_id}"),
         }
     }
 
@@ -149,19 +151,16 @@ async fn identify(access: &Access, presented: &str) -> Result<Option<Caller>, Pr
         return Ok(Some(Caller::Admin));
     }
     if PortalLinks::looks_like_link(presented) {
-        return match access
+        // An expired or altered link says which, so its holder knows to ask for a new one.
+        let claims = access
             .portal
             .check(presented, time::OffsetDateTime::now_utc())
-        {
-            Ok(claims) => Ok(Some(Caller::Portal {
-                tenant: claims.tenant,
-                expires_at: claims.expires_at,
-            })),
-            Err(err @ (LinkError::Invalid | LinkError::Expired(_))) => {
-                Err(Problem::unauthorized_because(err.to_string()))
-            }
-            Err(LinkError::Random(_)) => Ok(None),
-        };
+            .map_err(|err| Problem::unauthorized_because(err.to_string()))?;
+        return Ok(Some(Caller::Portal {
+            tenant: claims.tenant,
+            expires_at: claims.expires_at,
+            link_id: claims.link_id,
+        }));
     }
     let Some(id) = api_key_token::key_id_of(presented) else {
         return Ok(None);
@@ -177,6 +176,9 @@ async fn identify(access: &Access, presented: &str) -> Result<Option<Caller>, Pr
         }))
 }
 
+/// The intake routes (`/v1/events`, `/v1/events:batch`).
+const EVENTS_PATH: &str = "/v1/events";
+
 /// Refuses requests without `Authorization: Bearer <token>` naming the admin token or a live
 /// tenant key; hands the [`Caller`] to the handler.
 pub async fn authenticate(
@@ -189,6 +191,13 @@ pub async fn authenticate(
     };
     match identify(&access, presented).await {
         Ok(Some(caller)) => {
+            // Refused before a body is read: event intake is no portal link's (the handlers
+            // refuse it too).
+            if request.uri().path().starts_with(EVENTS_PATH)
+                && let Err(problem) = caller.require_key()
+            {
+                return problem.into_response();
+            }
             request.extensions_mut().insert(caller);
             next.run(request).await
         }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub ops_events: hookstream_kafka::ops_events::OpsEventPublisher,
     /// Signs the portal links the admin issues, and checks them on every request.
     pub portal_links: crate::portal_link::PortalLinks,
+    /// Reads the delivery path's queue depths for `GET /v1/queues`.
+    pub queues: Arc<crate::queues::QueueWatch>,
 }
 
 /// Which part of the API a listener serves.

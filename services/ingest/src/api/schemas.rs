@@ -321,11 +321,33 @@ pub struct PortalLinkCreate {
 /// A portal link: `path` opens the console with it (after the console's origin).
 #[derive(ToSchema)]
 pub struct PortalLink {
+    /// `pl_…`: what the link creates is `created_by` `portal:pl_…`.
+    id: String,
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     tenant: String,
     path: String,
     token: String,
     expires_at: String,
+}
+
+/// One topic of the delivery path: `kind` is `deliveries`, `retry` or `dead-letters`;
+/// `records`, `lag` and `partitions` are null and `error` says why when it could not be read.
+#[derive(ToSchema)]
+pub struct Queue {
+    topic: String,
+    #[schema(pattern = "^(deliveries|retry|dead-letters)$")]
+    kind: String,
+    group: String,
+    records: Option<i64>,
+    lag: Option<i64>,
+    partitions: Option<u32>,
+    error: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Queues {
+    data: Vec<Queue>,
+    read_at: String,
 }
 
 #[derive(ToSchema)]

@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 
 use hookstream_model::delivery::{Attempt, Delivery, DeliveryStatus};
 use hookstream_model::ids::{DeliveryId, EndpointId, EventId};
+use hookstream_model::names::EventType;
 use hookstream_store::DeliveryFilter;
+
+use super::dead_letters::parse_time;
 
 use crate::api::AppState;
 use crate::api::auth::Caller;
@@ -74,10 +77,22 @@ fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeliveryFi
                 })
             })
             .transpose()?,
+        event_type: query
+            .get("event_type")
+            .map(|t| EventType::parse(t, "event_type"))
+            .transpose()?,
+        since: query
+            .get("since")
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: query
+            .get("until")
+            .map(|t| parse_time("until", t))
+            .transpose()?,
     })
 }
 
-/// `GET /v1/deliveries?event_id=&endpoint_id=&status=&tenant=&limit=&after=`
+/// `GET /v1/deliveries?event_id=&endpoint_id=&status=&event_type=&since=&until=&tenant=&limit=&after=`
 #[utoipa::path(
     get,
     path = "/v1/deliveries",
@@ -88,6 +103,9 @@ fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeliveryFi
         ("event_id" = Option<String>, Query, description = "evt_…", pattern = "^evt_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
         ("endpoint_id" = Option<String>, Query, description = "ep_…", pattern = "^ep_[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
         ("status" = Option<String>, Query, description = "pending, delivering, delivered, retrying or dead_lettered", pattern = "^(pending|delivering|delivered|retrying|dead_lettered)$"),
+        ("event_type" = Option<String>, Query, description = "an event type", pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+        ("since" = Option<String>, Query, description = "created at or after this time (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "created before this time (RFC 3339)"),
         schemas::PageParams,
     ),
     responses(

@@ -14,6 +14,7 @@ mod endpoint_health;
 mod endpoint_lookup;
 mod endpoints;
 mod portal_links;
+mod queues;
 mod whoami;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -40,6 +41,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(whoami::get))
         .routes(routes!(portal_links::create))
+        .routes(routes!(queues::get))
         .routes(routes!(control::get))
         .routes(routes!(control::pause))
         .routes(routes!(control::resume))

@@ -77,12 +77,13 @@ pub async fn create(
     let expires_at = (OffsetDateTime::now_utc() + lifetime)
         .replace_nanosecond(0)
         .unwrap_or_else(|_| OffsetDateTime::now_utc() + lifetime);
-    let token = state
+    let (token, link_id) = state
         .portal_links
         .issue(&tenant, expires_at)
         .map_err(|e| Problem::unavailable(e.to_string()))?;
-    tracing::info!(%tenant, expires_at = %rfc3339(expires_at), "portal link issued");
+    tracing::info!(%tenant, %link_id, expires_at = %rfc3339(expires_at), "portal link issued");
     let body = json!({
+        "id": link_id,
         "tenant": tenant,
         // In the fragment, so the link never reaches a server's logs or a Referer header.
         "path": format!("{}/#portal={token}", console::PATH),

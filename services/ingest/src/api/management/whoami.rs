@@ -28,7 +28,9 @@ pub async fn get(Extension(caller): Extension<Caller>) -> Json<Value> {
         Caller::Tenant { key_id, tenant } => {
             json!({"role": "tenant", "tenant": tenant, "key_id": key_id, "expires_at": null})
         }
-        Caller::Portal { tenant, expires_at } => json!({
+        Caller::Portal {
+            tenant, expires_at, ..
+        } => json!({
             "role": "portal",
             "tenant": tenant,
             "key_id": caller.key_id(),
