@@ -171,6 +171,13 @@ try {
   await page.goto(`${base}/console/#/dead-letters?endpoint_id=${endpointId}`);
   await refreshUntil('the dead letter to be listed', page.getByRole('button', { name: 'Search' }),
     page.locator('tbody tr', { hasText: dead.id }));
+  // Filtered by words of its reason: found by what it says, not by what it does not.
+  await page.getByLabel('Reason contains').fill('gave up');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByText('No dead letters match.').waitFor();
+  await page.getByLabel('Reason contains').fill('NOT RETRIED');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('tbody tr', { hasText: dead.id }).waitFor();
   await page.getByRole('checkbox', { name: `Select ${dead.id}` }).check();
   await page.getByRole('button', { name: 'Dry run: 1 selected' }).click();
   await page.locator('.plan-count', { hasText: '1' }).waitFor();

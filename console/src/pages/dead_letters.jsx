@@ -17,6 +17,7 @@ function apiFilter(query, tenant) {
     endpoint_id: query.endpoint_id,
     event_type: query.event_type,
     class: query.class,
+    reason: query.reason,
     since: toRfc3339(query.since),
     until: toRfc3339(query.until),
   };
@@ -34,7 +35,11 @@ function ReplayPlanner({ selection, onCancel }) {
   const start = async () => {
     const count = plan.count;
     if (!window.confirm(`Replay ${count} dead letter${count === 1 ? '' : 's'}? They are sent to their endpoints again.`)) return;
-    const batch = await action.run(() => api('POST', '/v1/batches', selection));
+    // What the dry run saw, not what died since: a filter is held to the dry run's time.
+    const confirmed = selection.filter
+      ? { filter: { ...selection.filter, until: selection.filter.until ?? plan.created_at } }
+      : selection;
+    const batch = await action.run(() => api('POST', '/v1/batches', confirmed));
     if (batch?.id) window.location.hash = `#/batches/${batch.id}`;
   };
   return (
@@ -76,6 +81,7 @@ export function DeadLetters({ route, isAdmin, tenant }) {
         { name: 'endpoint_id', title: 'Endpoint', placeholder: 'ep_…' },
         { name: 'event_type', title: 'Event type' },
         { name: 'class', title: 'Class', options: CLASSES },
+        { name: 'reason', title: 'Reason contains', placeholder: 'gave up' },
         { name: 'since', title: 'Since', type: 'datetime-local' },
         { name: 'until', title: 'Until', type: 'datetime-local' },
       ]} />
@@ -110,7 +116,9 @@ export function DeadLetters({ route, isAdmin, tenant }) {
           ))}
         </tbody>
       </table>
-      {!paged.loading && paged.items.length === 0 ? <p class="muted">No dead letters match.</p> : null}
+      {!paged.loading && paged.items.length === 0
+        ? <p class="muted">{paged.next ? 'None on this page; the search goes on: Next →' : 'No dead letters match.'}</p>
+        : null}
       <Pager paged={paged} label="Dead letters" />
       <h2>Recent batches</h2>
       <BatchList tenant={scope} />

@@ -18,7 +18,8 @@ pub struct IndexedDeadLetter {
 }
 
 /// Narrows a list of dead letters; every field set must match. `since` is inclusive, `until`
-/// exclusive, both on the time the delivery died.
+/// exclusive, both on the time the delivery died. `reason` matches a dead letter whose reason
+/// (words, such as "gave up after 13 attempts; the last was TIMEOUT") contains it, ignoring case.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeadLetterFilter {
     pub tenant: Option<Tenant>,
@@ -27,9 +28,13 @@ pub struct DeadLetterFilter {
     pub class: Option<AttemptClass>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
+    pub reason: Option<String>,
 }
 
 impl DeadLetterFilter {
+    /// The longest `reason` a filter may hold.
+    pub const MAX_REASON_CHARS: usize = 200;
+
     pub fn matches(&self, letter: &DeadLetter) -> bool {
         let task = &letter.task;
         self.tenant.as_ref().is_none_or(|t| *t == task.tenant)
@@ -41,6 +46,10 @@ impl DeadLetterFilter {
             && self.class.is_none_or(|c| c == letter.last_class)
             && self.since.is_none_or(|t| letter.dead_lettered_at >= t)
             && self.until.is_none_or(|t| letter.dead_lettered_at < t)
+            && self
+                .reason
+                .as_deref()
+                .is_none_or(|words| letter.reason.to_lowercase().contains(&words.to_lowercase()))
     }
 }
 

@@ -205,6 +205,7 @@ pub(crate) fn selection_json(selection: &BatchSelection) -> String {
             "class": f.class.map(AttemptClass::as_str),
             "since": f.since.map(millis),
             "until": f.until.map(millis),
+            "reason": f.reason,
         }}),
     };
     value.to_string()
@@ -245,6 +246,7 @@ pub(crate) fn parse_selection(text: &str) -> Result<BatchSelection, StoreError> 
             .transpose()?,
         since: time_of("since")?,
         until: time_of("until")?,
+        reason: text_of("reason").map(str::to_owned),
     }))
 }
 

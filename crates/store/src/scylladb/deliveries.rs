@@ -273,8 +273,10 @@ impl ScyllaStore {
     /// The first day a list needs to look at: the cursor's, or the oldest kept.
     fn first_day(&self, after: &str) -> i32 {
         let oldest = day_of(OffsetDateTime::now_utc() - self.retention) - 1;
+        // A day early: a delivery's bucket is its `created_at`'s day, and its id is made a
+        // moment after that time, so the cursor's id may fall on the next day.
         DeliveryId::parse(after, "after").ok().map_or(oldest, |id| {
-            day_of_millis(id.created_at_millis()).max(oldest)
+            (day_of_millis(id.created_at_millis()) - 1).max(oldest)
         })
     }
 

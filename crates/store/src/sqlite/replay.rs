@@ -20,6 +20,12 @@ use crate::{NewBatchItem, Page, PageRequest, ReplayStep, ReplayStore, StoreError
 
 const BATCH_COLUMNS: &str = "id, created_by, selection, dry_run, allow_repeat, status, error, \
      created_at, updated_at, finished_at, tenant";
+/// Rows read at a time while a dead-letter list matches reasons on the rows themselves.
+const REASON_SCAN_CHUNK: usize = 100;
+/// Most rows one list reads to match reasons: past it, the page ends early (maybe empty) with
+/// its `next` after the last row read, so one request never walks the whole table in one read.
+const REASON_SCAN_BUDGET: usize = 2_000;
+
 const ITEM_COLUMNS: &str = "batch_id, position, dead_delivery_id, endpoint_id, outcome, skip_reason, delivery_id, published";
 
 fn dead_letter(row: &rusqlite::Row<'_>) -> RowResult<IndexedDeadLetter> {
@@ -281,21 +287,59 @@ impl ReplayStore for SqliteStore {
             filter.until.map(|t| SqlValue::Integer(millis(t))),
         );
         let limit = clamp_limit(page);
-        values.push(SqlValue::Integer(i64::from(limit) + 1));
+        let wanted = limit as usize + 1;
+        // The reason is inside the stored letter, so it is matched on the rows read: rows are
+        // read in order, a chunk at a time from where the last chunk ended, until the page
+        // is full or none are left.
+        let chunk = if filter.reason.is_some() {
+            REASON_SCAN_CHUNK
+        } else {
+            wanted
+        };
+        values.push(SqlValue::Integer(chunk as i64));
         let sql = format!(
             "SELECT letter, replays FROM dead_letters WHERE {}
              ORDER BY dead_lettered_at, delivery_id LIMIT ?",
             conditions.join(" AND ")
         );
+        let filter = filter.clone();
+        let cursor_of = |d: &IndexedDeadLetter| {
+            format!(
+                "{}:{}",
+                millis(d.letter.dead_lettered_at),
+                d.letter.task.delivery_id
+            )
+        };
         self.read(move |conn| {
-            let items = query_all(conn, &sql, params_from_iter(values), dead_letter)?;
-            Ok(into_page(items, limit, |d| {
-                format!(
-                    "{}:{}",
-                    millis(d.letter.dead_lettered_at),
-                    d.letter.task.delivery_id
-                )
-            }))
+            let mut values = values.clone();
+            let mut items = Vec::with_capacity(wanted);
+            let mut scanned = 0;
+            let mut last_read = None;
+            let exhausted = loop {
+                let rows = query_all(conn, &sql, params_from_iter(values.iter()), dead_letter)?;
+                scanned += rows.len();
+                let exhausted = rows.len() < chunk;
+                if let Some(last) = rows.last() {
+                    // The next chunk starts after the last row read (the first two values
+                    // are the cursor).
+                    values[0] = SqlValue::Integer(millis(last.letter.dead_lettered_at));
+                    values[1] = SqlValue::Text(last.letter.task.delivery_id.to_string());
+                    last_read = Some(cursor_of(last));
+                }
+                items.extend(rows.into_iter().filter(|d| filter.matches(&d.letter)));
+                if exhausted || items.len() >= wanted || scanned >= REASON_SCAN_BUDGET {
+                    break exhausted;
+                }
+            };
+            items.truncate(wanted);
+            if items.len() < wanted && !exhausted {
+                // The budget ran out first: the next page goes on from the last row read.
+                return Ok(Page {
+                    items,
+                    next: last_read,
+                });
+            }
+            Ok(into_page(items, limit, cursor_of))
         })
         .await
     }

@@ -421,6 +421,7 @@ contract!(
     deliveries_under_way_outlive_the_retention,
     data_survives_reopening_the_file,
     dead_letters_are_indexed_once_and_listed_by_filter_and_page,
+    dead_letters_are_listed_by_words_of_their_reason,
     a_batch_replays_each_dead_letter_once_unless_repeats_are_allowed,
     a_cancelled_batch_creates_nothing_more,
     replays_skip_deleted_and_disabled_endpoints,

@@ -469,6 +469,9 @@ pub struct DeadLetterFilter {
     class: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// Words the reason contains, ignoring case.
+    #[schema(min_length = 1, max_length = 200)]
+    reason: Option<String>,
 }
 
 /// `POST /v1/batches`: `delivery_ids` or `filter`, not both.

@@ -20,7 +20,7 @@ use hookstream_model::replay::{
 };
 use hookstream_store::NewBatchItem;
 
-use super::dead_letters::{parse_class, parse_time};
+use super::dead_letters::{parse_class, parse_reason, parse_time};
 use super::endpoint_lookup::live_endpoint;
 use crate::api::AppState;
 use crate::api::auth::Caller;
@@ -40,6 +40,7 @@ fn render_filter(f: &DeadLetterFilter) -> Value {
         "class": f.class,
         "since": f.since.map(rfc3339),
         "until": f.until.map(rfc3339),
+        "reason": f.reason,
     })
 }
 
@@ -165,6 +166,10 @@ fn parse_filter(value: Value) -> Result<DeadLetterFilter, Problem> {
         until: f
             .optional_str("until")?
             .map(|t| parse_time("until", &t).map_err(|p| p.nested_under("filter")))
+            .transpose()?,
+        reason: f
+            .optional_str("reason")?
+            .map(|r| parse_reason("reason", &r).map_err(|p| p.nested_under("filter")))
             .transpose()?,
     };
     f.finish().map_err(|p| p.nested_under("filter"))?;

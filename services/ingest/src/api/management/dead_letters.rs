@@ -55,7 +55,27 @@ fn filter(caller: &Caller, query: &HashMap<String, String>) -> Result<DeadLetter
         class: get("class").map(parse_class).transpose()?,
         since: get("since").map(|t| parse_time("since", t)).transpose()?,
         until: get("until").map(|t| parse_time("until", t)).transpose()?,
+        reason: get("reason")
+            .map(|r| parse_reason("reason", r))
+            .transpose()?,
     })
+}
+
+/// Words a dead letter's reason must contain (ignoring case): not empty, not too long.
+pub(super) fn parse_reason(field: &str, words: &str) -> Result<String, Problem> {
+    if words.is_empty()
+        || words.chars().count() > DeadLetterFilter::MAX_REASON_CHARS
+        || words.chars().any(char::is_control)
+    {
+        return Err(Problem::invalid(
+            field,
+            format!(
+                "`{field}` must be 1 to {} characters of a dead letter's reason, without control characters",
+                DeadLetterFilter::MAX_REASON_CHARS
+            ),
+        ));
+    }
+    Ok(words.to_owned())
 }
 
 /// A dead letter with its event, its endpoint (`null` once deleted) and every attempt.
@@ -93,7 +113,7 @@ async fn render(store: &dyn Store, dead: &IndexedDeadLetter) -> Result<Value, Pr
     }))
 }
 
-/// `GET /v1/dead-letters?endpoint_id=&event_type=&class=&since=&until=&tenant=&limit=&after=`
+/// `GET /v1/dead-letters?endpoint_id=&event_type=&class=&since=&until=&reason=&tenant=&limit=&after=`
 #[utoipa::path(
     get,
     path = "/v1/dead-letters",
@@ -106,6 +126,7 @@ async fn render(store: &dyn Store, dead: &IndexedDeadLetter) -> Result<Value, Pr
         ("class" = Option<String>, Query, description = "the last attempt's class, such as HTTP_4XX_PERMANENT"),
         ("since" = Option<String>, Query, description = "RFC 3339"),
         ("until" = Option<String>, Query, description = "RFC 3339"),
+        ("reason" = Option<String>, Query, description = "words the reason contains, ignoring case (such as `gave up`)", min_length = 1, max_length = 200),
         schemas::PageParams,
     ),
     responses(
