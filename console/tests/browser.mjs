@@ -149,6 +149,19 @@ try {
   await page.getByRole('button', { name: 'Create endpoint' }).click();
   await page.locator('form[aria-label="New endpoint"] .error').waitFor();
 
+  // Edit its settings on its own page (the id's link): only what changed is sent.
+  await row.locator('a').first().click();
+  await page.getByRole('form', { name: 'Edit endpoint' }).waitFor();
+  await page.getByLabel('Most attempts').fill('5');
+  await page.getByLabel('Rate limit, per second').fill('50');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const edited = await eventually('the settings saved', async () => {
+    const shown = (await call('GET', `/v1/endpoints/${endpointId}`)).body;
+    return shown.max_attempts === 5 && shown.rate_limit?.per_second === 50 && shown;
+  });
+  assert.equal(edited.ordering, 'partition', 'what was not changed stays');
+  assert.deepEqual(edited.event_types, ['order.created']);
+
   // Send an event; see its delivery and its attempt.
   const firstEvent = await sendEvent('acme', { order: 1 });
   await eventually('the first webhook', () => receiver.received.length === 1);

@@ -133,29 +133,81 @@ export function Endpoints({ tenant, isAdmin }) {
   );
 }
 
+/** Only what was changed goes in the PATCH: the API applies it to the endpoint as it stands. */
+function changedFields(endpoint, form) {
+  const changes = {};
+  const numberOrNull = (text) => (text === '' ? null : Number(text));
+  if (form.url.trim() !== endpoint.url) changes.url = form.url.trim();
+  const types = parseTypes(form.types);
+  if (types.join(',') !== (endpoint.event_types ?? []).join(',')) changes.event_types = types;
+  if (form.disabled !== endpoint.disabled) changes.disabled = form.disabled;
+  if (numberOrNull(form.maxAttempts) !== (endpoint.max_attempts ?? null)) {
+    changes.max_attempts = numberOrNull(form.maxAttempts);
+  }
+  const rate = endpoint.rate_limit ?? null;
+  if (numberOrNull(form.perSecond) !== (rate?.per_second ?? null)
+    || numberOrNull(form.burst) !== (rate?.burst ?? null)) {
+    changes.rate_limit = form.perSecond === '' ? null : {
+      per_second: Number(form.perSecond),
+      ...(form.burst === '' ? {} : { burst: Number(form.burst) }),
+    };
+  }
+  if (form.ordering !== endpoint.ordering) changes.ordering = form.ordering;
+  if (numberOrNull(form.maxInFlight) !== endpoint.max_in_flight) {
+    changes.max_in_flight = numberOrNull(form.maxInFlight);
+  }
+  if (form.onDeadLetter !== endpoint.on_dead_letter) changes.on_dead_letter = form.onDeadLetter;
+  return changes;
+}
+
 function EditEndpoint({ endpoint, onSaved }) {
-  const [url, setUrl] = useState(endpoint.url);
-  const [types, setTypes] = useState((endpoint.event_types ?? []).join(', '));
-  const [maxAttempts, setMaxAttempts] = useState(endpoint.max_attempts ?? '');
-  const [disabled, setDisabled] = useState(endpoint.disabled);
+  const [form, setForm] = useState({
+    url: endpoint.url,
+    types: (endpoint.event_types ?? []).join(', '),
+    maxAttempts: endpoint.max_attempts ?? '',
+    perSecond: endpoint.rate_limit?.per_second ?? '',
+    burst: endpoint.rate_limit?.burst ?? '',
+    ordering: endpoint.ordering,
+    maxInFlight: endpoint.max_in_flight ?? '',
+    onDeadLetter: endpoint.on_dead_letter,
+    disabled: endpoint.disabled,
+  });
+  const set = (name) => (e) => setForm({
+    ...form,
+    [name]: e.currentTarget.type === 'checkbox' ? e.currentTarget.checked : e.currentTarget.value,
+  });
   const action = useAction();
   const submit = async (event) => {
     event.preventDefault();
-    const changes = { url: url.trim(), event_types: parseTypes(types), disabled };
-    changes.max_attempts = maxAttempts === '' ? null : Number(maxAttempts);
-    const saved = await action.run(() => api('PATCH', `/v1/endpoints/${endpoint.id}`, changes));
-    if (saved) onSaved(saved);
+    const changes = changedFields(endpoint, { ...form, maxAttempts: String(form.maxAttempts),
+      perSecond: String(form.perSecond), burst: String(form.burst), maxInFlight: String(form.maxInFlight) });
+    if (Object.keys(changes).length === 0) return;
+    const result = await action.run(() => api('PATCH', `/v1/endpoints/${endpoint.id}`, changes));
+    if (result) onSaved(result);
   };
   return (
     <form class="stacked" onSubmit={submit} aria-label="Edit endpoint">
       <h2>Settings</h2>
-      <label>URL <input type="url" required value={url} onInput={(e) => setUrl(e.currentTarget.value)} /></label>
-      <label>Event types <input value={types} placeholder="empty: all"
-        onInput={(e) => setTypes(e.currentTarget.value)} /></label>
-      <label>Most attempts <input type="number" min="1" value={maxAttempts} placeholder="the retry policy's"
-        onInput={(e) => setMaxAttempts(e.currentTarget.value)} /></label>
-      <label class="check"><input type="checkbox" checked={disabled}
-        onChange={(e) => setDisabled(e.currentTarget.checked)} /> Disabled</label>
+      <label>URL <input type="url" required value={form.url} onInput={set('url')} /></label>
+      <label>Event types <input value={form.types} placeholder="empty: all" onInput={set('types')} /></label>
+      <label>Most attempts <input type="number" min="1" value={form.maxAttempts}
+        placeholder="the retry policy's" onInput={set('maxAttempts')} /></label>
+      <label>Rate limit, per second <input type="number" min="1" value={form.perSecond}
+        placeholder="none" onInput={set('perSecond')} /></label>
+      <label>Rate limit burst <input type="number" min="1" value={form.burst}
+        placeholder="the default" onInput={set('burst')} /></label>
+      <label>Ordering <select value={form.ordering} onChange={set('ordering')}>
+        <option value="partition">partition: one at a time, first attempts in order</option>
+        <option value="strict">strict: one at a time, each waits for the one before</option>
+        <option value="none">none: up to "most in flight" at once</option>
+      </select></label>
+      <label>Most in flight (ordering none) <input type="number" min="1" value={form.maxInFlight}
+        onInput={set('maxInFlight')} /></label>
+      <label>On a dead letter (ordering strict) <select value={form.onDeadLetter} onChange={set('onDeadLetter')}>
+        <option value="hold">hold the queue until it is replayed</option>
+        <option value="continue">continue with the next</option>
+      </select></label>
+      <label class="check"><input type="checkbox" checked={form.disabled} onChange={set('disabled')} /> Disabled</label>
       <button type="submit" disabled={action.running}>Save</button>
       <ErrorBox error={action.error} />
     </form>
@@ -202,7 +254,7 @@ export function EndpointDetail({ id }) {
           <dt>Created</dt><dd><Time value={shown.created_at} /></dd>
         </dl>
       ) : null}
-      <EditEndpoint key={shown.updated_at} endpoint={shown} onSaved={() => endpoint.reload()} />
+      <EditEndpoint key={shown.updated_at} endpoint={shown} onSaved={() => { endpoint.reload(); health.reload(); }} />
     </section>
   );
 }
