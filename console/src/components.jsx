@@ -1,5 +1,5 @@
 // Small pieces every page uses: times, ids, errors, status chips and paged lists.
-import { useCallback, useEffect, useState } from 'preact/hooks';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, withQuery } from './api.js';
 
 const LOCAL_TIME = new Intl.DateTimeFormat(undefined, {
@@ -25,6 +25,7 @@ export function Time({ value }) {
 /** An id, with a button that copies it. */
 export function Id({ value, href }) {
   const [copied, setCopied] = useState(false);
+  const shown = useRef(null);
   if (!value) return <span class="muted">—</span>;
   const copy = async () => {
     try {
@@ -35,14 +36,14 @@ export function Id({ value, href }) {
       // No clipboard (a page not served over https or localhost): select it for Ctrl-C.
       const selection = window.getSelection();
       const range = document.createRange();
-      range.selectNodeContents(document.getElementById(`id-${value}`));
+      range.selectNodeContents(shown.current);
       selection.removeAllRanges();
       selection.addRange(range);
     }
   };
   return (
     <span class="id">
-      {href ? <a href={href}><code id={`id-${value}`}>{value}</code></a> : <code id={`id-${value}`}>{value}</code>}
+      {href ? <a href={href}><code ref={shown}>{value}</code></a> : <code ref={shown}>{value}</code>}
       <button type="button" class="copy" onClick={copy} aria-label={`Copy ${value}`} title="Copy">
         {copied ? 'copied' : 'copy'}
       </button>

@@ -74,9 +74,9 @@ pub async fn create(
     let mut fields = JsonObject::parse_optional(body, state.max_body_bytes)?;
     let lifetime = parse_expires_in(fields.optional("expires_in"))?;
     fields.finish()?;
-    let expires_at = (OffsetDateTime::now_utc() + lifetime)
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc() + lifetime);
+    // Whole seconds, as the link's claims carry it.
+    let expires_at = OffsetDateTime::now_utc() + lifetime;
+    let expires_at = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
     let (token, link_id) = state
         .portal_links
         .issue(&tenant, expires_at)
