@@ -20,6 +20,7 @@ pub mod replay;
 pub mod retry;
 pub mod shaping;
 pub mod task;
+pub mod traffic;
 mod validation;
 
 pub use validation::ValidationError;

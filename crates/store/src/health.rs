@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use hookstream_model::health::EndpointHealth;
 use hookstream_model::ids::EndpointId;
+use hookstream_model::traffic::TrafficReport;
 
 use crate::StoreError;
 
@@ -22,6 +23,31 @@ pub trait HealthStore: Send + Sync + 'static {
         &self,
         ids: &[EndpointId],
     ) -> Result<Vec<(EndpointId, EndpointHealth)>, StoreError>;
+    /// Replaces the stored reports of the same (minute, reporter) with these. Reports older
+    /// than [`TRAFFIC_KEPT`] are dropped, now or later.
+    async fn put_traffic_reports(&self, reports: &[TrafficReport]) -> Result<(), StoreError>;
+    /// The stored reports of minute `first` and after, in no particular order.
+    async fn traffic_reports(&self, first: i64) -> Result<Vec<TrafficReport>, StoreError>;
+}
+
+/// How long traffic reports are kept: the overview reads only its last minutes.
+pub const TRAFFIC_KEPT: time::Duration = time::Duration::hours(2);
+
+/// The open breakers of a stored traffic report (a JSON list of endpoint ids).
+pub(crate) fn breakers_of(text: &str) -> Result<Vec<EndpointId>, StoreError> {
+    let ids: Vec<String> =
+        serde_json::from_str(text).map_err(|e| StoreError::corrupt("traffic report", e))?;
+    ids_of(&ids)
+}
+
+/// Endpoint ids as stored in a traffic report.
+pub(crate) fn ids_of(ids: &[String]) -> Result<Vec<EndpointId>, StoreError> {
+    ids.iter()
+        .map(|id| {
+            EndpointId::parse(id, "open_breakers")
+                .map_err(|e| StoreError::corrupt("traffic report", e))
+        })
+        .collect()
 }
 
 /// Encodes health as stored: JSON text, so a newer build's added fields do not stop an older

@@ -23,7 +23,7 @@ mod store;
 pub use access::AccessStore;
 pub use claim::{AttemptClaim, ClaimOutcome, RecordOutcome};
 pub use error::StoreError;
-pub use health::HealthStore;
+pub use health::{HealthStore, TRAFFIC_KEPT};
 pub use installation::{InstallationMismatch, PrefixRole, agree_on_topic_prefix};
 pub use location::{StoreLocation, open};
 pub use metered::MeteredStore;

@@ -26,6 +26,7 @@ use hookstream_model::names::Tenant;
 use hookstream_model::replay::{
     Batch, BatchItem, BatchStatus, DeadLetterFilter, IndexedDeadLetter,
 };
+use hookstream_model::traffic::TrafficReport;
 use hookstream_signing::SigningSecret;
 
 use crate::{
@@ -298,6 +299,8 @@ metered_impl!(AccessStore, ACCESS_OPERATIONS {
 metered_impl!(HealthStore, HEALTH_OPERATIONS {
     fn put_endpoint_health(healths: &[(EndpointId, EndpointHealth)]) -> ();
     fn endpoint_health(ids: &[EndpointId]) -> Vec<(EndpointId, EndpointHealth)>;
+    fn put_traffic_reports(reports: &[TrafficReport]) -> ();
+    fn traffic_reports(first: i64) -> Vec<TrafficReport>;
 });
 
 metered_impl!(OrderedStore, ORDERED_OPERATIONS {

@@ -150,6 +150,33 @@ impl Breakers {
         changed.then_some(Transition { to: *circuit })
     }
 
+    /// Up to `most` endpoints whose breaker is not closed, and whether there are more: probing
+    /// ones first, then the latest to open (a breaker this dispatcher still holds for a
+    /// partition that moved on is old, and goes last).
+    pub fn open_endpoints(&self, most: usize) -> (Vec<EndpointId>, bool) {
+        let mut open: Vec<(Option<OffsetDateTime>, EndpointId)> = self
+            .circuits
+            .iter()
+            .filter_map(|(id, circuit)| match circuit {
+                Circuit::Closed { .. } => None,
+                Circuit::Probing => Some((None, *id)),
+                Circuit::Open { until } => Some((Some(*until), *id)),
+            })
+            .collect();
+        // `None` (probing) first, then the latest `until`.
+        open.sort_by(|a, b| match (a.0, b.0) {
+            (None, None) => a.1.cmp(&b.1),
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => y.cmp(&x).then(a.1.cmp(&b.1)),
+        });
+        let more = open.len() > most;
+        (
+            open.into_iter().take(most).map(|(_, id)| id).collect(),
+            more,
+        )
+    }
+
     /// Endpoints whose breaker is not closed.
     pub fn open_count(&self) -> usize {
         self.circuits
@@ -261,5 +288,23 @@ mod tests {
         b.record(broken, true, at(0));
         assert!(matches!(b.admit(broken, at(1)).0, Admission::WaitUntil(_)));
         assert_eq!(b.admit(fine, at(1)).0, Admission::Send);
+    }
+
+    #[test]
+    fn open_endpoints_list_probing_then_the_latest_opened_within_the_bound() {
+        let mut b = Breakers::new(1, Duration::from_secs(60));
+        let (old, newer, probing, closed) = (
+            EndpointId::generate(),
+            EndpointId::generate(),
+            EndpointId::generate(),
+            EndpointId::generate(),
+        );
+        b.seed(old, Circuit::Open { until: at(100) });
+        b.seed(newer, Circuit::Open { until: at(900) });
+        b.seed(closed, Circuit::Closed { failures: 0 });
+        b.seed(probing, Circuit::Open { until: at(0) });
+        b.admit(probing, at(10));
+        assert_eq!(b.open_endpoints(10), (vec![probing, newer, old], false));
+        assert_eq!(b.open_endpoints(2), (vec![probing, newer], true));
     }
 }

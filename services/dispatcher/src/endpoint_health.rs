@@ -35,8 +35,11 @@ use hookstream_runtime::labels;
 use hookstream_runtime::shutdown::CancellationToken;
 use hookstream_store::{Store, StoreError};
 
+use hookstream_model::traffic::MOST_BREAKERS_REPORTED;
+
 use crate::metrics;
 use crate::ops_events::publish_ops_event;
+use crate::traffic_report::TrafficCounter;
 
 /// How often what was counted is written.
 pub const WRITE_EVERY: Duration = Duration::from_secs(5);
@@ -50,6 +53,9 @@ const LAST_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const SHOWN_QUIET: Duration = Duration::from_secs(120);
 const SHOWN_QUIET_FAILING: Duration = Duration::from_secs(3600);
 
+/// Up to `most` endpoints whose breaker this dispatcher holds open, and whether there are more.
+pub type OpenBreakers = Box<dyn Fn(usize) -> (Vec<EndpointId>, bool) + Send + Sync>;
+
 /// The health of the endpoints this dispatcher has sent to lately.
 pub struct HealthKeeper {
     store: Arc<dyn Store>,
@@ -61,6 +67,8 @@ pub struct HealthKeeper {
     counted: Mutex<HashMap<EndpointId, EndpointHealth>>,
     /// The health last written, for the metrics; only the writer uses it.
     shown: Mutex<HashMap<EndpointId, Shown>>,
+    /// This dispatcher's attempts per minute, for the overview of all tenants.
+    traffic: Mutex<TrafficCounter>,
 }
 
 struct Shown {
@@ -76,6 +84,7 @@ impl HealthKeeper {
             ops_events,
             counted: Mutex::default(),
             shown: Mutex::default(),
+            traffic: Mutex::new(TrafficCounter::new(TrafficCounter::reporter_name())),
         }
     }
 
@@ -113,12 +122,18 @@ impl HealthKeeper {
             .entry(endpoint)
             .or_default()
             .record(at, latency_ms, class);
+        self.traffic().record(at, class.is_success());
+    }
+
+    fn traffic(&self) -> MutexGuard<'_, TrafficCounter> {
+        self.traffic.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes every [`WRITE_EVERY`] until `stop`, then once more, within a bound: a write
     /// under way when `stop` comes is given up (its counts are lost), so a slow store cannot
-    /// keep the dispatcher from leaving its consumer group.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    /// keep the dispatcher from leaving its consumer group. Each write also reports this
+    /// dispatcher's traffic, with the breakers `open_breakers` says it holds open.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken, open_breakers: OpenBreakers) {
         let mut ticks = tokio::time::interval(WRITE_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -127,18 +142,36 @@ impl HealthKeeper {
                 _ = ticks.tick() => {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        () = self.write_counted() => {}
+                        () = self.write_all(&open_breakers) => {}
                     }
                 }
             }
         }
-        if tokio::time::timeout(LAST_WRITE_TIMEOUT, self.write_counted())
+        if tokio::time::timeout(LAST_WRITE_TIMEOUT, self.write_all(&open_breakers))
             .await
             .is_err()
         {
             tracing::warn!(
-                "the last endpoint health write did not finish in time; its counts are lost"
+                "the last endpoint health and traffic write did not finish in time; what it held is lost"
             );
+        }
+    }
+
+    async fn write_all(&self, open_breakers: &OpenBreakers) {
+        self.write_counted().await;
+        self.report_traffic(open_breakers).await;
+    }
+
+    /// Writes this dispatcher's traffic reports that are due; what is not written is written
+    /// with the next.
+    async fn report_traffic(&self, open_breakers: &OpenBreakers) {
+        let (open, more) = open_breakers(MOST_BREAKERS_REPORTED);
+        let due = self.traffic().due(OffsetDateTime::now_utc(), &open, more);
+        match self.store.put_traffic_reports(&due).await {
+            Ok(()) => self.traffic().written(&due),
+            Err(err) => {
+                tracing::warn!(error = %err, "traffic report not written; written with the next")
+            }
         }
     }
 

@@ -29,6 +29,7 @@ mod requeue;
 mod routing;
 mod sender;
 mod strict;
+mod traffic_report;
 mod unrecorded;
 mod webhook;
 mod worker;
@@ -56,7 +57,7 @@ use crate::breaker::Breakers;
 use crate::classify::FailurePolicy;
 use crate::config::DispatcherConfig;
 use crate::consumer::ConsumeLoop;
-use crate::endpoint_health::HealthKeeper;
+use crate::endpoint_health::{HealthKeeper, OpenBreakers};
 use crate::health::{Heartbeat, Sends};
 use crate::ownership::Ownership;
 use crate::rebalance::RebalanceListener;
@@ -241,7 +242,12 @@ async fn main() -> anyhow::Result<()> {
 
     // Stopped after the consume loop's drain, so the attempts it finishes are written too.
     let health_stop = shutdown::CancellationToken::new();
-    let health_writer = tokio::spawn(Arc::clone(&endpoint_health).run(health_stop.clone()));
+    let open_breakers: OpenBreakers = Box::new({
+        let worker = Arc::clone(&worker);
+        move |most| worker.open_breakers(most)
+    });
+    let health_writer =
+        tokio::spawn(Arc::clone(&endpoint_health).run(health_stop.clone(), open_breakers));
 
     let queues = StrictQueues::new(
         Arc::clone(&worker),

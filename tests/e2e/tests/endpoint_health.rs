@@ -356,3 +356,109 @@ async fn a_warning_ends_when_the_endpoint_recovers_and_contradictory_rules_are_r
         .await;
     assert_eq!(reset.body["health_rules"], Value::Null);
 }
+
+/// The overview of all tenants at once (issue 23): the attempts every dispatcher reports, summed
+/// over the last minutes, and the breakers open now, checked against the store; admin only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_sums_every_tenants_attempts_and_lists_the_open_breakers() {
+    // Two failures in a row open an endpoint's breaker.
+    let pipeline = Pipeline::start(&[("HOOKSTREAM_BREAKER_FAILURES", "2")]).await;
+    let healthy = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.respond_with(500, "down");
+    pipeline
+        .api
+        .create_endpoint_with("acme", &healthy.url, &["ok.thing"], json!({}))
+        .await;
+    let failing_id = pipeline
+        .api
+        .create_endpoint_with(
+            "globex",
+            &failing.url,
+            &["bad.thing"],
+            json!({"max_attempts": 1}),
+        )
+        .await;
+
+    // Nothing sent yet: no attempts, no rate; the dispatcher reports all the same.
+    let quiet = eventually("the dispatcher's first report", SETTLE, || async {
+        let overview = overview(&pipeline).await;
+        (overview["dispatchers_reporting"] == 1).then_some(overview)
+    })
+    .await;
+    assert_eq!(quiet["attempts"], 0, "{quiet}");
+    assert_eq!(quiet["success_rate"], Value::Null, "{quiet}");
+    assert_eq!(
+        quiet["minutes"].as_array().map(Vec::len),
+        Some(5),
+        "{quiet}"
+    );
+    assert_eq!(quiet["open_breakers"], json!([]), "{quiet}");
+    assert_eq!(quiet["sending_paused"], false);
+
+    for n in 0..3 {
+        send_as(&pipeline, "acme", "ok.thing", n).await;
+    }
+    for n in 0..2 {
+        send_as(&pipeline, "globex", "bad.thing", n).await;
+    }
+    healthy.wait_for(3, SETTLE).await;
+    let busy = eventually("the overview counting 5 attempts", SETTLE, || async {
+        let overview = overview(&pipeline).await;
+        (overview["attempts"] == 5
+            && overview["open_breakers"]
+                .as_array()
+                .is_some_and(|b| !b.is_empty()))
+        .then_some(overview)
+    })
+    .await;
+    assert_eq!(busy["succeeded"], 3, "{busy}");
+    assert_eq!(busy["success_rate"], 0.6, "{busy}");
+    let per_minute: u64 = busy["minutes"]
+        .as_array()
+        .expect("minutes")
+        .iter()
+        .map(|m| m["attempts"].as_u64().expect("a count"))
+        .sum();
+    assert_eq!(per_minute, 5, "{busy}");
+    let window = busy["window_seconds"].as_f64().expect("seconds");
+    assert!((241.0..=300.0).contains(&window), "{busy}");
+    assert!((busy["per_second"].as_f64().expect("a rate") - 5.0 / window).abs() < 1e-9);
+    let breakers = busy["open_breakers"].as_array().expect("breakers");
+    assert_eq!(breakers.len(), 1, "{busy}");
+    assert_eq!(breakers[0]["endpoint_id"], failing_id.as_str());
+    assert_eq!(breakers[0]["tenant"], "globex");
+    assert_eq!(breakers[0]["state"], "open");
+    assert!(breakers[0]["open_until"].is_string(), "{busy}");
+    assert_eq!(busy["open_breakers_truncated"], false);
+
+    // Every tenant's traffic at once: not for a tenant key.
+    let key = pipeline
+        .api
+        .call(
+            "POST",
+            "/v1/tenants/acme/api-keys",
+            Some(json!({"name": "overview"})),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{}", key.body);
+    let refused = pipeline
+        .api
+        .raw("GET", "/v1/overview", None, key.body["key"].as_str())
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+}
+
+async fn overview(pipeline: &Pipeline) -> Value {
+    let answer = pipeline.api.call("GET", "/v1/overview", None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
+
+async fn send_as(pipeline: &Pipeline, tenant: &str, event_type: &str, n: usize) {
+    let answer = pipeline
+        .api
+        .send_event(tenant, event_type, json!({"n": n}), None)
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+}

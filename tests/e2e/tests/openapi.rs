@@ -34,6 +34,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenants/{tenant}/portal-links"),
     ("get", "/v1/whoami"),
     ("get", "/v1/queues"),
+    ("get", "/v1/overview"),
     ("get", "/v1/control"),
     ("post", "/v1/control/pause"),
     ("post", "/v1/control/resume"),

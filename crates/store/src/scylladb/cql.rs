@@ -47,6 +47,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         10,
         include_str!("../../../../schemas/store/cql/0010_endpoint_health.cql"),
     ),
+    (
+        11,
+        include_str!("../../../../schemas/store/cql/0011_traffic_reports.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -255,6 +259,11 @@ pub(super) const UPSERT_ENDPOINT_HEALTH: &str =
     "INSERT INTO endpoint_health (endpoint_id, health, updated_at) VALUES (?, ?, ?)";
 pub(super) const SELECT_ENDPOINT_HEALTH: &str =
     "SELECT health FROM endpoint_health WHERE endpoint_id = ?";
+pub(super) const UPSERT_TRAFFIC_REPORT: &str = "INSERT INTO traffic_reports \
+     (minute, reporter, attempts, succeeded, open_breakers, more_breakers, written_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?)";
+pub(super) const SELECT_TRAFFIC_REPORTS: &str = "SELECT reporter, attempts, succeeded, \
+     open_breakers, more_breakers, written_at FROM traffic_reports WHERE minute = ?";
 pub(super) const UPSERT_CONTROL: &str =
     "INSERT INTO control (name, value, updated_at) VALUES (?, ?, ?)";
 

@@ -7,9 +7,13 @@ use time::OffsetDateTime;
 
 use hookstream_model::health::EndpointHealth;
 use hookstream_model::ids::EndpointId;
+use hookstream_model::traffic::{TrafficReport, minute_of};
+use scylla::value::CqlTimestamp;
 
+use super::decode::rows;
 use super::{ScyllaStore, first_row, ts};
-use crate::health::{decode, encode};
+use crate::health::{decode, encode, ids_of};
+use crate::raw::from_millis;
 use crate::{HealthStore, StoreError};
 
 /// Statements in flight at once for one call.
@@ -45,7 +49,40 @@ impl HealthStore for ScyllaStore {
             .await?;
         Ok(found.into_iter().flatten().collect())
     }
+
+    async fn put_traffic_reports(&self, reports: &[TrafficReport]) -> Result<(), StoreError> {
+        // Rows go after two hours by the table's default TTL.
+        futures::stream::iter(reports.to_vec())
+            .map(|report| async move { self.put_traffic_row(&report).await })
+            .buffer_unordered(AT_ONCE)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn traffic_reports(&self, first: i64) -> Result<Vec<TrafficReport>, StoreError> {
+        // One partition per minute: the few the overview reads, side by side.
+        let now = minute_of(OffsetDateTime::now_utc());
+        let minutes: Vec<i64> = (first..=now.max(first)).take(MOST_MINUTES_READ).collect();
+        let found: Vec<Vec<TrafficReport>> = futures::stream::iter(minutes)
+            .map(|minute| self.traffic_rows(minute))
+            .buffer_unordered(AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
 }
+
+/// The most minute partitions one `traffic_reports` call reads (the rows are kept two hours).
+const MOST_MINUTES_READ: usize = 120;
+
+type TrafficRow = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<String>>,
+    Option<bool>,
+    Option<CqlTimestamp>,
+);
 
 impl ScyllaStore {
     async fn put_health_row(
@@ -73,5 +110,49 @@ impl ScyllaStore {
             .and_then(|(text,)| text)
             .and_then(|text| decode(id, &text))
             .map(|health| (id, health)))
+    }
+
+    async fn put_traffic_row(&self, report: &TrafficReport) -> Result<(), StoreError> {
+        let breakers: Vec<String> = report
+            .open_breakers
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
+        self.run(
+            &self.statements.upsert_traffic_report,
+            (
+                report.minute,
+                report.reporter.as_str(),
+                i64::try_from(report.attempts).unwrap_or(i64::MAX),
+                i64::try_from(report.succeeded).unwrap_or(i64::MAX),
+                breakers,
+                report.more_breakers,
+                ts(report.written_at),
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn traffic_rows(&self, minute: i64) -> Result<Vec<TrafficReport>, StoreError> {
+        let result = self
+            .run(&self.statements.select_traffic_reports, (minute,))
+            .await?;
+        rows::<TrafficRow>(result)?
+            .into_iter()
+            .map(
+                |(reporter, attempts, succeeded, breakers, more, written_at)| {
+                    Ok(TrafficReport {
+                        reporter,
+                        minute,
+                        attempts: u64::try_from(attempts.unwrap_or(0)).unwrap_or(0),
+                        succeeded: u64::try_from(succeeded.unwrap_or(0)).unwrap_or(0),
+                        open_breakers: ids_of(&breakers.unwrap_or_default())?,
+                        more_breakers: more.unwrap_or(false),
+                        written_at: from_millis(written_at.map_or(0, |at| at.0))?,
+                    })
+                },
+            )
+            .collect()
     }
 }

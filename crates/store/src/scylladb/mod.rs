@@ -164,6 +164,8 @@ prepared_statements! {
     select_control = cql::SELECT_CONTROL,
     upsert_endpoint_health = cql::UPSERT_ENDPOINT_HEALTH,
     select_endpoint_health = cql::SELECT_ENDPOINT_HEALTH,
+    upsert_traffic_report = cql::UPSERT_TRAFFIC_REPORT,
+    select_traffic_reports = cql::SELECT_TRAFFIC_REPORTS,
     upsert_control = cql::UPSERT_CONTROL,
     insert_dead_letter = cql::INSERT_DEAD_LETTER,
     insert_dead_letter_of_day = cql::INSERT_DEAD_LETTER_OF_DAY,

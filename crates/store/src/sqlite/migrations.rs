@@ -64,6 +64,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../../../schemas/store/sqlite/0015_endpoint_health.sql"),
     ),
+    (
+        16,
+        include_str!("../../../../schemas/store/sqlite/0016_traffic_reports.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -79,6 +79,42 @@ pub(crate) async fn endpoint_health_is_replaced_and_read_back(backend: Backend) 
     assert_eq!(read, vec![(a, health), (b, failing)]);
 }
 
+/// Each dispatcher's report of a minute replaces its earlier one; reports are read from the
+/// minute asked, from another handle, breakers and all.
+pub(crate) async fn traffic_reports_are_replaced_per_minute_and_reporter(backend: Backend) {
+    let f = backend.fixture().await;
+    let other = backend.open().await;
+    let now = now_millis();
+    let minute = minute_of(now);
+    let report = |reporter: &str, minute: i64, attempts: u64| TrafficReport {
+        reporter: reporter.into(),
+        minute,
+        attempts,
+        succeeded: attempts - 1,
+        open_breakers: Vec::new(),
+        more_breakers: false,
+        written_at: now,
+    };
+    let mut a_now = report("a", minute, 5);
+    let before = report("a", minute - 1, 7);
+    let b_now = report("b", minute, 3);
+    let too_old = report("a", minute - 10, 100);
+    f.store
+        .put_traffic_reports(&[a_now.clone(), before.clone(), b_now.clone(), too_old])
+        .await
+        .unwrap();
+    // The minute grew and a breaker opened: the same row, written again.
+    a_now.attempts = 9;
+    a_now.open_breakers = vec![EndpointId::generate(), EndpointId::generate()];
+    a_now.more_breakers = true;
+    f.store.put_traffic_reports(&[a_now.clone()]).await.unwrap();
+
+    let mut read = other.traffic_reports(minute - 1).await.unwrap();
+    read.sort_by_key(|r| (r.minute, r.reporter.clone()));
+    assert_eq!(read, vec![before, a_now, b_now]);
+    assert!(other.traffic_reports(minute + 1).await.unwrap().is_empty());
+}
+
 /// A strict endpoint's queue gives its tasks back in position order, whatever order they were
 /// put in; putting one again replaces it; endpoints are found by partition until forgotten.
 pub(crate) async fn ordered_queues_keep_position_order_per_endpoint(backend: Backend) {

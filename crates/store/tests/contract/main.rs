@@ -39,6 +39,7 @@ use hookstream_model::replay::{
 use hookstream_model::shaping::{Batching, Ordering, RateLimit, Shaping};
 
 use hookstream_model::task::DeliveryTask;
+use hookstream_model::traffic::{TrafficReport, minute_of};
 
 use hookstream_signing::SigningSecret;
 
@@ -398,6 +399,7 @@ contract!(
     endpoints_are_created_read_updated_listed_and_deleted,
     ordered_queues_keep_position_order_per_endpoint,
     endpoint_health_is_replaced_and_read_back,
+    traffic_reports_are_replaced_per_minute_and_reporter,
     delivery_settings_are_stored_with_the_endpoint,
     endpoint_changes_made_side_by_side_are_all_kept,
     endpoint_reads_show_changes_made_by_another_handle,

@@ -64,6 +64,11 @@ impl Worker {
         Ok(())
     }
 
+    /// Up to `most` endpoints whose breaker is open here, and whether there are more.
+    pub(crate) fn open_breakers(&self, most: usize) -> (Vec<EndpointId>, bool) {
+        self.breakers().open_endpoints(most)
+    }
+
     pub(super) fn breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {
         // The breakers hold no invariant a panic could break halfway; keep using them.
         self.breakers

@@ -351,6 +351,45 @@ pub struct Queues {
 }
 
 #[derive(ToSchema)]
+pub struct MinuteTraffic {
+    /// The minute's start.
+    minute: String,
+    attempts: u64,
+    succeeded: u64,
+}
+
+#[derive(ToSchema)]
+pub struct OpenBreaker {
+    endpoint_id: String,
+    tenant: String,
+    url: String,
+    /// `open` or `half_open`.
+    state: String,
+    open_until: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Overview {
+    read_at: String,
+    /// Seconds the figures cover: four whole minutes and the part of this one gone by.
+    window_seconds: u64,
+    attempts: u64,
+    succeeded: u64,
+    per_second: f64,
+    /// Successes over attempts; null without attempts.
+    success_rate: Option<f64>,
+    /// Oldest first.
+    minutes: Vec<MinuteTraffic>,
+    /// Dispatchers heard from in the last 30 seconds.
+    dispatchers_reporting: u64,
+    /// At most 100.
+    open_breakers: Vec<OpenBreaker>,
+    /// Whether there may be more open breakers than listed.
+    open_breakers_truncated: bool,
+    sending_paused: bool,
+}
+
+#[derive(ToSchema)]
 pub struct Control {
     sending_paused: bool,
 }

@@ -13,6 +13,7 @@ mod endpoint_fields;
 mod endpoint_health;
 mod endpoint_lookup;
 mod endpoints;
+mod overview;
 mod portal_links;
 mod queues;
 mod whoami;
@@ -42,6 +43,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(whoami::get))
         .routes(routes!(portal_links::create))
         .routes(routes!(queues::get))
+        .routes(routes!(overview::get))
         .routes(routes!(control::get))
         .routes(routes!(control::pause))
         .routes(routes!(control::resume))
