@@ -8,7 +8,7 @@
 // HOOKSTREAM_CONSOLE_SCREENSHOTS (default: ../target/console-screenshots).
 // Run by tests/e2e/tests/console.rs (`make test`); exits non-zero on the first failed check.
 import { createServer } from 'node:http';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
@@ -68,6 +68,28 @@ function startReceiver() {
   }));
 }
 
+// The accessibility audit: axe-core's WCAG 2.1 A and AA rules, run on each page shown.
+const axeSource = await readFile(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+const AUDITED_RULES = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+const accessibilityFindings = [];
+
+/** Runs the audit on what `page` shows now; what it finds is kept, with the page's name. */
+async function audit(page, name) {
+  // Evaluated by the browser's debugging protocol, which the page's CSP does not govern.
+  await page.evaluate(axeSource);
+  const { passed, found } = await page.evaluate((tags) => window.axe.run(document, { runOnly: { type: 'tag', values: tags } })
+    .then((result) => ({
+      passed: result.passes.length,
+      found: result.violations.map((v) => ({
+        rule: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+      })),
+    })), AUDITED_RULES);
+  // An audit that checked nothing would pass anything.
+  assert.ok(passed >= 5, `the accessibility audit of ${name} checked ${passed} rules`);
+  for (const finding of found) accessibilityFindings.push({ page: name, ...finding });
+  return passed;
+}
+
 async function sendEvent(tenant, payload) {
   const sent = await call('POST', '/v1/events', { tenant, type: 'order.created', payload });
   assert.equal(sent.status, 202, JSON.stringify(sent.body));
@@ -97,7 +119,11 @@ try {
   page.on('pageerror', (err) => pageErrors.push(err.message));
   page.on('dialog', (dialog) => { dialogs.push(dialog.message()); dialog.accept(); });
   const nav = (name) => page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name, exact: true });
-  const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  // Each page shown is audited for accessibility, then pictured.
+  const shot = async (name) => {
+    await audit(page, name);
+    await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  };
   // Clicks `button` (a locator) until `done` shows: a page shows what it loaded, and reloads
   // on a click, while the pipeline settles behind it.
   const refreshUntil = async (what, button, done) => eventually(what, async () => {
@@ -111,6 +137,7 @@ try {
   await tokenField.fill('not-a-token');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText('This token or key is not accepted.').waitFor();
+  await audit(page, 'sign-in');
   // The keyboard alone, on a fresh page: Tab reaches the field first, Enter signs in.
   await page.reload();
   await tokenField.waitFor();
@@ -161,6 +188,35 @@ try {
   });
   assert.equal(edited.ordering, 'partition', 'what was not changed stays');
   assert.deepEqual(edited.event_types, ['order.created']);
+  // Batching and health rules: a wait past the longest retry delay is refused as the API says;
+  // then batching is set, and taken off again, while the rules stay.
+  const editForm = page.getByRole('form', { name: 'Edit endpoint' });
+  await editForm.getByLabel('Send deliveries in batches').check();
+  await editForm.getByLabel('Most events in a batch').fill('10');
+  await editForm.getByLabel('Longest wait for a batch to fill').fill('5s');
+  await editForm.getByLabel('Warn after this many failures in a row').fill('50');
+  await editForm.getByLabel('Disable after failing for').fill('never');
+  await editForm.getByRole('button', { name: 'Save' }).click();
+  await editForm.locator('.error', { hasText: 'the longest retry delay' }).waitFor();
+  await editForm.getByLabel('Longest wait for a batch to fill').fill('500ms');
+  await editForm.getByRole('button', { name: 'Save' }).click();
+  const batched = await eventually('batching and rules saved', async () => {
+    const shown = (await call('GET', `/v1/endpoints/${endpointId}`)).body;
+    return shown.batch && shown;
+  });
+  assert.deepEqual(batched.batch, { max_events: 10, max_wait: '500ms' });
+  assert.deepEqual(batched.health_rules, { warn_streak: 50, disable_after: 'never' });
+  // The page reads the endpoint again after a save: its form then starts from what was saved.
+  await page.locator(`.changed-at time[datetime="${batched.updated_at}"]`).waitFor();
+  assert.ok(await editForm.getByLabel('Send deliveries in batches').isChecked(), 'the form shows what was saved');
+  await editForm.getByLabel('Send deliveries in batches').uncheck();
+  await editForm.getByRole('button', { name: 'Save' }).click();
+  const unbatched = await eventually('batching taken off', async () => {
+    const shown = (await call('GET', `/v1/endpoints/${endpointId}`)).body;
+    return shown.batch === null && shown;
+  });
+  assert.deepEqual(unbatched.health_rules, { warn_streak: 50, disable_after: 'never' }, 'the rules stay');
+  assert.equal(unbatched.max_attempts, 5);
 
   // Send an event; see its delivery and its attempt.
   const firstEvent = await sendEvent('acme', { order: 1 });
@@ -237,6 +293,23 @@ try {
   await queues.locator('tr', { hasText: 'hookstream.deliveries' }).waitFor();
   await refreshUntil('the dead-letter topic to hold the dead letter', queues.getByRole('button', { name: 'Refresh' }),
     queues.locator('tr', { hasText: 'hookstream.dlq' }).locator('td.held', { hasText: /^1$/ }));
+  // Every tenant's last minutes, and an outage at another tenant's endpoint: five failures in a
+  // row open its breaker, listed with its tenant.
+  const allTenants = page.getByRole('region', { name: 'All tenants' });
+  await allTenants.locator('table.minutes tbody tr').nth(4).waitFor();
+  assert.equal(await allTenants.locator('table.minutes tbody tr').count(), 5);
+  assert.notEqual(await allTenants.locator('.all-attempts').textContent(), '0 (0.00/s)');
+  const outage = await call('POST', '/v1/endpoints', {
+    tenant: 'outage', url: 'http://127.0.0.1:9/down', event_types: ['outage.ping'], max_attempts: 1,
+  });
+  assert.equal(outage.status, 201, JSON.stringify(outage.body));
+  for (let n = 0; n < 5; n += 1) {
+    const sent = await call('POST', '/v1/events', { tenant: 'outage', type: 'outage.ping', payload: { n } });
+    assert.equal(sent.status, 202, JSON.stringify(sent.body));
+  }
+  const outageRow = allTenants.locator('table.breakers tbody tr', { hasText: outage.body.id });
+  await refreshUntil('the outage\'s breaker in the overview', allTenants.getByRole('button', { name: 'Refresh' }), outageRow);
+  assert.match(await outageRow.textContent(), /outage.*open/);
   await shot('overview');
 
   // A long list pages: 30 endpoints of another tenant, 25 a page.
@@ -296,6 +369,7 @@ try {
   assert.equal(await portalNav.getByRole('link', { name: 'Overview' }).count(), 0);
   await portal.locator('tr', { hasText: endpointId }).waitFor();
   assert.equal(await portal.locator('tr', { hasText: '/globex' }).count(), 0, 'no other tenant\'s endpoint in the portal');
+  await audit(portal, 'portal');
   await portal.screenshot({ path: `${shots}/portal.png`, fullPage: true });
   await portalNav.getByRole('link', { name: 'Dead letters', exact: true }).click();
   await portal.locator('tbody tr', { hasText: dead.id }).waitFor();
@@ -317,6 +391,7 @@ try {
   await altered.close();
 
   assert.deepEqual(pageErrors, [], 'no script errors on any page');
+  assert.deepEqual(accessibilityFindings, [], 'no WCAG 2.1 A or AA finding on any page');
   console.log(`console browser test passed; screenshots in ${shots}`);
 } finally {
   await browser.close();

@@ -157,7 +157,43 @@ function changedFields(endpoint, form) {
     changes.max_in_flight = numberOrNull(form.maxInFlight);
   }
   if (form.onDeadLetter !== endpoint.on_dead_letter) changes.on_dead_letter = form.onDeadLetter;
+  const batch = batchOf(form);
+  if (canonical(batch) !== canonical(endpoint.batch ?? null)) changes.batch = batch;
+  const rules = rulesOf(form);
+  if (canonical(rules) !== canonical(endpoint.health_rules ?? null)) changes.health_rules = rules;
   return changes;
+}
+
+/** JSON with keys in order, to tell whether two settings objects say the same. */
+function canonical(value) {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
+}
+
+/** The form's batching: null unless ticked; the API checks the figures and says what is wrong. */
+function batchOf(form) {
+  if (!form.batching) return null;
+  return { max_events: Number(form.batchMaxEvents), max_wait: form.batchMaxWait.trim() };
+}
+
+/** The health-rule fields and how each is sent: numbers as numbers, durations as text. */
+const RULE_FIELDS = [
+  ['warn_success_rate', 'Warn under this success rate', 'number', '0.9'],
+  ['warn_min_attempts', '… with at least these attempts', 'number', '20'],
+  ['warn_window', '… over this window', 'text', '5m'],
+  ['warn_streak', 'Warn after this many failures in a row', 'number', '10'],
+  ['disable_after', 'Disable after failing for', 'text', '5d, or never'],
+  ['disable_streak', 'Disable after this many failures in a row', 'number', 'none'],
+];
+
+/** The endpoint's own health rules from the form (blank: the installation's), null if none. */
+function rulesOf(form) {
+  const rules = {};
+  for (const [key, , kind] of RULE_FIELDS) {
+    const text = String(form.rules[key] ?? '').trim();
+    if (text !== '') rules[key] = kind === 'number' ? Number(text) : text;
+  }
+  return Object.keys(rules).length ? rules : null;
 }
 
 function EditEndpoint({ endpoint, onSaved }) {
@@ -171,11 +207,16 @@ function EditEndpoint({ endpoint, onSaved }) {
     maxInFlight: endpoint.max_in_flight ?? '',
     onDeadLetter: endpoint.on_dead_letter,
     disabled: endpoint.disabled,
+    batching: Boolean(endpoint.batch),
+    batchMaxEvents: endpoint.batch?.max_events ?? 100,
+    batchMaxWait: endpoint.batch?.max_wait ?? '30s',
+    rules: { ...(endpoint.health_rules ?? {}) },
   });
   const set = (name) => (e) => setForm({
     ...form,
     [name]: e.currentTarget.type === 'checkbox' ? e.currentTarget.checked : e.currentTarget.value,
   });
+  const setRule = (key) => (e) => setForm({ ...form, rules: { ...form.rules, [key]: e.currentTarget.value } });
   const action = useAction();
   const submit = async (event) => {
     event.preventDefault();
@@ -207,6 +248,21 @@ function EditEndpoint({ endpoint, onSaved }) {
         <option value="hold">hold the queue until it is replayed</option>
         <option value="continue">continue with the next</option>
       </select></label>
+      <fieldset>
+        <legend>Batching (ordering partition or none)</legend>
+        <label class="check"><input type="checkbox" checked={form.batching} onChange={set('batching')} /> Send deliveries in batches</label>
+        <label>Most events in a batch <input type="number" min="1" value={form.batchMaxEvents}
+          disabled={!form.batching} onInput={set('batchMaxEvents')} /></label>
+        <label>Longest wait for a batch to fill <input value={form.batchMaxWait} placeholder="30s"
+          disabled={!form.batching} onInput={set('batchMaxWait')} /></label>
+      </fieldset>
+      <fieldset>
+        <legend>Health rules (blank: the installation's)</legend>
+        {RULE_FIELDS.map(([key, label, kind, placeholder]) => (
+          <label key={key}>{label} <input type={kind} step={kind === 'number' ? 'any' : undefined}
+            value={form.rules[key] ?? ''} placeholder={placeholder} onInput={setRule(key)} /></label>
+        ))}
+      </fieldset>
       <label class="check"><input type="checkbox" checked={form.disabled} onChange={set('disabled')} /> Disabled</label>
       <button type="submit" disabled={action.running}>Save</button>
       <ErrorBox error={action.error} />
@@ -252,6 +308,7 @@ export function EndpointDetail({ id }) {
             ? <><Time value={health.data.last_failure.at} /> ({health.data.last_failure.class})</> : '—'}</dd>
           <dt>Breaker</dt><dd>{shown.circuit?.state}{shown.circuit?.open_until ? <> until <Time value={shown.circuit.open_until} /></> : null}</dd>
           <dt>Created</dt><dd><Time value={shown.created_at} /></dd>
+          <dt>Changed</dt><dd class="changed-at"><Time value={shown.updated_at} /></dd>
         </dl>
       ) : null}
       <EditEndpoint key={shown.updated_at} endpoint={shown} onSaved={() => { endpoint.reload(); health.reload(); }} />

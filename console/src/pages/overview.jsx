@@ -1,7 +1,8 @@
 // Overview: what needs attention first: the kill switch, endpoints that are not sending, the
-// last minutes' traffic, dead letters waiting and (admin) how deep each queue is.
+// last minutes' traffic (an admin sees all tenants' and the breakers open anywhere), dead
+// letters waiting and (admin) how deep each queue is.
 import { api, withQuery } from '../api.js';
-import { Chip, ErrorBox, Time, useAction, useLoad } from '../components.jsx';
+import { Chip, ErrorBox, Id, Time, useAction, useLoad } from '../components.jsx';
 
 /** The kill switch (admin only): stops or restarts all sending, after a confirmation. */
 function KillSwitch() {
@@ -60,6 +61,69 @@ function Queues() {
   );
 }
 
+const percent = (rate) => (rate === null || rate === undefined ? '—' : `${(rate * 100).toFixed(1)} %`);
+
+/** Every tenant's last 5 minutes and the breakers open now (admin only), as the dispatchers
+ * report them every few seconds. */
+function AllTenants() {
+  const overview = useLoad('/v1/overview');
+  const o = overview.data;
+  const busiest = o ? Math.max(1, ...o.minutes.map((m) => m.attempts)) : 1;
+  return (
+    <div class="card wide" role="region" aria-label="All tenants">
+      <h2>All tenants, last 5 minutes</h2>
+      <ErrorBox error={overview.error} />
+      {o ? (
+        <>
+          <dl class="facts">
+            <dt>Attempts</dt><dd class="all-attempts">{o.attempts} ({o.per_second.toFixed(2)}/s)</dd>
+            <dt>Success</dt><dd class="all-success">{percent(o.success_rate)}</dd>
+            <dt>Breakers open</dt><dd class="all-breakers">{o.open_breakers.length}{o.open_breakers_truncated ? '+' : ''}</dd>
+            <dt>Dispatchers reporting</dt><dd>{o.dispatchers_reporting}</dd>
+          </dl>
+          <table class="minutes">
+            <caption class="muted">Attempts per minute (successful part darker)</caption>
+            <thead><tr><th>Minute</th><th>Attempts</th><th>Succeeded</th><th aria-hidden="true"></th></tr></thead>
+            <tbody>
+              {o.minutes.map((m) => (
+                <tr key={m.minute}>
+                  <td><Time value={m.minute} /></td>
+                  <td>{m.attempts}</td>
+                  <td>{m.succeeded}</td>
+                  <td aria-hidden="true" class="bar-cell">
+                    <span class="bar" style={{ width: `${(m.attempts / busiest) * 100}%` }}>
+                      <span class="bar-ok" style={{ width: m.attempts ? `${(m.succeeded / m.attempts) * 100}%` : '0' }} />
+                    </span>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {o.open_breakers.length ? (
+            <table class="breakers">
+              <caption>Open breakers</caption>
+              <thead><tr><th>Endpoint</th><th>Tenant</th><th>URL</th><th>State</th><th>Until</th></tr></thead>
+              <tbody>
+                {o.open_breakers.map((b) => (
+                  <tr key={b.endpoint_id}>
+                    <td><Id value={b.endpoint_id} href={`#/endpoints/${b.endpoint_id}`} /></td>
+                    <td>{b.tenant}</td>
+                    <td><code>{b.url}</code></td>
+                    <td><Chip kind="bad">{b.state}</Chip></td>
+                    <td><Time value={b.open_until} /></td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : <p>No breaker is open.</p>}
+          <p class="muted">Read <Time value={o.read_at} />.{' '}
+            <button type="button" onClick={overview.reload}>Refresh</button></p>
+        </>
+      ) : null}
+    </div>
+  );
+}
+
 /** The last 5 minutes of the tenant's deliveries, summed over its endpoints' health windows. */
 function traffic(endpoints) {
   const windows = endpoints.map((e) => e.health?.windows?.find((w) => w.window === '5m')).filter(Boolean);
@@ -71,7 +135,7 @@ function traffic(endpoints) {
 /** How the tenant's endpoints stand (the first 100). */
 function EndpointSummary({ tenant, isAdmin }) {
   const list = useLoad(tenant ? withQuery('/v1/endpoints', { tenant: isAdmin ? tenant : undefined, limit: 100 }) : null);
-  if (!tenant) return <div class="card"><h2>Endpoints</h2><p>Name a tenant at the top to see its endpoints.</p></div>;
+  if (!tenant) return <div class="card"><h2>Endpoints</h2><p>Name a tenant at the top to see its endpoints one by one.</p></div>;
   const endpoints = list.data?.data ?? [];
   const count = (test) => endpoints.filter(test).length;
   const recent = traffic(endpoints);
@@ -86,7 +150,7 @@ function EndpointSummary({ tenant, isAdmin }) {
         <dt>Disabled</dt><dd>{count((e) => e.disabled)}</dd>
         <dt>Failing now</dt><dd>{count((e) => (e.health?.failure_streak ?? 0) > 0)}</dd>
         <dt>Attempts, 5 min</dt><dd class="attempts-5m">{recent.attempts} ({recent.perSecond.toFixed(2)}/s)</dd>
-        <dt>Success, 5 min</dt><dd>{recent.successRate === null ? '—' : `${(recent.successRate * 100).toFixed(1)} %`}</dd>
+        <dt>Success, 5 min</dt><dd>{percent(recent.successRate)}</dd>
       </dl>
       <a href="#/endpoints">All endpoints →</a>
     </div>
@@ -116,6 +180,7 @@ export function Overview({ isAdmin, tenant }) {
         <EndpointSummary tenant={tenant} isAdmin={isAdmin} />
         <DeadLetterSummary tenant={tenant} isAdmin={isAdmin} />
       </div>
+      {isAdmin ? <AllTenants /> : null}
       {isAdmin ? <Queues /> : null}
     </section>
   );
