@@ -22,8 +22,9 @@ export function Time({ value }) {
   return <time datetime={value} title={`${date.toISOString()} (UTC)`}>{LOCAL_TIME.format(date)}</time>;
 }
 
-/** An id, with a button that copies it. */
-export function Id({ value, href }) {
+/** An id, with a button that copies it (`label`: the button's name, for a value too long or
+ * too secret to be read out). */
+export function Id({ value, href, label }) {
   const [copied, setCopied] = useState(false);
   const shown = useRef(null);
   if (!value) return <span class="muted">—</span>;
@@ -44,7 +45,7 @@ export function Id({ value, href }) {
   return (
     <span class="id">
       {href ? <a href={href}><code ref={shown}>{value}</code></a> : <code ref={shown}>{value}</code>}
-      <button type="button" class="copy" onClick={copy} aria-label={`Copy ${value}`} title="Copy">
+      <button type="button" class="copy" onClick={copy} aria-label={label ?? `Copy ${value}`} title="Copy">
         {copied ? 'copied' : 'copy'}
       </button>
     </span>

@@ -355,14 +355,30 @@ try {
   await page.getByText('The API no longer accepts this key').waitFor();
   await tokenField.waitFor();
 
-  // A portal link the admin issues opens the tenant's pages alone, and sends no events.
-  const link = await call('POST', '/v1/tenants/acme/portal-links', { expires_in: 600 });
-  assert.equal(link.status, 201, JSON.stringify(link.body));
+  // A portal link the admin issues on the overview opens the tenant's pages alone and sends no
+  // events; revoked there, it lets nobody in, saying so.
+  await tokenField.fill(adminToken);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('textbox', { name: 'Tenant' }).fill('acme');
+  await page.getByRole('textbox', { name: 'Tenant' }).press('Enter');
+  await nav('Overview').click();
+  const portalCard = page.getByRole('region', { name: 'Portal link' });
+  await portalCard.getByLabel('Valid for').selectOption('0.25');
+  await portalCard.getByRole('button', { name: 'Issue link' }).click();
+  const address = (await portalCard.locator('.portal-link .id code').textContent()).trim();
+  assert.ok(address.startsWith(`${base}/console/#portal=hsp_`), address);
+  const link = { path: address.slice(base.length), token: address.split('#portal=')[1] };
+  const linkId = (await portalCard.locator('code', { hasText: /^pl_/ }).textContent()).trim();
+  await audit(page, 'overview with a portal link');
+  const linkWho = await call('GET', '/v1/whoami', undefined, link.token);
+  assert.equal(linkWho.body.key_id, `portal:${linkId}`);
+  const lifetime = Date.parse(linkWho.body.expires_at) - Date.now();
+  assert.ok(lifetime > 13 * 60_000 && lifetime <= 15 * 60_000, `a 15-minute link: ${linkWho.body.expires_at}`);
   const portalContext = await browser.newContext({ viewport: { width: 1366, height: 860 } });
   const portal = await portalContext.newPage();
   portal.setDefaultTimeout(SETTLE_MS);
   portal.on('pageerror', (err) => pageErrors.push(err.message));
-  await portal.goto(`${base}${link.body.path}`);
+  await portal.goto(`${base}${link.path}`);
   await portal.getByText('portal until').waitFor();
   assert.ok(!portal.url().includes('hsp_'), 'the link leaves the address once taken');
   const portalNav = portal.getByRole('navigation', { name: 'Pages' });
@@ -377,14 +393,20 @@ try {
   await portal.locator('.plan-count').waitFor();
   await portal.goto(`${base}/console/#/endpoints/${globex.body.id}`);
   await portal.getByText('endpoint not found').waitFor();
-  const portalSend = await call('POST', '/v1/events', { tenant: 'acme', type: 'order.created', payload: {} }, link.body.token);
+  const portalSend = await call('POST', '/v1/events', { tenant: 'acme', type: 'order.created', payload: {} }, link.token);
   assert.equal(portalSend.status, 403, 'a portal link sends no events');
+  await portalCard.getByRole('button', { name: `Revoke link ${linkId}` }).click();
+  await portalCard.locator('.revoked').waitFor();
+  assert.match(dialogs.at(-1), /^Revoke this portal link into acme's pages\?/, 'the revocation asks first');
+  await portalNav.getByRole('link', { name: 'Endpoints', exact: true }).click();
+  await portal.getByText('this portal link was revoked').waitFor();
+  await portal.getByLabel('Admin token or tenant API key').waitFor();
   await portalContext.close();
 
   // An altered link lets nobody in, and says so.
   const altered = await browser.newContext();
   const stranger = await altered.newPage();
-  const token = link.body.token;
+  const token = link.token;
   await stranger.goto(`${base}/console/#portal=${token.slice(0, -2)}${token.endsWith('AA') ? 'BB' : 'AA'}`);
   await stranger.getByText('this portal link is not valid').waitFor();
   await stranger.getByLabel('Admin token or tenant API key').waitFor();

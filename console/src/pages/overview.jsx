@@ -3,6 +3,7 @@
 // letters waiting and (admin) how deep each queue is.
 import { api, withQuery } from '../api.js';
 import { Chip, ErrorBox, Id, Time, useAction, useLoad } from '../components.jsx';
+import { PortalLinks } from './portal_links.jsx';
 
 /** The kill switch (admin only): stops or restarts all sending, after a confirmation. */
 function KillSwitch() {
@@ -179,6 +180,7 @@ export function Overview({ isAdmin, tenant }) {
         {isAdmin ? <KillSwitch /> : null}
         <EndpointSummary tenant={tenant} isAdmin={isAdmin} />
         <DeadLetterSummary tenant={tenant} isAdmin={isAdmin} />
+        {isAdmin ? <PortalLinks key={tenant} tenant={tenant} /> : null}
       </div>
       {isAdmin ? <AllTenants /> : null}
       {isAdmin ? <Queues /> : null}

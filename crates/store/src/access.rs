@@ -23,4 +23,18 @@ pub trait AccessStore: Send + Sync + 'static {
         id: ApiKeyId,
         at: OffsetDateTime,
     ) -> Result<Option<ApiKey>, StoreError>;
+    /// Records the tenant's portal link `link_id` revoked at `at`, until `keep_until` (when no
+    /// link can still be live); revoking it again changes nothing.
+    async fn revoke_portal_link(
+        &self,
+        tenant: &Tenant,
+        link_id: &str,
+        at: OffsetDateTime,
+        keep_until: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// When the portal link `link_id` was revoked, if it was.
+    async fn portal_link_revoked(
+        &self,
+        link_id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError>;
 }

@@ -294,6 +294,8 @@ metered_impl!(AccessStore, ACCESS_OPERATIONS {
     fn get_api_key(id: ApiKeyId) -> Option<ApiKey>;
     fn list_api_keys(tenant: &Tenant) -> Vec<ApiKey>;
     fn revoke_api_key(tenant: &Tenant, id: ApiKeyId, at: OffsetDateTime) -> Option<ApiKey>;
+    fn revoke_portal_link(tenant: &Tenant, link_id: &str, at: OffsetDateTime, keep_until: OffsetDateTime) -> ();
+    fn portal_link_revoked(link_id: &str) -> Option<OffsetDateTime>;
 });
 
 metered_impl!(HealthStore, HEALTH_OPERATIONS {

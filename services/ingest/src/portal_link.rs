@@ -1,9 +1,10 @@
 //! Portal links: short-lived, signed tokens the admin issues for one tenant, so a platform can
 //! let its customer into the console's tenant pages (linked or embedded) without handing out
 //! an API key. A link is `hsp_<claims>.<mac>`: the claims (tenant, expiry, a nonce) in base64,
-//! and their HMAC-SHA256 under a key derived from the admin token. Nothing is stored: every
-//! ingest replica checks a link alone, a link ends at its expiry, and changing the admin token
-//! ends every link at once.
+//! and their HMAC-SHA256 under a key derived from the admin token. Nothing is stored when one
+//! is issued: every ingest replica checks a link alone, a link ends at its expiry, and changing
+//! the admin token ends every link at once. One link is ended early by revoking its id, which
+//! the store keeps until no link could still be live (see [`MOST_LIFETIME`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,6 +22,13 @@ const VERSION: &str = "v1";
 /// Separates the derived key from any other use of the admin token.
 const KEY_CONTEXT: &[u8] = b"hookstream portal link v1";
 const NONCE_BYTES: usize = 12;
+
+/// The longest a link may live: a revocation is kept this long, and [`CLOCK_MARGIN`] more.
+pub const MOST_LIFETIME: time::Duration = time::Duration::hours(24);
+
+/// How far the replicas' clocks may disagree: a link that claims to live longer than
+/// [`MOST_LIFETIME`] by more than this is refused, so no link outlives its revocation's row.
+pub const CLOCK_MARGIN: time::Duration = time::Duration::hours(1);
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -94,6 +102,15 @@ impl PortalLinks {
         ))
     }
 
+    /// Whether `id` has the shape of a link's id (`pl_` and its nonce).
+    pub fn is_link_id(id: &str) -> bool {
+        id.strip_prefix(LINK_ID_PREFIX).is_some_and(|nonce| {
+            URL_SAFE_NO_PAD
+                .decode(nonce)
+                .is_ok_and(|bytes| bytes.len() == NONCE_BYTES)
+        })
+    }
+
     /// Whether `token` has a link's shape (so it is checked here, not as an API key).
     pub fn looks_like_link(token: &str) -> bool {
         token.starts_with(PREFIX)
@@ -139,6 +156,10 @@ impl PortalLinks {
                 expires_at.format(&Rfc3339).unwrap_or_default(),
             ));
         }
+        // Never issued so: a clock far behind, or a key misused.
+        if expires_at > now + MOST_LIFETIME + CLOCK_MARGIN {
+            return Err(LinkError::Invalid);
+        }
         Ok(PortalClaims {
             tenant,
             expires_at,
@@ -181,6 +202,33 @@ mod tests {
         ));
         // Two links for the same tenant and time still differ (the nonce).
         assert_ne!(link, links.issue(&acme(), expires_at).expect("a link").0);
+    }
+
+    #[test]
+    fn an_issued_links_id_has_the_shape_a_revocation_takes() {
+        let links = PortalLinks::new("admin-token");
+        let expires_at = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let (_, link_id) = links.issue(&acme(), expires_at).expect("a link");
+        assert!(PortalLinks::is_link_id(&link_id), "{link_id}");
+        // One claiming a life longer than any link is given is refused.
+        let (too_long, _) = links
+            .issue(
+                &acme(),
+                OffsetDateTime::now_utc() + time::Duration::hours(30),
+            )
+            .expect("a link");
+        assert_eq!(
+            links.check(&too_long, OffsetDateTime::now_utc()),
+            Err(LinkError::Invalid)
+        );
+        for not_one in [
+            "pl_",
+            "pl_short",
+            "key_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "pl_!!!!!!!!!!!!!!!!",
+        ] {
+            assert!(!PortalLinks::is_link_id(not_one), "{not_one}");
+        }
     }
 
     #[test]

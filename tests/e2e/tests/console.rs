@@ -204,6 +204,11 @@ async fn portal_links_act_for_their_tenant_alone(admin: &Api) {
             "/v1/tenants/acme/portal-links".to_owned(),
             Some(json!({})),
         ),
+        (
+            "DELETE",
+            format!("/v1/tenants/acme/portal-links/{link_id}"),
+            None,
+        ),
     ] {
         let answer = call(method, path.clone(), body).await;
         assert_eq!(answer.status, 403, "{method} {path}: {:?}", answer.body);
@@ -226,6 +231,36 @@ async fn portal_links_act_for_their_tenant_alone(admin: &Api) {
         .call("DELETE", &format!("/v1/endpoints/{id}"), None)
         .await;
     assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+
+    // Revoked before it expires: 401 from then on, saying so; another link still works; a
+    // second revocation changes nothing; a malformed id is refused.
+    let other = admin
+        .call("POST", "/v1/tenants/acme/portal-links", None)
+        .await;
+    assert_eq!(other.status, 201, "{:?}", other.body);
+    let revoke = format!("/v1/tenants/acme/portal-links/{link_id}");
+    for _ in 0..2 {
+        let revoked = admin.call("DELETE", &revoke, None).await;
+        assert_eq!(revoked.status, 204, "{:?}", revoked.body);
+    }
+    let refused = call("GET", "/v1/whoami".into(), None).await;
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("portal link was revoked")),
+        "{:?}",
+        refused.body
+    );
+    let still = admin
+        .raw("GET", "/v1/whoami", None, other.body["token"].as_str())
+        .await;
+    assert_eq!(still.status, 200, "{:?}", still.body);
+    let malformed = admin
+        .call("DELETE", "/v1/tenants/acme/portal-links/pl_short", None)
+        .await;
+    assert_eq!(malformed.status, 400, "{:?}", malformed.body);
+    assert_eq!(malformed.body["field"], "id", "{:?}", malformed.body);
 }
 
 /// `GET /v1/queues`: the deliveries topic, each retry tier's and the dead-letter topic, each

@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/whoami"),
     ("get", "/v1/queues"),
     ("get", "/v1/overview"),
+    ("delete", "/v1/tenants/{tenant}/portal-links/{id}"),
     ("get", "/v1/control"),
     ("post", "/v1/control/pause"),
     ("post", "/v1/control/resume"),
@@ -167,7 +168,11 @@ async fn config_with_live_ids(api: &Api) -> String {
         .call("POST", "/v1/tenants/acme/api-keys", Some(json!({})))
         .await;
     assert_eq!(key.status, 201, "{:?}", key.body);
-    let (batch, key) = (id_of(&batch), id_of(&key));
+    let link = api
+        .call("POST", "/v1/tenants/acme/portal-links", Some(json!({})))
+        .await;
+    assert_eq!(link.status, 201, "{:?}", link.body);
+    let (batch, key, link) = (id_of(&batch), id_of(&key), id_of(&link));
     let operation = |path: &str, method: &str, id: &str| {
         format!(
             "[[operations]]\ninclude-path = \"{path}\"\ninclude-method = \"{method}\"\n\
@@ -180,6 +185,7 @@ async fn config_with_live_ids(api: &Api) -> String {
             ("delete", "/v1/endpoints/{id}") => &deleted,
             (_, p) if p.starts_with("/v1/endpoints/") => &kept,
             (_, p) if p.starts_with("/v1/batches/") => &batch,
+            (_, p) if p.contains("/portal-links/") => &link,
             (_, p) if p.starts_with("/v1/tenants/") => &key,
             _ => &delivery,
         };

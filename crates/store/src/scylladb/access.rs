@@ -106,4 +106,37 @@ impl AccessStore for ScyllaStore {
             _ => Ok(None),
         }
     }
+
+    async fn revoke_portal_link(
+        &self,
+        tenant: &Tenant,
+        link_id: &str,
+        at: OffsetDateTime,
+        keep_until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        // The first revocation's time stands (two at once: either time will do).
+        if self.portal_link_revoked(link_id).await?.is_some() {
+            return Ok(());
+        }
+        let ttl = i32::try_from((keep_until - at).whole_seconds().max(1)).unwrap_or(i32::MAX);
+        self.run(
+            &self.statements.insert_portal_link_revocation,
+            (link_id, tenant.as_str(), ts(at), ttl),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn portal_link_revoked(
+        &self,
+        link_id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let result = self
+            .run(&self.statements.select_portal_link_revocation, (link_id,))
+            .await?;
+        first_row::<(Option<CqlTimestamp>,)>(result)?
+            .and_then(|(at,)| at)
+            .map(|at| crate::raw::from_millis(at.0))
+            .transpose()
+    }
 }

@@ -51,6 +51,10 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         11,
         include_str!("../../../../schemas/store/cql/0011_traffic_reports.cql"),
     ),
+    (
+        12,
+        include_str!("../../../../schemas/store/cql/0012_portal_link_revocations.cql"),
+    ),
 ];
 
 /// The statements of a migration file: `;`-terminated, comments (`--`) dropped.
@@ -259,6 +263,10 @@ pub(super) const UPSERT_ENDPOINT_HEALTH: &str =
     "INSERT INTO endpoint_health (endpoint_id, health, updated_at) VALUES (?, ?, ?)";
 pub(super) const SELECT_ENDPOINT_HEALTH: &str =
     "SELECT health FROM endpoint_health WHERE endpoint_id = ?";
+pub(super) const INSERT_PORTAL_LINK_REVOCATION: &str = "INSERT INTO portal_link_revocations \
+     (link_id, tenant, revoked_at) VALUES (?, ?, ?) USING TTL ?";
+pub(super) const SELECT_PORTAL_LINK_REVOCATION: &str =
+    "SELECT revoked_at FROM portal_link_revocations WHERE link_id = ?";
 pub(super) const UPSERT_TRAFFIC_REPORT: &str = "INSERT INTO traffic_reports \
      (minute, reporter, attempts, succeeded, open_breakers, more_breakers, written_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?)";

@@ -165,6 +165,8 @@ prepared_statements! {
     upsert_endpoint_health = cql::UPSERT_ENDPOINT_HEALTH,
     select_endpoint_health = cql::SELECT_ENDPOINT_HEALTH,
     upsert_traffic_report = cql::UPSERT_TRAFFIC_REPORT,
+    insert_portal_link_revocation = cql::INSERT_PORTAL_LINK_REVOCATION,
+    select_portal_link_revocation = cql::SELECT_PORTAL_LINK_REVOCATION,
     select_traffic_reports = cql::SELECT_TRAFFIC_REPORTS,
     upsert_control = cql::UPSERT_CONTROL,
     insert_dead_letter = cql::INSERT_DEAD_LETTER,

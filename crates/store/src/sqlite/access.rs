@@ -92,4 +92,45 @@ impl AccessStore for SqliteStore {
         })
         .await
     }
+
+    async fn revoke_portal_link(
+        &self,
+        tenant: &Tenant,
+        link_id: &str,
+        at: OffsetDateTime,
+        keep_until: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (tenant, link_id) = (tenant.to_string(), link_id.to_owned());
+        let (at, keep_until) = (millis(at), millis(keep_until));
+        self.write(move |conn| {
+            // The first revocation's time stands; rows no link can outlive go.
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO portal_link_revocations \
+                 (link_id, tenant, revoked_at, keep_until) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![link_id, tenant, at, keep_until])?;
+            conn.prepare_cached("DELETE FROM portal_link_revocations WHERE keep_until < ?1")?
+                .execute(params![at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn portal_link_revoked(
+        &self,
+        link_id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let link_id = link_id.to_owned();
+        let revoked_at: Option<i64> = self
+            .point_read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT revoked_at FROM portal_link_revocations WHERE link_id = ?1",
+                )?
+                .query_row(params![link_id], |row| row.get(0))
+                .optional()
+                .map_err(StoreError::from)
+            })
+            .await?;
+        revoked_at.map(crate::raw::from_millis).transpose()
+    }
 }

@@ -68,6 +68,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../../schemas/store/sqlite/0016_traffic_reports.sql"),
     ),
+    (
+        17,
+        include_str!("../../../../schemas/store/sqlite/0017_portal_link_revocations.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest version. Safe to run from several processes at once:

@@ -74,3 +74,31 @@ pub(crate) async fn api_keys_are_kept_per_tenant_and_revoked_once(backend: Backe
             .is_revoked()
     );
 }
+
+/// A revoked portal link is found by its id from another handle; revoking it again keeps the
+/// first time; another link is not revoked.
+pub(crate) async fn portal_link_revocations_are_kept_and_found(backend: Backend) {
+    let f = backend.fixture().await;
+    let other = backend.open().await;
+    let acme = Tenant::parse("acme", "tenant").unwrap();
+    let link = format!("pl_{}", EventId::generate());
+    assert_eq!(other.portal_link_revoked(&link).await.unwrap(), None);
+    let at = now_millis();
+    let keep_until = at + time::Duration::hours(24);
+    f.store
+        .revoke_portal_link(&acme, &link, at, keep_until)
+        .await
+        .unwrap();
+    f.store
+        .revoke_portal_link(&acme, &link, at + time::Duration::seconds(5), keep_until)
+        .await
+        .unwrap();
+    assert_eq!(other.portal_link_revoked(&link).await.unwrap(), Some(at));
+    assert_eq!(
+        other
+            .portal_link_revoked(&format!("pl_{}", EventId::generate()))
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -429,6 +429,7 @@ contract!(
     replays_skip_deleted_and_disabled_endpoints,
     batches_are_listed_for_everyone_or_for_one_tenant,
     api_keys_are_kept_per_tenant_and_revoked_once,
+    portal_link_revocations_are_kept_and_found,
     an_event_set_aside_leaves_the_outbox_for_good,
     a_planted_plain_secret_is_refused_and_stops_only_its_endpoint,
     secrets_under_an_older_key_are_resealed_so_the_old_key_can_go,

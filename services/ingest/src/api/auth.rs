@@ -156,6 +156,12 @@ async fn identify(access: &Access, presented: &str) -> Result<Option<Caller>, Pr
             .portal
             .check(presented, time::OffsetDateTime::now_utc())
             .map_err(|err| Problem::unauthorized_because(err.to_string()))?;
+        if let Some(revoked_at) = access.store.portal_link_revoked(&claims.link_id).await? {
+            return Err(Problem::unauthorized_because(format!(
+                "this portal link was revoked at {}: ask for a new one",
+                crate::api::times::rfc3339(revoked_at)
+            )));
+        }
         return Ok(Some(Caller::Portal {
             tenant: claims.tenant,
             expires_at: claims.expires_at,

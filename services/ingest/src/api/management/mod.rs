@@ -42,6 +42,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(whoami::get))
         .routes(routes!(portal_links::create))
+        .routes(routes!(portal_links::revoke))
         .routes(routes!(queues::get))
         .routes(routes!(overview::get))
         .routes(routes!(control::get))

@@ -19,12 +19,13 @@ use crate::api::problem::Problem;
 use crate::api::schemas;
 use crate::api::times::rfc3339;
 use crate::console;
+use crate::portal_link::{self, PortalLinks};
 
 /// How long a link lasts unless asked otherwise: one visit's worth.
 const DEFAULT_SECONDS: i64 = 3600;
-/// The bounds of `expires_in`: a link cannot be revoked alone, so it must not live long.
+/// The bounds of `expires_in`: a link is a visit's key, not a standing one.
 const MIN_SECONDS: i64 = 60;
-const MAX_SECONDS: i64 = 24 * 3600;
+const MAX_SECONDS: i64 = portal_link::MOST_LIFETIME.whole_seconds();
 
 fn parse_expires_in(value: Option<serde_json::Value>) -> Result<Duration, Problem> {
     let seconds = match value {
@@ -51,9 +52,8 @@ fn parse_expires_in(value: Option<serde_json::Value>) -> Result<Duration, Proble
     tag = "access",
     summary = "Issue a portal link into the console for one tenant (admin token only)",
     description = "The link opens the console's tenant pages (endpoints, deliveries, dead \
-                   letters and their replay) for this tenant until it expires; it cannot send \
-                   events. Nothing is stored: a link cannot be revoked alone (changing the \
-                   admin token ends every link), so keep `expires_in` short.",
+                   letters and their replay) for this tenant until it expires or is revoked by \
+                   its `id`; it cannot send events. Changing the admin token ends every link.",
     params(
         ("tenant" = String, Path, description = "the tenant", pattern = "^[A-Za-z0-9._-]{1,64}$"),
     ),
@@ -91,4 +91,48 @@ pub async fn create(
         "expires_at": rfc3339(expires_at),
     });
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `DELETE /v1/tenants/{tenant}/portal-links/{id}`: the link lets nobody in from now on (each
+/// ingest replica looks for its revocation on every request).
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/portal-links/{id}",
+    tag = "access",
+    summary = "Revoke a portal link before it expires (admin token only)",
+    description = "Takes the link's `id` (`pl_…`, as issued; also in the `created_by` of what \
+                   its holder created). No list of links is kept, so any well-formed id is \
+                   accepted: revoking one that was never issued, or again, changes nothing; the \
+                   tenant is recorded with the revocation, not checked against the link.",
+    params(
+        ("tenant" = String, Path, description = "the tenant", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("id" = String, Path, description = "the link's id", pattern = "^pl_[A-Za-z0-9_-]{16}$"),
+    ),
+    responses(
+        (status = 204, description = "revoked"),
+        schemas::Problems,
+    ),
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    caller.require_admin()?;
+    let tenant = Tenant::parse(&tenant, "tenant")?;
+    if !PortalLinks::is_link_id(&id) {
+        return Err(Problem::invalid(
+            "id",
+            "must be a portal link's id, `pl_` and 16 characters, as it was issued",
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let keep_until = now + portal_link::MOST_LIFETIME + portal_link::CLOCK_MARGIN;
+    state
+        .intake
+        .store
+        .revoke_portal_link(&tenant, &id, now, keep_until)
+        .await?;
+    tracing::warn!(%tenant, link_id = %id, "portal link revoked");
+    Ok(StatusCode::NO_CONTENT)
 }
