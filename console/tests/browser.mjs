@@ -217,6 +217,8 @@ try {
   });
   assert.deepEqual(unbatched.health_rules, { warn_streak: 50, disable_after: 'never' }, 'the rules stay');
   assert.equal(unbatched.max_attempts, 5);
+  await page.locator(`.changed-at time[datetime="${unbatched.updated_at}"]`).waitFor();
+  await shot('endpoint');
 
   // Send an event; see its delivery and its attempt.
   const firstEvent = await sendEvent('acme', { order: 1 });
