@@ -159,8 +159,8 @@ function changedFields(endpoint, form) {
   if (form.onDeadLetter !== endpoint.on_dead_letter) changes.on_dead_letter = form.onDeadLetter;
   const batch = batchOf(form);
   if (canonical(batch) !== canonical(endpoint.batch ?? null)) changes.batch = batch;
-  const rules = rulesOf(form);
-  if (canonical(rules) !== canonical(endpoint.health_rules ?? null)) changes.health_rules = rules;
+  const rules = rulesOf(form, endpoint.health_rules);
+  if (canonical(rules) !== canonical(orNull(endpoint.health_rules))) changes.health_rules = rules;
   return changes;
 }
 
@@ -179,22 +179,30 @@ function batchOf(form) {
 /** The health-rule fields and how each is sent: numbers as numbers, durations as text. */
 const RULE_FIELDS = [
   ['warn_success_rate', 'Warn under this success rate', 'number', '0.9'],
-  ['warn_min_attempts', '… with at least these attempts', 'number', '20'],
-  ['warn_window', '… over this window', 'text', '5m'],
+  ['warn_min_attempts', 'Success-rate warning: at least these attempts', 'number', '20'],
+  ['warn_window', 'Success-rate warning: over this window', 'text', '5m'],
   ['warn_streak', 'Warn after this many failures in a row', 'number', '10'],
   ['disable_after', 'Disable after failing for', 'text', '5d, or never'],
   ['disable_streak', 'Disable after this many failures in a row', 'number', 'none'],
 ];
 
-/** The endpoint's own health rules from the form (blank: the installation's), null if none. */
-function rulesOf(form) {
-  const rules = {};
+/** The endpoint's own health rules from the form (blank: the installation's), null if none.
+ * A rule this form does not know (from a newer API) is kept as it is; text that is not a
+ * number goes as typed, so the API names the field. */
+function rulesOf(form, stored) {
+  const known = new Set(RULE_FIELDS.map(([key]) => key));
+  const rules = Object.fromEntries(Object.entries(stored ?? {}).filter(([key]) => !known.has(key)));
   for (const [key, , kind] of RULE_FIELDS) {
     const text = String(form.rules[key] ?? '').trim();
-    if (text !== '') rules[key] = kind === 'number' ? Number(text) : text;
+    if (text === '') continue;
+    const number = Number(text);
+    rules[key] = kind === 'number' && Number.isFinite(number) ? number : text;
   }
   return Object.keys(rules).length ? rules : null;
 }
+
+/** Settings objects as compared: an empty one is none. */
+const orNull = (value) => (value && Object.keys(value).length ? value : null);
 
 function EditEndpoint({ endpoint, onSaved }) {
   const [form, setForm] = useState({
@@ -259,7 +267,7 @@ function EditEndpoint({ endpoint, onSaved }) {
       <fieldset>
         <legend>Health rules (blank: the installation's)</legend>
         {RULE_FIELDS.map(([key, label, kind, placeholder]) => (
-          <label key={key}>{label} <input type={kind} step={kind === 'number' ? 'any' : undefined}
+          <label key={key}>{label} <input inputmode={kind === 'number' ? 'decimal' : undefined}
             value={form.rules[key] ?? ''} placeholder={placeholder} onInput={setRule(key)} /></label>
         ))}
       </fieldset>
@@ -306,11 +314,13 @@ export function EndpointDetail({ id }) {
           <dt>Last success</dt><dd><Time value={health.data.last_success_at} /></dd>
           <dt>Last failure</dt><dd>{health.data.last_failure
             ? <><Time value={health.data.last_failure.at} /> ({health.data.last_failure.class})</> : '—'}</dd>
-          <dt>Breaker</dt><dd>{shown.circuit?.state}{shown.circuit?.open_until ? <> until <Time value={shown.circuit.open_until} /></> : null}</dd>
-          <dt>Created</dt><dd><Time value={shown.created_at} /></dd>
-          <dt>Changed</dt><dd class="changed-at"><Time value={shown.updated_at} /></dd>
         </dl>
       ) : null}
+      <dl class="facts">
+        <dt>Breaker</dt><dd>{shown.circuit?.state}{shown.circuit?.open_until ? <> until <Time value={shown.circuit.open_until} /></> : null}</dd>
+        <dt>Created</dt><dd><Time value={shown.created_at} /></dd>
+        <dt>Changed</dt><dd class="changed-at"><Time value={shown.updated_at} /></dd>
+      </dl>
       <EditEndpoint key={shown.updated_at} endpoint={shown} onSaved={() => { endpoint.reload(); health.reload(); }} />
     </section>
   );
