@@ -254,10 +254,11 @@ async fn a_burst_to_an_endpoint_that_keeps_up_waits_in_kafka_not_on_a_tier() {
         started.elapsed()
     );
     assert!(holds >= 1.0, "the partition was never held");
-    // Without holds all but the lane's twenty would be parked; a stall of the test machine
-    // longer than a hold allows (a quarter second without a delivery) parks a few.
+    // Without holds all but the lane's twenty (580) would be parked; a stall of the test
+    // machine longer than a hold allows (a quarter second without a delivery) parks some: one
+    // CI run on a loaded machine parked 99 (the burst took twice its usual time).
     assert!(
-        parked <= (BURST / 20) as f64,
+        parked <= (BURST / 4) as f64,
         "{parked} of {BURST} tasks parked on a tier"
     );
     assert_each_delivered_once(&receiver, BURST);
