@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::delivery::AttemptClass;
+use crate::traffic::minute_of;
 
 /// The windows shown, by name and length in minutes. Counts are kept per minute: a window
 /// covers the minute under way and the whole minutes before it.
@@ -80,10 +81,6 @@ pub struct WindowSummary {
     /// Latency percentiles (p50, p90, p99) in ms, as the upper bound of the bucket they fall
     /// in; `None` without attempts, or (for the slowest bucket) past the last bound.
     pub latency_ms: [Option<u64>; 3],
-}
-
-fn minute_of(at: OffsetDateTime) -> i64 {
-    at.unix_timestamp().div_euclid(60)
 }
 
 impl EndpointHealth {
